@@ -1,0 +1,204 @@
+//! Piece maths: how an object is cut into pieces, and the bitmap of which pieces a peer holds.
+//!
+//! Invariants: pieces are contiguous, cover the object exactly, all but the last have the piece
+//! length, and the last is non-empty. An empty object has zero pieces.
+
+use serde::{Deserialize, Serialize};
+
+pub const MIN_PIECE_LENGTH: u64 = 4 * 1024 * 1024;
+pub const MAX_PIECE_LENGTH: u64 = 64 * 1024 * 1024;
+/// The automatic piece length aims for at most this many pieces.
+const TARGET_PIECE_COUNT: u64 = 500;
+
+/// Upstream's rule: next power of two of `content_length / 500`, clamped to 4..=64 MiB.
+pub fn piece_length_for(content_length: u64) -> u64 {
+    let raw = (content_length / TARGET_PIECE_COUNT).max(1);
+    raw.checked_next_power_of_two()
+        .unwrap_or(MAX_PIECE_LENGTH)
+        .clamp(MIN_PIECE_LENGTH, MAX_PIECE_LENGTH)
+}
+
+/// How an object of a known length is divided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceLayout {
+    pub content_length: u64,
+    pub piece_length: u64,
+}
+
+impl PieceLayout {
+    /// `piece_length` of `None` picks [`piece_length_for`].
+    pub fn new(content_length: u64, piece_length: Option<u64>) -> Self {
+        Self {
+            content_length,
+            piece_length: piece_length
+                .filter(|&l| l > 0)
+                .unwrap_or_else(|| piece_length_for(content_length)),
+        }
+    }
+
+    pub fn piece_count(&self) -> u32 {
+        u32::try_from(self.content_length.div_ceil(self.piece_length)).unwrap_or(u32::MAX)
+    }
+
+    /// Byte offset and length of piece `number`; `None` past the end.
+    pub fn range(&self, number: u32) -> Option<(u64, u64)> {
+        let offset = u64::from(number).checked_mul(self.piece_length)?;
+        if offset >= self.content_length {
+            return None;
+        }
+        Some((offset, self.piece_length.min(self.content_length - offset)))
+    }
+
+    /// The piece that holds byte `offset`.
+    pub fn piece_of(&self, offset: u64) -> u32 {
+        u32::try_from(offset / self.piece_length).unwrap_or(u32::MAX)
+    }
+}
+
+/// Which pieces are held. Serialised as hex of the packed bits (bit `n % 8` of byte `n / 8`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bitmap {
+    bits: Vec<u8>,
+    len: u32,
+    ones: u32,
+}
+
+impl Bitmap {
+    pub fn new(len: u32) -> Self {
+        Self {
+            bits: vec![0; (len as usize).div_ceil(8)],
+            len,
+            ones: 0,
+        }
+    }
+
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn count(&self) -> u32 {
+        self.ones
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.ones == self.len
+    }
+
+    pub fn get(&self, n: u32) -> bool {
+        n < self.len && self.bits[(n / 8) as usize] & (1 << (n % 8)) != 0
+    }
+
+    /// Sets bit `n`; returns whether it was newly set. Out-of-range bits are ignored.
+    pub fn set(&mut self, n: u32) -> bool {
+        if n >= self.len || self.get(n) {
+            return false;
+        }
+        self.bits[(n / 8) as usize] |= 1 << (n % 8);
+        self.ones += 1;
+        true
+    }
+
+    pub fn clear(&mut self, n: u32) {
+        if self.get(n) {
+            self.bits[(n / 8) as usize] &= !(1 << (n % 8));
+            self.ones -= 1;
+        }
+    }
+
+    pub fn ones(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len).filter(|&n| self.get(n))
+    }
+
+    pub fn missing(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.len).filter(|&n| !self.get(n))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(&self.bits)
+    }
+
+    pub fn from_hex(len: u32, s: &str) -> Option<Self> {
+        let bits = hex::decode(s).ok()?;
+        if bits.len() != (len as usize).div_ceil(8) {
+            return None;
+        }
+        let mut map = Self::new(len);
+        for n in 0..len {
+            if bits[(n / 8) as usize] & (1 << (n % 8)) != 0 {
+                map.set(n);
+            }
+        }
+        Some(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn piece_length_table_matches_upstream() {
+        assert_eq!(piece_length_for(0), 4 * MIB);
+        assert_eq!(piece_length_for(100 * MIB), 4 * MIB);
+        assert_eq!(piece_length_for(2000 * MIB), 4 * MIB);
+        assert_eq!(piece_length_for(3000 * MIB), 8 * MIB);
+        assert_eq!(piece_length_for(6000 * MIB), 16 * MIB);
+        assert_eq!(piece_length_for(100_000 * MIB), 64 * MIB);
+    }
+
+    #[test]
+    fn empty_object_has_no_pieces() {
+        let layout = PieceLayout::new(0, None);
+        assert_eq!(layout.piece_count(), 0);
+        assert_eq!(layout.range(0), None);
+    }
+
+    proptest! {
+        #[test]
+        fn piece_length_is_a_clamped_power_of_two(len in 0u64..(1u64 << 45)) {
+            let p = piece_length_for(len);
+            prop_assert!(p.is_power_of_two());
+            prop_assert!((MIN_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&p));
+            // Never more than 500 pieces unless the 64 MiB cap forces it.
+            let count = len.div_ceil(p);
+            prop_assert!(count <= TARGET_PIECE_COUNT || p == MAX_PIECE_LENGTH);
+        }
+
+        #[test]
+        fn pieces_tile_the_object_exactly(len in 0u64..(1u64 << 36), explicit in proptest::option::of(1u64..(1u64 << 27))) {
+            let layout = PieceLayout::new(len, explicit);
+            let mut next = 0u64;
+            for n in 0..layout.piece_count() {
+                let (offset, size) = layout.range(n).expect("in range");
+                prop_assert_eq!(offset, next);
+                prop_assert!(size > 0 && size <= layout.piece_length);
+                prop_assert_eq!(layout.piece_of(offset), n);
+                prop_assert_eq!(layout.piece_of(offset + size - 1), n);
+                next = offset + size;
+            }
+            prop_assert_eq!(next, len);
+            prop_assert_eq!(layout.range(layout.piece_count()), None);
+        }
+
+        #[test]
+        fn bitmap_round_trips_and_counts(len in 0u32..2000, picks in proptest::collection::vec(0u32..2100, 0..300)) {
+            let mut map = Bitmap::new(len);
+            let mut expected = std::collections::BTreeSet::new();
+            for p in picks {
+                let newly = map.set(p);
+                prop_assert_eq!(newly, p < len && expected.insert(p));
+            }
+            prop_assert_eq!(map.count() as usize, expected.len());
+            prop_assert_eq!(map.ones().collect::<Vec<_>>(), expected.iter().copied().collect::<Vec<_>>());
+            let back = Bitmap::from_hex(len, &map.to_hex()).expect("round trip");
+            prop_assert_eq!(back, map);
+        }
+    }
+}
