@@ -108,6 +108,63 @@ impl LogHub {
     }
 }
 
+/// What a log-stream client asked for (`GET /api/v1/logs?follow=..&task=..&tail=..`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct LogQuery {
+    #[serde(default)]
+    pub follow: bool,
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Recent records to send first; default 200.
+    #[serde(default)]
+    pub tail: Option<usize>,
+}
+
+impl LogQuery {
+    fn wants(&self, record: &LogRecord) -> bool {
+        match &self.task {
+            Some(task) => record.task_id.as_deref() == Some(task.as_str()),
+            None => true,
+        }
+    }
+}
+
+/// Newline-delimited JSON records for `query`: the recent tail, then (with `follow`) live ones.
+/// A client that falls behind the broadcast buffer skips what it missed rather than stalling
+/// the daemon.
+pub fn ndjson_stream(
+    hub: &LogHub,
+    query: LogQuery,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + Send + 'static
+{
+    let (recent, rx) = hub.subscribe();
+    let tail = query.tail.unwrap_or(200);
+    let mut backlog: Vec<Arc<LogRecord>> = recent.into_iter().filter(|r| query.wants(r)).collect();
+    let skip = backlog.len().saturating_sub(tail);
+    backlog.drain(..skip);
+    let backlog = backlog.into_iter();
+    let follow = query.follow.then_some(rx);
+    futures_util::stream::unfold(
+        (backlog, follow, query),
+        |(mut backlog, mut follow, query)| async move {
+            let record = match backlog.next() {
+                Some(r) => r,
+                None => loop {
+                    let rx = follow.as_mut()?;
+                    match rx.recv().await {
+                        Ok(r) if query.wants(&r) => break r,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                },
+            };
+            let mut line = serde_json::to_vec(&*record).unwrap_or_default();
+            line.push(b'\n');
+            Some((Ok(bytes::Bytes::from(line)), (backlog, follow, query)))
+        },
+    )
+}
+
 /// Keeps the file writer flushing; hold it for the life of the process.
 pub struct TelemetryGuard {
     _file: Option<tracing_appender::non_blocking::WorkerGuard>,

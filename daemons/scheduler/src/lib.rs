@@ -1,1 +1,112 @@
-//! placeholder
+//! dfscheduler: the tracker. It knows which peer holds which pieces of which task, builds each
+//! task's DAG of parents and children, asks seed peers to fetch from the origin first, and sends
+//! peers back to the origin when P2P cannot serve them. All state is in memory.
+//!
+//! [`run`] takes already-bound listeners and a shutdown token, so tests boot schedulers on
+//! port 0 inside one process.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod model;
+pub mod scheduling;
+pub mod selector;
+pub mod service;
+
+use std::sync::Arc;
+
+use df_core::telemetry::LogHub;
+use df_proto::scheduler::v1::scheduler_server::SchedulerServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use scheduling::Scheduler;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("gRPC server on {addr}: {source}")]
+    Grpc {
+        addr: String,
+        source: tonic::transport::Error,
+    },
+    #[error("admin HTTP server on {addr}: {source}")]
+    Http { addr: String, source: std::io::Error },
+}
+
+/// Serves gRPC on `grpc` and the admin API on `http` until `shutdown` is cancelled.
+pub async fn run(
+    grpc: TcpListener,
+    http: TcpListener,
+    config: Config,
+    hub: LogHub,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let grpc_addr = grpc
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let http_addr = http
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let scheduler = Arc::new(Scheduler::new(config));
+
+    let ticker = {
+        let scheduler = scheduler.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(scheduling::TICK);
+            let gc_every = scheduler.config().gc_interval;
+            let mut last_gc = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        scheduler.tick();
+                        if last_gc.elapsed() >= gc_every {
+                            scheduler.gc();
+                            last_gc = tokio::time::Instant::now();
+                        }
+                    }
+                }
+            }
+        })
+    };
+
+    let admin = admin::router(admin::AdminState {
+        scheduler: scheduler.clone(),
+        hub,
+        grpc_addr: grpc_addr.clone(),
+    });
+    let http_shutdown = shutdown.clone();
+    let http_task = async move {
+        axum::serve(http, admin)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await
+            .map_err(|source| RunError::Http {
+                addr: http_addr,
+                source,
+            })
+    };
+
+    let grpc_shutdown = shutdown.clone();
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let grpc_task = async move {
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .add_service(SchedulerServer::new(service::SchedulerService {
+                scheduler: scheduler.clone(),
+            }))
+            .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await })
+            .await
+            .map_err(|source| RunError::Grpc {
+                addr: grpc_addr,
+                source,
+            })
+    };
+    tracing::info!(version = df_core::VERSION, "scheduler started");
+    let result = tokio::try_join!(grpc_task, http_task).map(|_| ());
+    ticker.abort();
+    result
+}

@@ -1,0 +1,185 @@
+//! dfscheduler configuration: the raw YAML shape (unknown keys refused), then the validated
+//! [`Config`] the rest of the crate uses.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use df_core::config::{ConfigError, load_yaml};
+use df_core::telemetry::StderrFormat;
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/dragonfly/dfscheduler.yaml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub scheduler: RawScheduling,
+    pub gc: RawGc,
+    pub log: RawLog,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    pub grpc_addr: String,
+    pub http_addr: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            grpc_addr: "0.0.0.0:8002".into(),
+            http_addr: "0.0.0.0:8080".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawScheduling {
+    /// Parents offered to a peer at once; it spreads piece requests over them.
+    pub candidate_parents: usize,
+    /// Reschedules a peer gets before it is told to go back to source.
+    pub retry_limit: u32,
+    /// How long a peer may wait for a seed to appear before it is sent to the origin.
+    #[serde(with = "humantime_serde")]
+    pub seed_wait: Duration,
+}
+
+impl Default for RawScheduling {
+    fn default() -> Self {
+        Self {
+            candidate_parents: 4,
+            retry_limit: 5,
+            seed_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGc {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A host that has been disconnected (or silent) this long is forgotten with its peers.
+    #[serde(with = "humantime_serde")]
+    pub host_ttl: Duration,
+    /// Failed or departed peers are kept this long for inspection.
+    #[serde(with = "humantime_serde")]
+    pub peer_ttl: Duration,
+    /// A task with no peers left is forgotten after this long.
+    #[serde(with = "humantime_serde")]
+    pub task_ttl: Duration,
+}
+
+impl Default for RawGc {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            host_ttl: Duration::from_secs(300),
+            peer_ttl: Duration::from_secs(600),
+            task_ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub dir: Option<PathBuf>,
+    pub level: String,
+    pub stderr: StderrFormat,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            level: "info".into(),
+            stderr: StderrFormat::Human,
+        }
+    }
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub candidate_parents: usize,
+    pub retry_limit: u32,
+    pub seed_wait: Duration,
+    pub gc_interval: Duration,
+    pub host_ttl: Duration,
+    pub peer_ttl: Duration,
+    pub task_ttl: Duration,
+    pub log_dir: Option<PathBuf>,
+    pub log_level: String,
+    pub log_stderr: StderrFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        // The defaults are valid by construction; validation can only fail on user input.
+        Self::validate(Path::new("<defaults>"), RawConfig::default())
+            .unwrap_or_else(|_| unreachable!("default scheduler config is valid"))
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::validate(path, load_yaml(path)?)
+    }
+
+    pub fn validate(path: &Path, raw: RawConfig) -> Result<Self, ConfigError> {
+        let addr = |key: &str, value: &str| {
+            value.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::invalid(path, key, format!("'{value}' is not an address like 0.0.0.0:8002"))
+            })
+        };
+        if raw.scheduler.candidate_parents == 0 {
+            return Err(ConfigError::invalid(path, "scheduler.candidate_parents", "must be at least 1"));
+        }
+        if raw.gc.interval.is_zero() {
+            return Err(ConfigError::invalid(path, "gc.interval", "must be more than 0s"));
+        }
+        Ok(Self {
+            grpc_addr: addr("server.grpc_addr", &raw.server.grpc_addr)?,
+            http_addr: addr("server.http_addr", &raw.server.http_addr)?,
+            candidate_parents: raw.scheduler.candidate_parents,
+            retry_limit: raw.scheduler.retry_limit,
+            seed_wait: raw.scheduler.seed_wait,
+            gc_interval: raw.gc.interval,
+            host_ttl: raw.gc.host_ttl,
+            peer_ttl: raw.gc.peer_ttl,
+            task_ttl: raw.gc.task_ttl,
+            log_dir: raw.log.dir,
+            log_level: raw.log.level,
+            log_stderr: raw.log.stderr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use df_core::config::parse_yaml;
+
+    #[test]
+    fn bad_address_names_the_key_and_value() {
+        let raw: RawConfig = parse_yaml(Path::new("s.yaml"), "server:\n  grpc_addr: nowhere\n")
+            .expect("parses");
+        let err = Config::validate(Path::new("s.yaml"), raw).expect_err("invalid");
+        let text = err.to_string();
+        assert!(text.contains("s.yaml") && text.contains("server.grpc_addr") && text.contains("nowhere"), "{text}");
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let raw: RawConfig = parse_yaml(Path::new("s.yaml"), "gc:\n  host_ttl: 90s\n").expect("parses");
+        let cfg = Config::validate(Path::new("s.yaml"), raw).expect("valid");
+        assert_eq!(cfg.host_ttl, Duration::from_secs(90));
+    }
+}

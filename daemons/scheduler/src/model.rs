@@ -1,0 +1,265 @@
+//! The scheduler's in-memory model: hosts, tasks, the peers of each task, and the parent ->
+//! child edges between them. No database: a restarted scheduler rebuilds this from hosts
+//! re-announcing what they hold.
+//!
+//! Invariants kept by [`crate::scheduling`]:
+//! - an edge's endpoints are peers of the same task;
+//! - active edges form a DAG (no peer is, through active edges, its own ancestor);
+//! - a task's `digests` are the ones computed by peers that fetched from the origin, and never
+//!   change once set.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use df_core::ids::{HostId, PeerId, PieceDigest, TaskId};
+use df_core::piece::{Bitmap, PieceLayout};
+use df_proto::scheduler::v1 as pb;
+use tokio::sync::mpsc::UnboundedSender;
+
+pub type PeerSender = UnboundedSender<Result<pb::PeerResponse, tonic::Status>>;
+pub type HostSender = UnboundedSender<Result<pb::HostResponse, tonic::Status>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostType {
+    Normal,
+    Seed,
+}
+
+#[derive(Debug)]
+pub struct Host {
+    pub id: HostId,
+    pub info: pb::HostInfo,
+    pub host_type: HostType,
+    pub connected: bool,
+    /// Distinguishes streams so that an old stream closing does not disconnect a new one.
+    pub stream_generation: u64,
+    pub commands: Option<HostSender>,
+    pub last_seen: Instant,
+    pub heartbeat: pb::HostHeartbeat,
+    pub upload_successes: u64,
+    pub upload_failures: u64,
+}
+
+impl Host {
+    pub fn from_info(info: pb::HostInfo, now: Instant) -> Self {
+        let host_type = if info.host_type == pb::HostType::Seed as i32 {
+            HostType::Seed
+        } else {
+            HostType::Normal
+        };
+        Self {
+            id: HostId::from(info.host_id.clone()),
+            info,
+            host_type,
+            connected: false,
+            stream_generation: 0,
+            commands: None,
+            last_seen: now,
+            heartbeat: pb::HostHeartbeat::default(),
+            upload_successes: 0,
+            upload_failures: 0,
+        }
+    }
+
+    /// Share of past piece uploads that succeeded; a host with no history counts as reliable.
+    pub fn success_rate(&self) -> f64 {
+        let total = self.upload_successes + self.upload_failures;
+        if total == 0 {
+            1.0
+        } else {
+            self.upload_successes as f64 / total as f64
+        }
+    }
+
+    pub fn usable_as_parent(&self) -> bool {
+        self.connected && !self.heartbeat.disabled
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerState {
+    /// Registered, waiting for a parent (usually a seed being started).
+    Pending,
+    /// Downloading from parents.
+    Running,
+    /// Downloading from the origin itself.
+    BackToSource,
+    Succeeded,
+    Failed,
+    /// Stream closed before finishing.
+    Left,
+}
+
+impl PeerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::BackToSource => "back_to_source",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Left => "left",
+        }
+    }
+
+    pub fn is_downloading(self) -> bool {
+        matches!(self, Self::Pending | Self::Running | Self::BackToSource)
+    }
+}
+
+#[derive(Debug)]
+pub struct Peer {
+    pub id: PeerId,
+    pub host_id: HostId,
+    pub state: PeerState,
+    pub is_seed: bool,
+    pub bitmap: Bitmap,
+    pub content_path: String,
+    /// `None` for a peer known only from a host re-announce, or once its stream closed.
+    pub tx: Option<PeerSender>,
+    pub stream_generation: u64,
+    /// Parents this peer must not be given again (failed or served a bad piece).
+    pub blocklist: HashSet<PeerId>,
+    pub reschedules: u32,
+    /// A peer that served a piece whose digest did not match: no child gets it again.
+    pub corrupt: bool,
+    pub bytes_from_origin: u64,
+    pub bytes_from_peers: u64,
+    pub registered_at: Instant,
+    pub updated_at: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct Edge {
+    pub bytes: u64,
+    pub pieces: u32,
+    pub failures: u32,
+    pub active: bool,
+    pub blocklisted: bool,
+}
+
+#[derive(Debug)]
+pub struct Task {
+    pub id: TaskId,
+    pub url: String,
+    /// Headers the first requester sent, forwarded to the seed for origin authentication.
+    /// Never shown by the admin API.
+    pub origin_headers: Vec<pb::Header>,
+    pub requested_piece_length: u64,
+    pub object_digest: String,
+    pub layout: Option<PieceLayout>,
+    pub response_headers: Vec<pb::Header>,
+    pub digests: Vec<Option<PieceDigest>>,
+    pub peers: HashMap<PeerId, Peer>,
+    pub edges: HashMap<(PeerId, PeerId), Edge>,
+    /// When a seed was last asked to fetch this task; avoids asking again while it starts.
+    pub seed_requested_at: Option<Instant>,
+    pub created_at: Instant,
+    pub updated_at: Instant,
+}
+
+impl Task {
+    pub fn new(id: TaskId, url: String, now: Instant) -> Self {
+        Self {
+            id,
+            url,
+            origin_headers: Vec::new(),
+            requested_piece_length: 0,
+            object_digest: String::new(),
+            layout: None,
+            response_headers: Vec::new(),
+            digests: Vec::new(),
+            peers: HashMap::new(),
+            edges: HashMap::new(),
+            seed_requested_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    pub fn set_layout(&mut self, layout: PieceLayout) {
+        if self.layout.is_none() {
+            self.layout = Some(layout);
+            self.digests = vec![None; layout.piece_count() as usize];
+        }
+    }
+
+    pub fn piece_count(&self) -> u32 {
+        self.layout.map_or(0, |l| l.piece_count())
+    }
+
+    /// Peers reachable from `peer` through active edges (its current descendants), itself included.
+    pub fn descendants(&self, peer: &PeerId) -> HashSet<PeerId> {
+        let mut children: HashMap<&PeerId, Vec<&PeerId>> = HashMap::new();
+        for ((parent, child), edge) in &self.edges {
+            if edge.active {
+                children.entry(parent).or_default().push(child);
+            }
+        }
+        let mut seen = HashSet::from([peer.clone()]);
+        let mut stack = vec![peer];
+        while let Some(p) = stack.pop() {
+            for c in children.get(p).into_iter().flatten() {
+                if seen.insert((*c).clone()) {
+                    stack.push(c);
+                }
+            }
+        }
+        seen
+    }
+
+    pub fn active_children(&self, parent: &PeerId) -> usize {
+        self.edges
+            .iter()
+            .filter(|((p, _), e)| p == parent && e.active)
+            .count()
+    }
+
+    pub fn deactivate_edges_into(&mut self, child: &PeerId) {
+        for ((_, c), edge) in &mut self.edges {
+            if c == child {
+                edge.active = false;
+            }
+        }
+    }
+
+    pub fn deactivate_edges_of(&mut self, peer: &PeerId) {
+        for ((p, c), edge) in &mut self.edges {
+            if p == peer || c == peer {
+                edge.active = false;
+            }
+        }
+    }
+
+    /// Someone is fetching this task from the origin right now (or was just asked to).
+    pub fn has_origin_fetcher(&self) -> bool {
+        self.peers
+            .values()
+            .any(|p| p.state == PeerState::BackToSource && p.tx.is_some())
+    }
+
+    pub fn send_to_downloaders(&self, except: Option<&PeerId>, msg: &pb::PeerResponse) {
+        for peer in self.peers.values() {
+            if Some(&peer.id) == except || !peer.state.is_downloading() {
+                continue;
+            }
+            if let Some(tx) = &peer.tx {
+                let _ = tx.send(Ok(msg.clone()));
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct State {
+    pub hosts: HashMap<HostId, Host>,
+    pub tasks: HashMap<TaskId, Task>,
+    pub next_generation: u64,
+}
+
+impl State {
+    pub fn generation(&mut self) -> u64 {
+        self.next_generation += 1;
+        self.next_generation
+    }
+}

@@ -1,0 +1,1056 @@
+//! [`Scheduler`]: everything the scheduler decides, behind one lock over the [`State`].
+//!
+//! The gRPC service turns stream messages into calls here; nothing in this module awaits while
+//! holding the lock (replies go out on unbounded channels), so one slow peer never stalls the
+//! others.
+//!
+//! The life of a task: the first peer to register finds no parent. If a seed host is connected,
+//! the scheduler asks it (over its host stream) to fetch the task from the origin and keeps the
+//! peer pending; when the seed registers it is sent back to source and every pending peer gets
+//! it as a parent at once, so pieces flow to children while the seed is still downloading.
+//! Without a seed, the first peer itself goes back to source and becomes everyone's parent. The
+//! peer that fetches from the origin reports each piece's BLAKE3 digest; the scheduler forwards
+//! those digests to every downloader, which verifies each piece it gets from another peer.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use df_core::api;
+use df_core::ids::{HostId, PeerId, PieceDigest, TaskId};
+use df_core::piece::{Bitmap, PieceLayout};
+use df_core::ring::HashRing;
+use df_proto::scheduler::v1 as pb;
+use pb::peer_request::Request as PeerMsg;
+use pb::peer_response::Response as PeerReply;
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::model::{Edge, Host, HostSender, HostType, Peer, PeerSender, PeerState, State, Task};
+use crate::selector::ParentSelector;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("task id '{0}' is not valid")]
+    TaskId(String),
+    #[error("registration for task {0} names no host")]
+    NoHost(String),
+    #[error("scheduler state lock poisoned")]
+    Poisoned,
+}
+
+impl From<RegisterError> for tonic::Status {
+    fn from(e: RegisterError) -> Self {
+        match e {
+            RegisterError::Poisoned => tonic::Status::internal(e.to_string()),
+            _ => tonic::Status::invalid_argument(e.to_string()),
+        }
+    }
+}
+
+pub struct Scheduler {
+    state: Mutex<State>,
+    config: Config,
+    selector: ParentSelector,
+    pub metrics: Metrics,
+    started: Instant,
+}
+
+fn secs_since(t: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(t).as_secs()
+}
+
+impl Scheduler {
+    pub fn new(config: Config) -> Self {
+        Self {
+            selector: ParentSelector {
+                limit: config.candidate_parents,
+            },
+            config,
+            state: Mutex::new(State::default()),
+            metrics: Metrics::new(),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the model as it was at the panic; continuing is
+        // better for a tracker than refusing every peer.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- host stream -------------------------------------------------------------------
+
+    /// A host (re)connected its announce stream. Returns the stream generation.
+    pub fn host_connected(&self, info: pb::HostInfo, commands: HostSender) -> (HostId, u64) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let generation = state.generation();
+        let id = HostId::from(info.host_id.clone());
+        let host = state
+            .hosts
+            .entry(id.clone())
+            .or_insert_with(|| Host::from_info(info.clone(), now));
+        *host = Host {
+            upload_successes: host.upload_successes,
+            upload_failures: host.upload_failures,
+            heartbeat: host.heartbeat,
+            ..Host::from_info(info, now)
+        };
+        host.connected = true;
+        host.stream_generation = generation;
+        host.commands = Some(commands);
+        self.metrics.host_announces.inc();
+        tracing::info!(host_id = %id, seed = host.host_type == HostType::Seed, "host connected");
+        (id, generation)
+    }
+
+    pub fn host_heartbeat(&self, host: &HostId, heartbeat: pb::HostHeartbeat) {
+        let mut state = self.lock();
+        if let Some(h) = state.hosts.get_mut(host) {
+            h.last_seen = Instant::now();
+            h.heartbeat = heartbeat;
+        }
+    }
+
+    /// A host re-announced the tasks it holds (after connecting): rebuild holders from it.
+    pub fn host_held(&self, host_id: &HostId, held: pb::HeldTasks) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        for item in held.tasks {
+            if !item.complete {
+                continue;
+            }
+            let Ok(task_id) = item.task_id.parse::<TaskId>() else {
+                tracing::warn!(host_id = %host_id, task = %item.task_id, "ignoring held task with an invalid id");
+                continue;
+            };
+            let task = state
+                .tasks
+                .entry(task_id.clone())
+                .or_insert_with(|| Task::new(task_id.clone(), item.url.clone(), now));
+            task.set_layout(PieceLayout::new(item.content_length, Some(item.piece_length)));
+            for p in &item.pieces {
+                if let (Some(slot), Some(d)) = (
+                    task.digests.get_mut(p.number as usize),
+                    PieceDigest::from_slice(&p.digest),
+                ) && slot.is_none()
+                {
+                    *slot = Some(d);
+                }
+            }
+            let mut bitmap = Bitmap::new(task.piece_count());
+            for n in 0..bitmap.len() {
+                bitmap.set(n);
+            }
+            let peer_id = PeerId::from(item.peer_id.clone());
+            let peer = task.peers.entry(peer_id.clone()).or_insert_with(|| Peer {
+                id: peer_id.clone(),
+                host_id: host_id.clone(),
+                state: PeerState::Succeeded,
+                is_seed: false,
+                bitmap: Bitmap::default(),
+                content_path: String::new(),
+                tx: None,
+                stream_generation: 0,
+                blocklist: Default::default(),
+                reschedules: 0,
+                corrupt: false,
+                bytes_from_origin: 0,
+                bytes_from_peers: 0,
+                registered_at: now,
+                updated_at: now,
+            });
+            peer.state = PeerState::Succeeded;
+            peer.bitmap = bitmap;
+            peer.content_path = item.content_path;
+            peer.updated_at = now;
+            task.updated_at = now;
+        }
+        let is_seed = state
+            .hosts
+            .get(host_id)
+            .is_some_and(|h| h.host_type == HostType::Seed);
+        for task in state.tasks.values_mut() {
+            for peer in task.peers.values_mut() {
+                if &peer.host_id == host_id {
+                    peer.is_seed = is_seed;
+                }
+            }
+        }
+    }
+
+    pub fn host_evicted(&self, host_id: &HostId, evicted: pb::TaskEvicted) {
+        let Ok(task_id) = evicted.task_id.parse::<TaskId>() else {
+            return;
+        };
+        let peer_id = PeerId::from(evicted.peer_id);
+        let mut state = self.lock();
+        if let Some(task) = state.tasks.get_mut(&task_id)
+            && task.peers.get(&peer_id).is_some_and(|p| &p.host_id == host_id)
+        {
+            remove_peer(task, &peer_id);
+            tracing::info!(task_id = %task_id, peer_id = %peer_id, "peer evicted its copy");
+        }
+    }
+
+    pub fn host_disconnected(&self, host_id: &HostId, generation: u64) {
+        let mut state = self.lock();
+        if let Some(h) = state.hosts.get_mut(host_id)
+            && h.stream_generation == generation
+        {
+            h.connected = false;
+            h.commands = None;
+            h.last_seen = Instant::now();
+            tracing::info!(host_id = %host_id, "host disconnected");
+        }
+    }
+
+    // ---- peer stream -------------------------------------------------------------------
+
+    /// First message of a peer stream. Returns the peer's task, id and stream generation.
+    pub fn peer_register(
+        &self,
+        reg: pb::RegisterPeer,
+        tx: PeerSender,
+    ) -> Result<(TaskId, PeerId, u64), RegisterError> {
+        let task_id: TaskId = reg
+            .task_id
+            .parse()
+            .map_err(|_| RegisterError::TaskId(reg.task_id.clone()))?;
+        let host_info = reg
+            .host
+            .clone()
+            .ok_or_else(|| RegisterError::NoHost(reg.task_id.clone()))?;
+        let now = Instant::now();
+        let peer_id = PeerId::from(reg.peer_id.clone());
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let generation = state.generation();
+        let host_id = HostId::from(host_info.host_id.clone());
+        // A host seen first through a peer registration (failover scheduler) is usable until
+        // its host stream arrives.
+        let host = state.hosts.entry(host_id.clone()).or_insert_with(|| {
+            let mut h = Host::from_info(host_info, now);
+            h.connected = true;
+            h
+        });
+        let is_seed = host.host_type == HostType::Seed;
+        let task = state
+            .tasks
+            .entry(task_id.clone())
+            .or_insert_with(|| Task::new(task_id.clone(), reg.url.clone(), now));
+        if task.origin_headers.is_empty() {
+            task.origin_headers = reg.headers.clone();
+        }
+        if task.requested_piece_length == 0 {
+            task.requested_piece_length = reg.piece_length;
+        }
+        if task.object_digest.is_empty() {
+            task.object_digest = reg.digest.clone();
+        }
+        task.updated_at = now;
+        let bitmap = Bitmap::new(task.piece_count());
+        task.peers.insert(
+            peer_id.clone(),
+            Peer {
+                id: peer_id.clone(),
+                host_id,
+                state: PeerState::Pending,
+                is_seed,
+                bitmap,
+                content_path: reg.content_path.clone(),
+                tx: Some(tx.clone()),
+                stream_generation: generation,
+                blocklist: Default::default(),
+                reschedules: 0,
+                corrupt: false,
+                bytes_from_origin: 0,
+                bytes_from_peers: 0,
+                registered_at: now,
+                updated_at: now,
+            },
+        );
+        self.metrics.peer_registrations.inc();
+        tracing::info!(task_id = %task_id, peer_id = %peer_id, seed = reg.seed, "peer registered");
+
+        if let Some(layout) = task.layout {
+            send(&tx, metadata_reply(layout, &task.response_headers));
+            let known: Vec<pb::PieceDigest> = known_digests(task);
+            if !known.is_empty() {
+                send(&tx, PeerReply::Digests(pb::PieceDigests { pieces: known }));
+            }
+        }
+        if reg.seed {
+            self.back_to_source(task, &peer_id, "seed peer fetches from the origin");
+            task.seed_requested_at = None;
+            // The seed is a parent from its first byte: give it to everyone waiting.
+            self.schedule_waiting(state, &task_id, now);
+        } else {
+            self.schedule(state, &task_id, &peer_id, now);
+        }
+        Ok((task_id, peer_id, generation))
+    }
+
+    pub fn peer_message(&self, task_id: &TaskId, peer_id: &PeerId, msg: PeerMsg) {
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        match msg {
+            PeerMsg::Register(_) => {
+                tracing::warn!(task_id = %task_id, peer_id = %peer_id, "second registration on one stream ignored");
+            }
+            PeerMsg::Metadata(meta) => {
+                let Some(task) = state.tasks.get_mut(task_id) else { return };
+                if task.layout.is_none() {
+                    let layout = PieceLayout::new(meta.content_length, Some(meta.piece_length));
+                    task.set_layout(layout);
+                    task.response_headers = meta.headers;
+                    for peer in task.peers.values_mut() {
+                        if peer.bitmap.len() != layout.piece_count() {
+                            peer.bitmap = Bitmap::new(layout.piece_count());
+                        }
+                    }
+                    let reply = pb::PeerResponse {
+                        response: Some(metadata_reply(layout, &task.response_headers)),
+                    };
+                    task.send_to_downloaders(Some(peer_id), &reply);
+                }
+            }
+            PeerMsg::PieceFinished(pf) => self.piece_finished(state, task_id, peer_id, pf, now),
+            PeerMsg::PieceFailed(pf) => self.piece_failed(state, task_id, peer_id, pf),
+            PeerMsg::Reschedule(req) => {
+                let Some(task) = state.tasks.get_mut(task_id) else { return };
+                let Some(peer) = task.peers.get_mut(peer_id) else { return };
+                for failed in req.failed_parent_ids {
+                    let failed = PeerId::from(failed);
+                    if let Some(edge) = task.edges.get_mut(&(failed.clone(), peer_id.clone())) {
+                        edge.active = false;
+                    }
+                    peer.blocklist.insert(failed);
+                }
+                peer.reschedules += 1;
+                if peer.reschedules > self.config.retry_limit {
+                    self.back_to_source(task, peer_id, "reschedule limit reached");
+                } else {
+                    self.schedule(state, task_id, peer_id, now);
+                }
+            }
+            PeerMsg::Finished(_) => {
+                let Some(task) = state.tasks.get_mut(task_id) else { return };
+                if let Some(peer) = task.peers.get_mut(peer_id) {
+                    peer.state = PeerState::Succeeded;
+                    peer.updated_at = now;
+                    for n in 0..peer.bitmap.len() {
+                        peer.bitmap.set(n);
+                    }
+                }
+                task.deactivate_edges_into(peer_id);
+                task.updated_at = now;
+                self.metrics.downloads.get_or_create(&vec![("outcome", "succeeded")]).inc();
+                tracing::info!(task_id = %task_id, peer_id = %peer_id, "peer finished");
+                self.schedule_waiting(state, task_id, now);
+            }
+            PeerMsg::Failed(f) => {
+                let Some(task) = state.tasks.get_mut(task_id) else { return };
+                if let Some(peer) = task.peers.get_mut(peer_id) {
+                    peer.state = PeerState::Failed;
+                    peer.updated_at = now;
+                }
+                task.deactivate_edges_of(peer_id);
+                self.metrics.downloads.get_or_create(&vec![("outcome", "failed")]).inc();
+                tracing::warn!(task_id = %task_id, peer_id = %peer_id, origin_status = f.origin_status, error = %f.message, "peer failed");
+            }
+            PeerMsg::BackToSourceStarted(b) => {
+                let Some(task) = state.tasks.get_mut(task_id) else { return };
+                if let Some(peer) = task.peers.get_mut(peer_id) {
+                    peer.state = PeerState::BackToSource;
+                    peer.updated_at = now;
+                }
+                task.deactivate_edges_into(peer_id);
+                self.metrics.back_to_source.inc();
+                tracing::info!(task_id = %task_id, peer_id = %peer_id, reason = %b.reason, "peer went back to source on its own");
+                self.schedule_waiting(state, task_id, now);
+            }
+        }
+    }
+
+    pub fn peer_stream_closed(&self, task_id: &TaskId, peer_id: &PeerId, generation: u64) {
+        let mut state = self.lock();
+        let Some(task) = state.tasks.get_mut(task_id) else { return };
+        let Some(peer) = task.peers.get_mut(peer_id) else { return };
+        if peer.stream_generation != generation {
+            return;
+        }
+        peer.tx = None;
+        peer.updated_at = Instant::now();
+        if peer.state.is_downloading() {
+            peer.state = PeerState::Left;
+            task.deactivate_edges_of(peer_id);
+            tracing::info!(task_id = %task_id, peer_id = %peer_id, "peer left before finishing");
+        }
+    }
+
+    fn piece_finished(
+        &self,
+        state: &mut State,
+        task_id: &TaskId,
+        peer_id: &PeerId,
+        pf: pb::PieceFinished,
+        now: Instant,
+    ) {
+        let Some(task) = state.tasks.get_mut(task_id) else { return };
+        task.updated_at = now;
+        let from_origin = pf.source == pb::PieceSource::Origin as i32;
+        if from_origin {
+            let Some(digest) = PieceDigest::from_slice(&pf.digest) else {
+                tracing::warn!(task_id = %task_id, peer_id = %peer_id, piece = pf.number, "origin piece reported without a digest");
+                return;
+            };
+            match task.digests.get_mut(pf.number as usize) {
+                Some(slot @ None) => {
+                    *slot = Some(digest);
+                    let reply = pb::PeerResponse {
+                        response: Some(PeerReply::Digests(pb::PieceDigests {
+                            pieces: vec![pb::PieceDigest {
+                                number: pf.number,
+                                digest: digest.as_bytes().to_vec(),
+                            }],
+                        })),
+                    };
+                    task.send_to_downloaders(Some(peer_id), &reply);
+                }
+                Some(Some(known)) if *known != digest => {
+                    tracing::warn!(task_id = %task_id, peer_id = %peer_id, piece = pf.number, "origin returned different bytes for a piece than before; keeping the first digest");
+                }
+                _ => {}
+            }
+            self.metrics.piece_bytes.get_or_create(&vec![("source", "origin")]).inc_by(pf.length);
+        } else {
+            let parent = PeerId::from(pf.parent_peer_id.clone());
+            let edge = task
+                .edges
+                .entry((parent.clone(), peer_id.clone()))
+                .or_insert_with(|| Edge {
+                    active: true,
+                    ..Edge::default()
+                });
+            edge.bytes += pf.length;
+            edge.pieces += 1;
+            if let Some(parent_host) = task.peers.get(&parent).map(|p| p.host_id.clone())
+                && let Some(h) = state.hosts.get_mut(&parent_host)
+            {
+                h.upload_successes += 1;
+            }
+            self.metrics.piece_bytes.get_or_create(&vec![("source", "peer")]).inc_by(pf.length);
+        }
+        if let Some(peer) = task.peers.get_mut(peer_id) {
+            peer.bitmap.set(pf.number);
+            peer.updated_at = now;
+            if from_origin {
+                peer.bytes_from_origin += pf.length;
+            } else {
+                peer.bytes_from_peers += pf.length;
+            }
+        }
+    }
+
+    fn piece_failed(&self, state: &mut State, task_id: &TaskId, peer_id: &PeerId, pf: pb::PieceFailed) {
+        let Some(task) = state.tasks.get_mut(task_id) else { return };
+        let parent = PeerId::from(pf.parent_peer_id.clone());
+        let reason = pb::PieceFailure::try_from(pf.reason).unwrap_or(pb::PieceFailure::Unreachable);
+        self.metrics
+            .piece_failures
+            .get_or_create(&vec![("reason", reason.as_str_name())])
+            .inc();
+        let edge = task.edges.entry((parent.clone(), peer_id.clone())).or_default();
+        edge.failures += 1;
+        if let Some(parent_host) = task.peers.get(&parent).map(|p| p.host_id.clone())
+            && let Some(h) = state.hosts.get_mut(&parent_host)
+        {
+            h.upload_failures += 1;
+        }
+        match reason {
+            pb::PieceFailure::DigestMismatch => {
+                edge.active = false;
+                edge.blocklisted = true;
+                if let Some(p) = task.peers.get_mut(&parent) {
+                    p.corrupt = true;
+                }
+                if let Some(child) = task.peers.get_mut(peer_id) {
+                    child.blocklist.insert(parent.clone());
+                }
+                tracing::warn!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, "parent served a corrupt piece; blocklisted for this task");
+            }
+            pb::PieceFailure::Unreachable | pb::PieceFailure::Timeout => {
+                edge.active = false;
+                if let Some(child) = task.peers.get_mut(peer_id) {
+                    child.blocklist.insert(parent.clone());
+                }
+                tracing::info!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, error = %pf.message, "parent failed a piece");
+            }
+            pb::PieceFailure::NotFound => {}
+        }
+    }
+
+    /// Finds parents for one peer, or decides that it waits or goes to the origin.
+    fn schedule(&self, state: &mut State, task_id: &TaskId, peer_id: &PeerId, now: Instant) {
+        let Some(task) = state.tasks.get(task_id) else { return };
+        let parents = self.selector.select(state, task, peer_id);
+        if !parents.is_empty() {
+            self.assign_parents(state, task_id, peer_id, parents, now);
+            return;
+        }
+        let seed_host = self.pick_seed(state, task_id, peer_id);
+        let Some(task) = state.tasks.get_mut(task_id) else { return };
+        let waiting_on_seed = task
+            .seed_requested_at
+            .is_some_and(|t| now.duration_since(t) < self.config.seed_wait);
+        if task.has_origin_fetcher() || waiting_on_seed {
+            self.metrics.decision("wait");
+            return;
+        }
+        match seed_host {
+            Some(commands) => {
+                let seed_task = pb::SeedTask {
+                    task_id: task.id.to_string(),
+                    url: task.url.clone(),
+                    headers: task.origin_headers.clone(),
+                    piece_length: task.requested_piece_length,
+                    digest: task.object_digest.clone(),
+                };
+                let sent = commands
+                    .send(Ok(pb::HostResponse {
+                        response: Some(pb::host_response::Response::SeedTask(seed_task)),
+                    }))
+                    .is_ok();
+                if sent {
+                    task.seed_requested_at = Some(now);
+                    self.metrics.decision("seed_triggered");
+                    tracing::info!(task_id = %task_id, peer_id = %peer_id, "asked a seed peer to fetch the task");
+                } else {
+                    self.back_to_source(task, peer_id, "seed peer unreachable");
+                }
+            }
+            None => self.back_to_source(task, peer_id, "no parent and no seed peer"),
+        }
+    }
+
+    /// The seed host that should fetch `task_id`: consistent hashing over connected seeds, so
+    /// repeated triggers for one task land on the same seed.
+    fn pick_seed(&self, state: &State, task_id: &TaskId, child: &PeerId) -> Option<HostSender> {
+        let child_host = state
+            .tasks
+            .get(task_id)
+            .and_then(|t| t.peers.get(child))
+            .map(|p| p.host_id.clone());
+        let seeds: HashMap<String, &Host> = state
+            .hosts
+            .values()
+            .filter(|h| h.host_type == HostType::Seed && h.usable_as_parent() && h.commands.is_some())
+            .filter(|h| Some(&h.id) != child_host.as_ref())
+            .map(|h| (h.id.to_string(), h))
+            .collect();
+        let ring = HashRing::new(seeds.keys().cloned());
+        let owner = ring.owner(task_id.as_str())?;
+        seeds.get(owner).and_then(|h| h.commands.clone())
+    }
+
+    fn assign_parents(
+        &self,
+        state: &mut State,
+        task_id: &TaskId,
+        peer_id: &PeerId,
+        parents: Vec<PeerId>,
+        now: Instant,
+    ) {
+        let Some(task) = state.tasks.get_mut(task_id) else { return };
+        let mut wire = Vec::with_capacity(parents.len());
+        for parent in &parents {
+            let Some(p) = task.peers.get(parent) else { continue };
+            let Some(host) = state.hosts.get(&p.host_id) else { continue };
+            wire.push(pb::Parent {
+                peer_id: parent.to_string(),
+                host_id: host.id.to_string(),
+                ip: host.info.ip.clone(),
+                upload_port: host.info.upload_port,
+                host_type: host.info.host_type,
+            });
+            let edge = task.edges.entry((parent.clone(), peer_id.clone())).or_default();
+            edge.active = true;
+        }
+        let Some(peer) = task.peers.get_mut(peer_id) else { return };
+        if peer.state == PeerState::Pending {
+            peer.state = PeerState::Running;
+        }
+        peer.updated_at = now;
+        if let Some(tx) = &peer.tx {
+            send(tx, PeerReply::Parents(pb::Parents { parents: wire }));
+        }
+        self.metrics.decision("parents");
+    }
+
+    fn back_to_source(&self, task: &mut Task, peer_id: &PeerId, reason: &str) {
+        if let Some(peer) = task.peers.get_mut(peer_id) {
+            peer.state = PeerState::BackToSource;
+            peer.updated_at = Instant::now();
+            if let Some(tx) = &peer.tx {
+                send(
+                    tx,
+                    PeerReply::BackToSource(pb::BackToSource {
+                        reason: reason.to_owned(),
+                    }),
+                );
+            }
+        }
+        task.deactivate_edges_into(peer_id);
+        self.metrics.decision("back_to_source");
+        self.metrics.back_to_source.inc();
+        tracing::info!(task_id = %task.id, peer_id = %peer_id, reason, "peer sent back to source");
+    }
+
+    /// Gives parents to every pending peer of a task that can now have some.
+    fn schedule_waiting(&self, state: &mut State, task_id: &TaskId, now: Instant) {
+        let Some(task) = state.tasks.get(task_id) else { return };
+        let waiting: Vec<PeerId> = task
+            .peers
+            .values()
+            .filter(|p| p.state == PeerState::Pending)
+            .map(|p| p.id.clone())
+            .collect();
+        for peer_id in waiting {
+            let Some(task) = state.tasks.get(task_id) else { return };
+            let parents = self.selector.select(state, task, &peer_id);
+            if !parents.is_empty() {
+                self.assign_parents(state, task_id, &peer_id, parents, now);
+            }
+        }
+    }
+
+    /// Periodic pass (sub-second): pending peers get parents or, after `seed_wait`, the origin;
+    /// running peers with fewer parents than they could use are offered more, so the swarm
+    /// meshes as pieces spread instead of leaning on the first parents it was given.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let task_ids: Vec<TaskId> = state.tasks.keys().cloned().collect();
+        for task_id in task_ids {
+            let Some(task) = state.tasks.get(&task_id) else { continue };
+            let mut actions: Vec<(PeerId, bool)> = Vec::new();
+            for peer in task.peers.values() {
+                match peer.state {
+                    PeerState::Pending => actions.push((
+                        peer.id.clone(),
+                        now.duration_since(peer.registered_at) >= self.config.seed_wait,
+                    )),
+                    PeerState::Running => {
+                        let active_parents = task
+                            .edges
+                            .iter()
+                            .filter(|((_, c), e)| c == &peer.id && e.active)
+                            .count();
+                        if active_parents < self.config.candidate_parents {
+                            actions.push((peer.id.clone(), false));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for (peer_id, overdue) in actions {
+                let Some(task) = state.tasks.get(&task_id) else { break };
+                let current: Vec<PeerId> = task
+                    .edges
+                    .iter()
+                    .filter(|((_, c), e)| c == &peer_id && e.active)
+                    .map(|((p, _), _)| p.clone())
+                    .collect();
+                let parents = self.selector.select(state, task, &peer_id);
+                let is_new = parents.iter().any(|p| !current.contains(p));
+                if is_new {
+                    self.assign_parents(state, &task_id, &peer_id, parents, now);
+                } else if overdue
+                    && let Some(task) = state.tasks.get_mut(&task_id)
+                    && task.peers.get(&peer_id).is_some_and(|p| p.state == PeerState::Pending)
+                {
+                    self.back_to_source(task, &peer_id, "no parent appeared in time");
+                }
+            }
+        }
+    }
+
+    /// Forgets hosts that stopped announcing, peers that failed or left long ago, and idle
+    /// tasks nobody holds.
+    pub fn gc(&self) {
+        let now = Instant::now();
+        let cfg = &self.config;
+        let mut state = self.lock();
+        let silent: Vec<HostId> = state
+            .hosts
+            .values()
+            .filter(|h| now.duration_since(h.last_seen) > cfg.host_ttl)
+            .map(|h| h.id.clone())
+            .collect();
+        for id in &silent {
+            state.hosts.remove(id);
+            tracing::info!(host_id = %id, "forgot a silent host");
+        }
+        let mut removed_peers = 0usize;
+        for task in state.tasks.values_mut() {
+            let gone: Vec<PeerId> = task
+                .peers
+                .values()
+                .filter(|p| {
+                    silent.contains(&p.host_id)
+                        || (matches!(p.state, PeerState::Failed | PeerState::Left)
+                            && now.duration_since(p.updated_at) > cfg.peer_ttl)
+                })
+                .map(|p| p.id.clone())
+                .collect();
+            removed_peers += gone.len();
+            for p in gone {
+                remove_peer(task, &p);
+            }
+        }
+        let before = state.tasks.len();
+        state
+            .tasks
+            .retain(|_, t| !t.peers.is_empty() || now.duration_since(t.updated_at) <= cfg.task_ttl);
+        let removed_tasks = before - state.tasks.len();
+        if removed_peers + removed_tasks + silent.len() > 0 {
+            tracing::info!(hosts = silent.len(), peers = removed_peers, tasks = removed_tasks, "gc");
+        }
+    }
+
+    // ---- views for the admin API --------------------------------------------------------
+
+    pub fn info(&self, grpc_addr: &str) -> api::SchedulerInfo {
+        let state = self.lock();
+        api::SchedulerInfo {
+            version: df_core::VERSION.to_owned(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            grpc_addr: grpc_addr.to_owned(),
+            hosts: state.hosts.len(),
+            tasks: state.tasks.len(),
+            peers: state.tasks.values().map(|t| t.peers.len()).sum(),
+        }
+    }
+
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let state = self.lock();
+        (
+            state.hosts.len(),
+            state.tasks.len(),
+            state.tasks.values().map(|t| t.peers.len()).sum(),
+        )
+    }
+
+    pub fn hosts(&self) -> Vec<api::HostView> {
+        let now = Instant::now();
+        let state = self.lock();
+        let mut out: Vec<api::HostView> = state
+            .hosts
+            .values()
+            .map(|h| api::HostView {
+                host_id: h.id.to_string(),
+                hostname: h.info.hostname.clone(),
+                ip: h.info.ip.clone(),
+                upload_port: port(h.info.upload_port),
+                admin_port: port(h.info.admin_port),
+                proxy_port: port(h.info.proxy_port),
+                host_type: match h.host_type {
+                    HostType::Seed => "seed".into(),
+                    HostType::Normal => "normal".into(),
+                },
+                idc: h.info.idc.clone(),
+                location: h.info.location.clone(),
+                upload_slots: h.info.upload_slots,
+                active_uploads: h.heartbeat.active_uploads,
+                uploaded_bytes: h.heartbeat.uploaded_bytes,
+                disk_used: h.heartbeat.disk_used,
+                disk_capacity: h.heartbeat.disk_capacity,
+                disabled: h.heartbeat.disabled,
+                connected: h.connected,
+                last_seen_secs_ago: secs_since(h.last_seen, now),
+                version: h.info.version.clone(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+        out
+    }
+
+    pub fn tasks(&self) -> Vec<api::TaskSummary> {
+        let now = Instant::now();
+        let state = self.lock();
+        let mut out: Vec<api::TaskSummary> = state.tasks.values().map(|t| summary(t, now)).collect();
+        out.sort_by(|a, b| a.created_secs_ago.cmp(&b.created_secs_ago).then(a.task_id.cmp(&b.task_id)));
+        out
+    }
+
+    pub fn task(&self, id: &TaskId) -> Option<api::TaskDetail> {
+        let now = Instant::now();
+        let state = self.lock();
+        let task = state.tasks.get(id)?;
+        let mut peers: Vec<api::PeerView> = task
+            .peers
+            .values()
+            .map(|p| {
+                let host = state.hosts.get(&p.host_id);
+                api::PeerView {
+                    peer_id: p.id.to_string(),
+                    host_id: p.host_id.to_string(),
+                    ip: host.map(|h| h.info.ip.clone()).unwrap_or_default(),
+                    admin_port: host.map(|h| port(h.info.admin_port)).unwrap_or_default(),
+                    is_seed: p.is_seed,
+                    state: p.state.as_str().to_owned(),
+                    finished_pieces: p.bitmap.count(),
+                    bitmap: p.bitmap.to_hex(),
+                    content_path: p.content_path.clone(),
+                    bytes_from_origin: p.bytes_from_origin,
+                    bytes_from_peers: p.bytes_from_peers,
+                    updated_secs_ago: secs_since(p.updated_at, now),
+                }
+            })
+            .collect();
+        peers.sort_by(|a, b| b.is_seed.cmp(&a.is_seed).then(a.peer_id.cmp(&b.peer_id)));
+        let mut edges: Vec<api::EdgeView> = task
+            .edges
+            .iter()
+            .map(|((p, c), e)| api::EdgeView {
+                parent: p.to_string(),
+                child: c.to_string(),
+                bytes: e.bytes,
+                pieces: e.pieces,
+                failures: e.failures,
+                active: e.active,
+                blocklisted: e.blocklisted,
+            })
+            .collect();
+        edges.sort_by(|a, b| a.parent.cmp(&b.parent).then(a.child.cmp(&b.child)));
+        Some(api::TaskDetail {
+            summary: summary(task, now),
+            peers,
+            edges,
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        f(&mut self.lock())
+    }
+}
+
+fn port(p: u32) -> u16 {
+    u16::try_from(p).unwrap_or_default()
+}
+
+fn summary(t: &Task, now: Instant) -> api::TaskSummary {
+    let count = |s: &[PeerState]| t.peers.values().filter(|p| s.contains(&p.state)).count();
+    api::TaskSummary {
+        task_id: t.id.to_string(),
+        url: t.url.clone(),
+        content_length: t.layout.map(|l| l.content_length),
+        piece_length: t.layout.map(|l| l.piece_length),
+        piece_count: t.layout.map(|l| l.piece_count()),
+        peers_total: t.peers.len(),
+        peers_running: count(&[PeerState::Pending, PeerState::Running, PeerState::BackToSource]),
+        peers_succeeded: count(&[PeerState::Succeeded]),
+        peers_failed: count(&[PeerState::Failed, PeerState::Left]),
+        bytes_from_origin: t.peers.values().map(|p| p.bytes_from_origin).sum(),
+        bytes_from_peers: t.peers.values().map(|p| p.bytes_from_peers).sum(),
+        created_secs_ago: secs_since(t.created_at, now),
+        updated_secs_ago: secs_since(t.updated_at, now),
+    }
+}
+
+fn remove_peer(task: &mut Task, peer: &PeerId) {
+    task.peers.remove(peer);
+    task.edges.retain(|(p, c), _| p != peer && c != peer);
+}
+
+fn known_digests(task: &Task) -> Vec<pb::PieceDigest> {
+    task.digests
+        .iter()
+        .enumerate()
+        .filter_map(|(n, d)| {
+            d.map(|d| pb::PieceDigest {
+                number: u32::try_from(n).unwrap_or(u32::MAX),
+                digest: d.as_bytes().to_vec(),
+            })
+        })
+        .collect()
+}
+
+fn metadata_reply(layout: PieceLayout, headers: &[pb::Header]) -> PeerReply {
+    PeerReply::Metadata(pb::TaskMetadata {
+        content_length: layout.content_length,
+        piece_length: layout.piece_length,
+        headers: headers.to_vec(),
+    })
+}
+
+fn send(tx: &PeerSender, reply: PeerReply) {
+    let _ = tx.send(Ok(pb::PeerResponse {
+        response: Some(reply),
+    }));
+}
+
+/// Period of [`Scheduler::tick`].
+pub const TICK: Duration = Duration::from_millis(250);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn host(name: &str, seed: bool) -> pb::HostInfo {
+        pb::HostInfo {
+            host_id: format!("127.0.0.1-{name}"),
+            hostname: name.into(),
+            ip: "127.0.0.1".into(),
+            upload_port: 1,
+            host_type: if seed { pb::HostType::Seed as i32 } else { pb::HostType::Normal as i32 },
+            upload_slots: 8,
+            ..Default::default()
+        }
+    }
+
+    type Rx = mpsc::UnboundedReceiver<Result<pb::PeerResponse, tonic::Status>>;
+
+    fn register(s: &Scheduler, task: &TaskId, name: &str, seed_flag: bool) -> (PeerId, Rx) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (_, peer, _) = s
+            .peer_register(
+                pb::RegisterPeer {
+                    task_id: task.to_string(),
+                    peer_id: format!("peer-{name}"),
+                    url: "http://o/x".into(),
+                    seed: seed_flag,
+                    host: Some(host(name, false)),
+                    ..Default::default()
+                },
+                tx,
+            )
+            .expect("registers");
+        (peer, rx)
+    }
+
+    fn replies(rx: &mut Rx) -> Vec<PeerReply> {
+        let mut out = Vec::new();
+        while let Ok(Ok(r)) = rx.try_recv() {
+            out.extend(r.response);
+        }
+        out
+    }
+
+    fn task_id() -> TaskId {
+        "a".repeat(64).parse().expect("valid")
+    }
+
+    #[test]
+    fn without_a_seed_the_first_peer_goes_to_the_origin_and_the_next_use_it() {
+        let s = Scheduler::new(Config::default());
+        let t = task_id();
+        let (_, mut first) = register(&s, &t, "h1", false);
+        assert!(matches!(replies(&mut first).as_slice(), [PeerReply::BackToSource(_)]));
+        let (_, mut second) = register(&s, &t, "h2", false);
+        match replies(&mut second).as_slice() {
+            [PeerReply::Parents(p)] => assert_eq!(p.parents[0].peer_id, "peer-h1"),
+            other => panic!("expected parents, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn with_a_seed_host_the_first_peer_waits_and_gets_the_seed_as_parent() {
+        let s = Scheduler::new(Config::default());
+        let (seed_tx, mut seed_rx) = mpsc::unbounded_channel();
+        s.host_connected(host("seed", true), seed_tx);
+        let t = task_id();
+        let (_, mut child) = register(&s, &t, "h1", false);
+        assert!(replies(&mut child).is_empty(), "child waits for the seed");
+        let cmd = seed_rx.try_recv().expect("seed asked").expect("ok");
+        assert!(matches!(cmd.response, Some(pb::host_response::Response::SeedTask(_))));
+        // The seed answers by registering with the seed flag, from the seed host.
+        let (tx, mut seed_peer_rx) = mpsc::unbounded_channel();
+        s.peer_register(
+            pb::RegisterPeer {
+                task_id: t.to_string(),
+                peer_id: "peer-seed".into(),
+                url: "http://o/x".into(),
+                seed: true,
+                host: Some(host("seed", true)),
+                ..Default::default()
+            },
+            tx,
+        )
+        .expect("registers");
+        assert!(matches!(replies(&mut seed_peer_rx).as_slice(), [PeerReply::BackToSource(_)]));
+        match replies(&mut child).as_slice() {
+            [PeerReply::Parents(p)] => assert_eq!(p.parents[0].peer_id, "peer-seed"),
+            other => panic!("expected the seed as parent, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn active_edges_never_form_a_cycle() {
+        let s = Scheduler::new(Config::default());
+        let t = task_id();
+        let mut peers = Vec::new();
+        for i in 0..12 {
+            let (p, rx) = register(&s, &t, &format!("h{i}"), false);
+            peers.push((p, rx));
+        }
+        // Every running peer asks for more parents, several rounds, as starved children do.
+        for _ in 0..4 {
+            for (p, _) in &peers {
+                s.peer_message(&t, p, PeerMsg::Reschedule(pb::RescheduleRequest::default()));
+            }
+            s.tick();
+        }
+        s.with_state(|state| {
+            let task = state.tasks.get(&t).expect("task");
+            for peer in task.peers.keys() {
+                let below = task.descendants(peer);
+                for ((parent, child), e) in &task.edges {
+                    if e.active && child == peer {
+                        assert!(!below.contains(parent), "{parent} -> {peer} closes a cycle");
+                    }
+                }
+            }
+            assert!(task.edges.values().filter(|e| e.active).count() > 12, "peers meshed");
+        });
+    }
+
+    #[test]
+    fn a_corrupt_parent_is_not_offered_again() {
+        let s = Scheduler::new(Config::default());
+        let t = task_id();
+        let (a, _ra) = register(&s, &t, "h1", false);
+        let (b, _rb) = register(&s, &t, "h2", false);
+        let (c, mut rc) = register(&s, &t, "h3", false);
+        replies(&mut rc);
+        s.peer_message(
+            &t,
+            &c,
+            PeerMsg::PieceFailed(pb::PieceFailed {
+                number: 0,
+                parent_peer_id: a.to_string(),
+                reason: pb::PieceFailure::DigestMismatch as i32,
+                message: String::new(),
+            }),
+        );
+        s.peer_message(&t, &c, PeerMsg::Reschedule(pb::RescheduleRequest::default()));
+        for r in replies(&mut rc) {
+            if let PeerReply::Parents(p) = r {
+                assert!(p.parents.iter().all(|x| x.peer_id != a.to_string()));
+                assert!(p.parents.iter().any(|x| x.peer_id == b.to_string()));
+            }
+        }
+        let detail = s.task(&t).expect("task");
+        assert!(detail.edges.iter().any(|e| e.parent == a.to_string() && e.blocklisted));
+    }
+}
