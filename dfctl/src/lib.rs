@@ -1,1 +1,18 @@
-//! placeholder
+//! `dfctl`, the operator's CLI for dragonfly-lite, as a library so its pieces are unit-tested
+//! and the integration tests can drive it in-process.
+//!
+//! - [`cli`]: the clap tree; [`cmd`]: one module per subcommand.
+//! - [`cluster`]: the local cluster's state file; [`process`]: spawning-side process control
+//!   (binary lookup, pid identity by start time, signals); [`daemon_config`]: the daemon
+//!   configs `dfctl up` writes.
+//! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
+//!
+//! Errors are `anyhow` all the way up to `main`, which prints them as one line.
+
+pub mod admin;
+pub mod cli;
+pub mod cluster;
+pub mod cmd;
+pub mod daemon_config;
+pub mod process;
+pub mod render;

@@ -327,7 +327,10 @@ impl OriginStats {
             return;
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.lock_paths().entry(path.to_owned()).or_default().requests += 1;
+        self.lock_paths()
+            .entry(path.to_owned())
+            .or_default()
+            .requests += 1;
     }
 
     fn count_bytes(&self, path: &str, n: u64) {
@@ -408,7 +411,9 @@ struct Origin {
 
 impl Origin {
     fn chunk_size(&self) -> usize {
-        self.bucket.as_ref().map_or(CHUNK_SIZE, TokenBucket::chunk_size)
+        self.bucket
+            .as_ref()
+            .map_or(CHUNK_SIZE, TokenBucket::chunk_size)
     }
 
     /// Waits out the configured first-byte latency; false when shutdown came first.
@@ -442,7 +447,10 @@ impl Origin {
 }
 
 fn shutting_down() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "test origin is shutting down")
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "test origin is shutting down",
+    )
 }
 
 /// Where a body's bytes come from.
@@ -485,7 +493,10 @@ impl BodyCursor {
             Content::Blob { size, seed } => fill_blob(*size, *seed, self.offset, &mut buf),
             Content::File(file) => {
                 file.read_exact(&mut buf).await.map_err(|e| {
-                    io::Error::new(e.kind(), format!("{}: file shrank while served: {e}", self.path))
+                    io::Error::new(
+                        e.kind(),
+                        format!("{}: file shrank while served: {e}", self.path),
+                    )
                 })?;
             }
         }
@@ -493,9 +504,10 @@ impl BodyCursor {
     }
 
     fn into_body(self) -> Body {
-        Body::from_stream(futures_util::stream::unfold(self, |mut cursor| async move {
-            cursor.next_chunk().await.map(|item| (item, cursor))
-        }))
+        Body::from_stream(futures_util::stream::unfold(
+            self,
+            |mut cursor| async move { cursor.next_chunk().await.map(|item| (item, cursor)) },
+        ))
     }
 }
 
@@ -520,7 +532,10 @@ fn object_headers(origin: &Origin, total: u64, outcome: RangeOutcome) -> (Status
             StatusCode::PARTIAL_CONTENT
         }
         RangeOutcome::Unsatisfiable => {
-            headers.insert(header::CONTENT_RANGE, header_value(&format!("bytes */{total}")));
+            headers.insert(
+                header::CONTENT_RANGE,
+                header_value(&format!("bytes */{total}")),
+            );
             headers.remove(header::CONTENT_TYPE);
             StatusCode::RANGE_NOT_SATISFIABLE
         }
@@ -559,7 +574,8 @@ async fn object_response(
             if let Content::File(file) = &mut content
                 && let Err(e) = file.seek(io::SeekFrom::Start(offset)).await
             {
-                return (StatusCode::INTERNAL_SERVER_ERROR, format!("{path}: {e}\n")).into_response();
+                return (StatusCode::INTERNAL_SERVER_ERROR, format!("{path}: {e}\n"))
+                    .into_response();
             }
             BodyCursor {
                 origin,
@@ -582,7 +598,15 @@ async fn blob(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("/blob/{size}/{seed}");
-    object_response(origin, method, path, &headers, size, Content::Blob { size, seed }).await
+    object_response(
+        origin,
+        method,
+        path,
+        &headers,
+        size,
+        Content::Blob { size, seed },
+    )
+    .await
 }
 
 async fn file(
@@ -598,7 +622,11 @@ async fn file(
     };
     // Only plain relative components: a request can never climb out of the root.
     let rel_path = FsPath::new(&rel);
-    if rel.is_empty() || !rel_path.components().all(|c| matches!(c, Component::Normal(_))) {
+    if rel.is_empty()
+        || !rel_path
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)))
+    {
         origin.stats.count_request(&method, &path);
         return (StatusCode::BAD_REQUEST, format!("bad file path '{rel}'\n")).into_response();
     }
@@ -635,7 +663,10 @@ async fn status(
     let path = format!("/status/{code}");
     origin.stats.count_request(&method, &path);
     let Some(status) = code.parse().ok().and_then(|c| StatusCode::from_u16(c).ok()) else {
-        return (StatusCode::BAD_REQUEST, format!("'{code}' is not an HTTP status code\n"))
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("'{code}' is not an HTTP status code\n"),
+        )
             .into_response();
     };
     if !origin.first_byte_delay().await {
@@ -790,7 +821,10 @@ mod tests {
     #[test]
     fn spans_match_outcomes() {
         assert_eq!(RangeOutcome::Full.span(10), Some((0, 10)));
-        assert_eq!(RangeOutcome::Partial { start: 3, end: 3 }.span(10), Some((3, 1)));
+        assert_eq!(
+            RangeOutcome::Partial { start: 3, end: 3 }.span(10),
+            Some((3, 1))
+        );
         assert_eq!(RangeOutcome::Unsatisfiable.span(10), None);
     }
 
@@ -800,7 +834,11 @@ mod tests {
         let whole = blob_bytes(size, 7, 0, size as usize);
         for (offset, len) in [(0, 1), (1, 7), (3, 16), (7, 9), (8, 8), (13, 500), (999, 1)] {
             let part = blob_bytes(size, 7, offset, len);
-            assert_eq!(part, whole[offset as usize..offset as usize + len], "at {offset}+{len}");
+            assert_eq!(
+                part,
+                whole[offset as usize..offset as usize + len],
+                "at {offset}+{len}"
+            );
         }
     }
 
@@ -810,7 +848,10 @@ mod tests {
         let whole = blob_bytes(size, 42, 0, size as usize);
         for split in [0, 1, 8, 4093, CHUNK_SIZE as u64, size - 1, size] {
             let (a, b) = (
-                RangeOutcome::Partial { start: 0, end: split.saturating_sub(1) },
+                RangeOutcome::Partial {
+                    start: 0,
+                    end: split.saturating_sub(1),
+                },
                 resolve_range(Some(&format!("bytes={split}-")), size),
             );
             let mut joined = Vec::new();
@@ -843,7 +884,10 @@ mod tests {
         // The first 50 bytes are the idle credit; the next 100 cost 0.1 s.
         assert_eq!(bucket.reserve(50), Duration::ZERO);
         let wait = bucket.reserve(100);
-        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
         assert_eq!(bucket.chunk_size(), 1024);
         assert_eq!(TokenBucket::new(u64::MAX).chunk_size(), CHUNK_SIZE);
     }
@@ -857,7 +901,9 @@ mod tests {
 
     #[tokio::test]
     async fn serves_whole_ranged_and_head_requests_and_counts_bytes() {
-        let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin starts");
+        let origin = OriginHandle::start(OriginConfig::default())
+            .await
+            .expect("origin starts");
         let size = 2 * CHUNK_SIZE as u64 + 123;
         let url = origin.blob_url(size, 5);
         let http = client();
@@ -877,8 +923,14 @@ mod tests {
             .await
             .expect("ranged get");
         assert_eq!(part.status(), 206);
-        assert_eq!(part.headers()["content-range"], format!("bytes 100-199/{size}"));
-        assert_eq!(part.bytes().await.expect("body"), blob_bytes(size, 5, 100, 100));
+        assert_eq!(
+            part.headers()["content-range"],
+            format!("bytes 100-199/{size}")
+        );
+        assert_eq!(
+            part.bytes().await.expect("body"),
+            blob_bytes(size, 5, 100, 100)
+        );
 
         let bad = http
             .get(&url)
@@ -909,26 +961,44 @@ mod tests {
             .await
             .expect("stats json");
         assert_eq!(snap, origin.stats.snapshot());
-        let reset = http.post(origin.url("/_stats/reset")).send().await.expect("reset");
+        let reset = http
+            .post(origin.url("/_stats/reset"))
+            .send()
+            .await
+            .expect("reset");
         assert!(reset.status().is_success());
         assert_eq!(origin.stats.snapshot(), StatsSnapshot::default());
     }
 
     #[tokio::test]
     async fn status_route_answers_the_code_asked_for() {
-        let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin starts");
-        let resp = client().get(origin.url("/status/503")).send().await.expect("get");
+        let origin = OriginHandle::start(OriginConfig::default())
+            .await
+            .expect("origin starts");
+        let resp = client()
+            .get(origin.url("/status/503"))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.text().await.expect("body"), "origin says 503");
-        let resp = client().get(origin.url("/status/nope")).send().await.expect("get");
+        let resp = client()
+            .get(origin.url("/status/nope"))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(resp.status(), 400);
     }
 
     #[tokio::test]
     async fn files_are_served_from_the_root_only() {
         let dir = tempfile::tempdir().expect("tempdir");
-        tokio::fs::create_dir(dir.path().join("sub")).await.expect("mkdir");
-        tokio::fs::write(dir.path().join("sub/a.txt"), b"hello world").await.expect("write");
+        tokio::fs::create_dir(dir.path().join("sub"))
+            .await
+            .expect("mkdir");
+        tokio::fs::write(dir.path().join("sub/a.txt"), b"hello world")
+            .await
+            .expect("write");
         let origin = OriginHandle::start(OriginConfig {
             root: Some(dir.path().to_owned()),
             ..OriginConfig::default()
@@ -936,7 +1006,11 @@ mod tests {
         .await
         .expect("origin starts");
         let http = client();
-        let resp = http.get(origin.url("/files/sub/a.txt")).send().await.expect("get");
+        let resp = http
+            .get(origin.url("/files/sub/a.txt"))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.text().await.expect("body"), "hello world");
         let resp = http
@@ -947,9 +1021,16 @@ mod tests {
             .expect("get");
         assert_eq!(resp.status(), 206);
         assert_eq!(resp.text().await.expect("body"), "world");
-        let resp = http.get(origin.url("/files/missing")).send().await.expect("get");
+        let resp = http
+            .get(origin.url("/files/missing"))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(resp.status(), 404);
-        let resp = http.get(origin.url("/files/sub/%2E%2E/%2E%2E/etc/passwd")).send().await;
+        let resp = http
+            .get(origin.url("/files/sub/%2E%2E/%2E%2E/etc/passwd"))
+            .send()
+            .await;
         assert_ne!(resp.expect("get").status(), 200);
         assert_eq!(origin.stats.path_bytes("/files/sub/a.txt"), 16);
     }
@@ -984,7 +1065,11 @@ mod tests {
         })
         .await
         .expect("origin starts");
-        let resp = client().get(origin.blob_url(1 << 30, 1)).send().await.expect("get");
+        let resp = client()
+            .get(origin.blob_url(1 << 30, 1))
+            .send()
+            .await
+            .expect("get");
         origin.shutdown.cancel();
         let body = tokio::time::timeout(Duration::from_secs(5), resp.bytes()).await;
         assert!(body.expect("ends promptly").is_err(), "body is cut short");

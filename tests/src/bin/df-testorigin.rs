@@ -52,7 +52,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = listener.local_addr().context("cannot read the bound address")?;
+    let addr = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     let config = OriginConfig {
         root: args.root,
         rate_limit_bytes_per_sec: (args.rate_limit > 0).then_some(args.rate_limit),

@@ -1,0 +1,195 @@
+//! The HTTP client dfctl talks to the daemons' admin APIs with (contract: `df_core::api`).
+//!
+//! Invariants:
+//! - The client never uses a proxy from the environment: the peers may *be* the configured
+//!   proxy, and admin traffic to 127.0.0.1 must not loop through them.
+//! - Errors are one line naming the URL and the innermost cause (`connection refused`,
+//!   `timed out`), not reqwest's nested chain.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+/// A reqwest client configured for admin calls.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// For short calls: every request is bounded by `timeout` end to end.
+    pub fn with_timeout(timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .user_agent(concat!("dfctl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { http })
+    }
+
+    /// For streamed downloads: no total bound (objects can be GiBs), but a stalled connection
+    /// fails after `idle` without a byte.
+    pub fn streaming(connect: Duration, idle: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(connect)
+            .read_timeout(idle)
+            .user_agent(concat!("dfctl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Self { http })
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// `GET http://ADDR/healthz` answers 200.
+    pub async fn healthz(&self, addr: &str) -> anyhow::Result<()> {
+        let url = endpoint(addr, "/healthz")?;
+        let resp = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {url}: {}", describe(&e)))?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let line = first_body_line(resp).await;
+            anyhow::bail!("GET {url}: {status}{}", suffix(&line))
+        }
+    }
+
+    /// `GET http://ADDR{path}` as JSON; `None` on 404.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        addr: &str,
+        path: &str,
+    ) -> anyhow::Result<Option<T>> {
+        let url = endpoint(addr, path)?;
+        let resp = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {url}: {}", describe(&e)))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            let line = first_body_line(resp).await;
+            anyhow::bail!("GET {url}: {status}{}", suffix(&line));
+        }
+        let value = resp
+            .json()
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {url}: unexpected answer: {}", describe(&e)))?;
+        Ok(Some(value))
+    }
+}
+
+/// `http://ADDR{path}` for an admin address given as `HOST:PORT` or `http://HOST:PORT`.
+pub fn endpoint(addr: &str, path: &str) -> anyhow::Result<Url> {
+    let base = if addr.contains("://") {
+        addr.trim_end_matches('/').to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let url = Url::parse(&format!("{base}{path}"))
+        .map_err(|e| anyhow::anyhow!("'{addr}' is not an address (expected HOST:PORT): {e}"))?;
+    anyhow::ensure!(
+        url.scheme() == "http",
+        "'{addr}' is not an admin address (expected HOST:PORT or http://HOST:PORT)"
+    );
+    Ok(url)
+}
+
+/// The innermost cause of a reqwest error, which is the part that says what went wrong.
+pub fn describe(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        return "timed out".to_owned();
+    }
+    let mut inner: &dyn std::error::Error = err;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    let text = inner.to_string();
+    if err.is_connect() && !text.to_ascii_lowercase().contains("connect") {
+        format!("cannot connect: {text}")
+    } else {
+        text
+    }
+}
+
+/// The first line of an error body (at most 200 characters), to quote in an error message.
+pub async fn first_body_line(resp: reqwest::Response) -> String {
+    use futures_util::StreamExt as _;
+    // Error bodies can be large (an HTML page, or an object if a server errs oddly); only the
+    // start is read.
+    const LIMIT: usize = 4096;
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while buf.len() < LIMIT {
+        match stream.next().await {
+            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&buf[..buf.len().min(LIMIT)]);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    line.chars().take(200).collect()
+}
+
+fn suffix(line: &str) -> String {
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_accept_host_port_or_http_urls() {
+        let u = endpoint("127.0.0.1:4002", "/api/v1/info").expect("valid");
+        assert_eq!(u.as_str(), "http://127.0.0.1:4002/api/v1/info");
+        let u = endpoint("http://peer:4002/", "/healthz").expect("valid");
+        assert_eq!(u.as_str(), "http://peer:4002/healthz");
+        assert!(endpoint("https://peer:4002", "/healthz").is_err());
+        assert!(endpoint("not an addr", "/healthz").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_one_line_naming_the_url() {
+        // Bind then drop, so the port is very likely closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind")
+            .port();
+        let client = AdminClient::with_timeout(Duration::from_secs(2)).expect("client");
+        let err = client
+            .healthz(&format!("127.0.0.1:{port}"))
+            .await
+            .expect_err("closed port");
+        let text = format!("{err:#}");
+        assert!(
+            text.starts_with(&format!("GET http://127.0.0.1:{port}/healthz: ")),
+            "{text}"
+        );
+        assert!(!text.contains('\n'), "{text}");
+    }
+}

@@ -1,0 +1,243 @@
+//! The clap derive tree of `dfctl`, the single source of its `--help`, completions and man pages.
+//!
+//! Each subcommand's flags live next to its code in `cmd/<name>.rs` as an `Args` struct; this
+//! file only wires them into the tree and holds the argument groups several commands share
+//! (cluster directory, output format) and value parsers (byte sizes). New subcommands are one
+//! variant here plus one file under `cmd/`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+use crate::render::OutputFormat;
+
+/// Operate dragonfly-lite: run a local cluster, check daemons, download through a peer, find
+/// where a task's pieces are.
+#[derive(Debug, Parser)]
+#[command(
+    name = "dfctl",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a local cluster (schedulers, seed peers, peers) as separate processes on 127.0.0.1.
+    Up(cmd::up::Args),
+    /// Stop the local cluster started by `dfctl up`.
+    Down(cmd::down::Args),
+    /// Check the health of schedulers and peers; exits 1 when any is unhealthy.
+    Status(cmd::status::Args),
+    /// Download a URL through a peer (P2P), to a file or stdout.
+    Get(cmd::get::Args),
+    /// Inspect tasks (objects being distributed) on the schedulers.
+    #[command(subcommand)]
+    Task(cmd::task::Command),
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Up(args) => cmd::up::run(args).await,
+            Command::Down(args) => cmd::down::run(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
+            Command::Get(args) => cmd::get::run(args).await,
+            Command::Task(command) => command.run().await,
+        }
+    }
+}
+
+/// `--dir`: where a local cluster keeps its state, configs, data and logs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterDirArg {
+    /// Local cluster directory [default: $XDG_STATE_HOME/dragonfly-lite/cluster, else
+    /// ~/.local/state/dragonfly-lite/cluster].
+    #[arg(long, value_name = "DIR", env = "DFCTL_CLUSTER_DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl ClusterDirArg {
+    /// The directory as an absolute path (the daemons' configs name paths inside it, and the
+    /// daemons need not share dfctl's working directory).
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        let dir = match &self.dir {
+            Some(dir) => dir.clone(),
+            None => default_cluster_dir(
+                std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
+                std::env::var_os("HOME").map(PathBuf::from),
+            )?,
+        };
+        std::path::absolute(&dir)
+            .with_context(|| format!("cannot make cluster directory '{}' absolute", dir.display()))
+    }
+
+    /// True when the user named a directory, so a missing cluster there is their mistake.
+    pub fn is_explicit(&self) -> bool {
+        self.dir.is_some()
+    }
+}
+
+/// The XDG base-directory rule: a relative `XDG_STATE_HOME` is invalid and ignored.
+pub fn default_cluster_dir(
+    xdg_state_home: Option<PathBuf>,
+    home: Option<PathBuf>,
+) -> anyhow::Result<PathBuf> {
+    if let Some(state) = xdg_state_home.filter(|p| p.is_absolute()) {
+        return Ok(state.join("dragonfly-lite/cluster"));
+    }
+    match home.filter(|p| !p.as_os_str().is_empty()) {
+        Some(home) => Ok(home.join(".local/state/dragonfly-lite/cluster")),
+        None => anyhow::bail!("neither XDG_STATE_HOME nor HOME is set; pass --dir DIR"),
+    }
+}
+
+/// `-o table|json`.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct OutputArg {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+/// Parses a byte count: a plain integer, or one with a decimal (`k`, `MB`, ...) or binary
+/// (`KiB`, `MiB`, ...) suffix, case-insensitive: `0`, `1048576`, `100MiB`, `1.5G`.
+pub fn parse_byte_size(s: &str) -> Result<u64, String> {
+    let trimmed = s.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "ki" | "kib" => 1 << 10,
+        "mi" | "mib" => 1 << 20,
+        "gi" | "gib" => 1 << 30,
+        "ti" | "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{s}' (use B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    if number.is_empty() {
+        return Err(format!("'{s}' is not a byte size"));
+    }
+    if let Ok(n) = number.parse::<u64>() {
+        return n
+            .checked_mul(multiplier)
+            .ok_or_else(|| format!("'{s}' is too large"));
+    }
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{s}' is not a byte size"))?;
+    let bytes = value * multiplier as f64;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("'{s}' is too large"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_clap_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("dfctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn up_defaults_and_sizes_parse() {
+        let cli = parse(&["up", "--dir", "/tmp/c", "--capacity", "2GiB"]).expect("parses");
+        let Command::Up(args) = cli.command else {
+            panic!("expected up");
+        };
+        assert_eq!(args.peers, 3);
+        assert_eq!(args.seed_peers, 1);
+        assert_eq!(args.schedulers, 1);
+        assert_eq!(args.upload_rate_limit, 0);
+        assert_eq!(args.capacity, 2 << 30);
+        assert_eq!(args.dir.dir, Some(PathBuf::from("/tmp/c")));
+        assert!(parse(&["up", "--schedulers", "0"]).is_err());
+    }
+
+    #[test]
+    fn get_and_task_parse() {
+        let cli = parse(&[
+            "get",
+            "http://o/x",
+            "-O",
+            "out",
+            "-H",
+            "A: b",
+            "-H",
+            "C: d",
+            "-o",
+            "json",
+        ])
+        .expect("parses");
+        let Command::Get(args) = cli.command else {
+            panic!("expected get");
+        };
+        assert_eq!(args.headers, ["A: b", "C: d"]);
+        assert_eq!(args.output.output, OutputFormat::Json);
+        let cli = parse(&[
+            "task",
+            "locate",
+            "http://o/x",
+            "--scheduler",
+            "1.2.3.4:8080",
+        ]);
+        assert!(matches!(
+            cli.expect("parses").command,
+            Command::Task(cmd::task::Command::Locate(_))
+        ));
+        assert!(parse(&["task", "ls", "-o", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("0"), Ok(0));
+        assert_eq!(parse_byte_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_byte_size("100MiB"), Ok(100 << 20));
+        assert_eq!(parse_byte_size("100 mb"), Ok(100_000_000));
+        assert_eq!(parse_byte_size("1.5G"), Ok(1_500_000_000));
+        assert_eq!(parse_byte_size("2k"), Ok(2000));
+        assert!(parse_byte_size("").is_err());
+        assert!(parse_byte_size("MiB").is_err());
+        assert!(parse_byte_size("10 parsecs").is_err());
+        assert!(parse_byte_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn default_dir_follows_xdg() {
+        let dir = default_cluster_dir(Some("/state".into()), Some("/home/u".into()));
+        assert_eq!(
+            dir.expect("dir"),
+            PathBuf::from("/state/dragonfly-lite/cluster")
+        );
+        let dir = default_cluster_dir(Some("relative".into()), Some("/home/u".into()));
+        assert_eq!(
+            dir.expect("dir"),
+            PathBuf::from("/home/u/.local/state/dragonfly-lite/cluster")
+        );
+        assert!(default_cluster_dir(None, None).is_err());
+    }
+}

@@ -1,0 +1,424 @@
+//! `dfctl status`: health and identity of every scheduler and peer, from the cluster file or
+//! from `--scheduler` / `--peer` flags.
+//!
+//! Contract for monitoring: exit 0 only when every daemon answered `/healthz` with 200 within
+//! the timeout; otherwise exit 1 and name each unhealthy daemon on stderr. Daemons are probed
+//! concurrently, so one dead host costs one timeout, not one per host.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use df_core::api::{PeerInfo, SchedulerInfo};
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::admin::AdminClient;
+use crate::cli::{ClusterDirArg, OutputArg};
+use crate::cluster::{Role, Target, Targets};
+use crate::render::{self, Cell, OutputFormat, Palette, Table, or_dash};
+
+/// Per-request bound for health and info calls.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub dir: ClusterDirArg,
+    /// A scheduler's admin HTTP address (HOST:PORT); repeatable. Replaces the cluster file.
+    #[arg(long = "scheduler", value_name = "HTTP_ADDR")]
+    pub schedulers: Vec<String>,
+    /// A peer's admin address (HOST:PORT); repeatable. Replaces the cluster file.
+    #[arg(long = "peer", value_name = "ADMIN_ADDR")]
+    pub peers: Vec<String>,
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// The JSON document `-o json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub schedulers: Vec<SchedulerStatus>,
+    pub peers: Vec<PeerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SchedulerStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub addr: String,
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<SchedulerInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `seed`, `peer`, or `unknown` when neither the cluster file nor the daemon said.
+    pub role: String,
+    pub addr: String,
+    pub healthy: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub info: Option<PeerInfo>,
+    pub proxy: Option<String>,
+    pub upload: Option<String>,
+    pub admin: String,
+}
+
+impl StatusReport {
+    /// `label: error` for every unhealthy daemon.
+    pub fn unhealthy(&self) -> Vec<String> {
+        let schedulers = self
+            .schedulers
+            .iter()
+            .filter(|s| !s.healthy)
+            .map(|s| (label(s.name.as_deref(), &s.addr), s.error.clone()));
+        let peers = self
+            .peers
+            .iter()
+            .filter(|p| !p.healthy)
+            .map(|p| (label(p.name.as_deref(), &p.addr), p.error.clone()));
+        schedulers
+            .chain(peers)
+            .map(|(l, e)| format!("{l}: {}", e.unwrap_or_else(|| "unhealthy".to_owned())))
+            .collect()
+    }
+}
+
+fn label(name: Option<&str>, addr: &str) -> String {
+    match name {
+        Some(name) => format!("{name} ({addr})"),
+        None => addr.to_owned(),
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let targets = Targets::resolve(&args.dir, &args.schedulers, &args.peers).await?;
+    let client = AdminClient::with_timeout(PROBE_TIMEOUT)?;
+    let report = probe(&client, &targets).await;
+    match args.output.output {
+        OutputFormat::Json => render::print_json(&report)?,
+        OutputFormat::Table => render::write_stdout(&render_table(&report, Palette::stdout()))?,
+    }
+    let unhealthy = report.unhealthy();
+    if unhealthy.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for line in &unhealthy {
+        eprintln!("dfctl: unhealthy: {line}");
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+/// Probes every target concurrently.
+pub async fn probe(client: &AdminClient, targets: &Targets) -> StatusReport {
+    let schedulers = join_all(
+        targets
+            .schedulers
+            .iter()
+            .map(|t| probe_scheduler(client, t)),
+    );
+    let peers = join_all(targets.peers.iter().map(|t| probe_peer(client, t)));
+    let (schedulers, peers) = futures_util::future::join(schedulers, peers).await;
+    StatusReport { schedulers, peers }
+}
+
+async fn probe_scheduler(client: &AdminClient, target: &Target) -> SchedulerStatus {
+    let (health, info) = futures_util::future::join(
+        client.healthz(&target.addr),
+        client.get_json::<SchedulerInfo>(&target.addr, "/api/v1/info"),
+    )
+    .await;
+    let (healthy, error, info) = combine(health, info, &target.addr);
+    SchedulerStatus {
+        name: target.name().map(str::to_owned),
+        addr: target.addr.clone(),
+        healthy,
+        error,
+        info,
+    }
+}
+
+async fn probe_peer(client: &AdminClient, target: &Target) -> PeerStatus {
+    let (health, info) = futures_util::future::join(
+        client.healthz(&target.addr),
+        client.get_json::<PeerInfo>(&target.addr, "/api/v1/info"),
+    )
+    .await;
+    let (healthy, error, info) = combine(health, info, &target.addr);
+    let record = target.record.as_ref();
+    let role = match (record.map(|r| r.role), &info) {
+        (Some(role), _) => role.as_str(),
+        (None, Some(info)) if info.seed => Role::Seed.as_str(),
+        (None, Some(_)) => Role::Peer.as_str(),
+        (None, None) => "unknown",
+    };
+    let from_info =
+        |port: fn(&PeerInfo) -> u16| info.as_ref().map(|i| format!("{}:{}", i.ip, port(i)));
+    PeerStatus {
+        name: target.name().map(str::to_owned),
+        role: role.to_owned(),
+        addr: target.addr.clone(),
+        healthy,
+        error,
+        proxy: record
+            .and_then(|r| r.proxy_addr.map(|a| a.to_string()))
+            .or_else(|| from_info(|i| i.proxy_port)),
+        upload: record
+            .and_then(|r| r.upload_addr.map(|a| a.to_string()))
+            .or_else(|| from_info(|i| i.upload_port)),
+        admin: target.addr.clone(),
+        info,
+    }
+}
+
+/// Health decides `healthy`; an info failure on a healthy daemon is still reported as `error`.
+fn combine<T>(
+    health: anyhow::Result<()>,
+    info: anyhow::Result<Option<T>>,
+    addr: &str,
+) -> (bool, Option<String>, Option<T>) {
+    let (info, info_error) = match info {
+        Ok(Some(info)) => (Some(info), None),
+        Ok(None) => (None, Some(format!("{addr} has no /api/v1/info (404)"))),
+        Err(e) => (None, Some(format!("{e:#}"))),
+    };
+    match health {
+        Ok(()) => (true, info_error, info),
+        Err(e) => (false, Some(format!("{e:#}")), info),
+    }
+}
+
+/// Two tables, schedulers then peers, with a blank line between.
+pub fn render_table(report: &StatusReport, palette: Palette) -> String {
+    let health = |healthy: bool| {
+        if healthy {
+            Cell::styled("ok", |s| palette.green(s))
+        } else {
+            Cell::styled("DOWN", |s| palette.red(s))
+        }
+    };
+    let mut schedulers = Table::new([
+        "SCHEDULER",
+        "ADDR",
+        "HEALTH",
+        "VERSION",
+        "UPTIME",
+        "HOSTS",
+        "TASKS",
+        "PEERS",
+    ]);
+    for s in &report.schedulers {
+        let i = s.info.as_ref();
+        schedulers.row([
+            Cell::from(s.name.clone().unwrap_or_else(|| "-".to_owned())),
+            Cell::from(s.addr.clone()),
+            health(s.healthy),
+            Cell::from(or_dash(i.map(|i| i.version.clone()))),
+            Cell::from(or_dash(
+                i.map(|i| render::duration(Duration::from_secs(i.uptime_secs))),
+            )),
+            Cell::from(or_dash(i.map(|i| i.hosts))),
+            Cell::from(or_dash(i.map(|i| i.tasks))),
+            Cell::from(or_dash(i.map(|i| i.peers))),
+        ]);
+    }
+    let mut peers = Table::new([
+        "PEER",
+        "ROLE",
+        "ADMIN",
+        "PROXY",
+        "UPLOAD",
+        "HEALTH",
+        "TASKS",
+        "DISK",
+        "UPLOADED",
+        "SCHEDULERS",
+    ]);
+    for p in &report.peers {
+        let i = p.info.as_ref();
+        peers.row([
+            Cell::from(p.name.clone().unwrap_or_else(|| "-".to_owned())),
+            Cell::from(p.role.clone()),
+            Cell::from(p.admin.clone()),
+            Cell::from(or_dash(p.proxy.clone())),
+            Cell::from(or_dash(p.upload.clone())),
+            health(p.healthy),
+            Cell::from(or_dash(i.map(|i| i.tasks))),
+            Cell::from(or_dash(i.map(|i| {
+                format!(
+                    "{}/{}",
+                    render::bytes(i.disk_used),
+                    render::bytes(i.disk_capacity)
+                )
+            }))),
+            Cell::from(or_dash(i.map(|i| render::bytes(i.uploaded_bytes)))),
+            Cell::from(or_dash(i.map(|i| {
+                let up = i.schedulers.iter().filter(|s| s.connected).count();
+                format!("{up}/{} connected", i.schedulers.len())
+            }))),
+        ]);
+    }
+    let mut out = String::new();
+    if !schedulers.is_empty() {
+        out.push_str(&schedulers.render(palette));
+    }
+    if !peers.is_empty() {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(&peers.render(palette));
+    }
+    if out.is_empty() {
+        out.push_str("no daemons to check\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use df_core::api::SchedulerConnection;
+
+    fn peer_info() -> PeerInfo {
+        PeerInfo {
+            version: "0.1.0".into(),
+            host_id: "127.0.0.1-peer-0".into(),
+            hostname: "peer-0".into(),
+            ip: "127.0.0.1".into(),
+            seed: true,
+            upload_port: 4000,
+            admin_port: 4002,
+            proxy_port: 4001,
+            data_dir: "/c/peer-0/data".into(),
+            disk_used: 1 << 20,
+            disk_capacity: 1 << 30,
+            tasks: 2,
+            uptime_secs: 65,
+            schedulers: vec![
+                SchedulerConnection {
+                    addr: "127.0.0.1:8002".into(),
+                    connected: true,
+                },
+                SchedulerConnection {
+                    addr: "127.0.0.1:8003".into(),
+                    connected: false,
+                },
+            ],
+            uploaded_bytes: 0,
+        }
+    }
+
+    fn report() -> StatusReport {
+        StatusReport {
+            schedulers: vec![SchedulerStatus {
+                name: Some("scheduler-0".into()),
+                addr: "127.0.0.1:8080".into(),
+                healthy: true,
+                error: None,
+                info: Some(SchedulerInfo {
+                    version: "0.1.0".into(),
+                    uptime_secs: 185,
+                    grpc_addr: "127.0.0.1:8002".into(),
+                    hosts: 4,
+                    tasks: 1,
+                    peers: 3,
+                }),
+            }],
+            peers: vec![
+                PeerStatus {
+                    name: None,
+                    role: "seed".into(),
+                    addr: "127.0.0.1:4002".into(),
+                    healthy: true,
+                    error: None,
+                    info: Some(peer_info()),
+                    proxy: Some("127.0.0.1:4001".into()),
+                    upload: Some("127.0.0.1:4000".into()),
+                    admin: "127.0.0.1:4002".into(),
+                },
+                PeerStatus {
+                    name: Some("peer-1".into()),
+                    role: "peer".into(),
+                    addr: "127.0.0.1:4012".into(),
+                    healthy: false,
+                    error: Some("GET http://127.0.0.1:4012/healthz: timed out".into()),
+                    info: None,
+                    proxy: None,
+                    upload: None,
+                    admin: "127.0.0.1:4012".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_shape() {
+        let json = serde_json::to_value(report()).expect("json");
+        let s = &json["schedulers"][0];
+        assert_eq!(s["name"], "scheduler-0");
+        assert_eq!(s["healthy"], true);
+        assert!(s.get("error").is_none());
+        assert_eq!(s["info"]["hosts"], 4);
+        let p = &json["peers"][0];
+        assert!(p.get("name").is_none());
+        assert_eq!(p["role"], "seed");
+        assert_eq!(p["proxy"], "127.0.0.1:4001");
+        assert_eq!(p["admin"], "127.0.0.1:4002");
+        let down = &json["peers"][1];
+        assert_eq!(down["healthy"], false);
+        assert!(down["proxy"].is_null(), "always present, null when unknown");
+        assert!(
+            down["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("timed out"))
+        );
+    }
+
+    #[test]
+    fn unhealthy_daemons_are_named() {
+        assert_eq!(
+            report().unhealthy(),
+            ["peer-1 (127.0.0.1:4012): GET http://127.0.0.1:4012/healthz: timed out"]
+        );
+    }
+
+    #[test]
+    fn tables_show_both_sections() {
+        let text = render_table(&report(), Palette::plain());
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("SCHEDULER"), "{text}");
+        assert!(
+            lines[1].contains("ok") && lines[1].contains("3m05s"),
+            "{text}"
+        );
+        assert_eq!(lines[2], "");
+        assert!(
+            lines[4].contains("1.0 MiB/1.0 GiB") && lines[4].contains("1/2 connected"),
+            "{text}"
+        );
+        assert!(lines[5].contains("DOWN"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_peer_is_unhealthy() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind")
+            .port();
+        let targets = Targets {
+            schedulers: vec![],
+            peers: vec![Target::from_flag(&format!("127.0.0.1:{port}"))],
+        };
+        let client = AdminClient::with_timeout(PROBE_TIMEOUT).expect("client");
+        let report = probe(&client, &targets).await;
+        assert!(!report.peers[0].healthy);
+        assert_eq!(report.peers[0].role, "unknown");
+        assert_eq!(report.unhealthy().len(), 1);
+    }
+}

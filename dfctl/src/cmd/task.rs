@@ -1,0 +1,421 @@
+//! `dfctl task ...`: what the schedulers know about tasks.
+//!
+//! - `task locate <TASK_ID|URL>`: which peers hold (or are fetching) a task, merged over every
+//!   scheduler, since with several schedulers a task lives on the one its id hashes to and the
+//!   operator should not have to know which.
+//! - `task ls`: every task on every scheduler.
+//!
+//! A URL becomes a task id exactly as the peers compute it (`TaskId::from_url` with default
+//! parameters), so `locate` finds downloads made without a tag or application.
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use df_core::api::{PeerView, TaskDetail, TaskSummary};
+use df_core::ids::{TaskId, TaskIdParams};
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::admin::AdminClient;
+use crate::cli::{ClusterDirArg, OutputArg};
+use crate::cluster::{Target, Targets};
+use crate::render::{self, OutputFormat, Palette, Table, or_dash};
+
+const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Show which peers hold a task's pieces.
+    Locate(LocateArgs),
+    /// List the tasks the schedulers know.
+    Ls(LsArgs),
+}
+
+impl Command {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Self::Locate(args) => locate(args).await,
+            Self::Ls(args) => ls(args).await,
+        }
+    }
+}
+
+/// Which schedulers to ask.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    pub dir: ClusterDirArg,
+    /// A scheduler's admin HTTP address (HOST:PORT); repeatable. Replaces the cluster file.
+    #[arg(long = "scheduler", value_name = "HTTP_ADDR")]
+    pub schedulers: Vec<String>,
+}
+
+impl SchedulerArgs {
+    async fn targets(&self) -> anyhow::Result<Vec<Target>> {
+        let targets = Targets::resolve(&self.dir, &self.schedulers, &[]).await?;
+        anyhow::ensure!(
+            !targets.schedulers.is_empty(),
+            "the local cluster has no schedulers; pass --scheduler HTTP_ADDR"
+        );
+        Ok(targets.schedulers)
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LocateArgs {
+    /// A task id (64 hex characters) or the URL of the object.
+    pub task: String,
+    #[command(flatten)]
+    pub schedulers: SchedulerArgs,
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub schedulers: SchedulerArgs,
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// The task id a `locate` argument names: a URL is hashed as the peers hash it.
+pub fn task_id_of(arg: &str) -> anyhow::Result<TaskId> {
+    if arg.contains("://") {
+        df_core::ids::validate_http_url(arg)?;
+        Ok(TaskId::from_url(arg, &TaskIdParams::default())?)
+    } else {
+        Ok(arg.parse::<TaskId>()?)
+    }
+}
+
+/// The JSON document of `task locate -o json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Location {
+    pub task_id: String,
+    pub url: String,
+    pub content_length: Option<u64>,
+    pub piece_count: Option<u32>,
+    /// Admin addresses of the schedulers that know the task.
+    pub schedulers: Vec<String>,
+    pub peers: Vec<PeerView>,
+}
+
+impl Location {
+    /// Merges the views of several schedulers; a peer seen twice keeps its freshest view.
+    pub fn merge(task_id: &TaskId, found: Vec<(String, TaskDetail)>) -> Option<Self> {
+        let first = found.first()?.1.summary.clone();
+        let mut peers: BTreeMap<String, PeerView> = BTreeMap::new();
+        for (_, detail) in &found {
+            for peer in &detail.peers {
+                let fresher = peers
+                    .get(&peer.peer_id)
+                    .is_none_or(|known| peer.updated_secs_ago < known.updated_secs_ago);
+                if fresher {
+                    peers.insert(peer.peer_id.clone(), peer.clone());
+                }
+            }
+        }
+        Some(Self {
+            task_id: task_id.to_string(),
+            url: first.url,
+            content_length: found.iter().find_map(|(_, d)| d.summary.content_length),
+            piece_count: found.iter().find_map(|(_, d)| d.summary.piece_count),
+            schedulers: found.into_iter().map(|(addr, _)| addr).collect(),
+            peers: peers.into_values().collect(),
+        })
+    }
+
+    pub fn table(&self) -> Table {
+        let mut table = Table::new([
+            "PEER ID",
+            "HOST",
+            "SEED",
+            "STATE",
+            "PIECES",
+            "PERCENT",
+            "CONTENT PATH",
+        ]);
+        for p in &self.peers {
+            let (pieces, percent) = match self.piece_count {
+                Some(total) if total > 0 => (
+                    format!("{}/{total}", p.finished_pieces),
+                    format!(
+                        "{:.0}%",
+                        f64::from(p.finished_pieces) * 100.0 / f64::from(total)
+                    ),
+                ),
+                Some(_) => ("0/0".to_owned(), "100%".to_owned()),
+                None => (format!("{}/?", p.finished_pieces), "-".to_owned()),
+            };
+            table.row([
+                p.peer_id.clone(),
+                p.host_id.clone(),
+                if p.is_seed { "yes" } else { "no" }.to_owned(),
+                p.state.clone(),
+                pieces,
+                percent,
+                if p.content_path.is_empty() {
+                    "-".to_owned()
+                } else {
+                    p.content_path.clone()
+                },
+            ]);
+        }
+        table
+    }
+}
+
+async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
+    let task_id = task_id_of(&args.task)?;
+    let schedulers = args.schedulers.targets().await?;
+    let client = AdminClient::with_timeout(QUERY_TIMEOUT)?;
+    let path = format!("/api/v1/tasks/{task_id}");
+    let answers = join_all(
+        schedulers
+            .iter()
+            .map(|t| client.get_json::<TaskDetail>(&t.addr, &path)),
+    )
+    .await;
+    let mut found = Vec::new();
+    let mut failures = Vec::new();
+    for (target, answer) in schedulers.iter().zip(answers) {
+        match answer {
+            Ok(Some(detail)) => found.push((target.addr.clone(), detail)),
+            Ok(None) => {}
+            Err(e) => failures.push(format!("{}: {e:#}", target.label())),
+        }
+    }
+    for f in &failures {
+        eprintln!("dfctl: warning: {f}");
+    }
+    let asked: Vec<String> = schedulers.iter().map(Target::label).collect();
+    let Some(location) = Location::merge(&task_id, found) else {
+        if failures.len() == schedulers.len() {
+            anyhow::bail!(
+                "no scheduler answered for task {task_id} (asked: {})",
+                asked.join(", ")
+            );
+        }
+        anyhow::bail!(
+            "task {task_id} is not known to any scheduler (asked: {})",
+            asked.join(", ")
+        );
+    };
+    match args.output.output {
+        OutputFormat::Json => render::print_json(&location)?,
+        OutputFormat::Table => {
+            let mut text = format!(
+                "task {}\nurl  {}\nsize {}  pieces {}  peers {}\n\n",
+                location.task_id,
+                location.url,
+                or_dash(location.content_length.map(render::bytes)),
+                or_dash(location.piece_count),
+                location.peers.len()
+            );
+            if location.peers.is_empty() {
+                text.push_str("no peers hold this task\n");
+            } else {
+                text.push_str(&location.table().render(Palette::stdout()));
+            }
+            render::write_stdout(&text)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row of `task ls`: a scheduler's summary plus which scheduler said it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedTask {
+    #[serde(flatten)]
+    pub summary: TaskSummary,
+    pub scheduler: String,
+}
+
+/// Merges the scheduler lists, newest task first; a task on several schedulers is listed once
+/// per scheduler, since each holds a different part of its swarm.
+pub fn merge_lists(lists: Vec<(String, Vec<TaskSummary>)>) -> Vec<ListedTask> {
+    let mut tasks: Vec<ListedTask> = lists
+        .into_iter()
+        .flat_map(|(scheduler, summaries)| {
+            summaries.into_iter().map(move |summary| ListedTask {
+                summary,
+                scheduler: scheduler.clone(),
+            })
+        })
+        .collect();
+    tasks.sort_by(|a, b| {
+        a.summary
+            .created_secs_ago
+            .cmp(&b.summary.created_secs_ago)
+            .then_with(|| a.summary.task_id.cmp(&b.summary.task_id))
+    });
+    tasks
+}
+
+pub fn list_table(tasks: &[ListedTask]) -> Table {
+    let mut table = Table::new([
+        "TASK ID",
+        "SIZE",
+        "PEERS",
+        "RUNNING",
+        "FAILED",
+        "FROM ORIGIN",
+        "FROM PEERS",
+        "AGE",
+        "SCHEDULER",
+        "URL",
+    ]);
+    for t in tasks {
+        let s = &t.summary;
+        table.row([
+            s.task_id.clone(),
+            or_dash(s.content_length.map(render::bytes)),
+            format!("{}/{}", s.peers_succeeded, s.peers_total),
+            s.peers_running.to_string(),
+            s.peers_failed.to_string(),
+            render::bytes(s.bytes_from_origin),
+            render::bytes(s.bytes_from_peers),
+            render::duration(Duration::from_secs(s.created_secs_ago)),
+            t.scheduler.clone(),
+            s.url.clone(),
+        ]);
+    }
+    table
+}
+
+async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
+    let schedulers = args.schedulers.targets().await?;
+    let client = AdminClient::with_timeout(QUERY_TIMEOUT)?;
+    let answers = join_all(
+        schedulers
+            .iter()
+            .map(|t| client.get_json::<Vec<TaskSummary>>(&t.addr, "/api/v1/tasks")),
+    )
+    .await;
+    let mut lists = Vec::new();
+    let mut failures = 0;
+    for (target, answer) in schedulers.iter().zip(answers) {
+        match answer {
+            Ok(list) => lists.push((target.addr.clone(), list.unwrap_or_default())),
+            Err(e) => {
+                failures += 1;
+                eprintln!("dfctl: warning: {}: {e:#}", target.label());
+            }
+        }
+    }
+    anyhow::ensure!(failures < schedulers.len(), "no scheduler answered");
+    let tasks = merge_lists(lists);
+    match args.output.output {
+        OutputFormat::Json => render::print_json(&tasks)?,
+        OutputFormat::Table if tasks.is_empty() => render::write_stdout("no tasks\n")?,
+        OutputFormat::Table => list_table(&tasks).print()?,
+    }
+    Ok(if failures > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_become_the_peers_task_id() {
+        let id = task_id_of("https://example.com").expect("url");
+        let expected =
+            TaskId::from_url("https://example.com", &TaskIdParams::default()).expect("id");
+        assert_eq!(id, expected);
+        // Signed URLs of one object meet on one task.
+        let a = task_id_of("https://s3.test/o?X-Amz-Signature=a").expect("url");
+        let b = task_id_of("https://s3.test/o?X-Amz-Signature=b").expect("url");
+        assert_eq!(a, b);
+        let hex = "a".repeat(64);
+        assert_eq!(task_id_of(&hex).expect("id").as_str(), hex);
+        assert!(task_id_of("ftp://h/f").is_err());
+        assert!(task_id_of("nothex").is_err());
+    }
+
+    fn summary(id: &str, created: u64) -> TaskSummary {
+        TaskSummary {
+            task_id: id.into(),
+            url: format!("http://o/{id}"),
+            content_length: Some(8 << 20),
+            piece_length: Some(4 << 20),
+            piece_count: Some(2),
+            peers_total: 2,
+            peers_running: 1,
+            peers_succeeded: 1,
+            peers_failed: 0,
+            bytes_from_origin: 8 << 20,
+            bytes_from_peers: 0,
+            created_secs_ago: created,
+            updated_secs_ago: 0,
+        }
+    }
+
+    fn peer(id: &str, finished: u32, updated: u64) -> PeerView {
+        PeerView {
+            peer_id: id.into(),
+            host_id: "127.0.0.1-peer-0".into(),
+            ip: "127.0.0.1".into(),
+            admin_port: 4002,
+            is_seed: false,
+            state: "running".into(),
+            finished_pieces: finished,
+            bitmap: String::new(),
+            content_path: "/c/peer-0/data/x".into(),
+            bytes_from_origin: 0,
+            bytes_from_peers: 0,
+            updated_secs_ago: updated,
+        }
+    }
+
+    #[test]
+    fn locate_merges_schedulers_keeping_the_freshest_peer_view() {
+        let id = task_id_of("http://o/x").expect("id");
+        let a = TaskDetail {
+            summary: summary(id.as_str(), 5),
+            peers: vec![peer("p1", 1, 9), peer("p2", 2, 0)],
+            edges: vec![],
+        };
+        let b = TaskDetail {
+            summary: summary(id.as_str(), 5),
+            peers: vec![peer("p1", 2, 1)],
+            edges: vec![],
+        };
+        let loc = Location::merge(&id, vec![("s1".into(), a), ("s2".into(), b)]).expect("found");
+        assert_eq!(loc.schedulers, ["s1", "s2"]);
+        assert_eq!(loc.peers.len(), 2);
+        assert_eq!(loc.peers[0].finished_pieces, 2, "fresher view of p1 wins");
+        let text = loc.table().render(Palette::plain());
+        assert!(
+            text.contains("p1       127.0.0.1-peer-0  no    running  2/2     100%"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&loc).expect("json");
+        assert_eq!(json["content_length"], 8 << 20);
+        assert_eq!(json["peers"][0]["peer_id"], "p1");
+        assert!(Location::merge(&id, vec![]).is_none());
+    }
+
+    #[test]
+    fn ls_lists_newest_first_with_the_scheduler() {
+        let tasks = merge_lists(vec![
+            ("s1".into(), vec![summary("old", 100)]),
+            ("s2".into(), vec![summary("new", 1)]),
+        ]);
+        assert_eq!(tasks[0].summary.task_id, "new");
+        assert_eq!(tasks[0].scheduler, "s2");
+        let json = serde_json::to_value(&tasks).expect("json");
+        assert_eq!(json[0]["task_id"], "new", "summary fields are flattened");
+        let text = list_table(&tasks).render(Palette::plain());
+        assert!(
+            text.lines().nth(1).is_some_and(|l| l.starts_with("new ")),
+            "{text}"
+        );
+    }
+}

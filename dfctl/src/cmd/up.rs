@@ -1,0 +1,561 @@
+//! `dfctl up`: starts a local cluster on 127.0.0.1, each daemon a separate OS process with its
+//! own config file, data dir and log dir under DIR.
+//!
+//! Order and invariants:
+//! - Schedulers start first, then seed peers, then peers; each group must answer `/healthz`
+//!   before the next starts, because peers need a scheduler to register with and seeds should
+//!   exist before peers ask for parents.
+//! - `cluster.json` is rewritten after every spawn, so even if dfctl itself dies mid-start,
+//!   `dfctl down` can stop whatever was started.
+//! - Any failure (a daemon exiting, a health timeout, Ctrl-C) stops every daemon started so far
+//!   and removes `cluster.json`: `up` leaves a whole cluster or none.
+//! - Daemons run in their own process group, so a Ctrl-C meant for a later terminal command
+//!   does not reach them; they outlive dfctl.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::time::Instant;
+
+use crate::admin::AdminClient;
+use crate::cli::{ClusterDirArg, OutputArg, parse_byte_size};
+use crate::cluster::{ClusterState, MARKER_FILE, ProcessRecord, Role};
+use crate::daemon_config::{
+    LogSection, PeerConfig, PeerHost, PeerServer, PeerStorage, PeerUpload, SchedulerConfig,
+    SchedulerServer, to_yaml,
+};
+use crate::process::{self, Liveness};
+use crate::render::{OutputFormat, Palette, Table, write_stdout};
+
+/// How long a daemon may take to answer `/healthz` after it was spawned.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(15);
+/// How many lines of a failed daemon's stderr.log to show.
+const TAIL_LINES: usize = 20;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub dir: ClusterDirArg,
+    /// Number of normal peers.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub peers: u32,
+    /// Number of seed peers (they fetch from the origin first).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seed_peers: u32,
+    /// Number of schedulers.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub schedulers: u32,
+    /// Upload rate limit of every peer, bytes per second (e.g. 50MiB); 0 = unlimited.
+    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_byte_size)]
+    pub upload_rate_limit: u64,
+    /// Storage capacity of every peer (e.g. 2GiB); 0 = the filesystem's size.
+    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_byte_size)]
+    pub capacity: u64,
+    /// Directory to take dfscheduler and dfdaemon from, before the one holding dfctl and PATH.
+    #[arg(long, value_name = "DIR", env = "DFCTL_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArg,
+}
+
+/// One daemon to start: everything decided before anything runs.
+#[derive(Debug, Clone)]
+pub struct DaemonPlan {
+    pub record: ProcessRecord,
+    pub binary: PathBuf,
+    pub config_yaml: String,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let dir = args.dir.resolve()?;
+    refuse_running_cluster(&dir).await?;
+
+    let scheduler_bin = process::find_binary(Role::Scheduler.binary(), args.bin_dir.as_deref())?;
+    let daemon_bin = if args.peers + args.seed_peers > 0 {
+        Some(process::find_binary(
+            Role::Peer.binary(),
+            args.bin_dir.as_deref(),
+        )?)
+    } else {
+        None
+    };
+
+    let port_count = 2 * args.schedulers + 3 * (args.peers + args.seed_peers);
+    let ports = pick_free_ports(port_count as usize).await?;
+    let plans = plan_cluster(&args, &dir, &ports, &scheduler_bin, daemon_bin.as_deref())?;
+
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let marker = dir.join(MARKER_FILE);
+    tokio::fs::write(
+        &marker,
+        "created by `dfctl up`; `dfctl down --purge` removes this directory\n",
+    )
+    .await
+    .with_context(|| format!("cannot write {}", marker.display()))?;
+    for plan in &plans {
+        write_daemon_files(plan).await?;
+    }
+
+    let mut starter = Starter::new(ClusterState::new(dir.clone()))?;
+    for role in [Role::Scheduler, Role::Seed, Role::Peer] {
+        let group: Vec<&DaemonPlan> = plans.iter().filter(|p| p.record.role == role).collect();
+        let outcome = tokio::select! {
+            result = starter.start_group(&group) => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        };
+        if let Err(e) = outcome {
+            let stopped = starter.abort(&dir).await;
+            return Err(e.context(format!("cluster not started ({stopped})")));
+        }
+    }
+    let state = starter.state;
+
+    match args.output.output {
+        OutputFormat::Json => crate::render::print_json(&state)?,
+        OutputFormat::Table => {
+            let mut text = endpoints_table(&state).render(Palette::stdout());
+            text.push_str(&format!(
+                "\ncluster is up in {dir}\ntry: dfctl get <url> --dir {dir}\nstop: dfctl down --dir {dir}\n",
+                dir = dir.display()
+            ));
+            write_stdout(&text)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Errors when DIR's state file names any daemon that is still running.
+async fn refuse_running_cluster(dir: &Path) -> anyhow::Result<()> {
+    let Some(state) = ClusterState::load(dir).await? else {
+        return Ok(());
+    };
+    let mut running = Vec::new();
+    for p in &state.processes {
+        if process::liveness(p.pid, p.start_time).await? == Liveness::Running {
+            running.push(format!("{} pid {}", p.name, p.pid));
+        }
+    }
+    anyhow::ensure!(
+        running.is_empty(),
+        "{} already holds a running cluster ({}); stop it with `dfctl down --dir {}`",
+        dir.display(),
+        running.join(", "),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `n` distinct free ports on 127.0.0.1. All listeners are held until every port is chosen, so
+/// no port is handed out twice; another program may still grab one before a daemon binds it,
+/// which then shows up as that daemon failing to start.
+pub async fn pick_free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let mut listeners = Vec::with_capacity(n);
+    for _ in 0..n {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context("cannot bind 127.0.0.1:0 to find a free port")?;
+        listeners.push(listener);
+    }
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map(|a| a.port())
+                .context("cannot read a bound port")
+        })
+        .collect()
+}
+
+/// Names, addresses, files and configs of every daemon, in start order.
+pub fn plan_cluster(
+    args: &Args,
+    dir: &Path,
+    ports: &[u16],
+    scheduler_bin: &Path,
+    daemon_bin: Option<&Path>,
+) -> anyhow::Result<Vec<DaemonPlan>> {
+    let mut ports = ports.iter().copied();
+    let mut next_addr = || -> anyhow::Result<SocketAddr> {
+        let port = ports
+            .next()
+            .context("internal error: too few free ports picked")?;
+        Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    };
+    let record = |name: String, role: Role| {
+        let home = dir.join(&name);
+        ProcessRecord {
+            role,
+            pid: 0,
+            start_time: 0,
+            grpc_addr: None,
+            http_addr: None,
+            upload_addr: None,
+            proxy_addr: None,
+            admin_addr: None,
+            config_path: home.join(format!("{}.yaml", role.binary())),
+            data_dir: home.join("data"),
+            log_dir: home.join("log"),
+            stderr_log: home.join("stderr.log"),
+            name,
+        }
+    };
+
+    let mut plans = Vec::new();
+    let mut scheduler_grpc = Vec::new();
+    for i in 0..args.schedulers {
+        let mut rec = record(format!("scheduler-{i}"), Role::Scheduler);
+        let (grpc_addr, http_addr) = (next_addr()?, next_addr()?);
+        rec.grpc_addr = Some(grpc_addr);
+        rec.http_addr = Some(http_addr);
+        scheduler_grpc.push(grpc_addr);
+        let config = SchedulerConfig {
+            server: SchedulerServer {
+                grpc_addr,
+                http_addr,
+            },
+            log: LogSection::files_only(rec.log_dir.clone()),
+        };
+        plans.push(DaemonPlan {
+            config_yaml: to_yaml(&config, &rec.name)?,
+            binary: scheduler_bin.to_owned(),
+            record: rec,
+        });
+    }
+    let daemons = (0..args.seed_peers)
+        .map(|i| (format!("seed-{i}"), Role::Seed))
+        .chain((0..args.peers).map(|i| (format!("peer-{i}"), Role::Peer)));
+    for (name, role) in daemons {
+        let binary = daemon_bin
+            .context("internal error: dfdaemon was not looked up")?
+            .to_owned();
+        let mut rec = record(name, role);
+        let (upload_addr, proxy_addr, admin_addr) = (next_addr()?, next_addr()?, next_addr()?);
+        rec.upload_addr = Some(upload_addr);
+        rec.proxy_addr = Some(proxy_addr);
+        rec.admin_addr = Some(admin_addr);
+        let config = PeerConfig {
+            seed: role == Role::Seed,
+            host: PeerHost {
+                hostname: rec.name.clone(),
+                ip: Ipv4Addr::LOCALHOST.to_string(),
+            },
+            schedulers: scheduler_grpc.clone(),
+            server: PeerServer {
+                upload_addr,
+                proxy_addr,
+                admin_addr,
+            },
+            upload: PeerUpload {
+                rate_limit: args.upload_rate_limit,
+            },
+            storage: PeerStorage {
+                dir: rec.data_dir.clone(),
+                capacity: args.capacity,
+            },
+            log: LogSection::files_only(rec.log_dir.clone()),
+        };
+        plans.push(DaemonPlan {
+            config_yaml: to_yaml(&config, &rec.name)?,
+            binary,
+            record: rec,
+        });
+    }
+    Ok(plans)
+}
+
+async fn write_daemon_files(plan: &DaemonPlan) -> anyhow::Result<()> {
+    let rec = &plan.record;
+    for dir in [&rec.data_dir, &rec.log_dir] {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    crate::cluster::write_atomically(&rec.config_path, plan.config_yaml.as_bytes()).await
+}
+
+/// Spawns daemons and keeps `cluster.json` in step with what runs.
+struct Starter {
+    state: ClusterState,
+    /// Kept only to notice a daemon exiting during start-up; dropping them neither kills nor
+    /// waits for the daemons.
+    children: Vec<(String, tokio::process::Child)>,
+    health: AdminClient,
+}
+
+impl Starter {
+    fn new(state: ClusterState) -> anyhow::Result<Self> {
+        Ok(Self {
+            state,
+            children: Vec::new(),
+            health: AdminClient::with_timeout(Duration::from_secs(1))?,
+        })
+    }
+
+    /// Spawns every daemon of a group, then waits until all are healthy.
+    async fn start_group(&mut self, group: &[&DaemonPlan]) -> anyhow::Result<()> {
+        for plan in group {
+            self.spawn(plan).await?;
+        }
+        for plan in group {
+            self.wait_healthy(&plan.record).await?;
+        }
+        Ok(())
+    }
+
+    async fn spawn(&mut self, plan: &DaemonPlan) -> anyhow::Result<()> {
+        let rec = &plan.record;
+        let log = tokio::fs::File::create(&rec.stderr_log)
+            .await
+            .with_context(|| format!("cannot create {}", rec.stderr_log.display()))?
+            .into_std()
+            .await;
+        let log_too = log
+            .try_clone()
+            .with_context(|| format!("cannot reopen {}", rec.stderr_log.display()))?;
+        let child = tokio::process::Command::new(&plan.binary)
+            .arg("--config")
+            .arg(&rec.config_path)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_too)
+            .process_group(0)
+            .kill_on_drop(false)
+            .spawn()
+            .with_context(|| format!("cannot start {} ({})", rec.name, plan.binary.display()))?;
+        let pid = child
+            .id()
+            .with_context(|| format!("{} exited before its pid could be read", rec.name))?;
+        let start_time = process::read_proc_stat(pid)
+            .await?
+            .with_context(|| format!("{} (pid {pid}) vanished right after start", rec.name))?
+            .start_time;
+        let mut record = rec.clone();
+        record.pid = pid;
+        record.start_time = start_time;
+        self.state.processes.push(record);
+        self.children.push((rec.name.clone(), child));
+        self.state.save(&self.state.dir).await
+    }
+
+    async fn wait_healthy(&mut self, rec: &ProcessRecord) -> anyhow::Result<()> {
+        let addr = rec
+            .health_addr()
+            .context("internal error: daemon without a health address")?
+            .to_string();
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        loop {
+            if let Some((_, child)) = self.children.iter_mut().find(|(n, _)| *n == rec.name)
+                && let Some(status) = child.try_wait().context("cannot poll a daemon")?
+            {
+                return Err(self
+                    .failure(rec, &format!("exited ({status}) during start-up"))
+                    .await);
+            }
+            let last_error = match self.health.healthz(&addr).await {
+                Ok(()) => return Ok(()),
+                Err(e) => format!("{e:#}"),
+            };
+            if Instant::now() >= deadline {
+                let what = format!(
+                    "not healthy after {}s (last: {last_error})",
+                    HEALTH_TIMEOUT.as_secs()
+                );
+                return Err(self.failure(rec, &what).await);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Prints the tail of the daemon's stderr.log and builds the one-line error.
+    async fn failure(&self, rec: &ProcessRecord, what: &str) -> anyhow::Error {
+        let tail = process::tail_lines(&rec.stderr_log, TAIL_LINES).await;
+        let palette = Palette::stderr();
+        if tail.is_empty() {
+            eprintln!(
+                "{}",
+                palette.bold(&format!(
+                    "{} wrote nothing to {}",
+                    rec.name,
+                    rec.stderr_log.display()
+                ))
+            );
+        } else {
+            eprintln!(
+                "{}",
+                palette.bold(&format!(
+                    "--- last lines of {} ---",
+                    rec.stderr_log.display()
+                ))
+            );
+            eprintln!("{tail}");
+            eprintln!("{}", palette.bold("---"));
+        }
+        anyhow::anyhow!("{} {what}; its log: {}", rec.name, rec.stderr_log.display())
+    }
+
+    /// Stops everything started and removes `cluster.json`; says what it did, for the error.
+    async fn abort(&mut self, dir: &Path) -> String {
+        let waves = stop_waves(&self.state.processes);
+        let stopped =
+            match process::stop_in_waves(&waves, Duration::from_secs(10), Duration::from_secs(2))
+                .await
+            {
+                Ok(outcomes) => format!("stopped the {} daemon(s) already started", outcomes.len()),
+                Err(e) => format!(
+                    "could not stop every daemon: {e:#}; check with `dfctl down --dir {}`",
+                    dir.display()
+                ),
+            };
+        // Reap our children so none is left a zombie for the rest of dfctl's life.
+        for (_, child) in &mut self.children {
+            let _ = child.try_wait();
+        }
+        if let Err(e) = ClusterState::remove(dir).await {
+            return format!("{stopped}; {e:#}");
+        }
+        stopped
+    }
+}
+
+/// Peers and seeds first, schedulers last, so daemons can leave their scheduler cleanly.
+pub fn stop_waves(processes: &[ProcessRecord]) -> Vec<Vec<&ProcessRecord>> {
+    let daemons = processes.iter().filter(|p| p.role.is_daemon()).collect();
+    let schedulers = processes.iter().filter(|p| !p.role.is_daemon()).collect();
+    vec![daemons, schedulers]
+}
+
+/// Role, name, pid and the addresses people connect to.
+pub fn endpoints_table(state: &ClusterState) -> Table {
+    let mut table = Table::new(["ROLE", "NAME", "PID", "ENDPOINTS"]);
+    let show = |label: &str, addr: Option<SocketAddr>| addr.map(|a| format!("{label} {a}"));
+    for p in &state.processes {
+        let endpoints: Vec<String> = match p.role {
+            Role::Scheduler => [show("grpc", p.grpc_addr), show("http", p.http_addr)]
+                .into_iter()
+                .flatten()
+                .collect(),
+            Role::Seed | Role::Peer => [
+                show("proxy", p.proxy_addr),
+                show("upload", p.upload_addr),
+                show("admin", p.admin_addr),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        };
+        table.row([
+            p.role.to_string(),
+            p.name.clone(),
+            p.pid.to_string(),
+            endpoints.join("  "),
+        ]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn args(extra: &[&str]) -> Args {
+        let cli = crate::cli::Cli::try_parse_from(
+            ["dfctl", "up", "--dir", "/c"]
+                .iter()
+                .chain(extra.iter())
+                .copied(),
+        )
+        .expect("parses");
+        match cli.command {
+            crate::cli::Command::Up(args) => args,
+            _ => panic!("expected up"),
+        }
+    }
+
+    #[test]
+    fn a_cluster_plan_names_roles_ports_and_files() {
+        let args = args(&[
+            "--schedulers",
+            "2",
+            "--peers",
+            "2",
+            "--seed-peers",
+            "1",
+            "--upload-rate-limit",
+            "1MiB",
+        ]);
+        let ports: Vec<u16> = (9000..9000 + 2 * 2 + 3 * 3).collect();
+        let plans = plan_cluster(
+            &args,
+            Path::new("/c"),
+            &ports,
+            Path::new("/bin/dfscheduler"),
+            Some(Path::new("/bin/dfdaemon")),
+        )
+        .expect("plan");
+        let names: Vec<&str> = plans.iter().map(|p| p.record.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["scheduler-0", "scheduler-1", "seed-0", "peer-0", "peer-1"]
+        );
+        let s1 = &plans[1].record;
+        assert_eq!(s1.grpc_addr, Some(SocketAddr::from(([127, 0, 0, 1], 9002))));
+        assert_eq!(s1.config_path, Path::new("/c/scheduler-1/dfscheduler.yaml"));
+        let seed = &plans[2];
+        assert_eq!(
+            seed.record.config_path,
+            Path::new("/c/seed-0/dfdaemon.yaml")
+        );
+        assert_eq!(
+            seed.record.admin_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9006)))
+        );
+        assert_eq!(seed.binary, Path::new("/bin/dfdaemon"));
+        let yaml: yaml_serde::Value = yaml_serde::from_str(&seed.config_yaml).expect("yaml");
+        assert_eq!(yaml["seed"].as_bool(), Some(true));
+        assert_eq!(yaml["schedulers"][0].as_str(), Some("127.0.0.1:9000"));
+        assert_eq!(yaml["schedulers"][1].as_str(), Some("127.0.0.1:9002"));
+        assert_eq!(yaml["upload"]["rate_limit"].as_u64(), Some(1 << 20));
+        assert_eq!(yaml["storage"]["dir"].as_str(), Some("/c/seed-0/data"));
+        assert_eq!(yaml["log"]["dir"].as_str(), Some("/c/seed-0/log"));
+        let peer: yaml_serde::Value = yaml_serde::from_str(&plans[4].config_yaml).expect("yaml");
+        assert_eq!(peer["seed"].as_bool(), Some(false));
+        assert_eq!(peer["host"]["hostname"].as_str(), Some("peer-1"));
+    }
+
+    #[tokio::test]
+    async fn free_ports_are_distinct() {
+        let ports = pick_free_ports(20).await.expect("ports");
+        let unique: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(unique.len(), 20);
+        assert!(ports.iter().all(|&p| p != 0));
+    }
+
+    #[test]
+    fn daemons_stop_before_schedulers() {
+        let state = crate::cluster::tests::sample_state(Path::new("/c"));
+        let waves = stop_waves(&state.processes);
+        assert_eq!(waves[0][0].name, "peer-0");
+        assert_eq!(waves[1][0].name, "scheduler-0");
+    }
+
+    #[test]
+    fn the_endpoint_table_lists_each_daemon() {
+        let state = crate::cluster::tests::sample_state(Path::new("/c"));
+        let text = endpoints_table(&state).render(Palette::plain());
+        assert!(
+            text.contains("scheduler  scheduler-0  100  grpc 127.0.0.1:8002  http 127.0.0.1:8080"),
+            "{text}"
+        );
+        assert!(
+            text.contains("proxy 127.0.0.1:4001  upload 127.0.0.1:4000  admin 127.0.0.1:4002"),
+            "{text}"
+        );
+    }
+}
