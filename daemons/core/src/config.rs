@@ -43,7 +43,10 @@ pub fn load_yaml<T: DeserializeOwned + Default>(path: &Path) -> Result<T, Config
 }
 
 /// Parses YAML `text` that was read from `path` (used in errors only).
-pub fn parse_yaml<T: DeserializeOwned + Default>(path: &Path, text: &str) -> Result<T, ConfigError> {
+pub fn parse_yaml<T: DeserializeOwned + Default>(
+    path: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
     if text.trim().is_empty() {
         return Ok(T::default());
     }
@@ -53,9 +56,98 @@ pub fn parse_yaml<T: DeserializeOwned + Default>(path: &Path, text: &str) -> Res
     })
 }
 
+/// A byte count written as a number or with a unit: `0`, `4096`, `64KiB`, `100MiB`, `1GB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl std::str::FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("'{s}' is not a size like 512, 64KiB, 100MiB or 1GB"))?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" | "ki" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" | "mi" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" | "gi" => 1 << 30,
+            "t" | "tb" => 1_000_000_000_000,
+            "tib" | "ti" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "'{s}': unknown unit '{other}' (use B, KiB, MiB, GiB, KB, MB, GB)"
+                ));
+            }
+        };
+        Ok(Self((value * scale as f64).round() as u64))
+    }
+}
+
+impl std::fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+        let mut v = self.0 as f64;
+        let mut i = 0;
+        while v >= 1024.0 && i < UNITS.len() - 1 {
+            v /= 1024.0;
+            i += 1;
+        }
+        if i == 0 {
+            write!(f, "{} B", self.0)
+        } else {
+            write!(f, "{v:.1} {}", UNITS[i])
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Ok(Self(n)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes_parse_with_units() {
+        assert_eq!("0".parse::<ByteSize>(), Ok(ByteSize(0)));
+        assert_eq!("64KiB".parse::<ByteSize>(), Ok(ByteSize(65_536)));
+        assert_eq!("100MB".parse::<ByteSize>(), Ok(ByteSize(100_000_000)));
+        assert_eq!("1.5GiB".parse::<ByteSize>(), Ok(ByteSize(1_610_612_736)));
+        assert!("ten".parse::<ByteSize>().is_err());
+        assert!(
+            "5 parsecs"
+                .parse::<ByteSize>()
+                .expect_err("bad unit")
+                .contains("parsecs")
+        );
+        assert_eq!(ByteSize(256 << 20).to_string(), "256.0 MiB");
+    }
 
     #[derive(Debug, Default, serde::Deserialize)]
     #[serde(deny_unknown_fields, default)]

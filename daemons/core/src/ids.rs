@@ -100,7 +100,10 @@ impl TaskId {
 impl TryFrom<String> for TaskId {
     type Error = IdError;
     fn try_from(s: String) -> Result<Self, IdError> {
-        if s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if s.len() == 64
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             Ok(Self(s))
         } else {
             Err(IdError::TaskId(s))
@@ -316,9 +319,11 @@ impl TryFrom<String> for ObjectDigest {
     type Error = IdError;
     fn try_from(s: String) -> Result<Self, IdError> {
         match s.strip_prefix("sha256:") {
-            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(Self {
-                hex: hex.to_ascii_lowercase(),
-            }),
+            Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Ok(Self {
+                    hex: hex.to_ascii_lowercase(),
+                })
+            }
             _ => Err(IdError::ObjectDigest(s)),
         }
     }

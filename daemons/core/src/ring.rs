@@ -94,6 +94,9 @@ mod tests {
                 assert_eq!(less.owner(&key), Some(full.order(&key)[1]));
             }
         }
-        assert!(per_member.iter().all(|&n| n > 600), "uneven spread {per_member:?}");
+        assert!(
+            per_member.iter().all(|&n| n > 600),
+            "uneven spread {per_member:?}"
+        );
     }
 }

@@ -46,7 +46,9 @@ pub struct LogHub {
 
 impl std::fmt::Debug for LogHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogHub").field("component", &self.inner.component).finish()
+        f.debug_struct("LogHub")
+            .field("component", &self.inner.component)
+            .finish()
     }
 }
 
@@ -324,7 +326,9 @@ impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for HubLayer {
 
 /// Now as RFC 3339 UTC with milliseconds, without pulling in a date crate.
 pub fn rfc3339_now() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     rfc3339(now.as_secs(), now.subsec_millis())
 }
 

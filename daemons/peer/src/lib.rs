@@ -1,1 +1,243 @@
-//! placeholder
+//! dfdaemon: the peer on every node. It stores tasks as pieces ([`storage`]), serves pieces to
+//! other peers ([`upload`]), downloads from parents or the origin as its scheduler directs
+//! ([`download`], [`announcer`]), and in seed mode fetches from the origin first when a
+//! scheduler asks. Clients reach it through the admin API (and, later, the proxy and mirror).
+//!
+//! [`run`] takes already-bound listeners and a shutdown token, so tests boot whole clusters in
+//! one process.
+
+pub mod admin;
+pub mod announcer;
+pub mod config;
+pub mod download;
+pub mod metrics;
+pub mod ratelimit;
+pub mod storage;
+pub mod upload;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use df_core::telemetry::LogHub;
+use df_proto::scheduler::v1 as pb;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+
+use crate::announcer::SchedulerClient;
+use crate::download::{DownloadRequest, TaskManager};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::storage::{PieceStore, StoreOptions};
+
+/// Everything the peer's components share. One per daemon.
+pub struct Context {
+    pub config: Config,
+    pub host_info: pb::HostInfo,
+    pub store: Arc<PieceStore>,
+    pub schedulers: Arc<SchedulerClient>,
+    /// Client for origins: follows redirects, never goes through a proxy (this peer may be
+    /// the node's proxy), no transparent decompression (the cache holds the origin's bytes).
+    pub origin: reqwest::Client,
+    /// Client for other peers' upload servers.
+    pub peers: reqwest::Client,
+    pub download_limiter: RateLimiter,
+    pub upload_limiter: RateLimiter,
+    pub metrics: Metrics,
+    pub hub: LogHub,
+    pub started: Instant,
+    pub active_uploads: AtomicU32,
+    pub uploaded_bytes: AtomicU64,
+}
+
+/// The sockets a peer serves on, bound by the caller.
+pub struct Listeners {
+    pub upload: TcpListener,
+    pub admin: TcpListener,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot read a bound address: {0}")]
+    Address(std::io::Error),
+    #[error("storage: {0}")]
+    Storage(#[from] storage::StorageError),
+    #[error(transparent)]
+    Schedulers(#[from] announcer::AnnouncerError),
+    #[error("HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("admin server: {0}")]
+    Admin(std::io::Error),
+}
+
+/// The IP other peers should use: configured, else the upload listener's, else the address
+/// this host would use to reach its first scheduler (no packet is sent), else loopback.
+fn advertised_ip(config: &Config, upload: SocketAddr) -> IpAddr {
+    if let Some(ip) = config.ip {
+        return ip;
+    }
+    if !upload.ip().is_unspecified() {
+        return upload.ip();
+    }
+    let probe = config.schedulers.first().and_then(|s| {
+        use std::net::ToSocketAddrs as _;
+        let target = s.to_socket_addrs().ok()?.next()?;
+        let sock = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+        sock.connect(target).ok()?;
+        sock.local_addr().ok().map(|a| a.ip())
+    });
+    probe.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Serves until `shutdown` is cancelled.
+pub async fn run(
+    listeners: Listeners,
+    config: Config,
+    hub: LogHub,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
+    let upload_addr = listeners.upload.local_addr().map_err(RunError::Address)?;
+    let admin_addr = listeners.admin.local_addr().map_err(RunError::Address)?;
+    let ip = advertised_ip(&config, upload_addr);
+    let host_info = pb::HostInfo {
+        host_id: config.host_id(&ip).to_string(),
+        hostname: config.hostname.clone(),
+        ip: ip.to_string(),
+        upload_port: u32::from(upload_addr.port()),
+        admin_port: u32::from(admin_addr.port()),
+        // The proxy is not served yet; advertise no port rather than one nobody answers on.
+        proxy_port: 0,
+        host_type: if config.seed {
+            pb::HostType::Seed as i32
+        } else {
+            pb::HostType::Normal as i32
+        },
+        idc: config.idc.clone(),
+        location: config.location.clone(),
+        upload_slots: config.upload_slots,
+        upload_rate: config.upload_rate,
+        version: df_core::VERSION.to_owned(),
+    };
+    let store = PieceStore::open(StoreOptions {
+        dir: config.data_dir.clone(),
+        capacity: config.capacity,
+        high_watermark_percent: config.high_watermark_percent,
+        low_watermark_percent: config.low_watermark_percent,
+    })
+    .await?;
+    let schedulers = Arc::new(SchedulerClient::new(
+        &config.schedulers,
+        host_info.clone(),
+        Duration::from_secs(1),
+    )?);
+    let origin = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(config.origin_connect_timeout)
+        .read_timeout(config.piece_timeout)
+        .build()?;
+    let peers = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        .read_timeout(config.piece_timeout)
+        .pool_max_idle_per_host(16)
+        .tcp_nodelay(true)
+        .build()?;
+    let ctx = Arc::new(Context {
+        download_limiter: RateLimiter::new(config.download_rate),
+        upload_limiter: RateLimiter::new(config.upload_rate),
+        config,
+        host_info,
+        store: store.clone(),
+        schedulers: schedulers.clone(),
+        origin,
+        peers,
+        metrics: Metrics::new(),
+        hub,
+        started: Instant::now(),
+        active_uploads: AtomicU32::new(0),
+        uploaded_bytes: AtomicU64::new(0),
+    });
+    let manager = Arc::new(TaskManager::new(ctx.clone()));
+
+    let (seed_tx, mut seed_rx) = mpsc::unbounded_channel::<pb::SeedTask>();
+    {
+        let manager = manager.clone();
+        let is_seed = ctx.config.seed;
+        tokio::spawn(async move {
+            while let Some(s) = seed_rx.recv().await {
+                if !is_seed {
+                    tracing::warn!(task_id = %s.task_id, "asked to seed a task, but this peer is not a seed");
+                    continue;
+                }
+                let req = DownloadRequest {
+                    url: s.url,
+                    headers: s.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+                    piece_length: (s.piece_length > 0).then_some(s.piece_length),
+                    digest: df_core::ids::ObjectDigest::try_from(s.digest).ok(),
+                    seed: true,
+                    task_id: s.task_id.parse().ok(),
+                };
+                if let Err(e) = manager.start(req) {
+                    tracing::warn!(task_id = %s.task_id, error = %e, "cannot seed task");
+                }
+            }
+        });
+    }
+    let heartbeat = {
+        let ctx = ctx.clone();
+        Arc::new(move || pb::HostHeartbeat {
+            active_uploads: ctx.active_uploads.load(Ordering::Relaxed),
+            disk_used: ctx.store.used(),
+            disk_capacity: ctx.store.capacity(),
+            disabled: false,
+            uploaded_bytes: ctx.uploaded_bytes.load(Ordering::Relaxed),
+        }) as Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>
+    };
+    schedulers.spawn_links(store.clone(), heartbeat, seed_tx, shutdown.clone());
+
+    {
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(ctx.config.gc_interval);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = every.tick() => {
+                        for (task, peer) in ctx.store.gc(ctx.config.task_ttl).await {
+                            ctx.schedulers.report_evicted(&task, &peer);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    tokio::spawn(upload::run(listeners.upload, ctx.clone(), shutdown.clone()));
+    tracing::info!(
+        host_id = %ctx.host_info.host_id,
+        upload = %upload_addr,
+        admin = %admin_addr,
+        seed = ctx.config.seed,
+        "peer started"
+    );
+    let admin = admin::router(admin::AdminState {
+        ctx: ctx.clone(),
+        tasks: manager,
+    });
+    let admin_shutdown = shutdown.clone();
+    axum::serve(listeners.admin, admin)
+        .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
+        .await
+        .map_err(RunError::Admin)?;
+    // Record what is cached so a restart resumes from here.
+    for task in ctx.store.all() {
+        let _ = task.save().await;
+    }
+    Ok(())
+}

@@ -40,7 +40,10 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     m.tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
     m.peers.set(i64::try_from(peers).unwrap_or(i64::MAX));
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         m.render(),
     )
         .into_response()
@@ -60,11 +63,19 @@ async fn tasks(State(s): State<AdminState>) -> Response {
 
 async fn task(State(s): State<AdminState>, Path(task_id): Path<String>) -> Response {
     let Ok(id) = task_id.parse::<TaskId>() else {
-        return (StatusCode::BAD_REQUEST, format!("'{task_id}' is not a task id\n")).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("'{task_id}' is not a task id\n"),
+        )
+            .into_response();
     };
     match s.scheduler.task(&id) {
         Some(detail) => Json(detail).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("task {id} is not known here\n")).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("task {id} is not known here\n"),
+        )
+            .into_response(),
     }
 }
 

@@ -136,14 +136,26 @@ impl Config {
     pub fn validate(path: &Path, raw: RawConfig) -> Result<Self, ConfigError> {
         let addr = |key: &str, value: &str| {
             value.parse::<SocketAddr>().map_err(|_| {
-                ConfigError::invalid(path, key, format!("'{value}' is not an address like 0.0.0.0:8002"))
+                ConfigError::invalid(
+                    path,
+                    key,
+                    format!("'{value}' is not an address like 0.0.0.0:8002"),
+                )
             })
         };
         if raw.scheduler.candidate_parents == 0 {
-            return Err(ConfigError::invalid(path, "scheduler.candidate_parents", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                path,
+                "scheduler.candidate_parents",
+                "must be at least 1",
+            ));
         }
         if raw.gc.interval.is_zero() {
-            return Err(ConfigError::invalid(path, "gc.interval", "must be more than 0s"));
+            return Err(ConfigError::invalid(
+                path,
+                "gc.interval",
+                "must be more than 0s",
+            ));
         }
         Ok(Self {
             grpc_addr: addr("server.grpc_addr", &raw.server.grpc_addr)?,
@@ -169,16 +181,22 @@ mod tests {
 
     #[test]
     fn bad_address_names_the_key_and_value() {
-        let raw: RawConfig = parse_yaml(Path::new("s.yaml"), "server:\n  grpc_addr: nowhere\n")
-            .expect("parses");
+        let raw: RawConfig =
+            parse_yaml(Path::new("s.yaml"), "server:\n  grpc_addr: nowhere\n").expect("parses");
         let err = Config::validate(Path::new("s.yaml"), raw).expect_err("invalid");
         let text = err.to_string();
-        assert!(text.contains("s.yaml") && text.contains("server.grpc_addr") && text.contains("nowhere"), "{text}");
+        assert!(
+            text.contains("s.yaml")
+                && text.contains("server.grpc_addr")
+                && text.contains("nowhere"),
+            "{text}"
+        );
     }
 
     #[test]
     fn durations_are_human() {
-        let raw: RawConfig = parse_yaml(Path::new("s.yaml"), "gc:\n  host_ttl: 90s\n").expect("parses");
+        let raw: RawConfig =
+            parse_yaml(Path::new("s.yaml"), "gc:\n  host_ttl: 90s\n").expect("parses");
         let cfg = Config::validate(Path::new("s.yaml"), raw).expect("valid");
         assert_eq!(cfg.host_ttl, Duration::from_secs(90));
     }

@@ -31,7 +31,10 @@ pub enum RunError {
         source: tonic::transport::Error,
     },
     #[error("admin HTTP server on {addr}: {source}")]
-    Http { addr: String, source: std::io::Error },
+    Http {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Serves gRPC on `grpc` and the admin API on `http` until `shutdown` is cancelled.
@@ -42,14 +45,8 @@ pub async fn run(
     hub: LogHub,
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
-    let grpc_addr = grpc
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let http_addr = http
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let grpc_addr = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheduler = Arc::new(Scheduler::new(config));
 
     let ticker = {

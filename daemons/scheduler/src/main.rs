@@ -6,7 +6,10 @@ use anyhow::Context as _;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "dragonfly-lite scheduler: builds each task's DAG of who downloads from whom")]
+#[command(
+    version,
+    about = "dragonfly-lite scheduler: builds each task's DAG of who downloads from whom"
+)]
 struct Args {
     /// Configuration file (YAML).
     #[arg(long, short, default_value = df_scheduler::config::DEFAULT_CONFIG_PATH)]

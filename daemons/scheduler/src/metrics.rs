@@ -38,13 +38,41 @@ impl Metrics {
             peers: Gauge::default(),
             registry: Registry::default(),
         };
-        registry.register("peer_registrations", "Peers that registered for a task", m.peer_registrations.clone());
-        registry.register("host_announces", "Host announce streams opened", m.host_announces.clone());
-        registry.register("back_to_source", "Peers sent (or that went) back to the origin", m.back_to_source.clone());
-        registry.register("schedule_decisions", "Scheduling decisions by kind", m.decisions.clone());
-        registry.register("piece_bytes", "Bytes of pieces peers reported, by where they came from", m.piece_bytes.clone());
-        registry.register("piece_failures", "Piece downloads from a parent that failed, by reason", m.piece_failures.clone());
-        registry.register("downloads", "Peer downloads that ended, by outcome", m.downloads.clone());
+        registry.register(
+            "peer_registrations",
+            "Peers that registered for a task",
+            m.peer_registrations.clone(),
+        );
+        registry.register(
+            "host_announces",
+            "Host announce streams opened",
+            m.host_announces.clone(),
+        );
+        registry.register(
+            "back_to_source",
+            "Peers sent (or that went) back to the origin",
+            m.back_to_source.clone(),
+        );
+        registry.register(
+            "schedule_decisions",
+            "Scheduling decisions by kind",
+            m.decisions.clone(),
+        );
+        registry.register(
+            "piece_bytes",
+            "Bytes of pieces peers reported, by where they came from",
+            m.piece_bytes.clone(),
+        );
+        registry.register(
+            "piece_failures",
+            "Piece downloads from a parent that failed, by reason",
+            m.piece_failures.clone(),
+        );
+        registry.register(
+            "downloads",
+            "Peer downloads that ended, by outcome",
+            m.downloads.clone(),
+        );
         registry.register("hosts", "Hosts known", m.hosts.clone());
         registry.register("tasks", "Tasks known", m.tasks.clone());
         registry.register("peers", "Peers known across all tasks", m.peers.clone());
@@ -52,7 +80,9 @@ impl Metrics {
     }
 
     pub fn decision(&self, kind: &'static str) {
-        self.decisions.get_or_create(&vec![("decision", kind)]).inc();
+        self.decisions
+            .get_or_create(&vec![("decision", kind)])
+            .inc();
     }
 
     pub fn render(&self) -> String {

@@ -133,7 +133,10 @@ impl Scheduler {
                 .tasks
                 .entry(task_id.clone())
                 .or_insert_with(|| Task::new(task_id.clone(), item.url.clone(), now));
-            task.set_layout(PieceLayout::new(item.content_length, Some(item.piece_length)));
+            task.set_layout(PieceLayout::new(
+                item.content_length,
+                Some(item.piece_length),
+            ));
             for p in &item.pieces {
                 if let (Some(slot), Some(d)) = (
                     task.digests.get_mut(p.number as usize),
@@ -191,7 +194,10 @@ impl Scheduler {
         let peer_id = PeerId::from(evicted.peer_id);
         let mut state = self.lock();
         if let Some(task) = state.tasks.get_mut(&task_id)
-            && task.peers.get(&peer_id).is_some_and(|p| &p.host_id == host_id)
+            && task
+                .peers
+                .get(&peer_id)
+                .is_some_and(|p| &p.host_id == host_id)
         {
             remove_peer(task, &peer_id);
             tracing::info!(task_id = %task_id, peer_id = %peer_id, "peer evicted its copy");
@@ -305,7 +311,9 @@ impl Scheduler {
                 tracing::warn!(task_id = %task_id, peer_id = %peer_id, "second registration on one stream ignored");
             }
             PeerMsg::Metadata(meta) => {
-                let Some(task) = state.tasks.get_mut(task_id) else { return };
+                let Some(task) = state.tasks.get_mut(task_id) else {
+                    return;
+                };
                 if task.layout.is_none() {
                     let layout = PieceLayout::new(meta.content_length, Some(meta.piece_length));
                     task.set_layout(layout);
@@ -324,8 +332,12 @@ impl Scheduler {
             PeerMsg::PieceFinished(pf) => self.piece_finished(state, task_id, peer_id, pf, now),
             PeerMsg::PieceFailed(pf) => self.piece_failed(state, task_id, peer_id, pf),
             PeerMsg::Reschedule(req) => {
-                let Some(task) = state.tasks.get_mut(task_id) else { return };
-                let Some(peer) = task.peers.get_mut(peer_id) else { return };
+                let Some(task) = state.tasks.get_mut(task_id) else {
+                    return;
+                };
+                let Some(peer) = task.peers.get_mut(peer_id) else {
+                    return;
+                };
                 for failed in req.failed_parent_ids {
                     let failed = PeerId::from(failed);
                     if let Some(edge) = task.edges.get_mut(&(failed.clone(), peer_id.clone())) {
@@ -341,7 +353,9 @@ impl Scheduler {
                 }
             }
             PeerMsg::Finished(_) => {
-                let Some(task) = state.tasks.get_mut(task_id) else { return };
+                let Some(task) = state.tasks.get_mut(task_id) else {
+                    return;
+                };
                 if let Some(peer) = task.peers.get_mut(peer_id) {
                     peer.state = PeerState::Succeeded;
                     peer.updated_at = now;
@@ -351,22 +365,32 @@ impl Scheduler {
                 }
                 task.deactivate_edges_into(peer_id);
                 task.updated_at = now;
-                self.metrics.downloads.get_or_create(&vec![("outcome", "succeeded")]).inc();
+                self.metrics
+                    .downloads
+                    .get_or_create(&vec![("outcome", "succeeded")])
+                    .inc();
                 tracing::info!(task_id = %task_id, peer_id = %peer_id, "peer finished");
                 self.schedule_waiting(state, task_id, now);
             }
             PeerMsg::Failed(f) => {
-                let Some(task) = state.tasks.get_mut(task_id) else { return };
+                let Some(task) = state.tasks.get_mut(task_id) else {
+                    return;
+                };
                 if let Some(peer) = task.peers.get_mut(peer_id) {
                     peer.state = PeerState::Failed;
                     peer.updated_at = now;
                 }
                 task.deactivate_edges_of(peer_id);
-                self.metrics.downloads.get_or_create(&vec![("outcome", "failed")]).inc();
+                self.metrics
+                    .downloads
+                    .get_or_create(&vec![("outcome", "failed")])
+                    .inc();
                 tracing::warn!(task_id = %task_id, peer_id = %peer_id, origin_status = f.origin_status, error = %f.message, "peer failed");
             }
             PeerMsg::BackToSourceStarted(b) => {
-                let Some(task) = state.tasks.get_mut(task_id) else { return };
+                let Some(task) = state.tasks.get_mut(task_id) else {
+                    return;
+                };
                 if let Some(peer) = task.peers.get_mut(peer_id) {
                     peer.state = PeerState::BackToSource;
                     peer.updated_at = now;
@@ -381,8 +405,12 @@ impl Scheduler {
 
     pub fn peer_stream_closed(&self, task_id: &TaskId, peer_id: &PeerId, generation: u64) {
         let mut state = self.lock();
-        let Some(task) = state.tasks.get_mut(task_id) else { return };
-        let Some(peer) = task.peers.get_mut(peer_id) else { return };
+        let Some(task) = state.tasks.get_mut(task_id) else {
+            return;
+        };
+        let Some(peer) = task.peers.get_mut(peer_id) else {
+            return;
+        };
         if peer.stream_generation != generation {
             return;
         }
@@ -403,7 +431,9 @@ impl Scheduler {
         pf: pb::PieceFinished,
         now: Instant,
     ) {
-        let Some(task) = state.tasks.get_mut(task_id) else { return };
+        let Some(task) = state.tasks.get_mut(task_id) else {
+            return;
+        };
         task.updated_at = now;
         let from_origin = pf.source == pb::PieceSource::Origin as i32;
         if from_origin {
@@ -429,7 +459,10 @@ impl Scheduler {
                 }
                 _ => {}
             }
-            self.metrics.piece_bytes.get_or_create(&vec![("source", "origin")]).inc_by(pf.length);
+            self.metrics
+                .piece_bytes
+                .get_or_create(&vec![("source", "origin")])
+                .inc_by(pf.length);
         } else {
             let parent = PeerId::from(pf.parent_peer_id.clone());
             let edge = task
@@ -446,7 +479,10 @@ impl Scheduler {
             {
                 h.upload_successes += 1;
             }
-            self.metrics.piece_bytes.get_or_create(&vec![("source", "peer")]).inc_by(pf.length);
+            self.metrics
+                .piece_bytes
+                .get_or_create(&vec![("source", "peer")])
+                .inc_by(pf.length);
         }
         if let Some(peer) = task.peers.get_mut(peer_id) {
             peer.bitmap.set(pf.number);
@@ -459,15 +495,26 @@ impl Scheduler {
         }
     }
 
-    fn piece_failed(&self, state: &mut State, task_id: &TaskId, peer_id: &PeerId, pf: pb::PieceFailed) {
-        let Some(task) = state.tasks.get_mut(task_id) else { return };
+    fn piece_failed(
+        &self,
+        state: &mut State,
+        task_id: &TaskId,
+        peer_id: &PeerId,
+        pf: pb::PieceFailed,
+    ) {
+        let Some(task) = state.tasks.get_mut(task_id) else {
+            return;
+        };
         let parent = PeerId::from(pf.parent_peer_id.clone());
         let reason = pb::PieceFailure::try_from(pf.reason).unwrap_or(pb::PieceFailure::Unreachable);
         self.metrics
             .piece_failures
             .get_or_create(&vec![("reason", reason.as_str_name())])
             .inc();
-        let edge = task.edges.entry((parent.clone(), peer_id.clone())).or_default();
+        let edge = task
+            .edges
+            .entry((parent.clone(), peer_id.clone()))
+            .or_default();
         edge.failures += 1;
         if let Some(parent_host) = task.peers.get(&parent).map(|p| p.host_id.clone())
             && let Some(h) = state.hosts.get_mut(&parent_host)
@@ -499,14 +546,18 @@ impl Scheduler {
 
     /// Finds parents for one peer, or decides that it waits or goes to the origin.
     fn schedule(&self, state: &mut State, task_id: &TaskId, peer_id: &PeerId, now: Instant) {
-        let Some(task) = state.tasks.get(task_id) else { return };
+        let Some(task) = state.tasks.get(task_id) else {
+            return;
+        };
         let parents = self.selector.select(state, task, peer_id);
         if !parents.is_empty() {
             self.assign_parents(state, task_id, peer_id, parents, now);
             return;
         }
         let seed_host = self.pick_seed(state, task_id, peer_id);
-        let Some(task) = state.tasks.get_mut(task_id) else { return };
+        let Some(task) = state.tasks.get_mut(task_id) else {
+            return;
+        };
         let waiting_on_seed = task
             .seed_requested_at
             .is_some_and(|t| now.duration_since(t) < self.config.seed_wait);
@@ -551,7 +602,9 @@ impl Scheduler {
         let seeds: HashMap<String, &Host> = state
             .hosts
             .values()
-            .filter(|h| h.host_type == HostType::Seed && h.usable_as_parent() && h.commands.is_some())
+            .filter(|h| {
+                h.host_type == HostType::Seed && h.usable_as_parent() && h.commands.is_some()
+            })
             .filter(|h| Some(&h.id) != child_host.as_ref())
             .map(|h| (h.id.to_string(), h))
             .collect();
@@ -568,11 +621,17 @@ impl Scheduler {
         parents: Vec<PeerId>,
         now: Instant,
     ) {
-        let Some(task) = state.tasks.get_mut(task_id) else { return };
+        let Some(task) = state.tasks.get_mut(task_id) else {
+            return;
+        };
         let mut wire = Vec::with_capacity(parents.len());
         for parent in &parents {
-            let Some(p) = task.peers.get(parent) else { continue };
-            let Some(host) = state.hosts.get(&p.host_id) else { continue };
+            let Some(p) = task.peers.get(parent) else {
+                continue;
+            };
+            let Some(host) = state.hosts.get(&p.host_id) else {
+                continue;
+            };
             wire.push(pb::Parent {
                 peer_id: parent.to_string(),
                 host_id: host.id.to_string(),
@@ -580,10 +639,15 @@ impl Scheduler {
                 upload_port: host.info.upload_port,
                 host_type: host.info.host_type,
             });
-            let edge = task.edges.entry((parent.clone(), peer_id.clone())).or_default();
+            let edge = task
+                .edges
+                .entry((parent.clone(), peer_id.clone()))
+                .or_default();
             edge.active = true;
         }
-        let Some(peer) = task.peers.get_mut(peer_id) else { return };
+        let Some(peer) = task.peers.get_mut(peer_id) else {
+            return;
+        };
         if peer.state == PeerState::Pending {
             peer.state = PeerState::Running;
         }
@@ -615,7 +679,9 @@ impl Scheduler {
 
     /// Gives parents to every pending peer of a task that can now have some.
     fn schedule_waiting(&self, state: &mut State, task_id: &TaskId, now: Instant) {
-        let Some(task) = state.tasks.get(task_id) else { return };
+        let Some(task) = state.tasks.get(task_id) else {
+            return;
+        };
         let waiting: Vec<PeerId> = task
             .peers
             .values()
@@ -623,7 +689,9 @@ impl Scheduler {
             .map(|p| p.id.clone())
             .collect();
         for peer_id in waiting {
-            let Some(task) = state.tasks.get(task_id) else { return };
+            let Some(task) = state.tasks.get(task_id) else {
+                return;
+            };
             let parents = self.selector.select(state, task, &peer_id);
             if !parents.is_empty() {
                 self.assign_parents(state, task_id, &peer_id, parents, now);
@@ -640,7 +708,9 @@ impl Scheduler {
         let state = &mut *guard;
         let task_ids: Vec<TaskId> = state.tasks.keys().cloned().collect();
         for task_id in task_ids {
-            let Some(task) = state.tasks.get(&task_id) else { continue };
+            let Some(task) = state.tasks.get(&task_id) else {
+                continue;
+            };
             let mut actions: Vec<(PeerId, bool)> = Vec::new();
             for peer in task.peers.values() {
                 match peer.state {
@@ -662,7 +732,9 @@ impl Scheduler {
                 }
             }
             for (peer_id, overdue) in actions {
-                let Some(task) = state.tasks.get(&task_id) else { break };
+                let Some(task) = state.tasks.get(&task_id) else {
+                    break;
+                };
                 let current: Vec<PeerId> = task
                     .edges
                     .iter()
@@ -675,7 +747,10 @@ impl Scheduler {
                     self.assign_parents(state, &task_id, &peer_id, parents, now);
                 } else if overdue
                     && let Some(task) = state.tasks.get_mut(&task_id)
-                    && task.peers.get(&peer_id).is_some_and(|p| p.state == PeerState::Pending)
+                    && task
+                        .peers
+                        .get(&peer_id)
+                        .is_some_and(|p| p.state == PeerState::Pending)
                 {
                     self.back_to_source(task, &peer_id, "no parent appeared in time");
                 }
@@ -722,7 +797,12 @@ impl Scheduler {
             .retain(|_, t| !t.peers.is_empty() || now.duration_since(t.updated_at) <= cfg.task_ttl);
         let removed_tasks = before - state.tasks.len();
         if removed_peers + removed_tasks + silent.len() > 0 {
-            tracing::info!(hosts = silent.len(), peers = removed_peers, tasks = removed_tasks, "gc");
+            tracing::info!(
+                hosts = silent.len(),
+                peers = removed_peers,
+                tasks = removed_tasks,
+                "gc"
+            );
         }
     }
 
@@ -786,8 +866,13 @@ impl Scheduler {
     pub fn tasks(&self) -> Vec<api::TaskSummary> {
         let now = Instant::now();
         let state = self.lock();
-        let mut out: Vec<api::TaskSummary> = state.tasks.values().map(|t| summary(t, now)).collect();
-        out.sort_by(|a, b| a.created_secs_ago.cmp(&b.created_secs_ago).then(a.task_id.cmp(&b.task_id)));
+        let mut out: Vec<api::TaskSummary> =
+            state.tasks.values().map(|t| summary(t, now)).collect();
+        out.sort_by(|a, b| {
+            a.created_secs_ago
+                .cmp(&b.created_secs_ago)
+                .then(a.task_id.cmp(&b.task_id))
+        });
         out
     }
 
@@ -857,7 +942,11 @@ fn summary(t: &Task, now: Instant) -> api::TaskSummary {
         piece_length: t.layout.map(|l| l.piece_length),
         piece_count: t.layout.map(|l| l.piece_count()),
         peers_total: t.peers.len(),
-        peers_running: count(&[PeerState::Pending, PeerState::Running, PeerState::BackToSource]),
+        peers_running: count(&[
+            PeerState::Pending,
+            PeerState::Running,
+            PeerState::BackToSource,
+        ]),
         peers_succeeded: count(&[PeerState::Succeeded]),
         peers_failed: count(&[PeerState::Failed, PeerState::Left]),
         bytes_from_origin: t.peers.values().map(|p| p.bytes_from_origin).sum(),
@@ -913,7 +1002,11 @@ mod tests {
             hostname: name.into(),
             ip: "127.0.0.1".into(),
             upload_port: 1,
-            host_type: if seed { pb::HostType::Seed as i32 } else { pb::HostType::Normal as i32 },
+            host_type: if seed {
+                pb::HostType::Seed as i32
+            } else {
+                pb::HostType::Normal as i32
+            },
             upload_slots: 8,
             ..Default::default()
         }
@@ -956,7 +1049,10 @@ mod tests {
         let s = Scheduler::new(Config::default());
         let t = task_id();
         let (_, mut first) = register(&s, &t, "h1", false);
-        assert!(matches!(replies(&mut first).as_slice(), [PeerReply::BackToSource(_)]));
+        assert!(matches!(
+            replies(&mut first).as_slice(),
+            [PeerReply::BackToSource(_)]
+        ));
         let (_, mut second) = register(&s, &t, "h2", false);
         match replies(&mut second).as_slice() {
             [PeerReply::Parents(p)] => assert_eq!(p.parents[0].peer_id, "peer-h1"),
@@ -973,7 +1069,10 @@ mod tests {
         let (_, mut child) = register(&s, &t, "h1", false);
         assert!(replies(&mut child).is_empty(), "child waits for the seed");
         let cmd = seed_rx.try_recv().expect("seed asked").expect("ok");
-        assert!(matches!(cmd.response, Some(pb::host_response::Response::SeedTask(_))));
+        assert!(matches!(
+            cmd.response,
+            Some(pb::host_response::Response::SeedTask(_))
+        ));
         // The seed answers by registering with the seed flag, from the seed host.
         let (tx, mut seed_peer_rx) = mpsc::unbounded_channel();
         s.peer_register(
@@ -988,7 +1087,10 @@ mod tests {
             tx,
         )
         .expect("registers");
-        assert!(matches!(replies(&mut seed_peer_rx).as_slice(), [PeerReply::BackToSource(_)]));
+        assert!(matches!(
+            replies(&mut seed_peer_rx).as_slice(),
+            [PeerReply::BackToSource(_)]
+        ));
         match replies(&mut child).as_slice() {
             [PeerReply::Parents(p)] => assert_eq!(p.parents[0].peer_id, "peer-seed"),
             other => panic!("expected the seed as parent, got {other:?}"),
@@ -1021,7 +1123,10 @@ mod tests {
                     }
                 }
             }
-            assert!(task.edges.values().filter(|e| e.active).count() > 12, "peers meshed");
+            assert!(
+                task.edges.values().filter(|e| e.active).count() > 12,
+                "peers meshed"
+            );
         });
     }
 
@@ -1043,7 +1148,11 @@ mod tests {
                 message: String::new(),
             }),
         );
-        s.peer_message(&t, &c, PeerMsg::Reschedule(pb::RescheduleRequest::default()));
+        s.peer_message(
+            &t,
+            &c,
+            PeerMsg::Reschedule(pb::RescheduleRequest::default()),
+        );
         for r in replies(&mut rc) {
             if let PeerReply::Parents(p) = r {
                 assert!(p.parents.iter().all(|x| x.peer_id != a.to_string()));
@@ -1051,6 +1160,11 @@ mod tests {
             }
         }
         let detail = s.task(&t).expect("task");
-        assert!(detail.edges.iter().any(|e| e.parent == a.to_string() && e.blocklisted));
+        assert!(
+            detail
+                .edges
+                .iter()
+                .any(|e| e.parent == a.to_string() && e.blocklisted)
+        );
     }
 }

@@ -34,7 +34,9 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             .await?
             .ok_or_else(|| Status::invalid_argument("host stream closed before registering"))?;
         let Some(HostMsg::Register(info)) = first.request else {
-            return Err(Status::invalid_argument("the first host message must be register"));
+            return Err(Status::invalid_argument(
+                "the first host message must be register",
+            ));
         };
         if info.host_id.is_empty() {
             return Err(Status::invalid_argument("register names no host_id"));
@@ -73,7 +75,9 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             .await?
             .ok_or_else(|| Status::invalid_argument("peer stream closed before registering"))?;
         let Some(PeerMsg::Register(reg)) = first.request else {
-            return Err(Status::invalid_argument("the first peer message must be register"));
+            return Err(Status::invalid_argument(
+                "the first peer message must be register",
+            ));
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let (task_id, peer_id, generation) = self.scheduler.peer_register(reg, tx)?;

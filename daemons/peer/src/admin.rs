@@ -1,0 +1,173 @@
+//! The peer's admin HTTP API (routes and bodies in `df_core::api`): health, metrics, this
+//! peer's info and cached tasks, downloads through the P2P network for `dfctl get`, and the
+//! log stream.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use df_core::ids::{ObjectDigest, TaskId};
+use df_core::telemetry::{LogQuery, ndjson_stream};
+use serde::Deserialize;
+
+use crate::Context;
+use crate::download::{Delivery, DeliveryError, DownloadRequest, TaskManager};
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub ctx: Arc<Context>,
+    pub tasks: Arc<TaskManager>,
+}
+
+pub fn router(state: AdminState) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/info", get(info))
+        .route("/api/v1/tasks", get(tasks))
+        .route("/api/v1/tasks/{task_id}", get(task))
+        .route("/api/v1/download", get(download))
+        .route("/api/v1/logs", get(logs))
+        .with_state(state)
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let m = &s.ctx.metrics;
+    m.storage_used
+        .set(i64::try_from(s.ctx.store.used()).unwrap_or(i64::MAX));
+    m.storage_capacity
+        .set(i64::try_from(s.ctx.store.capacity()).unwrap_or(i64::MAX));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.render(),
+    )
+        .into_response()
+}
+
+async fn info(State(s): State<AdminState>) -> Response {
+    let ctx = &s.ctx;
+    let h = &ctx.host_info;
+    Json(df_core::api::PeerInfo {
+        version: df_core::VERSION.to_owned(),
+        host_id: h.host_id.clone(),
+        hostname: h.hostname.clone(),
+        ip: h.ip.clone(),
+        seed: ctx.config.seed,
+        upload_port: u16::try_from(h.upload_port).unwrap_or_default(),
+        admin_port: u16::try_from(h.admin_port).unwrap_or_default(),
+        proxy_port: u16::try_from(h.proxy_port).unwrap_or_default(),
+        data_dir: ctx.store.dir().display().to_string(),
+        disk_used: ctx.store.used(),
+        disk_capacity: ctx.store.capacity(),
+        tasks: ctx.store.all().len(),
+        uptime_secs: ctx.started.elapsed().as_secs(),
+        schedulers: ctx
+            .schedulers
+            .connections()
+            .into_iter()
+            .map(|(addr, connected)| df_core::api::SchedulerConnection { addr, connected })
+            .collect(),
+        uploaded_bytes: ctx.uploaded_bytes.load(Ordering::Relaxed),
+    })
+    .into_response()
+}
+
+async fn tasks(State(s): State<AdminState>) -> Response {
+    let mut all: Vec<_> = s
+        .ctx
+        .store
+        .all()
+        .iter()
+        .map(|t| t.to_local_view())
+        .collect();
+    all.sort_by_key(|t| t.last_access_secs_ago);
+    Json(all).into_response()
+}
+
+async fn task(State(s): State<AdminState>, Path(task_id): Path<String>) -> Response {
+    let Ok(id) = task_id.parse::<TaskId>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("'{task_id}' is not a task id\n"),
+        )
+            .into_response();
+    };
+    match s.ctx.store.get(&id) {
+        Some(t) => Json(t.to_local_view()).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            format!("task {id} is not on this peer\n"),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct DownloadQuery {
+    url: String,
+    #[serde(default)]
+    digest: Option<String>,
+}
+
+async fn download(
+    State(s): State<AdminState>,
+    Query(q): Query<DownloadQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let digest = match q.digest.map(ObjectDigest::try_from).transpose() {
+        Ok(d) => d,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let req = DownloadRequest {
+        url: q.url,
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        digest,
+        ..DownloadRequest::default()
+    };
+    match s.tasks.deliver(req, range.as_deref()).await {
+        Ok(d) => delivery_response(d),
+        Err(DeliveryError::BadRequest(m)) => {
+            (StatusCode::BAD_REQUEST, format!("{m}\n")).into_response()
+        }
+        Err(DeliveryError::Upstream(m)) => {
+            (StatusCode::BAD_GATEWAY, format!("{m}\n")).into_response()
+        }
+    }
+}
+
+pub fn delivery_response(d: Delivery) -> Response {
+    let mut builder = Response::builder().status(d.status);
+    for (k, v) in &d.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    if let Some(id) = &d.task_id {
+        builder = builder.header(df_core::HEADER_TASK_ID, id.as_str());
+    }
+    builder = builder.header(df_core::HEADER_SOURCE, d.source.as_str());
+    builder
+        .body(Body::from_stream(d.body))
+        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+}
+
+async fn logs(State(s): State<AdminState>, Query(q): Query<LogQuery>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(ndjson_stream(&s.ctx.hub, q)),
+    )
+        .into_response()
+}

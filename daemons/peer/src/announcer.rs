@@ -1,0 +1,322 @@
+//! [`SchedulerClient`]: this peer's links to the schedulers.
+//!
+//! One host stream per scheduler, kept up with reconnects: it registers the host, sends
+//! heartbeats, re-announces the complete tasks that scheduler owns (so a restarted scheduler
+//! learns them again), reports evictions, and receives seed commands. Per download, a peer
+//! stream to the scheduler that owns the task on the consistent-hash ring, failing over to the
+//! next one; schedulers whose host stream is down are tried last.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use df_core::ids::{PeerId, TaskId};
+use df_core::ring::HashRing;
+use df_proto::scheduler::v1 as pb;
+use df_proto::scheduler::v1::scheduler_client::SchedulerClient as GrpcClient;
+use pb::host_request::Request as HostMsg;
+use pb::peer_request::Request as PeerMsg;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::storage::PieceStore;
+
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnnouncerError {
+    #[error("scheduler address '{addr}': {reason}")]
+    Address { addr: String, reason: String },
+}
+
+struct Link {
+    channel: Channel,
+    connected: AtomicBool,
+    outbound: Mutex<Option<mpsc::UnboundedSender<pb::HostRequest>>>,
+}
+
+pub struct SchedulerClient {
+    ring: HashRing,
+    links: HashMap<String, Link>,
+    host: pb::HostInfo,
+    connect_timeout: Duration,
+}
+
+/// A download's stream to its scheduler.
+pub struct PeerStream {
+    pub scheduler: String,
+    tx: mpsc::UnboundedSender<pb::PeerRequest>,
+    inbound: tonic::Streaming<pb::PeerResponse>,
+}
+
+impl PeerStream {
+    /// Sends a report; false when the stream is gone.
+    pub fn send(&self, msg: PeerMsg) -> bool {
+        self.tx.send(pb::PeerRequest { request: Some(msg) }).is_ok()
+    }
+
+    /// The next instruction; `None` when the scheduler closed the stream or failed.
+    pub async fn next(&mut self) -> Option<pb::peer_response::Response> {
+        loop {
+            match self.inbound.message().await {
+                Ok(Some(pb::PeerResponse { response: Some(r) })) => return Some(r),
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(status) => {
+                    tracing::warn!(scheduler = %self.scheduler, error = %status.message(), "scheduler stream failed");
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+impl SchedulerClient {
+    pub fn new(
+        addrs: &[String],
+        host: pb::HostInfo,
+        connect_timeout: Duration,
+    ) -> Result<Self, AnnouncerError> {
+        let mut links = HashMap::new();
+        for addr in addrs {
+            let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| {
+                AnnouncerError::Address {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            let channel = endpoint
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .connect_lazy();
+            links.insert(
+                addr.clone(),
+                Link {
+                    channel,
+                    connected: AtomicBool::new(false),
+                    outbound: Mutex::new(None),
+                },
+            );
+        }
+        Ok(Self {
+            ring: HashRing::new(addrs.iter().cloned()),
+            links,
+            host,
+            connect_timeout,
+        })
+    }
+
+    pub fn host(&self) -> &pb::HostInfo {
+        &self.host
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// Each scheduler and whether its host stream is up.
+    pub fn connections(&self) -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = self
+            .links
+            .iter()
+            .map(|(a, l)| (a.clone(), l.connected.load(Ordering::Acquire)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn owner(&self, task: &TaskId) -> Option<&str> {
+        self.ring.owner(task.as_str())
+    }
+
+    /// Opens a download stream for `task` and registers on it. `None` when no scheduler
+    /// answers; the caller then goes to the origin itself.
+    pub async fn open_peer_stream(
+        &self,
+        task: &TaskId,
+        register: pb::RegisterPeer,
+    ) -> Option<PeerStream> {
+        let order = self.ring.order(task.as_str());
+        let is_up = |a: &&str| {
+            self.links
+                .get(*a)
+                .is_some_and(|l| l.connected.load(Ordering::Acquire))
+        };
+        let (up, down): (Vec<&str>, Vec<&str>) = order.into_iter().partition(is_up);
+        for addr in up.into_iter().chain(down) {
+            let Some(link) = self.links.get(addr) else {
+                continue;
+            };
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(pb::PeerRequest {
+                request: Some(PeerMsg::Register(register.clone())),
+            });
+            let mut client = GrpcClient::new(link.channel.clone());
+            let call = client.announce_peer(UnboundedReceiverStream::new(rx));
+            match tokio::time::timeout(self.connect_timeout * 2, call).await {
+                Ok(Ok(resp)) => {
+                    return Some(PeerStream {
+                        scheduler: addr.to_owned(),
+                        tx,
+                        inbound: resp.into_inner(),
+                    });
+                }
+                Ok(Err(status)) => {
+                    tracing::warn!(task_id = %task, scheduler = addr, error = %status.message(), "scheduler refused the download stream");
+                }
+                Err(_) => {
+                    tracing::warn!(task_id = %task, scheduler = addr, "scheduler did not answer in time");
+                }
+            }
+        }
+        None
+    }
+
+    /// Tells the owning scheduler that this peer no longer holds `task`.
+    pub fn report_evicted(&self, task: &TaskId, peer: &PeerId) {
+        let Some(link) = self.owner(task).and_then(|a| self.links.get(a)) else {
+            return;
+        };
+        if let Some(tx) = &*link.outbound.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = tx.send(pb::HostRequest {
+                request: Some(HostMsg::Evicted(pb::TaskEvicted {
+                    task_id: task.to_string(),
+                    peer_id: peer.to_string(),
+                })),
+            });
+        }
+    }
+
+    /// Runs every host stream until `shutdown`. Seed commands go to `seeds`.
+    pub fn spawn_links(
+        self: &Arc<Self>,
+        store: Arc<PieceStore>,
+        heartbeat: Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>,
+        seeds: mpsc::UnboundedSender<pb::SeedTask>,
+        shutdown: CancellationToken,
+    ) {
+        for addr in self.links.keys() {
+            let this = self.clone();
+            let addr = addr.clone();
+            let store = store.clone();
+            let heartbeat = heartbeat.clone();
+            let seeds = seeds.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                this.run_link(&addr, store, heartbeat, seeds, shutdown)
+                    .await;
+            });
+        }
+    }
+
+    fn held_tasks(&self, addr: &str, store: &PieceStore) -> pb::HeldTasks {
+        let tasks = store
+            .all()
+            .into_iter()
+            .filter(|t| self.owner(&t.id) == Some(addr))
+            .filter_map(|t| {
+                let st = t.state();
+                let layout = st.layout?;
+                st.complete.then(|| pb::HeldTask {
+                    task_id: t.id.to_string(),
+                    peer_id: st.peer_id.to_string(),
+                    url: st.url.clone(),
+                    content_length: layout.content_length,
+                    piece_length: layout.piece_length,
+                    pieces: st
+                        .digests
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(n, d)| {
+                            d.map(|d| pb::PieceDigest {
+                                number: u32::try_from(n).unwrap_or(u32::MAX),
+                                digest: d.as_bytes().to_vec(),
+                            })
+                        })
+                        .collect(),
+                    content_path: t.data_path.display().to_string(),
+                    complete: true,
+                })
+            })
+            .collect();
+        pb::HeldTasks { tasks }
+    }
+
+    async fn run_link(
+        &self,
+        addr: &str,
+        store: Arc<PieceStore>,
+        heartbeat: Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>,
+        seeds: mpsc::UnboundedSender<pb::SeedTask>,
+        shutdown: CancellationToken,
+    ) {
+        let Some(link) = self.links.get(addr) else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(200);
+        let mut was_connected = false;
+        loop {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(pb::HostRequest {
+                request: Some(HostMsg::Register(self.host.clone())),
+            });
+            let _ = tx.send(pb::HostRequest {
+                request: Some(HostMsg::Heartbeat(heartbeat())),
+            });
+            let _ = tx.send(pb::HostRequest {
+                request: Some(HostMsg::Held(self.held_tasks(addr, &store))),
+            });
+            let mut client = GrpcClient::new(link.channel.clone());
+            let call = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = client.announce_host(UnboundedReceiverStream::new(rx)) => r,
+            };
+            match call {
+                Ok(resp) => {
+                    link.connected.store(true, Ordering::Release);
+                    *link.outbound.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
+                    backoff = Duration::from_millis(200);
+                    tracing::info!(scheduler = addr, "connected to scheduler");
+                    was_connected = true;
+                    let mut inbound = resp.into_inner();
+                    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            _ = beat.tick() => {
+                                let _ = tx.send(pb::HostRequest { request: Some(HostMsg::Heartbeat(heartbeat())) });
+                            }
+                            msg = inbound.message() => match msg {
+                                Ok(Some(pb::HostResponse { response: Some(pb::host_response::Response::SeedTask(s)) })) => {
+                                    let _ = seeds.send(s);
+                                }
+                                Ok(Some(_)) => {}
+                                Ok(None) | Err(_) => break,
+                            }
+                        }
+                    }
+                    link.connected.store(false, Ordering::Release);
+                    *link.outbound.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    tracing::warn!(scheduler = addr, "lost the scheduler; reconnecting");
+                }
+                Err(status) => {
+                    if was_connected || backoff == Duration::from_millis(200) {
+                        tracing::warn!(scheduler = addr, error = %status.message(), "cannot reach scheduler");
+                        was_connected = false;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}

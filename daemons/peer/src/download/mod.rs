@@ -1,0 +1,348 @@
+//! Downloads: [`TaskManager`] starts at most one [`conductor::Conductor`] per task on this peer
+//! and turns a client's request into a [`Delivery`]: bytes streamed from the cache as pieces
+//! land (the client does not wait for the whole object), the origin's own refusal, or, when the
+//! object cannot be cached here, a straight pass-through from the origin. Every client-facing
+//! server (admin download API, proxy, mirror) goes through [`TaskManager::deliver`].
+
+pub mod conductor;
+pub mod origin;
+pub mod parent;
+pub mod piece_io;
+pub mod reader;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use df_core::api::ByteSource;
+use df_core::ids::{ObjectDigest, PeerId, TaskId, TaskIdParams, validate_http_url};
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use tracing::Instrument as _;
+
+use crate::Context;
+use crate::storage::{StoredTask, TaskFailure};
+
+/// What a client asked for.
+#[derive(Debug, Clone, Default)]
+pub struct DownloadRequest {
+    pub url: String,
+    /// Forwarded to the origin when this peer fetches from it (hop-by-hop ones are dropped).
+    pub headers: Vec<(String, String)>,
+    pub piece_length: Option<u64>,
+    /// Whole-object digest; taken from a registry blob URL when not given.
+    pub digest: Option<ObjectDigest>,
+    /// This download answers a scheduler's seed request.
+    pub seed: bool,
+    /// Set for seed requests, which name the task; otherwise derived from the URL.
+    pub task_id: Option<TaskId>,
+}
+
+/// Parses a single-range `Range` header value (`bytes=a-b`, `bytes=a-`, `bytes=-n`) against an
+/// object of `total` bytes into `start..end` (end exclusive); `None` when unsatisfiable.
+pub fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (total.saturating_sub(n), total)
+        }
+        (a, "") => (a.parse().ok()?, total),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.saturating_add(1).min(total),
+        ),
+    };
+    (start < end && start < total).then_some((start, end))
+}
+
+/// The response a client gets.
+pub struct Delivery {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
+    pub task_id: Option<TaskId>,
+    pub source: ByteSource,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Upstream(String),
+}
+
+pub struct TaskManager {
+    ctx: Arc<Context>,
+}
+
+impl TaskManager {
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
+    }
+
+    pub fn task_id(req: &DownloadRequest) -> Result<TaskId, DeliveryError> {
+        if let Some(id) = &req.task_id {
+            return Ok(id.clone());
+        }
+        TaskId::from_url(
+            &req.url,
+            &TaskIdParams {
+                piece_length: req.piece_length,
+                ..TaskIdParams::default()
+            },
+        )
+        .map_err(|e| DeliveryError::BadRequest(e.to_string()))
+    }
+
+    /// Makes sure a download of the task runs (or has finished) on this peer.
+    pub fn start(&self, mut req: DownloadRequest) -> Result<Arc<StoredTask>, DeliveryError> {
+        validate_http_url(&req.url).map_err(|e| DeliveryError::BadRequest(e.to_string()))?;
+        if req.digest.is_none() {
+            req.digest = ObjectDigest::from_blob_url(&req.url);
+        }
+        let id = Self::task_id(&req)?;
+        let peer_id = PeerId::new(
+            &df_core::ids::HostId::from(self.ctx.host_info.host_id.clone()),
+            &uuid::Uuid::new_v4().to_string(),
+        );
+        let task = self.ctx.store.get_or_create(&id, &req.url, &peer_id);
+        {
+            let mut st = task.state();
+            if st.complete || st.downloading {
+                drop(st);
+                return Ok(task);
+            }
+            st.downloading = true;
+            st.failure = None;
+            st.peer_id = peer_id.clone();
+            if req.digest.is_some() {
+                st.object_digest = req.digest.clone();
+            }
+        }
+        let ctx = self.ctx.clone();
+        let span = tracing::info_span!("download", task_id = %id, peer_id = %peer_id);
+        let runner = task.clone();
+        tokio::spawn(
+            async move {
+                let _use = runner.hold();
+                let started = std::time::Instant::now();
+                let result = conductor::Conductor {
+                    ctx: ctx.clone(),
+                    task: runner.clone(),
+                    req,
+                    peer_id,
+                }
+                .run()
+                .await;
+                match &result {
+                    Ok(()) => {
+                        let st = runner.state();
+                        tracing::info!(
+                            secs = started.elapsed().as_secs_f64(),
+                            bytes = st.layout.map_or(0, |l| l.content_length),
+                            from_origin = st.bytes_from_origin,
+                            from_seeds = st.bytes_from_seeds,
+                            from_peers = st.bytes_from_peers,
+                            "download finished"
+                        );
+                        ctx.metrics.task("succeeded");
+                    }
+                    Err(TaskFailure::NoSpace(m)) => {
+                        tracing::warn!(reason = %m, "cannot cache the object; clients are served from the origin");
+                        ctx.metrics.task("no_space");
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "download failed");
+                        ctx.metrics.task("failed");
+                    }
+                }
+                runner.finish(result);
+                // Nothing worth keeping from a download that never got a layout.
+                if runner.layout().is_none() {
+                    ctx.store.remove(&runner.id).await;
+                }
+            }
+            .instrument(span),
+        );
+        Ok(task)
+    }
+
+    /// Serves `req` to a client: from the cache or the running download, else the origin.
+    pub async fn deliver(
+        &self,
+        req: DownloadRequest,
+        range: Option<&str>,
+    ) -> Result<Delivery, DeliveryError> {
+        let was_complete = Self::task_id(&req)
+            .ok()
+            .and_then(|id| self.ctx.store.get(&id))
+            .is_some_and(|t| t.is_complete());
+        let task = self.start(req.clone())?;
+        let hold = task.hold();
+        let mut changes = task.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let (layout, failure, source) = {
+                let st = task.state();
+                (st.layout, st.failure.clone(), st.source)
+            };
+            if let Some(f) = failure {
+                return self.on_failure(&task, f, req, range).await;
+            }
+            if let Some(layout) = layout {
+                let source = if was_complete {
+                    ByteSource::Local
+                } else {
+                    source.unwrap_or(ByteSource::Peer)
+                };
+                task.touch();
+                if was_complete {
+                    self.ctx.metrics.downloaded("local", layout.content_length);
+                }
+                return Ok(self.serve_from_cache(
+                    task.clone(),
+                    hold,
+                    layout.content_length,
+                    range,
+                    source,
+                ));
+            }
+            if changes.changed().await.is_err() {
+                return Err(DeliveryError::Upstream(
+                    "download ended unexpectedly".into(),
+                ));
+            }
+        }
+    }
+
+    fn serve_from_cache(
+        &self,
+        task: Arc<StoredTask>,
+        hold: crate::storage::TaskUse,
+        total: u64,
+        range: Option<&str>,
+        source: ByteSource,
+    ) -> Delivery {
+        let mut headers: Vec<(String, String)> = task.state().response_headers.clone();
+        let (status, start, end) = match range.map(|r| parse_range(r, total)) {
+            Some(Some((start, end))) => {
+                headers.push((
+                    "content-range".into(),
+                    format!("bytes {start}-{}/{total}", end - 1),
+                ));
+                (206, start, end)
+            }
+            Some(None) => {
+                headers.push(("content-range".into(), format!("bytes */{total}")));
+                (416, 0, 0)
+            }
+            None => (200, 0, total),
+        };
+        headers.push(("content-length".into(), (end - start).to_string()));
+        headers.push(("accept-ranges".into(), "bytes".into()));
+        Delivery {
+            status,
+            headers,
+            body: reader::object_stream(task.clone(), hold, start, end).boxed(),
+            task_id: Some(task.id.clone()),
+            source,
+        }
+    }
+
+    async fn on_failure(
+        &self,
+        task: &Arc<StoredTask>,
+        failure: TaskFailure,
+        req: DownloadRequest,
+        range: Option<&str>,
+    ) -> Result<Delivery, DeliveryError> {
+        match failure {
+            TaskFailure::Origin {
+                status,
+                headers,
+                body,
+            } => Ok(Delivery {
+                status,
+                headers,
+                body: futures_util::stream::once(async move { Ok(body) }).boxed(),
+                task_id: Some(task.id.clone()),
+                source: ByteSource::Origin,
+            }),
+            TaskFailure::NoSpace(_) | TaskFailure::NoLength => {
+                self.pass_through(req, range, Some(task.id.clone())).await
+            }
+            TaskFailure::Other(m) => Err(DeliveryError::Upstream(m)),
+        }
+    }
+
+    /// Streams the object straight from the origin without caching it.
+    pub async fn pass_through(
+        &self,
+        req: DownloadRequest,
+        range: Option<&str>,
+        task_id: Option<TaskId>,
+    ) -> Result<Delivery, DeliveryError> {
+        let mut rb = self.ctx.origin.get(&req.url);
+        for (k, v) in &req.headers {
+            if origin::forwardable(k) {
+                rb = rb.header(k.as_str(), v.as_str());
+            }
+        }
+        if let Some(r) = range {
+            rb = rb.header(http::header::RANGE, r);
+        }
+        let resp = rb.send().await.map_err(|e| {
+            DeliveryError::Upstream(format!(
+                "cannot reach origin {}: {}",
+                req.url,
+                origin::error_chain(&e)
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "transfer-encoding" | "connection" | "keep-alive"
+                )
+            })
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let metrics = self.ctx.clone();
+        let body = resp
+            .bytes_stream()
+            .inspect_ok(move |b| metrics.metrics.downloaded("origin", b.len() as u64))
+            .map_err(std::io::Error::other)
+            .boxed();
+        Ok(Delivery {
+            status,
+            headers,
+            body,
+            task_id,
+            source: ByteSource::Origin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_and_clamp() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 100)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 100)));
+        assert_eq!(parse_range("bytes=95-200", 100), Some((95, 100)));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+    }
+}

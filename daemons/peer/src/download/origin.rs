@@ -1,0 +1,211 @@
+//! Talking to the origin: the first request that learns the object's length (and usually
+//! carries piece 0), and ranged GETs for single pieces.
+//!
+//! A task starts with `GET` + `Range: bytes=0-<piece-1>` rather than `HEAD`, so URLs signed for
+//! GET work, and the answer already holds the first piece. An origin that ignores ranges answers
+//! 200 with the whole body, which is then cut into pieces as it streams.
+
+use bytes::Bytes;
+use df_core::piece::{MIN_PIECE_LENGTH, PieceLayout};
+use futures_util::StreamExt as _;
+use http::StatusCode;
+
+use super::piece_io::PieceError;
+use crate::storage::TaskFailure;
+
+/// Origin error bodies kept for passing through to the client.
+const ERROR_BODY_LIMIT: usize = 64 * 1024;
+
+/// Request headers never forwarded to the origin: hop-by-hop ones, those the peer sets itself,
+/// and `Accept-Encoding` (the cache must hold the identity bytes whose digests it verifies).
+const NOT_FORWARDED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "range",
+    "content-length",
+    "accept-encoding",
+    "x-dragonfly-registry",
+    "x-dragonfly-use-p2p",
+];
+
+/// Origin response headers worth replaying to clients served from the cache.
+pub const REPLAYED_HEADERS: &[&str] = &[
+    "content-type",
+    "etag",
+    "last-modified",
+    "docker-content-digest",
+    "cache-control",
+];
+
+pub fn forwardable(name: &str) -> bool {
+    !NOT_FORWARDED.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+pub enum FirstResponse {
+    /// 206: ranges work; `body` holds bytes `[0, first_len)`.
+    Ranged {
+        layout: PieceLayout,
+        first_len: u64,
+        headers: Vec<(String, String)>,
+        body: reqwest::Response,
+    },
+    /// 200: the whole object in one body.
+    Whole {
+        layout: PieceLayout,
+        headers: Vec<(String, String)>,
+        body: reqwest::Response,
+    },
+}
+
+pub struct Origin<'a> {
+    pub client: &'a reqwest::Client,
+    pub url: &'a str,
+    pub headers: &'a [(String, String)],
+}
+
+fn replayed(resp: &reqwest::Response) -> Vec<(String, String)> {
+    resp.headers()
+        .iter()
+        .filter(|(k, _)| REPLAYED_HEADERS.contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
+/// Total length from `Content-Range: bytes a-b/total` (or `bytes */total`).
+fn total_from_content_range(resp: &reqwest::Response) -> Option<u64> {
+    let v = resp
+        .headers()
+        .get(http::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?;
+    v.rsplit_once('/')?.1.trim().parse().ok()
+}
+
+impl Origin<'_> {
+    fn request(&self, offset: u64, len: u64) -> reqwest::RequestBuilder {
+        let mut rb = self.client.get(self.url);
+        for (k, v) in self.headers {
+            if forwardable(k) {
+                rb = rb.header(k.as_str(), v.as_str());
+            }
+        }
+        rb.header(
+            http::header::RANGE,
+            format!("bytes={offset}-{}", offset + len.max(1) - 1),
+        )
+    }
+
+    /// Starts the task: learns the length; origin refusals come back as [`TaskFailure::Origin`].
+    pub async fn first(&self, piece_length: Option<u64>) -> Result<FirstResponse, TaskFailure> {
+        let probe = piece_length.unwrap_or(MIN_PIECE_LENGTH);
+        let resp = self.request(0, probe).send().await.map_err(|e| {
+            TaskFailure::Other(format!(
+                "cannot reach origin {}: {}",
+                self.url,
+                error_chain(&e)
+            ))
+        })?;
+        let status = resp.status();
+        match status {
+            StatusCode::PARTIAL_CONTENT => {
+                let total = total_from_content_range(&resp).ok_or_else(|| {
+                    TaskFailure::Other(format!(
+                        "origin {} sent 206 without a usable Content-Range",
+                        self.url
+                    ))
+                })?;
+                let layout = PieceLayout::new(total, piece_length);
+                let first_len = resp.content_length().unwrap_or(0);
+                Ok(FirstResponse::Ranged {
+                    layout,
+                    first_len,
+                    headers: replayed(&resp),
+                    body: resp,
+                })
+            }
+            StatusCode::OK => {
+                let total = resp.content_length().ok_or(TaskFailure::NoLength)?;
+                Ok(FirstResponse::Whole {
+                    layout: PieceLayout::new(total, piece_length),
+                    headers: replayed(&resp),
+                    body: resp,
+                })
+            }
+            StatusCode::RANGE_NOT_SATISFIABLE if total_from_content_range(&resp) == Some(0) => {
+                Ok(FirstResponse::Whole {
+                    layout: PieceLayout::new(0, piece_length),
+                    headers: replayed(&resp),
+                    body: resp,
+                })
+            }
+            _ => Err(origin_refusal(resp).await),
+        }
+    }
+
+    /// One piece by a ranged GET.
+    pub async fn piece(&self, offset: u64, len: u64) -> Result<reqwest::Response, PieceError> {
+        let resp = self
+            .request(offset, len)
+            .send()
+            .await
+            .map_err(|e| PieceError::Unreachable(error_chain(&e)))?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => Ok(resp),
+            StatusCode::OK if offset == 0 && resp.content_length() == Some(len) => Ok(resp),
+            s => Err(PieceError::Status(s.as_u16())),
+        }
+    }
+}
+
+/// The origin's refusal, kept whole enough to pass through.
+pub async fn origin_refusal(resp: reqwest::Response) -> TaskFailure {
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "content-length" | "transfer-encoding" | "connection"
+            )
+        })
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        let room = ERROR_BODY_LIMIT - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= ERROR_BODY_LIMIT {
+            break;
+        }
+    }
+    TaskFailure::Origin {
+        status,
+        headers,
+        body: Bytes::from(body),
+    }
+}
+
+/// An error with its causes, on one line ("error sending request: connection refused").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

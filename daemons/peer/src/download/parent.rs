@@ -1,0 +1,166 @@
+//! A child's view of one parent: a long-poll watcher that keeps the parent's piece bitmap
+//! current (pieces are shared while still in flight, so a child follows a parent that is itself
+//! downloading), and fetching one piece from it.
+
+use std::time::{Duration, Instant};
+
+use df_core::ids::{PeerId, PieceDigest, TaskId};
+use df_core::piece::{Bitmap, PieceLayout};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+
+use super::origin::error_chain;
+use super::piece_io::{BodyReader, PieceError};
+use crate::Context;
+use crate::storage::StoredTask;
+use crate::upload::BitmapReply;
+
+/// How long the parent may hold a bitmap long-poll open.
+const LONG_POLL: Duration = Duration::from_secs(5);
+
+pub enum ParentEvent {
+    Bitmap { parent: PeerId, bitmap: Bitmap },
+    Gone { parent: PeerId, error: String },
+}
+
+pub struct ParentLink {
+    pub id: PeerId,
+    pub base: String,
+    pub is_seed: bool,
+    pub bitmap: Bitmap,
+    pub inflight: usize,
+    watcher: AbortHandle,
+}
+
+impl Drop for ParentLink {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
+}
+
+impl ParentLink {
+    pub fn spawn(
+        client: reqwest::Client,
+        task: TaskId,
+        id: PeerId,
+        base: String,
+        is_seed: bool,
+        events: mpsc::UnboundedSender<ParentEvent>,
+    ) -> Self {
+        let watcher =
+            tokio::spawn(watch(client, task, id.clone(), base.clone(), events)).abort_handle();
+        Self {
+            id,
+            base,
+            is_seed,
+            bitmap: Bitmap::default(),
+            inflight: 0,
+            watcher,
+        }
+    }
+}
+
+async fn watch(
+    client: reqwest::Client,
+    task: TaskId,
+    parent: PeerId,
+    base: String,
+    events: mpsc::UnboundedSender<ParentEvent>,
+) {
+    let (mut have, mut pieces) = (0u32, 0u32);
+    let mut failures = 0;
+    loop {
+        let url = format!(
+            "{base}/tasks/{task}/bitmap?have={have}&pieces={pieces}&wait_ms={}",
+            LONG_POLL.as_millis()
+        );
+        let reply = async {
+            let resp = client
+                .get(&url)
+                .timeout(LONG_POLL * 3)
+                .send()
+                .await?
+                .error_for_status()?;
+            resp.json::<BitmapReply>().await
+        }
+        .await;
+        match reply {
+            Ok(r) => {
+                failures = 0;
+                let Some(bitmap) = Bitmap::from_hex(r.piece_count, &r.bitmap) else {
+                    let _ = events.send(ParentEvent::Gone {
+                        parent,
+                        error: "sent a malformed bitmap".into(),
+                    });
+                    return;
+                };
+                (have, pieces) = (bitmap.count(), r.piece_count);
+                let complete = r.complete;
+                if events
+                    .send(ParentEvent::Bitmap {
+                        parent: parent.clone(),
+                        bitmap,
+                    })
+                    .is_err()
+                    || complete
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                failures += 1;
+                if failures >= 2 {
+                    let _ = events.send(ParentEvent::Gone {
+                        parent,
+                        error: error_chain(&e),
+                    });
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// Fetches piece `n` from the parent at `base` into the task file and checks it against the
+/// scheduler's digest. Returns the bytes written and how long it took.
+pub async fn fetch_piece(
+    ctx: &Context,
+    task: &StoredTask,
+    layout: PieceLayout,
+    n: u32,
+    base: &str,
+    expected: PieceDigest,
+) -> Result<(u64, Duration), PieceError> {
+    let started = Instant::now();
+    let Some((offset, len)) = layout.range(n) else {
+        return Err(PieceError::NotFound);
+    };
+    let url = format!("{base}/pieces/{}/{n}", task.id);
+    let resp = ctx.peers.get(&url).send().await.map_err(|e| {
+        if e.is_timeout() {
+            PieceError::Timeout(ctx.config.piece_timeout)
+        } else {
+            PieceError::Unreachable(error_chain(&e))
+        }
+    })?;
+    match resp.status().as_u16() {
+        200 => {}
+        404 => return Err(PieceError::NotFound),
+        s => return Err(PieceError::Status(s)),
+    }
+    let mut body = BodyReader::new(resp.bytes_stream());
+    let got = body
+        .write_piece(
+            task,
+            offset,
+            len,
+            &ctx.download_limiter,
+            ctx.config.piece_timeout,
+        )
+        .await?;
+    if got != expected {
+        return Err(PieceError::DigestMismatch { expected, got });
+    }
+    Ok((len, started.elapsed()))
+}

@@ -1,0 +1,117 @@
+//! Moving one piece from an HTTP body into the task's file: hashed while it streams, written in
+//! large blocks off the runtime, rate limited, with a stall timeout. The caller decides what the
+//! digest means (recorded for origin pieces, compared for peer pieces) and only then sets the
+//! piece's bit, so a piece that fails its check is never served even though its bytes landed.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use df_core::ids::PieceDigest;
+use futures_util::{Stream, StreamExt as _};
+
+use crate::ratelimit::RateLimiter;
+use crate::storage::{StorageError, StoredTask};
+
+/// Bytes gathered before one write to disk; large enough that the blocking-pool hop is cheap.
+const WRITE_BLOCK: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PieceError {
+    #[error("cannot connect: {0}")]
+    Unreachable(String),
+    #[error("no data for {0:?}")]
+    Timeout(Duration),
+    #[error("transfer failed: {0}")]
+    Transfer(String),
+    #[error("body ended after {got} of {want} bytes")]
+    Short { got: u64, want: u64 },
+    #[error("parent does not have the piece")]
+    NotFound,
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("digest mismatch: expected {expected:?}, got {got:?}")]
+    DigestMismatch {
+        expected: PieceDigest,
+        got: PieceDigest,
+    },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A response body read in chunks no longer than the caller asks for, keeping the rest for
+/// the next call; lets one streamed body be cut into consecutive pieces.
+pub struct BodyReader<S> {
+    stream: S,
+    leftover: Option<Bytes>,
+}
+
+impl<S, E> BodyReader<S>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    pub fn new(stream: S) -> Self {
+        Self {
+            stream,
+            leftover: None,
+        }
+    }
+
+    async fn next_chunk(
+        &mut self,
+        max: usize,
+        stall: Duration,
+    ) -> Result<Option<Bytes>, PieceError> {
+        let mut chunk = match self.leftover.take() {
+            Some(b) => b,
+            None => match tokio::time::timeout(stall, self.stream.next()).await {
+                Err(_) => return Err(PieceError::Timeout(stall)),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => return Err(PieceError::Transfer(e.to_string())),
+                Ok(Some(Ok(b))) => b,
+            },
+        };
+        if chunk.len() > max {
+            self.leftover = Some(chunk.split_off(max));
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Reads exactly `len` bytes into the task file at `offset`; returns their digest.
+    pub async fn write_piece(
+        &mut self,
+        task: &StoredTask,
+        offset: u64,
+        len: u64,
+        limiter: &RateLimiter,
+        stall: Duration,
+    ) -> Result<PieceDigest, PieceError> {
+        let mut hasher = blake3::Hasher::new();
+        let mut block = BytesMut::with_capacity(WRITE_BLOCK.min(len as usize));
+        let mut received = 0u64;
+        let mut flushed = 0u64;
+        while received < len {
+            let want = usize::try_from(len - received).unwrap_or(usize::MAX);
+            let Some(chunk) = self.next_chunk(want, stall).await? else {
+                return Err(PieceError::Short {
+                    got: received,
+                    want: len,
+                });
+            };
+            limiter.acquire(chunk.len()).await;
+            hasher.update(&chunk);
+            received += chunk.len() as u64;
+            block.extend_from_slice(&chunk);
+            if block.len() >= WRITE_BLOCK {
+                let out = block.split().freeze();
+                let n = out.len() as u64;
+                task.write_at(offset + flushed, out).await?;
+                flushed += n;
+            }
+        }
+        if !block.is_empty() {
+            task.write_at(offset + flushed, block.freeze()).await?;
+        }
+        Ok(PieceDigest::from_hasher(&hasher))
+    }
+}

@@ -1,0 +1,258 @@
+//! The piece server other peers download from (HTTP/1.1, keep-alive):
+//!
+//! - `GET /pieces/<task id>/<piece number>`: the piece's bytes, only if this peer holds it;
+//! - `GET /tasks/<task id>/bitmap?have=N&pieces=P&wait_ms=W`: the piece bitmap, held open up to
+//!   W ms until this peer holds more than N pieces or learns a layout other than P pieces, so
+//!   children follow a parent that is itself still downloading.
+//!
+//! No part of a request path reaches the filesystem: the task id must parse as a task id and be
+//! a task this peer knows, the piece number must parse and be held. Uploads are throttled by a
+//! daemon-wide and a per-connection rate limit.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use df_core::ids::TaskId;
+use futures_util::StreamExt as _;
+use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Context;
+use crate::ratelimit::RateLimiter;
+
+const READ_CHUNK: u64 = 256 * 1024;
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BitmapReply {
+    pub piece_count: u32,
+    /// Hex of the packed bitmap.
+    pub bitmap: String,
+    pub complete: bool,
+}
+
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+fn full(bytes: Bytes) -> Body {
+    BodyExt::boxed_unsync(Full::new(bytes).map_err(|never: Infallible| match never {}))
+}
+
+fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(msg.into())));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Serves uploads on `listener` until `shutdown`; open connections are cut at shutdown.
+pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) {
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "upload accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        let per_conn = Arc::new(RateLimiter::new(ctx.config.upload_rate_per_connection));
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                let per_conn = per_conn.clone();
+                async move { Ok::<_, Infallible>(route(ctx, per_conn, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                r = conn => if let Err(e) = r {
+                    tracing::debug!(%remote, error = %e, "upload connection ended with an error");
+                }
+            }
+        });
+    }
+}
+
+async fn route(
+    ctx: Arc<Context>,
+    per_conn: Arc<RateLimiter>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if req.method() != http::Method::GET {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    }
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["pieces", task, number] => piece(&ctx, per_conn, task, number).await,
+        ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query).await,
+        ["healthz"] => text(StatusCode::OK, "ok"),
+        _ => text(StatusCode::NOT_FOUND, "no such route\n"),
+    }
+}
+
+async fn piece(
+    ctx: &Arc<Context>,
+    per_conn: Arc<RateLimiter>,
+    task: &str,
+    number: &str,
+) -> Response<Body> {
+    let (Ok(id), Ok(n)) = (task.parse::<TaskId>(), number.parse::<u32>()) else {
+        return text(StatusCode::BAD_REQUEST, "bad task id or piece number\n");
+    };
+    let Some(task) = ctx.store.get(&id) else {
+        return text(StatusCode::NOT_FOUND, "unknown task\n");
+    };
+    let range = {
+        let st = task.state();
+        match st.layout {
+            Some(l) if st.bitmap.get(n) => l.range(n),
+            _ => None,
+        }
+    };
+    let Some((offset, len)) = range else {
+        return text(StatusCode::NOT_FOUND, "piece not held\n");
+    };
+    task.touch();
+    let hold = task.hold();
+    let active = ActiveUpload::start(ctx.clone());
+    let ctx = ctx.clone();
+    let body = futures_util::stream::unfold(0u64, move |sent| {
+        let (task, ctx, per_conn) = (task.clone(), ctx.clone(), per_conn.clone());
+        // Referenced so the closure owns them: the task stays unevictable and the upload
+        // counted until the body is dropped.
+        let _keep = (&hold, &active);
+        async move {
+            if sent >= len {
+                return None;
+            }
+            let chunk = READ_CHUNK.min(len - sent);
+            ctx.upload_limiter.acquire(chunk as usize).await;
+            per_conn.acquire(chunk as usize).await;
+            match task.read_at(offset + sent, chunk as usize).await {
+                Ok(bytes) => {
+                    ctx.uploaded_bytes.fetch_add(chunk, Ordering::Relaxed);
+                    ctx.metrics.upload_bytes.inc_by(chunk);
+                    task.add_uploaded(chunk);
+                    Some((Ok(Frame::data(bytes)), sent + chunk))
+                }
+                Err(e) => Some((Err(std::io::Error::other(e)), len)),
+            }
+        }
+    });
+    let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(body.boxed())));
+    resp.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    resp
+}
+
+/// Counts an upload in progress for heartbeats and metrics while alive.
+struct ActiveUpload(Arc<Context>);
+
+impl ActiveUpload {
+    fn start(ctx: Arc<Context>) -> Self {
+        ctx.active_uploads.fetch_add(1, Ordering::AcqRel);
+        ctx.metrics.active_uploads.inc();
+        Self(ctx)
+    }
+}
+
+impl Drop for ActiveUpload {
+    fn drop(&mut self) {
+        self.0.active_uploads.fetch_sub(1, Ordering::AcqRel);
+        self.0.metrics.active_uploads.dec();
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct BitmapQuery {
+    #[serde(default)]
+    have: u32,
+    #[serde(default)]
+    pieces: u32,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
+    let Ok(id) = task.parse::<TaskId>() else {
+        return text(StatusCode::BAD_REQUEST, "bad task id\n");
+    };
+    let Some(task) = ctx.store.get(&id) else {
+        return text(StatusCode::NOT_FOUND, "unknown task\n");
+    };
+    let q: BitmapQuery = parse_bitmap_query(query);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms).min(MAX_WAIT);
+    let mut changes = task.subscribe();
+    let reply = loop {
+        changes.borrow_and_update();
+        let (reply, news) = {
+            let st = task.state();
+            let count = st.layout.map_or(0, |l| l.piece_count());
+            let news = st.bitmap.count() > q.have
+                || count != q.pieces
+                || st.complete
+                || (!st.downloading && st.failure.is_some());
+            (
+                BitmapReply {
+                    piece_count: count,
+                    bitmap: st.bitmap.to_hex(),
+                    complete: st.complete,
+                },
+                news,
+            )
+        };
+        if news {
+            break reply;
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { break reply },
+            _ = tokio::time::sleep_until(deadline) => break reply,
+        }
+    };
+    match serde_json::to_vec(&reply) {
+        Ok(body) => {
+            let mut resp = text(StatusCode::OK, String::new());
+            *resp.body_mut() = full(Bytes::from(body));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            resp
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// The three integer parameters of the bitmap query; unknown or malformed ones are ignored.
+fn parse_bitmap_query(query: &str) -> BitmapQuery {
+    let mut q = BitmapQuery::default();
+    for pair in query.split('&') {
+        let Some((k, v)) = pair.split_once('=') else {
+            continue;
+        };
+        match k {
+            "have" => q.have = v.parse().unwrap_or(0),
+            "pieces" => q.pieces = v.parse().unwrap_or(0),
+            "wait_ms" => q.wait_ms = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    q
+}
