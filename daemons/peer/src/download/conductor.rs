@@ -81,7 +81,7 @@ impl Conductor {
         let ctx = self.ctx.clone();
         if ctx.schedulers.is_empty() {
             return self
-                .from_origin(&mut Link(None), "no scheduler configured")
+                .fetch_from_origin(&mut Link(None), "no scheduler configured")
                 .await;
         }
         let register = pb::RegisterPeer {
