@@ -221,6 +221,8 @@ pub fn rate(n: u64, elapsed: Duration) -> String {
 pub fn duration(d: Duration) -> String {
     let secs = d.as_secs();
     match secs {
+        // Whole-second values (uptimes, ages) of zero read better as 0s than as 0ms.
+        0 if d.subsec_nanos() == 0 => "0s".to_owned(),
         0 => format!("{}ms", d.as_millis()),
         1..60 => format!("{:.1}s", d.as_secs_f64()),
         60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
@@ -270,6 +272,7 @@ mod tests {
         assert_eq!(rate(10 << 20, Duration::from_secs(2)), "5.0 MiB/s");
         assert_eq!(rate(1, Duration::ZERO), "-");
         assert_eq!(duration(Duration::from_millis(350)), "350ms");
+        assert_eq!(duration(Duration::ZERO), "0s");
         assert_eq!(duration(Duration::from_millis(4200)), "4.2s");
         assert_eq!(duration(Duration::from_secs(185)), "3m05s");
         assert_eq!(duration(Duration::from_secs(7380)), "2h03m");

@@ -57,10 +57,10 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if args.purge && stuck.is_empty() && purge(&dir).await? {
-        out.push_str(&format!("removed {}\n", dir.display()));
-    }
     write_stdout(&out)?;
+    if args.purge && stuck.is_empty() && purge(&dir).await? {
+        write_stdout(&format!("removed {}\n", dir.display()))?;
+    }
     anyhow::ensure!(
         stuck.is_empty(),
         "still running after SIGKILL: {}; {} kept",
