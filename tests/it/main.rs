@@ -1,1 +1,5 @@
+//! The workspace's one integration test binary: in-process clusters (`p2p`), and the real
+//! binaries driven as an operator would (`cli`).
 
+mod cluster;
+mod p2p;

@@ -47,22 +47,46 @@ pub struct SchedulerClient {
 }
 
 /// A download's stream to its scheduler.
+///
+/// Dropping it closes gracefully in the background: our half is closed and the scheduler's
+/// half drained until it ends. Dropping the response stream outright would cancel the RPC and
+/// lose the last reports (the scheduler would see a peer that left instead of one that finished).
 pub struct PeerStream {
     pub scheduler: String,
-    tx: mpsc::UnboundedSender<pb::PeerRequest>,
-    inbound: tonic::Streaming<pb::PeerResponse>,
+    tx: Option<mpsc::UnboundedSender<pb::PeerRequest>>,
+    inbound: Option<tonic::Streaming<pb::PeerResponse>>,
+}
+
+/// How long a closing stream waits for the scheduler to acknowledge.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+impl Drop for PeerStream {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(mut inbound) = self.inbound.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(async move {
+                let drain = async { while let Ok(Some(_)) = inbound.message().await {} };
+                let _ = tokio::time::timeout(CLOSE_GRACE, drain).await;
+            });
+        }
+    }
 }
 
 impl PeerStream {
     /// Sends a report; false when the stream is gone.
     pub fn send(&self, msg: PeerMsg) -> bool {
-        self.tx.send(pb::PeerRequest { request: Some(msg) }).is_ok()
+        self.tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(pb::PeerRequest { request: Some(msg) }).is_ok())
     }
 
     /// The next instruction; `None` when the scheduler closed the stream or failed.
     pub async fn next(&mut self) -> Option<pb::peer_response::Response> {
+        let inbound = self.inbound.as_mut()?;
         loop {
-            match self.inbound.message().await {
+            match inbound.message().await {
                 Ok(Some(pb::PeerResponse { response: Some(r) })) => return Some(r),
                 Ok(Some(_)) => continue,
                 Ok(None) => return None,
@@ -163,8 +187,8 @@ impl SchedulerClient {
                 Ok(Ok(resp)) => {
                     return Some(PeerStream {
                         scheduler: addr.to_owned(),
-                        tx,
-                        inbound: resp.into_inner(),
+                        tx: Some(tx),
+                        inbound: Some(resp.into_inner()),
                     });
                 }
                 Ok(Err(status)) => {

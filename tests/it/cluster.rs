@@ -1,0 +1,246 @@
+//! The cluster harness: schedulers, seeds and peers on 127.0.0.1 port 0, in this process.
+//!
+//! Each daemon runs on its own tokio runtime (one worker thread), so [`Daemon::kill`] drops
+//! every task and socket it owns at once, the way a crash would, instead of a polite shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use df_core::telemetry::LogHub;
+use tokio_util::sync::CancellationToken;
+
+pub struct Daemon {
+    pub name: String,
+    pub admin: SocketAddr,
+    /// gRPC for schedulers, upload for peers.
+    pub data: SocketAddr,
+    pub data_dir: Option<PathBuf>,
+    runtime: Option<tokio::runtime::Runtime>,
+    shutdown: CancellationToken,
+}
+
+impl Daemon {
+    /// Drops everything the daemon runs, mid-transfer if need be.
+    pub fn kill(&mut self) {
+        self.shutdown.cancel();
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn std_listener(addr: &str) -> std::net::TcpListener {
+    let l = std::net::TcpListener::bind(addr).expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    l
+}
+
+/// Starts a scheduler; `grpc`/`http` pin its addresses (for restarts), else port 0.
+pub fn start_scheduler(name: &str, grpc: Option<SocketAddr>, http: Option<SocketAddr>) -> Daemon {
+    let grpc_l = std_listener(&grpc.map_or("127.0.0.1:0".into(), |a| a.to_string()));
+    let http_l = std_listener(&http.map_or("127.0.0.1:0".into(), |a| a.to_string()));
+    let (grpc_addr, http_addr) = (grpc_l.local_addr().expect("addr"), http_l.local_addr().expect("addr"));
+    let mut config = df_scheduler::Config::default();
+    config.grpc_addr = grpc_addr;
+    config.http_addr = http_addr;
+    config.seed_wait = Duration::from_secs(3);
+    let rt = runtime(name);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let hub = LogHub::in_memory(name);
+    rt.spawn(async move {
+        let grpc = tokio::net::TcpListener::from_std(grpc_l).expect("listener");
+        let http = tokio::net::TcpListener::from_std(http_l).expect("listener");
+        if let Err(e) = df_scheduler::run(grpc, http, config, hub, token).await {
+            eprintln!("scheduler stopped: {e}");
+        }
+    });
+    Daemon {
+        name: name.into(),
+        admin: http_addr,
+        data: grpc_addr,
+        data_dir: None,
+        runtime: Some(rt),
+        shutdown,
+    }
+}
+
+/// Starts a peer (or seed) with data under `dir`; `tweak` adjusts its config first.
+pub fn start_peer(
+    name: &str,
+    seed: bool,
+    schedulers: &[SocketAddr],
+    dir: PathBuf,
+    tweak: &dyn Fn(&mut df_peer::Config),
+) -> Daemon {
+    let upload_l = std_listener("127.0.0.1:0");
+    let admin_l = std_listener("127.0.0.1:0");
+    let (upload_addr, admin_addr) = (upload_l.local_addr().expect("addr"), admin_l.local_addr().expect("addr"));
+    let mut config = df_peer::Config::for_dir(&dir);
+    config.seed = seed;
+    config.hostname = name.into();
+    config.ip = Some("127.0.0.1".parse().expect("ip"));
+    config.schedulers = schedulers.iter().map(ToString::to_string).collect();
+    config.upload_addr = upload_addr;
+    config.admin_addr = admin_addr;
+    config.schedule_timeout = Duration::from_secs(2);
+    config.piece_timeout = Duration::from_secs(10);
+    tweak(&mut config);
+    let rt = runtime(name);
+    let shutdown = CancellationToken::new();
+    let token = shutdown.clone();
+    let hub = LogHub::in_memory(name);
+    rt.spawn(async move {
+        let listeners = df_peer::Listeners {
+            upload: tokio::net::TcpListener::from_std(upload_l).expect("listener"),
+            admin: tokio::net::TcpListener::from_std(admin_l).expect("listener"),
+        };
+        if let Err(e) = df_peer::run(listeners, config, hub, token).await {
+            eprintln!("peer stopped: {e}");
+        }
+    });
+    Daemon {
+        name: name.into(),
+        admin: admin_addr,
+        data: upload_addr,
+        data_dir: Some(dir),
+        runtime: Some(rt),
+        shutdown,
+    }
+}
+
+pub struct Cluster {
+    pub schedulers: Vec<Daemon>,
+    pub seeds: Vec<Daemon>,
+    pub peers: Vec<Daemon>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub async fn start(schedulers: usize, seeds: usize, peers: usize, tweak: &dyn Fn(&str, &mut df_peer::Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scheds: Vec<Daemon> = (0..schedulers).map(|i| start_scheduler(&format!("scheduler-{i}"), None, None)).collect();
+        let addrs: Vec<SocketAddr> = scheds.iter().map(|s| s.data).collect();
+        let mk = |name: String, seed: bool| {
+            let n = name.clone();
+            start_peer(&name, seed, &addrs, dir.path().join(&name), &move |c| tweak(&n, c))
+        };
+        let seeds: Vec<Daemon> = (0..seeds).map(|i| mk(format!("seed-{i}"), true)).collect();
+        let peers: Vec<Daemon> = (0..peers).map(|i| mk(format!("peer-{i}"), false)).collect();
+        let cluster = Self { schedulers: scheds, seeds, peers, dir };
+        cluster.wait_connected().await;
+        cluster
+    }
+
+    /// Waits until every peer's host stream is up to every scheduler.
+    pub async fn wait_connected(&self) {
+        let client = http_client();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        for d in self.seeds.iter().chain(&self.peers) {
+            loop {
+                let info = async {
+                    client.get(d.admin_url("/api/v1/info")).send().await.ok()?.json::<df_core::api::PeerInfo>().await.ok()
+                }
+                .await;
+                if info.is_some_and(|i| i.schedulers.iter().all(|s| s.connected)) {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "{} never connected to its schedulers", d.name);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().expect("client")
+}
+
+/// Result of downloading through a peer's admin API.
+pub struct Fetched {
+    pub status: u16,
+    pub sha256: String,
+    pub bytes: u64,
+    pub task_id: Option<String>,
+    pub source: Option<String>,
+    /// The first bytes of the body, for error bodies.
+    pub head: Vec<u8>,
+}
+
+/// Downloads `url` through `peer`, hashing the body as it streams.
+pub async fn fetch(peer: SocketAddr, url: &str, digest: Option<&str>) -> Fetched {
+    use futures_util::StreamExt as _;
+    use sha2::Digest as _;
+    let mut req = http_client().get(format!("http://{peer}/api/v1/download")).query(&[("url", url)]);
+    if let Some(d) = digest {
+        req = req.query(&[("digest", d)]);
+    }
+    let resp = req.send().await.expect("peer answers");
+    let status = resp.status().as_u16();
+    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (task_id, source) = (header("x-dragonfly-task-id"), header("x-dragonfly-source"));
+    let mut hasher = sha2::Sha256::new();
+    let mut bytes = 0u64;
+    let mut head = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.expect("body streams without error");
+        if head.len() < 4096 {
+            head.extend_from_slice(&chunk[..chunk.len().min(4096 - head.len())]);
+        }
+        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+    }
+    Fetched {
+        status,
+        sha256: hex::encode(hasher.finalize()),
+        bytes,
+        task_id,
+        source,
+        head,
+    }
+}
+
+pub async fn get_json<T: serde::de::DeserializeOwned>(url: &str) -> Option<T> {
+    let resp = http_client().get(url).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+pub fn sha256_file(path: &std::path::Path) -> String {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}

@@ -1,0 +1,217 @@
+//! The P2P core end to end, in one process: real schedulers and peers over loopback TCP, the
+//! counting test origin, and crashes simulated by dropping a daemon's whole runtime.
+
+use std::time::Duration;
+
+use df_core::api::{LocalTask, TaskDetail};
+use df_tests::origin::{OriginConfig, OriginHandle, blob_digests};
+
+use crate::cluster::{Cluster, fetch, get_json, sha256_file, start_peer, start_scheduler};
+
+const MIB: u64 = 1024 * 1024;
+
+async fn digests(size: u64, seed: u64) -> df_tests::origin::BlobDigests {
+    tokio::task::spawn_blocking(move || blob_digests(size, seed)).await.expect("digest task")
+}
+
+async fn task_on(daemon: &crate::cluster::Daemon, task_id: &str) -> Option<TaskDetail> {
+    get_json(&daemon.admin_url(&format!("/api/v1/tasks/{task_id}"))).await
+}
+
+async fn local_task(daemon: &crate::cluster::Daemon, task_id: &str) -> LocalTask {
+    get_json(&daemon.admin_url(&format!("/api/v1/tasks/{task_id}")))
+        .await
+        .expect("peer knows the task")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_of_four_reads_the_origin_about_once() {
+    let size = 256 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let cluster = Cluster::start(1, 1, 4, &|_, _| {}).await;
+    let url = origin.blob_url(size, 7);
+    let want = digests(size, 7).await;
+
+    let downloads = cluster.peers.iter().map(|p| fetch(p.admin, &url, None));
+    let results = futures_util::future::join_all(downloads).await;
+
+    for (peer, got) in cluster.peers.iter().zip(&results) {
+        assert_eq!(got.status, 200, "{}", peer.name);
+        assert_eq!(got.bytes, size, "{}", peer.name);
+        assert_eq!(got.sha256, want.sha256, "{} received different bytes", peer.name);
+    }
+    let task_id = results[0].task_id.clone().expect("task id header");
+    // Every peer's cached file is byte-identical to the object.
+    for peer in &cluster.peers {
+        let local = local_task(peer, &task_id).await;
+        assert!(local.complete, "{} cached it completely", peer.name);
+        assert_eq!(sha256_file(std::path::Path::new(&local.content_path)), want.sha256);
+    }
+    let served = origin.stats.bytes_served();
+    let piece = df_core::piece::piece_length_for(size);
+    println!("origin served {served} bytes for a {size}-byte object to 4 peers + 1 seed ({:.3}x)", served as f64 / size as f64);
+    assert!(served <= size + piece, "origin served {served} bytes, more than the object plus one piece");
+
+    // The scheduler's DAG shows the seed feeding peers and bytes moving on edges.
+    let detail = task_on(&cluster.schedulers[0], &task_id).await.expect("scheduler knows the task");
+    assert_eq!(detail.summary.peers_succeeded, 5, "{:?}", detail.peers.iter().map(|p| &p.state).collect::<Vec<_>>());
+    let edge_bytes: u64 = detail.edges.iter().map(|e| e.bytes).sum();
+    assert_eq!(edge_bytes, 4 * size, "every peer byte crossed a recorded edge");
+    let seed = detail.peers.iter().find(|p| p.is_seed).expect("seed peer listed");
+    assert_eq!(seed.bytes_from_origin, served.min(size), "the seed alone went to the origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn children_of_a_parent_that_dies_mid_transfer_still_finish() {
+    let size = 96 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    // The seed uploads slowly, so the children are mid-transfer when it dies.
+    let mut cluster = Cluster::start(1, 1, 2, &|name, c| {
+        if name.starts_with("seed") {
+            c.upload_rate = 24 * MIB;
+        }
+    })
+    .await;
+    let url = origin.blob_url(size, 11);
+    let want = digests(size, 11).await;
+    let (a, b) = (cluster.peers[0].admin, cluster.peers[1].admin);
+    let downloads = tokio::spawn(async move {
+        futures_util::future::join(fetch(a, &url, None), fetch(b, &url, None)).await
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    cluster.seeds[0].kill();
+    let (ra, rb) = tokio::time::timeout(Duration::from_secs(120), downloads)
+        .await
+        .expect("children finish")
+        .expect("join");
+    for r in [&ra, &rb] {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.sha256, want.sha256, "content is correct after the parent died");
+    }
+    let task_id = ra.task_id.clone().expect("task id");
+    let a = local_task(&cluster.peers[0], &task_id).await;
+    let b = local_task(&cluster.peers[1], &task_id).await;
+    let from_seed = a.bytes_from_seeds + b.bytes_from_seeds;
+    assert!(from_seed > 0 && from_seed < 2 * size, "the seed served part, not all: {from_seed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_scheduler_a_peer_fetches_from_the_origin() {
+    let size = 8 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let want = digests(size, 3).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    // One scheduler address refuses connections; the other accepts TCP but never speaks.
+    let refused = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    for (name, addr) in [("refused", refused), ("silent", silent.local_addr().expect("addr"))] {
+        let peer = start_peer(name, false, &[addr], dir.path().join(name), &|_| {});
+        let started = std::time::Instant::now();
+        let got = tokio::time::timeout(Duration::from_secs(60), fetch(peer.admin, &origin.blob_url(size, 3), None))
+            .await
+            .expect("the download does not hang");
+        println!("{name} scheduler: fell back to the origin in {:?}", started.elapsed());
+        assert_eq!(got.status, 200, "{name}");
+        assert_eq!(got.sha256, want.sha256, "{name}");
+        assert_eq!(got.source.as_deref(), Some("origin"), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_serving_corrupt_pieces_is_blocklisted_and_never_reaches_the_client() {
+    let size = 32 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let mut cluster = Cluster::start(1, 1, 2, &|_, _| {}).await;
+    let url = origin.blob_url(size, 5);
+    let want = digests(size, 5).await;
+    let first = fetch(cluster.peers[0].admin, &url, None).await;
+    assert_eq!(first.sha256, want.sha256);
+    let task_id = first.task_id.clone().expect("task id");
+    // Peer 0's disk goes bad under its cache: every byte flipped, its bitmap still says "held".
+    let path = local_task(&cluster.peers[0], &task_id).await.content_path;
+    let mut bytes = std::fs::read(&path).expect("read cache");
+    for b in &mut bytes {
+        *b = !*b;
+    }
+    std::fs::write(&path, &bytes).expect("corrupt cache");
+    drop(bytes);
+    // With the seed gone, the corrupt peer is the only parent on offer.
+    cluster.seeds[0].kill();
+
+    let second = tokio::time::timeout(Duration::from_secs(60), fetch(cluster.peers[1].admin, &url, None))
+        .await
+        .expect("finishes");
+    assert_eq!(second.status, 200);
+    assert_eq!(second.sha256, want.sha256, "no corrupt byte reached the client");
+    let on_disk = local_task(&cluster.peers[1], &task_id).await;
+    assert_eq!(sha256_file(std::path::Path::new(&on_disk.content_path)), want.sha256);
+
+    let detail = task_on(&cluster.schedulers[0], &task_id).await.expect("task");
+    let bad = detail.peers.iter().find(|p| p.content_path == path).expect("corrupt peer listed");
+    let edge = detail
+        .edges
+        .iter()
+        .find(|e| e.parent == bad.peer_id)
+        .expect("the child tried the corrupt parent");
+    assert!(edge.blocklisted && edge.failures >= 1, "{edge:?}");
+    let metrics = crate::cluster::http_client()
+        .get(cluster.peers[1].admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.lines().any(|l| l.contains("outcome=\"digest_mismatch\"") && !l.ends_with(" 0")),
+        "digest mismatch counted:\n{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_scheduler_learns_again_who_holds_what() {
+    let size = 8 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let mut cluster = Cluster::start(1, 1, 2, &|_, _| {}).await;
+    let url = origin.blob_url(size, 9);
+    for p in &cluster.peers {
+        assert_eq!(fetch(p.admin, &url, None).await.status, 200);
+    }
+    let task_id = df_core::ids::TaskId::from_url(&url, &Default::default()).expect("id").to_string();
+    let holders = |d: &TaskDetail| {
+        let mut v: Vec<(String, String, String)> = d
+            .peers
+            .iter()
+            .filter(|p| p.state == "succeeded")
+            .map(|p| (p.peer_id.clone(), p.content_path.clone(), p.bitmap.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = holders(&task_on(&cluster.schedulers[0], &task_id).await.expect("known"));
+    assert_eq!(before.len(), 3, "seed and two peers hold it");
+
+    let (grpc, http) = (cluster.schedulers[0].data, cluster.schedulers[0].admin);
+    cluster.schedulers[0].kill();
+    cluster.schedulers[0] = start_scheduler("scheduler-0-restarted", Some(grpc), Some(http));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(d) = task_on(&cluster.schedulers[0], &task_id).await
+            && holders(&d) == before
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the restarted scheduler never relearned the holders");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And a new peer is served from those holders, not the origin.
+    origin.stats.reset();
+    let dir = cluster.dir.path().join("late");
+    let late = start_peer("late", false, &[grpc], dir, &|_| {});
+    let got = fetch(late.admin, &url, None).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(origin.stats.bytes_served(), 0, "served from relearned holders");
+}
