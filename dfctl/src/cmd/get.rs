@@ -226,7 +226,12 @@ async fn choose_peer(args: &Args) -> anyhow::Result<String> {
     if let Some(peer) = &args.peer {
         return Ok(peer.clone());
     }
-    let dir = args.dir.resolve()?;
+    let dir = match args.dir.resolve() {
+        Ok(dir) => dir,
+        // No HOME and no --dir: there is no default cluster to look in, only the default peer.
+        Err(_) if !args.dir.is_explicit() => return Ok(DEFAULT_PEER.to_owned()),
+        Err(e) => return Err(e),
+    };
     let state = ClusterState::load(&dir).await?;
     match state {
         Some(state) => state
