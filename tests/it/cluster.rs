@@ -15,7 +15,6 @@ pub struct Daemon {
     pub admin: SocketAddr,
     /// gRPC for schedulers, upload for peers.
     pub data: SocketAddr,
-    pub data_dir: Option<PathBuf>,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
 }
@@ -60,10 +59,12 @@ pub fn start_scheduler(name: &str, grpc: Option<SocketAddr>, http: Option<Socket
     let grpc_l = std_listener(&grpc.map_or("127.0.0.1:0".into(), |a| a.to_string()));
     let http_l = std_listener(&http.map_or("127.0.0.1:0".into(), |a| a.to_string()));
     let (grpc_addr, http_addr) = (grpc_l.local_addr().expect("addr"), http_l.local_addr().expect("addr"));
-    let mut config = df_scheduler::Config::default();
-    config.grpc_addr = grpc_addr;
-    config.http_addr = http_addr;
-    config.seed_wait = Duration::from_secs(3);
+    let config = df_scheduler::Config {
+        grpc_addr,
+        http_addr,
+        seed_wait: Duration::from_secs(3),
+        ..Default::default()
+    };
     let rt = runtime(name);
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
@@ -79,7 +80,6 @@ pub fn start_scheduler(name: &str, grpc: Option<SocketAddr>, http: Option<Socket
         name: name.into(),
         admin: http_addr,
         data: grpc_addr,
-        data_dir: None,
         runtime: Some(rt),
         shutdown,
     }
@@ -123,7 +123,6 @@ pub fn start_peer(
         name: name.into(),
         admin: admin_addr,
         data: upload_addr,
-        data_dir: Some(dir),
         runtime: Some(rt),
         shutdown,
     }
@@ -183,8 +182,6 @@ pub struct Fetched {
     pub bytes: u64,
     pub task_id: Option<String>,
     pub source: Option<String>,
-    /// The first bytes of the body, for error bodies.
-    pub head: Vec<u8>,
 }
 
 /// Downloads `url` through `peer`, hashing the body as it streams.
@@ -201,13 +198,9 @@ pub async fn fetch(peer: SocketAddr, url: &str, digest: Option<&str>) -> Fetched
     let (task_id, source) = (header("x-dragonfly-task-id"), header("x-dragonfly-source"));
     let mut hasher = sha2::Sha256::new();
     let mut bytes = 0u64;
-    let mut head = Vec::new();
     let mut body = resp.bytes_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.expect("body streams without error");
-        if head.len() < 4096 {
-            head.extend_from_slice(&chunk[..chunk.len().min(4096 - head.len())]);
-        }
         hasher.update(&chunk);
         bytes += chunk.len() as u64;
     }
@@ -217,7 +210,6 @@ pub async fn fetch(peer: SocketAddr, url: &str, digest: Option<&str>) -> Fetched
         bytes,
         task_id,
         source,
-        head,
     }
 }
 
