@@ -2,8 +2,9 @@
 //!
 //! Each subcommand's flags live next to its code in `cmd/<name>.rs` as an `Args` struct; this
 //! file only wires them into the tree and holds the argument groups several commands share
-//! (cluster directory, output format) and value parsers (byte sizes). New subcommands are one
-//! variant here plus one file under `cmd/`.
+//! (cluster directory, output format). Byte sizes parse with `df_core::config::ByteSize`, the
+//! same parser the daemons' configs use, so `--capacity 2GiB` means what `capacity: 2GiB` does.
+//! New subcommands are one variant here plus one file under `cmd/`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -107,52 +108,11 @@ pub struct OutputArg {
     pub output: OutputFormat,
 }
 
-/// Parses a byte count: a plain integer, or one with a decimal (`k`, `MB`, ...) or binary
-/// (`KiB`, `MiB`, ...) suffix, case-insensitive: `0`, `1048576`, `100MiB`, `1.5G`.
-pub fn parse_byte_size(s: &str) -> Result<u64, String> {
-    let trimmed = s.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "t" | "tb" => 1_000_000_000_000,
-        "ki" | "kib" => 1 << 10,
-        "mi" | "mib" => 1 << 20,
-        "gi" | "gib" => 1 << 30,
-        "ti" | "tib" => 1 << 40,
-        other => {
-            return Err(format!(
-                "unknown unit '{other}' in '{s}' (use B, KB, MB, GB, KiB, MiB, GiB)"
-            ));
-        }
-    };
-    if number.is_empty() {
-        return Err(format!("'{s}' is not a byte size"));
-    }
-    if let Ok(n) = number.parse::<u64>() {
-        return n
-            .checked_mul(multiplier)
-            .ok_or_else(|| format!("'{s}' is too large"));
-    }
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{s}' is not a byte size"))?;
-    let bytes = value * multiplier as f64;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(format!("'{s}' is too large"));
-    }
-    Ok(bytes.round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory as _;
+    use df_core::config::ByteSize;
 
     #[test]
     fn the_clap_tree_is_consistent() {
@@ -172,10 +132,12 @@ mod tests {
         assert_eq!(args.peers, 3);
         assert_eq!(args.seed_peers, 1);
         assert_eq!(args.schedulers, 1);
-        assert_eq!(args.upload_rate_limit, 0);
-        assert_eq!(args.capacity, 2 << 30);
+        assert_eq!(args.upload_rate_limit, ByteSize(0));
+        assert_eq!(args.capacity, ByteSize(2 << 30));
         assert_eq!(args.dir.dir, Some(PathBuf::from("/tmp/c")));
         assert!(parse(&["up", "--schedulers", "0"]).is_err());
+        let err = parse(&["up", "--capacity", "10 parsecs"]).expect_err("bad unit");
+        assert!(err.to_string().contains("parsecs"), "{err}");
     }
 
     #[test]
@@ -210,20 +172,6 @@ mod tests {
             Command::Task(cmd::task::Command::Locate(_))
         ));
         assert!(parse(&["task", "ls", "-o", "yaml"]).is_err());
-    }
-
-    #[test]
-    fn byte_sizes() {
-        assert_eq!(parse_byte_size("0"), Ok(0));
-        assert_eq!(parse_byte_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_byte_size("100MiB"), Ok(100 << 20));
-        assert_eq!(parse_byte_size("100 mb"), Ok(100_000_000));
-        assert_eq!(parse_byte_size("1.5G"), Ok(1_500_000_000));
-        assert_eq!(parse_byte_size("2k"), Ok(2000));
-        assert!(parse_byte_size("").is_err());
-        assert!(parse_byte_size("MiB").is_err());
-        assert!(parse_byte_size("10 parsecs").is_err());
-        assert!(parse_byte_size("99999999999TiB").is_err());
     }
 
     #[test]

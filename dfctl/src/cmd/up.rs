@@ -18,10 +18,11 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use df_core::config::ByteSize;
 use tokio::time::Instant;
 
 use crate::admin::AdminClient;
-use crate::cli::{ClusterDirArg, OutputArg, parse_byte_size};
+use crate::cli::{ClusterDirArg, OutputArg};
 use crate::cluster::{ClusterState, MARKER_FILE, ProcessRecord, Role};
 use crate::daemon_config::{
     LogSection, PeerConfig, PeerHost, PeerServer, PeerStorage, PeerUpload, SchedulerConfig,
@@ -50,11 +51,11 @@ pub struct Args {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub schedulers: u32,
     /// Upload rate limit of every peer, bytes per second (e.g. 50MiB); 0 = unlimited.
-    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_byte_size)]
-    pub upload_rate_limit: u64,
+    #[arg(long, value_name = "BYTES", default_value = "0")]
+    pub upload_rate_limit: ByteSize,
     /// Storage capacity of every peer (e.g. 2GiB); 0 = the filesystem's size.
-    #[arg(long, value_name = "BYTES", default_value = "0", value_parser = parse_byte_size)]
-    pub capacity: u64,
+    #[arg(long, value_name = "BYTES", default_value = "0")]
+    pub capacity: ByteSize,
     /// Directory to take dfscheduler and dfdaemon from, before the one holding dfctl and PATH.
     #[arg(long, value_name = "DIR", env = "DFCTL_BIN_DIR")]
     pub bin_dir: Option<PathBuf>,
@@ -252,11 +253,11 @@ pub fn plan_cluster(
                 admin_addr,
             },
             upload: PeerUpload {
-                rate_limit: args.upload_rate_limit,
+                rate_limit: args.upload_rate_limit.0,
             },
             storage: PeerStorage {
                 dir: rec.data_dir.clone(),
-                capacity: args.capacity,
+                capacity: args.capacity.0,
             },
             log: LogSection::files_only(rec.log_dir.clone()),
         };
