@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rustix::io::Errno;
+use rustix::process::{Pid, kill_process};
 use tokio::time::Instant;
 
 use crate::cluster::ProcessRecord;
@@ -42,7 +44,7 @@ pub async fn read_proc_stat(pid: u32) -> anyhow::Result<Option<ProcStat>> {
         Ok(text) => Ok(parse_proc_stat(&text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         // ESRCH shows up when the process exits between open and read.
-        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(None),
+        Err(e) if is_no_such_process(&e) => Ok(None),
         Err(e) => Err(e).with_context(|| format!("cannot read {path}")),
     }
 }
@@ -82,29 +84,28 @@ pub enum Signal {
 
 /// Sends `signal` to exactly `pid` (not its group).
 pub fn send_signal(pid: u32, signal: Signal) -> std::io::Result<()> {
-    let pid = libc::pid_t::try_from(pid)
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
-    // A pid <= 0 would address a process group or every process; refuse it outright.
-    if pid <= 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "pid must be positive",
-        ));
-    }
-    let signo = match signal {
-        Signal::Term => libc::SIGTERM,
-        Signal::Kill => libc::SIGKILL,
+    // kill(2) with a pid <= 0 addresses a process group or every process; only a positive pid
+    // names exactly one, so anything else is refused before it reaches the syscall.
+    let pid = i32::try_from(pid)
+        .ok()
+        .filter(|&raw| raw > 0)
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("pid {pid} does not name one process"),
+            )
+        })?;
+    let signal = match signal {
+        Signal::Term => rustix::process::Signal::TERM,
+        Signal::Kill => rustix::process::Signal::KILL,
     };
-    // SAFETY: kill(2) takes two integers and touches no memory of ours; a positive pid addresses
-    // exactly one process. This is the only unsafe in dfctl, kept here rather than pulling in a
-    // syscall-wrapper crate for one call.
-    #[allow(unsafe_code)]
-    let rc = unsafe { libc::kill(pid, signo) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    kill_process(pid, signal).map_err(std::io::Error::from)
+}
+
+/// True when `e` is ESRCH: the process is gone (it exited between our check and the call).
+fn is_no_such_process(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(Errno::SRCH.raw_os_error())
 }
 
 /// How stopping one process ended.
@@ -163,7 +164,7 @@ async fn stop_wave(
             Liveness::Reused => Some(StopOutcome::PidReused),
             Liveness::Running => match send_signal(record.pid, Signal::Term) {
                 Ok(()) => None,
-                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Some(StopOutcome::AlreadyGone),
+                Err(e) if is_no_such_process(&e) => Some(StopOutcome::AlreadyGone),
                 Err(e) => {
                     return Err(e).with_context(|| {
                         format!(
@@ -375,6 +376,16 @@ mod tests {
         assert_eq!(out, [("ours".to_owned(), StopOutcome::Terminated)]);
         let status = reaper.await.expect("join").expect("wait");
         assert!(!status.success());
+    }
+
+    #[tokio::test]
+    async fn signalling_a_pid_nobody_has_reads_as_gone() {
+        // Linux never hands out pids above pid_max (at most 2^22), so this one is free for
+        // sure; a reaped child's pid could be reused by a stranger before the signal.
+        let free = i32::MAX as u32;
+        let err = send_signal(free, Signal::Term).expect_err("no such process");
+        assert!(is_no_such_process(&err), "{err}");
+        assert_eq!(read_proc_stat(free).await.expect("read"), None);
     }
 
     #[test]
