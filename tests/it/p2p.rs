@@ -215,3 +215,29 @@ async fn a_restarted_scheduler_learns_again_who_holds_what() {
     assert_eq!(got.status, 200);
     assert_eq!(origin.stats.bytes_served(), 0, "served from relearned holders");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_owning_scheduler_is_down_peers_fail_over_and_still_share() {
+    let size = 16 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let mut cluster = Cluster::start(2, 1, 2, &|_, _| {}).await;
+    let url = origin.blob_url(size, 13);
+    let want = digests(size, 13).await;
+    let task_id = df_core::ids::TaskId::from_url(&url, &Default::default()).expect("id");
+    let ring = df_core::ring::HashRing::new(cluster.schedulers.iter().map(|s| s.data.to_string()));
+    let owner = ring.owner(task_id.as_str()).expect("owner").to_owned();
+    let (dead, alive) = if cluster.schedulers[0].data.to_string() == owner { (0, 1) } else { (1, 0) };
+    cluster.schedulers[dead].kill();
+
+    let first = fetch(cluster.peers[0].admin, &url, None).await;
+    let second = fetch(cluster.peers[1].admin, &url, None).await;
+    for r in [&first, &second] {
+        assert_eq!(r.status, 200);
+        assert_eq!(r.sha256, want.sha256);
+    }
+    assert!(origin.stats.bytes_served() <= size + 4 * MIB, "still read once: {}", origin.stats.bytes_served());
+    let detail = task_on(&cluster.schedulers[alive], task_id.as_str()).await.expect("the next scheduler on the ring took the task");
+    assert_eq!(detail.summary.peers_succeeded, 3, "seed and both peers, all through the failover scheduler");
+    let second_local = local_task(&cluster.peers[1], task_id.as_str()).await;
+    assert_eq!(second_local.bytes_from_origin, 0, "the second peer was served by peers, not the origin");
+}
