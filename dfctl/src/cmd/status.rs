@@ -158,22 +158,39 @@ async fn probe_peer(client: &AdminClient, target: &Target) -> PeerStatus {
         (None, Some(_)) => Role::Peer.as_str(),
         (None, None) => "unknown",
     };
-    let from_info =
-        |port: fn(&PeerInfo) -> u16| info.as_ref().map(|i| format!("{}:{}", i.ip, port(i)));
     PeerStatus {
         name: target.name().map(str::to_owned),
         role: role.to_owned(),
         addr: target.addr.clone(),
         healthy,
         error,
-        proxy: record
-            .and_then(|r| r.proxy_addr.map(|a| a.to_string()))
-            .or_else(|| from_info(|i| i.proxy_port)),
-        upload: record
-            .and_then(|r| r.upload_addr.map(|a| a.to_string()))
-            .or_else(|| from_info(|i| i.upload_port)),
+        proxy: served_addr(
+            info.as_ref(),
+            |i| i.proxy_port,
+            record.and_then(|r| r.proxy_addr),
+        ),
+        upload: served_addr(
+            info.as_ref(),
+            |i| i.upload_port,
+            record.and_then(|r| r.upload_addr),
+        ),
         admin: target.addr.clone(),
         info,
+    }
+}
+
+/// The address a peer serves one of its ports on. The peer's own answer wins over the cluster
+/// file, which only says what was asked for: a port the peer advertises as 0 is one it does not
+/// serve (the proxy, today), and listing the configured address would send users to a port
+/// nobody answers on. The file stands in only when the peer did not answer.
+fn served_addr(
+    info: Option<&PeerInfo>,
+    port: fn(&PeerInfo) -> u16,
+    recorded: Option<std::net::SocketAddr>,
+) -> Option<String> {
+    match info {
+        Some(i) => (port(i) != 0).then(|| format!("{}:{}", i.ip, port(i))),
+        None => recorded.map(|a| a.to_string()),
     }
 }
 
@@ -377,6 +394,22 @@ mod tests {
             down["error"]
                 .as_str()
                 .is_some_and(|e| e.contains("timed out"))
+        );
+    }
+
+    #[test]
+    fn addresses_come_from_the_peer_before_the_cluster_file() {
+        let recorded = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9001)));
+        let mut info = peer_info();
+        assert_eq!(
+            served_addr(Some(&info), |i| i.proxy_port, recorded).as_deref(),
+            Some("127.0.0.1:4001")
+        );
+        info.proxy_port = 0;
+        assert_eq!(served_addr(Some(&info), |i| i.proxy_port, recorded), None);
+        assert_eq!(
+            served_addr(None, |i| i.proxy_port, recorded).as_deref(),
+            Some("127.0.0.1:9001")
         );
     }
 
