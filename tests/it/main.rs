@@ -1,5 +1,6 @@
 //! The workspace's one integration test binary: in-process clusters (`p2p`), and the real
 //! binaries driven as an operator would (`cli`).
 
+mod cli;
 mod cluster;
 mod p2p;
