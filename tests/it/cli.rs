@@ -625,6 +625,13 @@ async fn bad_input_is_one_clear_line() {
         "{line}"
     );
     assert!(!out_file.exists() && !part_file.exists());
+    // The seed's 404 sends the waiting peer to the origin at once: two requests, not a retry
+    // storm, and no re-trigger of the seed.
+    assert!(
+        origin.stats.path_requests("/status/404") <= 2,
+        "origin asked {} times",
+        origin.stats.path_requests("/status/404")
+    );
 
     // A full disk is no reason to fail: the peer streams the object straight from the origin.
     let size = 32 * MIB;

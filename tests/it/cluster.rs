@@ -49,7 +49,21 @@ fn runtime(name: &str) -> tokio::runtime::Runtime {
 }
 
 fn std_listener(addr: &str) -> std::net::TcpListener {
-    let l = std::net::TcpListener::bind(addr).expect("bind");
+    // A killed daemon's runtime closes its sockets in the background; a restart on the same
+    // port waits for that rather than failing.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let l = loop {
+        match std::net::TcpListener::bind(addr) {
+            Ok(l) => break l,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("bind {addr}: {e}"),
+        }
+    };
     l.set_nonblocking(true).expect("nonblocking");
     l
 }
@@ -58,7 +72,10 @@ fn std_listener(addr: &str) -> std::net::TcpListener {
 pub fn start_scheduler(name: &str, grpc: Option<SocketAddr>, http: Option<SocketAddr>) -> Daemon {
     let grpc_l = std_listener(&grpc.map_or("127.0.0.1:0".into(), |a| a.to_string()));
     let http_l = std_listener(&http.map_or("127.0.0.1:0".into(), |a| a.to_string()));
-    let (grpc_addr, http_addr) = (grpc_l.local_addr().expect("addr"), http_l.local_addr().expect("addr"));
+    let (grpc_addr, http_addr) = (
+        grpc_l.local_addr().expect("addr"),
+        http_l.local_addr().expect("addr"),
+    );
     let config = df_scheduler::Config {
         grpc_addr,
         http_addr,
@@ -95,7 +112,10 @@ pub fn start_peer(
 ) -> Daemon {
     let upload_l = std_listener("127.0.0.1:0");
     let admin_l = std_listener("127.0.0.1:0");
-    let (upload_addr, admin_addr) = (upload_l.local_addr().expect("addr"), admin_l.local_addr().expect("addr"));
+    let (upload_addr, admin_addr) = (
+        upload_l.local_addr().expect("addr"),
+        admin_l.local_addr().expect("addr"),
+    );
     let mut config = df_peer::Config::for_dir(&dir);
     config.seed = seed;
     config.hostname = name.into();
@@ -136,17 +156,31 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub async fn start(schedulers: usize, seeds: usize, peers: usize, tweak: &dyn Fn(&str, &mut df_peer::Config)) -> Self {
+    pub async fn start(
+        schedulers: usize,
+        seeds: usize,
+        peers: usize,
+        tweak: &dyn Fn(&str, &mut df_peer::Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let scheds: Vec<Daemon> = (0..schedulers).map(|i| start_scheduler(&format!("scheduler-{i}"), None, None)).collect();
+        let scheds: Vec<Daemon> = (0..schedulers)
+            .map(|i| start_scheduler(&format!("scheduler-{i}"), None, None))
+            .collect();
         let addrs: Vec<SocketAddr> = scheds.iter().map(|s| s.data).collect();
         let mk = |name: String, seed: bool| {
             let n = name.clone();
-            start_peer(&name, seed, &addrs, dir.path().join(&name), &move |c| tweak(&n, c))
+            start_peer(&name, seed, &addrs, dir.path().join(&name), &move |c| {
+                tweak(&n, c)
+            })
         };
         let seeds: Vec<Daemon> = (0..seeds).map(|i| mk(format!("seed-{i}"), true)).collect();
         let peers: Vec<Daemon> = (0..peers).map(|i| mk(format!("peer-{i}"), false)).collect();
-        let cluster = Self { schedulers: scheds, seeds, peers, dir };
+        let cluster = Self {
+            schedulers: scheds,
+            seeds,
+            peers,
+            dir,
+        };
         cluster.wait_connected().await;
         cluster
     }
@@ -158,13 +192,24 @@ impl Cluster {
         for d in self.seeds.iter().chain(&self.peers) {
             loop {
                 let info = async {
-                    client.get(d.admin_url("/api/v1/info")).send().await.ok()?.json::<df_core::api::PeerInfo>().await.ok()
+                    client
+                        .get(d.admin_url("/api/v1/info"))
+                        .send()
+                        .await
+                        .ok()?
+                        .json::<df_core::api::PeerInfo>()
+                        .await
+                        .ok()
                 }
                 .await;
                 if info.is_some_and(|i| i.schedulers.iter().all(|s| s.connected)) {
                     break;
                 }
-                assert!(tokio::time::Instant::now() < deadline, "{} never connected to its schedulers", d.name);
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{} never connected to its schedulers",
+                    d.name
+                );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -172,7 +217,10 @@ impl Cluster {
 }
 
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 /// Result of downloading through a peer's admin API.
@@ -188,13 +236,20 @@ pub struct Fetched {
 pub async fn fetch(peer: SocketAddr, url: &str, digest: Option<&str>) -> Fetched {
     use futures_util::StreamExt as _;
     use sha2::Digest as _;
-    let mut req = http_client().get(format!("http://{peer}/api/v1/download")).query(&[("url", url)]);
+    let mut req = http_client()
+        .get(format!("http://{peer}/api/v1/download"))
+        .query(&[("url", url)]);
     if let Some(d) = digest {
         req = req.query(&[("digest", d)]);
     }
     let resp = req.send().await.expect("peer answers");
     let status = resp.status().as_u16();
-    let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let (task_id, source) = (header("x-dragonfly-task-id"), header("x-dragonfly-source"));
     let mut hasher = sha2::Sha256::new();
     let mut bytes = 0u64;

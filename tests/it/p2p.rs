@@ -11,7 +11,9 @@ use crate::cluster::{Cluster, fetch, get_json, sha256_file, start_peer, start_sc
 const MIB: u64 = 1024 * 1024;
 
 async fn digests(size: u64, seed: u64) -> df_tests::origin::BlobDigests {
-    tokio::task::spawn_blocking(move || blob_digests(size, seed)).await.expect("digest task")
+    tokio::task::spawn_blocking(move || blob_digests(size, seed))
+        .await
+        .expect("digest task")
 }
 
 async fn task_on(daemon: &crate::cluster::Daemon, task_id: &str) -> Option<TaskDetail> {
@@ -27,7 +29,9 @@ async fn local_task(daemon: &crate::cluster::Daemon, task_id: &str) -> LocalTask
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swarm_of_four_reads_the_origin_about_once() {
     let size = 256 * MIB;
-    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
     let cluster = Cluster::start(1, 1, 4, &|_, _| {}).await;
     let url = origin.blob_url(size, 7);
     let want = digests(size, 7).await;
@@ -38,33 +42,67 @@ async fn a_swarm_of_four_reads_the_origin_about_once() {
     for (peer, got) in cluster.peers.iter().zip(&results) {
         assert_eq!(got.status, 200, "{}", peer.name);
         assert_eq!(got.bytes, size, "{}", peer.name);
-        assert_eq!(got.sha256, want.sha256, "{} received different bytes", peer.name);
+        assert_eq!(
+            got.sha256, want.sha256,
+            "{} received different bytes",
+            peer.name
+        );
     }
     let task_id = results[0].task_id.clone().expect("task id header");
     // Every peer's cached file is byte-identical to the object.
     for peer in &cluster.peers {
         let local = local_task(peer, &task_id).await;
         assert!(local.complete, "{} cached it completely", peer.name);
-        assert_eq!(sha256_file(std::path::Path::new(&local.content_path)), want.sha256);
+        assert_eq!(
+            sha256_file(std::path::Path::new(&local.content_path)),
+            want.sha256
+        );
     }
     let served = origin.stats.bytes_served();
     let piece = df_core::piece::piece_length_for(size);
-    println!("origin served {served} bytes for a {size}-byte object to 4 peers + 1 seed ({:.3}x)", served as f64 / size as f64);
-    assert!(served <= size + piece, "origin served {served} bytes, more than the object plus one piece");
+    println!(
+        "origin served {served} bytes for a {size}-byte object to 4 peers + 1 seed ({:.3}x)",
+        served as f64 / size as f64
+    );
+    assert!(
+        served <= size + piece,
+        "origin served {served} bytes, more than the object plus one piece"
+    );
 
     // The scheduler's DAG shows the seed feeding peers and bytes moving on edges.
-    let detail = task_on(&cluster.schedulers[0], &task_id).await.expect("scheduler knows the task");
-    assert_eq!(detail.summary.peers_succeeded, 5, "{:?}", detail.peers.iter().map(|p| &p.state).collect::<Vec<_>>());
+    let detail = task_on(&cluster.schedulers[0], &task_id)
+        .await
+        .expect("scheduler knows the task");
+    assert_eq!(
+        detail.summary.peers_succeeded,
+        5,
+        "{:?}",
+        detail.peers.iter().map(|p| &p.state).collect::<Vec<_>>()
+    );
     let edge_bytes: u64 = detail.edges.iter().map(|e| e.bytes).sum();
-    assert_eq!(edge_bytes, 4 * size, "every peer byte crossed a recorded edge");
-    let seed = detail.peers.iter().find(|p| p.is_seed).expect("seed peer listed");
-    assert_eq!(seed.bytes_from_origin, served.min(size), "the seed alone went to the origin");
+    assert_eq!(
+        edge_bytes,
+        4 * size,
+        "every peer byte crossed a recorded edge"
+    );
+    let seed = detail
+        .peers
+        .iter()
+        .find(|p| p.is_seed)
+        .expect("seed peer listed");
+    assert_eq!(
+        seed.bytes_from_origin,
+        served.min(size),
+        "the seed alone went to the origin"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_of_a_parent_that_dies_mid_transfer_still_finish() {
     let size = 96 * MIB;
-    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
     // The seed uploads slowly, so the children are mid-transfer when it dies.
     let mut cluster = Cluster::start(1, 1, 2, &|name, c| {
         if name.starts_with("seed") {
@@ -86,19 +124,27 @@ async fn children_of_a_parent_that_dies_mid_transfer_still_finish() {
         .expect("join");
     for r in [&ra, &rb] {
         assert_eq!(r.status, 200);
-        assert_eq!(r.sha256, want.sha256, "content is correct after the parent died");
+        assert_eq!(
+            r.sha256, want.sha256,
+            "content is correct after the parent died"
+        );
     }
     let task_id = ra.task_id.clone().expect("task id");
     let a = local_task(&cluster.peers[0], &task_id).await;
     let b = local_task(&cluster.peers[1], &task_id).await;
     let from_seed = a.bytes_from_seeds + b.bytes_from_seeds;
-    assert!(from_seed > 0 && from_seed < 2 * size, "the seed served part, not all: {from_seed}");
+    assert!(
+        from_seed > 0 && from_seed < 2 * size,
+        "the seed served part, not all: {from_seed}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_scheduler_a_peer_fetches_from_the_origin() {
     let size = 8 * MIB;
-    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
     let want = digests(size, 3).await;
     let dir = tempfile::tempdir().expect("tmp");
     // One scheduler address refuses connections; the other accepts TCP but never speaks.
@@ -107,13 +153,22 @@ async fn without_a_scheduler_a_peer_fetches_from_the_origin() {
         l.local_addr().expect("addr")
     };
     let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    for (name, addr) in [("refused", refused), ("silent", silent.local_addr().expect("addr"))] {
+    for (name, addr) in [
+        ("refused", refused),
+        ("silent", silent.local_addr().expect("addr")),
+    ] {
         let peer = start_peer(name, false, &[addr], dir.path().join(name), &|_| {});
         let started = std::time::Instant::now();
-        let got = tokio::time::timeout(Duration::from_secs(60), fetch(peer.admin, &origin.blob_url(size, 3), None))
-            .await
-            .expect("the download does not hang");
-        println!("{name} scheduler: fell back to the origin in {:?}", started.elapsed());
+        let got = tokio::time::timeout(
+            Duration::from_secs(60),
+            fetch(peer.admin, &origin.blob_url(size, 3), None),
+        )
+        .await
+        .expect("the download does not hang");
+        println!(
+            "{name} scheduler: fell back to the origin in {:?}",
+            started.elapsed()
+        );
         assert_eq!(got.status, 200, "{name}");
         assert_eq!(got.sha256, want.sha256, "{name}");
         assert_eq!(got.source.as_deref(), Some("origin"), "{name}");
@@ -123,7 +178,9 @@ async fn without_a_scheduler_a_peer_fetches_from_the_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_serving_corrupt_pieces_is_blocklisted_and_never_reaches_the_client() {
     let size = 32 * MIB;
-    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
     let mut cluster = Cluster::start(1, 1, 2, &|_, _| {}).await;
     let url = origin.blob_url(size, 5);
     let want = digests(size, 5).await;
@@ -141,16 +198,31 @@ async fn a_parent_serving_corrupt_pieces_is_blocklisted_and_never_reaches_the_cl
     // With the seed gone, the corrupt peer is the only parent on offer.
     cluster.seeds[0].kill();
 
-    let second = tokio::time::timeout(Duration::from_secs(60), fetch(cluster.peers[1].admin, &url, None))
-        .await
-        .expect("finishes");
+    let second = tokio::time::timeout(
+        Duration::from_secs(60),
+        fetch(cluster.peers[1].admin, &url, None),
+    )
+    .await
+    .expect("finishes");
     assert_eq!(second.status, 200);
-    assert_eq!(second.sha256, want.sha256, "no corrupt byte reached the client");
+    assert_eq!(
+        second.sha256, want.sha256,
+        "no corrupt byte reached the client"
+    );
     let on_disk = local_task(&cluster.peers[1], &task_id).await;
-    assert_eq!(sha256_file(std::path::Path::new(&on_disk.content_path)), want.sha256);
+    assert_eq!(
+        sha256_file(std::path::Path::new(&on_disk.content_path)),
+        want.sha256
+    );
 
-    let detail = task_on(&cluster.schedulers[0], &task_id).await.expect("task");
-    let bad = detail.peers.iter().find(|p| p.content_path == path).expect("corrupt peer listed");
+    let detail = task_on(&cluster.schedulers[0], &task_id)
+        .await
+        .expect("task");
+    let bad = detail
+        .peers
+        .iter()
+        .find(|p| p.content_path == path)
+        .expect("corrupt peer listed");
     let edge = detail
         .edges
         .iter()
@@ -166,7 +238,9 @@ async fn a_parent_serving_corrupt_pieces_is_blocklisted_and_never_reaches_the_cl
         .await
         .expect("text");
     assert!(
-        metrics.lines().any(|l| l.contains("outcome=\"digest_mismatch\"") && !l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.contains("outcome=\"digest_mismatch\"") && !l.ends_with(" 0")),
         "digest mismatch counted:\n{metrics}"
     );
 }
@@ -174,13 +248,17 @@ async fn a_parent_serving_corrupt_pieces_is_blocklisted_and_never_reaches_the_cl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_scheduler_learns_again_who_holds_what() {
     let size = 8 * MIB;
-    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
     let mut cluster = Cluster::start(1, 1, 2, &|_, _| {}).await;
     let url = origin.blob_url(size, 9);
     for p in &cluster.peers {
         assert_eq!(fetch(p.admin, &url, None).await.status, 200);
     }
-    let task_id = df_core::ids::TaskId::from_url(&url, &Default::default()).expect("id").to_string();
+    let task_id = df_core::ids::TaskId::from_url(&url, &Default::default())
+        .expect("id")
+        .to_string();
     let holders = |d: &TaskDetail| {
         let mut v: Vec<(String, String, String)> = d
             .peers
@@ -191,7 +269,11 @@ async fn a_restarted_scheduler_learns_again_who_holds_what() {
         v.sort();
         v
     };
-    let before = holders(&task_on(&cluster.schedulers[0], &task_id).await.expect("known"));
+    let before = holders(
+        &task_on(&cluster.schedulers[0], &task_id)
+            .await
+            .expect("known"),
+    );
     assert_eq!(before.len(), 3, "seed and two peers hold it");
 
     let (grpc, http) = (cluster.schedulers[0].data, cluster.schedulers[0].admin);
@@ -204,7 +286,10 @@ async fn a_restarted_scheduler_learns_again_who_holds_what() {
         {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "the restarted scheduler never relearned the holders");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the restarted scheduler never relearned the holders"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And a new peer is served from those holders, not the origin.
@@ -213,20 +298,30 @@ async fn a_restarted_scheduler_learns_again_who_holds_what() {
     let late = start_peer("late", false, &[grpc], dir, &|_| {});
     let got = fetch(late.admin, &url, None).await;
     assert_eq!(got.status, 200);
-    assert_eq!(origin.stats.bytes_served(), 0, "served from relearned holders");
+    assert_eq!(
+        origin.stats.bytes_served(),
+        0,
+        "served from relearned holders"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_the_owning_scheduler_is_down_peers_fail_over_and_still_share() {
     let size = 16 * MIB;
-    let origin = OriginHandle::start(OriginConfig::default()).await.expect("origin");
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
     let mut cluster = Cluster::start(2, 1, 2, &|_, _| {}).await;
     let url = origin.blob_url(size, 13);
     let want = digests(size, 13).await;
     let task_id = df_core::ids::TaskId::from_url(&url, &Default::default()).expect("id");
     let ring = df_core::ring::HashRing::new(cluster.schedulers.iter().map(|s| s.data.to_string()));
     let owner = ring.owner(task_id.as_str()).expect("owner").to_owned();
-    let (dead, alive) = if cluster.schedulers[0].data.to_string() == owner { (0, 1) } else { (1, 0) };
+    let (dead, alive) = if cluster.schedulers[0].data.to_string() == owner {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
     cluster.schedulers[dead].kill();
 
     let first = fetch(cluster.peers[0].admin, &url, None).await;
@@ -235,9 +330,21 @@ async fn when_the_owning_scheduler_is_down_peers_fail_over_and_still_share() {
         assert_eq!(r.status, 200);
         assert_eq!(r.sha256, want.sha256);
     }
-    assert!(origin.stats.bytes_served() <= size + 4 * MIB, "still read once: {}", origin.stats.bytes_served());
-    let detail = task_on(&cluster.schedulers[alive], task_id.as_str()).await.expect("the next scheduler on the ring took the task");
-    assert_eq!(detail.summary.peers_succeeded, 3, "seed and both peers, all through the failover scheduler");
+    assert!(
+        origin.stats.bytes_served() <= size + 4 * MIB,
+        "still read once: {}",
+        origin.stats.bytes_served()
+    );
+    let detail = task_on(&cluster.schedulers[alive], task_id.as_str())
+        .await
+        .expect("the next scheduler on the ring took the task");
+    assert_eq!(
+        detail.summary.peers_succeeded, 3,
+        "seed and both peers, all through the failover scheduler"
+    );
     let second_local = local_task(&cluster.peers[1], task_id.as_str()).await;
-    assert_eq!(second_local.bytes_from_origin, 0, "the second peer was served by peers, not the origin");
+    assert_eq!(
+        second_local.bytes_from_origin, 0,
+        "the second peer was served by peers, not the origin"
+    );
 }

@@ -87,7 +87,11 @@ impl std::str::FromStr for ByteSize {
                 ));
             }
         };
-        Ok(Self((value * scale as f64).round() as u64))
+        let bytes = (value * scale as f64).round();
+        if bytes >= u64::MAX as f64 {
+            return Err(format!("'{s}' is too large (the limit is 16 EiB)"));
+        }
+        Ok(Self(bytes as u64))
     }
 }
 
@@ -140,6 +144,12 @@ mod tests {
         assert_eq!("100MB".parse::<ByteSize>(), Ok(ByteSize(100_000_000)));
         assert_eq!("1.5GiB".parse::<ByteSize>(), Ok(ByteSize(1_610_612_736)));
         assert!("ten".parse::<ByteSize>().is_err());
+        assert!(
+            "99999999999TiB"
+                .parse::<ByteSize>()
+                .expect_err("overflow")
+                .contains("too large")
+        );
         assert!(
             "5 parsecs"
                 .parse::<ByteSize>()

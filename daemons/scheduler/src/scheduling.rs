@@ -376,6 +376,10 @@ impl Scheduler {
                 let Some(task) = state.tasks.get_mut(task_id) else {
                     return;
                 };
+                let was_origin_fetcher = task
+                    .peers
+                    .get(peer_id)
+                    .is_some_and(|p| p.state == PeerState::BackToSource);
                 if let Some(peer) = task.peers.get_mut(peer_id) {
                     peer.state = PeerState::Failed;
                     peer.updated_at = now;
@@ -386,6 +390,23 @@ impl Scheduler {
                     .get_or_create(&vec![("outcome", "failed")])
                     .inc();
                 tracing::warn!(task_id = %task_id, peer_id = %peer_id, origin_status = f.origin_status, error = %f.message, "peer failed");
+                if was_origin_fetcher && !task.has_origin_fetcher() {
+                    // Whoever waited on this fetcher would otherwise sit out their timeout and
+                    // trigger the seed again. Send them to the origin now: each gets the
+                    // origin's own answer (a 404 passes through) or succeeds where it failed.
+                    task.seed_requested_at = None;
+                    let stranded: Vec<PeerId> = task
+                        .peers
+                        .values()
+                        .filter(|p| matches!(p.state, PeerState::Pending | PeerState::Running))
+                        .filter(|p| p.bitmap.count() == 0 && !has_usable_parent(task, &p.id))
+                        .map(|p| p.id.clone())
+                        .collect();
+                    let reason = format!("the peer fetching from the origin failed: {}", f.message);
+                    for p in stranded {
+                        self.back_to_source(task, &p, &reason);
+                    }
+                }
             }
             PeerMsg::BackToSourceStarted(b) => {
                 let Some(task) = state.tasks.get_mut(task_id) else {
@@ -956,6 +977,21 @@ fn summary(t: &Task, now: Instant) -> api::TaskSummary {
     }
 }
 
+/// Whether `child` has an active parent that still has, or is getting, the task.
+fn has_usable_parent(task: &Task, child: &PeerId) -> bool {
+    task.edges.iter().any(|((p, c), e)| {
+        c == child
+            && e.active
+            && task.peers.get(p).is_some_and(|p| {
+                !p.corrupt
+                    && matches!(
+                        p.state,
+                        PeerState::Running | PeerState::BackToSource | PeerState::Succeeded
+                    )
+            })
+    })
+}
+
 fn remove_peer(task: &mut Task, peer: &PeerId) {
     task.peers.remove(peer);
     task.edges.retain(|(p, c), _| p != peer && c != peer);
@@ -1128,6 +1164,42 @@ mod tests {
                 "peers meshed"
             );
         });
+    }
+
+    #[test]
+    fn when_the_seed_fails_its_waiting_children_go_to_the_origin_at_once() {
+        let s = Scheduler::new(Config::default());
+        let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
+        s.host_connected(host("seed", true), seed_tx);
+        let t = task_id();
+        let (_, mut child) = register(&s, &t, "h1", false);
+        let (tx, _seed_peer_rx) = mpsc::unbounded_channel();
+        let (_, seed_peer, _) = s
+            .peer_register(
+                pb::RegisterPeer {
+                    task_id: t.to_string(),
+                    peer_id: "peer-seed".into(),
+                    url: "http://o/x".into(),
+                    seed: true,
+                    host: Some(host("seed", true)),
+                    ..Default::default()
+                },
+                tx,
+            )
+            .expect("registers");
+        replies(&mut child);
+        s.peer_message(
+            &t,
+            &seed_peer,
+            PeerMsg::Failed(pb::DownloadFailed {
+                message: "origin answered 404".into(),
+                origin_status: 404,
+            }),
+        );
+        match replies(&mut child).as_slice() {
+            [PeerReply::BackToSource(b)] => assert!(b.reason.contains("404"), "{}", b.reason),
+            other => panic!("expected back to source, got {other:?}"),
+        }
     }
 
     #[test]

@@ -288,7 +288,8 @@ impl Conductor {
     }
 
     /// Starts fetches until `concurrent_pieces` are in flight: rarest piece among the parents
-    /// first, random among equals; from the parent holding it with the fewest of our requests.
+    /// first, then nearest the head, random within a window; from the parent holding it with the
+    /// fewest of our requests.
     fn dispatch(
         &self,
         layout: PieceLayout,
@@ -302,16 +303,20 @@ impl Conductor {
             return;
         }
         let have = self.task.state().bitmap.clone();
-        let mut candidates: Vec<(usize, u64, u32)> = have
+        // Among equally rare pieces, those in a window near the first missing one go first, so
+        // a client reading in order is not starved; within the window the order is random, so
+        // siblings still fetch different pieces and can trade them.
+        let window = u32::try_from(limit * 2).unwrap_or(u32::MAX).max(1);
+        let mut candidates: Vec<(usize, u32, u64, u32)> = have
             .missing()
             .filter(|n| !inflight.contains(n) && expected.contains_key(n))
             .filter_map(|n| {
                 let holders = parents.values().filter(|p| p.bitmap.get(n)).count();
-                (holders > 0).then(|| (holders, fastrand::u64(..), n))
+                (holders > 0).then(|| (holders, n / window, fastrand::u64(..), n))
             })
             .collect();
         candidates.sort_unstable();
-        for (_, _, n) in candidates {
+        for (_, _, _, n) in candidates {
             if pieces.len() >= limit {
                 break;
             }
