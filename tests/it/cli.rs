@@ -749,3 +749,104 @@ fn processes_running_with(path: &Path) -> Vec<u32> {
         })
         .collect()
 }
+
+/// The `name` daemon's admin address (peers) or HTTP address (schedulers) from cluster.json.
+fn admin_addr(cluster: &LocalCluster, name: &str) -> String {
+    let text = std::fs::read_to_string(cluster.dir.join("cluster.json")).expect("cluster.json");
+    let state: Value = serde_json::from_str(&text).expect("cluster.json is JSON");
+    let p = state["processes"]
+        .as_array()
+        .expect("processes")
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not in cluster.json"));
+    p.get("admin_addr")
+        .or_else(|| p.get("http_addr"))
+        .and_then(Value::as_str)
+        .expect("address")
+        .to_owned()
+}
+
+/// Follows `GET /api/v1/logs?follow=true&task=ID` on `addr` until `stop`, returning the records.
+async fn follow_logs(
+    addr: String,
+    task: String,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Vec<Value> {
+    use futures_util::StreamExt as _;
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(format!("http://{addr}/api/v1/logs"))
+        .query(&[("follow", "true"), ("task", task.as_str())])
+        .send()
+        .await
+        .expect("log stream opens");
+    assert!(resp.status().is_success());
+    let mut body = resp.bytes_stream();
+    let mut pending = Vec::new();
+    let mut records = Vec::new();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            chunk = body.next() => match chunk {
+                Some(Ok(bytes)) => pending.extend_from_slice(&bytes),
+                _ => break,
+            },
+        }
+        while let Some(at) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=at).collect();
+            records.push(serde_json::from_slice(&line).expect("each line is a JSON record"));
+        }
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_stream_only_the_followed_task() {
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    let cluster = LocalCluster::up(&["--peers", "1", "--seed-peers", "1"]).await;
+    let (url, other) = (origin.blob_url(8 * MIB, 41), origin.blob_url(8 * MIB, 42));
+    let task = df_core::ids::TaskId::from_url(&url, &Default::default())
+        .expect("task id")
+        .to_string();
+    let (peer, scheduler) = (
+        admin_addr(&cluster, "peer-0"),
+        admin_addr(&cluster, "scheduler-0"),
+    );
+    let (stop_peer, peer_stop) = tokio::sync::oneshot::channel();
+    let (stop_sched, sched_stop) = tokio::sync::oneshot::channel();
+    let peer_logs = tokio::spawn(follow_logs(peer, task.clone(), peer_stop));
+    let sched_logs = tokio::spawn(follow_logs(scheduler, task.clone(), sched_stop));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Another task's download runs alongside; none of its lines may show up.
+    for u in [&other, &url] {
+        cluster
+            .dfctl(&["get", u, "-O", "out"])
+            .await
+            .assert_success("dfctl get");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = (stop_peer.send(()), stop_sched.send(()));
+    let peer_logs = peer_logs.await.expect("join");
+    let sched_logs = sched_logs.await.expect("join");
+
+    for (who, logs, must) in [
+        ("peer", &peer_logs, "download finished"),
+        ("scheduler", &sched_logs, "peer registered"),
+    ] {
+        assert!(
+            logs.iter().all(|r| r["task_id"] == task.as_str()),
+            "{who} streamed another task's lines: {logs:#?}"
+        );
+        assert!(
+            logs.iter().any(|r| r["message"] == must),
+            "{who} never said '{must}': {logs:#?}"
+        );
+    }
+}
