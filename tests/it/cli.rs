@@ -473,6 +473,12 @@ async fn up_status_get_locate_down() {
         );
         assert_eq!(sha256_of(&path).await, want, "{}", path.display());
     }
+    // The DAG accounts for every byte a peer got from another peer.
+    let edges = location["edges"].as_array().expect("edges");
+    let edge_bytes: u64 = edges.iter().map(|e| u64_at(e, "bytes")).sum();
+    let peer_bytes: u64 = holders.iter().map(|p| u64_at(p, "bytes_from_peers")).sum();
+    assert!(edge_bytes > 0, "{location:#}");
+    assert_eq!(edge_bytes, peer_bytes, "{location:#}");
 
     // down stops every recorded daemon; a second down finds nothing to do.
     let recorded = cluster.recorded();

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use df_core::api::{PeerView, TaskDetail, TaskSummary};
+use df_core::api::{EdgeView, PeerView, TaskDetail, TaskSummary};
 use df_core::ids::{TaskId, TaskIdParams};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -100,6 +100,8 @@ pub struct Location {
     /// Admin addresses of the schedulers that know the task.
     pub schedulers: Vec<String>,
     pub peers: Vec<PeerView>,
+    /// The task's DAG: who fed whom, with bytes moved on each edge.
+    pub edges: Vec<EdgeView>,
 }
 
 impl Location {
@@ -107,7 +109,16 @@ impl Location {
     pub fn merge(task_id: &TaskId, found: Vec<(String, TaskDetail)>) -> Option<Self> {
         let first = found.first()?.1.summary.clone();
         let mut peers: BTreeMap<String, PeerView> = BTreeMap::new();
+        let mut edges: BTreeMap<(String, String), EdgeView> = BTreeMap::new();
         for (_, detail) in &found {
+            for edge in &detail.edges {
+                let key = (edge.parent.clone(), edge.child.clone());
+                // After a failover two schedulers may each have seen part of an edge's traffic;
+                // the larger count is the later view.
+                if edges.get(&key).is_none_or(|known| edge.bytes > known.bytes) {
+                    edges.insert(key, edge.clone());
+                }
+            }
             for peer in &detail.peers {
                 let fresher = peers
                     .get(&peer.peer_id)
@@ -124,7 +135,39 @@ impl Location {
             piece_count: found.iter().find_map(|(_, d)| d.summary.piece_count),
             schedulers: found.into_iter().map(|(addr, _)| addr).collect(),
             peers: peers.into_values().collect(),
+            edges: edges.into_values().collect(),
         })
+    }
+
+    /// The DAG as a table, peers named by host: who fed whom and how much.
+    pub fn edges_table(&self) -> Table {
+        let host_of = |peer: &str| {
+            self.peers
+                .iter()
+                .find(|p| p.peer_id == peer)
+                .map_or_else(|| peer.to_owned(), |p| p.host_id.clone())
+        };
+        let mut table = Table::new(["PARENT", "CHILD", "BYTES", "PIECES", "FAILURES", "EDGE"]);
+        let mut edges: Vec<&EdgeView> = self.edges.iter().collect();
+        edges.sort_by_key(|e| std::cmp::Reverse(e.bytes));
+        for e in edges {
+            let state = if e.blocklisted {
+                "blocklisted"
+            } else if e.active {
+                "active"
+            } else {
+                "done"
+            };
+            table.row([
+                host_of(&e.parent),
+                host_of(&e.child),
+                render::bytes(e.bytes),
+                e.pieces.to_string(),
+                e.failures.to_string(),
+                state.to_owned(),
+            ]);
+        }
+        table
     }
 
     pub fn table(&self) -> Table {
@@ -218,6 +261,16 @@ async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
                 text.push_str("no peers hold this task\n");
             } else {
                 text.push_str(&location.table().render(Palette::stdout()));
+            }
+            if !location.edges.is_empty() {
+                let origin: u64 = location.peers.iter().map(|p| p.bytes_from_origin).sum();
+                let peers: u64 = location.peers.iter().map(|p| p.bytes_from_peers).sum();
+                text.push_str(&format!(
+                    "\nbytes from the origin {}, between peers {}\n\n",
+                    render::bytes(origin),
+                    render::bytes(peers)
+                ));
+                text.push_str(&location.edges_table().render(Palette::stdout()));
             }
             render::write_stdout(&text)?;
         }
