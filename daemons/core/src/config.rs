@@ -56,6 +56,27 @@ pub fn parse_yaml<T: DeserializeOwned + Default>(
     })
 }
 
+/// The `log:` section every daemon config has.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// Directory for rotated JSON-lines log files; none logs to stderr only.
+    pub dir: Option<std::path::PathBuf>,
+    /// `EnvFilter` directive: `info`, `debug`, `df_peer=debug,info`, ...
+    pub level: String,
+    pub stderr: crate::telemetry::StderrFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            level: "info".into(),
+            stderr: crate::telemetry::StderrFormat::Human,
+        }
+    }
+}
+
 /// A byte count written as a number or with a unit: `0`, `4096`, `64KiB`, `100MiB`, `1GB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);

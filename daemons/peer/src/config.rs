@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use df_core::config::{ByteSize, ConfigError, load_yaml};
+use df_core::config::{ByteSize, ConfigError, LogSection, load_yaml};
 use df_core::ids::HostId;
 use df_core::telemetry::StderrFormat;
 use serde::Deserialize;
@@ -24,7 +24,7 @@ pub struct RawConfig {
     pub upload: RawUpload,
     pub download: RawDownload,
     pub storage: RawStorage,
-    pub log: RawLog,
+    pub log: LogSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,24 +134,6 @@ impl Default for RawStorage {
             low_watermark_percent: 70,
             task_ttl: Duration::from_secs(24 * 3600),
             gc_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLog {
-    pub dir: Option<PathBuf>,
-    pub level: String,
-    pub stderr: StderrFormat,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        Self {
-            dir: None,
-            level: "info".into(),
-            stderr: StderrFormat::Human,
         }
     }
 }

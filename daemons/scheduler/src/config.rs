@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use df_core::config::{ConfigError, load_yaml};
+use df_core::config::{ConfigError, LogSection, load_yaml};
 use df_core::telemetry::StderrFormat;
 use serde::Deserialize;
 
@@ -17,7 +17,7 @@ pub struct RawConfig {
     pub server: RawServer,
     pub scheduler: RawScheduling,
     pub gc: RawGc,
-    pub log: RawLog,
+    pub log: LogSection,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,24 +81,6 @@ impl Default for RawGc {
             host_ttl: Duration::from_secs(300),
             peer_ttl: Duration::from_secs(600),
             task_ttl: Duration::from_secs(600),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawLog {
-    pub dir: Option<PathBuf>,
-    pub level: String,
-    pub stderr: StderrFormat,
-}
-
-impl Default for RawLog {
-    fn default() -> Self {
-        Self {
-            dir: None,
-            level: "info".into(),
-            stderr: StderrFormat::Human,
         }
     }
 }

@@ -304,17 +304,7 @@ impl TaskManager {
             ))
         })?;
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "transfer-encoding" | "connection" | "keep-alive"
-                )
-            })
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect();
+        let headers = origin::end_to_end_headers(resp.headers(), &[]);
         let metrics = self.ctx.clone();
         let body = resp
             .bytes_stream()

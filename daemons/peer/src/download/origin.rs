@@ -165,20 +165,31 @@ impl Origin<'_> {
     }
 }
 
+/// Hop-by-hop response headers, which describe one connection and must not be relayed.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// An origin response's headers that may be relayed to a client, minus `also_skip`.
+pub fn end_to_end_headers(headers: &http::HeaderMap, also_skip: &[&str]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()) && !also_skip.contains(&k.as_str()))
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect()
+}
+
 /// The origin's refusal, kept whole enough to pass through.
 pub async fn origin_refusal(resp: reqwest::Response) -> TaskFailure {
     let status = resp.status().as_u16();
-    let headers = resp
-        .headers()
-        .iter()
-        .filter(|(k, _)| {
-            !matches!(
-                k.as_str(),
-                "content-length" | "transfer-encoding" | "connection"
-            )
-        })
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
+    // The body may be cut at the limit, so its length is no longer the origin's.
+    let headers = end_to_end_headers(resp.headers(), &["content-length"]);
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(Ok(chunk)) = stream.next().await {
