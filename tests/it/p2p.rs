@@ -348,3 +348,33 @@ async fn when_the_owning_scheduler_is_down_peers_fail_over_and_still_share() {
         "the second peer was served by peers, not the origin"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_peer_serves_its_cache_without_the_origin() {
+    let size = 12 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    let mut cluster = Cluster::start(1, 0, 1, &|_, _| {}).await;
+    let url = origin.blob_url(size, 17);
+    let want = digests(size, 17).await;
+    assert_eq!(
+        fetch(cluster.peers[0].admin, &url, None).await.sha256,
+        want.sha256
+    );
+    let served = origin.stats.bytes_served();
+
+    // Crash the peer and start a new process on the same data directory.
+    cluster.peers[0].kill();
+    let dir = cluster.dir.path().join("peer-0");
+    let sched = [cluster.schedulers[0].data];
+    cluster.peers[0] = start_peer("peer-0", false, &sched, dir, &|_| {});
+    let again = fetch(cluster.peers[0].admin, &url, None).await;
+    assert_eq!(again.sha256, want.sha256);
+    assert_eq!(again.source.as_deref(), Some("local"));
+    assert_eq!(
+        origin.stats.bytes_served(),
+        served,
+        "nothing more from the origin"
+    );
+}
