@@ -104,6 +104,7 @@ e2e_hosts_add() {  # e2e_hosts_add IP NAME  (idempotent; touches only marked lin
         return 0
     fi
     e2e_hosts_del "$name"
+    [ ! -s /etc/hosts ] || [ -z "$(tail -c1 /etc/hosts)" ] || echo >> /etc/hosts  # no newline at the end
     printf '%s %s %s\n' "$ip" "$name" "$E2E_HOSTS_MARK" >> /etc/hosts
     e2e_log "/etc/hosts: added $ip $name"
 }
