@@ -15,6 +15,8 @@ pub struct Daemon {
     pub admin: SocketAddr,
     /// gRPC for schedulers, upload for peers.
     pub data: SocketAddr,
+    /// The proxy and registry mirror, for peers.
+    pub proxy: Option<SocketAddr>,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
 }
@@ -97,6 +99,7 @@ pub fn start_scheduler(name: &str, grpc: Option<SocketAddr>, http: Option<Socket
         name: name.into(),
         admin: http_addr,
         data: grpc_addr,
+        proxy: None,
         runtime: Some(rt),
         shutdown,
     }
@@ -112,6 +115,8 @@ pub fn start_peer(
 ) -> Daemon {
     let upload_l = std_listener("127.0.0.1:0");
     let admin_l = std_listener("127.0.0.1:0");
+    let proxy_l = std_listener("127.0.0.1:0");
+    let proxy_addr = proxy_l.local_addr().expect("addr");
     let (upload_addr, admin_addr) = (
         upload_l.local_addr().expect("addr"),
         admin_l.local_addr().expect("addr"),
@@ -123,6 +128,7 @@ pub fn start_peer(
     config.schedulers = schedulers.iter().map(ToString::to_string).collect();
     config.upload_addr = upload_addr;
     config.admin_addr = admin_addr;
+    config.proxy_addr = proxy_addr;
     config.schedule_timeout = Duration::from_secs(2);
     config.piece_timeout = Duration::from_secs(10);
     tweak(&mut config);
@@ -134,6 +140,7 @@ pub fn start_peer(
         let listeners = df_peer::Listeners {
             upload: tokio::net::TcpListener::from_std(upload_l).expect("listener"),
             admin: tokio::net::TcpListener::from_std(admin_l).expect("listener"),
+            proxy: Some(tokio::net::TcpListener::from_std(proxy_l).expect("listener")),
         };
         if let Err(e) = df_peer::run(listeners, config, hub, token).await {
             eprintln!("peer stopped: {e}");
@@ -143,6 +150,7 @@ pub fn start_peer(
         name: name.into(),
         admin: admin_addr,
         data: upload_addr,
+        proxy: Some(proxy_addr),
         runtime: Some(rt),
         shutdown,
     }

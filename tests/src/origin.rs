@@ -616,6 +616,28 @@ async fn file(
     headers: HeaderMap,
 ) -> Response {
     let path = format!("/files/{rel}");
+    from_root(origin, rel, path, method, headers).await
+}
+
+/// `/v2/...` served from `<root>/v2/...`: enough of a registry's read path (blobs named by
+/// digest) to test a registry mirror without a registry.
+async fn registry_path(
+    State(origin): State<Arc<Origin>>,
+    Path(rest): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let path = format!("/v2/{rest}");
+    from_root(origin, format!("v2/{rest}"), path, method, headers).await
+}
+
+async fn from_root(
+    origin: Arc<Origin>,
+    rel: String,
+    path: String,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
     let Some(root) = &origin.config.root else {
         origin.stats.count_request(&method, &path);
         return (StatusCode::NOT_FOUND, "origin has no file root\n").into_response();
@@ -692,6 +714,7 @@ fn router(origin: Arc<Origin>) -> Router {
     Router::new()
         .route("/blob/{size}/{seed}", get(blob))
         .route("/files/{*path}", get(file))
+        .route("/v2/{*path}", get(registry_path))
         .route("/status/{code}", get(status))
         .route("/_stats", get(stats))
         .route("/_stats/reset", post(reset))

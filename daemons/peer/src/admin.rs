@@ -33,6 +33,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/api/v1/tasks/{task_id}", get(task))
         .route("/api/v1/download", get(download))
         .route("/api/v1/logs", get(logs))
+        .route("/api/v1/p2p", get(p2p_state).put(p2p_set))
         .with_state(state)
 }
 
@@ -151,17 +152,34 @@ async fn download(
 }
 
 pub fn delivery_response(d: Delivery) -> Response {
-    let mut builder = Response::builder().status(d.status);
-    for (k, v) in &d.headers {
-        builder = builder.header(k.as_str(), v.as_str());
+    d.into_response().into_response()
+}
+
+/// `GET /api/v1/p2p`: whether P2P is on, and if not, why and since when.
+async fn p2p_state(State(s): State<AdminState>) -> Response {
+    Json(s.ctx.p2p.state()).into_response()
+}
+
+#[derive(Deserialize)]
+struct P2pChange {
+    enabled: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `PUT /api/v1/p2p {"enabled": false, "reason": "..."}`: the soft switch. Off, every client
+/// request passes straight to the origin (no P2P, no cache) and schedulers stop choosing this
+/// peer as a parent. Idempotent.
+async fn p2p_set(State(s): State<AdminState>, Json(change): Json<P2pChange>) -> Response {
+    if change.enabled {
+        s.ctx.p2p.enable();
+        tracing::warn!("P2P switched on");
+    } else {
+        let reason = change.reason.unwrap_or_default();
+        tracing::warn!(%reason, "P2P switched off: passing every request to the origin");
+        s.ctx.p2p.disable(reason);
     }
-    if let Some(id) = &d.task_id {
-        builder = builder.header(df_core::HEADER_TASK_ID, id.as_str());
-    }
-    builder = builder.header(df_core::HEADER_SOURCE, d.source.as_str());
-    builder
-        .body(Body::from_stream(d.body))
-        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
+    Json(s.ctx.p2p.state()).into_response()
 }
 
 async fn logs(State(s): State<AdminState>, Query(q): Query<LogQuery>) -> Response {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use df_core::config::{ByteSize, ConfigError, LogSection, load_yaml};
 use df_core::ids::HostId;
 use df_core::telemetry::StderrFormat;
+use regex::Regex;
 use serde::Deserialize;
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/dragonfly/dfdaemon.yaml";
@@ -24,7 +25,79 @@ pub struct RawConfig {
     pub upload: RawUpload,
     pub download: RawDownload,
     pub storage: RawStorage,
+    pub proxy: RawProxy,
+    pub origin: RawOrigin,
     pub log: LogSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProxy {
+    /// Serve the HTTP(S) proxy and registry mirror on `server.proxy_addr`.
+    pub enabled: bool,
+    /// GET requests whose URL (without query) matches one of these go P2P; the rest pass
+    /// straight through. A request with `X-Dragonfly-Use-P2P: true` always goes P2P.
+    pub rules: Vec<RawRule>,
+    pub registry_mirror: RawMirror,
+    pub hijack: RawHijack,
+    /// Ports a CONNECT may reach.
+    pub connect_ports: Vec<u16>,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules: vec![RawRule {
+                regex: "blobs/sha256:.*".into(),
+            }],
+            registry_mirror: RawMirror::default(),
+            hijack: RawHijack::default(),
+            connect_ports: vec![443],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub regex: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMirror {
+    /// Registry for `/v2/` requests that name none (podman sends neither
+    /// `X-Dragonfly-Registry` nor `ns=`).
+    pub addr: String,
+}
+
+impl Default for RawMirror {
+    fn default() -> Self {
+        Self {
+            addr: "https://index.docker.io".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHijack {
+    /// CONNECT hosts (regexes, matched against the whole host name) whose TLS is terminated
+    /// here so their blobs can go P2P; every other CONNECT is tunnelled blind.
+    pub hosts: Vec<String>,
+    /// PEM CA certificate and key that sign the per-host leaf certificates.
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOrigin {
+    /// Extra PEM CA bundles trusted for origins, besides the system store.
+    pub ca_certs: Vec<PathBuf>,
+    /// Origin hosts (regexes, whole host name) whose certificates are not verified.
+    pub insecure_hosts: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,6 +241,128 @@ pub struct Config {
     pub log_dir: Option<PathBuf>,
     pub log_level: String,
     pub log_stderr: StderrFormat,
+    pub proxy: ProxyConfig,
+    pub origin: OriginConfig,
+}
+
+/// Validated `proxy:` section.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub enabled: bool,
+    pub rules: Vec<Regex>,
+    pub mirror_default: url::Url,
+    pub hijack_hosts: Vec<Regex>,
+    /// PEM text of the CA certificate and key, read at load time so a bad path fails early.
+    pub hijack_ca: Option<(String, String)>,
+    pub connect_ports: Vec<u16>,
+}
+
+/// Validated `origin:` section.
+#[derive(Debug, Clone, Default)]
+pub struct OriginConfig {
+    /// PEM text of each extra CA bundle.
+    pub ca_pems: Vec<(PathBuf, Vec<u8>)>,
+    pub insecure_hosts: Vec<Regex>,
+}
+
+/// A regex that must match the whole host name.
+fn host_regex(path: &Path, key: &str, re: &str) -> Result<Regex, ConfigError> {
+    Regex::new(&format!("^(?:{re})$"))
+        .map_err(|e| ConfigError::invalid(path, key, format!("'{re}' is not a regex: {e}")))
+}
+
+fn read_file(path: &Path, key: &str, file: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(file).map_err(|e| {
+        ConfigError::invalid(path, key, format!("cannot read {}: {e}", file.display()))
+    })
+}
+
+impl ProxyConfig {
+    fn validate(path: &Path, raw: RawProxy) -> Result<Self, ConfigError> {
+        let rules = raw
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                Regex::new(&r.regex).map_err(|e| {
+                    ConfigError::invalid(
+                        path,
+                        &format!("proxy.rules[{i}].regex"),
+                        format!("'{}' is not a regex: {e}", r.regex),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let mirror_default = df_core::ids::validate_http_url(&raw.registry_mirror.addr)
+            .map_err(|e| ConfigError::invalid(path, "proxy.registry_mirror.addr", e.to_string()))?;
+        let hijack_hosts = raw
+            .hijack
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| host_regex(path, &format!("proxy.hijack.hosts[{i}]"), h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let hijack_ca = match (&raw.hijack.ca_cert, &raw.hijack.ca_key) {
+            (Some(c), Some(k)) => {
+                let cert = String::from_utf8(read_file(path, "proxy.hijack.ca_cert", c)?).map_err(
+                    |_| ConfigError::invalid(path, "proxy.hijack.ca_cert", "not PEM text"),
+                )?;
+                let key = String::from_utf8(read_file(path, "proxy.hijack.ca_key", k)?).map_err(
+                    |_| ConfigError::invalid(path, "proxy.hijack.ca_key", "not PEM text"),
+                )?;
+                Some((cert, key))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::invalid(
+                    path,
+                    "proxy.hijack",
+                    "ca_cert and ca_key go together",
+                ));
+            }
+        };
+        if !hijack_hosts.is_empty() && hijack_ca.is_none() {
+            return Err(ConfigError::invalid(
+                path,
+                "proxy.hijack.hosts",
+                "intercepting hosts needs proxy.hijack.ca_cert and ca_key",
+            ));
+        }
+        Ok(Self {
+            enabled: raw.enabled,
+            rules,
+            mirror_default,
+            hijack_hosts,
+            hijack_ca,
+            connect_ports: raw.connect_ports,
+        })
+    }
+}
+
+impl OriginConfig {
+    fn validate(path: &Path, raw: RawOrigin) -> Result<Self, ConfigError> {
+        let ca_pems = raw
+            .ca_certs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                Ok((
+                    f.clone(),
+                    read_file(path, &format!("origin.ca_certs[{i}]"), f)?,
+                ))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        let insecure_hosts = raw
+            .insecure_hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| host_regex(path, &format!("origin.insecure_hosts[{i}]"), h))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            ca_pems,
+            insecure_hosts,
+        })
+    }
 }
 
 impl Config {
@@ -272,6 +467,8 @@ impl Config {
             low_watermark_percent: low,
             task_ttl: raw.storage.task_ttl,
             gc_interval: raw.storage.gc_interval,
+            proxy: ProxyConfig::validate(path, raw.proxy)?,
+            origin: OriginConfig::validate(path, raw.origin)?,
             log_dir: raw.log.dir,
             log_level: raw.log.level,
             log_stderr: raw.log.stderr,

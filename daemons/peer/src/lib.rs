@@ -11,8 +11,10 @@ pub mod announcer;
 pub mod config;
 pub mod download;
 pub mod metrics;
+pub mod proxy;
 pub mod ratelimit;
 pub mod storage;
+pub mod switch;
 pub mod upload;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 
 use crate::announcer::SchedulerClient;
+use crate::download::origin::{OriginClientError, OriginClients};
 use crate::download::{DownloadRequest, TaskManager};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -40,9 +43,7 @@ pub struct Context {
     pub host_info: pb::HostInfo,
     pub store: Arc<PieceStore>,
     pub schedulers: Arc<SchedulerClient>,
-    /// Client for origins: follows redirects, never goes through a proxy (this peer may be
-    /// the node's proxy), no transparent decompression (the cache holds the origin's bytes).
-    pub origin: reqwest::Client,
+    pub origin: OriginClients,
     /// Client for other peers' upload servers.
     pub peers: reqwest::Client,
     pub download_limiter: RateLimiter,
@@ -52,12 +53,15 @@ pub struct Context {
     pub started: Instant,
     pub active_uploads: AtomicU32,
     pub uploaded_bytes: AtomicU64,
+    pub p2p: switch::P2pSwitch,
 }
 
 /// The sockets a peer serves on, bound by the caller.
 pub struct Listeners {
     pub upload: TcpListener,
     pub admin: TcpListener,
+    /// `None` when `proxy.enabled` is false.
+    pub proxy: Option<TcpListener>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +74,12 @@ pub enum RunError {
     Schedulers(#[from] announcer::AnnouncerError),
     #[error("HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Origin(#[from] OriginClientError),
     #[error("admin server: {0}")]
     Admin(std::io::Error),
+    #[error(transparent)]
+    Proxy(#[from] proxy::leaf_certs::MintError),
 }
 
 /// The IP other peers should use: configured, else the upload listener's, else the address
@@ -102,6 +110,10 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let upload_addr = listeners.upload.local_addr().map_err(RunError::Address)?;
     let admin_addr = listeners.admin.local_addr().map_err(RunError::Address)?;
+    let proxy_addr = match &listeners.proxy {
+        Some(l) => Some(l.local_addr().map_err(RunError::Address)?),
+        None => None,
+    };
     let ip = advertised_ip(&config, upload_addr);
     let host_info = pb::HostInfo {
         host_id: config.host_id(&ip).to_string(),
@@ -109,8 +121,7 @@ pub async fn run(
         ip: ip.to_string(),
         upload_port: u32::from(upload_addr.port()),
         admin_port: u32::from(admin_addr.port()),
-        // The proxy is not served yet; advertise no port rather than one nobody answers on.
-        proxy_port: 0,
+        proxy_port: proxy_addr.map_or(0, |a| u32::from(a.port())),
         host_type: if config.seed {
             pb::HostType::Seed as i32
         } else {
@@ -134,11 +145,11 @@ pub async fn run(
         host_info.clone(),
         Duration::from_secs(1),
     )?);
-    let origin = reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(config.origin_connect_timeout)
-        .read_timeout(config.piece_timeout)
-        .build()?;
+    let origin = OriginClients::new(
+        &config.origin,
+        config.origin_connect_timeout,
+        config.piece_timeout,
+    )?;
     let peers = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
@@ -160,6 +171,7 @@ pub async fn run(
         started: Instant::now(),
         active_uploads: AtomicU32::new(0),
         uploaded_bytes: AtomicU64::new(0),
+        p2p: switch::P2pSwitch::default(),
     });
     let manager = Arc::new(TaskManager::new(ctx.clone()));
 
@@ -193,7 +205,7 @@ pub async fn run(
             active_uploads: ctx.active_uploads.load(Ordering::Relaxed),
             disk_used: ctx.store.used(),
             disk_capacity: ctx.store.capacity(),
-            disabled: false,
+            disabled: ctx.p2p.is_disabled(),
             uploaded_bytes: ctx.uploaded_bytes.load(Ordering::Relaxed),
         }) as Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>
     };
@@ -219,10 +231,15 @@ pub async fn run(
     }
 
     tokio::spawn(upload::run(listeners.upload, ctx.clone(), shutdown.clone()));
+    if let Some(listener) = listeners.proxy {
+        let proxy = Arc::new(proxy::Proxy::new(ctx.clone(), manager.clone())?);
+        tokio::spawn(proxy.run(listener, shutdown.clone()));
+    }
     tracing::info!(
         host_id = %ctx.host_info.host_id,
         upload = %upload_addr,
         admin = %admin_addr,
+        proxy = ?proxy_addr,
         seed = ctx.config.seed,
         "peer started"
     );

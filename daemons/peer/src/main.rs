@@ -48,7 +48,28 @@ async fn run() -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(config.admin_addr)
         .await
         .with_context(|| format!("cannot listen on {} (server.admin_addr)", config.admin_addr))?;
+    let proxy = if config.proxy.enabled {
+        Some(
+            tokio::net::TcpListener::bind(config.proxy_addr)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {} (server.proxy_addr)", config.proxy_addr)
+                })?,
+        )
+    } else {
+        None
+    };
     let shutdown = df_core::shutdown::on_signal();
-    df_peer::run(df_peer::Listeners { upload, admin }, config, hub, shutdown).await?;
+    df_peer::run(
+        df_peer::Listeners {
+            upload,
+            admin,
+            proxy,
+        },
+        config,
+        hub,
+        shutdown,
+    )
+    .await?;
     Ok(())
 }

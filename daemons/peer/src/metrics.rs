@@ -19,6 +19,8 @@ pub struct Metrics {
     /// Downloads (tasks) that ended, by outcome.
     pub tasks: Family<Labels, Counter>,
     pub back_to_source: Family<Labels, Counter>,
+    /// Proxy requests by route: p2p, direct, connect_tunnel, connect_intercepted.
+    pub proxy_requests: Family<Labels, Counter>,
     pub active_uploads: Gauge,
     pub storage_used: Gauge,
     pub storage_capacity: Gauge,
@@ -33,6 +35,7 @@ impl Metrics {
             pieces: Family::default(),
             tasks: Family::default(),
             back_to_source: Family::default(),
+            proxy_requests: Family::default(),
             active_uploads: Gauge::default(),
             storage_used: Gauge::default(),
             storage_capacity: Gauge::default(),
@@ -58,6 +61,11 @@ impl Metrics {
             "back_to_source",
             "Downloads that went to the origin, by reason",
             m.back_to_source.clone(),
+        );
+        registry.register(
+            "proxy_requests",
+            "Proxy and mirror requests, by route (p2p, direct, connect_tunnel, connect_intercepted)",
+            m.proxy_requests.clone(),
         );
         registry.register(
             "active_uploads",
@@ -96,6 +104,12 @@ impl Metrics {
     pub fn went_back_to_source(&self, reason: &'static str) {
         self.back_to_source
             .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    pub fn proxy_request(&self, route: &'static str) {
+        self.proxy_requests
+            .get_or_create(&vec![("route", route)])
             .inc();
     }
 

@@ -396,7 +396,7 @@ impl Conductor {
         ctx.metrics.went_back_to_source(reason_label(reason));
         self.task.state().source = Some(ByteSource::Origin);
         let origin = Origin {
-            client: &ctx.origin,
+            client: ctx.origin.fetch(&self.req.url),
             url: &self.req.url,
             headers: &self.req.headers,
         };

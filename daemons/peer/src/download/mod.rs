@@ -59,6 +59,9 @@ pub fn parse_range(value: &str, total: u64) -> Option<(u64, u64)> {
     (start < end && start < total).then_some((start, end))
 }
 
+/// Body type of every response a client-facing server of the peer sends.
+pub type ResponseBody = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
 /// The response a client gets.
 pub struct Delivery {
     pub status: u16,
@@ -66,6 +69,33 @@ pub struct Delivery {
     pub body: BoxStream<'static, std::io::Result<Bytes>>,
     pub task_id: Option<TaskId>,
     pub source: ByteSource,
+}
+
+impl Delivery {
+    /// As an HTTP response, with the task and source headers that tell an operator whether
+    /// the bytes came through P2P.
+    pub fn into_response(self) -> http::Response<ResponseBody> {
+        use http_body_util::BodyExt as _;
+        let mut builder = http::Response::builder().status(self.status);
+        for (k, v) in &self.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        if let Some(id) = &self.task_id {
+            builder = builder.header(df_core::HEADER_TASK_ID, id.as_str());
+        }
+        builder = builder.header(df_core::HEADER_SOURCE, self.source.as_str());
+        let body = http_body_util::StreamBody::new(self.body.map_ok(hyper::body::Frame::data))
+            .boxed_unsync();
+        builder.body(body).unwrap_or_else(|e| {
+            let mut resp = http::Response::new(
+                http_body_util::Full::new(Bytes::from(format!("bad response header: {e}\n")))
+                    .map_err(|never: std::convert::Infallible| match never {})
+                    .boxed_unsync(),
+            );
+            *resp.status_mut() = http::StatusCode::BAD_GATEWAY;
+            resp
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +208,10 @@ impl TaskManager {
         req: DownloadRequest,
         range: Option<&str>,
     ) -> Result<Delivery, DeliveryError> {
+        if self.ctx.p2p.is_disabled() {
+            validate_http_url(&req.url).map_err(|e| DeliveryError::BadRequest(e.to_string()))?;
+            return self.pass_through(req, range, None).await;
+        }
         let was_complete = Self::task_id(&req)
             .ok()
             .and_then(|id| self.ctx.store.get(&id))
@@ -287,7 +321,7 @@ impl TaskManager {
         range: Option<&str>,
         task_id: Option<TaskId>,
     ) -> Result<Delivery, DeliveryError> {
-        let mut rb = self.ctx.origin.get(&req.url);
+        let mut rb = self.ctx.origin.fetch(&req.url).get(&req.url);
         for (k, v) in &req.headers {
             if origin::forwardable(k) {
                 rb = rb.header(k.as_str(), v.as_str());

@@ -49,6 +49,98 @@ pub fn forwardable(name: &str) -> bool {
     !NOT_FORWARDED.iter().any(|h| h.eq_ignore_ascii_case(name))
 }
 
+/// HTTP clients for origins. Certificates are verified against the system store plus the
+/// configured extra CAs, except for hosts configured insecure. `fetch` clients follow redirects
+/// (registries send blobs to storage backends; the task ID comes from the original URL);
+/// `direct` clients hand redirects to the caller, as a transparent proxy must. None of them
+/// goes through a proxy (this peer may be the node's proxy) or decompresses bodies (the cache
+/// holds the origin's bytes).
+pub struct OriginClients {
+    fetch: reqwest::Client,
+    fetch_insecure: reqwest::Client,
+    direct: reqwest::Client,
+    direct_insecure: reqwest::Client,
+    insecure_hosts: Vec<regex::Regex>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OriginClientError {
+    #[error("{path}: not a PEM certificate bundle: {source}")]
+    Bundle {
+        path: std::path::PathBuf,
+        source: reqwest::Error,
+    },
+    #[error("HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+impl OriginClients {
+    pub fn new(
+        cfg: &crate::config::OriginConfig,
+        connect_timeout: std::time::Duration,
+        read_timeout: std::time::Duration,
+    ) -> Result<Self, OriginClientError> {
+        let mut roots = Vec::new();
+        for (path, pem) in &cfg.ca_pems {
+            roots.extend(
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|source| {
+                    OriginClientError::Bundle {
+                        path: path.clone(),
+                        source,
+                    }
+                })?,
+            );
+        }
+        let build = |follow: bool, insecure: bool| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .connect_timeout(connect_timeout)
+                .read_timeout(read_timeout)
+                .tls_certs_merge(roots.clone())
+                .tls_danger_accept_invalid_certs(insecure)
+                .redirect(if follow {
+                    reqwest::redirect::Policy::limited(10)
+                } else {
+                    reqwest::redirect::Policy::none()
+                })
+                .build()
+        };
+        Ok(Self {
+            fetch: build(true, false)?,
+            fetch_insecure: build(true, true)?,
+            direct: build(false, false)?,
+            direct_insecure: build(false, true)?,
+            insecure_hosts: cfg.insecure_hosts.clone(),
+        })
+    }
+
+    fn insecure(&self, url: &str) -> bool {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.insecure_hosts.iter().any(|re| re.is_match(&host))
+    }
+
+    /// For fetching objects: follows redirects.
+    pub fn fetch(&self, url: &str) -> &reqwest::Client {
+        if self.insecure(url) {
+            &self.fetch_insecure
+        } else {
+            &self.fetch
+        }
+    }
+
+    /// For passing requests through: redirects go back to the client.
+    pub fn direct(&self, url: &str) -> &reqwest::Client {
+        if self.insecure(url) {
+            &self.direct_insecure
+        } else {
+            &self.direct
+        }
+    }
+}
+
 pub enum FirstResponse {
     /// 206: ranges work; `body` holds bytes `[0, first_len)`.
     Ranged {

@@ -1,0 +1,140 @@
+//! `CONNECT`: intercept hosts on the hijack list, tunnel every other one blind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+use super::{Proxy, Tunnel, text};
+use crate::download::ResponseBody;
+
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn ok() -> Response<ResponseBody> {
+    Response::new(Empty::new().map_err(|never| match never {}).boxed_unsync())
+}
+
+/// Boxed so the recursion handle -> connect -> intercept -> serve_http -> handle has a named,
+/// `Send` future type.
+type ConnectFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Response<ResponseBody>> + Send>>;
+
+impl Proxy {
+    pub(super) fn connect(self: Arc<Self>, req: Request<Incoming>) -> ConnectFuture {
+        Box::pin(self.connect_inner(req))
+    }
+
+    async fn connect_inner(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        let Some(authority) = req.uri().authority().cloned() else {
+            return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
+        };
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(443);
+        if !self.ctx.config.proxy.connect_ports.contains(&port) {
+            return text(
+                StatusCode::FORBIDDEN,
+                format!("CONNECT to port {port} is not allowed (proxy.connect_ports)"),
+            );
+        }
+        let hijacked = self.minter.is_some()
+            && self
+                .ctx
+                .config
+                .proxy
+                .hijack_hosts
+                .iter()
+                .any(|re| re.is_match(&host));
+        if hijacked {
+            self.ctx.metrics.proxy_request("connect_intercepted");
+            let tunnel = Tunnel {
+                authority: if port == 443 {
+                    host.clone()
+                } else {
+                    format!("{host}:{port}")
+                },
+            };
+            tokio::spawn(async move {
+                match hyper::upgrade::on(req).await {
+                    Ok(upgraded) => {
+                        if let Err(e) = self
+                            .clone()
+                            .intercept(TokioIo::new(upgraded), &host, tunnel)
+                            .await
+                        {
+                            tracing::info!(host = %host, error = %e, "intercepted connection failed");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+                }
+            });
+            return ok();
+        }
+        self.ctx.metrics.proxy_request("connect_tunnel");
+        let upstream = match tokio::time::timeout(
+            UPSTREAM_CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((host.as_str(), port)),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("cannot connect to {host}:{port}: {e}"),
+                );
+            }
+            Err(_) => {
+                return text(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("connecting to {host}:{port} timed out"),
+                );
+            }
+        };
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => {
+                    let mut client = TokioIo::new(upgraded);
+                    let mut upstream = upstream;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            }
+        });
+        ok()
+    }
+
+    /// Terminates the client's TLS with a leaf for the name it asked for (SNI, else the CONNECT
+    /// host) and serves the requests inside like any other.
+    async fn intercept(
+        self: Arc<Self>,
+        io: TokioIo<hyper::upgrade::Upgraded>,
+        connect_host: &str,
+        tunnel: Tunnel,
+    ) -> Result<(), String> {
+        let Some(minter) = &self.minter else {
+            return Err("no hijack CA configured".into());
+        };
+        let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io)
+            .await
+            .map_err(|e| format!("TLS hello: {e}"))?;
+        let name = start
+            .client_hello()
+            .server_name()
+            .map_or_else(|| connect_host.to_owned(), str::to_owned);
+        let config = minter.server_config(&name).map_err(|e| e.to_string())?;
+        let tls = start
+            .into_stream(config)
+            .await
+            .map_err(|e| format!("TLS handshake: {e}"))?;
+        self.serve_http(TokioIo::new(tls), Some(tunnel))
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,394 @@
+//! The HTTP(S) proxy and registry mirror that container runtimes talk to (port 4001).
+//!
+//! Three ways in, one routing decision:
+//! - forward proxy: absolute-URI requests (`GET http://registry/v2/...`);
+//! - `CONNECT host:port`: hosts on the hijack list have their TLS terminated here with a leaf
+//!   minted from the operator's CA, and the requests inside are routed like the others; every
+//!   other CONNECT is a blind TCP tunnel (the client sees the origin's own certificate);
+//! - registry mirror: origin-form `/v2/...` requests; the registry comes from the
+//!   `X-Dragonfly-Registry` header, else containerd's `ns=` parameter, else the configured
+//!   default (podman sends neither).
+//!
+//! Routing: a `GET` whose URL without query matches a rule (default `blobs/sha256:.*`), or that
+//! carries `X-Dragonfly-Use-P2P: true`, goes P2P through [`TaskManager::deliver`], and its
+//! response says where the bytes came from. Everything else (manifests, `HEAD`, token requests,
+//! pushes, `/v2/`) passes straight through with every header as sent, repeated ones included,
+//! and redirects and auth challenges are handed back untouched. With P2P switched off on the
+//! admin API, everything passes through.
+
+mod connect;
+pub mod leaf_certs;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, BodyStream, Full};
+use hyper::body::Incoming;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::Context;
+use crate::download::origin::{end_to_end_headers, error_chain};
+use crate::download::{DeliveryError, DownloadRequest, ResponseBody, TaskManager};
+use leaf_certs::LeafMinter;
+
+/// Request heads larger than this are refused (431), bounding memory per connection.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+const MAX_HEADERS: usize = 128;
+
+pub const HEADER_REGISTRY: &str = "x-dragonfly-registry";
+pub const HEADER_USE_P2P: &str = "x-dragonfly-use-p2p";
+
+/// Request headers that describe the client's hop to us, not the request: never forwarded.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    HEADER_REGISTRY,
+    HEADER_USE_P2P,
+];
+
+pub struct Proxy {
+    ctx: Arc<Context>,
+    tasks: Arc<TaskManager>,
+    minter: Option<LeafMinter>,
+}
+
+/// Where requests inside an intercepted CONNECT go.
+#[derive(Debug, Clone)]
+struct Tunnel {
+    /// `host` or `host:port` as the client asked; the upstream is `https://<authority>`.
+    authority: String,
+}
+
+pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<ResponseBody> {
+    let mut body = msg.into();
+    if !body.ends_with('\n') {
+        body.push('\n');
+    }
+    let mut resp = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never: Infallible| match never {})
+            .boxed_unsync(),
+    );
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert("x-dragonfly-error-type", HeaderValue::from_static("proxy"));
+    resp
+}
+
+impl Proxy {
+    pub fn new(ctx: Arc<Context>, tasks: Arc<TaskManager>) -> Result<Self, leaf_certs::MintError> {
+        let minter = match &ctx.config.proxy.hijack_ca {
+            Some((cert, key)) => Some(LeafMinter::new(cert, key)?),
+            None => None,
+        };
+        Ok(Self { ctx, tasks, minter })
+    }
+
+    /// Serves the proxy on `listener` until `shutdown`.
+    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        loop {
+            let (stream, remote) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "proxy accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let conn = proxy
+                    .clone()
+                    .serve_http(hyper_util::rt::TokioIo::new(stream), None);
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    r = conn => if let Err(e) = r {
+                        tracing::debug!(%remote, error = %e, "proxy connection ended with an error");
+                    }
+                }
+            });
+        }
+    }
+
+    /// HTTP/1.1 on one connection (plain, or the TLS inside an intercepted CONNECT).
+    async fn serve_http<I>(
+        self: Arc<Self>,
+        io: I,
+        tunnel: Option<Tunnel>,
+    ) -> Result<(), hyper::Error>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |req| {
+            let proxy = self.clone();
+            let tunnel = tunnel.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, tunnel.as_ref()).await) }
+        });
+        hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .max_headers(MAX_HEADERS)
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        tunnel: Option<&Tunnel>,
+    ) -> Response<ResponseBody> {
+        if req.method() == Method::CONNECT {
+            if tunnel.is_some() {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "CONNECT inside a tunnel is not supported",
+                );
+            }
+            return self.connect(req).await;
+        }
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let url = match (tunnel, req.uri().scheme_str()) {
+            (Some(t), _) => format!("https://{}{path_and_query}", t.authority),
+            (None, Some("http" | "https")) => req.uri().to_string(),
+            (None, Some(other)) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("scheme '{other}' is not proxied"),
+                );
+            }
+            (None, None) if req.uri().path().starts_with("/v2") => match self.mirror_base(&req) {
+                Ok(base) => format!("{base}{path_and_query}"),
+                Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+            },
+            (None, None) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "not a proxy request: use an absolute URI, CONNECT, or a /v2/ registry path",
+                );
+            }
+        };
+        self.route(req, url).await
+    }
+
+    fn mirror_base(&self, req: &Request<Incoming>) -> Result<String, String> {
+        mirror_base(
+            req.headers(),
+            req.uri().query(),
+            &self.ctx.config.proxy.mirror_default,
+        )
+    }
+
+    async fn route(&self, req: Request<Incoming>, url: String) -> Response<ResponseBody> {
+        let wants_p2p = req.method() == Method::GET
+            && !self.ctx.p2p.is_disabled()
+            && (req
+                .headers()
+                .get(HEADER_USE_P2P)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+                || {
+                    let bare = url.split(['?', '#']).next().unwrap_or(&url);
+                    self.ctx.config.proxy.rules.iter().any(|r| r.is_match(bare))
+                });
+        if wants_p2p {
+            self.ctx.metrics.proxy_request("p2p");
+            self.via_p2p(req, url).await
+        } else {
+            self.ctx.metrics.proxy_request("direct");
+            self.direct(req, &url).await
+        }
+    }
+
+    async fn via_p2p(&self, req: Request<Incoming>, url: String) -> Response<ResponseBody> {
+        let range = req
+            .headers()
+            .get(http::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let headers = req
+            .headers()
+            .iter()
+            .filter(|(k, _)| !HOP_BY_HOP.contains(&k.as_str()))
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let request = DownloadRequest {
+            url,
+            headers,
+            ..DownloadRequest::default()
+        };
+        match self.tasks.deliver(request, range.as_deref()).await {
+            Ok(d) => d.into_response(),
+            Err(DeliveryError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, m),
+            Err(DeliveryError::Upstream(m)) => text(StatusCode::BAD_GATEWAY, m),
+        }
+    }
+
+    /// Passes the request to the origin and its answer back, headers as they are.
+    async fn direct(&self, req: Request<Incoming>, url: &str) -> Response<ResponseBody> {
+        let (parts, body) = req.into_parts();
+        let Ok(method) = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) else {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "unsupported method");
+        };
+        let mut rb = self.ctx.origin.direct(url).request(method, url);
+        for (k, v) in &parts.headers {
+            if !HOP_BY_HOP.contains(&k.as_str()) {
+                // `header` appends, so repeated headers (one Accept per media type) survive.
+                rb = rb.header(k.as_str(), v.as_bytes());
+            }
+        }
+        let has_body = parts.headers.contains_key(http::header::CONTENT_LENGTH)
+            || parts.headers.contains_key(http::header::TRANSFER_ENCODING);
+        if has_body {
+            let stream = BodyStream::new(body)
+                .try_filter_map(|frame| async move { Ok(frame.into_data().ok()) })
+                .map_err(std::io::Error::other);
+            rb = rb.body(reqwest::Body::wrap_stream(stream));
+        }
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_GATEWAY,
+                    format!("cannot reach origin {url}: {}", error_chain(&e)),
+                );
+            }
+        };
+        let mut out = Response::builder().status(resp.status().as_u16());
+        for (k, v) in end_to_end_headers(resp.headers(), &[]) {
+            out = out.header(k, v);
+        }
+        let body = resp
+            .bytes_stream()
+            .map_err(std::io::Error::other)
+            .map_ok(hyper::body::Frame::data);
+        out.body(http_body_util::StreamBody::new(body.boxed()).boxed_unsync())
+            .unwrap_or_else(|e| text(StatusCode::BAD_GATEWAY, format!("bad origin response: {e}")))
+    }
+}
+
+/// The registry a mirror request is for, as `scheme://host[:port]`: the
+/// `X-Dragonfly-Registry` header, else containerd's `ns=` parameter (HTTPS, Docker Hub's
+/// `docker.io` meaning its registry host), else the configured default.
+fn mirror_base(
+    headers: &http::HeaderMap,
+    query: Option<&str>,
+    default: &url::Url,
+) -> Result<String, String> {
+    if let Some(v) = headers.get(HEADER_REGISTRY) {
+        let v = v
+            .to_str()
+            .map_err(|_| format!("{HEADER_REGISTRY} is not text"))?;
+        return registry_base(v)
+            .ok_or_else(|| format!("{HEADER_REGISTRY} '{v}' is not a registry address"));
+    }
+    let ns = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "ns")
+            .map(|(_, v)| v.into_owned())
+    });
+    if let Some(ns) = ns {
+        let ns = if ns == "docker.io" {
+            "registry-1.docker.io".to_owned()
+        } else {
+            ns
+        };
+        return registry_base(&ns).ok_or_else(|| format!("ns '{ns}' is not a registry address"));
+    }
+    Ok(default.as_str().trim_end_matches('/').to_owned())
+}
+
+/// `http://host:port` from a registry address given with or without a scheme (without one,
+/// HTTPS, as container runtimes assume).
+fn registry_base(v: &str) -> Option<String> {
+    let v = v.trim().trim_end_matches('/');
+    let with_scheme = if v.contains("://") {
+        v.to_owned()
+    } else {
+        format!("https://{v}")
+    };
+    let parsed = df_core::ids::validate_http_url(&with_scheme).ok()?;
+    let host = parsed.host_str()?;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    Some(match parsed.port() {
+        Some(p) => format!("{}://{host}:{p}", parsed.scheme()),
+        None => format!("{}://{host}", parsed.scheme()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_registry_comes_from_header_then_ns_then_default() {
+        let default = url::Url::parse("https://index.docker.io").expect("url");
+        let mut h = http::HeaderMap::new();
+        let pick = |h: &http::HeaderMap, q| mirror_base(h, q, &default);
+        assert_eq!(pick(&h, None).as_deref(), Ok("https://index.docker.io"));
+        assert_eq!(
+            pick(&h, Some("ns=registry.test%3A5443")).as_deref(),
+            Ok("https://registry.test:5443")
+        );
+        assert_eq!(
+            pick(&h, Some("ns=docker.io")).as_deref(),
+            Ok("https://registry-1.docker.io")
+        );
+        h.insert(
+            HEADER_REGISTRY,
+            HeaderValue::from_static("http://registry.test:5000"),
+        );
+        assert_eq!(
+            pick(&h, Some("ns=other")).as_deref(),
+            Ok("http://registry.test:5000")
+        );
+        h.insert(HEADER_REGISTRY, HeaderValue::from_static("ftp://nope"));
+        assert!(pick(&h, None).is_err());
+    }
+
+    #[test]
+    fn registry_addresses_normalise() {
+        assert_eq!(
+            registry_base("registry.test:5000").as_deref(),
+            Some("https://registry.test:5000")
+        );
+        assert_eq!(
+            registry_base("http://registry.test:5000/").as_deref(),
+            Some("http://registry.test:5000")
+        );
+        assert_eq!(
+            registry_base("https://index.docker.io").as_deref(),
+            Some("https://index.docker.io")
+        );
+        assert_eq!(registry_base("ftp://x"), None);
+        assert_eq!(registry_base(""), None);
+    }
+}
