@@ -47,6 +47,6 @@ case $cmd in
     count) cat "${existing[@]}" | grep -cE "$re" || true ;;
     list) cat "${existing[@]}" | grep -E "$re" || true ;;
     bytes)
-        cat "${existing[@]}" | grep -oE "$re" \
+        cat "${existing[@]}" | { grep -oE "$re" || true; } \
             | awk '{ st = $(NF-1); b = $NF; if ((st == 200 || st == 206) && b != "-") s += b } END { printf "%d\n", s }' ;;
 esac
