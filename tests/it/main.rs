@@ -4,3 +4,4 @@
 mod cli;
 mod cluster;
 mod p2p;
+mod proxy;

@@ -37,8 +37,12 @@ use crate::download::{DeliveryError, DownloadRequest, ResponseBody, TaskManager}
 use leaf_certs::LeafMinter;
 
 /// Request heads larger than this are refused (431), bounding memory per connection.
+///
+/// Request smuggling: hyper frames a request that carries both `Content-Length` and
+/// `Transfer-Encoding` by the latter alone, drops the former, and closes the connection after
+/// answering (RFC 9112 6.1), so bytes hidden behind the body are never read as a request and
+/// what we forward has one unambiguous framing.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-const MAX_HEADERS: usize = 128;
 
 pub const HEADER_REGISTRY: &str = "x-dragonfly-registry";
 pub const HEADER_USE_P2P: &str = "x-dragonfly-use-p2p";
@@ -147,8 +151,7 @@ impl Proxy {
         });
         hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
-            .max_buf_size(MAX_HEAD_BYTES)
-            .max_headers(MAX_HEADERS)
+            .max_header_size(MAX_HEAD_BYTES)
             .serve_connection(io, service)
             .with_upgrades()
             .await
