@@ -15,7 +15,10 @@
 #   Re-running setup rewrites the config (switching the mirror on or off); images stay.
 #   A podman mirror request carries neither X-Dragonfly-Registry nor ?ns=: only
 #   GET /v2/<repo>/... with Host: MIRROR_ADDR, so the mirror must know its origin itself.
-#   When the mirror fails, podman silently falls back to the registry.
+#   With insecure = true podman first opens TLS to the mirror's port and, when that fails,
+#   repeats in plain HTTP; it then wants GET /v2/ to answer 200 or 401 (on a 404 it tries
+#   /v1/_ping and gives the mirror up). Whenever the mirror fails, podman silently falls back
+#   to the registry, so a test must check the mirror's or the registry's logs.
 #   'podman run' does not work in this sandbox (runc cannot set rlimits); pull/images/rmi do.
 set -euo pipefail
 . "$(dirname "$(readlink -f "$0")")/lib.sh"

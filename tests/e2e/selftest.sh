@@ -156,6 +156,7 @@ timed "ctr content fetch again, other namespace" ctr -n k8s.io content fetch --h
 check "containerd holds the image again (k8s.io)" content_has_all k8s.io
 
 # --- podman pull, no mirror ---------------------------------------------------------------------------
+"$HERE/podman.sh" purge 2>/dev/null   # an image left from an earlier run would not be pulled again
 ENVF=$("$HERE/podman.sh" setup 2>/dev/null) || { fail "podman.sh setup"; exit 1; }
 check "podman registries.conf: insecure registry, no mirror" bash -c \
     "grep -q 'insecure = true' '$E2E_ROOT/podman/registries.conf' && ! grep -q 'registry.mirror' '$E2E_ROOT/podman/registries.conf'"
