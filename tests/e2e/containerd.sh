@@ -80,8 +80,7 @@ do_up() {
         rm -f "$SOCK" "$SOCK.ttrpc"
         e2e_start containerd "$DIR" "$DIR/containerd.log" -- /usr/bin/containerd --config "$DIR/config.toml"
     fi
-    local i
-    for i in $(seq 1 200); do
+    for _ in $(seq 1 200); do
         ready && break
         e2e_alive containerd "$DIR" || { tail -20 "$DIR/containerd.log" >&2; e2e_die "containerd exited"; }
         sleep 0.1

@@ -18,7 +18,6 @@
 
 E2E_ROOT=${E2E_ROOT:-/tmp/df-e2e}
 E2E_HOSTS_MARK="# df-e2e"
-E2E_DIR=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 
 e2e_log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 e2e_die() { e2e_log "ERROR: $*"; exit 1; }

@@ -81,7 +81,7 @@ v2_status() {  # v2_status http|tls -> HTTP status of GET /v2/ (000 if no answer
 }
 
 start_one() {  # start_one http|tls PORT MODE
-    local name=$1 port=$2 mode=$3 cfg="$DIR/$1.yml" want i st
+    local name=$1 port=$2 mode=$3 cfg="$DIR/$1.yml" want st
     write_cfg "$cfg.new" "$port" "$([ "$name" = tls ] && echo tls || echo plain)" "$mode"
     if e2e_alive "$name" "$DIR"; then
         if cmp -s "$cfg.new" "$cfg"; then
@@ -93,12 +93,12 @@ start_one() {  # start_one http|tls PORT MODE
     fi
     if ! e2e_alive "$name" "$DIR"; then
         mv "$cfg.new" "$cfg"
-        for i in $(seq 1 50); do e2e_port_busy 127.0.0.1 "$port" || break; sleep 0.1; done
+        for _ in $(seq 1 50); do e2e_port_busy 127.0.0.1 "$port" || break; sleep 0.1; done
         e2e_port_busy 127.0.0.1 "$port" && e2e_die "127.0.0.1:$port is in use by another program"
         e2e_start "$name" "$DIR" "$DIR/$name.log" -- /usr/bin/docker-registry serve "$cfg"
     fi
     want=200; [ "$mode" = auth ] && want=401
-    for i in $(seq 1 200); do
+    for _ in $(seq 1 200); do
         st=$(v2_status "$name")
         [ "$st" = "$want" ] && return 0
         e2e_alive "$name" "$DIR" || { tail -20 "$DIR/$name.log" >&2; e2e_die "registry $name exited"; }

@@ -88,6 +88,7 @@ check "http registry answers /v2/" curl -fsS http://registry.test:${E2E_REGISTRY
 check "tls registry answers /v2/ (test CA)" curl -fsS --cacert "$PKI/ca.crt" https://registry.test:${E2E_REGISTRY_TLS_PORT:-5443}/v2/
 
 # --- the image ---------------------------------------------------------------------------------
+# shellcheck disable=SC2054
 IMG_ARGS=(--tag selftest --layers 1M,200M,64K --seed selftest)
 timed "push-image.sh 1M,200M,64K (build + 2 pushes)" need "$HERE/push-image.sh" "${IMG_ARGS[@]}" > "$WORK/image.json" 2>/dev/null
 timed "push-image.sh again (cached)" "$HERE/push-image.sh" "${IMG_ARGS[@]}" > "$WORK/image2.json" 2>/dev/null || true
