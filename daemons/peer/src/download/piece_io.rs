@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use df_core::ids::PieceDigest;
 use futures_util::{Stream, StreamExt as _};
 
@@ -87,7 +87,8 @@ where
         stall: Duration,
     ) -> Result<PieceDigest, PieceError> {
         let mut hasher = blake3::Hasher::new();
-        let mut block = BytesMut::with_capacity(WRITE_BLOCK.min(len as usize));
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_len = 0usize;
         let mut received = 0u64;
         let mut flushed = 0u64;
         while received < len {
@@ -101,16 +102,17 @@ where
             limiter.acquire(chunk.len()).await;
             hasher.update(&chunk);
             received += chunk.len() as u64;
-            block.extend_from_slice(&chunk);
-            if block.len() >= WRITE_BLOCK {
-                let out = block.split().freeze();
-                let n = out.len() as u64;
-                task.write_at(offset + flushed, out).await?;
-                flushed += n;
+            pending_len += chunk.len();
+            pending.push(chunk);
+            if pending_len >= WRITE_BLOCK {
+                task.write_chunks_at(offset + flushed, std::mem::take(&mut pending))
+                    .await?;
+                flushed += pending_len as u64;
+                pending_len = 0;
             }
         }
-        if !block.is_empty() {
-            task.write_at(offset + flushed, block.freeze()).await?;
+        if !pending.is_empty() {
+            task.write_chunks_at(offset + flushed, pending).await?;
         }
         Ok(PieceDigest::from_hasher(&hasher))
     }

@@ -10,7 +10,7 @@ use futures_util::Stream;
 use crate::storage::{StoredTask, TaskUse};
 
 /// Bytes read from disk per chunk sent.
-const READ_CHUNK: u64 = 256 * 1024;
+const READ_CHUNK: u64 = 1024 * 1024;
 
 /// The bytes `start..end` of the task.
 pub fn object_stream(

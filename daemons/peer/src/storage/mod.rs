@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use df_core::api::ByteSource;
 use df_core::ids::{ObjectDigest, PeerId, PieceDigest, TaskId};
 use df_core::piece::{Bitmap, PieceLayout};
@@ -200,26 +200,69 @@ impl StoredTask {
         Ok(f)
     }
 
-    /// Writes `buf` at `offset` of the data file, off the async runtime.
-    pub async fn write_at(&self, offset: u64, buf: Bytes) -> Result<(), StorageError> {
-        use std::os::unix::fs::FileExt as _;
-        let file = self.file()?;
-        let path = self.data_path.clone();
-        tokio::task::spawn_blocking(move || file.write_all_at(&buf, offset).map_err(io_err(&path)))
-            .await
-            .map_err(|e| StorageError::Join(e.to_string()))?
-    }
-
-    /// Reads `len` bytes at `offset` of the data file, off the async runtime.
-    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, StorageError> {
-        use std::os::unix::fs::FileExt as _;
+    /// Writes `chunks` back to back from `offset` of the data file with `pwritev`, off the
+    /// async runtime: the received buffers go to the kernel as they are, with no staging copy.
+    pub async fn write_chunks_at(
+        &self,
+        offset: u64,
+        chunks: Vec<Bytes>,
+    ) -> Result<(), StorageError> {
+        /// Below the kernel's IOV_MAX (1024).
+        const MAX_IOVECS: usize = 256;
         let file = self.file()?;
         let path = self.data_path.clone();
         tokio::task::spawn_blocking(move || {
-            let mut buf = BytesMut::zeroed(len);
-            file.read_exact_at(&mut buf, offset)
-                .map_err(io_err(&path))?;
-            Ok(buf.freeze())
+            let mut chunks: std::collections::VecDeque<Bytes> = chunks.into();
+            let mut at = offset;
+            while !chunks.is_empty() {
+                let slices: Vec<std::io::IoSlice<'_>> = chunks
+                    .iter()
+                    .take(MAX_IOVECS)
+                    .map(|b| std::io::IoSlice::new(b))
+                    .collect();
+                let mut done = rustix::io::pwritev(&*file, &slices, at)
+                    .map_err(|e| io_err(&path)(std::io::Error::from(e)))?;
+                drop(slices);
+                if done == 0 {
+                    return Err(io_err(&path)(std::io::ErrorKind::WriteZero.into()));
+                }
+                at += done as u64;
+                while done > 0 {
+                    let Some(front) = chunks.front_mut() else {
+                        break;
+                    };
+                    if front.len() <= done {
+                        done -= front.len();
+                        chunks.pop_front();
+                    } else {
+                        *front = front.slice(done..);
+                        done = 0;
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| StorageError::Join(e.to_string()))?
+    }
+
+    /// Reads `len` bytes at `offset` of the data file, off the async runtime, straight into a
+    /// fresh buffer's spare capacity (no zero-fill first).
+    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Bytes, StorageError> {
+        let file = self.file()?;
+        let path = self.data_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf: Vec<u8> = Vec::with_capacity(len);
+            while buf.len() < len {
+                let at = offset + buf.len() as u64;
+                let n = rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut buf), at)
+                    .map_err(|e| io_err(&path)(std::io::Error::from(e)))?;
+                if n == 0 {
+                    return Err(io_err(&path)(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+            buf.truncate(len);
+            Ok(Bytes::from(buf))
         })
         .await
         .map_err(|e| StorageError::Join(e.to_string()))?
@@ -677,9 +720,12 @@ mod tests {
                 .expect("open");
             let t = store.get_or_create(&tid('a'), "http://o/x", &peer);
             store.set_layout(&t, layout, vec![]).await.expect("layout");
-            t.write_at(4, Bytes::from_static(b"5678"))
-                .await
-                .expect("write");
+            t.write_chunks_at(
+                4,
+                vec![Bytes::from_static(b"56"), Bytes::from_static(b"78")],
+            )
+            .await
+            .expect("write");
             t.commit_piece(1, PieceDigest::of(b"5678"), ByteSource::Origin, 4);
             t.save().await.expect("save");
         }
