@@ -3,5 +3,6 @@
 
 mod cli;
 mod cluster;
+mod e2e;
 mod p2p;
 mod proxy;

@@ -1,0 +1,561 @@
+//! End to end: the REAL third-party clients (skopeo, containerd's `ctr`, podman) and the REAL
+//! registry (Docker Distribution, started by the `tests/e2e` toolkit scripts), with the peers
+//! of an in-process cluster in between.
+//!
+//! Needs root and the toolkit's programs (`tests/e2e/install.sh`; `scripts/test` runs it). The
+//! tests share machine-wide state (the `registry.test` line in /etc/hosts, registry ports
+//! 5000/5443, one private containerd, one podman storage), so nextest runs them one at a time
+//! (test group `e2e`, `.config/nextest.toml`) and a lock file serialises them under plain
+//! `cargo test` as well. The daemons themselves only ever use port 0, so other tests may run
+//! alongside. Each test pushes its own image (own repo, tag and seed), so blob digests, caches
+//! and access-log counts never mix between tests; every count is taken before and after.
+//!
+//! Go clients never send loopback literals through an HTTP proxy: the registry is always
+//! addressed as `registry.test` (which pki.sh maps to 127.0.0.1).
+//!
+//! `RUST_LOG=df_peer=debug` (default `warn`) shows the daemons' logs on stderr.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+use serde::Deserialize;
+
+use crate::cluster::{Cluster, Daemon, http_client, sha256_file};
+
+const MIB: u64 = 1024 * 1024;
+/// The smallest piece: the seed's first ranged GET asks for 4 MiB, so "fetched once" allows
+/// one piece more than the blob (a GET cut short and asked again).
+const PIECE: u64 = 4 * MIB;
+
+/// Proxy variables a client must not inherit from the machine running the tests.
+const PROXY_VARS: &[&str] = &[
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+];
+
+/// What `tests/e2e/install.sh` installs and these tests call.
+const PROGRAMS: &[&str] = &[
+    "skopeo",
+    "ctr",
+    "containerd",
+    "podman",
+    "docker-registry",
+    "openssl",
+    "python3",
+    "curl",
+    "flock",
+];
+
+fn toolkit(script: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("e2e")
+        .join(script)
+}
+
+fn e2e_root() -> PathBuf {
+    std::env::var_os("E2E_ROOT").map_or_else(|| PathBuf::from("/tmp/df-e2e"), PathBuf::from)
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program)).is_ok_and(|m| {
+                use std::os::unix::fs::PermissionsExt as _;
+                m.is_file() && m.permissions().mode() & 0o111 != 0
+            })
+        })
+    })
+}
+
+fn require_programs() {
+    let missing: Vec<&str> = PROGRAMS.iter().copied().filter(|p| !on_path(p)).collect();
+    assert!(
+        missing.is_empty(),
+        "e2e: {} not found: run tests/e2e/install.sh (as root)",
+        missing.join(", ")
+    );
+}
+
+/// The daemons' tracing on stderr (nextest shows it for failing tests).
+fn init_tracing() {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = df_core::telemetry::init(
+        "e2e",
+        None,
+        &filter,
+        df_core::telemetry::StderrFormat::Human,
+    );
+}
+
+/// A command with no proxy settings from the environment and no stdin.
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for v in PROXY_VARS {
+        cmd.env_remove(v);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+fn script(name: &str) -> Command {
+    command(toolkit(name))
+}
+
+struct Ran {
+    what: String,
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ran {
+    fn ok(self) -> Self {
+        assert!(
+            self.status.success(),
+            "{} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
+            self.what,
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
+/// `VAR=value program args`, without the removed variables.
+fn describe(cmd: &Command) -> String {
+    let mut parts: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+        .collect();
+    let program = Path::new(cmd.get_program());
+    parts.push(if program.starts_with(env!("CARGO_MANIFEST_DIR")) {
+        format!(
+            "tests/e2e/{}",
+            program.file_name().unwrap_or_default().to_string_lossy()
+        )
+    } else {
+        program.display().to_string()
+    });
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+/// Runs `cmd` on a blocking thread, logging how long it took.
+async fn run(mut cmd: Command) -> Ran {
+    let what = describe(&cmd);
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let out = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {what}: {e}; run tests/e2e/install.sh"));
+        eprintln!(
+            "[e2e] {:6.1} s  {} -> {}",
+            start.elapsed().as_secs_f64(),
+            what,
+            out.status
+        );
+        Ran {
+            what,
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    })
+    .await
+    .expect("command thread")
+}
+
+/// Runs a command that must succeed from a `Drop` (teardown), reporting instead of panicking.
+fn teardown(mut cmd: Command) {
+    match cmd.output() {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!(
+            "[e2e] teardown {} failed ({}): {}",
+            describe(&cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("[e2e] teardown {}: {e}", describe(&cmd)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Image {
+    manifest_digest: String,
+    config_digest: String,
+    config_size: u64,
+    layers: Vec<Blob>,
+    refs: Refs,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Blob {
+    digest: String,
+    size: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Refs {
+    tls: String,
+}
+
+impl Image {
+    /// Config first, then the layers.
+    fn blobs(&self) -> Vec<Blob> {
+        let mut all = vec![Blob {
+            digest: self.config_digest.clone(),
+            size: self.config_size,
+        }];
+        all.extend(self.layers.iter().cloned());
+        all
+    }
+}
+
+/// `registry.test:5000` from `registry.test:5000/e2e/x:tag`.
+fn registry_of(reference: &str) -> &str {
+    reference.split('/').next().unwrap_or(reference)
+}
+
+fn port_of(reference: &str) -> u16 {
+    registry_of(reference)
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {reference}"))
+}
+
+/// The registry from the toolkit, up for the life of the value. Holds the e2e lock; stops
+/// the registry and removes the /etc/hosts line at the end unless they were there before.
+struct Toolkit {
+    _lock: File,
+    registry_was_up: bool,
+    hosts_line_was_there: bool,
+}
+
+fn hosts_line_present() -> bool {
+    std::fs::read_to_string("/etc/hosts").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.contains("registry.test") && l.trim_end().ends_with("# df-e2e"))
+    })
+}
+
+impl Toolkit {
+    async fn up() -> Self {
+        init_tracing();
+        require_programs();
+        let lock_path = {
+            let mut p = e2e_root().into_os_string();
+            p.push(".lock");
+            PathBuf::from(p)
+        };
+        let lock = tokio::task::spawn_blocking(move || {
+            let f = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", lock_path.display()));
+            f.lock()
+                .unwrap_or_else(|e| panic!("lock {}: {e}", lock_path.display()));
+            f
+        })
+        .await
+        .expect("lock thread");
+        let hosts_line_was_there = hosts_line_present();
+        let registry_was_up = run({
+            let mut c = script("registry.sh");
+            c.arg("status");
+            c
+        })
+        .await
+        .status
+        .success();
+        let env = Self {
+            _lock: lock,
+            registry_was_up,
+            hosts_line_was_there,
+        };
+        run({
+            let mut c = script("pki.sh");
+            c.arg("up");
+            c
+        })
+        .await
+        .ok();
+        run({
+            let mut c = script("registry.sh");
+            c.arg("up");
+            c
+        })
+        .await
+        .ok();
+        env
+    }
+
+    /// Builds (cached) and pushes an image of its own to both registries.
+    async fn push(&self, repo: &str, tag: &str, layers: &str, seed: &str) -> Image {
+        let mut c = script("push-image.sh");
+        c.args([
+            "--repo", repo, "--tag", tag, "--layers", layers, "--seed", seed,
+        ]);
+        let out = run(c).await.ok();
+        let image: Image = serde_json::from_str(out.stdout.trim())
+            .unwrap_or_else(|e| panic!("push-image.sh printed {:?}: {e}", out.stdout));
+        assert_eq!(image.layers.len(), layers.split(',').count(), "{image:?}");
+        image
+    }
+}
+
+impl Drop for Toolkit {
+    fn drop(&mut self) {
+        if !self.registry_was_up {
+            let mut c = script("registry.sh");
+            c.arg("down");
+            teardown(c);
+        }
+        if !self.hosts_line_was_there {
+            let mut c = script("pki.sh");
+            c.arg("down");
+            teardown(c);
+        }
+    }
+}
+
+/// Bytes the registry served for `digest` (200 and 206 answers), from its access log.
+async fn served_bytes(digest: &str, which: &str) -> u64 {
+    let mut c = script("registry-log.sh");
+    c.args(["blob-bytes", digest, which]);
+    let out = run(c).await.ok();
+    out.stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("registry-log.sh blob-bytes printed {:?}: {e}", out.stdout))
+}
+
+async fn served(blobs: &[Blob], which: &str) -> Vec<u64> {
+    let mut all = Vec::new();
+    for b in blobs {
+        all.push(served_bytes(&b.digest, which).await);
+    }
+    all
+}
+
+/// What the access log may under-count per GET. The registry logs the bytes its handler wrote
+/// without error; over HTTP/2 a client that has read the whole Content-Length drops the stream
+/// before END_STREAM (RST_STREAM), and Go's server then, most likely, reports the handler's
+/// last write (one 32 KiB `io.Copy` chunk) as failed although the client had every byte. Seen
+/// under load as `206 4161536` for a 4 MiB piece, with no second GET for that range and every
+/// copy verified by SHA-256.
+const LOG_SHORT_PER_GET: u64 = 32 * 1024;
+
+/// The least the access log shows for one fetch of `b` in pieces.
+fn logged_at_least(b: &Blob) -> u64 {
+    b.size
+        .saturating_sub(LOG_SHORT_PER_GET * b.size.div_ceil(PIECE))
+}
+
+/// Bytes served per blob since `before`, once the access log shows about one fetch of each
+/// (the registry writes a line after the response; give it a moment).
+async fn served_since(blobs: &[Blob], which: &str, before: &[u64]) -> Vec<u64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = served(blobs, which).await;
+        let delta: Vec<u64> = now
+            .iter()
+            .zip(before)
+            .map(|(a, b)| a.saturating_sub(*b))
+            .collect();
+        if blobs
+            .iter()
+            .zip(&delta)
+            .all(|(b, d)| *d >= logged_at_least(b))
+            || Instant::now() > deadline
+        {
+            return delta;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Asserts the registry sent each blob once: about its size, at most one piece more.
+fn assert_fetched_once(blobs: &[Blob], delta: &[u64], what: &str) {
+    for (b, d) in blobs.iter().zip(delta) {
+        eprintln!(
+            "[e2e] {what}: registry served {d} bytes of {} ({} bytes)",
+            b.digest, b.size
+        );
+        let (low, high) = (logged_at_least(b), b.size + PIECE);
+        assert!(
+            (low..=high).contains(d),
+            "{what}: the registry served {d} bytes of {} ({} bytes), want one fetch \
+             ({low} ..= {high}); access log lines: tests/e2e/registry-log.sh list {}",
+            b.digest,
+            b.size,
+            b.digest
+        );
+    }
+}
+
+/// A counter of the peer's Prometheus metrics, summed over the lines with `label`.
+async fn metric(d: &Daemon, name: &str, label: &str) -> u64 {
+    let text = http_client()
+        .get(d.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+async fn proxy_requests(d: &Daemon, route: &str) -> u64 {
+    metric(
+        d,
+        "dfdaemon_proxy_requests_total",
+        &format!("route=\"{route}\""),
+    )
+    .await
+}
+
+fn proxy_of(d: &Daemon) -> SocketAddr {
+    d.proxy.expect("peers serve a proxy")
+}
+
+/// A self-signed CA: (certificate PEM, key PEM).
+fn make_ca(name: &str) -> (String, String) {
+    let mut params = CertificateParams::default();
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let key = KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A directory for skopeo's `--cert-dir`: every `*.crt` there is a CA, so only `ca.crt`.
+fn cert_dir(parent: &Path, name: &str, ca_pem: &str) -> PathBuf {
+    let dir = parent.join(name);
+    std::fs::create_dir_all(&dir).expect("cert dir");
+    std::fs::write(dir.join("ca.crt"), ca_pem).expect("ca.crt");
+    dir
+}
+
+/// The toolkit's test CA, which signed the registry's certificate.
+fn registry_ca() -> (PathBuf, Vec<u8>) {
+    let path = e2e_root().join("pki/ca.crt");
+    let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, pem)
+}
+
+/// Checks a skopeo `dir:` copy: the manifest and every blob hash to their digests.
+fn assert_dir_copy(out: &Path, image: &Image) {
+    let manifest = sha256_file(&out.join("manifest.json"));
+    assert_eq!(
+        format!("sha256:{manifest}"),
+        image.manifest_digest,
+        "{}: manifest",
+        out.display()
+    );
+    for b in image.blobs() {
+        let hex = b.digest.trim_start_matches("sha256:");
+        let file = out.join(hex);
+        let len = std::fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()))
+            .len();
+        assert_eq!(len, b.size, "{}: size", file.display());
+        assert_eq!(sha256_file(&file), hex, "{}: content", file.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_through_three_peers_fetches_each_blob_from_the_registry_once() {
+    let toolkit = Toolkit::up().await;
+    let image = toolkit
+        .push(
+            "e2e/skopeo",
+            "three-peers",
+            "1M,200M,64K",
+            "e2e-skopeo-three-peers",
+        )
+        .await;
+    assert!(image.layers[1].size >= 200 * MIB, "{image:?}");
+    let tls_port = port_of(&image.refs.tls);
+    let work = tempfile::tempdir().expect("tempdir");
+    let (hijack_pem, hijack_key) = make_ca("df-e2e hijack CA");
+    let trust_hijack = cert_dir(work.path(), "hijack-trust", &hijack_pem);
+    let origin_ca = registry_ca();
+    let cluster = Cluster::start(1, 1, 3, &|_, c| {
+        c.proxy.hijack_hosts = vec![regex::Regex::new(r"^(?:registry\.test)$").expect("regex")];
+        c.proxy.hijack_ca = Some((hijack_pem.clone(), hijack_key.clone()));
+        c.proxy.connect_ports = vec![tls_port];
+        c.origin.ca_pems = vec![origin_ca.clone()];
+    })
+    .await;
+    let blobs = image.blobs();
+    let before = served(&blobs, "tls").await;
+
+    // All three at once: the thundering herd the seed must absorb.
+    let copies = cluster.peers.iter().enumerate().map(|(i, peer)| {
+        let out = work.path().join(format!("out-{i}"));
+        let mut c = command("skopeo");
+        c.env("HTTPS_PROXY", format!("http://{}", proxy_of(peer)))
+            .arg("copy")
+            .arg("--quiet")
+            .arg("--preserve-digests")
+            .arg("--src-cert-dir")
+            .arg(&trust_hijack)
+            .arg(format!("docker://{}", image.refs.tls))
+            .arg(format!("dir:{}", out.display()));
+        async move { (run(c).await, out) }
+    });
+    let started = Instant::now();
+    let copies = futures_util::future::join_all(copies).await;
+    eprintln!(
+        "[e2e] 3 concurrent skopeo copies: {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    for (ran, out) in copies {
+        ran.ok();
+        assert_dir_copy(&out, &image);
+    }
+
+    let delta = served_since(&blobs, "tls", &before).await;
+    assert_fetched_once(&blobs, &delta, "3 skopeo copies through 3 peers");
+    for peer in &cluster.peers {
+        assert!(
+            proxy_requests(peer, "connect_intercepted").await >= 1,
+            "{}: no intercepted CONNECT",
+            peer.name
+        );
+        let p2p = proxy_requests(peer, "p2p").await;
+        assert!(
+            p2p >= blobs.len() as u64,
+            "{}: {p2p} P2P requests, want one per blob ({})",
+            peer.name,
+            blobs.len()
+        );
+    }
+}
