@@ -207,6 +207,7 @@ struct Blob {
 
 #[derive(Debug, Deserialize)]
 struct Refs {
+    http: String,
     tls: String,
 }
 
@@ -556,6 +557,174 @@ async fn skopeo_through_three_peers_fetches_each_blob_from_the_registry_once() {
             "{}: {p2p} P2P requests, want one per blob ({})",
             peer.name,
             blobs.len()
+        );
+    }
+}
+
+/// The private containerd of `containerd.sh`, cleaned (content of every namespace, our
+/// hosts.toml) at the end, and stopped unless it ran before.
+struct Containerd {
+    address: String,
+    hosts_dir: String,
+    was_up: bool,
+    /// Registries we wrote a hosts.toml for.
+    registries: Vec<String>,
+}
+
+impl Containerd {
+    async fn up() -> Self {
+        let sock = e2e_root().join("containerd/containerd.sock");
+        let was_up = sock.exists() && {
+            let mut c = command("ctr");
+            c.arg("--address").arg(&sock).arg("version");
+            run(c).await.status.success()
+        };
+        let mut c = script("containerd.sh");
+        c.arg("up");
+        let out = run(c).await.ok();
+        let var = |key: &str| {
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("containerd.sh up printed no {key}: {}", out.stdout))
+                .to_owned()
+        };
+        Self {
+            address: var("CONTAINERD_ADDRESS"),
+            hosts_dir: var("E2E_CONTAINERD_HOSTS_DIR"),
+            was_up,
+            registries: Vec::new(),
+        }
+    }
+
+    /// Removes images, leases, content and snapshots of every namespace.
+    async fn clean(&self) {
+        let mut c = script("containerd.sh");
+        c.arg("clean");
+        run(c).await.ok();
+    }
+
+    async fn hosts(&mut self, registry: &str, server: &str, mirror: &str) {
+        self.registries.push(registry.to_owned());
+        let mut c = script("containerd.sh");
+        c.args(["hosts", registry, server, mirror]);
+        run(c).await.ok();
+    }
+
+    fn ctr(&self, namespace: &str) -> Command {
+        let mut c = command("ctr");
+        c.args(["--address", &self.address, "--namespace", namespace]);
+        c
+    }
+
+    async fn fetch(&self, namespace: &str, reference: &str) -> Ran {
+        let mut c = self.ctr(namespace);
+        c.args([
+            "content",
+            "fetch",
+            "--hosts-dir",
+            &self.hosts_dir,
+            reference,
+        ]);
+        run(c).await
+    }
+
+    async fn content(&self, namespace: &str) -> Vec<String> {
+        let mut c = self.ctr(namespace);
+        c.args(["content", "ls", "-q"]);
+        let out = run(c).await.ok();
+        out.stdout.lines().map(str::to_owned).collect()
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let mut c = script("containerd.sh");
+        c.arg("clean");
+        teardown(c);
+        for r in std::mem::take(&mut self.registries) {
+            let mut c = script("containerd.sh");
+            c.args(["hosts", "--remove", &r]);
+            teardown(c);
+        }
+        if !self.was_up {
+            let mut c = script("containerd.sh");
+            c.arg("down");
+            teardown(c);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctr_pulls_through_a_hosts_toml_mirror_and_falls_back_when_the_peer_is_gone() {
+    const NS: &str = "df-e2e";
+    let toolkit = Toolkit::up().await;
+    let image = toolkit
+        .push(
+            "e2e/ctr",
+            "mirror",
+            "2M,48M,16K",
+            "e2e-ctr-hosts-toml-mirror",
+        )
+        .await;
+    let registry = registry_of(&image.refs.http).to_owned();
+    let server = format!("http://{registry}");
+    let mut containerd = Containerd::up().await;
+    containerd.clean().await;
+    let mut cluster = Cluster::start(1, 1, 1, &|_, _| {}).await;
+    let mirror = format!("http://127.0.0.1:{}", proxy_of(&cluster.peers[0]).port());
+    // Mirror first, with X-Dragonfly-Registry: <server>; the server as the fallback.
+    containerd.hosts(&registry, &server, &mirror).await;
+    let blobs = image.blobs();
+    let want: Vec<&str> = std::iter::once(image.manifest_digest.as_str())
+        .chain(blobs.iter().map(|b| b.digest.as_str()))
+        .collect();
+
+    let before = served(&blobs, "http").await;
+    containerd.fetch(NS, &image.refs.http).await.ok();
+    let have = containerd.content(NS).await;
+    for d in &want {
+        assert!(
+            have.iter().any(|h| h == d),
+            "containerd lacks {d}: {have:?}"
+        );
+    }
+    let delta = served_since(&blobs, "http", &before).await;
+    assert_fetched_once(&blobs, &delta, "ctr content fetch through the mirror");
+    let peer = &cluster.peers[0];
+    let (p2p, direct) = (
+        proxy_requests(peer, "p2p").await,
+        proxy_requests(peer, "direct").await,
+    );
+    assert!(
+        p2p >= blobs.len() as u64,
+        "{p2p} P2P requests, want one per blob ({})",
+        blobs.len()
+    );
+    assert!(
+        direct >= 1,
+        "manifest requests should pass through: {direct}"
+    );
+
+    // The peer dies; containerd goes to the server itself.
+    cluster.peers[0].kill();
+    containerd.clean().await;
+    let before = served(&blobs, "http").await;
+    containerd.fetch(NS, &image.refs.http).await.ok();
+    let have = containerd.content(NS).await;
+    for d in &want {
+        assert!(
+            have.iter().any(|h| h == d),
+            "containerd lacks {d} after the fallback: {have:?}"
+        );
+    }
+    let delta = served_since(&blobs, "http", &before).await;
+    for (b, d) in blobs.iter().zip(&delta) {
+        assert!(
+            *d >= logged_at_least(b),
+            "the fallback fetch should come from the registry: {d} bytes of {} ({})",
+            b.digest,
+            b.size
         );
     }
 }
