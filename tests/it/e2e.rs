@@ -728,3 +728,103 @@ async fn ctr_pulls_through_a_hosts_toml_mirror_and_falls_back_when_the_peer_is_g
         );
     }
 }
+
+/// The private podman config of `podman.sh`, purged (images, storage) before and after.
+struct Podman {
+    env: Vec<(String, String)>,
+}
+
+impl Podman {
+    async fn setup(mirror: SocketAddr) -> Self {
+        let mut c = script("podman.sh");
+        c.arg("purge");
+        run(c).await.ok();
+        let mut c = script("podman.sh");
+        c.args(["setup", &mirror.to_string()]);
+        let out = run(c).await.ok();
+        let env_sh = PathBuf::from(out.stdout.trim());
+        let text = std::fs::read_to_string(&env_sh)
+            .unwrap_or_else(|e| panic!("{}: {e}", env_sh.display()));
+        let env = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("export "))
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect::<Vec<_>>();
+        assert!(
+            env.iter().any(|(k, _)| k == "CONTAINERS_REGISTRIES_CONF"),
+            "{text}"
+        );
+        Self { env }
+    }
+
+    fn podman(&self) -> Command {
+        let mut c = command("podman");
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        let mut c = script("podman.sh");
+        c.arg("purge");
+        teardown(c);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_pulls_through_a_registries_conf_mirror() {
+    let toolkit = Toolkit::up().await;
+    let image = toolkit
+        .push(
+            "e2e/podman",
+            "mirror",
+            "1M,24M,32K",
+            "e2e-podman-registries-conf",
+        )
+        .await;
+    let server = format!("http://{}", registry_of(&image.refs.http));
+    let cluster = Cluster::start(1, 1, 1, &|_, c| {
+        // podman tells the mirror nothing about the registry: the default names it.
+        c.proxy.mirror_default = url::Url::parse(&server).expect("url");
+    })
+    .await;
+    let peer = &cluster.peers[0];
+    let podman = Podman::setup(proxy_of(peer)).await;
+    let blobs = image.blobs();
+    let before = served(&blobs, "http").await;
+
+    let mut c = podman.podman();
+    c.args(["pull", &image.refs.http]);
+    let pulled = run(c).await.ok();
+    eprintln!("[e2e] podman pull: {}", pulled.stderr.trim());
+
+    let mut c = podman.podman();
+    c.args(["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    let images = run(c).await.ok().stdout;
+    assert!(
+        images.lines().any(|l| l.trim() == image.refs.http),
+        "podman images does not list {}: {images}",
+        image.refs.http
+    );
+    let mut c = podman.podman();
+    c.args([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Digest}}",
+        &image.refs.http,
+    ]);
+    assert_eq!(run(c).await.ok().stdout.trim(), image.manifest_digest);
+
+    // The mirror was used, not podman's silent fallback to the registry.
+    let p2p = proxy_requests(peer, "p2p").await;
+    assert!(
+        p2p >= blobs.len() as u64,
+        "{p2p} P2P requests, want one per blob ({}): podman fell back to the registry",
+        blobs.len()
+    );
+    let delta = served_since(&blobs, "http", &before).await;
+    assert_fetched_once(&blobs, &delta, "podman pull through the mirror");
+}
