@@ -828,3 +828,51 @@ async fn podman_pulls_through_a_registries_conf_mirror() {
     let delta = served_since(&blobs, "http", &before).await;
     assert_fetched_once(&blobs, &delta, "podman pull through the mirror");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_through_a_peer_without_hijack_gets_a_blind_tunnel() {
+    let toolkit = Toolkit::up().await;
+    let image = toolkit
+        .push("e2e/blind", "tunnel", "64K", "e2e-blind-tunnel")
+        .await;
+    let tls_port = port_of(&image.refs.tls);
+    let cluster = Cluster::start(1, 0, 1, &|_, c| {
+        c.proxy.connect_ports = vec![tls_port];
+    })
+    .await;
+    let peer = &cluster.peers[0];
+    let work = tempfile::tempdir().expect("tempdir");
+    let toolkit_trust = e2e_root().join("pki/trust");
+    let (other_pem, _) = make_ca("df-e2e unrelated CA");
+    let other_trust = cert_dir(work.path(), "other-trust", &other_pem);
+    let inspect = |trust: &Path| {
+        let mut c = command("skopeo");
+        c.env("HTTPS_PROXY", format!("http://{}", proxy_of(peer)))
+            .args(["inspect", "--format", "{{.Digest}}", "--cert-dir"])
+            .arg(trust)
+            .arg(format!("docker://{}", image.refs.tls));
+        run(c)
+    };
+
+    // Trusting only the registry's CA works: skopeo saw the registry's own certificate.
+    let out = inspect(&toolkit_trust).await.ok();
+    assert_eq!(out.stdout.trim(), image.manifest_digest);
+    // Trusting another CA fails: nothing in between re-signs the connection.
+    let refused = inspect(&other_trust).await;
+    assert!(
+        !refused.status.success(),
+        "skopeo accepted the registry's certificate while trusting an unrelated CA"
+    );
+    assert!(
+        refused.stderr.contains("certificate"),
+        "want a certificate error: {}",
+        refused.stderr
+    );
+    assert!(proxy_requests(peer, "connect_tunnel").await >= 2);
+    assert_eq!(proxy_requests(peer, "connect_intercepted").await, 0);
+    assert_eq!(
+        proxy_requests(peer, "p2p").await,
+        0,
+        "a tunnel cannot see inside"
+    );
+}
