@@ -107,8 +107,11 @@ fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
-fn script(name: &str) -> Command {
-    command(toolkit(name))
+/// A toolkit script with its arguments.
+fn script(name: &str, args: &[&str]) -> Command {
+    let mut cmd = command(toolkit(name));
+    cmd.args(args);
+    cmd
 }
 
 struct Ran {
@@ -274,42 +277,28 @@ impl Toolkit {
         .await
         .expect("lock thread");
         let hosts_line_was_there = hosts_line_present();
-        let registry_was_up = run({
-            let mut c = script("registry.sh");
-            c.arg("status");
-            c
-        })
-        .await
-        .status
-        .success();
+        let registry_was_up = run(script("registry.sh", &["status"]))
+            .await
+            .status
+            .success();
         let env = Self {
             _lock: lock,
             registry_was_up,
             hosts_line_was_there,
         };
-        run({
-            let mut c = script("pki.sh");
-            c.arg("up");
-            c
-        })
-        .await
-        .ok();
-        run({
-            let mut c = script("registry.sh");
-            c.arg("up");
-            c
-        })
-        .await
-        .ok();
+        run(script("pki.sh", &["up"])).await.ok();
+        run(script("registry.sh", &["up"])).await.ok();
         env
     }
 
     /// Builds (cached) and pushes an image of its own to both registries.
     async fn push(&self, repo: &str, tag: &str, layers: &str, seed: &str) -> Image {
-        let mut c = script("push-image.sh");
-        c.args([
-            "--repo", repo, "--tag", tag, "--layers", layers, "--seed", seed,
-        ]);
+        let c = script(
+            "push-image.sh",
+            &[
+                "--repo", repo, "--tag", tag, "--layers", layers, "--seed", seed,
+            ],
+        );
         let out = run(c).await.ok();
         let image: Image = serde_json::from_str(out.stdout.trim())
             .unwrap_or_else(|e| panic!("push-image.sh printed {:?}: {e}", out.stdout));
@@ -321,22 +310,17 @@ impl Toolkit {
 impl Drop for Toolkit {
     fn drop(&mut self) {
         if !self.registry_was_up {
-            let mut c = script("registry.sh");
-            c.arg("down");
-            teardown(c);
+            teardown(script("registry.sh", &["down"]));
         }
         if !self.hosts_line_was_there {
-            let mut c = script("pki.sh");
-            c.arg("down");
-            teardown(c);
+            teardown(script("pki.sh", &["down"]));
         }
     }
 }
 
 /// Bytes the registry served for `digest` (200 and 206 answers), from its access log.
 async fn served_bytes(digest: &str, which: &str) -> u64 {
-    let mut c = script("registry-log.sh");
-    c.args(["blob-bytes", digest, which]);
+    let c = script("registry-log.sh", &["blob-bytes", digest, which]);
     let out = run(c).await.ok();
     out.stdout
         .trim()
@@ -579,8 +563,7 @@ impl Containerd {
             c.arg("--address").arg(&sock).arg("version");
             run(c).await.status.success()
         };
-        let mut c = script("containerd.sh");
-        c.arg("up");
+        let c = script("containerd.sh", &["up"]);
         let out = run(c).await.ok();
         let var = |key: &str| {
             out.stdout
@@ -599,16 +582,17 @@ impl Containerd {
 
     /// Removes images, leases, content and snapshots of every namespace.
     async fn clean(&self) {
-        let mut c = script("containerd.sh");
-        c.arg("clean");
-        run(c).await.ok();
+        run(script("containerd.sh", &["clean"])).await.ok();
     }
 
     async fn hosts(&mut self, registry: &str, server: &str, mirror: &str) {
         self.registries.push(registry.to_owned());
-        let mut c = script("containerd.sh");
-        c.args(["hosts", registry, server, mirror]);
-        run(c).await.ok();
+        run(script(
+            "containerd.sh",
+            &["hosts", registry, server, mirror],
+        ))
+        .await
+        .ok();
     }
 
     fn ctr(&self, namespace: &str) -> Command {
@@ -639,18 +623,12 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let mut c = script("containerd.sh");
-        c.arg("clean");
-        teardown(c);
+        teardown(script("containerd.sh", &["clean"]));
         for r in std::mem::take(&mut self.registries) {
-            let mut c = script("containerd.sh");
-            c.args(["hosts", "--remove", &r]);
-            teardown(c);
+            teardown(script("containerd.sh", &["hosts", "--remove", &r]));
         }
         if !self.was_up {
-            let mut c = script("containerd.sh");
-            c.arg("down");
-            teardown(c);
+            teardown(script("containerd.sh", &["down"]));
         }
     }
 }
@@ -736,11 +714,8 @@ struct Podman {
 
 impl Podman {
     async fn setup(mirror: SocketAddr) -> Self {
-        let mut c = script("podman.sh");
-        c.arg("purge");
-        run(c).await.ok();
-        let mut c = script("podman.sh");
-        c.args(["setup", &mirror.to_string()]);
+        run(script("podman.sh", &["purge"])).await.ok();
+        let c = script("podman.sh", &["setup", &mirror.to_string()]);
         let out = run(c).await.ok();
         let env_sh = PathBuf::from(out.stdout.trim());
         let text = std::fs::read_to_string(&env_sh)
@@ -767,9 +742,7 @@ impl Podman {
 
 impl Drop for Podman {
     fn drop(&mut self) {
-        let mut c = script("podman.sh");
-        c.arg("purge");
-        teardown(c);
+        teardown(script("podman.sh", &["purge"]));
     }
 }
 
