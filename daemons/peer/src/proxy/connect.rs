@@ -23,35 +23,24 @@ type ConnectFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Response<ResponseBody>> + Send>>;
 
 impl Proxy {
-    pub(super) fn connect(self: Arc<Self>, req: Request<Incoming>) -> ConnectFuture {
-        Box::pin(self.connect_inner(req))
+    pub(super) fn connect(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        host: String,
+        port: u16,
+        intercept: bool,
+    ) -> ConnectFuture {
+        Box::pin(self.connect_inner(req, host, port, intercept))
     }
 
-    async fn connect_inner(self: Arc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
-        let Some(authority) = req.uri().authority().cloned() else {
-            return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
-        };
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = authority.port_u16().unwrap_or(443);
-        if !self.ctx.config.proxy.connect_ports.contains(&port) {
-            return text(
-                StatusCode::FORBIDDEN,
-                format!("CONNECT to port {port} is not allowed (proxy.connect_ports)"),
-            );
-        }
-        let hijacked = self.minter.is_some()
-            && self
-                .ctx
-                .config
-                .proxy
-                .hijack_hosts
-                .iter()
-                .any(|re| re.is_match(&host));
-        if hijacked {
+    async fn connect_inner(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        host: String,
+        port: u16,
+        intercept: bool,
+    ) -> Response<ResponseBody> {
+        if intercept {
             self.ctx.metrics.proxy_request("connect_intercepted");
             let tunnel = Tunnel {
                 authority: if port == 443 {

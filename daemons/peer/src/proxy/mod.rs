@@ -18,6 +18,7 @@
 
 mod connect;
 pub mod leaf_certs;
+pub mod plan;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, BodyStream, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
@@ -35,6 +36,7 @@ use crate::Context;
 use crate::download::origin::{end_to_end_headers, error_chain};
 use crate::download::{DeliveryError, DownloadRequest, ResponseBody, TaskManager};
 use leaf_certs::LeafMinter;
+use plan::Plan;
 
 /// Request heads larger than this are refused (431), bounding memory per connection.
 ///
@@ -162,68 +164,32 @@ impl Proxy {
         req: Request<Incoming>,
         tunnel: Option<&Tunnel>,
     ) -> Response<ResponseBody> {
-        if req.method() == Method::CONNECT {
-            if tunnel.is_some() {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "CONNECT inside a tunnel is not supported",
-                );
-            }
-            return self.connect(req).await;
-        }
-        let path_and_query = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let url = match (tunnel, req.uri().scheme_str()) {
-            (Some(t), _) => format!("https://{}{path_and_query}", t.authority),
-            (None, Some("http" | "https")) => req.uri().to_string(),
-            (None, Some(other)) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    format!("scheme '{other}' is not proxied"),
-                );
-            }
-            (None, None) if req.uri().path().starts_with("/v2") => match self.mirror_base(&req) {
-                Ok(base) => format!("{base}{path_and_query}"),
-                Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
-            },
-            (None, None) => {
-                return text(
-                    StatusCode::BAD_REQUEST,
-                    "not a proxy request: use an absolute URI, CONNECT, or a /v2/ registry path",
-                );
-            }
-        };
-        self.route(req, url).await
-    }
-
-    fn mirror_base(&self, req: &Request<Incoming>) -> Result<String, String> {
-        mirror_base(
+        let decided = plan::plan(
+            req.method(),
+            req.uri(),
             req.headers(),
-            req.uri().query(),
-            &self.ctx.config.proxy.mirror_default,
-        )
-    }
-
-    async fn route(&self, req: Request<Incoming>, url: String) -> Response<ResponseBody> {
-        let wants_p2p = req.method() == Method::GET
-            && !self.ctx.p2p.is_disabled()
-            && (req
-                .headers()
-                .get(HEADER_USE_P2P)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
-                || {
-                    let bare = url.split(['?', '#']).next().unwrap_or(&url);
-                    self.ctx.config.proxy.rules.iter().any(|r| r.is_match(bare))
-                });
-        if wants_p2p {
-            self.ctx.metrics.proxy_request("p2p");
-            self.via_p2p(req, url).await
-        } else {
-            self.ctx.metrics.proxy_request("direct");
-            self.direct(req, &url).await
+            tunnel.map(|t| t.authority.as_str()),
+            &self.ctx.config.proxy,
+            !self.ctx.p2p.is_disabled(),
+        );
+        match decided {
+            Err(refusal) => text(refusal.status, refusal.message),
+            Ok(Plan::Connect {
+                host,
+                port,
+                intercept,
+            }) => {
+                let intercept = intercept && self.minter.is_some();
+                self.connect(req, host, port, intercept).await
+            }
+            Ok(Plan::Fetch { url, p2p: true }) => {
+                self.ctx.metrics.proxy_request("p2p");
+                self.via_p2p(req, url).await
+            }
+            Ok(Plan::Fetch { url, p2p: false }) => {
+                self.ctx.metrics.proxy_request("direct");
+                self.direct(req, &url).await
+            }
         }
     }
 
@@ -291,107 +257,5 @@ impl Proxy {
             .map_ok(hyper::body::Frame::data);
         out.body(http_body_util::StreamBody::new(body.boxed()).boxed_unsync())
             .unwrap_or_else(|e| text(StatusCode::BAD_GATEWAY, format!("bad origin response: {e}")))
-    }
-}
-
-/// The registry a mirror request is for, as `scheme://host[:port]`: the
-/// `X-Dragonfly-Registry` header, else containerd's `ns=` parameter (HTTPS, Docker Hub's
-/// `docker.io` meaning its registry host), else the configured default.
-fn mirror_base(
-    headers: &http::HeaderMap,
-    query: Option<&str>,
-    default: &url::Url,
-) -> Result<String, String> {
-    if let Some(v) = headers.get(HEADER_REGISTRY) {
-        let v = v
-            .to_str()
-            .map_err(|_| format!("{HEADER_REGISTRY} is not text"))?;
-        return registry_base(v)
-            .ok_or_else(|| format!("{HEADER_REGISTRY} '{v}' is not a registry address"));
-    }
-    let ns = query.and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "ns")
-            .map(|(_, v)| v.into_owned())
-    });
-    if let Some(ns) = ns {
-        let ns = if ns == "docker.io" {
-            "registry-1.docker.io".to_owned()
-        } else {
-            ns
-        };
-        return registry_base(&ns).ok_or_else(|| format!("ns '{ns}' is not a registry address"));
-    }
-    Ok(default.as_str().trim_end_matches('/').to_owned())
-}
-
-/// `http://host:port` from a registry address given with or without a scheme (without one,
-/// HTTPS, as container runtimes assume).
-fn registry_base(v: &str) -> Option<String> {
-    let v = v.trim().trim_end_matches('/');
-    let with_scheme = if v.contains("://") {
-        v.to_owned()
-    } else {
-        format!("https://{v}")
-    };
-    let parsed = df_core::ids::validate_http_url(&with_scheme).ok()?;
-    let host = parsed.host_str()?;
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    Some(match parsed.port() {
-        Some(p) => format!("{}://{host}:{p}", parsed.scheme()),
-        None => format!("{}://{host}", parsed.scheme()),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mirror_registry_comes_from_header_then_ns_then_default() {
-        let default = url::Url::parse("https://index.docker.io").expect("url");
-        let mut h = http::HeaderMap::new();
-        let pick = |h: &http::HeaderMap, q| mirror_base(h, q, &default);
-        assert_eq!(pick(&h, None).as_deref(), Ok("https://index.docker.io"));
-        assert_eq!(
-            pick(&h, Some("ns=registry.test%3A5443")).as_deref(),
-            Ok("https://registry.test:5443")
-        );
-        assert_eq!(
-            pick(&h, Some("ns=docker.io")).as_deref(),
-            Ok("https://registry-1.docker.io")
-        );
-        h.insert(
-            HEADER_REGISTRY,
-            HeaderValue::from_static("http://registry.test:5000"),
-        );
-        assert_eq!(
-            pick(&h, Some("ns=other")).as_deref(),
-            Ok("http://registry.test:5000")
-        );
-        h.insert(HEADER_REGISTRY, HeaderValue::from_static("ftp://nope"));
-        assert!(pick(&h, None).is_err());
-    }
-
-    #[test]
-    fn registry_addresses_normalise() {
-        assert_eq!(
-            registry_base("registry.test:5000").as_deref(),
-            Some("https://registry.test:5000")
-        );
-        assert_eq!(
-            registry_base("http://registry.test:5000/").as_deref(),
-            Some("http://registry.test:5000")
-        );
-        assert_eq!(
-            registry_base("https://index.docker.io").as_deref(),
-            Some("https://index.docker.io")
-        );
-        assert_eq!(registry_base("ftp://x"), None);
-        assert_eq!(registry_base(""), None);
     }
 }
