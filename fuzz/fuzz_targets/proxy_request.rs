@@ -23,24 +23,42 @@ fn config() -> &'static df_peer::config::ProxyConfig {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let mut lines = text.split("\r\n");
-    let Some(request_line) = lines.next() else { return };
+    let Some(request_line) = lines.next() else {
+        return;
+    };
     let mut parts = request_line.splitn(3, ' ');
-    let (Some(method), Some(target)) = (parts.next(), parts.next()) else { return };
-    let Ok(method) = Method::from_bytes(method.as_bytes()) else { return };
-    let Ok(uri) = target.parse::<Uri>() else { return };
+    let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return;
+    };
+    let Ok(uri) = target.parse::<Uri>() else {
+        return;
+    };
     let mut headers = HeaderMap::new();
     for line in lines.by_ref().take_while(|l| !l.is_empty()) {
-        let Some((name, value)) = line.split_once(':') else { continue };
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.trim().as_bytes()), HeaderValue::from_str(value.trim())) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value.trim()),
+        ) {
             headers.append(n, v);
         }
     }
     let tunnel = headers.get("x-fuzz-tunnel").and_then(|v| v.to_str().ok());
     let on = !headers.contains_key("x-fuzz-off");
     if let Ok(Plan::Fetch { url, p2p }) = plan(&method, &uri, &headers, tunnel, config(), on) {
-        assert!(url.starts_with("http://") || url.starts_with("https://"), "{url}");
+        assert!(
+            url.starts_with("http://") || url.starts_with("https://"),
+            "{url}"
+        );
         assert!(!p2p || method == Method::GET);
     }
     if let Some(range) = headers.get("range").and_then(|v| v.to_str().ok()) {
