@@ -299,3 +299,30 @@ pub fn sha256_file(path: &std::path::Path) -> String {
     }
     hex::encode(h.finalize())
 }
+
+/// A test certificate authority: its certificate and key as PEM, and the issuer that signs.
+pub struct Ca {
+    pub pem: String,
+    pub key_pem: String,
+    pub issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+pub fn make_ca(name: &str) -> Ca {
+    let mut params = rcgen::CertificateParams::default();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed");
+    Ca {
+        pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        issuer: rcgen::Issuer::new(params, key),
+    }
+}

@@ -21,10 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
 use serde::Deserialize;
 
-use crate::cluster::{Cluster, Daemon, http_client, sha256_file};
+use crate::cluster::{Cluster, Daemon, http_client, make_ca, sha256_file};
 
 const MIB: u64 = 1024 * 1024;
 /// The smallest piece: the seed's first ranged GET asks for 4 MiB, so "fetched once" allows
@@ -423,23 +422,6 @@ fn proxy_of(d: &Daemon) -> SocketAddr {
     d.proxy.expect("peers serve a proxy")
 }
 
-/// A self-signed CA: (certificate PEM, key PEM).
-fn make_ca(name: &str) -> (String, String) {
-    let mut params = CertificateParams::default();
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let key = KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("self-signed");
-    (cert.pem(), key.serialize_pem())
-}
-
 /// A directory for skopeo's `--cert-dir`: every `*.crt` there is a CA, so only `ca.crt`.
 fn cert_dir(parent: &Path, name: &str, ca_pem: &str) -> PathBuf {
     let dir = parent.join(name);
@@ -489,7 +471,8 @@ async fn skopeo_through_three_peers_fetches_each_blob_from_the_registry_once() {
     assert!(image.layers[1].size >= 200 * MIB, "{image:?}");
     let tls_port = port_of(&image.refs.tls);
     let work = tempfile::tempdir().expect("tempdir");
-    let (hijack_pem, hijack_key) = make_ca("df-e2e hijack CA");
+    let ca = make_ca("df-e2e hijack CA");
+    let (hijack_pem, hijack_key) = (ca.pem, ca.key_pem);
     let trust_hijack = cert_dir(work.path(), "hijack-trust", &hijack_pem);
     let origin_ca = registry_ca();
     let cluster = Cluster::start(1, 1, 3, &|_, c| {
@@ -816,7 +799,7 @@ async fn skopeo_through_a_peer_without_hijack_gets_a_blind_tunnel() {
     let peer = &cluster.peers[0];
     let work = tempfile::tempdir().expect("tempdir");
     let toolkit_trust = e2e_root().join("pki/trust");
-    let (other_pem, _) = make_ca("df-e2e unrelated CA");
+    let other_pem = make_ca("df-e2e unrelated CA").pem;
     let other_trust = cert_dir(work.path(), "other-trust", &other_pem);
     let inspect = |trust: &Path| {
         let mut c = command("skopeo");

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use df_tests::origin::{OriginConfig, OriginHandle, blob_bytes, blob_digests};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{CertificateParams, KeyPair};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::cluster::{Cluster, Daemon, get_json, http_client};
+use crate::cluster::{Ca, Cluster, Daemon, get_json, http_client, make_ca};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -31,32 +31,6 @@ fn proxied_client(proxy: SocketAddr, roots: &[&str]) -> reqwest::Client {
         );
     }
     b.build().expect("client")
-}
-
-struct Ca {
-    pem: String,
-    key_pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-fn make_ca(name: &str) -> Ca {
-    let mut params = CertificateParams::default();
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, name);
-    let key = KeyPair::generate().expect("key");
-    let cert = params.self_signed(&key).expect("self-signed");
-    Ca {
-        pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        issuer: Issuer::new(params, key),
-    }
 }
 
 /// A TLS front for `origin` on 127.0.0.1, certificate for `localhost` signed by `ca`.

@@ -99,7 +99,10 @@ pub fn plan(
     };
     // Whatever the request target and headers were, what leaves here is a usable URL.
     if df_core::ids::validate_http_url(&url).is_err() {
-        return Err(refuse(StatusCode::BAD_REQUEST, format!("'{url}' is not a usable URL")));
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("'{url}' is not a usable URL"),
+        ));
     }
     let p2p = method == Method::GET
         && p2p_enabled
