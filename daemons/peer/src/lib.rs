@@ -6,6 +6,7 @@
 //! [`run`] takes already-bound listeners and a shutdown token, so tests boot whole clusters in
 //! one process.
 
+pub mod accept;
 pub mod admin;
 pub mod announcer;
 pub mod config;

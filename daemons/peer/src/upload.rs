@@ -53,39 +53,19 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 
 /// Serves uploads on `listener` until `shutdown`; open connections are cut at shutdown.
 pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) {
-    loop {
-        let (stream, remote) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "upload accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = stream.set_nodelay(true);
+    crate::accept::serve(listener, "upload", shutdown, move |stream| {
         let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
         let per_conn = Arc::new(RateLimiter::new(ctx.config.upload_rate_per_connection));
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                let per_conn = per_conn.clone();
-                async move { Ok::<_, Infallible>(route(ctx, per_conn, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                r = conn => if let Err(e) = r {
-                    tracing::debug!(%remote, error = %e, "upload connection ended with an error");
-                }
-            }
+        let service = hyper::service::service_fn(move |req| {
+            let ctx = ctx.clone();
+            let per_conn = per_conn.clone();
+            async move { Ok::<_, Infallible>(route(ctx, per_conn, req).await) }
         });
-    }
+        hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+    })
+    .await;
 }
 
 async fn route(

@@ -22,7 +22,6 @@ pub mod plan;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -108,33 +107,11 @@ impl Proxy {
 
     /// Serves the proxy on `listener` until `shutdown`.
     pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        loop {
-            let (stream, remote) = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "proxy accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-            };
-            let _ = stream.set_nodelay(true);
-            let proxy = self.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                let conn = proxy
-                    .clone()
-                    .serve_http(hyper_util::rt::TokioIo::new(stream), None);
-                tokio::select! {
-                    _ = shutdown.cancelled() => {}
-                    r = conn => if let Err(e) = r {
-                        tracing::debug!(%remote, error = %e, "proxy connection ended with an error");
-                    }
-                }
-            });
-        }
+        crate::accept::serve(listener, "proxy", shutdown, move |stream| {
+            self.clone()
+                .serve_http(hyper_util::rt::TokioIo::new(stream), None)
+        })
+        .await;
     }
 
     /// HTTP/1.1 on one connection (plain, or the TLS inside an intercepted CONNECT).
