@@ -452,9 +452,21 @@ async fn up_status_get_locate_down() {
     );
 
     // task locate: all three hold the whole object, in files that hash right.
-    let located = cluster.dfctl(&["task", "locate", &url, "-o", "json"]).await;
-    located.assert_success("dfctl task locate");
-    let location = located.json();
+    // The last peer's final report reaches the scheduler a moment after its client's body
+    // ends; ask again (bounded) until the scheduler agrees.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let location = loop {
+        let located = cluster.dfctl(&["task", "locate", &url, "-o", "json"]).await;
+        located.assert_success("dfctl task locate");
+        let location = located.json();
+        let done = location["peers"].as_array().is_some_and(|peers| {
+            peers.len() == 3 && peers.iter().all(|p| p["state"] == "succeeded")
+        });
+        if done || Instant::now() > deadline {
+            break location;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(str_at(&location, "task_id"), task_id);
     assert_eq!(u64_at(&location, "content_length"), size);
     let pieces = df_core::piece::PieceLayout::new(size, None).piece_count();

@@ -20,6 +20,30 @@ async fn task_on(daemon: &crate::cluster::Daemon, task_id: &str) -> Option<TaskD
     get_json(&daemon.admin_url(&format!("/api/v1/tasks/{task_id}"))).await
 }
 
+/// The scheduler's view of a task once `succeeded` peers have finished there. A client's body
+/// ends a moment before the peer's final report reaches the scheduler, so this waits (bounded)
+/// for the view to converge rather than reading it once.
+async fn task_when_succeeded(
+    daemon: &crate::cluster::Daemon,
+    task_id: &str,
+    succeeded: usize,
+) -> TaskDetail {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let detail = task_on(daemon, task_id).await;
+        match detail {
+            Some(d) if d.summary.peers_succeeded == succeeded => return d,
+            other => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never saw {succeeded} peers succeed: {:?}",
+                daemon.name,
+                other.map(|d| d.peers.into_iter().map(|p| p.state).collect::<Vec<_>>())
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn local_task(daemon: &crate::cluster::Daemon, task_id: &str) -> LocalTask {
     get_json(&daemon.admin_url(&format!("/api/v1/tasks/{task_id}")))
         .await
@@ -70,15 +94,7 @@ async fn a_swarm_of_four_reads_the_origin_about_once() {
     );
 
     // The scheduler's DAG shows the seed feeding peers and bytes moving on edges.
-    let detail = task_on(&cluster.schedulers[0], &task_id)
-        .await
-        .expect("scheduler knows the task");
-    assert_eq!(
-        detail.summary.peers_succeeded,
-        5,
-        "{:?}",
-        detail.peers.iter().map(|p| &p.state).collect::<Vec<_>>()
-    );
+    let detail = task_when_succeeded(&cluster.schedulers[0], &task_id, 5).await;
     let edge_bytes: u64 = detail.edges.iter().map(|e| e.bytes).sum();
     assert_eq!(
         edge_bytes,
@@ -269,12 +285,23 @@ async fn a_restarted_scheduler_learns_again_who_holds_what() {
         v.sort();
         v
     };
-    let before = holders(
-        &task_on(&cluster.schedulers[0], &task_id)
-            .await
-            .expect("known"),
-    );
-    assert_eq!(before.len(), 3, "seed and two peers hold it");
+    // A client's body ends a moment before the peer's final report reaches the scheduler.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let now = holders(
+            &task_on(&cluster.schedulers[0], &task_id)
+                .await
+                .expect("known"),
+        );
+        if now.len() == 3 {
+            break now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "seed and two peers should hold it: {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
 
     let (grpc, http) = (cluster.schedulers[0].data, cluster.schedulers[0].admin);
     cluster.schedulers[0].kill();
@@ -335,13 +362,8 @@ async fn when_the_owning_scheduler_is_down_peers_fail_over_and_still_share() {
         "still read once: {}",
         origin.stats.bytes_served()
     );
-    let detail = task_on(&cluster.schedulers[alive], task_id.as_str())
-        .await
-        .expect("the next scheduler on the ring took the task");
-    assert_eq!(
-        detail.summary.peers_succeeded, 3,
-        "seed and both peers, all through the failover scheduler"
-    );
+    // Seed and both peers, all through the failover scheduler.
+    task_when_succeeded(&cluster.schedulers[alive], task_id.as_str(), 3).await;
     let second_local = local_task(&cluster.peers[1], task_id.as_str()).await;
     assert_eq!(
         second_local.bytes_from_origin, 0,
