@@ -208,11 +208,29 @@ impl Task {
         seen
     }
 
-    pub fn active_children(&self, parent: &PeerId) -> usize {
-        self.edges
-            .iter()
-            .filter(|((p, _), e)| p == parent && e.active)
-            .count()
+    /// Each peer's active children, counted in one pass over the edges.
+    pub fn active_child_counts(&self) -> HashMap<&PeerId, usize> {
+        let mut counts = HashMap::new();
+        for ((parent, _), edge) in &self.edges {
+            if edge.active {
+                *counts.entry(parent).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
+    /// Each peer's active parents, collected in one pass over the edges.
+    pub fn active_parents(&self) -> HashMap<PeerId, Vec<PeerId>> {
+        let mut parents: HashMap<PeerId, Vec<PeerId>> = HashMap::new();
+        for ((parent, child), edge) in &self.edges {
+            if edge.active {
+                parents
+                    .entry(child.clone())
+                    .or_default()
+                    .push(parent.clone());
+            }
+        }
+        parents
     }
 
     pub fn deactivate_edges_into(&mut self, child: &PeerId) {

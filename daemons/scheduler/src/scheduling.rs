@@ -732,6 +732,9 @@ impl Scheduler {
             let Some(task) = state.tasks.get(&task_id) else {
                 continue;
             };
+            // One pass over the edges per task; assigning parents to one peer below adds edges
+            // into that peer only, so the others' entries stay exact.
+            let parents_of = task.active_parents();
             let mut actions: Vec<(PeerId, bool)> = Vec::new();
             for peer in task.peers.values() {
                 match peer.state {
@@ -739,15 +742,11 @@ impl Scheduler {
                         peer.id.clone(),
                         now.duration_since(peer.registered_at) >= self.config.seed_wait,
                     )),
-                    PeerState::Running => {
-                        let active_parents = task
-                            .edges
-                            .iter()
-                            .filter(|((_, c), e)| c == &peer.id && e.active)
-                            .count();
-                        if active_parents < self.config.candidate_parents {
-                            actions.push((peer.id.clone(), false));
-                        }
+                    PeerState::Running
+                        if parents_of.get(&peer.id).map_or(0, Vec::len)
+                            < self.config.candidate_parents =>
+                    {
+                        actions.push((peer.id.clone(), false));
                     }
                     _ => {}
                 }
@@ -756,12 +755,7 @@ impl Scheduler {
                 let Some(task) = state.tasks.get(&task_id) else {
                     break;
                 };
-                let current: Vec<PeerId> = task
-                    .edges
-                    .iter()
-                    .filter(|((_, c), e)| c == &peer_id && e.active)
-                    .map(|((p, _), _)| p.clone())
-                    .collect();
+                let current = parents_of.get(&peer_id).map_or(&[][..], Vec::as_slice);
                 let parents = self.selector.select(state, task, &peer_id);
                 let is_new = parents.iter().any(|p| !current.contains(p));
                 if is_new {

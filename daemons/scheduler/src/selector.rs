@@ -32,6 +32,7 @@ impl ParentSelector {
         };
         let child_host = state.hosts.get(&child_peer.host_id);
         let descendants = task.descendants(child);
+        let children_of = task.active_child_counts();
         let piece_count = task.piece_count();
         let mut scored: Vec<(f64, &PeerId)> = task
             .peers
@@ -60,7 +61,7 @@ impl ParentSelector {
                     f64::from(p.bitmap.count()) / f64::from(piece_count)
                 };
                 let slots = host.info.upload_slots.max(1) as f64;
-                let busy = task.active_children(&p.id) as f64;
+                let busy = children_of.get(&p.id).copied().unwrap_or(0) as f64;
                 let free = ((slots - busy) / slots).clamp(0.0, 1.0);
                 let (same_idc, same_location) = match child_host {
                     Some(c) => (
