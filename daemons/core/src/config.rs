@@ -33,6 +33,21 @@ impl ConfigError {
     }
 }
 
+/// A `host:port` socket address at `key`, or an error naming the file, key and value.
+pub fn socket_addr(
+    path: &Path,
+    key: &str,
+    value: &str,
+) -> Result<std::net::SocketAddr, ConfigError> {
+    value.parse().map_err(|_| {
+        ConfigError::invalid(
+            path,
+            key,
+            format!("'{value}' is not an address like 0.0.0.0:8080"),
+        )
+    })
+}
+
 /// Reads `path` as YAML into `T`. An empty file gives `T::default()`.
 pub fn load_yaml<T: DeserializeOwned + Default>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use df_core::config::{ByteSize, ConfigError, LogSection, load_yaml};
+use df_core::config::{ByteSize, ConfigError, LogSection, load_yaml, socket_addr};
 use df_core::ids::HostId;
 use df_core::telemetry::StderrFormat;
 use regex::Regex;
@@ -384,15 +384,7 @@ impl Config {
     }
 
     pub fn validate(path: &Path, raw: RawConfig) -> Result<Self, ConfigError> {
-        let addr = |key: &str, value: &str| {
-            value.parse::<SocketAddr>().map_err(|_| {
-                ConfigError::invalid(
-                    path,
-                    key,
-                    format!("'{value}' is not an address like 0.0.0.0:4000"),
-                )
-            })
-        };
+        let addr = |key: &str, value: &str| socket_addr(path, key, value);
         for (i, s) in raw.schedulers.iter().enumerate() {
             if s.parse::<SocketAddr>().is_err() && !s.contains(':') {
                 return Err(ConfigError::invalid(

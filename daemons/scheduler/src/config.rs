@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use df_core::config::{ConfigError, LogSection, load_yaml};
+use df_core::config::{ConfigError, LogSection, load_yaml, socket_addr};
 use df_core::telemetry::StderrFormat;
 use serde::Deserialize;
 
@@ -116,15 +116,7 @@ impl Config {
     }
 
     pub fn validate(path: &Path, raw: RawConfig) -> Result<Self, ConfigError> {
-        let addr = |key: &str, value: &str| {
-            value.parse::<SocketAddr>().map_err(|_| {
-                ConfigError::invalid(
-                    path,
-                    key,
-                    format!("'{value}' is not an address like 0.0.0.0:8002"),
-                )
-            })
-        };
+        let addr = |key: &str, value: &str| socket_addr(path, key, value);
         if raw.scheduler.candidate_parents == 0 {
             return Err(ConfigError::invalid(
                 path,
