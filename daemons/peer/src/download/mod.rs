@@ -235,9 +235,6 @@ impl TaskManager {
                     source.unwrap_or(ByteSource::Peer)
                 };
                 task.touch();
-                if was_complete {
-                    self.ctx.metrics.downloaded("local", layout.content_length);
-                }
                 return Ok(self.serve_from_cache(
                     task.clone(),
                     hold,
@@ -278,6 +275,10 @@ impl TaskManager {
             None => (200, 0, total),
         };
         headers.push(("content-length".into(), (end - start).to_string()));
+        if source == ByteSource::Local {
+            // Counted as asked for: a range of a cached blob is that many bytes, not the blob.
+            self.ctx.metrics.downloaded("local", end - start);
+        }
         headers.push(("accept-ranges".into(), "bytes".into()));
         Delivery {
             status,
