@@ -50,19 +50,10 @@ impl AdminClient {
 
     /// `GET http://ADDR/healthz` answers 200.
     pub async fn healthz(&self, addr: &str) -> anyhow::Result<()> {
-        let url = endpoint(addr, "/healthz")?;
-        let resp = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("GET {url}: {}", describe(&e)))?;
-        let status = resp.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            let line = first_body_line(resp).await;
-            anyhow::bail!("GET {url}: {status}{}", suffix(&line))
+        match self.get(addr, "/healthz").await? {
+            Some(_) => Ok(()),
+            // Something answers there, but not a dragonfly-lite daemon.
+            None => anyhow::bail!("GET {}: 404 Not Found", endpoint(addr, "/healthz")?),
         }
     }
 
@@ -72,6 +63,23 @@ impl AdminClient {
         addr: &str,
         path: &str,
     ) -> anyhow::Result<Option<T>> {
+        let Some((url, resp)) = self.get(addr, path).await? else {
+            return Ok(None);
+        };
+        let value = resp
+            .json()
+            .await
+            .map_err(|e| anyhow::anyhow!("GET {url}: unexpected answer: {}", describe(&e)))?;
+        Ok(Some(value))
+    }
+
+    /// `GET http://ADDR{path}`: the response when 2xx, `None` on 404, else an error naming the
+    /// URL, the status and the first line the daemon said.
+    async fn get(
+        &self,
+        addr: &str,
+        path: &str,
+    ) -> anyhow::Result<Option<(Url, reqwest::Response)>> {
         let url = endpoint(addr, path)?;
         let resp = self
             .http
@@ -87,11 +95,7 @@ impl AdminClient {
             let line = first_body_line(resp).await;
             anyhow::bail!("GET {url}: {status}{}", suffix(&line));
         }
-        let value = resp
-            .json()
-            .await
-            .map_err(|e| anyhow::anyhow!("GET {url}: unexpected answer: {}", describe(&e)))?;
-        Ok(Some(value))
+        Ok(Some((url, resp)))
     }
 }
 
