@@ -604,6 +604,16 @@ impl Containerd {
     }
 }
 
+/// containerd's content store holds every digest in `want`.
+fn assert_holds(have: &[String], want: &[&str], when: &str) {
+    for d in want {
+        assert!(
+            have.iter().any(|h| h == d),
+            "containerd lacks {d} {when}: {have:?}"
+        );
+    }
+}
+
 impl Drop for Containerd {
     fn drop(&mut self) {
         teardown(script("containerd.sh", &["clean"]));
@@ -643,13 +653,7 @@ async fn ctr_pulls_through_a_hosts_toml_mirror_and_falls_back_when_the_peer_is_g
 
     let before = served(&blobs, "http").await;
     containerd.fetch(NS, &image.refs.http).await.ok();
-    let have = containerd.content(NS).await;
-    for d in &want {
-        assert!(
-            have.iter().any(|h| h == d),
-            "containerd lacks {d}: {have:?}"
-        );
-    }
+    assert_holds(&containerd.content(NS).await, &want, "through the mirror");
     let delta = served_since(&blobs, "http", &before).await;
     assert_fetched_once(&blobs, &delta, "ctr content fetch through the mirror");
     let peer = &cluster.peers[0];
@@ -672,13 +676,7 @@ async fn ctr_pulls_through_a_hosts_toml_mirror_and_falls_back_when_the_peer_is_g
     containerd.clean().await;
     let before = served(&blobs, "http").await;
     containerd.fetch(NS, &image.refs.http).await.ok();
-    let have = containerd.content(NS).await;
-    for d in &want {
-        assert!(
-            have.iter().any(|h| h == d),
-            "containerd lacks {d} after the fallback: {have:?}"
-        );
-    }
+    assert_holds(&containerd.content(NS).await, &want, "after the fallback");
     let delta = served_since(&blobs, "http", &before).await;
     for (b, d) in blobs.iter().zip(&delta) {
         assert!(

@@ -1062,6 +1062,25 @@ mod tests {
         (peer, rx)
     }
 
+    /// The seed answering a seed request: registers from the seed host with the seed flag.
+    fn register_seed(s: &Scheduler, task: &TaskId) -> (PeerId, Rx) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (_, peer, _) = s
+            .peer_register(
+                pb::RegisterPeer {
+                    task_id: task.to_string(),
+                    peer_id: "peer-seed".into(),
+                    url: "http://o/x".into(),
+                    seed: true,
+                    host: Some(host("seed", true)),
+                    ..Default::default()
+                },
+                tx,
+            )
+            .expect("registers");
+        (peer, rx)
+    }
+
     fn replies(rx: &mut Rx) -> Vec<PeerReply> {
         let mut out = Vec::new();
         while let Ok(Ok(r)) = rx.try_recv() {
@@ -1104,19 +1123,7 @@ mod tests {
             Some(pb::host_response::Response::SeedTask(_))
         ));
         // The seed answers by registering with the seed flag, from the seed host.
-        let (tx, mut seed_peer_rx) = mpsc::unbounded_channel();
-        s.peer_register(
-            pb::RegisterPeer {
-                task_id: t.to_string(),
-                peer_id: "peer-seed".into(),
-                url: "http://o/x".into(),
-                seed: true,
-                host: Some(host("seed", true)),
-                ..Default::default()
-            },
-            tx,
-        )
-        .expect("registers");
+        let (_, mut seed_peer_rx) = register_seed(&s, &t);
         assert!(matches!(
             replies(&mut seed_peer_rx).as_slice(),
             [PeerReply::BackToSource(_)]
@@ -1167,20 +1174,7 @@ mod tests {
         s.host_connected(host("seed", true), seed_tx);
         let t = task_id();
         let (_, mut child) = register(&s, &t, "h1", false);
-        let (tx, _seed_peer_rx) = mpsc::unbounded_channel();
-        let (_, seed_peer, _) = s
-            .peer_register(
-                pb::RegisterPeer {
-                    task_id: t.to_string(),
-                    peer_id: "peer-seed".into(),
-                    url: "http://o/x".into(),
-                    seed: true,
-                    host: Some(host("seed", true)),
-                    ..Default::default()
-                },
-                tx,
-            )
-            .expect("registers");
+        let (seed_peer, _seed_peer_rx) = register_seed(&s, &t);
         replies(&mut child);
         s.peer_message(
             &t,
