@@ -385,6 +385,12 @@ async fn a_restarted_peer_serves_its_cache_without_the_origin() {
         want.sha256
     );
     let served = origin.stats.bytes_served();
+    // The peer reports success only after its sidecar is on disk; a crash before that rightly
+    // loses the claim to the cached bytes.
+    let task_id = df_core::ids::TaskId::from_url(&url, &Default::default())
+        .expect("id")
+        .to_string();
+    task_when_succeeded(&cluster.schedulers[0], &task_id, 1).await;
 
     // Crash the peer and start a new process on the same data directory.
     cluster.peers[0].kill();

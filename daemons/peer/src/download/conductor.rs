@@ -583,8 +583,13 @@ impl Conductor {
                 return Err(TaskFailure::Other(msg));
             }
         }
+        // The sidecar must say complete before anyone is told so; if it cannot be written, the
+        // task is not complete anywhere, in memory included.
         self.task.state().complete = true;
-        self.task.save().await.map_err(storage_failure)?;
+        if let Err(e) = self.task.save().await {
+            self.task.state().complete = false;
+            return Err(storage_failure(e));
+        }
         link.send(PeerMsg::Finished(pb::DownloadFinished {}));
         Ok(())
     }
