@@ -60,6 +60,10 @@ impl Palette {
         self.wrap("32", s)
     }
 
+    pub fn yellow(self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+
     fn wrap(self, code: &str, s: &str) -> String {
         if self.enabled {
             format!("\x1b[{code}m{s}\x1b[0m")

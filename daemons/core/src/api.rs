@@ -164,6 +164,56 @@ pub struct PeerInfo {
     pub uptime_secs: u64,
     pub schedulers: Vec<SchedulerConnection>,
     pub uploaded_bytes: u64,
+    /// Piece requests this peer's upload server answered in full.
+    #[serde(default)]
+    pub pieces_served: u64,
+    /// GC starts evicting above `disk_high_watermark` bytes and stops below the low one.
+    #[serde(default)]
+    pub disk_high_watermark: u64,
+    #[serde(default)]
+    pub disk_low_watermark: u64,
+    /// Bytes by source over the last few minutes.
+    #[serde(default)]
+    pub recent: RecentBytes,
+    /// The soft switch (`dfctl disable --soft`, `PUT /api/v1/p2p`).
+    #[serde(default)]
+    pub p2p: P2pState,
+    /// Expiry (Unix seconds) of the CA that signs intercepted hosts' leaves, when configured.
+    #[serde(default)]
+    pub ca_not_after: Option<i64>,
+}
+
+/// Bytes a peer moved in the last `window_secs` seconds, by where they came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentBytes {
+    pub window_secs: u64,
+    pub origin: u64,
+    pub peer: u64,
+    pub seed: u64,
+    /// Cache hits served to clients.
+    pub local: u64,
+    pub uploaded: u64,
+}
+
+/// Whether a peer does P2P, and if not, since when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct P2pState {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Unix seconds when it was switched off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_since: Option<u64>,
+}
+
+impl Default for P2pState {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            reason: None,
+            disabled_since: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -77,6 +77,17 @@ async fn info(State(s): State<AdminState>) -> Response {
             .map(|(addr, connected)| df_core::api::SchedulerConnection { addr, connected })
             .collect(),
         uploaded_bytes: ctx.uploaded_bytes.load(Ordering::Relaxed),
+        pieces_served: ctx.metrics.pieces_served.get(),
+        disk_high_watermark: ctx.store.high_watermark(),
+        disk_low_watermark: ctx.store.low_watermark(),
+        recent: ctx.metrics.recent.snapshot(),
+        p2p: ctx.p2p.state(),
+        ca_not_after: ctx
+            .config
+            .proxy
+            .hijack_ca
+            .as_ref()
+            .and_then(|(cert, _)| crate::proxy::leaf_certs::not_after(cert)),
     })
     .into_response()
 }

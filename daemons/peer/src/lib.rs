@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod storage;
 pub mod switch;
+pub mod traffic;
 pub mod upload;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

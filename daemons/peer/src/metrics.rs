@@ -1,11 +1,15 @@
 //! Prometheus metrics of the peer (`dfdaemon_*`), served on the admin port's `/metrics`. The
-//! "did it go P2P?" answer is `dfdaemon_download_bytes_total` by `source`.
+//! "did it go P2P?" answer is `dfdaemon_download_bytes_total` by `source`. Every byte counted
+//! here is also counted in [`RecentTraffic`], so the admin API can say what happened in the
+//! last minutes without a Prometheus server.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::traffic::{Flow, RecentTraffic};
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -14,6 +18,9 @@ pub struct Metrics {
     /// Bytes this peer obtained, by source: origin, peer, seed, local (cache hits served).
     pub download_bytes: Family<Labels, Counter>,
     pub upload_bytes: Counter,
+    /// Piece requests answered in full by the upload server.
+    pub pieces_served: Counter,
+    pub recent: RecentTraffic,
     /// Pieces by source and outcome.
     pub pieces: Family<Labels, Counter>,
     /// Downloads (tasks) that ended, by outcome.
@@ -32,6 +39,8 @@ impl Metrics {
             registry: Registry::default(),
             download_bytes: Family::default(),
             upload_bytes: Counter::default(),
+            pieces_served: Counter::default(),
+            recent: RecentTraffic::default(),
             pieces: Family::default(),
             tasks: Family::default(),
             back_to_source: Family::default(),
@@ -50,6 +59,11 @@ impl Metrics {
             "upload_bytes",
             "Piece bytes uploaded to other peers",
             m.upload_bytes.clone(),
+        );
+        registry.register(
+            "pieces_served",
+            "Piece requests answered in full by the upload server",
+            m.pieces_served.clone(),
         );
         registry.register(
             "pieces",
@@ -89,6 +103,12 @@ impl Metrics {
         self.download_bytes
             .get_or_create(&vec![("source", source)])
             .inc_by(bytes);
+        self.recent.record(Flow::from_source(source), bytes);
+    }
+
+    pub fn uploaded(&self, bytes: u64) {
+        self.upload_bytes.inc_by(bytes);
+        self.recent.record(Flow::Uploaded, bytes);
     }
 
     pub fn piece(&self, source: &'static str, outcome: &'static str) {

@@ -5,19 +5,9 @@
 
 use std::sync::RwLock;
 
-use serde::Serialize;
+pub use df_core::api::P2pState;
 
 use crate::storage::unix_now;
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct P2pState {
-    pub enabled: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Unix seconds when it was switched off.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub disabled_since: Option<u64>,
-}
 
 #[derive(Debug, Default)]
 pub struct P2pSwitch {

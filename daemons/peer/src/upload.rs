@@ -128,8 +128,11 @@ async fn piece(
             match task.read_at(offset + sent, chunk as usize).await {
                 Ok(bytes) => {
                     ctx.uploaded_bytes.fetch_add(chunk, Ordering::Relaxed);
-                    ctx.metrics.upload_bytes.inc_by(chunk);
+                    ctx.metrics.uploaded(chunk);
                     task.add_uploaded(chunk);
+                    if sent + chunk >= len {
+                        ctx.metrics.pieces_served.inc();
+                    }
                     Some((Ok(Frame::data(bytes)), sent + chunk))
                 }
                 Err(e) => Some((Err(std::io::Error::other(e)), len)),

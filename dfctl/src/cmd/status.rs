@@ -1,14 +1,18 @@
-//! `dfctl status`: health and identity of every scheduler and peer, from the cluster file or
-//! from `--scheduler` / `--peer` flags.
+//! `dfctl status`: health and state of every scheduler and peer, from the cluster file or from
+//! `--scheduler` / `--peer` flags. With `--scheduler` alone, the peers are the hosts those
+//! schedulers know, so one flag covers a fleet.
 //!
 //! Contract for monitoring: exit 0 only when every daemon answered `/healthz` with 200 within
-//! the timeout; otherwise exit 1 and name each unhealthy daemon on stderr. Daemons are probed
+//! the timeout and has no problem (a peer connected to none of its schedulers, an expired
+//! hijack CA); otherwise exit 1 and name each unhealthy daemon on stderr. Warnings (P2P
+//! switched off, disk over the high watermark, a CA expiring within 30 days) are shown but do
+//! not fail the check: an operator switched P2P off on purpose. Daemons are probed
 //! concurrently, so one dead host costs one timeout, not one per host.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use df_core::api::{PeerInfo, SchedulerInfo};
+use df_core::api::{HostView, PeerInfo, SchedulerInfo};
 use futures_util::future::join_all;
 use serde::Serialize;
 
@@ -68,6 +72,61 @@ pub struct PeerStatus {
     pub proxy: Option<String>,
     pub upload: Option<String>,
     pub admin: String,
+    /// What makes the peer unhealthy besides not answering.
+    pub problems: Vec<String>,
+    /// What an operator should know but that does not fail the check.
+    pub warnings: Vec<String>,
+    /// Whole days until the hijack CA expires (negative: expired), when one is configured.
+    pub ca_days_left: Option<i64>,
+    /// Share of the bytes this peer fetched in the recent window that came from other peers
+    /// or seeds rather than the origin; `None` when it fetched nothing.
+    pub p2p_share: Option<f64>,
+}
+
+/// CA lifetimes shorter than this are warned about.
+const CA_WARN_DAYS: i64 = 30;
+
+/// Problems and warnings read off a peer's info.
+fn assess(info: &PeerInfo, now: i64) -> (Vec<String>, Vec<String>, Option<i64>) {
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    if !info.schedulers.is_empty() && !info.schedulers.iter().any(|s| s.connected) {
+        problems.push("connected to none of its schedulers".to_owned());
+    }
+    let ca_days_left = info.ca_not_after.map(|t| (t - now).div_euclid(86_400));
+    match ca_days_left {
+        Some(d) if d < 0 => problems.push(format!("hijack CA expired {} days ago", -d)),
+        Some(d) if d < CA_WARN_DAYS => warnings.push(format!("hijack CA expires in {d} days")),
+        _ => {}
+    }
+    if !info.p2p.enabled {
+        let reason = info.p2p.reason.as_deref().filter(|r| !r.is_empty());
+        warnings.push(match reason {
+            Some(r) => format!("P2P switched off: {r}"),
+            None => "P2P switched off".to_owned(),
+        });
+    }
+    if info.disk_high_watermark > 0 && info.disk_used > info.disk_high_watermark {
+        warnings.push(format!(
+            "cache {} over its high watermark {}",
+            render::bytes(info.disk_used),
+            render::bytes(info.disk_high_watermark)
+        ));
+    }
+    (problems, warnings, ca_days_left)
+}
+
+fn p2p_share(info: &PeerInfo) -> Option<f64> {
+    let r = &info.recent;
+    let p2p = r.peer + r.seed;
+    let total = p2p + r.origin;
+    (total > 0).then(|| p2p as f64 / total as f64)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl StatusReport {
@@ -78,11 +137,13 @@ impl StatusReport {
             .iter()
             .filter(|s| !s.healthy)
             .map(|s| (label(s.name.as_deref(), &s.addr), s.error.clone()));
-        let peers = self
-            .peers
-            .iter()
-            .filter(|p| !p.healthy)
-            .map(|p| (label(p.name.as_deref(), &p.addr), p.error.clone()));
+        let peers = self.peers.iter().filter(|p| !p.healthy).map(|p| {
+            let why = p
+                .error
+                .clone()
+                .or_else(|| (!p.problems.is_empty()).then(|| p.problems.join("; ")));
+            (label(p.name.as_deref(), &p.addr), why)
+        });
         schedulers
             .chain(peers)
             .map(|(l, e)| format!("{l}: {}", e.unwrap_or_else(|| "unhealthy".to_owned())))
@@ -98,8 +159,11 @@ fn label(name: Option<&str>, addr: &str) -> String {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let targets = Targets::resolve(&args.dir, &args.schedulers, &args.peers).await?;
+    let mut targets = Targets::resolve(&args.dir, &args.schedulers, &args.peers).await?;
     let client = AdminClient::with_timeout(PROBE_TIMEOUT)?;
+    if args.peers.is_empty() && !args.schedulers.is_empty() {
+        targets.peers = discover_peers(&client, &targets.schedulers).await;
+    }
     let report = probe(&client, &targets).await;
     match args.output.output {
         OutputFormat::Json => render::print_json(&report)?,
@@ -113,6 +177,25 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("dfctl: unhealthy: {line}");
     }
     Ok(ExitCode::FAILURE)
+}
+
+/// The admin addresses of the hosts the schedulers know, each once. A scheduler that does not
+/// answer contributes nothing here; its own row reports it.
+pub async fn discover_peers(client: &AdminClient, schedulers: &[Target]) -> Vec<Target> {
+    let lists = join_all(
+        schedulers
+            .iter()
+            .map(|s| client.get_json::<Vec<HostView>>(&s.addr, "/api/v1/hosts")),
+    )
+    .await;
+    let mut seen = std::collections::BTreeMap::new();
+    for host in lists.into_iter().filter_map(|l| l.ok().flatten()).flatten() {
+        if host.admin_port != 0 {
+            seen.entry(host.host_id.clone())
+                .or_insert_with(|| format!("{}:{}", host.ip, host.admin_port));
+        }
+    }
+    seen.into_values().map(|a| Target::from_flag(&a)).collect()
 }
 
 /// Probes every target concurrently.
@@ -150,7 +233,11 @@ async fn probe_peer(client: &AdminClient, target: &Target) -> PeerStatus {
         client.get_json::<PeerInfo>(&target.addr, "/api/v1/info"),
     )
     .await;
-    let (healthy, error, info) = combine(health, info, &target.addr);
+    let (health_ok, error, info) = combine(health, info, &target.addr);
+    let (problems, warnings, ca_days_left) = info
+        .as_ref()
+        .map_or_else(Default::default, |i| assess(i, unix_now()));
+    let healthy = health_ok && problems.is_empty();
     let record = target.record.as_ref();
     let role = match (record.map(|r| r.role), &info) {
         (Some(role), _) => role.as_str(),
@@ -175,7 +262,11 @@ async fn probe_peer(client: &AdminClient, target: &Target) -> PeerStatus {
             record.and_then(|r| r.upload_addr),
         ),
         admin: target.addr.clone(),
+        p2p_share: info.as_ref().and_then(p2p_share),
         info,
+        problems,
+        warnings,
+        ca_days_left,
     }
 }
 
@@ -249,32 +340,55 @@ pub fn render_table(report: &StatusReport, palette: Palette) -> String {
         "PEER",
         "ROLE",
         "ADMIN",
-        "PROXY",
-        "UPLOAD",
         "HEALTH",
+        "P2P",
         "TASKS",
-        "DISK",
-        "UPLOADED",
+        "SERVED",
+        "DISK/HIGH",
+        "RECENT ORIGIN/P2P",
+        "CA",
         "SCHEDULERS",
     ]);
+    let mut notes = Vec::new();
     for p in &report.peers {
         let i = p.info.as_ref();
+        let name = p.name.clone().unwrap_or_else(|| "-".to_owned());
+        for w in &p.warnings {
+            notes.push(palette.yellow(&format!("warning: {name} ({}): {w}", p.admin)));
+        }
+        for problem in &p.problems {
+            notes.push(palette.red(&format!("problem: {name} ({}): {problem}", p.admin)));
+        }
         peers.row([
-            Cell::from(p.name.clone().unwrap_or_else(|| "-".to_owned())),
+            Cell::from(name.clone()),
             Cell::from(p.role.clone()),
             Cell::from(p.admin.clone()),
-            Cell::from(or_dash(p.proxy.clone())),
-            Cell::from(or_dash(p.upload.clone())),
             health(p.healthy),
+            match i.map(|i| i.p2p.enabled) {
+                Some(true) => Cell::from("on"),
+                Some(false) => Cell::styled("OFF", |s| palette.yellow(s)),
+                None => Cell::from("-"),
+            },
             Cell::from(or_dash(i.map(|i| i.tasks))),
+            Cell::from(or_dash(i.map(|i| i.pieces_served))),
             Cell::from(or_dash(i.map(|i| {
                 format!(
                     "{}/{}",
                     render::bytes(i.disk_used),
-                    render::bytes(i.disk_capacity)
+                    render::bytes(i.disk_high_watermark)
                 )
             }))),
-            Cell::from(or_dash(i.map(|i| render::bytes(i.uploaded_bytes)))),
+            Cell::from(or_dash(i.map(|i| {
+                let share = p
+                    .p2p_share
+                    .map_or_else(String::new, |s| format!(" ({:.0}% P2P)", s * 100.0));
+                format!(
+                    "{}/{}{share}",
+                    render::bytes(i.recent.origin),
+                    render::bytes(i.recent.peer + i.recent.seed)
+                )
+            }))),
+            Cell::from(or_dash(p.ca_days_left.map(|d| format!("{d}d")))),
             Cell::from(or_dash(i.map(|i| {
                 let up = i.schedulers.iter().filter(|s| s.connected).count();
                 format!("{up}/{} connected", i.schedulers.len())
@@ -290,6 +404,13 @@ pub fn render_table(report: &StatusReport, palette: Palette) -> String {
             out.push('\n');
         }
         out.push_str(&peers.render(palette));
+    }
+    if !notes.is_empty() {
+        out.push('\n');
+        for n in notes {
+            out.push_str(&n);
+            out.push('\n');
+        }
     }
     if out.is_empty() {
         out.push_str("no daemons to check\n");
@@ -328,6 +449,19 @@ mod tests {
                 },
             ],
             uploaded_bytes: 0,
+            pieces_served: 7,
+            disk_high_watermark: 900 << 20,
+            disk_low_watermark: 700 << 20,
+            recent: df_core::api::RecentBytes {
+                window_secs: 300,
+                origin: 1 << 20,
+                peer: 2 << 20,
+                seed: 1 << 20,
+                local: 0,
+                uploaded: 0,
+            },
+            p2p: df_core::api::P2pState::default(),
+            ca_not_after: None,
         }
     }
 
@@ -358,6 +492,10 @@ mod tests {
                     proxy: Some("127.0.0.1:4001".into()),
                     upload: Some("127.0.0.1:4000".into()),
                     admin: "127.0.0.1:4002".into(),
+                    problems: vec![],
+                    warnings: vec![],
+                    ca_days_left: Some(120),
+                    p2p_share: p2p_share(&peer_info()),
                 },
                 PeerStatus {
                     name: Some("peer-1".into()),
@@ -369,6 +507,10 @@ mod tests {
                     proxy: None,
                     upload: None,
                     admin: "127.0.0.1:4012".into(),
+                    problems: vec![],
+                    warnings: vec![],
+                    ca_days_left: None,
+                    p2p_share: None,
                 },
             ],
         }
@@ -432,10 +574,58 @@ mod tests {
         );
         assert_eq!(lines[2], "");
         assert!(
-            lines[4].contains("1.0 MiB/1.0 GiB") && lines[4].contains("1/2 connected"),
+            lines[4].contains("1.0 MiB/900.0 MiB")
+                && lines[4].contains("1.0 MiB/3.0 MiB (75% P2P)")
+                && lines[4].contains("120d")
+                && lines[4].contains("1/2 connected"),
             "{text}"
         );
         assert!(lines[5].contains("DOWN"), "{text}");
+    }
+
+    #[test]
+    fn problems_fail_the_check_and_warnings_do_not() {
+        let now = 1_000_000_000;
+        let mut info = peer_info();
+        let (problems, warnings, days) = assess(&info, now);
+        assert!(
+            problems.is_empty() && warnings.is_empty(),
+            "{problems:?} {warnings:?}"
+        );
+        assert_eq!(days, None);
+
+        info.ca_not_after = Some(now + 10 * 86_400 + 5);
+        info.p2p = df_core::api::P2pState {
+            enabled: false,
+            reason: Some("INC-42".into()),
+            disabled_since: Some(now as u64),
+        };
+        info.disk_used = 950 << 20;
+        let (problems, warnings, days) = assess(&info, now);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(days, Some(10));
+        assert_eq!(
+            warnings,
+            [
+                "hijack CA expires in 10 days",
+                "P2P switched off: INC-42",
+                "cache 950.0 MiB over its high watermark 900.0 MiB"
+            ]
+        );
+
+        info.ca_not_after = Some(now - 86_400);
+        for s in &mut info.schedulers {
+            s.connected = false;
+        }
+        let (problems, _, days) = assess(&info, now);
+        assert_eq!(days, Some(-1));
+        assert_eq!(
+            problems,
+            [
+                "connected to none of its schedulers",
+                "hijack CA expired 1 days ago"
+            ]
+        );
     }
 
     #[tokio::test]

@@ -36,6 +36,14 @@ pub struct LeafMinter {
     cache: Mutex<HashMap<String, (Instant, Arc<ServerConfig>)>>,
 }
 
+/// The `notAfter` of a PEM certificate, as Unix seconds.
+pub fn not_after(cert_pem: &str) -> Option<i64> {
+    let der: CertificateDer<'_> =
+        rustls_pki_types::pem::PemObject::from_pem_slice(cert_pem.as_bytes()).ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
 impl LeafMinter {
     pub fn new(ca_cert_pem: &str, ca_key_pem: &str) -> Result<Self, MintError> {
         let key = KeyPair::from_pem(ca_key_pem).map_err(|e| MintError::Ca(format!("key: {e}")))?;

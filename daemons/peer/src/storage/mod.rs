@@ -469,6 +469,16 @@ impl PieceStore {
         self.used.load(Ordering::Acquire)
     }
 
+    /// Usage above which new reservations and GC evict least recently used tasks.
+    pub fn high_watermark(&self) -> u64 {
+        self.capacity / 100 * u64::from(self.opts.high_watermark_percent)
+    }
+
+    /// Usage eviction brings the cache down to.
+    pub fn low_watermark(&self) -> u64 {
+        self.capacity / 100 * u64::from(self.opts.low_watermark_percent)
+    }
+
     pub fn get(&self, id: &TaskId) -> Option<Arc<StoredTask>> {
         self.lock().get(id).cloned()
     }
@@ -560,8 +570,7 @@ impl PieceStore {
     }
 
     async fn reserve(&self, id: &TaskId, len: u64) -> Result<Vec<(TaskId, PeerId)>, StorageError> {
-        let high = self.capacity / 100 * u64::from(self.opts.high_watermark_percent);
-        let low = self.capacity / 100 * u64::from(self.opts.low_watermark_percent);
+        let (high, low) = (self.high_watermark(), self.low_watermark());
         let free_on_disk = fs_available(&self.root).unwrap_or(u64::MAX);
         let mut evicted = Vec::new();
         if self.used() + len > high || len > free_on_disk {
@@ -661,10 +670,8 @@ impl PieceStore {
                 evicted.push((id, peer));
             }
         }
-        let high = self.capacity / 100 * u64::from(self.opts.high_watermark_percent);
-        if self.used() > high {
-            let low = self.capacity / 100 * u64::from(self.opts.low_watermark_percent);
-            evicted.extend(self.evict_lru_until(low, None).await);
+        if self.used() > self.high_watermark() {
+            evicted.extend(self.evict_lru_until(self.low_watermark(), None).await);
         }
         evicted
     }
