@@ -75,7 +75,7 @@ impl AdminClient {
 
     /// `GET http://ADDR{path}`: the response when 2xx, `None` on 404, else an error naming the
     /// URL, the status and the first line the daemon said.
-    async fn get(
+    pub async fn get(
         &self,
         addr: &str,
         path: &str,

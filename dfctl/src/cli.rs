@@ -42,6 +42,8 @@ pub enum Command {
     /// Inspect tasks (objects being distributed) on the schedulers.
     #[command(subcommand)]
     Task(cmd::task::Command),
+    /// Show or follow the daemons' logs, filtered by task or time.
+    Logs(cmd::logs::Args),
 }
 
 impl Cli {
@@ -52,6 +54,7 @@ impl Cli {
             Command::Status(args) => cmd::status::run(args).await,
             Command::Get(args) => cmd::get::run(args).await,
             Command::Task(command) => command.run().await,
+            Command::Logs(args) => cmd::logs::run(args).await,
         }
     }
 }

@@ -451,6 +451,45 @@ async fn up_status_get_locate_down() {
         "the origin served {served} bytes for two downloads of a {size}-byte object"
     );
 
+    // The fleet view from one scheduler flag: every host it knows, and for each what it
+    // fetched lately and from where. peer-1 got everything from the swarm.
+    let scheduler_http = str_at(&schedulers[0], "addr").to_owned();
+    let fleet = cluster
+        .dfctl(&["status", "--scheduler", &scheduler_http, "-o", "json"])
+        .await;
+    fleet.assert_success("dfctl status --scheduler");
+    let fleet = fleet.json();
+    let fleet_peers = fleet["peers"].as_array().expect("peers");
+    let mut admins: Vec<&str> = fleet_peers.iter().map(|p| str_at(p, "admin")).collect();
+    let mut want_admins: Vec<String> = ["seed-0", "peer-0", "peer-1"]
+        .iter()
+        .map(|n| admin_of(n))
+        .collect();
+    admins.sort_unstable();
+    want_admins.sort();
+    assert_eq!(admins, want_admins, "{fleet:#}");
+    let p1 = fleet_peers
+        .iter()
+        .find(|p| str_at(p, "admin") == other)
+        .expect("peer-1 in the fleet view");
+    assert_eq!(p1["p2p_share"], 1.0, "{p1:#}");
+    let recent = &p1["info"]["recent"];
+    assert_eq!(
+        u64_at(recent, "peer") + u64_at(recent, "seed"),
+        size,
+        "{p1:#}"
+    );
+    assert_eq!(u64_at(recent, "origin"), 0, "{p1:#}");
+    let pieces_served: u64 = fleet_peers
+        .iter()
+        .map(|p| u64_at(&p["info"], "pieces_served"))
+        .sum();
+    let pieces = df_core::piece::PieceLayout::new(size, None).piece_count();
+    assert!(
+        pieces_served >= u64::from(pieces),
+        "peer-1's {pieces} pieces were served by someone: {pieces_served}"
+    );
+
     // task locate: all three hold the whole object, in files that hash right.
     // The last peer's final report reaches the scheduler a moment after its client's body
     // ends; ask again (bounded) until the scheduler agrees.
@@ -512,6 +551,91 @@ async fn up_status_get_locate_down() {
     let again = cluster.dfctl(&["down"]).await;
     again.assert_success("second dfctl down");
     assert!(again.stdout.contains("no cluster in"), "{}", again.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_follow_one_task_while_it_downloads() {
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    let cluster = LocalCluster::up(&["--peers", "1", "--seed-peers", "1"]).await;
+    let other_url = origin.blob_url(6 * MIB, 31);
+    let url = origin.blob_url(10 * MIB, 32);
+    let task = df_core::ids::TaskId::from_url(&url, &df_core::ids::TaskIdParams::default())
+        .expect("task id")
+        .to_string();
+
+    // Another task first, so its records are in the peer's backlog when the follow starts.
+    cluster
+        .dfctl(&["get", &other_url, "-O", "other.bin"])
+        .await
+        .assert_success("dfctl get (other task)");
+
+    let dir = cluster.dir.to_str().expect("utf-8 temp path").to_owned();
+    let mut follower = tokio::process::Command::new(bin("dfctl"))
+        .args([
+            "logs", "peer", "--node", "peer-0", "-f", "--task", &task, "-o", "json", "--dir", &dir,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn dfctl logs -f");
+    let stdout = follower.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+
+    cluster
+        .dfctl(&["get", &url, "-O", "task.bin"])
+        .await
+        .assert_success("dfctl get (followed task)");
+
+    let mut seen = Vec::new();
+    let finished = tokio::time::timeout(COMMAND_DEADLINE, async {
+        while let Some(line) = lines.next_line().await.expect("read dfctl logs") {
+            let record: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("not a JSON record ({e}): {line}"));
+            let done = record["message"] == "download finished";
+            seen.push(record);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    follower.start_kill().expect("stop dfctl logs");
+    assert_eq!(
+        finished,
+        Ok(true),
+        "no 'download finished' record for {task} in: {seen:#?}"
+    );
+    for record in &seen {
+        assert_eq!(record["task_id"], task.as_str(), "{record:#}");
+        assert_eq!(record["node"], "peer-0", "{record:#}");
+    }
+
+    // Without -f: the same filter over the backlog, and the other task's records exist (so
+    // the filter above had something to leave out).
+    let all = cluster
+        .dfctl(&["logs", "peer", "--node", "peer-0", "-o", "json"])
+        .await;
+    all.assert_success("dfctl logs");
+    let other_task =
+        df_core::ids::TaskId::from_url(&other_url, &df_core::ids::TaskIdParams::default())
+            .expect("task id")
+            .to_string();
+    assert!(
+        all.stdout.lines().any(|l| l.contains(&other_task)),
+        "the unfiltered backlog has the other task:\n{}",
+        all.stdout
+    );
+    // A node that does not exist is a one-line error.
+    let none = cluster.dfctl(&["logs", "peer", "--node", "peer-9"]).await;
+    none.assert_failure("dfctl logs --node peer-9");
+    assert_eq!(
+        none.one_stderr_line(),
+        "dfctl: no peer named 'peer-9' (give a name, admin address or IP)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,8 +110,8 @@ impl LogHub {
     }
 }
 
-/// What a log-stream client asked for (`GET /api/v1/logs?follow=..&task=..&tail=..`).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// What a log-stream client asked for (`GET /api/v1/logs?follow=..&task=..&tail=..&since=..`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LogQuery {
     #[serde(default)]
     pub follow: bool,
@@ -120,14 +120,25 @@ pub struct LogQuery {
     /// Recent records to send first; default 200.
     #[serde(default)]
     pub tail: Option<usize>,
+    /// Only records from the last `since` seconds (the backlog; live ones are always new).
+    #[serde(default)]
+    pub since: Option<u64>,
 }
 
 impl LogQuery {
-    fn wants(&self, record: &LogRecord) -> bool {
-        match &self.task {
+    /// `cutoff`: the oldest timestamp wanted. Timestamps are fixed-width RFC 3339 UTC, so
+    /// string order is time order.
+    pub fn wants(&self, record: &LogRecord, cutoff: Option<&str>) -> bool {
+        let task_ok = match &self.task {
             Some(task) => record.task_id.as_deref() == Some(task.as_str()),
             None => true,
-        }
+        };
+        task_ok && cutoff.is_none_or(|c| record.ts.as_str() >= c)
+    }
+
+    /// The timestamp `since` seconds ago, when `since` is set.
+    pub fn cutoff(&self) -> Option<String> {
+        self.since.map(rfc3339_secs_ago)
     }
 }
 
@@ -141,7 +152,11 @@ pub fn ndjson_stream(
 {
     let (recent, rx) = hub.subscribe();
     let tail = query.tail.unwrap_or(200);
-    let mut backlog: Vec<Arc<LogRecord>> = recent.into_iter().filter(|r| query.wants(r)).collect();
+    let cutoff = query.cutoff();
+    let mut backlog: Vec<Arc<LogRecord>> = recent
+        .into_iter()
+        .filter(|r| query.wants(r, cutoff.as_deref()))
+        .collect();
     let skip = backlog.len().saturating_sub(tail);
     backlog.drain(..skip);
     let backlog = backlog.into_iter();
@@ -154,7 +169,7 @@ pub fn ndjson_stream(
                 None => loop {
                     let rx = follow.as_mut()?;
                     match rx.recv().await {
-                        Ok(r) if query.wants(&r) => break r,
+                        Ok(r) if query.wants(&r, None) => break r,
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
@@ -332,6 +347,14 @@ pub fn rfc3339_now() -> String {
     rfc3339(now.as_secs(), now.subsec_millis())
 }
 
+/// The RFC 3339 timestamp (as in [`LogRecord::ts`]) of `secs` seconds ago.
+pub fn rfc3339_secs_ago(secs: u64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    rfc3339(now.as_secs().saturating_sub(secs), now.subsec_millis())
+}
+
 fn rfc3339(secs: u64, millis: u32) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
@@ -362,6 +385,33 @@ mod tests {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(rfc3339(1_795_305_600, 999), "2026-11-22T00:00:00.999Z");
+    }
+
+    #[test]
+    fn since_and_task_filter_records() {
+        let record = |ts: String, task: Option<&str>| LogRecord {
+            ts,
+            level: "INFO".into(),
+            component: "test".into(),
+            target: "t".into(),
+            message: "m".into(),
+            task_id: task.map(str::to_owned),
+            peer_id: None,
+            fields: BTreeMap::new(),
+        };
+        let q = LogQuery {
+            since: Some(60),
+            task: Some("abc".into()),
+            ..LogQuery::default()
+        };
+        let cutoff = q.cutoff();
+        assert!(q.wants(&record(rfc3339_now(), Some("abc")), cutoff.as_deref()));
+        assert!(!q.wants(&record(rfc3339_now(), Some("other")), cutoff.as_deref()));
+        assert!(!q.wants(
+            &record(rfc3339_secs_ago(120), Some("abc")),
+            cutoff.as_deref()
+        ));
+        assert!(LogQuery::default().wants(&record(rfc3339(0, 0), None), None));
     }
 
     #[test]
