@@ -44,6 +44,9 @@ pub enum Command {
     Task(cmd::task::Command),
     /// Show or follow the daemons' logs, filtered by task or time.
     Logs(cmd::logs::Args),
+    /// Install the daemons on a node.
+    #[command(subcommand)]
+    Deploy(cmd::deploy::Command),
 }
 
 impl Cli {
@@ -55,6 +58,7 @@ impl Cli {
             Command::Get(args) => cmd::get::run(args).await,
             Command::Task(command) => command.run().await,
             Command::Logs(args) => cmd::logs::run(args).await,
+            Command::Deploy(command) => command.run().await,
         }
     }
 }

@@ -992,3 +992,163 @@ async fn logs_stream_only_the_followed_task() {
         );
     }
 }
+
+/// `systemd-analyze verify UNIT` accepts the file: exit 0 and nothing said (it reports unknown
+/// keys and bad values on stderr but still exits 0).
+async fn assert_systemd_accepts(unit: &Path) {
+    let out = tokio::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(unit)
+        .output()
+        .await
+        .expect("systemd-analyze (tests/e2e/install.sh installs systemd)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify {}: {}\n{stderr}",
+        unit.display(),
+        out.status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_systemd_writes_units_systemd_accepts_and_is_idempotent() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let root = scratch.path().join("root");
+    let root_s = root.to_str().expect("utf-8 temp path");
+    let bin_dir = bin_dir();
+    let bin_dir_s = bin_dir.to_str().expect("utf-8 path");
+    let config = scratch.path().join("dfdaemon.yaml");
+    let yaml = "schedulers:\n  - 10.0.0.1:8002\nstorage:\n  dir: /data/dragonfly\n";
+    std::fs::write(&config, yaml).expect("write config");
+    // The config deploy installs is one the daemon accepts.
+    df_peer::Config::load(&config).expect("the test's peer config is valid");
+    let config_s = config.to_str().expect("utf-8 temp path");
+    let deploy = |extra: &'static [&'static str]| {
+        let mut args = vec![
+            "deploy",
+            "systemd",
+            "--root",
+            root_s,
+            "--bin-dir",
+            bin_dir_s,
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
+
+    let mut args = deploy(&["--role", "peer"]);
+    args.extend(["--config", config_s]);
+    let first = run_in(scratch.path(), &bin("dfctl"), &args).await;
+    first.assert_success("deploy systemd --role peer");
+    let unit = root.join("etc/systemd/system/dfdaemon.service");
+    let installed = root.join("etc/dragonfly/dfdaemon.yaml");
+    assert_eq!(
+        std::fs::read_to_string(&installed).expect("installed config"),
+        yaml
+    );
+    let unit_text = std::fs::read_to_string(&unit).expect("unit");
+    assert!(
+        unit_text.contains(&format!(
+            "ExecStart={bin_dir_s}/dfdaemon --config /etc/dragonfly/dfdaemon.yaml"
+        )) && unit_text.contains("ReadWritePaths=/var/lib/dragonfly /data/dragonfly"),
+        "{unit_text}"
+    );
+    assert!(
+        first
+            .stdout
+            .contains("next, on the node: systemctl daemon-reload"),
+        "with --root, systemctl is never run, only printed:\n{}",
+        first.stdout
+    );
+    assert_systemd_accepts(&unit).await;
+
+    // Again: nothing changes, no backups appear.
+    let second = run_in(scratch.path(), &bin("dfctl"), &args).await;
+    second.assert_success("deploy systemd again");
+    assert!(
+        second
+            .stdout
+            .contains("dfdaemon.service: nothing to change"),
+        "{}",
+        second.stdout
+    );
+    assert!(
+        !root
+            .join("etc/systemd/system/dfdaemon.service.dfctl-bak")
+            .exists()
+    );
+    assert_eq!(std::fs::read_to_string(&unit).expect("unit"), unit_text);
+
+    // A changed config replaces the installed one and keeps the old one beside it.
+    let changed = "schedulers:\n  - 10.0.0.2:8002\n";
+    std::fs::write(&config, changed).expect("rewrite config");
+    run_in(scratch.path(), &bin("dfctl"), &args)
+        .await
+        .assert_success("deploy systemd with a new config");
+    assert_eq!(
+        std::fs::read_to_string(&installed).expect("config"),
+        changed
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/dragonfly/dfdaemon.yaml.dfctl-bak"))
+            .expect("backup"),
+        yaml
+    );
+
+    // The scheduler role, with its config already in place (no --config): kept as it is.
+    let sched_config = root.join("etc/dragonfly/dfscheduler.yaml");
+    std::fs::write(&sched_config, "log:\n  dir: /var/log/dragonfly\n").expect("write");
+    let sched = run_in(
+        scratch.path(),
+        &bin("dfctl"),
+        &deploy(&["--role", "scheduler"]),
+    )
+    .await;
+    sched.assert_success("deploy systemd --role scheduler");
+    let sched_unit = root.join("etc/systemd/system/dfscheduler.service");
+    assert!(
+        std::fs::read_to_string(&sched_unit)
+            .expect("scheduler unit")
+            .contains("ReadWritePaths=/var/lib/dragonfly /var/log/dragonfly")
+    );
+    assert_systemd_accepts(&sched_unit).await;
+
+    // --dry-run on a fresh root writes nothing.
+    let fresh = scratch.path().join("fresh");
+    let fresh_s = fresh.to_str().expect("utf-8 temp path");
+    let dry = run_in(
+        scratch.path(),
+        &bin("dfctl"),
+        &[
+            "deploy",
+            "systemd",
+            "--root",
+            fresh_s,
+            "--config",
+            config_s,
+            "--dry-run",
+        ],
+    )
+    .await;
+    dry.assert_success("deploy --dry-run");
+    assert!(dry.stdout.contains("would write"), "{}", dry.stdout);
+    assert!(!fresh.exists(), "--dry-run created {}", fresh.display());
+
+    // No config anywhere: one line saying how to make one, nothing written.
+    let none = run_in(
+        scratch.path(),
+        &bin("dfctl"),
+        &["deploy", "systemd", "--root", fresh_s],
+    )
+    .await;
+    none.assert_failure("deploy without a config");
+    assert!(
+        none.one_stderr_line().ends_with(
+            "dfdaemon.yaml yet: pass --config FILE (`dfctl gen-config daemons` writes one)"
+        ),
+        "{}",
+        none.stderr
+    );
+    assert!(!fresh.exists());
+}

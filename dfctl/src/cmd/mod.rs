@@ -1,6 +1,7 @@
 //! One module per `dfctl` subcommand, each with the same shape: an `Args` struct (its flags,
 //! wired into the tree in `cli.rs`) and `pub async fn run(args) -> anyhow::Result<ExitCode>`.
 
+pub mod deploy;
 pub mod down;
 pub mod get;
 pub mod logs;

@@ -1,0 +1,360 @@
+//! `dfctl deploy systemd`: installs a daemon on this node as a hardened systemd service.
+//!
+//! What it writes, under `--root` (default `/`):
+//! - `etc/systemd/system/dfdaemon.service` (roles `peer`, `seed`) or `dfscheduler.service`
+//!   (role `scheduler`), from `templates/systemd/`, with the binary directory, the config path
+//!   and the directories the daemon may write (its `storage.dir` and `log.dir`, read from the
+//!   config) filled in;
+//! - `etc/dragonfly/dfdaemon.yaml` or `dfscheduler.yaml`, copied from `--config`. Without
+//!   `--config` an existing file is kept; with neither, it stops and says how to make one.
+//!
+//! Invariants: every file is written whole (temp file, fsync, rename) and only when its
+//! content changes, so a second run changes nothing; a replaced file is kept beside it as
+//! `<name>.dfctl-bak`; nothing is written before every input has been read and checked.
+//! `systemctl daemon-reload` and `enable --now` run only when the root is `/`, systemd is
+//! the running init and something changed; otherwise the steps are printed.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cluster::Role;
+
+const DFDAEMON_UNIT: &str = include_str!("../../../templates/systemd/dfdaemon.service");
+const DFSCHEDULER_UNIT: &str = include_str!("../../../templates/systemd/dfscheduler.service");
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Install a daemon as a systemd service: unit file, config, then enable and start it.
+    Systemd(SystemdArgs),
+}
+
+impl Command {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self {
+            Self::Systemd(args) => systemd(args).await,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DeployRole {
+    Scheduler,
+    Seed,
+    Peer,
+}
+
+impl From<DeployRole> for Role {
+    fn from(r: DeployRole) -> Self {
+        match r {
+            DeployRole::Scheduler => Role::Scheduler,
+            DeployRole::Seed => Role::Seed,
+            DeployRole::Peer => Role::Peer,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SystemdArgs {
+    /// Which daemon this node runs.
+    #[arg(long, value_enum, default_value_t = DeployRole::Peer)]
+    pub role: DeployRole,
+    /// Write under this directory instead of `/` (image builds, tests); never runs systemctl.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// The daemon config to install (`dfctl gen-config daemons` writes one).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the binaries are installed on the node.
+    #[arg(long, value_name = "DIR", default_value = "/usr/local/bin")]
+    pub bin_dir: PathBuf,
+    /// Show what would change; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// One file deploy owns: where it goes (absolute on the node) and what it holds.
+#[derive(Debug)]
+struct Planned {
+    node_path: PathBuf,
+    content: String,
+    mode: u32,
+}
+
+async fn systemd(args: SystemdArgs) -> anyhow::Result<ExitCode> {
+    let role = Role::from(args.role);
+    let binary = role.binary();
+    let unit_name = format!("{binary}.service");
+    let config_node_path = PathBuf::from(format!("/etc/dragonfly/{binary}.yaml"));
+    let config_on_disk = under_root(&args.root, &config_node_path);
+
+    let config_text = match &args.config {
+        Some(path) => tokio::fs::read_to_string(path)
+            .await
+            .with_context(|| format!("cannot read --config {}", path.display()))?,
+        None => match tokio::fs::read_to_string(&config_on_disk).await {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+                "no {} yet: pass --config FILE (`dfctl gen-config daemons` writes one)",
+                config_on_disk.display()
+            ),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read {}", config_on_disk.display()));
+            }
+        },
+    };
+    let config_name = args
+        .config
+        .as_deref()
+        .unwrap_or(&config_on_disk)
+        .display()
+        .to_string();
+    let writable = writable_dirs(&config_text, &config_name, role)?;
+
+    let template = match role {
+        Role::Scheduler => DFSCHEDULER_UNIT,
+        Role::Seed | Role::Peer => DFDAEMON_UNIT,
+    };
+    let unit = render_unit(template, &args.bin_dir, &config_node_path, &writable);
+    let mut plan = vec![Planned {
+        node_path: PathBuf::from("/etc/systemd/system").join(&unit_name),
+        content: unit,
+        mode: 0o644,
+    }];
+    if args.config.is_some() {
+        // The config may name the hijack CA's key path, not the key: 0640 is enough.
+        plan.push(Planned {
+            node_path: config_node_path.clone(),
+            content: config_text,
+            mode: 0o640,
+        });
+    }
+
+    let mut changed = false;
+    for file in &plan {
+        let on_disk = under_root(&args.root, &file.node_path);
+        let current = match tokio::fs::read_to_string(&on_disk).await {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", on_disk.display())),
+        };
+        if current.as_deref() == Some(file.content.as_str()) {
+            println!("unchanged {}", on_disk.display());
+            continue;
+        }
+        changed = true;
+        if args.dry_run {
+            println!("would write {}", on_disk.display());
+            continue;
+        }
+        if current.is_some() {
+            let backup = backup_path(&on_disk);
+            tokio::fs::copy(&on_disk, &backup).await.with_context(|| {
+                format!(
+                    "cannot back up {} to {}",
+                    on_disk.display(),
+                    backup.display()
+                )
+            })?;
+        }
+        write_atomically(&on_disk, &file.content, file.mode).await?;
+        println!("wrote {}", on_disk.display());
+    }
+
+    let steps = [
+        "systemctl daemon-reload".to_owned(),
+        format!("systemctl enable --now {unit_name}"),
+        format!("systemctl restart {unit_name}"),
+    ];
+    let live = args.root == Path::new("/") && Path::new("/run/systemd/system").is_dir();
+    if args.dry_run || !changed {
+        if !changed {
+            println!("{unit_name}: nothing to change");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !live {
+        println!("next, on the node: {}", steps.join(" && "));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for step in &steps {
+        run_systemctl(step).await?;
+    }
+    println!("{unit_name} enabled and (re)started");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path` (absolute on the node) under `root`.
+fn under_root(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".dfctl-bak");
+    PathBuf::from(name)
+}
+
+/// The unit text with the placeholders filled.
+fn render_unit(template: &str, bin_dir: &Path, config: &Path, writable: &[PathBuf]) -> String {
+    let rw = writable
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" ");
+    template
+        .replace("{{bin_dir}}", &bin_dir.display().to_string())
+        .replace("{{config}}", &config.display().to_string())
+        .replace("{{rw_paths}}", &rw)
+}
+
+/// The directories the daemon writes, from its config: `storage.dir` (peers; default
+/// `/var/lib/dragonfly`) and `log.dir` when set. `ProtectSystem=strict` makes everything else
+/// read-only, so a directory missing here would be a daemon that cannot start.
+fn writable_dirs(config: &str, name: &str, role: Role) -> anyhow::Result<Vec<PathBuf>> {
+    let value: yaml_serde::Value = yaml_serde::from_str(config)
+        .map_err(|e| anyhow::anyhow!("{name} is not valid YAML: {e}"))?;
+    let mut dirs = vec![PathBuf::from("/var/lib/dragonfly")];
+    let mut add = |keys: &[&str]| -> anyhow::Result<()> {
+        let mut v = &value;
+        for k in keys {
+            match v.get(*k) {
+                Some(next) => v = next,
+                None => return Ok(()),
+            }
+        }
+        let Some(dir) = v.as_str() else {
+            anyhow::bail!("{name}: {} must be a path", keys.join("."));
+        };
+        let dir = PathBuf::from(dir);
+        anyhow::ensure!(
+            dir.is_absolute(),
+            "{name}: {} must be an absolute path for a service, not '{}'",
+            keys.join("."),
+            dir.display()
+        );
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+        Ok(())
+    };
+    if role.is_daemon() {
+        add(&["storage", "dir"])?;
+    }
+    add(&["log", "dir"])?;
+    Ok(dirs)
+}
+
+async fn write_atomically(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
+    let (path, content) = (path.to_owned(), content.to_owned());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = path
+            .parent()
+            .with_context(|| format!("{} has no parent directory", path.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let mut tmp = tempfile_in(dir, &path)?;
+        tmp.1
+            .write_all(content.as_bytes())
+            .and_then(|()| tmp.1.sync_all())
+            .and_then(|()| tmp.1.set_permissions(std::fs::Permissions::from_mode(mode)))
+            .with_context(|| format!("cannot write {}", tmp.0.display()))?;
+        std::fs::rename(&tmp.0, &path)
+            .with_context(|| format!("cannot move {} into place", path.display()))?;
+        Ok(())
+    })
+    .await
+    .context("writer thread failed")?
+}
+
+/// A new file beside `target`, named after it, that no one else uses.
+fn tempfile_in(dir: &Path, target: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    let base = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{base}.dfctl-tmp-{}", std::process::id()));
+    let file = std::fs::File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    Ok((tmp, file))
+}
+
+async fn run_systemctl(step: &str) -> anyhow::Result<()> {
+    let mut words = step.split_whitespace();
+    let program = words.next().unwrap_or("systemctl");
+    let status = tokio::process::Command::new(program)
+        .args(words)
+        .status()
+        .await
+        .with_context(|| format!("cannot run `{step}`"))?;
+    anyhow::ensure!(status.success(), "`{step}` failed ({status})");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_name_the_binary_config_and_writable_dirs() {
+        let unit = render_unit(
+            DFDAEMON_UNIT,
+            Path::new("/opt/df/bin"),
+            Path::new("/etc/dragonfly/dfdaemon.yaml"),
+            &[
+                PathBuf::from("/var/lib/dragonfly"),
+                PathBuf::from("/data/p2p"),
+            ],
+        );
+        assert!(
+            unit.contains(
+                "\nExecStart=/opt/df/bin/dfdaemon --config /etc/dragonfly/dfdaemon.yaml\n"
+            )
+        );
+        assert!(unit.contains("\nReadWritePaths=/var/lib/dragonfly /data/p2p\n"));
+        assert!(!unit.contains("{{"), "{unit}");
+        for hardening in [
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "LimitNOFILE=",
+            "Restart=always",
+        ] {
+            assert!(unit.contains(hardening), "missing {hardening}");
+        }
+    }
+
+    #[test]
+    fn writable_dirs_come_from_the_config() {
+        let yaml = "storage:\n  dir: /data/p2p\nlog:\n  dir: /var/log/dragonfly\n";
+        assert_eq!(
+            writable_dirs(yaml, "c.yaml", Role::Peer).expect("dirs"),
+            [
+                PathBuf::from("/var/lib/dragonfly"),
+                PathBuf::from("/data/p2p"),
+                PathBuf::from("/var/log/dragonfly")
+            ]
+        );
+        // A scheduler has no storage section; only its log dir counts.
+        assert_eq!(
+            writable_dirs("log:\n  dir: /l\n", "s.yaml", Role::Scheduler).expect("dirs"),
+            [PathBuf::from("/var/lib/dragonfly"), PathBuf::from("/l")]
+        );
+        let err =
+            writable_dirs("storage:\n  dir: data\n", "c.yaml", Role::Peer).expect_err("relative");
+        assert_eq!(
+            err.to_string(),
+            "c.yaml: storage.dir must be an absolute path for a service, not 'data'"
+        );
+        let err = writable_dirs("storage: [", "c.yaml", Role::Peer).expect_err("bad yaml");
+        assert!(
+            err.to_string().starts_with("c.yaml is not valid YAML"),
+            "{err}"
+        );
+    }
+}
