@@ -228,7 +228,11 @@ impl HelmValues {
             ));
         }
         if options.proxy_port == 0 {
-            return Err(invalid("peer.ports.proxy", "0", "must be a port from 1 to 65535"));
+            return Err(invalid(
+                "peer.ports.proxy",
+                "0",
+                "must be a port from 1 to 65535",
+            ));
         }
         let ca = match &options.ca {
             CaSource::None => Ca {
@@ -292,7 +296,10 @@ impl HelmValues {
     /// The commented `values.yaml` text.
     pub fn render(&self) -> Result<String, HelmValuesError> {
         let mut w = ValuesWriter::default();
-        w.comment(0, "Values for the dragonfly-lite Helm chart, written by dfctl.");
+        w.comment(
+            0,
+            "Values for the dragonfly-lite Helm chart, written by dfctl.",
+        );
         w.comment(
             0,
             "Install: helm install dragonfly-lite templates/helm/dragonfly-lite -f values.yaml",
@@ -318,8 +325,14 @@ impl HelmValues {
         w.scalar(1, "pullPolicy", "image.pullPolicy", &self.image.pull_policy)?;
         w.blank();
 
-        w.comment(0, "The nodes' container runtime, which each peer's init container points");
-        w.comment(0, "at the peer with `dfctl gen-config <kind> --root /host`.");
+        w.comment(
+            0,
+            "The nodes' container runtime, which each peer's init container points",
+        );
+        w.comment(
+            0,
+            "at the peer with `dfctl gen-config <kind> --root /host`.",
+        );
         w.map(0, "runtime");
         w.comment(1, "containerd, docker or crio.");
         w.scalar(1, "kind", "runtime.kind", &self.runtime.kind)?;
@@ -327,29 +340,61 @@ impl HelmValues {
             1,
             "Registries pulled through the peers (docker ignores it: its proxy covers all).",
         );
-        w.list(1, "registries", "runtime.registries", &self.runtime.registries)?;
+        w.list(
+            1,
+            "registries",
+            "runtime.registries",
+            &self.runtime.registries,
+        )?;
         w.blank();
 
-        w.comment(0, "CA the peers' proxy intercepts HTTPS with (proxy.hijack in dfdaemon.yaml):");
-        w.comment(0, "PEM texts, or the name of an existing Secret with keys ca.crt and ca.key.");
+        w.comment(
+            0,
+            "CA the peers' proxy intercepts HTTPS with (proxy.hijack in dfdaemon.yaml):",
+        );
+        w.comment(
+            0,
+            "PEM texts, or the name of an existing Secret with keys ca.crt and ca.key.",
+        );
         w.map(0, "ca");
         w.text(1, "cert", "ca.cert", &self.ca.cert)?;
         w.text(1, "key", "ca.key", &self.ca.key)?;
-        w.scalar(1, "existingSecret", "ca.existingSecret", &self.ca.existing_secret)?;
+        w.scalar(
+            1,
+            "existingSecret",
+            "ca.existingSecret",
+            &self.ca.existing_secret,
+        )?;
         w.blank();
 
-        w.comment(0, "dfscheduler StatefulSet; peers spread tasks over the replicas.");
+        w.comment(
+            0,
+            "dfscheduler StatefulSet; peers spread tasks over the replicas.",
+        );
         w.map(0, "scheduler");
-        w.scalar(1, "replicas", "scheduler.replicas", &self.scheduler.replicas)?;
+        w.scalar(
+            1,
+            "replicas",
+            "scheduler.replicas",
+            &self.scheduler.replicas,
+        )?;
         w.blank();
 
-        w.comment(0, "Seed peers: fetch from the origin first, cache on a persistent volume.");
+        w.comment(
+            0,
+            "Seed peers: fetch from the origin first, cache on a persistent volume.",
+        );
         w.map(0, "seed");
         w.comment(1, "0 runs no seed peers.");
         w.scalar(1, "replicas", "seed.replicas", &self.seed.replicas)?;
         w.map(1, "persistence");
         w.comment(2, "Size of each seed's cache volume.");
-        w.scalar(2, "size", "seed.persistence.size", &self.seed.persistence.size)?;
+        w.scalar(
+            2,
+            "size",
+            "seed.persistence.size",
+            &self.seed.persistence.size,
+        )?;
         w.comment(2, "Empty: the cluster's default StorageClass.");
         w.scalar(
             2,
@@ -362,7 +407,10 @@ impl HelmValues {
         w.comment(0, "The peer DaemonSet, on the host network of every node.");
         w.map(0, "peer");
         w.map(1, "ports");
-        w.comment(2, "Proxy and registry mirror the runtime pulls through, at 127.0.0.1.");
+        w.comment(
+            2,
+            "Proxy and registry mirror the runtime pulls through, at 127.0.0.1.",
+        );
         w.scalar(2, "proxy", "peer.ports.proxy", &self.peer.ports.proxy)?;
         Ok(w.out)
     }
@@ -472,7 +520,10 @@ fn encode_scalar<T: Serialize>(key: &'static str, value: &T) -> Result<String, H
 fn pem_block(pem: &str, key: &'static str, labels: &[&str]) -> Result<String, HelmValuesError> {
     let all: Vec<&str> = pem.lines().map(str::trim_end).collect();
     let start = all.iter().position(|l| !l.is_empty()).unwrap_or(all.len());
-    let end = all.iter().rposition(|l| !l.is_empty()).map_or(start, |i| i + 1);
+    let end = all
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or(start, |i| i + 1);
     let lines = &all[start..end];
     let first_ok = lines.first().is_some_and(|first| {
         labels
@@ -486,7 +537,13 @@ fn pem_block(pem: &str, key: &'static str, labels: &[&str]) -> Result<String, He
         .iter()
         .all(|l| !l.is_empty() && !l.starts_with(char::is_whitespace));
     if !(first_ok && last_ok && body_ok) {
-        let shown: String = pem.lines().next().unwrap_or_default().chars().take(40).collect();
+        let shown: String = pem
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(40)
+            .collect();
         let reason = if key == "ca.key" {
             "does not start a PEM private key (-----BEGIN PRIVATE KEY-----)"
         } else {
@@ -542,8 +599,7 @@ fn is_dns_subdomain(s: &str) -> bool {
 fn is_image_tag(s: &str) -> bool {
     s.len() <= 128
         && s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
@@ -569,7 +625,8 @@ fn is_quantity(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIBbDCCAROgAwIBAgIU\nLnvdzWDN\n-----END CERTIFICATE-----\n";
+    const CERT: &str =
+        "-----BEGIN CERTIFICATE-----\nMIIBbDCCAROgAwIBAgIU\nLnvdzWDN\n-----END CERTIFICATE-----\n";
     const KEY: &str =
         "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49\nAgEGCCqG\n-----END PRIVATE KEY-----\n";
 
@@ -644,7 +701,10 @@ mod tests {
             assert_eq!(back, values, "{text}");
         }
         let values = HelmValues::from_options(&full_options()).expect("valid");
-        assert_eq!(values.ca.cert, CERT, "PEM normalised to LF and one final newline");
+        assert_eq!(
+            values.ca.cert, CERT,
+            "PEM normalised to LF and one final newline"
+        );
         assert_eq!(values.ca.key, KEY);
     }
 
@@ -662,7 +722,10 @@ mod tests {
             yaml_serde::from_str(&render(&full_options())).expect("our yaml");
         let mut checked = 0;
         assert_same_shape("", &ours, &chart, &mut checked);
-        assert_eq!(checked, 13, "every scalar and list dfctl writes was compared");
+        assert_eq!(
+            checked, 13,
+            "every scalar and list dfctl writes was compared"
+        );
     }
 
     fn assert_same_shape(
@@ -792,7 +855,12 @@ mod tests {
             ..HelmValuesOptions::default()
         };
         assert!(HelmValues::from_options(&options).is_ok());
-        for good in ["localhost:5000", "10.0.0.1:443", "[::1]:5000", "a-b.example.com"] {
+        for good in [
+            "localhost:5000",
+            "10.0.0.1:443",
+            "[::1]:5000",
+            "a-b.example.com",
+        ] {
             assert!(is_registry_host(good), "{good}");
         }
         for bad in ["", ":5000", "host:", "host:99999", "-a.com", "a..b", "[::1"] {
@@ -805,7 +873,9 @@ mod tests {
         for good in ["10Gi", "500Mi", "1.5Ti", "1073741824", "100G", "1k"] {
             assert!(is_quantity(good), "{good}");
         }
-        for bad in ["", "0", "Gi", "10GB", "10 Gi", "-1Gi", "1.Gi", "1..5Gi", "10gi"] {
+        for bad in [
+            "", "0", "Gi", "10GB", "10 Gi", "-1Gi", "1.Gi", "1..5Gi", "10gi",
+        ] {
             assert!(!is_quantity(bad), "{bad}");
         }
     }

@@ -4,5 +4,6 @@
 mod cli;
 mod cluster;
 mod e2e;
+mod helm;
 mod p2p;
 mod proxy;
