@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use clap::Parser as _;
 use dfctl::helm_values::{CaSource, HelmValues, HelmValuesOptions, PullPolicy, RuntimeKind};
 use serde::Deserialize as _;
 use tokio::io::AsyncWriteExt as _;
@@ -289,6 +290,8 @@ fn check_daemon_configs(objects: &[Value], ns: &str, ca: Option<(&str, &str)>) -
 
     let peer = load_peer("rel-dragonfly-lite-peer");
     let ds = find(objects, "DaemonSet", "rel-dragonfly-lite-peer");
+    let admin_port = scheduler.http_addr.port();
+    assert_waits_for_first_scheduler(ds, &peer.schedulers[0], admin_port);
     assert!(!peer.seed);
     assert_eq!(peer.schedulers, expected_schedulers);
     assert_eq!(peer.upload_addr.port(), container_port(ds, "upload"));
@@ -322,6 +325,7 @@ fn check_daemon_configs(objects: &[Value], ns: &str, ca: Option<(&str, &str)>) -
     }) {
         let seed = load_peer("rel-dragonfly-lite-seed");
         assert!(seed.seed, "seed peers run with seed: true");
+        assert_waits_for_first_scheduler(seed_sts, &seed.schedulers[0], admin_port);
         assert_eq!(seed.schedulers, expected_schedulers);
         assert_eq!(seed.upload_addr.port(), container_port(seed_sts, "upload"));
         assert_eq!(seed.admin_addr.port(), container_port(seed_sts, "admin"));
@@ -339,13 +343,41 @@ fn check_daemon_configs(objects: &[Value], ns: &str, ca: Option<(&str, &str)>) -
     peer
 }
 
+fn init_container_named<'a>(workload: &'a Value, name: &str) -> &'a Value {
+    workload["spec"]["template"]["spec"]["initContainers"]
+        .as_sequence()
+        .expect("initContainers")
+        .iter()
+        .find(|c| c["name"].as_str() == Some(name))
+        .unwrap_or_else(|| panic!("no init container {name}"))
+}
+
+/// The workload waits for scheduler-0 with a `dfctl status` that dfctl itself accepts, aimed
+/// at the admin port of the first scheduler the daemon config names.
+fn assert_waits_for_first_scheduler(workload: &Value, first_scheduler: &str, admin_port: u16) {
+    let wait = init_container_named(workload, "wait-for-scheduler");
+    let mut argv = strings(&wait["command"]);
+    argv.extend(strings(&wait["args"]));
+    let cli = dfctl::cli::Cli::try_parse_from(&argv)
+        .unwrap_or_else(|e| panic!("dfctl refuses {argv:?}: {e}"));
+    let dfctl::cli::Command::Status(status) = cli.command else {
+        panic!("{argv:?} is not dfctl status");
+    };
+    let host = first_scheduler
+        .rsplit_once(':')
+        .map(|(host, _)| host)
+        .expect("host:port");
+    assert_eq!(status.schedulers, [format!("{host}:{admin_port}")]);
+    assert!(status.peers.is_empty());
+}
+
 /// The init container's command line and the host directories it sees.
 fn init_container(objects: &[Value]) -> (Vec<String>, Vec<(String, String)>) {
     let ds = find(objects, "DaemonSet", "rel-dragonfly-lite-peer");
     let spec = &ds["spec"]["template"]["spec"];
     assert_eq!(spec["hostNetwork"].as_bool(), Some(true));
     assert_eq!(spec["dnsPolicy"].as_str(), Some("ClusterFirstWithHostNet"));
-    let init = &spec["initContainers"][0];
+    let init = init_container_named(ds, "runtime-config");
     let mut argv = strings(&init["command"]);
     argv.extend(strings(&init["args"]));
     let mounts = init["volumeMounts"]

@@ -166,6 +166,20 @@ The init container's arguments: exactly `dfctl gen-config KIND --root /host --pe
 {{- toJson $args -}}
 {{- end -}}
 
+{{/*
+An init container that fails until scheduler-0 answers /healthz; the kubelet retries it. A
+dfdaemon learns the IP it advertises by routing towards its first scheduler when it starts, so
+that name must resolve by then, or the peer would advertise 127.0.0.1.
+*/}}
+{{- define "dfl.waitForScheduler" -}}
+{{- $full := include "dfl.fullname" . -}}
+- name: wait-for-scheduler
+  image: {{ include "dfl.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  command: ["dfctl"]
+  args: ["status", "--scheduler", {{ printf "%s-scheduler-0.%s-scheduler.%s.svc.%s:%d" $full $full .Release.Namespace .Values.clusterDomain (int .Values.scheduler.ports.admin) | quote }}]
+{{- end -}}
+
 {{/* Liveness and readiness probes on the named port "admin". */}}
 {{- define "dfl.probes" -}}
 livenessProbe:
