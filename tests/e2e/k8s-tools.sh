@@ -59,10 +59,13 @@ fi
 
 if ! { [ -x "$DEST/venv/bin/kubernetes-validate" ] \
         && "$DEST/venv/bin/pip" show kubernetes-validate 2>/dev/null | grep -x "Version: $VALIDATE_VERSION" >/dev/null; }; then
-    python3 -m venv --help >/dev/null 2>&1 && python3 -c 'import ensurepip' 2>/dev/null \
-        || apt_install python3-venv
     rm -rf "$DEST/venv"
-    python3 -m venv "$DEST/venv"
+    # Debian's python3 makes venvs only with python3-venv installed (it ships ensurepip).
+    if ! python3 -m venv "$DEST/venv" >/dev/null 2>&1; then
+        rm -rf "$DEST/venv"
+        apt_install python3-venv
+        python3 -m venv "$DEST/venv"
+    fi
     "$DEST/venv/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$VALIDATE_VERSION"
     e2e_log "installed kubernetes-validate $VALIDATE_VERSION into $DEST/venv"
 fi

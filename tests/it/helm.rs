@@ -668,6 +668,65 @@ async fn dfctl_values_with_a_ca_drive_the_rendered_cluster() {
 }
 
 #[tokio::test]
+async fn init_containers_follow_the_values() {
+    let helm = Helm::new();
+    let manifests = helm
+        .template(
+            "p2p",
+            &[
+                "--set",
+                "runtime.configure=false",
+                "--set",
+                "waitForScheduler=false",
+            ],
+        )
+        .await;
+    validate_strict(&manifests, "1.37.0").await;
+    let objects = parse_objects(&manifests);
+    for (kind, name) in [
+        ("DaemonSet", "rel-dragonfly-lite-peer"),
+        ("StatefulSet", "rel-dragonfly-lite-seed"),
+    ] {
+        let spec = &find(&objects, kind, name)["spec"]["template"]["spec"];
+        assert!(spec.get("initContainers").is_none(), "{name}: {spec:?}");
+    }
+    let ds = find(&objects, "DaemonSet", "rel-dragonfly-lite-peer");
+    assert!(
+        !ds["spec"]["template"]["spec"]["volumes"]
+            .as_sequence()
+            .expect("volumes")
+            .iter()
+            .any(|v| v.get("hostPath").is_some() && v["name"] != Value::from("data")),
+        "no runtime directory of the host is mounted when nothing configures it"
+    );
+
+    let manifests = helm
+        .template(
+            "p2p",
+            &[
+                "--set",
+                "runtime.hostPaths={/etc/containerd,/srv/containerd-certs}",
+            ],
+        )
+        .await;
+    validate_strict(&manifests, "1.37.0").await;
+    let (_, mounts) = init_container(&parse_objects(&manifests));
+    assert_eq!(
+        mounts,
+        [
+            (
+                "/etc/containerd".to_owned(),
+                "/host/etc/containerd".to_owned()
+            ),
+            (
+                "/srv/containerd-certs".to_owned(),
+                "/host/srv/containerd-certs".to_owned()
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn service_monitor_renders_only_when_enabled() {
     let helm = Helm::new();
     let objects_off = parse_objects(&helm.template("mon", &[]).await);
