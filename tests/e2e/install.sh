@@ -11,6 +11,7 @@
 #   system containerd): when /usr/sbin/policy-rc.d does not exist, one that exits 101 is
 #   put there for the duration of the install and removed afterwards.
 #   Needs root. apt output goes to ${E2E_ROOT:-/tmp/df-e2e}/install/apt.log.
+#   Then k8s-tools.sh installs helm and kubernetes-validate for the Helm chart tests.
 set -euo pipefail
 . "$(dirname "$(readlink -f "$0")")/lib.sh"
 
@@ -55,3 +56,8 @@ fi
 # the versions, one line each (what the tests run against)
 ver() { printf '%-16s %s\n' "$1" "$(dpkg-query -W -f='${Version}' "$1" 2>/dev/null)"; }
 for p in "${PKGS[@]}"; do ver "$p"; done
+
+# helm and kubernetes-validate, for the chart tests (tests/it/helm.rs)
+K8S_BIN=$("$(dirname "$(readlink -f "$0")")/k8s-tools.sh")
+printf '%-16s %s\n' helm "$("$K8S_BIN/helm" version --short)"
+printf '%-16s %s\n' kubernetes-validate "$("$K8S_BIN/kubernetes-validate" --version 2>&1)"
