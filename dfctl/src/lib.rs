@@ -4,7 +4,8 @@
 //! - [`cli`]: the clap tree; [`cmd`]: one module per subcommand.
 //! - [`cluster`]: the local cluster's state file; [`process`]: spawning-side process control
 //!   (binary lookup, pid identity by start time, signals); [`daemon_config`]: the daemon
-//!   configs `dfctl up` writes; [`helm_values`]: the Helm chart's `values.yaml`.
+//!   configs `dfctl up` writes; [`helm_values`]: the Helm chart's `values.yaml`; [`helm_chart`]:
+//!   the chart itself, embedded.
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
 //!
 //! Errors are `anyhow` all the way up to `main`, which prints them as one line.
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod cluster;
 pub mod cmd;
 pub mod daemon_config;
+pub mod helm_chart;
 pub mod helm_values;
 pub mod process;
 pub mod render;

@@ -1152,3 +1152,114 @@ async fn deploy_systemd_writes_units_systemd_accepts_and_is_idempotent() {
     );
     assert!(!fresh.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_helm_runs_helm_on_the_embedded_chart_or_says_what_to_run() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let work = scratch.path().join("helm-work");
+    let work_s = work.to_str().expect("utf-8 temp path");
+    // A helm that records its arguments, standing in for a cluster this machine does not have;
+    // what it was given is then rendered and validated by the real helm below.
+    let recorded = scratch.path().join("helm-args.txt");
+    let fake_helm = scratch.path().join("helm");
+    std::fs::write(
+        &fake_helm,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do echo \"$a\"; done > '{}'\n",
+            recorded.display()
+        ),
+    )
+    .expect("write fake helm");
+    std::fs::set_permissions(
+        &fake_helm,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let fake_s = fake_helm.to_str().expect("utf-8 temp path");
+    let common = [
+        "deploy",
+        "helm",
+        "--workdir",
+        work_s,
+        "--runtime",
+        "containerd",
+        "--registry",
+        "registry.test:5443",
+        "--seeds",
+        "2",
+        "--namespace",
+        "p2p",
+    ];
+
+    let mut dry_args = common.to_vec();
+    dry_args.extend(["--helm", fake_s, "--dry-run"]);
+    let dry = run_in(scratch.path(), &bin("dfctl"), &dry_args).await;
+    dry.assert_success("deploy helm --dry-run");
+    assert!(dry.stdout.contains("registry.test:5443"), "{}", dry.stdout);
+    assert!(
+        !work.exists() && !recorded.exists(),
+        "--dry-run wrote or ran something"
+    );
+
+    let mut args = common.to_vec();
+    args.extend(["--helm", fake_s]);
+    run_in(scratch.path(), &bin("dfctl"), &args)
+        .await
+        .assert_success("deploy helm");
+    let given: Vec<String> = std::fs::read_to_string(&recorded)
+        .expect("helm was run")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let chart = work.join("dragonfly-lite");
+    let values = work.join("values.yaml");
+    assert_eq!(
+        given,
+        [
+            "upgrade",
+            "--install",
+            "dragonfly-lite",
+            chart.to_str().expect("utf-8"),
+            "--namespace",
+            "p2p",
+            "--create-namespace",
+            "--values",
+            values.to_str().expect("utf-8"),
+        ]
+    );
+    // What helm was given renders to manifests Kubernetes accepts, with the flags' values.
+    let rendered = tokio::process::Command::new(crate::helm::tool("helm"))
+        .args(["template", "dragonfly-lite"])
+        .arg(&chart)
+        .args(["--namespace", "p2p", "--values"])
+        .arg(&values)
+        .env("HELM_CACHE_HOME", scratch.path().join("hc"))
+        .env("HELM_CONFIG_HOME", scratch.path().join("hcfg"))
+        .env("HELM_DATA_HOME", scratch.path().join("hd"))
+        .output()
+        .await
+        .expect("helm template");
+    let manifests = String::from_utf8_lossy(&rendered.stdout).into_owned();
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    assert!(manifests.contains("registry.test:5443"), "{manifests}");
+    assert!(manifests.contains("replicas: 2"), "{manifests}");
+    crate::helm::validate_strict(&manifests, "1.37").await;
+
+    // No helm at all: the chart and values are still written, and the command is printed.
+    std::fs::remove_dir_all(&work).expect("clean workdir");
+    let mut missing = common.to_vec();
+    missing.extend(["--helm", "/nonexistent/helm"]);
+    let out = run_in(scratch.path(), &bin("dfctl"), &missing).await;
+    out.assert_success("deploy helm without helm");
+    assert!(
+        out.stdout
+            .contains("/nonexistent/helm upgrade --install dragonfly-lite"),
+        "{}",
+        out.stdout
+    );
+    assert!(chart.join("Chart.yaml").is_file() && values.is_file());
+}

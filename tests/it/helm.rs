@@ -32,7 +32,7 @@ fn chart_dir() -> PathBuf {
         .expect("the chart directory exists")
 }
 
-fn tool(name: &str) -> PathBuf {
+pub(crate) fn tool(name: &str) -> PathBuf {
     let dir = std::env::var_os("DF_K8S_TOOLS_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/opt/df-k8s-tools/bin"));
@@ -124,7 +124,7 @@ async fn run(mut cmd: tokio::process::Command, stdin: Option<&str>) -> Run {
 }
 
 /// `kubernetes-validate --strict` on `manifests`, against Kubernetes `version`.
-async fn validate_strict(manifests: &str, version: &str) {
+pub(crate) async fn validate_strict(manifests: &str, version: &str) {
     let mut cmd = tokio::process::Command::new(tool("kubernetes-validate"));
     cmd.args(["--strict", "--quiet", "-k", version, "-"])
         .kill_on_drop(true);

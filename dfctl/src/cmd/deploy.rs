@@ -1,4 +1,6 @@
 //! `dfctl deploy systemd`: installs a daemon on this node as a hardened systemd service.
+//! `dfctl deploy helm`: installs or upgrades the cluster on Kubernetes with the chart embedded
+//! in dfctl ([`crate::helm_chart`]) and values rendered from flags or given as a file.
 //!
 //! What it writes, under `--root` (default `/`):
 //! - `etc/systemd/system/dfdaemon.service` (roles `peer`, `seed`) or `dfscheduler.service`
@@ -20,6 +22,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cluster::Role;
+use crate::helm_values::{CaSource, HelmValues, HelmValuesOptions, PullPolicy, RuntimeKind};
 
 const DFDAEMON_UNIT: &str = include_str!("../../../templates/systemd/dfdaemon.service");
 const DFSCHEDULER_UNIT: &str = include_str!("../../../templates/systemd/dfscheduler.service");
@@ -28,13 +31,201 @@ const DFSCHEDULER_UNIT: &str = include_str!("../../../templates/systemd/dfschedu
 pub enum Command {
     /// Install a daemon as a systemd service: unit file, config, then enable and start it.
     Systemd(SystemdArgs),
+    /// Install or upgrade the cluster on Kubernetes: `helm upgrade --install` with dfctl's
+    /// chart; prints the exact command instead when helm is missing or with --dry-run.
+    Helm(HelmArgs),
 }
 
 impl Command {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Self::Systemd(args) => systemd(args).await,
+            Self::Helm(args) => helm(args).await,
         }
+    }
+}
+
+/// The chart values as flags (shared with `gen-config helm`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HelmValuesArgs {
+    /// Image holding dfscheduler, dfdaemon and dfctl.
+    #[arg(
+        long,
+        value_name = "REPOSITORY",
+        default_value = "dragonfly-lite/dragonfly-lite"
+    )]
+    pub image: String,
+    /// Image tag [default: the chart's appVersion].
+    #[arg(long, value_name = "TAG")]
+    pub image_tag: Option<String>,
+    #[arg(long, value_enum, default_value_t = PullPolicy::IfNotPresent)]
+    pub pull_policy: PullPolicy,
+    /// The nodes' container runtime, which the peers' init container configures.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Containerd)]
+    pub runtime: RuntimeKind,
+    /// A registry pulled through the peers (HOST or HOST:PORT); repeatable [default: docker.io].
+    #[arg(long = "registry", value_name = "HOST")]
+    pub registries: Vec<String>,
+    /// Scheduler replicas.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub schedulers: u32,
+    /// Seed peer replicas (0: none).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seeds: u32,
+    /// Each seed's cache volume (a Kubernetes quantity).
+    #[arg(long, value_name = "SIZE", default_value = "10Gi")]
+    pub seed_cache_size: String,
+    /// StorageClass of the seeds' volumes [default: the cluster's default].
+    #[arg(long, value_name = "CLASS")]
+    pub seed_storage_class: Option<String>,
+    /// The peers' proxy port on every node.
+    #[arg(long, value_name = "PORT", default_value_t = 4001)]
+    pub proxy_port: u16,
+    /// CA certificate (PEM) the peers intercept registry TLS with; needs --ca-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "ca_key",
+        conflicts_with = "ca_secret"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// An existing Secret holding the CA (keys ca.crt, ca.key) instead of --ca-cert/--ca-key.
+    #[arg(long, value_name = "NAME")]
+    pub ca_secret: Option<String>,
+}
+
+impl HelmValuesArgs {
+    /// The values file text these flags describe.
+    pub async fn render(&self) -> anyhow::Result<String> {
+        let ca = match (&self.ca_cert, &self.ca_key, &self.ca_secret) {
+            (Some(cert), Some(key), _) => CaSource::Pem {
+                cert: tokio::fs::read_to_string(cert)
+                    .await
+                    .with_context(|| format!("cannot read --ca-cert {}", cert.display()))?,
+                key: tokio::fs::read_to_string(key)
+                    .await
+                    .with_context(|| format!("cannot read --ca-key {}", key.display()))?,
+            },
+            (_, _, Some(secret)) => CaSource::ExistingSecret(secret.clone()),
+            _ => CaSource::None,
+        };
+        let defaults = HelmValuesOptions::default();
+        let options = HelmValuesOptions {
+            image_repository: self.image.clone(),
+            image_tag: self.image_tag.clone(),
+            image_pull_policy: self.pull_policy,
+            runtime: self.runtime,
+            registries: if self.registries.is_empty() {
+                defaults.registries
+            } else {
+                self.registries.clone()
+            },
+            scheduler_replicas: self.schedulers,
+            seed_replicas: self.seeds,
+            seed_cache_size: self.seed_cache_size.clone(),
+            seed_storage_class: self.seed_storage_class.clone(),
+            proxy_port: self.proxy_port,
+            ca,
+        };
+        Ok(HelmValues::from_options(&options)?.render()?)
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct HelmArgs {
+    /// A values file to install with (e.g. from `dfctl gen-config helm`) instead of the flags.
+    #[arg(long = "values", short = 'f', value_name = "FILE")]
+    pub values_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub values: HelmValuesArgs,
+    /// Helm release name.
+    #[arg(long, default_value = "dragonfly-lite")]
+    pub release: String,
+    #[arg(long, short = 'n', default_value = "dragonfly-system")]
+    pub namespace: String,
+    /// kubeconfig context [default: the current one].
+    #[arg(long, value_name = "NAME")]
+    pub kube_context: Option<String>,
+    /// Where the chart and values are written for helm [default: the dfctl state directory].
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// The helm binary.
+    #[arg(long, value_name = "PATH", default_value = "helm")]
+    pub helm: PathBuf,
+    /// Print the values and the command; write and run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+async fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
+    let values = match &args.values_file {
+        Some(file) => tokio::fs::read_to_string(file)
+            .await
+            .with_context(|| format!("cannot read --values {}", file.display()))?,
+        None => args.values.render().await?,
+    };
+    let workdir = match &args.workdir {
+        Some(dir) => std::path::absolute(dir)
+            .with_context(|| format!("cannot make '{}' absolute", dir.display()))?,
+        None => crate::cli::default_cluster_dir(
+            std::env::var_os("XDG_STATE_HOME").map(PathBuf::from),
+            std::env::var_os("HOME").map(PathBuf::from),
+        )?
+        .with_file_name("helm"),
+    };
+    let chart_dir = workdir.join(crate::helm_chart::NAME);
+    let values_path = workdir.join("values.yaml");
+    let mut command = vec![
+        "upgrade".to_owned(),
+        "--install".to_owned(),
+        args.release.clone(),
+        chart_dir.display().to_string(),
+        "--namespace".to_owned(),
+        args.namespace.clone(),
+        "--create-namespace".to_owned(),
+        "--values".to_owned(),
+        values_path.display().to_string(),
+    ];
+    if let Some(context) = &args.kube_context {
+        command.extend(["--kube-context".to_owned(), context.clone()]);
+    }
+    let shown = format!("{} {}", args.helm.display(), command.join(" "));
+    if args.dry_run {
+        println!("# values.yaml\n{values}");
+        println!(
+            "# would write the chart to {} and run:\n{shown}",
+            chart_dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (dir, text) = (workdir.clone(), values.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        crate::helm_chart::write(&dir)
+            .with_context(|| format!("cannot write the chart under {}", dir.display()))?;
+        std::fs::write(dir.join("values.yaml"), text)
+            .with_context(|| format!("cannot write {}", dir.join("values.yaml").display()))
+    })
+    .await
+    .context("writer thread failed")??;
+    let status = tokio::process::Command::new(&args.helm)
+        .args(&command)
+        .status()
+        .await;
+    match status {
+        Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
+        Ok(s) => anyhow::bail!("`{shown}` failed ({s})"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            println!(
+                "{} not found; the chart and values are in {}; run:\n{shown}",
+                args.helm.display(),
+                workdir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot run {}", args.helm.display())),
     }
 }
 
