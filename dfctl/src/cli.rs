@@ -46,7 +46,7 @@ pub enum Command {
     Logs(cmd::logs::Args),
     /// Install the daemons on a node.
     #[command(subcommand)]
-    Deploy(cmd::deploy::Command),
+    Deploy(Box<cmd::deploy::Command>),
 }
 
 impl Cli {

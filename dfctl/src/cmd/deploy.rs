@@ -33,14 +33,14 @@ pub enum Command {
     Systemd(SystemdArgs),
     /// Install or upgrade the cluster on Kubernetes: `helm upgrade --install` with dfctl's
     /// chart; prints the exact command instead when helm is missing or with --dry-run.
-    Helm(HelmArgs),
+    Helm(Box<HelmArgs>),
 }
 
 impl Command {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Self::Systemd(args) => systemd(args).await,
-            Self::Helm(args) => helm(args).await,
+            Self::Helm(args) => helm(*args).await,
         }
     }
 }
