@@ -16,3 +16,5 @@ pub mod cmd;
 pub mod daemon_config;
 pub mod process;
 pub mod render;
+pub mod runtime_config;
+pub mod write_plan;
