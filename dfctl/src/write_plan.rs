@@ -91,6 +91,17 @@ pub struct PlannedFile {
     pub content: Vec<u8>,
     /// Mode of a newly created file.
     pub mode: u32,
+    pub kind: FileKind,
+}
+
+/// How a planned file relates to what is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Computed from the current file (an edit or merge that keeps the operator's settings).
+    Merged,
+    /// Rendered whole from the options: replacing a file dfctl did not write (or that was
+    /// edited since) loses its content, so [`WritePlan::conflicts`] reports it.
+    Whole,
 }
 
 /// What applying a planned file does (or did).
@@ -159,15 +170,45 @@ impl WritePlan {
         &self.files
     }
 
-    /// Plans `content` at node path `path` (a later plan for the same path replaces it).
+    /// Plans `content`, computed from the current file, at node path `path` (a later plan for
+    /// the same path replaces it).
     pub fn add(&mut self, path: impl Into<PathBuf>, content: impl Into<Vec<u8>>, mode: u32) {
-        let path = path.into();
+        self.push(path.into(), content.into(), mode, FileKind::Merged);
+    }
+
+    /// Plans a file rendered whole from the options (see [`FileKind::Whole`]).
+    pub fn add_whole(&mut self, path: impl Into<PathBuf>, content: impl Into<Vec<u8>>, mode: u32) {
+        self.push(path.into(), content.into(), mode, FileKind::Whole);
+    }
+
+    fn push(&mut self, path: PathBuf, content: Vec<u8>, mode: u32, kind: FileKind) {
         self.files.retain(|f| f.path != path);
         self.files.push(PlannedFile {
             path,
-            content: content.into(),
+            content,
             mode,
+            kind,
         });
+    }
+
+    /// Whole files that exist with other content that dfctl did not write, or that were edited
+    /// since it did: applying would replace the operator's text (a backup is kept).
+    pub fn conflicts(&self) -> Result<Vec<PathBuf>, WriteError> {
+        let manifest = Manifest::load(&self.host_path(Path::new(MANIFEST_PATH)))?;
+        let mut out = Vec::new();
+        for file in self.files.iter().filter(|f| f.kind == FileKind::Whole) {
+            let Some(current) = self.current(&file.path)? else {
+                continue;
+            };
+            let ours = manifest
+                .files
+                .iter()
+                .any(|e| e.path == file.path && e.sha256 == sha256_hex(&current));
+            if current != file.content && !ours {
+                out.push(file.path.clone());
+            }
+        }
+        Ok(out)
     }
 
     /// Where a node path lands under this plan's root.
@@ -479,6 +520,27 @@ mod tests {
             "original\n"
         );
         assert_eq!(manifest(root.path()).files[0].backups.len(), 2);
+    }
+
+    #[test]
+    fn whole_files_not_written_by_dfctl_are_conflicts() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mut p = WritePlan::new(root.path(), "test");
+        p.add_whole("/etc/x/whole.conf", "ours\n", 0o644);
+        p.add("/etc/x/merged.conf", "merged\n", 0o644);
+        assert!(p.conflicts().expect("conflicts").is_empty(), "nothing there yet");
+        let host = root.path().join("etc/x");
+        fs::create_dir_all(&host).expect("mkdir");
+        fs::write(host.join("whole.conf"), "theirs\n").expect("write");
+        fs::write(host.join("merged.conf"), "theirs\n").expect("write");
+        assert_eq!(
+            p.conflicts().expect("conflicts"),
+            [PathBuf::from("/etc/x/whole.conf")]
+        );
+        p.apply().expect("apply");
+        assert!(p.conflicts().expect("conflicts").is_empty(), "dfctl's own now");
+        fs::write(host.join("whole.conf"), "edited\n").expect("write");
+        assert_eq!(p.conflicts().expect("conflicts").len(), 1, "hand edit");
     }
 
     #[test]

@@ -20,10 +20,22 @@ pub struct TemplateError {
     line: String,
 }
 
-/// `dfdaemon.yaml` with the defaults, except `seed` and `schedulers` for a node of a cluster.
-pub fn peer_yaml(seed: bool, schedulers: &[String]) -> Result<String, TemplateError> {
+/// `dfdaemon.yaml` with the defaults, except `seed`, `schedulers` and (when given) the proxy
+/// address, for a node of a cluster.
+pub fn peer_yaml(
+    seed: bool,
+    schedulers: &[String],
+    proxy_addr: Option<&str>,
+) -> Result<String, TemplateError> {
     let mut text = PEER_DEFAULTS.to_owned();
     replace_line(&mut text, "seed: false", &format!("seed: {seed}"))?;
+    if let Some(addr) = proxy_addr {
+        replace_line(
+            &mut text,
+            "  proxy_addr: 0.0.0.0:4001",
+            &format!("  proxy_addr: \"{addr}\""),
+        )?;
+    }
     let list = if schedulers.is_empty() {
         "schedulers: []".to_owned()
     } else {
@@ -51,8 +63,8 @@ fn replace_line(text: &mut String, line: &str, with: &str) -> Result<(), Templat
 
 pub fn plan(root: &std::path::Path, generator: &str) -> WritePlan {
     let mut plan = WritePlan::new(root, generator);
-    plan.add(PEER_PATH, PEER_DEFAULTS, 0o644);
-    plan.add(SCHEDULER_PATH, SCHEDULER_DEFAULTS, 0o644);
+    plan.add_whole(PEER_PATH, PEER_DEFAULTS, 0o644);
+    plan.add_whole(SCHEDULER_PATH, SCHEDULER_DEFAULTS, 0o644);
     plan
 }
 
@@ -62,8 +74,12 @@ mod tests {
 
     #[test]
     fn peer_yaml_sets_seed_and_schedulers_only() {
-        let text = peer_yaml(true, &["scheduler-0.dragonfly:8002".into(), "10.0.0.2:8002".into()])
-            .expect("render");
+        let text = peer_yaml(
+            true,
+            &["scheduler-0.dragonfly:8002".into(), "10.0.0.2:8002".into()],
+            Some("127.0.0.1:65001"),
+        )
+        .expect("render");
         let value: yaml_serde::Value = yaml_serde::from_str(&text).expect("yaml");
         assert_eq!(value["seed"].as_bool(), Some(true));
         assert_eq!(value["schedulers"][1].as_str(), Some("10.0.0.2:8002"));
@@ -72,7 +88,8 @@ mod tests {
             .iter_all_changes()
             .filter(|c| c.tag() == similar::ChangeTag::Insert)
             .count();
-        assert_eq!(changed, 4, "seed line, schedulers header and two entries");
-        assert_eq!(peer_yaml(false, &[]).expect("render"), PEER_DEFAULTS);
+        assert_eq!(value["server"]["proxy_addr"].as_str(), Some("127.0.0.1:65001"));
+        assert_eq!(changed, 5, "seed, proxy_addr, schedulers header and two entries");
+        assert_eq!(peer_yaml(false, &[], None).expect("render"), PEER_DEFAULTS);
     }
 }

@@ -128,7 +128,7 @@ pub fn plan(
     opts: &Options,
 ) -> Result<(WritePlan, Vec<String>), DockerError> {
     let mut plan = WritePlan::new(root, generator);
-    plan.add(DROP_IN, render_drop_in(opts)?, 0o644);
+    plan.add_whole(DROP_IN, render_drop_in(opts)?, 0o644);
     if opts.registry_mirror {
         let node = Path::new(DAEMON_JSON);
         let file = plan.host_path(node);

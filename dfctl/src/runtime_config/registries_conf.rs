@@ -64,7 +64,7 @@ pub fn plan(
     registries: &[Registry],
 ) -> (WritePlan, Vec<String>) {
     let mut plan = WritePlan::new(root, generator);
-    plan.add(DROP_IN, render(runtime, peer, registries), 0o644);
+    plan.add_whole(DROP_IN, render(runtime, peer, registries), 0o644);
     let mut notes = vec![match runtime {
         Runtime::Crio => "CRI-O re-reads registries.conf on SIGHUP: run `systemctl reload crio`",
         Runtime::Podman => "podman reads registries.conf on every command: nothing to restart",
