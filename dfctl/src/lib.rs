@@ -14,6 +14,7 @@ pub mod cli;
 pub mod cluster;
 pub mod cmd;
 pub mod daemon_config;
+pub mod generated_docs;
 pub mod pki;
 pub mod process;
 pub mod render;

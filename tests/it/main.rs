@@ -1,8 +1,10 @@
-//! The workspace's one integration test binary: in-process clusters (`p2p`), and the real
-//! binaries driven as an operator would (`cli`).
+//! The workspace's one integration test binary: in-process clusters (`p2p`), the real
+//! binaries driven as an operator would (`cli`), and the node/cluster configuration dfctl
+//! writes, checked by its real readers (`node_config`).
 
 mod cli;
 mod cluster;
 mod e2e;
+mod node_config;
 mod p2p;
 mod proxy;

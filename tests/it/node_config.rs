@@ -1,0 +1,557 @@
+//! `dfctl gen-config`, `dfctl cert` and `dfctl init` as an operator runs them (the built
+//! binary, files under a temp `--root`), checked against the real readers of what they write:
+//! the daemons' own config loaders, `systemd-analyze verify`, and X.509 parsing.
+//!
+//! Invariants: nothing here touches the real `/etc`; every check reads the files on disk.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::cli::bin;
+
+fn dfctl(args: &[&str]) -> Output {
+    Command::new(bin("dfctl"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run dfctl")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = dfctl(args);
+    assert!(
+        out.status.success(),
+        "dfctl {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The one stderr line of a failed command.
+fn fails(args: &[&str]) -> String {
+    let out = dfctl(args);
+    assert!(!out.status.success(), "dfctl {args:?} should fail");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
+    stderr
+}
+
+/// Every file under `dir` with its bytes (and mode), to prove what changed and what did not.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else {
+                let mode = e.metadata().map_or(0, |m| m.permissions().mode());
+                out.insert(p.clone(), (std::fs::read(&p).expect("read"), mode));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, &mut out);
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn containerd_sample(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dfctl/testdata/containerd")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Daemon configs
+
+/// Dotted key paths of a pretty `Debug` dump of a raw config struct: every field the daemon
+/// knows (list elements add their fields under the list's key).
+fn debug_paths(dump: &str) -> BTreeSet<String> {
+    let mut stack: Vec<(usize, Option<String>)> = Vec::new();
+    let mut out = BTreeSet::new();
+    for line in dump.lines().skip(1) {
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        while stack.last().is_some_and(|(i, _)| *i >= indent) {
+            stack.pop();
+        }
+        let key = text
+            .split_once(": ")
+            .filter(|(k, _)| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .map(|(k, _)| k.to_owned());
+        if let Some(k) = &key {
+            let mut path: Vec<&str> = stack.iter().filter_map(|(_, k)| k.as_deref()).collect();
+            path.push(k);
+            out.insert(path.join("."));
+        }
+        if text.ends_with('{') || text.ends_with('[') || text.ends_with('(') {
+            stack.push((indent, key));
+        }
+    }
+    out
+}
+
+fn yaml_paths(value: &yaml_serde::Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match value {
+        yaml_serde::Value::Mapping(m) => {
+            for (k, v) in m {
+                let k = k.as_str().expect("string keys");
+                let path = if prefix.is_empty() {
+                    k.to_owned()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(path.clone());
+                yaml_paths(v, &path, out);
+            }
+        }
+        yaml_serde::Value::Sequence(items) => {
+            for v in items {
+                yaml_paths(v, prefix, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn keys_of(file: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(file).expect("read");
+    let value: yaml_serde::Value = yaml_serde::from_str(&text).expect("yaml");
+    let mut out = BTreeSet::new();
+    yaml_paths(&value, "", &mut out);
+    out
+}
+
+#[test]
+fn generated_daemon_configs_load_unchanged_to_the_daemons_defaults() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let out = ok(&["gen-config", "daemons", "--root", s(root.path())]);
+    assert!(out.contains("created"), "{out}");
+    let peer_file = root.path().join("etc/dragonfly/dfdaemon.yaml");
+    let sched_file = root.path().join("etc/dragonfly/dfscheduler.yaml");
+
+    // The daemons' own loaders (deny_unknown_fields) give exactly their built-in defaults.
+    let peer = df_peer::config::Config::load(&peer_file).expect("dfdaemon loads it");
+    let peer_default = df_peer::config::Config::validate(
+        Path::new("<defaults>"),
+        df_peer::config::RawConfig::default(),
+    )
+    .expect("defaults");
+    assert_eq!(format!("{peer:?}"), format!("{peer_default:?}"));
+    let sched = df_scheduler::config::Config::load(&sched_file).expect("dfscheduler loads it");
+    assert_eq!(
+        format!("{sched:?}"),
+        format!("{:?}", df_scheduler::config::Config::default())
+    );
+
+    // ... and the files name every key the daemons know, so none is silently missing.
+    let known = debug_paths(&format!("{:#?}", df_peer::config::RawConfig::default()));
+    assert!(known.contains("proxy.rules.regex") && known.contains("log.stderr"), "{known:?}");
+    assert_eq!(keys_of(&peer_file), known, "dfdaemon.yaml vs RawConfig");
+    let known = debug_paths(&format!(
+        "{:#?}",
+        df_scheduler::config::RawConfig::default()
+    ));
+    assert_eq!(keys_of(&sched_file), known, "dfscheduler.yaml vs RawConfig");
+
+    // Re-running changes nothing; a hand-edited config is not replaced without --force.
+    let out = ok(&["gen-config", "daemons", "--root", s(root.path())]);
+    assert!(!out.contains("created") && !out.contains("updated"), "{out}");
+    std::fs::write(&peer_file, "seed: true\n").expect("edit");
+    let err = fails(&["gen-config", "daemons", "--root", s(root.path())]);
+    assert!(err.contains("--force") && err.contains("dfdaemon.yaml"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&peer_file).expect("read"),
+        "seed: true\n"
+    );
+    let out = ok(&["gen-config", "daemons", "--root", s(root.path()), "--force"]);
+    assert!(out.contains("backup"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("etc/dragonfly/dfdaemon.yaml.dfctl-bak"))
+            .expect("backup"),
+        "seed: true\n"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// containerd
+
+#[test]
+fn gen_config_containerd_edits_in_place_is_idempotent_and_dry_run_writes_nothing() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = root.path().join("etc/containerd/config.toml");
+    std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
+    let original = containerd_sample("containerd-1.6-default.toml");
+    std::fs::write(&config, &original).expect("write");
+    let args = [
+        "gen-config",
+        "containerd",
+        "--root",
+        s(root.path()),
+        "--registry",
+        "docker.io",
+        "--registry",
+        "http://registry.test:5000",
+        "--default-mirror",
+    ];
+
+    let before = snapshot(root.path());
+    let diff = ok(&[&args[..], &["--dry-run"]].concat());
+    assert!(
+        diff.contains("-      config_path = \"\"")
+            && diff.contains("+      config_path = \"/etc/containerd/certs.d\""),
+        "{diff}"
+    );
+    assert!(diff.contains("+++ ") && diff.contains("registry.test:5000/hosts.toml"), "{diff}");
+    assert_eq!(snapshot(root.path()), before, "--dry-run wrote something");
+
+    let out = ok(&args);
+    assert!(out.contains("restart containerd"), "{out}");
+    let edited = std::fs::read_to_string(&config).expect("read");
+    let changed: Vec<(&str, &str)> = original
+        .lines()
+        .zip(edited.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(
+        changed,
+        [("      config_path = \"\"", "      config_path = \"/etc/containerd/certs.d\"")]
+    );
+    assert_eq!(original.lines().count(), edited.lines().count());
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("etc/containerd/config.toml.dfctl-bak"))
+            .expect("backup"),
+        original
+    );
+    let hosts = std::fs::read_to_string(
+        root.path()
+            .join("etc/containerd/certs.d/registry.test:5000/hosts.toml"),
+    )
+    .expect("hosts.toml");
+    assert!(hosts.contains("[host.\"http://127.0.0.1:65001\"]"), "{hosts}");
+    assert!(hosts.contains("server = \"http://registry.test:5000\""), "{hosts}");
+    assert!(
+        root.path()
+            .join("etc/containerd/certs.d/_default/hosts.toml")
+            .is_file()
+    );
+
+    // The manifest records each file with the digest of what was written.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.path().join("etc/dragonfly-lite/gen-config.json")).expect("manifest"),
+    )
+    .expect("json");
+    let entries = manifest["files"].as_array().expect("files");
+    assert_eq!(entries.len(), 4);
+    let cfg = entries
+        .iter()
+        .find(|e| e["path"] == "/etc/containerd/config.toml")
+        .expect("config entry");
+    assert_eq!(cfg["created"], false);
+    assert_eq!(cfg["backups"][0], "/etc/containerd/config.toml.dfctl-bak");
+    assert_eq!(
+        cfg["sha256"].as_str(),
+        Some(crate::cluster::sha256_file(&config).as_str())
+    );
+
+    // A second run is a no-op: every byte and mode as it was.
+    let after_first = snapshot(root.path());
+    let out = ok(&args);
+    assert!(!out.contains("created") && !out.contains("updated"), "{out}");
+    assert_eq!(snapshot(root.path()), after_first);
+    assert_eq!(ok(&[&args[..], &["--dry-run"]].concat()), "no changes\n");
+}
+
+#[test]
+fn gen_config_refuses_broken_files_naming_file_and_line_and_leaves_them() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let config = root.path().join("etc/containerd/config.toml");
+    std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&config, "version = 2\n\n[plugins\nx = 1\n").expect("write");
+    let before = snapshot(root.path());
+    let err = fails(&[
+        "gen-config",
+        "containerd",
+        "--root",
+        s(root.path()),
+        "--registry",
+        "docker.io",
+    ]);
+    assert!(
+        err.contains(&format!("{}:3: not valid TOML", config.display())),
+        "{err}"
+    );
+    assert_eq!(snapshot(root.path()), before);
+
+    std::fs::write(&config, containerd_sample("legacy-mirrors.toml")).expect("write");
+    let before = snapshot(root.path());
+    let err = fails(&[
+        "gen-config",
+        "containerd",
+        "--root",
+        s(root.path()),
+        "--registry",
+        "docker.io",
+    ]);
+    assert!(err.contains("legacy mirrors (docker.io)"), "{err}");
+    assert_eq!(snapshot(root.path()), before);
+
+    let json = root.path().join("etc/docker/daemon.json");
+    std::fs::create_dir_all(json.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&json, "{\n  \"debug\": true,\n  \"log-driver\": \n").expect("write");
+    let before = snapshot(root.path());
+    let err = fails(&[
+        "gen-config",
+        "docker",
+        "--root",
+        s(root.path()),
+        "--registry-mirror",
+    ]);
+    assert!(
+        err.contains(&format!("{}:4:", json.display())) && err.contains("not valid JSON"),
+        "{err}"
+    );
+    assert_eq!(snapshot(root.path()), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Docker, CRI-O, podman
+
+#[test]
+fn gen_config_docker_merges_daemon_json_and_systemd_accepts_the_drop_in() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let json = root.path().join("etc/docker/daemon.json");
+    std::fs::create_dir_all(json.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &json,
+        "{\"storage-driver\": \"overlay2\", \"registry-mirrors\": [\"https://mirror.gcr.io\"], \"live-restore\": true}",
+    )
+    .expect("write");
+    let args = [
+        "gen-config",
+        "docker",
+        "--root",
+        s(root.path()),
+        "--registry-mirror",
+        "--no-proxy",
+        "10.0.0.0/8,.svc",
+    ];
+    let out = ok(&args);
+    assert!(out.contains("systemctl daemon-reload && systemctl restart docker"), "{out}");
+    let text = std::fs::read_to_string(&json).expect("read");
+    let merged: serde_json::Value = serde_json::from_str(&text).expect("json");
+    // Every key kept, in the operator's order (read from the text: this crate's serde_json
+    // sorts keys).
+    let at = |k: &str| text.find(&format!("\"{k}\"")).expect(k);
+    assert!(at("storage-driver") < at("registry-mirrors") && at("registry-mirrors") < at("live-restore"), "{text}");
+    assert_eq!(merged["storage-driver"], "overlay2");
+    assert_eq!(merged["live-restore"], true);
+    assert_eq!(
+        merged["registry-mirrors"],
+        serde_json::json!(["https://mirror.gcr.io", "http://127.0.0.1:65001"])
+    );
+    let after = snapshot(root.path());
+    ok(&args);
+    assert_eq!(snapshot(root.path()), after, "second run changed something");
+
+    // The real systemd parser reads the drop-in (next to a stub docker.service) without a
+    // warning; a deliberately broken drop-in shows that drop-ins are read at all.
+    let units = tempfile::tempdir().expect("tempdir");
+    let unit = units.path().join("docker.service");
+    std::fs::write(
+        &unit,
+        "[Unit]\nDescription=stub\n[Service]\nExecStart=/bin/true\n",
+    )
+    .expect("unit");
+    let dropins = units.path().join("docker.service.d");
+    std::fs::create_dir_all(&dropins).expect("mkdir");
+    let ours = root
+        .path()
+        .join("etc/systemd/system/docker.service.d/http-proxy.conf");
+    std::fs::copy(&ours, dropins.join("http-proxy.conf")).expect("copy");
+    let verify = || {
+        let out = Command::new("systemd-analyze")
+            .args(["verify", s(&unit)])
+            .env("SYSTEMD_UNIT_PATH", format!("{}:", units.path().display()))
+            .output()
+            .expect("systemd-analyze (package systemd) must be installed");
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (success, stderr) = verify();
+    assert!(success && stderr.trim().is_empty(), "systemd-analyze: {stderr}");
+    std::fs::write(dropins.join("zz-broken.conf"), "[Service]\nEnvironmnt=\"A=1\"\n").expect("w");
+    let (_, stderr) = verify();
+    assert!(stderr.contains("zz-broken.conf") && stderr.contains("Environmnt"), "{stderr}");
+    let text = std::fs::read_to_string(&ours).expect("read");
+    assert!(
+        text.contains("Environment=\"NO_PROXY=localhost,127.0.0.0/8,::1,10.0.0.0/8,.svc\""),
+        "{text}"
+    );
+
+    // Somebody else's drop-in of the same name is not replaced without --force.
+    std::fs::write(&ours, "[Service]\nEnvironment=\"HTTPS_PROXY=http://corp:3128\"\n").expect("w");
+    let err = fails(&args);
+    assert!(err.contains("http-proxy.conf") && err.contains("--force"), "{err}");
+}
+
+#[test]
+fn gen_config_crio_and_podman_write_only_the_drop_in() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let main_conf = root.path().join("etc/containers/registries.conf");
+    std::fs::create_dir_all(main_conf.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&main_conf, "unqualified-search-registries = [\"docker.io\"]\n").expect("w");
+    for runtime in ["crio", "podman"] {
+        let out = ok(&[
+            "gen-config",
+            runtime,
+            "--root",
+            s(root.path()),
+            "--registry",
+            "docker.io",
+        ]);
+        assert!(out.contains("50-dragonfly-lite.conf"), "{out}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&main_conf).expect("read"),
+        "unqualified-search-registries = [\"docker.io\"]\n"
+    );
+    let drop_in = std::fs::read_to_string(
+        root.path()
+            .join("etc/containers/registries.conf.d/50-dragonfly-lite.conf"),
+    )
+    .expect("drop-in");
+    let doc: toml_edit::DocumentMut = drop_in.parse().expect("TOML");
+    let reg = doc["registry"]
+        .as_array_of_tables()
+        .and_then(|a| a.get(0))
+        .expect("[[registry]]");
+    assert_eq!(reg["location"].as_str(), Some("docker.io"));
+    assert_eq!(
+        reg["mirror"]
+            .as_array_of_tables()
+            .and_then(|m| m.get(0))
+            .and_then(|m| m["location"].as_str()),
+        Some("127.0.0.1:65001")
+    );
+    let out = dfctl(&["gen-config", "crio", "--root", s(root.path())]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--registry"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Certificates and init
+
+#[test]
+fn cert_ca_issue_inspect_and_an_expired_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    ok(&["cert", "ca", "--dir", s(&pki), "--cn", "it CA"]);
+    let key_mode = std::fs::metadata(pki.join("ca.key"))
+        .expect("key")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(key_mode, 0o400);
+    let err = fails(&["cert", "ca", "--dir", s(&pki)]);
+    assert!(err.contains("--force"), "{err}");
+
+    ok(&[
+        "cert", "issue", "--ca-dir", s(&pki), "--san", "registry.test", "--san", "IP:127.0.0.1",
+        "--usage", "server", "--usage", "client",
+    ]);
+    let leaf = pki.join("registry.test.crt");
+    let leaf_mode = std::fs::metadata(pki.join("registry.test.key"))
+        .expect("key")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(leaf_mode, 0o600);
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&["cert", "inspect", s(&leaf), "-o", "json"])).expect("json");
+    assert_eq!(
+        info[0]["sans"],
+        serde_json::json!(["DNS:registry.test", "IP:127.0.0.1"])
+    );
+    assert_eq!(
+        info[0]["extended_key_usage"],
+        serde_json::json!(["serverAuth", "clientAuth"])
+    );
+    assert!(info[0]["issuer"].as_str().is_some_and(|i| i.contains("it CA")));
+    assert!((89..=90).contains(&info[0]["days_left"].as_i64().expect("days")));
+    let table = ok(&["cert", "inspect", s(&pki.join("ca.crt"))]);
+    assert!(table.contains("yes (path length 0)") && table.contains("status      valid"), "{table}");
+
+    // An expired certificate (made here with rcgen: dfctl never issues one) fails inspect.
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(vec!["old.test".to_owned()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let old = dir.path().join("old.crt");
+    std::fs::write(&old, params.self_signed(&key).expect("cert").pem()).expect("write");
+    let out = dfctl(&["cert", "inspect", s(&old)]);
+    assert!(!out.status.success(), "an expired certificate must fail inspect");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EXPIRED"));
+}
+
+#[test]
+fn init_writes_a_profile_whose_daemon_configs_the_daemons_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = dir.path().join("prod");
+    let args = [
+        "init",
+        "--dir",
+        s(&profile),
+        "--scheduler",
+        "10.0.0.10:8002",
+        "--scheduler",
+        "10.0.0.11:8002",
+        "--registry",
+        "docker.io",
+        "--registry",
+        "ghcr.io",
+        "--no-prompt",
+    ];
+    ok(&args);
+    let peer = df_peer::config::Config::load(&profile.join("daemons/dfdaemon-peer.yaml"))
+        .expect("peer config loads");
+    assert!(!peer.seed);
+    assert_eq!(peer.schedulers, ["10.0.0.10:8002", "10.0.0.11:8002"]);
+    assert_eq!(peer.proxy_addr.to_string(), "127.0.0.1:65001");
+    let seed = df_peer::config::Config::load(&profile.join("daemons/dfdaemon-seed.yaml"))
+        .expect("seed config loads");
+    assert!(seed.seed);
+    df_scheduler::config::Config::load(&profile.join("daemons/dfscheduler.yaml"))
+        .expect("scheduler config loads");
+    for f in [
+        "pki/ca.crt",
+        "nodes/containerd/etc/containerd/certs.d/ghcr.io/hosts.toml",
+        "nodes/docker/etc/systemd/system/docker.service.d/http-proxy.conf",
+        "nodes/docker/etc/docker/daemon.json",
+        "nodes/crio/etc/containers/registries.conf.d/50-dragonfly-lite.conf",
+    ] {
+        assert!(profile.join(f).is_file(), "{f} missing");
+    }
+    let readme = std::fs::read_to_string(profile.join("README.md")).expect("readme");
+    assert!(
+        readme.contains(
+            "dfctl gen-config containerd --peer 127.0.0.1:65001 --registry docker.io --registry ghcr.io"
+        ),
+        "{readme}"
+    );
+    // Re-running keeps the CA (certificates issued from it stay valid).
+    let ca = std::fs::read(profile.join("pki/ca.crt")).expect("ca");
+    let out = ok(&args);
+    assert!(out.contains("kept"), "{out}");
+    assert_eq!(std::fs::read(profile.join("pki/ca.crt")).expect("ca"), ca);
+}
