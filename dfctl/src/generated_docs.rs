@@ -65,7 +65,11 @@ mod tests {
     fn committed_docs_are_fresh() {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let files = render_all().expect("render");
-        assert!(files.iter().any(|f| f.path == "man/dfctl-gen-config-containerd.1"));
+        assert!(
+            files
+                .iter()
+                .any(|f| f.path == "man/dfctl-gen-config-containerd.1")
+        );
         let bless = std::env::var_os("DFCTL_BLESS").is_some_and(|v| v == "1");
         let mut stale = Vec::new();
         for f in &files {

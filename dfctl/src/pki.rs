@@ -115,7 +115,9 @@ impl std::str::FromStr for San {
                 let mut labels = name.split('.');
                 let first_ok = labels.next().is_some_and(|l| l == "*" || label_ok(l));
                 if name.is_empty() || !first_ok || !labels.all(label_ok) {
-                    return Err(bad("not a DNS name (letters, digits, '-', dots; '*.' first)"));
+                    return Err(bad(
+                        "not a DNS name (letters, digits, '-', dots; '*.' first)",
+                    ));
                 }
                 Ok(Self::Dns(name))
             }
@@ -415,9 +417,21 @@ mod tests {
         let info = inspect("ca", ca.cert_pem.as_bytes(), now).expect("inspect");
         assert!(info[0].is_ca);
         assert_eq!(info[0].path_len, Some(0));
-        assert!(info[0].subject.contains("CN=test CA"), "{}", info[0].subject);
-        assert!(info[0].key_usage.iter().any(|k| k == "Key Cert Sign"), "{:?}", info[0].key_usage);
-        assert!((3648..=3650).contains(&info[0].days_left), "{}", info[0].days_left);
+        assert!(
+            info[0].subject.contains("CN=test CA"),
+            "{}",
+            info[0].subject
+        );
+        assert!(
+            info[0].key_usage.iter().any(|k| k == "Key Cert Sign"),
+            "{:?}",
+            info[0].key_usage
+        );
+        assert!(
+            (3648..=3650).contains(&info[0].days_left),
+            "{}",
+            info[0].days_left
+        );
         assert_eq!(info[0].validity, Validity::Valid);
         assert_eq!(info[0].key, "ECDSA 256 bits");
 
@@ -435,8 +449,8 @@ mod tests {
         let ca = new_ca("test CA", KeyType::EcdsaP256, 3650).expect("ca");
         let now = OffsetDateTime::now_utc();
         let at = |days_ago, days_valid| {
-            let leaf = issue(&ca.cert_pem, &ca.key_pem, &leaf_spec(days_ago, days_valid))
-                .expect("leaf");
+            let leaf =
+                issue(&ca.cert_pem, &ca.key_pem, &leaf_spec(days_ago, days_valid)).expect("leaf");
             inspect("leaf", leaf.cert_pem.as_bytes(), now).expect("inspect")[0].validity
         };
         assert_eq!(at(10, 90), Validity::Valid);
@@ -448,16 +462,26 @@ mod tests {
     #[test]
     fn rsa_keys_work_and_bad_input_is_named() {
         let ca = new_ca("rsa CA", KeyType::Rsa2048, 30).expect("ca");
-        let info = inspect("ca", ca.cert_pem.as_bytes(), OffsetDateTime::now_utc()).expect("inspect");
+        let info =
+            inspect("ca", ca.cert_pem.as_bytes(), OffsetDateTime::now_utc()).expect("inspect");
         assert_eq!(info[0].key, "RSA 2048 bits");
         assert!("IP:nope".parse::<San>().is_err());
         assert!("bad name".parse::<San>().is_err());
-        assert_eq!("*.example.com".parse::<San>().expect("wildcard"), San::Dns("*.example.com".into()));
-        assert_eq!("::1".parse::<San>().expect("ip"), San::Ip("::1".parse().expect("ip")));
+        assert_eq!(
+            "*.example.com".parse::<San>().expect("wildcard"),
+            San::Dns("*.example.com".into())
+        );
+        assert_eq!(
+            "::1".parse::<San>().expect("ip"),
+            San::Ip("::1".parse().expect("ip"))
+        );
         let err = inspect("x.crt", b"not pem", OffsetDateTime::now_utc()).expect_err("not pem");
         assert!(err.to_string().starts_with("x.crt:"), "{err}");
         let mut spec = leaf_spec(0, 1);
         spec.sans.clear();
-        assert!(matches!(issue(&ca.cert_pem, &ca.key_pem, &spec), Err(PkiError::NoSan)));
+        assert!(matches!(
+            issue(&ca.cert_pem, &ca.key_pem, &spec),
+            Err(PkiError::NoSan)
+        ));
     }
 }

@@ -528,7 +528,10 @@ mod tests {
         let mut p = WritePlan::new(root.path(), "test");
         p.add_whole("/etc/x/whole.conf", "ours\n", 0o644);
         p.add("/etc/x/merged.conf", "merged\n", 0o644);
-        assert!(p.conflicts().expect("conflicts").is_empty(), "nothing there yet");
+        assert!(
+            p.conflicts().expect("conflicts").is_empty(),
+            "nothing there yet"
+        );
         let host = root.path().join("etc/x");
         fs::create_dir_all(&host).expect("mkdir");
         fs::write(host.join("whole.conf"), "theirs\n").expect("write");
@@ -538,7 +541,10 @@ mod tests {
             [PathBuf::from("/etc/x/whole.conf")]
         );
         p.apply().expect("apply");
-        assert!(p.conflicts().expect("conflicts").is_empty(), "dfctl's own now");
+        assert!(
+            p.conflicts().expect("conflicts").is_empty(),
+            "dfctl's own now"
+        );
         fs::write(host.join("whole.conf"), "edited\n").expect("write");
         assert_eq!(p.conflicts().expect("conflicts").len(), 1, "hand edit");
     }
@@ -549,7 +555,9 @@ mod tests {
         let m = under_root(root.path(), Path::new(MANIFEST_PATH));
         fs::create_dir_all(m.parent().expect("parent")).expect("mkdir");
         fs::write(&m, "{\n  nope").expect("write");
-        let err = plan(root.path(), "x\n").apply().expect_err("broken manifest");
+        let err = plan(root.path(), "x\n")
+            .apply()
+            .expect_err("broken manifest");
         assert!(err.to_string().contains("line 2"), "{err}");
         assert!(!root.path().join("etc/x/a.conf").exists());
     }

@@ -157,7 +157,10 @@ fn generated_daemon_configs_load_unchanged_to_the_daemons_defaults() {
 
     // ... and the files name every key the daemons know, so none is silently missing.
     let known = debug_paths(&format!("{:#?}", df_peer::config::RawConfig::default()));
-    assert!(known.contains("proxy.rules.regex") && known.contains("log.stderr"), "{known:?}");
+    assert!(
+        known.contains("proxy.rules.regex") && known.contains("log.stderr"),
+        "{known:?}"
+    );
     assert_eq!(keys_of(&peer_file), known, "dfdaemon.yaml vs RawConfig");
     let known = debug_paths(&format!(
         "{:#?}",
@@ -167,10 +170,16 @@ fn generated_daemon_configs_load_unchanged_to_the_daemons_defaults() {
 
     // Re-running changes nothing; a hand-edited config is not replaced without --force.
     let out = ok(&["gen-config", "daemons", "--root", s(root.path())]);
-    assert!(!out.contains("created") && !out.contains("updated"), "{out}");
+    assert!(
+        !out.contains("created") && !out.contains("updated"),
+        "{out}"
+    );
     std::fs::write(&peer_file, "seed: true\n").expect("edit");
     let err = fails(&["gen-config", "daemons", "--root", s(root.path())]);
-    assert!(err.contains("--force") && err.contains("dfdaemon.yaml"), "{err}");
+    assert!(
+        err.contains("--force") && err.contains("dfdaemon.yaml"),
+        "{err}"
+    );
     assert_eq!(
         std::fs::read_to_string(&peer_file).expect("read"),
         "seed: true\n"
@@ -213,7 +222,10 @@ fn gen_config_containerd_edits_in_place_is_idempotent_and_dry_run_writes_nothing
             && diff.contains("+      config_path = \"/etc/containerd/certs.d\""),
         "{diff}"
     );
-    assert!(diff.contains("+++ ") && diff.contains("registry.test:5000/hosts.toml"), "{diff}");
+    assert!(
+        diff.contains("+++ ") && diff.contains("registry.test:5000/hosts.toml"),
+        "{diff}"
+    );
     assert_eq!(snapshot(root.path()), before, "--dry-run wrote something");
 
     let out = ok(&args);
@@ -226,7 +238,10 @@ fn gen_config_containerd_edits_in_place_is_idempotent_and_dry_run_writes_nothing
         .collect();
     assert_eq!(
         changed,
-        [("      config_path = \"\"", "      config_path = \"/etc/containerd/certs.d\"")]
+        [(
+            "      config_path = \"\"",
+            "      config_path = \"/etc/containerd/certs.d\""
+        )]
     );
     assert_eq!(original.lines().count(), edited.lines().count());
     assert_eq!(
@@ -239,8 +254,14 @@ fn gen_config_containerd_edits_in_place_is_idempotent_and_dry_run_writes_nothing
             .join("etc/containerd/certs.d/registry.test:5000/hosts.toml"),
     )
     .expect("hosts.toml");
-    assert!(hosts.contains("[host.\"http://127.0.0.1:65001\"]"), "{hosts}");
-    assert!(hosts.contains("server = \"http://registry.test:5000\""), "{hosts}");
+    assert!(
+        hosts.contains("[host.\"http://127.0.0.1:65001\"]"),
+        "{hosts}"
+    );
+    assert!(
+        hosts.contains("server = \"http://registry.test:5000\""),
+        "{hosts}"
+    );
     assert!(
         root.path()
             .join("etc/containerd/certs.d/_default/hosts.toml")
@@ -268,7 +289,10 @@ fn gen_config_containerd_edits_in_place_is_idempotent_and_dry_run_writes_nothing
     // A second run is a no-op: every byte and mode as it was.
     let after_first = snapshot(root.path());
     let out = ok(&args);
-    assert!(!out.contains("created") && !out.contains("updated"), "{out}");
+    assert!(
+        !out.contains("created") && !out.contains("updated"),
+        "{out}"
+    );
     assert_eq!(snapshot(root.path()), after_first);
     assert_eq!(ok(&[&args[..], &["--dry-run"]].concat()), "no changes\n");
 }
@@ -348,13 +372,20 @@ fn gen_config_docker_merges_daemon_json_and_systemd_accepts_the_drop_in() {
         "10.0.0.0/8,.svc",
     ];
     let out = ok(&args);
-    assert!(out.contains("systemctl daemon-reload && systemctl restart docker"), "{out}");
+    assert!(
+        out.contains("systemctl daemon-reload && systemctl restart docker"),
+        "{out}"
+    );
     let text = std::fs::read_to_string(&json).expect("read");
     let merged: serde_json::Value = serde_json::from_str(&text).expect("json");
     // Every key kept, in the operator's order (read from the text: this crate's serde_json
     // sorts keys).
     let at = |k: &str| text.find(&format!("\"{k}\"")).expect(k);
-    assert!(at("storage-driver") < at("registry-mirrors") && at("registry-mirrors") < at("live-restore"), "{text}");
+    assert!(
+        at("storage-driver") < at("registry-mirrors")
+            && at("registry-mirrors") < at("live-restore"),
+        "{text}"
+    );
     assert_eq!(merged["storage-driver"], "overlay2");
     assert_eq!(merged["live-restore"], true);
     assert_eq!(
@@ -386,13 +417,26 @@ fn gen_config_docker_merges_daemon_json_and_systemd_accepts_the_drop_in() {
             .env("SYSTEMD_UNIT_PATH", format!("{}:", units.path().display()))
             .output()
             .expect("systemd-analyze (package systemd) must be installed");
-        (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (success, stderr) = verify();
-    assert!(success && stderr.trim().is_empty(), "systemd-analyze: {stderr}");
-    std::fs::write(dropins.join("zz-broken.conf"), "[Service]\nEnvironmnt=\"A=1\"\n").expect("w");
+    assert!(
+        success && stderr.trim().is_empty(),
+        "systemd-analyze: {stderr}"
+    );
+    std::fs::write(
+        dropins.join("zz-broken.conf"),
+        "[Service]\nEnvironmnt=\"A=1\"\n",
+    )
+    .expect("w");
     let (_, stderr) = verify();
-    assert!(stderr.contains("zz-broken.conf") && stderr.contains("Environmnt"), "{stderr}");
+    assert!(
+        stderr.contains("zz-broken.conf") && stderr.contains("Environmnt"),
+        "{stderr}"
+    );
     let text = std::fs::read_to_string(&ours).expect("read");
     assert!(
         text.contains("Environment=\"NO_PROXY=localhost,127.0.0.0/8,::1,10.0.0.0/8,.svc\""),
@@ -400,9 +444,16 @@ fn gen_config_docker_merges_daemon_json_and_systemd_accepts_the_drop_in() {
     );
 
     // Somebody else's drop-in of the same name is not replaced without --force.
-    std::fs::write(&ours, "[Service]\nEnvironment=\"HTTPS_PROXY=http://corp:3128\"\n").expect("w");
+    std::fs::write(
+        &ours,
+        "[Service]\nEnvironment=\"HTTPS_PROXY=http://corp:3128\"\n",
+    )
+    .expect("w");
     let err = fails(&args);
-    assert!(err.contains("http-proxy.conf") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("http-proxy.conf") && err.contains("--force"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -410,7 +461,11 @@ fn gen_config_crio_and_podman_write_only_the_drop_in() {
     let root = tempfile::tempdir().expect("tempdir");
     let main_conf = root.path().join("etc/containers/registries.conf");
     std::fs::create_dir_all(main_conf.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&main_conf, "unqualified-search-registries = [\"docker.io\"]\n").expect("w");
+    std::fs::write(
+        &main_conf,
+        "unqualified-search-registries = [\"docker.io\"]\n",
+    )
+    .expect("w");
     for runtime in ["crio", "podman"] {
         let out = ok(&[
             "gen-config",
@@ -467,8 +522,18 @@ fn cert_ca_issue_inspect_and_an_expired_certificate() {
     assert!(err.contains("--force"), "{err}");
 
     ok(&[
-        "cert", "issue", "--ca-dir", s(&pki), "--san", "registry.test", "--san", "IP:127.0.0.1",
-        "--usage", "server", "--usage", "client",
+        "cert",
+        "issue",
+        "--ca-dir",
+        s(&pki),
+        "--san",
+        "registry.test",
+        "--san",
+        "IP:127.0.0.1",
+        "--usage",
+        "server",
+        "--usage",
+        "client",
     ]);
     let leaf = pki.join("registry.test.crt");
     let leaf_mode = std::fs::metadata(pki.join("registry.test.key"))
@@ -487,10 +552,17 @@ fn cert_ca_issue_inspect_and_an_expired_certificate() {
         info[0]["extended_key_usage"],
         serde_json::json!(["serverAuth", "clientAuth"])
     );
-    assert!(info[0]["issuer"].as_str().is_some_and(|i| i.contains("it CA")));
+    assert!(
+        info[0]["issuer"]
+            .as_str()
+            .is_some_and(|i| i.contains("it CA"))
+    );
     assert!((89..=90).contains(&info[0]["days_left"].as_i64().expect("days")));
     let table = ok(&["cert", "inspect", s(&pki.join("ca.crt"))]);
-    assert!(table.contains("yes (path length 0)") && table.contains("status      valid"), "{table}");
+    assert!(
+        table.contains("yes (path length 0)") && table.contains("status      valid"),
+        "{table}"
+    );
 
     // An expired certificate (made here with rcgen: dfctl never issues one) fails inspect.
     let key = rcgen::KeyPair::generate().expect("key");
@@ -500,7 +572,10 @@ fn cert_ca_issue_inspect_and_an_expired_certificate() {
     let old = dir.path().join("old.crt");
     std::fs::write(&old, params.self_signed(&key).expect("cert").pem()).expect("write");
     let out = dfctl(&["cert", "inspect", s(&old)]);
-    assert!(!out.status.success(), "an expired certificate must fail inspect");
+    assert!(
+        !out.status.success(),
+        "an expired certificate must fail inspect"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("EXPIRED"));
 }
 
@@ -554,4 +629,58 @@ fn init_writes_a_profile_whose_daemon_configs_the_daemons_load() {
     let out = ok(&args);
     assert!(out.contains("kept"), "{out}");
     assert_eq!(std::fs::read(profile.join("pki/ca.crt")).expect("ca"), ca);
+}
+
+/// The real containerd (1.6, Debian) loads every edited sample it understands and finds
+/// `config_path` where dfctl put it, with the operator's settings intact.
+#[test]
+fn containerd_reads_config_path_from_every_edited_sample() {
+    for (sample, kept) in [
+        (
+            "containerd-1.6-default.toml",
+            "sandbox_image = \"registry.k8s.io/pause:3.6\"",
+        ),
+        ("commented.toml", "SystemdCgroup = true"),
+        (
+            "no-version.toml",
+            "sandbox_image = \"k8s.gcr.io/pause:3.2\"",
+        ),
+        ("has-config-path.toml", "username = \"puller\""),
+    ] {
+        let root = tempfile::tempdir().expect("tempdir");
+        let config = root.path().join("etc/containerd/config.toml");
+        std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&config, containerd_sample(sample)).expect("write");
+        ok(&[
+            "gen-config",
+            "containerd",
+            "--root",
+            s(root.path()),
+            "--registry",
+            "docker.io",
+        ]);
+        let out = Command::new("containerd")
+            .args(["--config", s(&config), "config", "dump"])
+            .output()
+            .expect("containerd (tests/e2e/install.sh installs it)");
+        let dump = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{sample}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want = if sample == "has-config-path.toml" {
+            "config_path = \"/etc/containerd/certs.d:/etc/docker/certs.d\""
+        } else {
+            "config_path = \"/etc/containerd/certs.d\""
+        };
+        assert!(dump.contains(want), "{sample}: {dump}");
+        assert!(dump.contains(kept), "{sample}: {dump}");
+        assert!(
+            root.path()
+                .join("etc/containerd/certs.d/docker.io/hosts.toml")
+                .is_file(),
+            "{sample}"
+        );
+    }
 }

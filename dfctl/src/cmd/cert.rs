@@ -163,7 +163,10 @@ pub fn write_ca(
     let (cert_path, key_path) = (dir.join(CA_CERT), dir.join(CA_KEY));
     check_free(&[&cert_path, &key_path], force)?;
     create_private_dir(dir)?;
-    let cn = cn.map_or_else(|| format!("dragonfly-lite CA ({})", hostname()), str::to_owned);
+    let cn = cn.map_or_else(
+        || format!("dragonfly-lite CA ({})", hostname()),
+        str::to_owned,
+    );
     let pair = pki::new_ca(&cn, key_type, days)?;
     // Key first: a cert without its key is useless, a key without a cert is only a retry.
     write_atomic(&key_path, pair.key_pem.as_bytes(), 0o400)?;
@@ -242,7 +245,10 @@ fn issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
             anyhow::bail!("the CA expired on {}", ca.not_after);
         }
         if !ca.is_ca {
-            anyhow::bail!("{} is not a CA certificate", args.ca_dir.join(CA_CERT).display());
+            anyhow::bail!(
+                "{} is not a CA certificate",
+                args.ca_dir.join(CA_CERT).display()
+            );
         }
     }
     let pair = pki::issue(&ca_cert, &ca_key, &spec)?;
@@ -261,8 +267,8 @@ fn issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
-    let bytes =
-        std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let bytes = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let infos = pki::inspect(
         &args.file.display().to_string(),
         &bytes,
@@ -342,7 +348,10 @@ fn system_store(root: &Path) -> (PathBuf, &'static str) {
         && !crate::write_plan::under_root(root, Path::new("/usr/local/share/ca-certificates"))
             .is_dir()
     {
-        (rhel.join("dragonfly-lite-ca.pem"), "update-ca-trust extract")
+        (
+            rhel.join("dragonfly-lite-ca.pem"),
+            "update-ca-trust extract",
+        )
     } else {
         (
             PathBuf::from("/usr/local/share/ca-certificates/dragonfly-lite-ca.crt"),
@@ -352,8 +361,13 @@ fn system_store(root: &Path) -> (PathBuf, &'static str) {
 }
 
 fn trust(args: TrustArgs) -> anyhow::Result<ExitCode> {
-    let pem = std::fs::read(&args.ca).with_context(|| format!("cannot read {}", args.ca.display()))?;
-    let infos = pki::inspect(&args.ca.display().to_string(), &pem, OffsetDateTime::now_utc())?;
+    let pem =
+        std::fs::read(&args.ca).with_context(|| format!("cannot read {}", args.ca.display()))?;
+    let infos = pki::inspect(
+        &args.ca.display().to_string(),
+        &pem,
+        OffsetDateTime::now_utc(),
+    )?;
     if !infos.first().is_some_and(|i| i.is_ca) {
         anyhow::bail!("{} is not a CA certificate", args.ca.display());
     }
@@ -363,7 +377,9 @@ fn trust(args: TrustArgs) -> anyhow::Result<ExitCode> {
     let mut containerd_lines = Vec::new();
     for r in &args.registries {
         plan.add_whole(
-            Path::new("/etc/docker/certs.d").join(r.host()).join("ca.crt"),
+            Path::new("/etc/docker/certs.d")
+                .join(r.host())
+                .join("ca.crt"),
             pem.clone(),
             0o644,
         );
@@ -374,7 +390,9 @@ fn trust(args: TrustArgs) -> anyhow::Result<ExitCode> {
         containerd_lines.push(format!(
             "  {}/hosts.toml: ca = \"{}\" (top level and in the registry's [host] table; \
              `dfctl gen-config containerd` keeps it)",
-            ctd.parent().map(|p| p.display().to_string()).unwrap_or_default(),
+            ctd.parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
             ctd.display()
         ));
     }
@@ -422,7 +440,9 @@ fn trust(args: TrustArgs) -> anyhow::Result<ExitCode> {
         }
         out.push_str(&format!("ran {refresh}\n"));
     } else {
-        out.push_str(&format!("note: run `{refresh}` on the node (not run under --root)\n"));
+        out.push_str(&format!(
+            "note: run `{refresh}` on the node (not run under --root)\n"
+        ));
     }
     for l in &containerd_lines {
         out.push_str(&format!("note: set{l}\n"));

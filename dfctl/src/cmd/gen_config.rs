@@ -142,7 +142,9 @@ impl Command {
             }
             Self::Containerd(args) => {
                 if args.registries.is_empty() && !args.default_mirror {
-                    anyhow::bail!("nothing to mirror: pass --registry HOST and/or --default-mirror");
+                    anyhow::bail!(
+                        "nothing to mirror: pass --registry HOST and/or --default-mirror"
+                    );
                 }
                 if !args.config.is_absolute() {
                     anyhow::bail!(
@@ -230,7 +232,10 @@ fn execute(
         out.push_str(&describe(plan, o));
     }
     if changed {
-        for note in notes.iter().filter(|n| !(restarting && n.contains("--restart"))) {
+        for note in notes
+            .iter()
+            .filter(|n| !(restarting && n.contains("--restart")))
+        {
             out.push_str(&format!("note: {note}\n"));
         }
     } else {

@@ -57,12 +57,30 @@ pub struct Args {
 
 /// The profile's fixed files (relative to DIR), with what each is.
 pub const PROFILE_FILES: &[(&str, &str)] = &[
-    ("pki/ca.crt", "the cluster CA certificate: what nodes and clients trust"),
-    ("pki/ca.key", "its key (0400): signs certificates for any host; keep it off the nodes"),
-    ("daemons/dfscheduler.yaml", "/etc/dragonfly/dfscheduler.yaml on scheduler hosts"),
-    ("daemons/dfdaemon-seed.yaml", "/etc/dragonfly/dfdaemon.yaml on seed peers"),
-    ("daemons/dfdaemon-peer.yaml", "/etc/dragonfly/dfdaemon.yaml on every other node"),
-    ("nodes/", "what `dfctl gen-config <runtime>` writes on a node, per runtime"),
+    (
+        "pki/ca.crt",
+        "the cluster CA certificate: what nodes and clients trust",
+    ),
+    (
+        "pki/ca.key",
+        "its key (0400): signs certificates for any host; keep it off the nodes",
+    ),
+    (
+        "daemons/dfscheduler.yaml",
+        "/etc/dragonfly/dfscheduler.yaml on scheduler hosts",
+    ),
+    (
+        "daemons/dfdaemon-seed.yaml",
+        "/etc/dragonfly/dfdaemon.yaml on seed peers",
+    ),
+    (
+        "daemons/dfdaemon-peer.yaml",
+        "/etc/dragonfly/dfdaemon.yaml on every other node",
+    ),
+    (
+        "nodes/",
+        "what `dfctl gen-config <runtime>` writes on a node, per runtime",
+    ),
     ("README.md", "this summary"),
 ];
 
@@ -104,7 +122,10 @@ impl Profile {
         let schedulers = if !args.schedulers.is_empty() {
             args.schedulers.clone()
         } else if interactive {
-            let a = prompt("Scheduler addresses (host:port, comma-separated)", DEFAULT_SCHEDULER)?;
+            let a = prompt(
+                "Scheduler addresses (host:port, comma-separated)",
+                DEFAULT_SCHEDULER,
+            )?;
             split_list(&a).map(str::to_owned).collect()
         } else {
             vec![DEFAULT_SCHEDULER.to_owned()]
@@ -267,7 +288,11 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
         "kept from an earlier run"
     } else {
         write_ca(&pki, None, args.key_type, 3650, false)?;
-        out.push_str(&format!("created   {} and {}\n", pki.join(CA_CERT).display(), pki.join(CA_KEY).display()));
+        out.push_str(&format!(
+            "created   {} and {}\n",
+            pki.join(CA_CERT).display(),
+            pki.join(CA_KEY).display()
+        ));
         "created by this run"
     };
 
@@ -282,11 +307,7 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
         ),
         (
             dir.join("daemons/dfdaemon-peer.yaml"),
-            daemon_yaml::peer_yaml(
-                false,
-                &profile.schedulers,
-                Some(&proxy_bind(&profile.peer)),
-            )?,
+            daemon_yaml::peer_yaml(false, &profile.schedulers, Some(&proxy_bind(&profile.peer)))?,
         ),
     ];
     // A fresh nodes/ tree each run, so a registry dropped from the flags leaves no file behind.
@@ -310,10 +331,7 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
         write_atomic(path, text.as_bytes(), 0o644)?;
         out.push_str(&format!("wrote     {}\n", path.display()));
     }
-    out.push_str(&format!(
-        "next: read {}\n",
-        dir.join("README.md").display()
-    ));
+    out.push_str(&format!("next: read {}\n", dir.join("README.md").display()));
     write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -33,7 +33,8 @@ pub const DEFAULT_HOSTS_DIR: &str = "/etc/containerd/certs.d";
 pub const DEFAULT_NAMESPACE: &str = "_default";
 
 const HOSTS_TEMPLATE: &str = include_str!("../../../templates/containerd/hosts.toml");
-const DEFAULT_HOSTS_TEMPLATE: &str = include_str!("../../../templates/containerd/hosts-default.toml");
+const DEFAULT_HOSTS_TEMPLATE: &str =
+    include_str!("../../../templates/containerd/hosts-default.toml");
 
 /// Keys of a registry's TLS setup that a regenerated hosts.toml keeps.
 const KEPT_KEYS: [&str; 3] = ["ca", "client", "skip_verify"];
@@ -254,7 +255,11 @@ fn render_host_table(url: &str, table: &dyn toml_edit::TableLike) -> String {
             if item.as_table_like().is_none()
                 && let Some(v) = item.as_value()
             {
-                out.push_str(&format!("{indent}  {} = {}\n", quoted_key(k), value_text(v)));
+                out.push_str(&format!(
+                    "{indent}  {} = {}\n",
+                    quoted_key(k),
+                    value_text(v)
+                ));
             }
         }
         for (k, item) in table.iter() {
@@ -270,8 +275,7 @@ fn render_host_table(url: &str, table: &dyn toml_edit::TableLike) -> String {
 
 fn quoted_key(k: &str) -> String {
     if !k.is_empty()
-        && k
-            .chars()
+        && k.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     {
         k.to_owned()
@@ -322,7 +326,9 @@ pub fn render_hosts(
         );
         return Ok(format!("{}\n", out.trim_end()));
     };
-    let top = doc.as_ref().map(|d| d.as_table() as &dyn toml_edit::TableLike);
+    let top = doc
+        .as_ref()
+        .map(|d| d.as_table() as &dyn toml_edit::TableLike);
     let server_tls = kept_lines(top, "");
     let origin_table = hosts
         .and_then(|h| {
@@ -529,12 +535,22 @@ mod tests {
         let text = include_str!("../../testdata/containerd/legacy-mirrors.toml");
         let err = edit_config(Path::new("/etc/containerd/config.toml"), text).expect_err("mirrors");
         let msg = err.to_string();
-        assert!(msg.contains("docker.io") && msg.contains("registry.mirrors"), "{msg}");
+        assert!(
+            msg.contains("docker.io") && msg.contains("registry.mirrors"),
+            "{msg}"
+        );
         assert!(msg.starts_with("/etc/containerd/config.toml:"), "{msg}");
 
-        let err = edit_config(Path::new("/x/config.toml"), "version = 2\n[grpc\naddress = 1\n")
-            .expect_err("broken");
-        assert!(err.to_string().starts_with("/x/config.toml:2: not valid TOML"), "{err}");
+        let err = edit_config(
+            Path::new("/x/config.toml"),
+            "version = 2\n[grpc\naddress = 1\n",
+        )
+        .expect_err("broken");
+        assert!(
+            err.to_string()
+                .starts_with("/x/config.toml:2: not valid TOML"),
+            "{err}"
+        );
         assert!(!err.to_string().contains('\n'));
         let err = edit_config(Path::new("c"), "version = 2\nplugins = 3\n").expect_err("shape");
         assert!(err.to_string().contains("key 'plugins'"), "{err}");
@@ -545,8 +561,13 @@ mod tests {
         let f = Path::new("hosts.toml");
         let text = render_hosts(f, Some(&registry("docker.io")), &peer(), None).expect("render");
         insta::assert_snapshot!("hosts_docker_io", text);
-        let text = render_hosts(f, Some(&registry("http://registry.test:5000")), &peer(), None)
-            .expect("render");
+        let text = render_hosts(
+            f,
+            Some(&registry("http://registry.test:5000")),
+            &peer(),
+            None,
+        )
+        .expect("render");
         insta::assert_snapshot!("hosts_registry_test_http", text);
         let text = render_hosts(f, None, &peer(), None).expect("render");
         insta::assert_snapshot!("hosts_default", text);
@@ -577,9 +598,15 @@ client = [["/etc/pki/client.crt", "/etc/pki/client.key"]]
         let text = render_hosts(f, Some(&r), &peer(), Some(existing)).expect("render");
         insta::assert_snapshot!("hosts_kept", text);
         let doc: DocumentMut = text.parse().expect("valid TOML");
-        assert_eq!(doc["server"].as_str(), Some("https://registry.internal:5000"));
         assert_eq!(
-            doc["ca"].as_array().and_then(|a| a.get(0)).and_then(Value::as_str),
+            doc["server"].as_str(),
+            Some("https://registry.internal:5000")
+        );
+        assert_eq!(
+            doc["ca"]
+                .as_array()
+                .and_then(|a| a.get(0))
+                .and_then(Value::as_str),
             Some("/etc/pki/internal-ca.pem")
         );
         assert!(doc["client"].is_array());
@@ -615,10 +642,18 @@ client = [["/etc/pki/client.crt", "/etc/pki/client.key"]]
         // An explicit scheme wins over the file's server.
         let r = registry("http://registry.internal:5000");
         let text = render_hosts(f, Some(&r), &peer(), Some(existing)).expect("render");
-        assert!(text.contains("server = \"http://registry.internal:5000\""), "{text}");
+        assert!(
+            text.contains("server = \"http://registry.internal:5000\""),
+            "{text}"
+        );
 
-        let err = render_hosts(Path::new("/h/hosts.toml"), Some(&r), &peer(), Some("a = [\n"))
-            .expect_err("broken");
+        let err = render_hosts(
+            Path::new("/h/hosts.toml"),
+            Some(&r),
+            &peer(),
+            Some("a = [\n"),
+        )
+        .expect_err("broken");
         assert!(err.to_string().starts_with("/h/hosts.toml:"), "{err}");
     }
 

@@ -88,8 +88,14 @@ mod tests {
             .iter_all_changes()
             .filter(|c| c.tag() == similar::ChangeTag::Insert)
             .count();
-        assert_eq!(value["server"]["proxy_addr"].as_str(), Some("127.0.0.1:65001"));
-        assert_eq!(changed, 5, "seed, proxy_addr, schedulers header and two entries");
+        assert_eq!(
+            value["server"]["proxy_addr"].as_str(),
+            Some("127.0.0.1:65001")
+        );
+        assert_eq!(
+            changed, 5,
+            "seed, proxy_addr, schedulers header and two entries"
+        );
         assert_eq!(peer_yaml(false, &[], None).expect("render"), PEER_DEFAULTS);
     }
 }

@@ -91,7 +91,12 @@ pub fn merge_daemon_json(
                 file: file.to_owned(),
                 line: e.line(),
                 column: e.column(),
-                message: e.to_string().split(" at line ").next().unwrap_or("").to_owned(),
+                message: e
+                    .to_string()
+                    .split(" at line ")
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
             })?
         }
         _ => Value::Object(serde_json::Map::new()),
@@ -163,7 +168,9 @@ mod tests {
     fn drop_in_golden() {
         let text = render_drop_in(&opts()).expect("render");
         insta::assert_snapshot!("docker_drop_in", text);
-        assert!(text.contains("NO_PROXY=localhost,127.0.0.0/8,::1,10.0.0.0/8,.cluster.local,100%%.example"));
+        assert!(text.contains(
+            "NO_PROXY=localhost,127.0.0.0/8,::1,10.0.0.0/8,.cluster.local,100%%.example"
+        ));
         let mut bad = opts();
         bad.no_proxy = vec!["a b".into()];
         assert!(render_drop_in(&bad).is_err());
@@ -182,15 +189,27 @@ mod tests {
             .keys()
             .cloned()
             .collect();
-        assert_eq!(keys, ["log-driver", "registry-mirrors", "data-root", "live-restore"]);
+        assert_eq!(
+            keys,
+            [
+                "log-driver",
+                "registry-mirrors",
+                "data-root",
+                "live-restore"
+            ]
+        );
         assert_eq!(
             merge_daemon_json(f, Some(&merged), "http://127.0.0.1:65001/").expect("merge"),
             None
         );
         // A compact file that already has the mirror is not reformatted.
         assert_eq!(
-            merge_daemon_json(f, Some("{\"registry-mirrors\":[\"http://127.0.0.1:65001\"]}"), "http://127.0.0.1:65001")
-                .expect("merge"),
+            merge_daemon_json(
+                f,
+                Some("{\"registry-mirrors\":[\"http://127.0.0.1:65001\"]}"),
+                "http://127.0.0.1:65001"
+            )
+            .expect("merge"),
             None
         );
         let fresh = merge_daemon_json(f, None, "http://127.0.0.1:65001").expect("merge");

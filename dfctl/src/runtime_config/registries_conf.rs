@@ -65,11 +65,15 @@ pub fn plan(
 ) -> (WritePlan, Vec<String>) {
     let mut plan = WritePlan::new(root, generator);
     plan.add_whole(DROP_IN, render(runtime, peer, registries), 0o644);
-    let mut notes = vec![match runtime {
-        Runtime::Crio => "CRI-O re-reads registries.conf on SIGHUP: run `systemctl reload crio`",
-        Runtime::Podman => "podman reads registries.conf on every command: nothing to restart",
-    }
-    .to_owned()];
+    let mut notes = vec![
+        match runtime {
+            Runtime::Crio => {
+                "CRI-O re-reads registries.conf on SIGHUP: run `systemctl reload crio`"
+            }
+            Runtime::Podman => "podman reads registries.conf on every command: nothing to restart",
+        }
+        .to_owned(),
+    ];
     if registries.len() > 1 {
         notes.push(format!(
             "{} sends the mirror neither the registry's name nor containerd's ns=: the dfdaemon \
@@ -101,7 +105,10 @@ mod tests {
         assert_eq!(second["location"].as_str(), Some("registry.test:5000"));
         assert_eq!(second["insecure"].as_bool(), Some(true));
         let mirror = second["mirror"].as_array_of_tables().expect("mirror");
-        assert_eq!(mirror.get(0).and_then(|m| m["location"].as_str()), Some("127.0.0.1:65001"));
+        assert_eq!(
+            mirror.get(0).and_then(|m| m["location"].as_str()),
+            Some("127.0.0.1:65001")
+        );
         assert!(regs.get(0).expect("first").get("insecure").is_none());
     }
 }
