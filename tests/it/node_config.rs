@@ -684,3 +684,56 @@ fn containerd_reads_config_path_from_every_edited_sample() {
         );
     }
 }
+
+#[test]
+fn cert_trust_prints_the_steps_and_applies_them_under_a_root() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    ok(&["cert", "ca", "--dir", s(&pki)]);
+    let ca = pki.join("ca.crt");
+    let root = dir.path().join("node");
+    let steps = ok(&[
+        "cert",
+        "trust",
+        "--ca",
+        s(&ca),
+        "--registry",
+        "registry.internal:5000",
+        "--root",
+        s(&root),
+    ]);
+    assert!(
+        steps.contains("/etc/docker/certs.d/registry.internal:5000/ca.crt")
+            && steps.contains("update-ca-certificates"),
+        "{steps}"
+    );
+    assert!(!root.exists(), "printing the steps wrote something");
+
+    let out = ok(&[
+        "cert",
+        "trust",
+        "--ca",
+        s(&ca),
+        "--registry",
+        "registry.internal:5000",
+        "--root",
+        s(&root),
+        "--apply",
+    ]);
+    assert!(out.contains("not run under --root"), "{out}");
+    let pem = std::fs::read(&ca).expect("ca");
+    for f in [
+        "usr/local/share/ca-certificates/dragonfly-lite-ca.crt",
+        "etc/docker/certs.d/registry.internal:5000/ca.crt",
+        "etc/containerd/certs.d/registry.internal:5000/dragonfly-lite-ca.crt",
+    ] {
+        assert_eq!(std::fs::read(root.join(f)).expect(f), pem, "{f}");
+    }
+    // A leaf is not a CA: refused.
+    ok(&["cert", "issue", "--ca-dir", s(&pki), "--san", "x.test"]);
+    let err = fails(&["cert", "trust", "--ca", s(&pki.join("x.test.crt"))]);
+    assert!(err.contains("not a CA"), "{err}");
+    // --restart never restarts the real docker for a file written under another root.
+    let err = fails(&["gen-config", "docker", "--root", s(&root), "--restart"]);
+    assert!(err.contains("--restart"), "{err}");
+}

@@ -256,7 +256,7 @@ fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
             change first with `--dry-run`, backs up what it replaces, and is safe to re-run):\n   \
             - containerd: `dfctl gen-config containerd {flags}`,\n     \
               then `systemctl restart containerd` if it says it set config_path\n   \
-            - Docker: `dfctl gen-config docker --peer {peer} --registry-mirror --restart`\n   \
+            - Docker: `dfctl gen-config docker --peer {peer}{hub} --restart`\n   \
             - CRI-O: `dfctl gen-config crio {flags}`, then `systemctl reload crio`\n   \
             - podman: `dfctl gen-config podman {flags}`\n   \
             `nodes/<runtime>/` holds what these write on a node that has no runtime config yet.\n\
@@ -269,6 +269,11 @@ fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
         schedulers = p.schedulers.join(", "),
         regs = regs.join(", "),
         peer = p.peer,
+        hub = if regs.contains(&"docker.io") {
+            " --registry-mirror"
+        } else {
+            ""
+        },
     )
 }
 
@@ -339,6 +344,22 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readme_golden() {
+        let profile = Profile {
+            schedulers: vec!["10.0.0.10:8002".into()],
+            registries: vec![
+                "docker.io".parse().expect("registry"),
+                "http://registry.internal:5000".parse().expect("registry"),
+            ],
+            peer: DEFAULT_PEER.parse().expect("peer"),
+        };
+        insta::assert_snapshot!(
+            "init_readme",
+            readme(Path::new("prod"), &profile, "created by this run")
+        );
+    }
 
     #[test]
     fn proxy_bind_follows_the_peer_address() {

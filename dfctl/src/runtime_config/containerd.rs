@@ -559,21 +559,37 @@ mod tests {
     #[test]
     fn hosts_toml_for_a_registry_and_the_catch_all() {
         let f = Path::new("hosts.toml");
-        let text = render_hosts(f, Some(&registry("docker.io")), &peer(), None).expect("render");
-        insta::assert_snapshot!("hosts_docker_io", text);
-        let text = render_hosts(
+        let docker = render_hosts(f, Some(&registry("docker.io")), &peer(), None).expect("render");
+        insta::assert_snapshot!("hosts_docker_io", docker);
+        let http = render_hosts(
             f,
             Some(&registry("http://registry.test:5000")),
             &peer(),
             None,
         )
         .expect("render");
-        insta::assert_snapshot!("hosts_registry_test_http", text);
-        let text = render_hosts(f, None, &peer(), None).expect("render");
-        insta::assert_snapshot!("hosts_default", text);
-        for text in [&text] {
-            assert!(text.parse::<DocumentMut>().is_ok());
+        insta::assert_snapshot!("hosts_registry_test_http", http);
+        let catch_all = render_hosts(f, None, &peer(), None).expect("render");
+        insta::assert_snapshot!("hosts_default", catch_all);
+        for text in [&docker, &http, &catch_all] {
+            let doc: DocumentMut = text.parse().expect("valid TOML");
+            let peer_host = &doc["host"]["http://127.0.0.1:65001"];
+            assert_eq!(
+                peer_host["capabilities"].as_array().map(|a| a.len()),
+                Some(2),
+                "{text}"
+            );
         }
+        let doc: DocumentMut = docker.parse().expect("valid TOML");
+        // containerd 1.6 needs a [host] table besides the peer's to keep the origin's settings.
+        assert!(doc["host"]["https://registry-1.docker.io"].is_table());
+        assert!(
+            catch_all
+                .parse::<DocumentMut>()
+                .expect("toml")
+                .get("server")
+                .is_none()
+        );
     }
 
     #[test]
