@@ -579,12 +579,10 @@ impl Containerd {
         let root = tempfile::tempdir().expect("node root");
         let etc = root.path().join("etc/containerd");
         std::fs::create_dir_all(&etc).expect("mkdir");
-        let default = command("containerd")
-            .args(["config", "default"])
-            .output()
-            .expect("containerd");
-        assert!(default.status.success(), "containerd config default failed");
-        std::fs::write(etc.join("config.toml"), &default.stdout).expect("config.toml");
+        let mut c = command("containerd");
+        c.args(["config", "default"]);
+        let default = run(c).await.ok();
+        std::fs::write(etc.join("config.toml"), default.stdout).expect("config.toml");
         let mut c = command(crate::cli::bin("dfctl"));
         c.arg("gen-config")
             .arg("containerd")
