@@ -9,9 +9,11 @@
 //! - The plugin holding `registry.config_path` follows the config's `version`: 3 (containerd
 //!   2.x) `plugins."io.containerd.cri.v1.images"`, 2 `plugins."io.containerd.grpc.v1.cri"`,
 //!   1 or none (containerd's rule for a file without `version`) `plugins.cri`.
-//! - Legacy CRI `registry.mirrors` entries are refused: containerd will not start with both
-//!   `mirrors` and `config_path`. An empty `mirrors` table (as `containerd config default`
-//!   prints) is fine.
+//! - Legacy CRI `registry.mirrors` entries and `registry.configs.<host>.tls` tables are
+//!   refused: with `config_path` set, containerd's CRI plugin does not load at all ("`mirrors`
+//!   cannot be set when `config_path` is provided", "`configs.tls` cannot be set ...", seen
+//!   with containerd 1.6.20). An empty `mirrors` table (as `containerd config default` prints)
+//!   and `configs.<host>.auth` are fine.
 //! - A `hosts.toml` lists the dfdaemon as the first `[host]` (pull and resolve, with the
 //!   `X-Dragonfly-Registry` header naming the registry), then any other mirrors it had, then
 //!   the registry itself as a `[host]` (containerd 1.6 ignores a file without one) and as
@@ -56,12 +58,13 @@ pub enum ContainerdError {
         expected: &'static str,
     },
     #[error(
-        "{file}: '{key}' has legacy mirrors ({names}); containerd refuses them together with \
-         config_path: move them to hosts.toml files or delete them, then run again"
+        "{file}: '{key}' has legacy {what} ({names}); containerd's CRI plugin will not load with \
+         them and config_path: move them to hosts.toml files or delete them, then run again"
     )]
-    LegacyMirrors {
+    LegacyRegistry {
         file: PathBuf,
         key: String,
+        what: &'static str,
         names: String,
     },
     #[error(transparent)]
@@ -173,9 +176,25 @@ pub fn edit_config(file: &Path, text: &str) -> Result<ConfigEdit, ContainerdErro
             .ok_or_else(|| shape(&[&path[..], &["mirrors"]].concat(), "a table"))?;
         if !mirrors.is_empty() {
             let names: Vec<&str> = mirrors.iter().map(|(k, _)| k).collect();
-            return Err(ContainerdError::LegacyMirrors {
+            return Err(ContainerdError::LegacyRegistry {
                 file: file.to_owned(),
                 key: format!("{}.mirrors", dotted(&path)),
+                what: "mirrors",
+                names: names.join(", "),
+            });
+        }
+    }
+    if let Some(configs) = table.get("configs").and_then(Item::as_table_like) {
+        let names: Vec<&str> = configs
+            .iter()
+            .filter(|(_, c)| c.as_table_like().is_some_and(|c| c.contains_key("tls")))
+            .map(|(k, _)| k)
+            .collect();
+        if !names.is_empty() {
+            return Err(ContainerdError::LegacyRegistry {
+                file: file.to_owned(),
+                key: format!("{}.configs", dotted(&path)),
+                what: "TLS settings",
                 names: names.join(", "),
             });
         }
