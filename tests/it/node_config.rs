@@ -737,3 +737,156 @@ fn cert_trust_prints_the_steps_and_applies_them_under_a_root() {
     let err = fails(&["gen-config", "docker", "--root", s(&root), "--restart"]);
     assert!(err.contains("--restart"), "{err}");
 }
+
+/// A daemon process killed when the test ends, however it ends.
+struct Daemon {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(name: &str, config: &Path, log: PathBuf) -> Self {
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin(name))
+            .arg("--config")
+            .arg(config)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
+        Self { child, log }
+    }
+
+    /// Panics with the daemon's log when it has exited.
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "exited ({status}):\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Replaces the one line `from` of a generated config (the substitution must apply).
+fn with_line(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "'{from}' in the generated file"
+    );
+    text.replace(from, to)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
+}
+
+/// The real binaries start from the files `gen-config daemons` wrote, changed only where a
+/// test must (free loopback ports instead of the fixed defaults, a temp data dir, the
+/// scheduler's address), and the peer registers with the scheduler.
+#[tokio::test]
+async fn the_daemons_start_with_the_generated_configs() {
+    let root = tempfile::tempdir().expect("tempdir");
+    ok(&["gen-config", "daemons", "--root", s(root.path())]);
+    let etc = root.path().join("etc/dragonfly");
+    let (grpc, http) = (free_port(), free_port());
+    let (upload, proxy, admin) = (free_port(), free_port(), free_port());
+
+    let sched = std::fs::read_to_string(etc.join("dfscheduler.yaml")).expect("read");
+    let sched = with_line(
+        &sched,
+        "grpc_addr: 0.0.0.0:8002",
+        &format!("grpc_addr: 127.0.0.1:{grpc}"),
+    );
+    let sched = with_line(
+        &sched,
+        "http_addr: 0.0.0.0:8080",
+        &format!("http_addr: 127.0.0.1:{http}"),
+    );
+    std::fs::write(etc.join("dfscheduler.yaml"), sched).expect("write");
+
+    let peer = std::fs::read_to_string(etc.join("dfdaemon.yaml")).expect("read");
+    let data = root.path().join("data");
+    let peer = with_line(
+        &peer,
+        "schedulers: []",
+        &format!("schedulers: [\"127.0.0.1:{grpc}\"]"),
+    );
+    let peer = with_line(
+        &peer,
+        "upload_addr: 0.0.0.0:4000",
+        &format!("upload_addr: 127.0.0.1:{upload}"),
+    );
+    let peer = with_line(
+        &peer,
+        "proxy_addr: 0.0.0.0:4001",
+        &format!("proxy_addr: 127.0.0.1:{proxy}"),
+    );
+    let peer = with_line(
+        &peer,
+        "admin_addr: 0.0.0.0:4002",
+        &format!("admin_addr: 127.0.0.1:{admin}"),
+    );
+    let peer = with_line(
+        &peer,
+        "dir: /var/lib/dragonfly",
+        &format!("dir: {}", data.display()),
+    );
+    std::fs::write(etc.join("dfdaemon.yaml"), peer).expect("write");
+
+    let mut scheduler = Daemon::start(
+        "dfscheduler",
+        &etc.join("dfscheduler.yaml"),
+        root.path().join("scheduler.log"),
+    );
+    let mut peer = Daemon::start(
+        "dfdaemon",
+        &etc.join("dfdaemon.yaml"),
+        root.path().join("peer.log"),
+    );
+    let client = reqwest::Client::new();
+    let hosts_url = format!("http://127.0.0.1:{http}/api/v1/hosts");
+    let peer_health = format!("http://127.0.0.1:{admin}/healthz");
+    // A generous budget for a loaded machine; the loop ends as soon as both are up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        scheduler.assert_running();
+        peer.assert_running();
+        let healthy = match client.get(&peer_health).send().await {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        };
+        let hosts: Option<serde_json::Value> = match client.get(&hosts_url).send().await {
+            Ok(r) if r.status().is_success() => r.json().await.ok(),
+            _ => None,
+        };
+        // The scheduler lists the peer, by the upload port from the generated config.
+        let registered = hosts.as_ref().and_then(|h| h.as_array()).is_some_and(|a| {
+            a.iter()
+                .any(|h| h["upload_port"].as_u64() == Some(u64::from(upload)))
+        });
+        if healthy && registered {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemons not up: peer healthy {healthy}, scheduler hosts {hosts:?}\n{}\n{}",
+            std::fs::read_to_string(&scheduler.log).unwrap_or_default(),
+            std::fs::read_to_string(&peer.log).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(data.is_dir(), "the peer made its storage dir");
+}
