@@ -1030,7 +1030,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__init)
-            opts="-h -V --dir --scheduler --registry --peer --key-type --no-prompt --help --version"
+            opts="-h -V --dir --scheduler --registry --peer --key-type --no-prompt --force --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -44,6 +44,7 @@ ecdsa-p384\t'ECDSA on P-384 with SHA-384'
 rsa2048\t'RSA 2048 with SHA-256, for legacy clients'
 rsa3072\t'RSA 3072 with SHA-256'"
 complete -c dfctl -n "__fish_dfctl_using_subcommand init" -l no-prompt -d 'Never prompt, even on a terminal'
+complete -c dfctl -n "__fish_dfctl_using_subcommand init" -l force -d 'Write into DIR even when it holds something other than a profile'
 complete -c dfctl -n "__fish_dfctl_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand init" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and not __fish_seen_subcommand_from ca issue inspect trust help" -s h -l help -d 'Print help'

@@ -53,6 +53,25 @@ pub struct Args {
     /// Never prompt, even on a terminal.
     #[arg(long)]
     pub no_prompt: bool,
+    /// Write into DIR even when it holds something other than a profile.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The first line of a profile's README, which marks DIR as a profile.
+const README_TITLE: &str = "# dragonfly-lite cluster profile";
+
+/// True when `dir` is missing, empty, or an earlier `dfctl init` profile.
+fn is_profile_or_empty(dir: &Path) -> anyhow::Result<bool> {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    if entries.next().is_none() {
+        return Ok(true);
+    }
+    Ok(std::fs::read_to_string(dir.join("README.md")).is_ok_and(|t| t.starts_with(README_TITLE)))
 }
 
 /// The profile's fixed files (relative to DIR), with what each is.
@@ -239,7 +258,7 @@ fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
     let flags = p.gen_config_flags();
     let regs: Vec<&str> = p.registries.iter().map(Registry::host).collect();
     format!(
-        "# dragonfly-lite cluster profile\n\n\
+        "{README_TITLE}\n\n\
          Written by `dfctl init --dir {dir}`. Re-running it rewrites everything here except the\n\
          CA ({ca_note}).\n\n\
          - schedulers: {schedulers}\n\
@@ -284,8 +303,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
-    let profile = Profile::resolve(args)?;
     let dir = &args.dir;
+    if !args.force && !is_profile_or_empty(dir)? {
+        anyhow::bail!(
+            "{} is not empty and holds no dfctl init profile: pick another --dir, or pass --force",
+            dir.display()
+        );
+    }
+    let profile = Profile::resolve(args)?;
     let pki = dir.join("pki");
     let mut out = String::new();
     let ca_note = if pki.join(CA_CERT).exists() && pki.join(CA_KEY).exists() {
@@ -359,6 +384,17 @@ mod tests {
             "init_readme",
             readme(Path::new("prod"), &profile, "created by this run")
         );
+    }
+
+    #[test]
+    fn only_empty_dirs_and_profiles_are_written_into() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(is_profile_or_empty(&dir.path().join("new")).expect("check"));
+        assert!(is_profile_or_empty(dir.path()).expect("check"));
+        std::fs::write(dir.path().join("notes.txt"), "mine").expect("write");
+        assert!(!is_profile_or_empty(dir.path()).expect("check"));
+        std::fs::write(dir.path().join("README.md"), format!("{README_TITLE}\n")).expect("write");
+        assert!(is_profile_or_empty(dir.path()).expect("check"));
     }
 
     #[test]
