@@ -15,8 +15,8 @@ use clap::{Parser, Subcommand};
 use crate::cmd;
 use crate::render::OutputFormat;
 
-/// Operate dragonfly-lite: run a local cluster, check daemons, download through a peer, find
-/// where a task's pieces are.
+/// Operate dragonfly-lite: configure nodes and clusters, issue certificates, run a local
+/// cluster, check daemons, download through a peer, find where a task's pieces are.
 #[derive(Debug, Parser)]
 #[command(
     name = "dfctl",
@@ -31,6 +31,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a cluster profile directory: CA, daemon configs, runtime configs per node kind, and
+    /// a README of what to run next.
+    Init(cmd::init::Args),
+    /// Create a CA, issue and inspect certificates, trust the CA on a node.
+    #[command(subcommand)]
+    Cert(cmd::cert::Command),
+    /// Write the node config that sends a container runtime's pulls through the node's
+    /// dfdaemon, or the daemons' configs with every default (--dry-run shows a diff).
+    #[command(subcommand)]
+    GenConfig(cmd::gen_config::Command),
     /// Start a local cluster (schedulers, seed peers, peers) as separate processes on 127.0.0.1.
     Up(cmd::up::Args),
     /// Stop the local cluster started by `dfctl up`.
@@ -52,6 +62,9 @@ pub enum Command {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
+            Command::Init(args) => cmd::init::run(args).await,
+            Command::Cert(command) => command.run().await,
+            Command::GenConfig(command) => command.run().await,
             Command::Up(args) => cmd::up::run(args).await,
             Command::Down(args) => cmd::down::run(args).await,
             Command::Status(args) => cmd::status::run(args).await,

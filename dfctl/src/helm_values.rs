@@ -10,7 +10,13 @@
 //!   through the YAML serializer; PEM goes in literal blocks).
 //! - Bad input is refused before anything is rendered, with an error naming the values key and
 //!   the offending value.
+//!
+//! [`HelmValuesArgs`] are the same options as flags, shared by `gen-config helm` and
+//! `deploy helm`.
 
+use std::path::PathBuf;
+
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 /// Options an operator gives `dfctl gen-config helm` / `dfctl init`; `Default` is the chart's
@@ -619,6 +625,94 @@ fn is_quantity(s: &str) -> bool {
         && !number.ends_with('.')
         && number.chars().any(|c| c.is_ascii_digit() && c != '0');
     number_ok && SUFFIXES.contains(&suffix)
+}
+
+/// The chart values as flags (shared with `gen-config helm`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HelmValuesArgs {
+    /// Image holding dfscheduler, dfdaemon and dfctl.
+    #[arg(
+        long,
+        value_name = "REPOSITORY",
+        default_value = "dragonfly-lite/dragonfly-lite"
+    )]
+    pub image: String,
+    /// Image tag [default: the chart's appVersion].
+    #[arg(long, value_name = "TAG")]
+    pub image_tag: Option<String>,
+    #[arg(long, value_enum, default_value_t = PullPolicy::IfNotPresent)]
+    pub pull_policy: PullPolicy,
+    /// The nodes' container runtime, which the peers' init container configures.
+    #[arg(long, value_enum, default_value_t = RuntimeKind::Containerd)]
+    pub runtime: RuntimeKind,
+    /// A registry pulled through the peers (HOST or HOST:PORT); repeatable [default: docker.io].
+    #[arg(long = "registry", value_name = "HOST")]
+    pub registries: Vec<String>,
+    /// Scheduler replicas.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub schedulers: u32,
+    /// Seed peer replicas (0: none).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub seeds: u32,
+    /// Each seed's cache volume (a Kubernetes quantity).
+    #[arg(long, value_name = "SIZE", default_value = "10Gi")]
+    pub seed_cache_size: String,
+    /// StorageClass of the seeds' volumes [default: the cluster's default].
+    #[arg(long, value_name = "CLASS")]
+    pub seed_storage_class: Option<String>,
+    /// The peers' proxy port on every node.
+    #[arg(long, value_name = "PORT", default_value_t = 4001)]
+    pub proxy_port: u16,
+    /// CA certificate (PEM) the peers intercept registry TLS with; needs --ca-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "ca_key",
+        conflicts_with = "ca_secret"
+    )]
+    pub ca_cert: Option<PathBuf>,
+    /// The CA's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+    /// An existing Secret holding the CA (keys ca.crt, ca.key) instead of --ca-cert/--ca-key.
+    #[arg(long, value_name = "NAME")]
+    pub ca_secret: Option<String>,
+}
+
+impl HelmValuesArgs {
+    /// The values file text these flags describe (reads the CA files: call it off the async
+    /// workers).
+    pub fn render(&self) -> anyhow::Result<String> {
+        let ca = match (&self.ca_cert, &self.ca_key, &self.ca_secret) {
+            (Some(cert), Some(key), _) => CaSource::Pem {
+                cert: std::fs::read_to_string(cert)
+                    .with_context(|| format!("cannot read --ca-cert {}", cert.display()))?,
+                key: std::fs::read_to_string(key)
+                    .with_context(|| format!("cannot read --ca-key {}", key.display()))?,
+            },
+            (_, _, Some(secret)) => CaSource::ExistingSecret(secret.clone()),
+            _ => CaSource::None,
+        };
+        let defaults = HelmValuesOptions::default();
+        let options = HelmValuesOptions {
+            image_repository: self.image.clone(),
+            image_tag: self.image_tag.clone(),
+            image_pull_policy: self.pull_policy,
+            runtime: self.runtime,
+            registries: if self.registries.is_empty() {
+                defaults.registries
+            } else {
+                self.registries.clone()
+            },
+            scheduler_replicas: self.schedulers,
+            seed_replicas: self.seeds,
+            seed_cache_size: self.seed_cache_size.clone(),
+            seed_storage_class: self.seed_storage_class.clone(),
+            proxy_port: self.proxy_port,
+            ca,
+        };
+        Ok(HelmValues::from_options(&options)?.render()?)
+    }
 }
 
 #[cfg(test)]

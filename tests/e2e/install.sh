@@ -3,7 +3,7 @@
 #   Installs the third-party programs the end-to-end tests drive, from Debian 12 packages:
 #     docker-registry (distribution 2.8), skopeo, containerd, runc, podman, openssl,
 #     ca-certificates, python3, curl, apache2-utils (htpasswd, for registry.sh --auth),
-#     systemd (systemd-analyze verify for the units dfctl writes).
+#     systemd (systemd-analyze verify checks the unit drop-ins dfctl writes).
 #   Only missing packages are installed (dpkg-query check), so with everything present it
 #   is a no-op apart from printing the versions. 'apt-get update' runs only when the
 #   install needs it (no package lists yet, or the first attempt fails).

@@ -2,9 +2,10 @@
 # Usage: tests/e2e/pki.sh [up]        create the test PKI (kept if still valid) + /etc/hosts line
 #        tests/e2e/pki.sh down [--purge]   remove the /etc/hosts line (--purge: and the PKI)
 #   Files, under $E2E_ROOT/pki (E2E_ROOT defaults to /tmp/df-e2e):
-#     ca.crt ca.key                 test CA, EC P-256, basicConstraints=critical,CA:TRUE
-#     registry.test.crt/.key        server cert signed by it: SANs DNS:registry.test,
-#                                   DNS:localhost, IP:127.0.0.1; EKU serverAuth
+#     ca.crt ca.key                 test CA from `dfctl cert ca` (EC P-256, CA:TRUE, pathlen 0,
+#                                   O=dragonfly-lite)
+#     registry.test.crt/.key        server cert from `dfctl cert issue`: SANs DNS:registry.test,
+#                                   DNS:localhost, IP:127.0.0.1; EKU serverAuth; 90 days
 #     registry.test.chain.crt       server cert followed by the CA
 #     trust/ca.crt                  ONLY the CA. Pass this directory to skopeo/podman
 #                                   --cert-dir/--src-cert-dir/--dest-cert-dir: they take every
@@ -14,7 +15,10 @@
 #   /etc/hosts gets "127.0.0.1 registry.test # df-e2e". Go clients never send loopback
 #   literals (127.0.0.1, localhost) through an HTTP proxy, so tests address the registry
 #   by this name. Nothing goes into the system trust store.
-#   Idempotent: an existing CA and a server cert that still verifies against it, has the
+#   The certificates are made by the project's own dfctl ($DFCTL, default target/debug/dfctl:
+#   `cargo build --bins` first), so the e2e tests prove that skopeo, containerd and podman
+#   accept what `dfctl cert` issues; openssl only checks them.
+#   Idempotent: an existing dfctl CA and a server cert that still verifies against it, has the
 #   SANs and is valid for another day are kept. Prints the pki directory.
 set -euo pipefail
 . "$(dirname "$(readlink -f "$0")")/lib.sh"
@@ -32,16 +36,19 @@ case ${1:-up} in
 esac
 
 e2e_need openssl
+DFCTL=${DFCTL:-$(readlink -f "$(dirname "$(readlink -f "$0")")/../..")/target/debug/dfctl}
+[ -x "$DFCTL" ] || e2e_die "$DFCTL not found: run cargo build --bins first (or set DFCTL)"
 mkdir -p "$PKI/trust"
 chmod 0755 "$PKI"
 
 ca_ok() {
     [ -s "$PKI/ca.crt" ] && [ -s "$PKI/ca.key" ] \
-        && openssl x509 -in "$PKI/ca.crt" -noout -checkend 86400 >/dev/null 2>&1
+        && openssl x509 -in "$PKI/ca.crt" -noout -checkend 86400 >/dev/null 2>&1 \
+        && openssl x509 -in "$PKI/ca.crt" -noout -subject 2>/dev/null | grep -q 'O = dragonfly-lite'
 }
 server_ok() {
     [ -s "$PKI/$NAME.crt" ] && [ -s "$PKI/$NAME.key" ] \
-        && openssl verify -CAfile "$PKI/ca.crt" "$PKI/$NAME.crt" >/dev/null 2>&1 \
+        && openssl verify -CAfile "$PKI/ca.crt" -purpose sslserver "$PKI/$NAME.crt" >/dev/null 2>&1 \
         && openssl x509 -in "$PKI/$NAME.crt" -noout -checkend 86400 >/dev/null 2>&1 \
         && openssl x509 -in "$PKI/$NAME.crt" -noout -ext subjectAltName 2>/dev/null \
             | grep -q "DNS:$NAME, DNS:localhost, IP Address:127.0.0.1"
@@ -49,36 +56,16 @@ server_ok() {
 
 if ! ca_ok; then
     rm -f "$PKI/ca.crt" "$PKI/ca.key" "$PKI/$NAME.crt" "$PKI/$NAME.key"
-    openssl req -x509 -new -nodes -sha256 -days 3650 \
-        -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
-        -subj "/CN=df-e2e test CA" \
-        -addext "basicConstraints=critical,CA:TRUE" \
-        -addext "keyUsage=critical,keyCertSign,cRLSign" \
-        -addext "subjectKeyIdentifier=hash" \
-        -keyout "$PKI/ca.key.tmp" -out "$PKI/ca.crt.tmp" 2>/dev/null
-    mv "$PKI/ca.key.tmp" "$PKI/ca.key"; mv "$PKI/ca.crt.tmp" "$PKI/ca.crt"
-    e2e_log "created CA $PKI/ca.crt"
+    "$DFCTL" cert ca --dir "$PKI" --cn "df-e2e test CA" >/dev/null
+    e2e_log "created CA $PKI/ca.crt (dfctl cert ca)"
 fi
 
 if ! server_ok; then
-    cat > "$PKI/$NAME.ext" <<EXT
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature
-extendedKeyUsage=serverAuth
-subjectAltName=$SAN
-subjectKeyIdentifier=hash
-authorityKeyIdentifier=keyid
-EXT
-    openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -subj "/CN=$NAME" \
-        -keyout "$PKI/$NAME.key.tmp" -out "$PKI/$NAME.csr" 2>/dev/null
-    openssl x509 -req -sha256 -days 825 -in "$PKI/$NAME.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" \
-        -set_serial "0x$(openssl rand -hex 16)" -extfile "$PKI/$NAME.ext" -out "$PKI/$NAME.crt.tmp" 2>/dev/null
-    mv "$PKI/$NAME.key.tmp" "$PKI/$NAME.key"; mv "$PKI/$NAME.crt.tmp" "$PKI/$NAME.crt"
-    rm -f "$PKI/$NAME.csr" "$PKI/$NAME.ext"
-    e2e_log "created server cert $PKI/$NAME.crt ($SAN)"
+    "$DFCTL" cert issue --ca-dir "$PKI" --name "$NAME" --force \
+        --san "DNS:$NAME" --san DNS:localhost --san IP:127.0.0.1 --usage server >/dev/null
+    e2e_log "created server cert $PKI/$NAME.crt ($SAN, dfctl cert issue)"
 fi
 cat "$PKI/$NAME.crt" "$PKI/ca.crt" > "$PKI/$NAME.chain.crt"
-chmod 0600 "$PKI/ca.key" "$PKI/$NAME.key"
 # trust/ holds the CA and nothing else (stale files from older runs are removed)
 find "$PKI/trust" -mindepth 1 ! -name ca.crt -exec rm -rf {} +
 cmp -s "$PKI/ca.crt" "$PKI/trust/ca.crt" || cp "$PKI/ca.crt" "$PKI/trust/ca.crt"

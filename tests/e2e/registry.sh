@@ -84,7 +84,10 @@ start_one() {  # start_one http|tls PORT MODE
     local name=$1 port=$2 mode=$3 cfg="$DIR/$1.yml" want st
     write_cfg "$cfg.new" "$port" "$([ "$name" = tls ] && echo tls || echo plain)" "$mode"
     if e2e_alive "$name" "$DIR"; then
-        if cmp -s "$cfg.new" "$cfg"; then
+        if [ "$name" = tls ] && [ "$E2E_ROOT/pki/$HOST.crt" -nt "$cfg" ]; then
+            e2e_log "registry $name: certificate renewed, restarting"
+            e2e_stop "$name" "$DIR"
+        elif cmp -s "$cfg.new" "$cfg"; then
             rm -f "$cfg.new"; e2e_log "registry $name already running (pid $(e2e_pid "$name" "$DIR"))"
         else
             e2e_log "registry $name: config changed, restarting"

@@ -110,6 +110,8 @@ fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
 fn script(name: &str, args: &[&str]) -> Command {
     let mut cmd = command(toolkit(name));
     cmd.args(args);
+    // pki.sh issues the test certificates with the project's own `dfctl cert`.
+    cmd.env("DFCTL", crate::cli::bin("dfctl"));
     cmd
 }
 
@@ -528,14 +530,15 @@ async fn skopeo_through_three_peers_fetches_each_blob_from_the_registry_once() {
     }
 }
 
-/// The private containerd of `containerd.sh`, cleaned (content of every namespace, our
-/// hosts.toml) at the end, and stopped unless it ran before.
+/// The private containerd of `containerd.sh`, cleaned (content of every namespace) at the
+/// end, and stopped unless it ran before. `ctr` reads hosts.toml files from `hosts_dir`,
+/// which [`Containerd::mirror_with_dfctl`] points at a node root written by dfctl.
 struct Containerd {
     address: String,
     hosts_dir: String,
     was_up: bool,
-    /// Registries we wrote a hosts.toml for.
-    registries: Vec<String>,
+    /// The node root `dfctl gen-config containerd --root` wrote into.
+    node_root: Option<tempfile::TempDir>,
 }
 
 impl Containerd {
@@ -559,7 +562,7 @@ impl Containerd {
             address: var("CONTAINERD_ADDRESS"),
             hosts_dir: var("E2E_CONTAINERD_HOSTS_DIR"),
             was_up,
-            registries: Vec::new(),
+            node_root: None,
         }
     }
 
@@ -568,14 +571,47 @@ impl Containerd {
         run(script("containerd.sh", &["clean"])).await.ok();
     }
 
-    async fn hosts(&mut self, registry: &str, server: &str, mirror: &str) {
-        self.registries.push(registry.to_owned());
-        run(script(
-            "containerd.sh",
-            &["hosts", registry, server, mirror],
-        ))
-        .await
-        .ok();
+    /// Runs `dfctl gen-config containerd --root <node root> --peer <peer> --registry <url>` on a
+    /// node root holding containerd 1.6's default config.toml, as the Helm chart's init
+    /// container does on a node, and points ctr at the hosts directory it chose. Returns the
+    /// hosts.toml dfctl wrote.
+    async fn mirror_with_dfctl(&mut self, registry_url: &str, peer: SocketAddr) -> String {
+        let root = tempfile::tempdir().expect("node root");
+        let etc = root.path().join("etc/containerd");
+        std::fs::create_dir_all(&etc).expect("mkdir");
+        let mut c = command("containerd");
+        c.args(["config", "default"]);
+        let default = run(c).await.ok();
+        std::fs::write(etc.join("config.toml"), default.stdout).expect("config.toml");
+        let mut c = command(crate::cli::bin("dfctl"));
+        c.arg("gen-config")
+            .arg("containerd")
+            .arg("--root")
+            .arg(root.path())
+            .args(["--peer", &peer.to_string(), "--registry", registry_url]);
+        let out = run(c).await.ok();
+        assert!(out.stdout.contains("config_path"), "{}", out.stdout);
+        // containerd itself reads the edited config and finds config_path there.
+        let mut c = command("containerd");
+        c.arg("--config")
+            .arg(etc.join("config.toml"))
+            .args(["config", "dump"]);
+        let dump = run(c).await.ok();
+        assert!(
+            dump.stdout
+                .contains("config_path = \"/etc/containerd/certs.d\""),
+            "{}",
+            dump.stdout
+        );
+        let registry = registry_url
+            .split_once("://")
+            .map_or(registry_url, |(_, h)| h);
+        let hosts = etc.join("certs.d").join(registry).join("hosts.toml");
+        let text =
+            std::fs::read_to_string(&hosts).unwrap_or_else(|e| panic!("{}: {e}", hosts.display()));
+        self.hosts_dir = etc.join("certs.d").display().to_string();
+        self.node_root = Some(root);
+        text
     }
 
     fn ctr(&self, namespace: &str) -> Command {
@@ -617,9 +653,6 @@ fn assert_holds(have: &[String], want: &[&str], when: &str) {
 impl Drop for Containerd {
     fn drop(&mut self) {
         teardown(script("containerd.sh", &["clean"]));
-        for r in std::mem::take(&mut self.registries) {
-            teardown(script("containerd.sh", &["hosts", "--remove", &r]));
-        }
         if !self.was_up {
             teardown(script("containerd.sh", &["down"]));
         }
@@ -643,9 +676,18 @@ async fn ctr_pulls_through_a_hosts_toml_mirror_and_falls_back_when_the_peer_is_g
     let mut containerd = Containerd::up().await;
     containerd.clean().await;
     let mut cluster = Cluster::start(1, 1, 1, &|_, _| {}).await;
-    let mirror = format!("http://127.0.0.1:{}", proxy_of(&cluster.peers[0]).port());
-    // Mirror first, with X-Dragonfly-Registry: <server>; the server as the fallback.
-    containerd.hosts(&registry, &server, &mirror).await;
+    let peer = SocketAddr::from(([127, 0, 0, 1], proxy_of(&cluster.peers[0]).port()));
+    // Mirror first, with X-Dragonfly-Registry: <server>; the server as the fallback: the
+    // hosts.toml `dfctl gen-config containerd` writes.
+    let hosts = containerd.mirror_with_dfctl(&server, peer).await;
+    assert!(
+        hosts.contains(&format!("X-Dragonfly-Registry = \"{server}\"")),
+        "{hosts}"
+    );
+    assert!(
+        hosts.contains(&format!("[host.\"http://{peer}\"]")),
+        "{hosts}"
+    );
     let blobs = image.blobs();
     let want: Vec<&str> = std::iter::once(image.manifest_digest.as_str())
         .chain(blobs.iter().map(|b| b.digest.as_str()))

@@ -1,10 +1,12 @@
 //! The workspace's one integration test binary: in-process clusters (`p2p`), the real
-//! binaries driven as an operator would (`cli`), and the Helm chart checked with the real helm
-//! and kubernetes-validate (`helm`).
+//! binaries driven as an operator would (`cli`), the Helm chart checked with the real helm
+//! and kubernetes-validate (`helm`), and the node/cluster configuration dfctl writes, checked by
+//! its real readers (`node_config`).
 
 mod cli;
 mod cluster;
 mod e2e;
 mod helm;
+mod node_config;
 mod p2p;
 mod proxy;

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cluster::Role;
-use crate::helm_values::{CaSource, HelmValues, HelmValuesOptions, PullPolicy, RuntimeKind};
+use crate::helm_values::HelmValuesArgs;
 
 const DFDAEMON_UNIT: &str = include_str!("../../../templates/systemd/dfdaemon.service");
 const DFSCHEDULER_UNIT: &str = include_str!("../../../templates/systemd/dfscheduler.service");
@@ -42,95 +42,6 @@ impl Command {
             Self::Systemd(args) => systemd(args).await,
             Self::Helm(args) => helm(*args).await,
         }
-    }
-}
-
-/// The chart values as flags (shared with `gen-config helm`).
-#[derive(Debug, Clone, clap::Args)]
-pub struct HelmValuesArgs {
-    /// Image holding dfscheduler, dfdaemon and dfctl.
-    #[arg(
-        long,
-        value_name = "REPOSITORY",
-        default_value = "dragonfly-lite/dragonfly-lite"
-    )]
-    pub image: String,
-    /// Image tag [default: the chart's appVersion].
-    #[arg(long, value_name = "TAG")]
-    pub image_tag: Option<String>,
-    #[arg(long, value_enum, default_value_t = PullPolicy::IfNotPresent)]
-    pub pull_policy: PullPolicy,
-    /// The nodes' container runtime, which the peers' init container configures.
-    #[arg(long, value_enum, default_value_t = RuntimeKind::Containerd)]
-    pub runtime: RuntimeKind,
-    /// A registry pulled through the peers (HOST or HOST:PORT); repeatable [default: docker.io].
-    #[arg(long = "registry", value_name = "HOST")]
-    pub registries: Vec<String>,
-    /// Scheduler replicas.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub schedulers: u32,
-    /// Seed peer replicas (0: none).
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub seeds: u32,
-    /// Each seed's cache volume (a Kubernetes quantity).
-    #[arg(long, value_name = "SIZE", default_value = "10Gi")]
-    pub seed_cache_size: String,
-    /// StorageClass of the seeds' volumes [default: the cluster's default].
-    #[arg(long, value_name = "CLASS")]
-    pub seed_storage_class: Option<String>,
-    /// The peers' proxy port on every node.
-    #[arg(long, value_name = "PORT", default_value_t = 4001)]
-    pub proxy_port: u16,
-    /// CA certificate (PEM) the peers intercept registry TLS with; needs --ca-key.
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "ca_key",
-        conflicts_with = "ca_secret"
-    )]
-    pub ca_cert: Option<PathBuf>,
-    /// The CA's private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "ca_cert")]
-    pub ca_key: Option<PathBuf>,
-    /// An existing Secret holding the CA (keys ca.crt, ca.key) instead of --ca-cert/--ca-key.
-    #[arg(long, value_name = "NAME")]
-    pub ca_secret: Option<String>,
-}
-
-impl HelmValuesArgs {
-    /// The values file text these flags describe.
-    pub async fn render(&self) -> anyhow::Result<String> {
-        let ca = match (&self.ca_cert, &self.ca_key, &self.ca_secret) {
-            (Some(cert), Some(key), _) => CaSource::Pem {
-                cert: tokio::fs::read_to_string(cert)
-                    .await
-                    .with_context(|| format!("cannot read --ca-cert {}", cert.display()))?,
-                key: tokio::fs::read_to_string(key)
-                    .await
-                    .with_context(|| format!("cannot read --ca-key {}", key.display()))?,
-            },
-            (_, _, Some(secret)) => CaSource::ExistingSecret(secret.clone()),
-            _ => CaSource::None,
-        };
-        let defaults = HelmValuesOptions::default();
-        let options = HelmValuesOptions {
-            image_repository: self.image.clone(),
-            image_tag: self.image_tag.clone(),
-            image_pull_policy: self.pull_policy,
-            runtime: self.runtime,
-            registries: if self.registries.is_empty() {
-                defaults.registries
-            } else {
-                self.registries.clone()
-            },
-            scheduler_replicas: self.schedulers,
-            seed_replicas: self.seeds,
-            seed_cache_size: self.seed_cache_size.clone(),
-            seed_storage_class: self.seed_storage_class.clone(),
-            proxy_port: self.proxy_port,
-            ca,
-        };
-        Ok(HelmValues::from_options(&options)?.render()?)
     }
 }
 
@@ -165,7 +76,12 @@ async fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
         Some(file) => tokio::fs::read_to_string(file)
             .await
             .with_context(|| format!("cannot read --values {}", file.display()))?,
-        None => args.values.render().await?,
+        None => {
+            let flags = args.values.clone();
+            tokio::task::spawn_blocking(move || flags.render())
+                .await
+                .context("values task failed")??
+        }
     };
     let workdir = match &args.workdir {
         Some(dir) => std::path::absolute(dir)

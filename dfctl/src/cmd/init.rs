@@ -1,0 +1,434 @@
+//! `dfctl init`: one command that writes a cluster profile directory: the CA, the daemons'
+//! configs per role, the runtime configs a node of each kind gets, and a README of what to run
+//! next.
+//!
+//! Layout of DIR (see [`PROFILE_FILES`] for the fixed part):
+//! - `pki/ca.crt`, `pki/ca.key` (0400): kept when present, so re-running init never
+//!   invalidates certificates already issued (rotate with `dfctl cert ca --force`);
+//! - `daemons/dfscheduler.yaml`, `daemons/dfdaemon-seed.yaml`, `daemons/dfdaemon-peer.yaml`;
+//! - `nodes/<docker|containerd|crio|podman>/...`: exactly what `dfctl gen-config <runtime>`
+//!   writes on a node that has no runtime config yet (a reference and a dry-run aid);
+//! - `helm/values.yaml`: values for the project's chart (`dfctl deploy helm -f`), with the CA
+//!   taken from a Secret the README says how to create, so the CA key is not copied into a
+//!   values file that tends to end up in a git repository;
+//! - `README.md`: the summary.
+//!
+//! Everything but the CA is derived from the flags and rewritten on every run (atomically).
+//! Values come from flags; on a terminal, missing ones are asked for (`--no-prompt` to skip).
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+
+use crate::cmd::cert::{CA_CERT, CA_KEY, write_ca};
+use crate::pki::KeyType;
+use crate::render::write_stdout;
+use crate::runtime_config::registries_conf::Runtime;
+use crate::runtime_config::{
+    DEFAULT_PEER, PeerAddr, Registry, containerd, daemon_yaml, docker, registries_conf,
+};
+use crate::write_plan::{WritePlan, write_atomic};
+
+/// The scheduler address used when none is given (a single-machine trial).
+pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:8002";
+pub const DEFAULT_REGISTRY: &str = "docker.io";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// The profile directory to write.
+    #[arg(long, value_name = "DIR", default_value = "dragonfly-cluster")]
+    pub dir: PathBuf,
+    /// Scheduler gRPC address the peers use (repeatable) [default: 127.0.0.1:8002].
+    #[arg(long = "scheduler", value_name = "HOST:PORT")]
+    pub schedulers: Vec<String>,
+    /// Registry to mirror through the peers (repeatable) [default: docker.io].
+    #[arg(long = "registry", value_name = "HOST[:PORT]")]
+    pub registries: Vec<Registry>,
+    /// Where runtimes on a node reach its dfdaemon (the dfdaemon's proxy address)
+    /// [default: 127.0.0.1:4001].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer: Option<PeerAddr>,
+    /// Key type of a new CA.
+    #[arg(long, value_enum, default_value_t = KeyType::EcdsaP256)]
+    pub key_type: KeyType,
+    /// Never prompt, even on a terminal.
+    #[arg(long)]
+    pub no_prompt: bool,
+    /// Write into DIR even when it holds something other than a profile.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The first line of a profile's README, which marks DIR as a profile.
+const README_TITLE: &str = "# dragonfly-lite cluster profile";
+
+/// True when `dir` is missing, empty, or an earlier `dfctl init` profile.
+fn is_profile_or_empty(dir: &Path) -> anyhow::Result<bool> {
+    let mut entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    if entries.next().is_none() {
+        return Ok(true);
+    }
+    Ok(std::fs::read_to_string(dir.join("README.md")).is_ok_and(|t| t.starts_with(README_TITLE)))
+}
+
+/// The profile's fixed files (relative to DIR), with what each is.
+pub const PROFILE_FILES: &[(&str, &str)] = &[
+    (
+        "pki/ca.crt",
+        "the cluster CA certificate: what nodes and clients trust",
+    ),
+    (
+        "pki/ca.key",
+        "its key (0400): signs certificates for any host; keep it off the nodes",
+    ),
+    (
+        "daemons/dfscheduler.yaml",
+        "/etc/dragonfly/dfscheduler.yaml on scheduler hosts",
+    ),
+    (
+        "daemons/dfdaemon-seed.yaml",
+        "/etc/dragonfly/dfdaemon.yaml on seed peers",
+    ),
+    (
+        "daemons/dfdaemon-peer.yaml",
+        "/etc/dragonfly/dfdaemon.yaml on every other node",
+    ),
+    (
+        "nodes/",
+        "what `dfctl gen-config <runtime>` writes on a node, per runtime",
+    ),
+    (
+        "helm/values.yaml",
+        "values for the Helm chart: `dfctl deploy helm -f helm/values.yaml`",
+    ),
+    ("README.md", "this summary"),
+];
+
+const RUNTIMES: [&str; 4] = ["containerd", "docker", "crio", "podman"];
+
+/// Asks on the terminal; an empty answer takes `default`.
+fn prompt(question: &str, default: &str) -> anyhow::Result<String> {
+    let mut err = std::io::stderr().lock();
+    write!(err, "{question} [{default}]: ").context("cannot write the prompt")?;
+    err.flush().context("cannot write the prompt")?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read the answer")?;
+    let line = line.trim();
+    Ok(if line.is_empty() {
+        default.to_owned()
+    } else {
+        line.to_owned()
+    })
+}
+
+fn split_list(s: &str) -> impl Iterator<Item = &str> {
+    s.split([',', ' ']).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The resolved settings of a profile.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub schedulers: Vec<String>,
+    pub registries: Vec<Registry>,
+    pub peer: PeerAddr,
+}
+
+impl Profile {
+    fn resolve(args: &Args) -> anyhow::Result<Self> {
+        let interactive = !args.no_prompt && std::io::stdin().is_terminal();
+        let schedulers = if !args.schedulers.is_empty() {
+            args.schedulers.clone()
+        } else if interactive {
+            let a = prompt(
+                "Scheduler addresses (host:port, comma-separated)",
+                DEFAULT_SCHEDULER,
+            )?;
+            split_list(&a).map(str::to_owned).collect()
+        } else {
+            vec![DEFAULT_SCHEDULER.to_owned()]
+        };
+        for s in &schedulers {
+            let ok = s
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            if !ok {
+                anyhow::bail!("scheduler '{s}' is not HOST:PORT");
+            }
+        }
+        let registries = if !args.registries.is_empty() {
+            args.registries.clone()
+        } else if interactive {
+            let a = prompt("Registries to mirror (comma-separated)", DEFAULT_REGISTRY)?;
+            split_list(&a)
+                .map(|r| r.parse::<Registry>().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()?
+        } else {
+            vec![DEFAULT_REGISTRY.parse().map_err(anyhow::Error::msg)?]
+        };
+        let peer = match &args.peer {
+            Some(p) => p.clone(),
+            None if interactive => prompt("dfdaemon proxy address on each node", DEFAULT_PEER)?
+                .parse()
+                .map_err(anyhow::Error::msg)?,
+            None => DEFAULT_PEER.parse().map_err(anyhow::Error::msg)?,
+        };
+        Ok(Self {
+            schedulers,
+            registries,
+            peer,
+        })
+    }
+
+    /// The flags a node's `gen-config` needs.
+    fn gen_config_flags(&self) -> String {
+        let regs: Vec<String> = self
+            .registries
+            .iter()
+            .map(|r| {
+                let shown = if r.has_explicit_scheme() {
+                    r.server_url()
+                } else {
+                    r.host().to_owned()
+                };
+                format!("--registry {shown}")
+            })
+            .collect();
+        format!("--peer {} {}", self.peer, regs.join(" "))
+    }
+}
+
+/// The plans for a node of each runtime, rooted at `DIR/nodes/<runtime>`.
+fn node_plans(dir: &Path, p: &Profile) -> anyhow::Result<Vec<WritePlan>> {
+    let nodes = dir.join("nodes");
+    let (ctd, _) = containerd::plan(
+        &nodes.join("containerd"),
+        "init",
+        &containerd::Options {
+            peer: p.peer.clone(),
+            registries: p.registries.clone(),
+            default_mirror: false,
+            config: PathBuf::from(containerd::DEFAULT_CONFIG),
+        },
+    )?;
+    let (dkr, _) = docker::plan(
+        &nodes.join("docker"),
+        "init",
+        &docker::Options {
+            peer: p.peer.clone(),
+            no_proxy: Vec::new(),
+            registry_mirror: p.registries.iter().any(|r| r.host() == "docker.io"),
+        },
+    )?;
+    let (crio, _) = registries_conf::plan(
+        &nodes.join("crio"),
+        "init",
+        Runtime::Crio,
+        &p.peer,
+        &p.registries,
+    );
+    let (podman, _) = registries_conf::plan(
+        &nodes.join("podman"),
+        "init",
+        Runtime::Podman,
+        &p.peer,
+        &p.registries,
+    );
+    Ok(vec![ctd, dkr, crio, podman])
+}
+
+/// The dfdaemon's proxy bind address for runtimes that reach it at `peer`.
+fn proxy_bind(peer: &PeerAddr) -> String {
+    let url = peer.url();
+    let port = url.rsplit(':').next().unwrap_or("4001");
+    let loopback = url.contains("://127.") || url.contains("://[::1]") || url.contains("localhost");
+    if loopback {
+        format!("127.0.0.1:{port}")
+    } else {
+        format!("0.0.0.0:{port}")
+    }
+}
+
+fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
+    let mut files = String::new();
+    for (f, what) in PROFILE_FILES {
+        files.push_str(&format!("| `{f}` | {what} |\n"));
+    }
+    let flags = p.gen_config_flags();
+    let regs: Vec<&str> = p.registries.iter().map(Registry::host).collect();
+    format!(
+        "{README_TITLE}\n\n\
+         Written by `dfctl init --dir {dir}`. Re-running it rewrites everything here except the\n\
+         CA ({ca_note}).\n\n\
+         - schedulers: {schedulers}\n\
+         - registries mirrored: {regs}\n\
+         - runtimes reach the node's dfdaemon at: `{peer}`\n\n\
+         | file | what |\n| --- | --- |\n{files}\n\
+         ## Next steps\n\n\
+         1. Scheduler hosts: install `daemons/dfscheduler.yaml` as `/etc/dragonfly/dfscheduler.yaml`,\n   \
+            start `dfscheduler`.\n\
+         2. Seed peers: install `daemons/dfdaemon-seed.yaml` as `/etc/dragonfly/dfdaemon.yaml`,\n   \
+            start `dfdaemon`.\n\
+         3. Every other node: install `daemons/dfdaemon-peer.yaml` as `/etc/dragonfly/dfdaemon.yaml`,\n   \
+            start `dfdaemon`, then point the container runtime at it (each command shows its\n   \
+            change first with `--dry-run`, backs up what it replaces, and is safe to re-run):\n   \
+            - containerd: `dfctl gen-config containerd {flags}`,\n     \
+              then `systemctl restart containerd` if it says it set config_path\n   \
+            - Docker: `dfctl gen-config docker --peer {peer}{hub} --restart`\n   \
+            - CRI-O: `dfctl gen-config crio {flags}`, then `systemctl reload crio`\n   \
+            - podman: `dfctl gen-config podman {flags}`\n   \
+            `nodes/<runtime>/` holds what these write on a node that has no runtime config yet.\n\
+         4. Registries served with a certificate from this CA: on each node\n   \
+            `dfctl cert trust --ca pki/ca.crt --registry <registry> --apply`.\n   \
+            Certificates: `dfctl cert issue --ca-dir pki --san <name>`.\n\
+         5. Check: `dfctl status`; pull an image and look for `X-Dragonfly-Task-ID` in the\n   \
+            dfdaemon's responses.\n\n\
+         On Kubernetes instead of steps 1-3: `kubectl -n dragonfly-system create secret generic\n\
+         {secret} --from-file=ca.crt=pki/ca.crt --from-file=ca.key=pki/ca.key`, then\n\
+         `dfctl deploy helm -f helm/values.yaml` (set `runtime.kind` there for docker or CRI-O\n\
+         nodes).\n",
+        secret = CA_SECRET,
+        dir = dir.display(),
+        schedulers = p.schedulers.join(", "),
+        regs = regs.join(", "),
+        peer = p.peer,
+        hub = if regs.contains(&"docker.io") {
+            " --registry-mirror"
+        } else {
+            ""
+        },
+    )
+}
+
+/// The Secret `helm/values.yaml` takes the CA from.
+pub const CA_SECRET: &str = "dragonfly-lite-ca";
+
+/// The chart values for this profile: its registries, on containerd nodes, the CA from
+/// [`CA_SECRET`].
+fn helm_values(p: &Profile) -> anyhow::Result<String> {
+    let options = crate::helm_values::HelmValuesOptions {
+        registries: p.registries.iter().map(|r| r.host().to_owned()).collect(),
+        proxy_port: p.peer.port(),
+        ca: crate::helm_values::CaSource::ExistingSecret(CA_SECRET.to_owned()),
+        ..crate::helm_values::HelmValuesOptions::default()
+    };
+    Ok(crate::helm_values::HelmValues::from_options(&options)?.render()?)
+}
+
+pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    tokio::task::spawn_blocking(move || run_blocking(&args))
+        .await
+        .context("init task failed")?
+}
+
+fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
+    let dir = &args.dir;
+    if !args.force && !is_profile_or_empty(dir)? {
+        anyhow::bail!(
+            "{} is not empty and holds no dfctl init profile: pick another --dir, or pass --force",
+            dir.display()
+        );
+    }
+    let profile = Profile::resolve(args)?;
+    let pki = dir.join("pki");
+    let mut out = String::new();
+    let ca_note = if pki.join(CA_CERT).exists() && pki.join(CA_KEY).exists() {
+        out.push_str(&format!("kept      {}\n", pki.join(CA_CERT).display()));
+        "kept from an earlier run"
+    } else {
+        write_ca(&pki, None, args.key_type, 3650, false)?;
+        out.push_str(&format!(
+            "created   {} and {}\n",
+            pki.join(CA_CERT).display(),
+            pki.join(CA_KEY).display()
+        ));
+        "created by this run"
+    };
+
+    let mut files: Vec<(PathBuf, String)> = vec![
+        (
+            dir.join("daemons/dfscheduler.yaml"),
+            daemon_yaml::SCHEDULER_DEFAULTS.to_owned(),
+        ),
+        (
+            dir.join("daemons/dfdaemon-seed.yaml"),
+            daemon_yaml::peer_yaml(true, &profile.schedulers, None)?,
+        ),
+        (
+            dir.join("daemons/dfdaemon-peer.yaml"),
+            daemon_yaml::peer_yaml(false, &profile.schedulers, Some(&proxy_bind(&profile.peer)))?,
+        ),
+    ];
+    // A fresh nodes/ tree each run, so a registry dropped from the flags leaves no file behind.
+    let nodes = dir.join("nodes");
+    for runtime in RUNTIMES {
+        let d = nodes.join(runtime);
+        if d.exists() {
+            std::fs::remove_dir_all(&d).with_context(|| format!("cannot clear {}", d.display()))?;
+        }
+    }
+    for plan in node_plans(dir, &profile)? {
+        for f in plan.files() {
+            files.push((
+                plan.host_path(&f.path),
+                String::from_utf8_lossy(&f.content).into_owned(),
+            ));
+        }
+    }
+    files.push((dir.join("helm/values.yaml"), helm_values(&profile)?));
+    files.push((dir.join("README.md"), readme(dir, &profile, ca_note)));
+    for (path, text) in &files {
+        write_atomic(path, text.as_bytes(), 0o644)?;
+        out.push_str(&format!("wrote     {}\n", path.display()));
+    }
+    out.push_str(&format!("next: read {}\n", dir.join("README.md").display()));
+    write_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readme_golden() {
+        let profile = Profile {
+            schedulers: vec!["10.0.0.10:8002".into()],
+            registries: vec![
+                "docker.io".parse().expect("registry"),
+                "http://registry.internal:5000".parse().expect("registry"),
+            ],
+            peer: DEFAULT_PEER.parse().expect("peer"),
+        };
+        insta::assert_snapshot!(
+            "init_readme",
+            readme(Path::new("prod"), &profile, "created by this run")
+        );
+    }
+
+    #[test]
+    fn only_empty_dirs_and_profiles_are_written_into() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(is_profile_or_empty(&dir.path().join("new")).expect("check"));
+        assert!(is_profile_or_empty(dir.path()).expect("check"));
+        std::fs::write(dir.path().join("notes.txt"), "mine").expect("write");
+        assert!(!is_profile_or_empty(dir.path()).expect("check"));
+        std::fs::write(dir.path().join("README.md"), format!("{README_TITLE}\n")).expect("write");
+        assert!(is_profile_or_empty(dir.path()).expect("check"));
+    }
+
+    #[test]
+    fn proxy_bind_follows_the_peer_address() {
+        let p = |s: &str| proxy_bind(&s.parse().expect("peer"));
+        assert_eq!(p("127.0.0.1:65001"), "127.0.0.1:65001");
+        assert_eq!(p("10.1.2.3:4001"), "0.0.0.0:4001");
+    }
+}
