@@ -5,4 +5,5 @@ mod cli;
 mod cluster;
 mod e2e;
 mod p2p;
+mod preheat;
 mod proxy;
