@@ -16,7 +16,7 @@ use crate::cmd;
 use crate::render::OutputFormat;
 
 /// Operate dragonfly-lite: run a local cluster, check daemons, download through a peer, find
-/// where a task's pieces are.
+/// where a task's pieces are, preheat images.
 #[derive(Debug, Parser)]
 #[command(
     name = "dfctl",
@@ -42,6 +42,8 @@ pub enum Command {
     /// Inspect tasks (objects being distributed) on the schedulers.
     #[command(subcommand)]
     Task(cmd::task::Command),
+    /// Warm peers with an image or files before a rollout (scheduler jobs API); `ls`, `status`.
+    Preheat(cmd::preheat::Args),
 }
 
 impl Cli {
@@ -52,6 +54,7 @@ impl Cli {
             Command::Status(args) => cmd::status::run(args).await,
             Command::Get(args) => cmd::get::run(args).await,
             Command::Task(command) => command.run().await,
+            Command::Preheat(args) => cmd::preheat::run(args).await,
         }
     }
 }

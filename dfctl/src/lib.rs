@@ -6,6 +6,7 @@
 //!   (binary lookup, pid identity by start time, signals); [`daemon_config`]: the daemon
 //!   configs `dfctl up` writes.
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
+//! - [`image_ref`]: image references (`alpine:3.19`) to registry manifest URLs, for preheat.
 //!
 //! Errors are `anyhow` all the way up to `main`, which prints them as one line.
 
@@ -14,5 +15,6 @@ pub mod cli;
 pub mod cluster;
 pub mod cmd;
 pub mod daemon_config;
+pub mod image_ref;
 pub mod process;
 pub mod render;

@@ -3,6 +3,7 @@
 
 pub mod down;
 pub mod get;
+pub mod preheat;
 pub mod status;
 pub mod task;
 pub mod up;
