@@ -318,6 +318,19 @@ async fn the_jobs_api_refuses_bad_tokens_and_bodies_and_reports_registry_errors(
     );
     assert_eq!(&done.error, error);
     assert!(done.blobs.is_empty());
+
+    // Without jobs.token the API serves loopback clients (a local `dfctl up` cluster): this
+    // request gets past authentication to the body check.
+    let open = crate::cluster::start_scheduler("scheduler-open", None, None);
+    let (status, answer) = post_job(&open, None, r#"{"type":"preheat"}"#).await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["errors"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("malformed job"),
+        "{answer}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
