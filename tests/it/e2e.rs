@@ -942,6 +942,33 @@ async fn dfctl_preheat_from_a_registry_with_basic_auth_leaves_nothing_for_the_pu
         assert_eq!(b.peers[0].source, "origin", "the seed fetched {}", b.digest);
     }
 
+    // The job stays listed and inspectable.
+    let mut c = command(crate::cli::bin("dfctl"));
+    c.env("DFCTL_TOKEN", token)
+        .args(["preheat", "ls", "--scheduler", &scheduler]);
+    let listed = run(c).await.ok();
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{} ", job.id)) && l.contains("SUCCESS")),
+        "{}",
+        listed.stdout
+    );
+    let mut c = command(crate::cli::bin("dfctl"));
+    c.env("DFCTL_TOKEN", token).args([
+        "preheat",
+        "status",
+        &job.id.to_string(),
+        "--scheduler",
+        &scheduler,
+    ]);
+    let shown = run(c).await.ok();
+    for b in &blobs {
+        let short: String = b.digest.chars().take(19).collect();
+        assert!(shown.stdout.contains(&short), "{short}: {}", shown.stdout);
+    }
+
     // The pull through two peers: every blob from the seed, none from the registry.
     let before = blob_gets(&blobs, "tls").await;
     assert!(

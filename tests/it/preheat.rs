@@ -319,6 +319,33 @@ async fn the_jobs_api_refuses_bad_tokens_and_bodies_and_reports_registry_errors(
     assert_eq!(&done.error, error);
     assert!(done.blobs.is_empty());
 
+    // A manifest naming a blob the registry lacks: the seed's download fails, and so does the
+    // job, with the origin's answer.
+    let (_, blobs) = write_image(root.path(), repo, "torn", &[64 * KIB, 32 * KIB], 6);
+    let lost = &blobs[2];
+    std::fs::remove_file(
+        root.path()
+            .join("v2")
+            .join(repo)
+            .join("blobs")
+            .join(&lost.digest),
+    )
+    .expect("remove blob");
+    let torn = harbor_body(&origin.url(&format!("/v2/{repo}/manifests/torn")));
+    let (_, created) = post_job(scheduler, Some(TOKEN), &torn).await;
+    let done = finished(scheduler, created["id"].as_u64().expect("id")).await;
+    assert_eq!(done.state, "FAILURE");
+    assert!(
+        done.error.contains("1 of 3 downloads failed")
+            && done.error.contains("origin answered 404"),
+        "{}",
+        done.error
+    );
+    let failures = &done.result.job_states[0].results[0].failure_tasks;
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].url.ends_with(&lost.digest), "{failures:?}");
+    assert_eq!(done.result.job_states[0].results[0].success_tasks.len(), 2);
+
     // Without jobs.token the API serves loopback clients (a local `dfctl up` cluster): this
     // request gets past authentication to the body check.
     let open = crate::cluster::start_scheduler("scheduler-open", None, None);

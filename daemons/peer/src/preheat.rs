@@ -4,8 +4,10 @@
 //! scheduler that sent the command.
 //!
 //! Invariants: every command gets exactly one final report (SUCCEEDED or FAILED) unless the
-//! peer shuts down or that scheduler's stream stays down; RUNNING reports are throttled to one
-//! per [`REPORT_EVERY`], so a big layer does not flood the stream.
+//! peer shuts down or that scheduler's stream stays down for [`FINAL_REPORT_PATIENCE`] (a
+//! final report waits for the stream to reconnect; otherwise the job times out for this host);
+//! RUNNING reports are throttled to one per [`REPORT_EVERY`], so a big layer does not flood
+//! the stream.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,33 +21,69 @@ use crate::download::{DownloadRequest, TaskManager};
 
 /// Least time between two RUNNING reports of one task.
 pub const REPORT_EVERY: Duration = Duration::from_millis(500);
+/// How long a final report waits for the scheduler's stream to come back.
+pub const FINAL_REPORT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Sends one command's reports to the scheduler that sent it.
+struct Reporter {
+    ctx: Arc<Context>,
+    scheduler: String,
+    job_id: u64,
+    task_id: String,
+    started: Instant,
+}
+
+impl Reporter {
+    async fn send(
+        &self,
+        state: pb::PreheatState,
+        done: u64,
+        total: u64,
+        source: &str,
+        error: &str,
+    ) {
+        let msg = pb::PreheatReport {
+            job_id: self.job_id,
+            task_id: self.task_id.clone(),
+            state: state as i32,
+            completed_length: done,
+            content_length: total,
+            source: source.to_owned(),
+            error: error.to_owned(),
+            cost_millis: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        let is_final = state != pb::PreheatState::Running;
+        let give_up = Instant::now() + FINAL_REPORT_PATIENCE;
+        while !self
+            .ctx
+            .schedulers
+            .send_host(&self.scheduler, HostMsg::PreheatReport(msg.clone()))
+        {
+            if !is_final || Instant::now() >= give_up {
+                tracing::warn!(job_id = self.job_id, task_id = %self.task_id, scheduler = %self.scheduler, "cannot report preheat progress: scheduler stream down");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
 
 /// Starts the download `cmd` asks for and reports on it until it ends.
 pub fn spawn(ctx: Arc<Context>, tasks: Arc<TaskManager>, scheduler: String, cmd: pb::PreheatTask) {
     tokio::spawn(async move {
-        let started = Instant::now();
-        let report = |state: pb::PreheatState, done: u64, total: u64, source: &str, error: &str| {
-            let sent = ctx.schedulers.send_host(
-                &scheduler,
-                HostMsg::PreheatReport(pb::PreheatReport {
-                    job_id: cmd.job_id,
-                    task_id: cmd.task_id.clone(),
-                    state: state as i32,
-                    completed_length: done,
-                    content_length: total,
-                    source: source.to_owned(),
-                    error: error.to_owned(),
-                    cost_millis: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-                }),
-            );
-            if !sent {
-                tracing::warn!(job_id = cmd.job_id, task_id = %cmd.task_id, %scheduler, "cannot report preheat progress: scheduler stream down");
-            }
+        let reporter = Reporter {
+            ctx: ctx.clone(),
+            scheduler,
+            job_id: cmd.job_id,
+            task_id: cmd.task_id.clone(),
+            started: Instant::now(),
         };
         let task_id = match cmd.task_id.parse() {
             Ok(id) => id,
             Err(e) => {
-                report(pb::PreheatState::Failed, 0, 0, "", &format!("{e}"));
+                reporter
+                    .send(pb::PreheatState::Failed, 0, 0, "", &format!("{e}"))
+                    .await;
                 return;
             }
         };
@@ -66,7 +104,9 @@ pub fn spawn(ctx: Arc<Context>, tasks: Arc<TaskManager>, scheduler: String, cmd:
         let task = match tasks.start(req) {
             Ok(t) => t,
             Err(e) => {
-                report(pb::PreheatState::Failed, 0, 0, "", &e.to_string());
+                reporter
+                    .send(pb::PreheatState::Failed, 0, 0, "", &e.to_string())
+                    .await;
                 return;
             }
         };
@@ -99,13 +139,15 @@ pub fn spawn(ctx: Arc<Context>, tasks: Arc<TaskManager>, scheduler: String, cmd:
                 source.unwrap_or(ByteSource::Peer)
             };
             if complete {
-                report(
-                    pb::PreheatState::Succeeded,
-                    total,
-                    total,
-                    source.as_str(),
-                    "",
-                );
+                reporter
+                    .send(
+                        pb::PreheatState::Succeeded,
+                        total,
+                        total,
+                        source.as_str(),
+                        "",
+                    )
+                    .await;
                 return;
             }
             if let Some(f) = failure.filter(|_| !downloading) {
@@ -121,16 +163,20 @@ pub fn spawn(ctx: Arc<Context>, tasks: Arc<TaskManager>, scheduler: String, cmd:
                     }
                     other => other.to_string(),
                 };
-                report(pb::PreheatState::Failed, done, total, "", &error);
+                reporter
+                    .send(pb::PreheatState::Failed, done, total, "", &error)
+                    .await;
                 return;
             }
             if last_report.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
-                report(pb::PreheatState::Running, done, total, "", "");
+                reporter
+                    .send(pb::PreheatState::Running, done, total, "", "")
+                    .await;
                 last_report = Some(Instant::now());
             }
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() {
-                    report(pb::PreheatState::Failed, done, total, "", "download ended unexpectedly");
+                    reporter.send(pb::PreheatState::Failed, done, total, "", "download ended unexpectedly").await;
                     return;
                 },
                 // Progress is also reported when pieces land faster than the throttle lets us

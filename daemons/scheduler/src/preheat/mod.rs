@@ -504,6 +504,11 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
         scheduler
             .jobs
             .with_job(id, |j| j.finish(JobState::Failure, error));
+        scheduler
+            .metrics
+            .preheat_jobs
+            .get_or_create(&vec![("state", JobState::Failure.as_str())])
+            .inc();
     };
     let (resolved, authorization) = match &plan.source {
         Source::Files(urls) => (
@@ -705,6 +710,11 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
             Some(Some((state, error))) => {
                 tracing::info!(job_id = id, state = state.as_str(), %error, "preheat job finished");
                 scheduler.jobs.with_job(id, |j| j.finish(state, error));
+                scheduler
+                    .metrics
+                    .preheat_jobs
+                    .get_or_create(&vec![("state", state.as_str())])
+                    .inc();
                 return;
             }
             Some(None) => {}
