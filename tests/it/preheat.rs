@@ -249,7 +249,38 @@ async fn a_harbor_request_preheats_the_seed_and_a_later_pull_reads_nothing_from_
         );
     }
 
-    // The job stays listed and inspectable.
+    // `--peers`: all_peers narrowed to one host, which gets every blob through P2P (from the
+    // seed or peer-0); the origin still served each blob once in all.
+    let info: df_core::api::PeerInfo = get_json(&cluster.peers[1].admin_url("/api/v1/info"))
+        .await
+        .expect("peer info");
+    let one_peer = harbor_body(&manifest_url).replace(
+        r#""scope":"single_peer""#,
+        &format!(r#""scope":"all_peers","host_ids":["{}"]"#, info.host_id),
+    );
+    let (_, created) = post_job(scheduler, Some(TOKEN), &one_peer).await;
+    let narrowed = finished(scheduler, created["id"].as_u64().expect("id")).await;
+    assert_eq!(narrowed.state, "SUCCESS", "{}", narrowed.error);
+    for b in &narrowed.blobs {
+        assert_eq!(b.peers.len(), 1, "{:?}", b.peers);
+        assert_eq!(b.peers[0].host_id, info.host_id);
+        assert!(
+            matches!(b.peers[0].source.as_str(), "seed" | "peer"),
+            "{} came through P2P, not from {}",
+            b.digest,
+            b.peers[0].source
+        );
+    }
+    for b in &blobs {
+        assert_eq!(
+            origin.stats.path_bytes(&b.path(repo)),
+            b.size,
+            "{}",
+            b.digest
+        );
+    }
+
+    // The jobs stay listed and inspectable.
     let list: Vec<JobView> = http_client()
         .get(scheduler.admin_url("/oapi/v1/jobs"))
         .bearer_auth(TOKEN)
