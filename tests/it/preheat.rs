@@ -529,3 +529,62 @@ async fn a_job_on_one_scheduler_covers_tasks_the_other_scheduler_owns() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_dies_mid_job_fails_its_part_after_the_grace_not_the_timeout() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let repo = "slow/image";
+    write_image(root.path(), repo, "t", &[8 * MIB], 7);
+    let origin = OriginHandle::start(OriginConfig {
+        rate_limit_bytes_per_sec: Some(2 * MIB),
+        ..registry_origin(root.path(), None)
+    })
+    .await
+    .expect("origin");
+    let mut cluster = Cluster::start_with(
+        1,
+        1,
+        2,
+        &|c| {
+            with_token(c);
+            c.jobs.host_grace = Duration::from_secs(1);
+        },
+        &|_, _| {},
+    )
+    .await;
+    let body = harbor_body(&origin.url(&format!("/v2/{repo}/manifests/t")))
+        .replace(r#""scope":"single_peer""#, r#""scope":"all_peers""#);
+    let (_, created) = post_job(&cluster.schedulers[0], Some(TOKEN), &body).await;
+    let id = created["id"].as_u64().expect("id");
+    // Once the job is dispatched, one chosen peer dies.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while job(&cluster.schedulers[0], id).await.blobs.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job never dispatched"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.peers[1].kill();
+    let done = finished(&cluster.schedulers[0], id).await;
+    assert_eq!(done.state, "FAILURE");
+    assert!(
+        done.error.contains("the host left this scheduler"),
+        "{}",
+        done.error
+    );
+    assert!(
+        done.elapsed_secs < 60.0,
+        "ended by the grace, not the 30 min timeout"
+    );
+    for b in &done.blobs {
+        for p in &b.peers {
+            let want = if p.hostname == "peer-1" {
+                "failed"
+            } else {
+                "succeeded"
+            };
+            assert_eq!(p.state, want, "{p:?}");
+        }
+    }
+}

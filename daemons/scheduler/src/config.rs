@@ -38,6 +38,10 @@ pub struct RawJobs {
     pub timeout: Duration,
     /// Finished jobs kept for inspection; the oldest finished ones are forgotten beyond this.
     pub keep_finished: usize,
+    /// A chosen host whose host stream stays down this long fails its part of a job (instead
+    /// of the job waiting for `timeout`).
+    #[serde(with = "humantime_serde")]
+    pub host_grace: Duration,
 }
 
 impl Default for RawJobs {
@@ -48,6 +52,7 @@ impl Default for RawJobs {
             registry_timeout: Duration::from_secs(60),
             timeout: Duration::from_secs(30 * 60),
             keep_finished: 1000,
+            host_grace: Duration::from_secs(60),
         }
     }
 }
@@ -127,6 +132,7 @@ pub struct JobsConfig {
     pub registry_timeout: Duration,
     pub timeout: Duration,
     pub keep_finished: usize,
+    pub host_grace: Duration,
 }
 
 impl JobsConfig {
@@ -166,6 +172,7 @@ impl JobsConfig {
             registry_timeout: raw.registry_timeout,
             timeout: raw.timeout,
             keep_finished: raw.keep_finished,
+            host_grace: raw.host_grace,
         })
     }
 }

@@ -113,7 +113,8 @@ pub struct CreateArgs {
         requires = "username"
     )]
     pub password: Option<String>,
-    /// Docker config.json to take registry credentials from.
+    /// Docker config.json to take registry credentials from [default: $DOCKER_CONFIG/config.json,
+    /// else ~/.docker/config.json, when present; credential helpers are not consulted].
     #[arg(long, value_name = "PATH", conflicts_with = "username")]
     pub docker_config: Option<PathBuf>,
     /// Talk to image registries over plain HTTP (image references only).

@@ -13,7 +13,8 @@
 //! Jobs live in memory only: they survive nothing more than the scheduler process (a restart
 //! forgets them; the preheated caches stay on the peers). A job is PENDING until every chosen
 //! host reported every blob, then SUCCESS, or FAILURE if any failed, resolving failed, no host
-//! could be chosen, or `jobs.timeout` passed. The same preheat asked again while one is PENDING
+//! could be chosen, a chosen host's stream stayed down for `jobs.host_grace`, or `jobs.timeout`
+//! passed. The same preheat asked again while one is PENDING
 //! returns that job.
 
 pub mod registry;
@@ -681,7 +682,37 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
     }
     tracing::info!(job_id = id, blobs = blob_count, "preheat commands sent");
 
+    let grace = scheduler.config().jobs.host_grace;
+    let mut gone_since: HashMap<HostId, tokio::time::Instant> = HashMap::new();
     loop {
+        // Hosts that left: their reports will not come; fail their part after the grace.
+        let connected: Vec<HostId> = scheduler
+            .connected_hosts()
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        let now = tokio::time::Instant::now();
+        let mut expired: Vec<HostId> = Vec::new();
+        for h in hosts.iter().map(|h| &h.id) {
+            if connected.contains(h) {
+                gone_since.remove(h);
+            } else if now.duration_since(*gone_since.entry(h.clone()).or_insert(now)) >= grace {
+                expired.push(h.clone());
+            }
+        }
+        if !expired.is_empty() {
+            scheduler.jobs.with_job(id, |j| {
+                for t in j.blobs.iter_mut().flat_map(|b| &mut b.targets) {
+                    if !t.state.is_final() && expired.contains(&t.host_id) {
+                        t.state = TargetState::Failed;
+                        t.error = format!(
+                            "the host left this scheduler (stream down for {})",
+                            humantime::format_duration(grace)
+                        );
+                    }
+                }
+            });
+        }
         let outcome = scheduler.jobs.with_job(id, |j| {
             let targets: Vec<&Target> = j.blobs.iter().flat_map(|b| &b.targets).collect();
             if !targets.iter().all(|t| t.state.is_final()) {
