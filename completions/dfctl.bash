@@ -40,6 +40,9 @@ _dfctl() {
             dfctl,logs)
                 cmd="dfctl__subcmd__logs"
                 ;;
+            dfctl,preheat)
+                cmd="dfctl__subcmd__preheat"
+                ;;
             dfctl,status)
                 cmd="dfctl__subcmd__status"
                 ;;
@@ -163,6 +166,9 @@ _dfctl() {
             dfctl__subcmd__help,logs)
                 cmd="dfctl__subcmd__help__subcmd__logs"
                 ;;
+            dfctl__subcmd__help,preheat)
+                cmd="dfctl__subcmd__help__subcmd__preheat"
+                ;;
             dfctl__subcmd__help,status)
                 cmd="dfctl__subcmd__help__subcmd__status"
                 ;;
@@ -208,11 +214,35 @@ _dfctl() {
             dfctl__subcmd__help__subcmd__gen__subcmd__config,podman)
                 cmd="dfctl__subcmd__help__subcmd__gen__subcmd__config__subcmd__podman"
                 ;;
+            dfctl__subcmd__help__subcmd__preheat,ls)
+                cmd="dfctl__subcmd__help__subcmd__preheat__subcmd__ls"
+                ;;
+            dfctl__subcmd__help__subcmd__preheat,status)
+                cmd="dfctl__subcmd__help__subcmd__preheat__subcmd__status"
+                ;;
             dfctl__subcmd__help__subcmd__task,locate)
                 cmd="dfctl__subcmd__help__subcmd__task__subcmd__locate"
                 ;;
             dfctl__subcmd__help__subcmd__task,ls)
                 cmd="dfctl__subcmd__help__subcmd__task__subcmd__ls"
+                ;;
+            dfctl__subcmd__preheat,help)
+                cmd="dfctl__subcmd__preheat__subcmd__help"
+                ;;
+            dfctl__subcmd__preheat,ls)
+                cmd="dfctl__subcmd__preheat__subcmd__ls"
+                ;;
+            dfctl__subcmd__preheat,status)
+                cmd="dfctl__subcmd__preheat__subcmd__status"
+                ;;
+            dfctl__subcmd__preheat__subcmd__help,help)
+                cmd="dfctl__subcmd__preheat__subcmd__help__subcmd__help"
+                ;;
+            dfctl__subcmd__preheat__subcmd__help,ls)
+                cmd="dfctl__subcmd__preheat__subcmd__help__subcmd__ls"
+                ;;
+            dfctl__subcmd__preheat__subcmd__help,status)
+                cmd="dfctl__subcmd__preheat__subcmd__help__subcmd__status"
                 ;;
             dfctl__subcmd__task,help)
                 cmd="dfctl__subcmd__task__subcmd__help"
@@ -239,7 +269,7 @@ _dfctl() {
 
     case "${cmd}" in
         dfctl)
-            opts="-h -V --help --version init cert gen-config up down status get task logs deploy help"
+            opts="-h -V --help --version init cert gen-config up down status get task logs deploy preheat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1067,7 +1097,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__help)
-            opts="init cert gen-config up down status get task logs deploy help"
+            opts="init cert gen-config up down status get task logs deploy preheat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1360,6 +1390,48 @@ _dfctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dfctl__subcmd__help__subcmd__preheat)
+            opts="ls status"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__help__subcmd__preheat__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__help__subcmd__preheat__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dfctl__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1496,6 +1568,188 @@ _dfctl() {
                     return 0
                     ;;
                 --peer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__preheat)
+            opts="-o -h -V --platform --scope --peers --username --password --docker-config --plain-http --wait --dir --scheduler --token --output --help --version ls status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -W "single-seed all-seeds all-peers" -- "${cur}"))
+                    return 0
+                    ;;
+                --peers)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --username)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --password)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --docker-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheduler)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__preheat__subcmd__help)
+            opts="ls status help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__preheat__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__preheat__subcmd__help__subcmd__ls)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__preheat__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__preheat__subcmd__ls)
+            opts="-o -h -V --dir --scheduler --token --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheduler)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__preheat__subcmd__status)
+            opts="-o -h -V --dir --scheduler --token --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheduler)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

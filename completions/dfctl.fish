@@ -36,6 +36,7 @@ complete -c dfctl -n "__fish_dfctl_needs_command" -f -a "get" -d 'Download a URL
 complete -c dfctl -n "__fish_dfctl_needs_command" -f -a "task" -d 'Inspect tasks (objects being distributed) on the schedulers'
 complete -c dfctl -n "__fish_dfctl_needs_command" -f -a "logs" -d 'Show or follow the daemons\' logs, filtered by task or time'
 complete -c dfctl -n "__fish_dfctl_needs_command" -f -a "deploy" -d 'Install the daemons on a node'
+complete -c dfctl -n "__fish_dfctl_needs_command" -f -a "preheat" -d 'Warm peers with an image or files before a rollout (scheduler jobs API); `ls`, `status`'
 complete -c dfctl -n "__fish_dfctl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand init" -l dir -d 'The profile directory to write' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand init" -l scheduler -d 'Scheduler gRPC address the peers use (repeatable) [default: 127.0.0.1:8002]' -r
@@ -278,17 +279,55 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subc
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from help" -f -a "systemd" -d 'Install a daemon as a systemd service: unit file, config, then enable and start it'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from help" -f -a "helm" -d 'Install or upgrade the cluster on Kubernetes: `helm upgrade --install` with dfctl\'s chart; prints the exact command instead when helm is missing or with --dry-run'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "init" -d 'Write a cluster profile directory: CA, daemon configs, runtime configs per node kind, and a README of what to run next'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "cert" -d 'Create a CA, issue and inspect certificates, trust the CA on a node'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "gen-config" -d 'Write the node config that sends a container runtime\'s pulls through the node\'s dfdaemon, or the daemons\' configs with every default (--dry-run shows a diff)'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "up" -d 'Start a local cluster (schedulers, seed peers, peers) as separate processes on 127.0.0.1'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "down" -d 'Stop the local cluster started by `dfctl up`'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "status" -d 'Check the health of schedulers and peers; exits 1 when any is unhealthy'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "get" -d 'Download a URL through a peer (P2P), to a file or stdout'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "task" -d 'Inspect tasks (objects being distributed) on the schedulers'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "logs" -d 'Show or follow the daemons\' logs, filtered by task or time'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "deploy" -d 'Install the daemons on a node'
-complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l platform -d 'Platform to take from a multi-platform image: os/arch[/variant], or all [default: linux/amd64]' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l scope -d 'Which peers get the blobs [default: single-seed, or all-peers with --peers]' -r -f -a "single-seed\t'The one seed peer the scheduler\'s hash ring picks for each blob'
+all-seeds\t'Every seed peer'
+all-peers\t'Every peer and seed peer (or those named by --peers)'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l peers -d 'Only these peers (host ids, as `dfctl status` shows them), comma-separated' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l username -d 'Registry user name (with --password)' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l password -d 'Registry password (with --username)' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l docker-config -d 'Docker config.json to take registry credentials from [default: $DOCKER_CONFIG/config.json, else ~/.docker/config.json, when present; credential helpers are not consulted]' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l dir -d 'Local cluster directory [default: $XDG_STATE_HOME/dragonfly-lite/cluster, else ~/.local/state/dragonfly-lite/cluster]' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l scheduler -d 'The scheduler\'s admin HTTP address (HOST:PORT) [default: the first scheduler of the local cluster]. Jobs live on the scheduler that took them' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l token -d 'Bearer token of the jobs API (the scheduler\'s `jobs.token`; not needed on loopback when the scheduler has none)' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l plain-http -d 'Talk to image registries over plain HTTP (image references only)'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l wait -d 'Wait until every job ends, with progress; exit 1 if any failed'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -s V -l version -d 'Print version'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -a "ls" -d 'List the scheduler\'s preheat jobs, newest first'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -a "status" -d 'Show one job: each blob, and how far each chosen peer got'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -l dir -d 'Local cluster directory [default: $XDG_STATE_HOME/dragonfly-lite/cluster, else ~/.local/state/dragonfly-lite/cluster]' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -l scheduler -d 'The scheduler\'s admin HTTP address (HOST:PORT) [default: the first scheduler of the local cluster]. Jobs live on the scheduler that took them' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -l token -d 'Bearer token of the jobs API (the scheduler\'s `jobs.token`; not needed on loopback when the scheduler has none)' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -l dir -d 'Local cluster directory [default: $XDG_STATE_HOME/dragonfly-lite/cluster, else ~/.local/state/dragonfly-lite/cluster]' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -l scheduler -d 'The scheduler\'s admin HTTP address (HOST:PORT) [default: the first scheduler of the local cluster]. Jobs live on the scheduler that took them' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -l token -d 'Bearer token of the jobs API (the scheduler\'s `jobs.token`; not needed on loopback when the scheduler has none)' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
+json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List the scheduler\'s preheat jobs, newest first'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from help" -f -a "status" -d 'Show one job: each blob, and how far each chosen peer got'
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "init" -d 'Write a cluster profile directory: CA, daemon configs, runtime configs per node kind, and a README of what to run next'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "cert" -d 'Create a CA, issue and inspect certificates, trust the CA on a node'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "gen-config" -d 'Write the node config that sends a container runtime\'s pulls through the node\'s dfdaemon, or the daemons\' configs with every default (--dry-run shows a diff)'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "up" -d 'Start a local cluster (schedulers, seed peers, peers) as separate processes on 127.0.0.1'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "down" -d 'Stop the local cluster started by `dfctl up`'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "status" -d 'Check the health of schedulers and peers; exits 1 when any is unhealthy'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "get" -d 'Download a URL through a peer (P2P), to a file or stdout'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "task" -d 'Inspect tasks (objects being distributed) on the schedulers'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "logs" -d 'Show or follow the daemons\' logs, filtered by task or time'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "deploy" -d 'Install the daemons on a node'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "preheat" -d 'Warm peers with an image or files before a rollout (scheduler jobs API); `ls`, `status`'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and not __fish_seen_subcommand_from init cert gen-config up down status get task logs deploy preheat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "ca" -d 'Create a CA (CA:TRUE, path length 0) in DIR/ca.crt and DIR/ca.key (0400)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "issue" -d 'Issue a certificate signed by the CA for the given SANs'
 complete -c dfctl -n "__fish_dfctl_using_subcommand help; and __fish_seen_subcommand_from cert" -f -a "inspect" -d 'Show subject, SANs, issuer, validity and days left of every certificate in FILE; exits 1 when one is expired or not yet valid'
@@ -303,3 +342,5 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand help; and __fish_seen_subcom
 complete -c dfctl -n "__fish_dfctl_using_subcommand help; and __fish_seen_subcommand_from task" -f -a "ls" -d 'List the tasks the schedulers know'
 complete -c dfctl -n "__fish_dfctl_using_subcommand help; and __fish_seen_subcommand_from deploy" -f -a "systemd" -d 'Install a daemon as a systemd service: unit file, config, then enable and start it'
 complete -c dfctl -n "__fish_dfctl_using_subcommand help; and __fish_seen_subcommand_from deploy" -f -a "helm" -d 'Install or upgrade the cluster on Kubernetes: `helm upgrade --install` with dfctl\'s chart; prints the exact command instead when helm is missing or with --dry-run'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and __fish_seen_subcommand_from preheat" -f -a "ls" -d 'List the scheduler\'s preheat jobs, newest first'
+complete -c dfctl -n "__fish_dfctl_using_subcommand help; and __fish_seen_subcommand_from preheat" -f -a "status" -d 'Show one job: each blob, and how far each chosen peer got'

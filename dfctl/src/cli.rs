@@ -16,7 +16,8 @@ use crate::cmd;
 use crate::render::OutputFormat;
 
 /// Operate dragonfly-lite: configure nodes and clusters, issue certificates, run a local
-/// cluster, check daemons, download through a peer, find where a task's pieces are.
+/// cluster, check daemons, download through a peer, find where a task's pieces are, preheat
+/// images, deploy.
 #[derive(Debug, Parser)]
 #[command(
     name = "dfctl",
@@ -57,6 +58,8 @@ pub enum Command {
     /// Install the daemons on a node.
     #[command(subcommand)]
     Deploy(Box<cmd::deploy::Command>),
+    /// Warm peers with an image or files before a rollout (scheduler jobs API); `ls`, `status`.
+    Preheat(cmd::preheat::Args),
 }
 
 impl Cli {
@@ -72,6 +75,7 @@ impl Cli {
             Command::Task(command) => command.run().await,
             Command::Logs(args) => cmd::logs::run(args).await,
             Command::Deploy(command) => command.run().await,
+            Command::Preheat(args) => cmd::preheat::run(args).await,
         }
     }
 }

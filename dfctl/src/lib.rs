@@ -7,6 +7,7 @@
 //!   configs `dfctl up` writes; [`helm_values`]: the Helm chart's `values.yaml`; [`helm_chart`]:
 //!   the chart itself, embedded.
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
+//! - [`image_ref`]: image references (`alpine:3.19`) to registry manifest URLs, for preheat.
 //!
 //! Errors are `anyhow` all the way up to `main`, which prints them as one line.
 
@@ -18,6 +19,7 @@ pub mod daemon_config;
 pub mod generated_docs;
 pub mod helm_chart;
 pub mod helm_values;
+pub mod image_ref;
 pub mod pki;
 pub mod process;
 pub mod render;

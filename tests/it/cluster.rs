@@ -72,18 +72,29 @@ fn std_listener(addr: &str) -> std::net::TcpListener {
 
 /// Starts a scheduler; `grpc`/`http` pin its addresses (for restarts), else port 0.
 pub fn start_scheduler(name: &str, grpc: Option<SocketAddr>, http: Option<SocketAddr>) -> Daemon {
+    start_scheduler_with(name, grpc, http, &|_| {})
+}
+
+/// [`start_scheduler`], with `tweak` adjusting its config first.
+pub fn start_scheduler_with(
+    name: &str,
+    grpc: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    tweak: &dyn Fn(&mut df_scheduler::Config),
+) -> Daemon {
     let grpc_l = std_listener(&grpc.map_or("127.0.0.1:0".into(), |a| a.to_string()));
     let http_l = std_listener(&http.map_or("127.0.0.1:0".into(), |a| a.to_string()));
     let (grpc_addr, http_addr) = (
         grpc_l.local_addr().expect("addr"),
         http_l.local_addr().expect("addr"),
     );
-    let config = df_scheduler::Config {
+    let mut config = df_scheduler::Config {
         grpc_addr,
         http_addr,
         seed_wait: Duration::from_secs(3),
         ..Default::default()
     };
+    tweak(&mut config);
     let rt = runtime(name);
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
@@ -170,9 +181,20 @@ impl Cluster {
         peers: usize,
         tweak: &dyn Fn(&str, &mut df_peer::Config),
     ) -> Self {
+        Self::start_with(schedulers, seeds, peers, &|_| {}, tweak).await
+    }
+
+    /// [`Cluster::start`], with `scheduler_tweak` adjusting every scheduler's config.
+    pub async fn start_with(
+        schedulers: usize,
+        seeds: usize,
+        peers: usize,
+        scheduler_tweak: &dyn Fn(&mut df_scheduler::Config),
+        tweak: &dyn Fn(&str, &mut df_peer::Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let scheds: Vec<Daemon> = (0..schedulers)
-            .map(|i| start_scheduler(&format!("scheduler-{i}"), None, None))
+            .map(|i| start_scheduler_with(&format!("scheduler-{i}"), None, None, scheduler_tweak))
             .collect();
         let addrs: Vec<SocketAddr> = scheds.iter().map(|s| s.data).collect();
         let mk = |name: String, seed: bool| {

@@ -872,3 +872,178 @@ async fn skopeo_through_a_peer_without_hijack_gets_a_blind_tunnel() {
         "a tunnel cannot see inside"
     );
 }
+
+/// GET requests the registry's access log shows for each blob.
+async fn blob_gets(blobs: &[Blob], which: &str) -> Vec<u64> {
+    let mut all = Vec::new();
+    for b in blobs {
+        let out = run(script(
+            "registry-log.sh",
+            &["count-blob-gets", &b.digest, which],
+        ))
+        .await
+        .ok();
+        all.push(out.stdout.trim().parse().unwrap_or_else(|e| {
+            panic!(
+                "registry-log.sh count-blob-gets printed {:?}: {e}",
+                out.stdout
+            )
+        }));
+    }
+    all
+}
+
+/// Puts the registries back in open mode (the other tests' default) after an auth test.
+struct OpenRegistryAgain;
+
+impl Drop for OpenRegistryAgain {
+    fn drop(&mut self) {
+        teardown(script("registry.sh", &["up"]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dfctl_preheat_from_a_registry_with_basic_auth_leaves_nothing_for_the_pull_to_fetch() {
+    let toolkit = Toolkit::up().await;
+    run(script("registry.sh", &["up", "--auth"])).await.ok();
+    let _reopen = OpenRegistryAgain;
+    let image = toolkit
+        .push("e2e/preheat", "v1", "1M,24M,64K", "e2e-preheat-auth")
+        .await;
+    let tls_port = port_of(&image.refs.tls);
+    let work = tempfile::tempdir().expect("tempdir");
+    let ca = make_ca("df-e2e hijack CA");
+    let (hijack_pem, hijack_key) = (ca.pem, ca.key_pem);
+    let trust_hijack = cert_dir(work.path(), "hijack-trust", &hijack_pem);
+    let origin_ca = registry_ca();
+    let token = "e2e-jobs-token";
+    let registry_ca_pem = origin_ca.clone();
+    let cluster = Cluster::start_with(
+        1,
+        1,
+        2,
+        &move |c| {
+            c.jobs.token = Some(token.into());
+            c.jobs.registry_ca_pems = vec![registry_ca_pem.clone()];
+        },
+        &|_, c| {
+            c.proxy.hijack_hosts = vec![regex::Regex::new(r"^(?:registry\.test)$").expect("regex")];
+            c.proxy.hijack_ca = Some((hijack_pem.clone(), hijack_key.clone()));
+            c.proxy.connect_ports = vec![tls_port];
+            c.origin.ca_pems = vec![origin_ca.clone()];
+        },
+    )
+    .await;
+    let blobs = image.blobs();
+    let scheduler = cluster.schedulers[0].admin.to_string();
+
+    // Without the registry's credentials the job fails with the registry's refusal.
+    let mut c = command(crate::cli::bin("dfctl"));
+    c.env("DFCTL_TOKEN", token).env("HOME", work.path()).args([
+        "preheat",
+        &image.refs.tls,
+        "--wait",
+        "-o",
+        "json",
+        "--scheduler",
+        &scheduler,
+    ]);
+    let refused = run(c).await;
+    assert!(!refused.status.success(), "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("asks for credentials"),
+        "{}",
+        refused.stderr
+    );
+
+    let mut c = command(crate::cli::bin("dfctl"));
+    c.env("DFCTL_TOKEN", token).args([
+        "preheat",
+        &image.refs.tls,
+        "--username",
+        "e2e",
+        "--password",
+        "e2e-pass",
+        "--wait",
+        "-o",
+        "json",
+        "--scheduler",
+        &scheduler,
+    ]);
+    let ran = run(c).await.ok();
+    let jobs: Vec<df_core::api::JobView> = serde_json::from_str(&ran.stdout)
+        .unwrap_or_else(|e| panic!("dfctl printed {:?}: {e}", ran.stdout));
+    let job = &jobs[0];
+    assert_eq!(job.state, "SUCCESS", "{}", job.error);
+    let preheated: Vec<&str> = job.blobs.iter().map(|b| b.digest.as_str()).collect();
+    let want: Vec<&str> = blobs.iter().map(|b| b.digest.as_str()).collect();
+    assert_eq!(preheated, want, "the config and the 3 layers");
+    for b in &job.blobs {
+        assert_eq!(b.peers.len(), 1, "single seed");
+        assert_eq!(b.peers[0].hostname, "seed-0");
+        assert_eq!(b.peers[0].source, "origin", "the seed fetched {}", b.digest);
+    }
+
+    // The job stays listed and inspectable.
+    let mut c = command(crate::cli::bin("dfctl"));
+    c.env("DFCTL_TOKEN", token)
+        .args(["preheat", "ls", "--scheduler", &scheduler]);
+    let listed = run(c).await.ok();
+    assert!(
+        listed
+            .stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{} ", job.id)) && l.contains("SUCCESS")),
+        "{}",
+        listed.stdout
+    );
+    let mut c = command(crate::cli::bin("dfctl"));
+    c.env("DFCTL_TOKEN", token).args([
+        "preheat",
+        "status",
+        &job.id.to_string(),
+        "--scheduler",
+        &scheduler,
+    ]);
+    let shown = run(c).await.ok();
+    for b in &blobs {
+        let short: String = b.digest.chars().take(19).collect();
+        assert!(shown.stdout.contains(&short), "{short}: {}", shown.stdout);
+    }
+
+    // The pull through two peers: every blob from the seed, none from the registry.
+    let before = blob_gets(&blobs, "tls").await;
+    assert!(
+        before.iter().all(|n| *n >= 1),
+        "the log shows the seed's preheat GETs of every blob: {before:?}"
+    );
+    for (i, peer) in cluster.peers.iter().enumerate() {
+        let out = work.path().join(format!("out-{i}"));
+        let mut c = command("skopeo");
+        c.env("HTTPS_PROXY", format!("http://{}", proxy_of(peer)))
+            .arg("copy")
+            .arg("--quiet")
+            .arg("--preserve-digests")
+            .arg("--src-creds")
+            .arg("e2e:e2e-pass")
+            .arg("--src-cert-dir")
+            .arg(&trust_hijack)
+            .arg(format!("docker://{}", image.refs.tls))
+            .arg(format!("dir:{}", out.display()));
+        run(c).await.ok();
+        assert_dir_copy(&out, &image);
+        let p2p = proxy_requests(peer, "p2p").await;
+        assert!(
+            p2p >= blobs.len() as u64,
+            "{}: {p2p} P2P requests, want one per blob",
+            peer.name
+        );
+    }
+    // The registry writes a log line after each response; give a late one time to land.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = blob_gets(&blobs, "tls").await;
+    assert_eq!(
+        before, after,
+        "blob GETs on the registry during the pull (per blob, before vs after)"
+    );
+}

@@ -9,4 +9,5 @@ mod e2e;
 mod helm;
 mod node_config;
 mod p2p;
+mod preheat;
 mod proxy;

@@ -8,6 +8,12 @@
 //! - `GET /api/v1/hosts` -> `Vec<HostView>`
 //! - `GET /api/v1/tasks` -> `Vec<TaskSummary>`
 //! - `GET /api/v1/tasks/{task_id}` -> [`TaskDetail`] (404 when unknown)
+//! - `GET /healthy` -> `ok` (the health path Harbor's Dragonfly provider checks)
+//! - `POST /oapi/v1/jobs` with [`CreateJob`] -> [`JobView`] (Harbor-compatible preheat; an
+//!   identical job still running is returned instead of a new one)
+//! - `GET /oapi/v1/jobs` -> `Vec<JobView>`, newest first; `GET /oapi/v1/jobs/{id}` -> [`JobView`]
+//!   (the jobs routes need `Authorization: Bearer <jobs.token>`: 401 otherwise; a body that
+//!   does not parse is a 400 `{"errors": "..."}`)
 //!
 //! Peer admin (default port 4002):
 //! - `GET /healthz` -> `ok`
@@ -234,4 +240,152 @@ pub struct LocalTask {
     /// Where this node got the bytes, once known.
     pub source: Option<ByteSource>,
     pub last_access_secs_ago: u64,
+}
+
+/// Body of `POST /oapi/v1/jobs`, as Harbor's Dragonfly provider and upstream's manager open
+/// API send it. Unknown fields are ignored (upstream has more knobs than we honour).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateJob {
+    /// Only `preheat`.
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub args: PreheatArgs,
+    /// Accepted for compatibility and ignored: a scheduler is its own (single) cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_cluster_ids: Option<Vec<u64>>,
+}
+
+/// `args` of a preheat job. Harbor sends `type`, `url`, `headers`, `scope` (and zero values
+/// for `tag`, `filtered_query_params`, `concurrent_count`, `timeout`); upstream's open API
+/// adds `username`/`password`, `platform`, `ips`; `host_ids` is ours (dfctl `--peers`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PreheatArgs {
+    /// `image` (url is a manifest URL `<scheme>://<registry>/v2/<repo>/manifests/<ref>`) or
+    /// `file` (url and urls are the objects themselves).
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    /// Sent with every registry request and every blob download (`Authorization` from
+    /// Harbor is a pull token). Values are redacted in job views.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<std::collections::BTreeMap<String, String>>,
+    /// Registry credentials for the token (or Basic) flow; never shown in job views.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub password: String,
+    /// `os/arch[/variant]` picked from an image index (default `linux/amd64`), or `all`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
+    /// `single_seed_peer` (default; Harbor's `single_peer` too), `all_seed_peers`, `all_peers`.
+    #[serde(default)]
+    pub scope: String,
+    /// Only these hosts (by IP), within the scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ips: Option<Vec<String>>,
+    /// Only these hosts (by host ID), within the scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ids: Option<Vec<String>>,
+    /// Task ID inputs, as for any download: must match what the clients' pulls use.
+    #[serde(default)]
+    pub tag: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub application: String,
+    /// `&`-joined query parameters left out of task IDs; empty: the default list.
+    #[serde(default)]
+    pub filtered_query_params: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub piece_length: Option<u64>,
+    /// Nanoseconds (a Go `time.Duration`, as Harbor sends it); 0 or absent: `jobs.timeout`.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Accepted for compatibility; every chosen peer starts at once.
+    #[serde(default)]
+    pub concurrent_count: Option<i64>,
+}
+
+/// A job as the jobs API shows it. `id`, `state` (`PENDING`, `SUCCESS`, `FAILURE`: the only
+/// three Harbor understands), `created_at`/`updated_at` (RFC 3339) and `result.job_states[]`
+/// (`error`, `results[].success_tasks` / `failure_tasks`) are what Harbor reads; `blobs` is
+/// the per-blob, per-peer progress dfctl shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: u64,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub state: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub args: PreheatArgs,
+    pub result: JobResult,
+    /// Why the job failed as a whole (resolving the image, no peer to send it to, timeout);
+    /// empty otherwise. Also in `result.job_states[0].error`.
+    pub error: String,
+    /// Seconds from creation to the end (or to now while running).
+    pub elapsed_secs: f64,
+    pub blobs: Vec<BlobView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobResult {
+    pub state: String,
+    pub job_states: Vec<JobStateView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobStateView {
+    pub state: String,
+    pub error: String,
+    pub results: Vec<ClusterResult>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterResult {
+    pub success_tasks: Vec<HostTask>,
+    pub failure_tasks: Vec<HostTask>,
+    pub scheduler_cluster_id: u64,
+}
+
+/// One blob on one host, as upstream's results list it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostTask {
+    pub url: String,
+    pub hostname: String,
+    pub ip: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// One object of a job (an image's config or layer, or a file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobView {
+    pub url: String,
+    pub task_id: String,
+    /// `sha256:...` for image blobs; empty for files.
+    pub digest: String,
+    /// From the manifest; `None` for files until a peer reports it.
+    pub size: Option<u64>,
+    pub media_type: String,
+    /// `os/arch` of the manifest it came from, when the image is an index.
+    pub platform: String,
+    pub peers: Vec<BlobPeerView>,
+}
+
+/// One blob's progress on one chosen host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlobPeerView {
+    pub host_id: String,
+    pub hostname: String,
+    pub ip: String,
+    /// `pending` (command sent), `running`, `succeeded` or `failed`.
+    pub state: String,
+    pub completed_length: u64,
+    pub content_length: u64,
+    /// `local` (already cached), `peer`, `seed` or `origin`, once it succeeded.
+    pub source: String,
+    pub error: String,
+    pub cost_millis: u64,
 }

@@ -2,7 +2,9 @@
 //!
 //! One host stream per scheduler, kept up with reconnects: it registers the host, sends
 //! heartbeats, re-announces the complete tasks that scheduler owns (so a restarted scheduler
-//! learns them again), reports evictions, and receives seed commands. Per download, a peer
+//! learns them again), reports evictions and preheat progress, and receives the scheduler's
+//! commands (seed a task, preheat a task), each tagged with the scheduler it came from so the
+//! answer goes back on the same stream. Per download, a peer
 //! stream to the scheduler that owns the task on the consistent-hash ring, failing over to the
 //! next one; schedulers whose host stream is down are tried last.
 
@@ -37,6 +39,14 @@ struct Link {
     channel: Channel,
     connected: AtomicBool,
     outbound: Mutex<Option<mpsc::UnboundedSender<pb::HostRequest>>>,
+}
+
+/// A command a scheduler pushed on its host stream.
+#[derive(Debug)]
+pub struct HostCommand {
+    /// The scheduler that sent it (its address as configured).
+    pub scheduler: String,
+    pub command: pb::host_response::Response,
 }
 
 pub struct SchedulerClient {
@@ -217,12 +227,23 @@ impl SchedulerClient {
         }
     }
 
-    /// Runs every host stream until `shutdown`. Seed commands go to `seeds`.
+    /// Sends `msg` on the host stream to `scheduler`; false when that stream is down.
+    pub fn send_host(&self, scheduler: &str, msg: HostMsg) -> bool {
+        let Some(link) = self.links.get(scheduler) else {
+            return false;
+        };
+        let guard = link.outbound.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .is_some_and(|tx| tx.send(pb::HostRequest { request: Some(msg) }).is_ok())
+    }
+
+    /// Runs every host stream until `shutdown`. Schedulers' commands go to `commands`.
     pub fn spawn_links(
         self: &Arc<Self>,
         store: Arc<PieceStore>,
         heartbeat: Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>,
-        seeds: mpsc::UnboundedSender<pb::SeedTask>,
+        commands: mpsc::UnboundedSender<HostCommand>,
         shutdown: CancellationToken,
     ) {
         for addr in self.links.keys() {
@@ -230,10 +251,10 @@ impl SchedulerClient {
             let addr = addr.clone();
             let store = store.clone();
             let heartbeat = heartbeat.clone();
-            let seeds = seeds.clone();
+            let commands = commands.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                this.run_link(&addr, store, heartbeat, seeds, shutdown)
+                this.run_link(&addr, store, heartbeat, commands, shutdown)
                     .await;
             });
         }
@@ -277,7 +298,7 @@ impl SchedulerClient {
         addr: &str,
         store: Arc<PieceStore>,
         heartbeat: Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>,
-        seeds: mpsc::UnboundedSender<pb::SeedTask>,
+        commands: mpsc::UnboundedSender<HostCommand>,
         shutdown: CancellationToken,
     ) {
         let Some(link) = self.links.get(addr) else {
@@ -317,8 +338,8 @@ impl SchedulerClient {
                                 let _ = tx.send(pb::HostRequest { request: Some(HostMsg::Heartbeat(heartbeat())) });
                             }
                             msg = inbound.message() => match msg {
-                                Ok(Some(pb::HostResponse { response: Some(pb::host_response::Response::SeedTask(s)) })) => {
-                                    let _ = seeds.send(s);
+                                Ok(Some(pb::HostResponse { response: Some(command) })) => {
+                                    let _ = commands.send(HostCommand { scheduler: addr.to_owned(), command });
                                 }
                                 Ok(Some(_)) => {}
                                 Ok(None) | Err(_) => break,

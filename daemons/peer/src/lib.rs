@@ -12,6 +12,7 @@ pub mod announcer;
 pub mod config;
 pub mod download;
 pub mod metrics;
+pub mod preheat;
 pub mod proxy;
 pub mod ratelimit;
 pub mod storage;
@@ -32,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
 
-use crate::announcer::SchedulerClient;
+use crate::announcer::{HostCommand, SchedulerClient};
 use crate::download::origin::{OriginClientError, OriginClients};
 use crate::download::{DownloadRequest, TaskManager};
 use crate::metrics::Metrics;
@@ -177,12 +178,20 @@ pub async fn run(
     });
     let manager = Arc::new(TaskManager::new(ctx.clone()));
 
-    let (seed_tx, mut seed_rx) = mpsc::unbounded_channel::<pb::SeedTask>();
+    let (commands_tx, mut commands_rx) = mpsc::unbounded_channel::<HostCommand>();
     {
         let manager = manager.clone();
         let is_seed = ctx.config.seed;
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            while let Some(s) = seed_rx.recv().await {
+            while let Some(HostCommand { scheduler, command }) = commands_rx.recv().await {
+                let s = match command {
+                    pb::host_response::Response::SeedTask(s) => s,
+                    pb::host_response::Response::PreheatTask(p) => {
+                        preheat::spawn(ctx.clone(), manager.clone(), scheduler, p);
+                        continue;
+                    }
+                };
                 if !is_seed {
                     tracing::warn!(task_id = %s.task_id, "asked to seed a task, but this peer is not a seed");
                     continue;
@@ -211,7 +220,7 @@ pub async fn run(
             uploaded_bytes: ctx.uploaded_bytes.load(Ordering::Relaxed),
         }) as Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>
     };
-    schedulers.spawn_links(store.clone(), heartbeat, seed_tx, shutdown.clone());
+    schedulers.spawn_links(store.clone(), heartbeat, commands_tx, shutdown.clone());
 
     {
         let ctx = ctx.clone();

@@ -1,12 +1,19 @@
 //! The scheduler's admin HTTP API (see `df_core::api` for the routes and bodies): health,
-//! Prometheus metrics, hosts, tasks with their DAG, and the log stream.
+//! Prometheus metrics, hosts, tasks with their DAG, the log stream, and the Harbor-compatible
+//! preheat jobs API (`/healthy`, `/oapi/v1/jobs`).
+//!
+//! The jobs routes need `Authorization: Bearer <jobs.token>` (401 otherwise). Without a
+//! configured token they answer loopback clients only (403 for others), so a local `dfctl up`
+//! cluster works out of the box and a scheduler on a real network never takes unauthenticated
+//! preheats. The other routes are read-only and open, as before.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use df_core::ids::TaskId;
@@ -30,6 +37,9 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/api/v1/tasks", get(tasks))
         .route("/api/v1/tasks/{task_id}", get(task))
         .route("/api/v1/logs", get(logs))
+        .route("/healthy", get(|| async { "ok" }))
+        .route("/oapi/v1/jobs", get(list_jobs).post(create_job))
+        .route("/oapi/v1/jobs/{id}", get(get_job))
         .with_state(state)
 }
 
@@ -85,4 +95,94 @@ async fn logs(State(s): State<AdminState>, Query(q): Query<LogQuery>) -> Respons
         Body::from_stream(ndjson_stream(&s.hub, q)),
     )
         .into_response()
+}
+
+/// Upstream's error body shape (`{"errors": "..."}`), which Harbor logs as is.
+fn job_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "errors": message.into() })),
+    )
+        .into_response()
+}
+
+/// The answer refusing a request the jobs API must not serve (see the module doc); `None`
+/// when it may go on.
+fn refusal(s: &AdminState, headers: &HeaderMap, client: SocketAddr) -> Option<Response> {
+    let Some(token) = &s.scheduler.config().jobs.token else {
+        return (!client.ip().is_loopback()).then(|| {
+            job_error(
+                StatusCode::FORBIDDEN,
+                "the jobs API takes requests from loopback only: set jobs.token in the scheduler config",
+            )
+        });
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => None,
+        Some(_) => Some(job_error(StatusCode::UNAUTHORIZED, "invalid bearer token")),
+        None => Some(job_error(
+            StatusCode::UNAUTHORIZED,
+            "missing 'Authorization: Bearer <token>'",
+        )),
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn create_job(
+    State(s): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = refusal(&s, &headers, client) {
+        return refused;
+    }
+    let req: df_core::api::CreateJob = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return job_error(StatusCode::BAD_REQUEST, format!("malformed job: {e}")),
+    };
+    match crate::preheat::create(&s.scheduler, &req) {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => job_error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn list_jobs(
+    State(s): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = refusal(&s, &headers, client) {
+        return refused;
+    }
+    Json(s.scheduler.jobs.list()).into_response()
+}
+
+async fn get_job(
+    State(s): State<AdminState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(refused) = refusal(&s, &headers, client) {
+        return refused;
+    }
+    let Ok(id) = id.parse::<u64>() else {
+        return job_error(StatusCode::BAD_REQUEST, format!("'{id}' is not a job id"));
+    };
+    match s.scheduler.jobs.get(id) {
+        Some(view) => Json(view).into_response(),
+        None => job_error(StatusCode::NOT_FOUND, format!("job {id} is not known here")),
+    }
 }

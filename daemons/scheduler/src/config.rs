@@ -17,7 +17,44 @@ pub struct RawConfig {
     pub server: RawServer,
     pub scheduler: RawScheduling,
     pub gc: RawGc,
+    pub jobs: RawJobs,
     pub log: LogSection,
+}
+
+/// Preheat jobs (`/oapi/v1/jobs`, Harbor-compatible).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJobs {
+    /// Bearer token the jobs API requires (`Authorization: Bearer <token>`). Unset: the API
+    /// answers only clients on loopback (a local `dfctl up` cluster) and refuses others (403).
+    pub token: Option<String>,
+    /// Extra PEM CA bundles trusted for registries, besides the system store.
+    pub registry_ca_certs: Vec<PathBuf>,
+    /// Bound on one registry request (manifest, token) while resolving an image.
+    #[serde(with = "humantime_serde")]
+    pub registry_timeout: Duration,
+    /// A job whose peers have not all reported by then ends in FAILURE (Harbor may send its own).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Finished jobs kept for inspection; the oldest finished ones are forgotten beyond this.
+    pub keep_finished: usize,
+    /// A chosen host whose host stream stays down this long fails its part of a job (instead
+    /// of the job waiting for `timeout`).
+    #[serde(with = "humantime_serde")]
+    pub host_grace: Duration,
+}
+
+impl Default for RawJobs {
+    fn default() -> Self {
+        Self {
+            token: None,
+            registry_ca_certs: Vec::new(),
+            registry_timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(30 * 60),
+            keep_finished: 1000,
+            host_grace: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +122,61 @@ impl Default for RawGc {
     }
 }
 
+/// Validated `jobs` section.
+#[derive(Debug, Clone)]
+pub struct JobsConfig {
+    /// `None`: loopback clients only.
+    pub token: Option<String>,
+    /// PEM text of each extra registry CA bundle, with the file it came from.
+    pub registry_ca_pems: Vec<(PathBuf, Vec<u8>)>,
+    pub registry_timeout: Duration,
+    pub timeout: Duration,
+    pub keep_finished: usize,
+    pub host_grace: Duration,
+}
+
+impl JobsConfig {
+    fn validate(path: &Path, raw: RawJobs) -> Result<Self, ConfigError> {
+        if raw.token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(ConfigError::invalid(
+                path,
+                "jobs.token",
+                "must not be empty (leave it out for a loopback-only jobs API)",
+            ));
+        }
+        let registry_ca_pems = raw
+            .registry_ca_certs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                std::fs::read(f).map(|pem| (f.clone(), pem)).map_err(|e| {
+                    ConfigError::invalid(
+                        path,
+                        &format!("jobs.registry_ca_certs[{i}]"),
+                        format!("cannot read {}: {e}", f.display()),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        for (key, d) in [
+            ("jobs.registry_timeout", raw.registry_timeout),
+            ("jobs.timeout", raw.timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::invalid(path, key, "must be more than 0s"));
+            }
+        }
+        Ok(Self {
+            token: raw.token,
+            registry_ca_pems,
+            registry_timeout: raw.registry_timeout,
+            timeout: raw.timeout,
+            keep_finished: raw.keep_finished,
+            host_grace: raw.host_grace,
+        })
+    }
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -97,6 +189,7 @@ pub struct Config {
     pub host_ttl: Duration,
     pub peer_ttl: Duration,
     pub task_ttl: Duration,
+    pub jobs: JobsConfig,
     pub log_dir: Option<PathBuf>,
     pub log_level: String,
     pub log_stderr: StderrFormat,
@@ -141,6 +234,7 @@ impl Config {
             host_ttl: raw.gc.host_ttl,
             peer_ttl: raw.gc.peer_ttl,
             task_ttl: raw.gc.task_ttl,
+            jobs: JobsConfig::validate(path, raw.jobs)?,
             log_dir: raw.log.dir,
             log_level: raw.log.level,
             log_stderr: raw.log.stderr,
@@ -165,6 +259,30 @@ mod tests {
                 && text.contains("nowhere"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn jobs_section_validates() {
+        let ok: RawConfig = parse_yaml(
+            Path::new("s.yaml"),
+            "jobs:\n  token: s3cret\n  timeout: 5m\n",
+        )
+        .expect("parses");
+        let cfg = Config::validate(Path::new("s.yaml"), ok).expect("valid");
+        assert_eq!(cfg.jobs.token.as_deref(), Some("s3cret"));
+        assert_eq!(cfg.jobs.timeout, Duration::from_secs(300));
+        assert!(Config::default().jobs.token.is_none());
+        for (yaml, key) in [
+            ("jobs:\n  token: ''\n", "jobs.token"),
+            (
+                "jobs:\n  registry_ca_certs: [/nonexistent/ca.pem]\n",
+                "jobs.registry_ca_certs[0]",
+            ),
+        ] {
+            let raw: RawConfig = parse_yaml(Path::new("s.yaml"), yaml).expect("parses");
+            let err = Config::validate(Path::new("s.yaml"), raw).expect_err("invalid");
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod metrics;
 pub mod model;
+pub mod preheat;
 pub mod scheduling;
 pub mod selector;
 pub mod service;
@@ -78,7 +79,9 @@ pub async fn run(
     });
     let http_shutdown = shutdown.clone();
     let http_task = async move {
-        axum::serve(http, admin)
+        // The jobs API checks where a request comes from when no token is configured.
+        let service = admin.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(http, service)
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
             .await
             .map_err(|source| RunError::Http {

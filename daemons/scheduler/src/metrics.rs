@@ -17,6 +17,7 @@ pub struct Metrics {
     pub piece_bytes: Family<Labels, Counter>,
     pub piece_failures: Family<Labels, Counter>,
     pub downloads: Family<Labels, Counter>,
+    pub preheat_jobs: Family<Labels, Counter>,
     pub hosts: Gauge,
     pub tasks: Gauge,
     pub peers: Gauge,
@@ -33,6 +34,7 @@ impl Metrics {
             piece_bytes: Family::default(),
             piece_failures: Family::default(),
             downloads: Family::default(),
+            preheat_jobs: Family::default(),
             hosts: Gauge::default(),
             tasks: Gauge::default(),
             peers: Gauge::default(),
@@ -72,6 +74,11 @@ impl Metrics {
             "downloads",
             "Peer downloads that ended, by outcome",
             m.downloads.clone(),
+        );
+        registry.register(
+            "preheat_jobs",
+            "Preheat jobs that ended, by state (SUCCESS, FAILURE)",
+            m.preheat_jobs.clone(),
         );
         registry.register("hosts", "Hosts known", m.hosts.clone());
         registry.register("tasks", "Tasks known", m.tasks.clone());

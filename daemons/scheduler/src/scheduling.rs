@@ -53,7 +53,19 @@ pub struct Scheduler {
     config: Config,
     selector: ParentSelector,
     pub metrics: Metrics,
+    /// Preheat jobs taken by this scheduler (see [`crate::preheat`]).
+    pub jobs: crate::preheat::JobStore,
     started: Instant,
+}
+
+/// A host this scheduler can send commands to right now.
+#[derive(Debug, Clone)]
+pub struct ConnectedHost {
+    pub id: HostId,
+    pub hostname: String,
+    pub ip: String,
+    pub is_seed: bool,
+    pub commands: HostSender,
 }
 
 fn secs_since(t: Instant, now: Instant) -> u64 {
@@ -69,6 +81,7 @@ impl Scheduler {
             config,
             state: Mutex::new(State::default()),
             metrics: Metrics::new(),
+            jobs: crate::preheat::JobStore::default(),
             started: Instant::now(),
         }
     }
@@ -819,6 +832,27 @@ impl Scheduler {
                 "gc"
             );
         }
+    }
+
+    /// Hosts with a live host stream that are not switched off, by host ID.
+    pub fn connected_hosts(&self) -> Vec<ConnectedHost> {
+        let state = self.lock();
+        let mut out: Vec<ConnectedHost> = state
+            .hosts
+            .values()
+            .filter(|h| h.usable_as_parent())
+            .filter_map(|h| {
+                Some(ConnectedHost {
+                    id: h.id.clone(),
+                    hostname: h.info.hostname.clone(),
+                    ip: h.info.ip.clone(),
+                    is_seed: h.host_type == HostType::Seed,
+                    commands: h.commands.clone()?,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
     }
 
     // ---- views for the admin API --------------------------------------------------------

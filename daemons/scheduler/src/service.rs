@@ -51,6 +51,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
                         Some(HostMsg::Heartbeat(hb)) => scheduler.host_heartbeat(&host_id, hb),
                         Some(HostMsg::Held(held)) => scheduler.host_held(&host_id, held),
                         Some(HostMsg::Evicted(ev)) => scheduler.host_evicted(&host_id, ev),
+                        Some(HostMsg::PreheatReport(r)) => scheduler.jobs.report(&host_id, r),
                         Some(HostMsg::Register(_)) | None => {}
                     },
                     Ok(None) => break,

@@ -8,6 +8,7 @@ pub mod gen_config;
 pub mod get;
 pub mod init;
 pub mod logs;
+pub mod preheat;
 pub mod status;
 pub mod task;
 pub mod up;

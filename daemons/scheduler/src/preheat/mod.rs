@@ -1,0 +1,857 @@
+//! Preheat jobs: the Harbor-compatible `/oapi/v1/jobs` API's engine.
+//!
+//! A job resolves its image ([`registry`]) into blob URLs, computes each blob's task ID exactly
+//! as the peers' proxies do for a pull (`TaskId::from_url`), chooses hosts by scope, and sends
+//! each host a `PreheatTask` on its host stream. The host downloads the task like any client
+//! (registering with whichever scheduler owns the task on the ring, so P2P still applies) and
+//! reports progress back on the stream of the scheduler that sent the command; so a job taken
+//! by any scheduler covers blobs whose tasks another scheduler owns (every host announces to
+//! every scheduler). Within the chosen hosts, the seed that the ring over connected seeds picks
+//! for a task fetches it from the origin (as a seed trigger would); the others go through P2P,
+//! so the origin is read about once per blob whatever the scope.
+//!
+//! Jobs live in memory only: they survive nothing more than the scheduler process (a restart
+//! forgets them; the preheated caches stay on the peers). A job is PENDING until every chosen
+//! host reported every blob, then SUCCESS, or FAILURE if any failed, resolving failed, no host
+//! could be chosen, a chosen host's stream stayed down for `jobs.host_grace`, or `jobs.timeout`
+//! passed. The same preheat asked again while one is PENDING
+//! returns that job.
+
+pub mod registry;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use df_core::api;
+use df_core::ids::{HostId, TaskId, TaskIdParams};
+use df_core::ring::HashRing;
+use df_proto::scheduler::v1 as pb;
+
+use crate::scheduling::{ConnectedHost, Scheduler};
+use registry::{ManifestUrl, PlatformChoice, RegistryClient, ResolvedBlob};
+
+/// How often a running job checks whether it is done.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Why a job request is refused (a 400 with this message).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("type '{0}' is not supported (only 'preheat')")]
+    Type(String),
+    #[error("args.type '{0}' is not supported (image or file)")]
+    Kind(String),
+    #[error(
+        "args.scope '{0}' is not one of single_seed_peer (or single_peer), all_seed_peers, all_peers"
+    )]
+    Scope(String),
+    #[error("args.url: {0}")]
+    Url(String),
+    #[error("args.platform: {0}")]
+    Platform(String),
+    #[error("args.username and args.password go together")]
+    Credentials,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    SingleSeed,
+    AllSeeds,
+    AllPeers,
+}
+
+impl Scope {
+    fn parse(s: &str) -> Result<Self, JobError> {
+        match s {
+            "" | "single_seed_peer" | "single_peer" => Ok(Self::SingleSeed),
+            "all_seed_peers" => Ok(Self::AllSeeds),
+            "all_peers" => Ok(Self::AllPeers),
+            other => Err(JobError::Scope(other.to_owned())),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Image {
+        url: String,
+        platform: PlatformChoice,
+    },
+    Files(Vec<String>),
+}
+
+/// A validated request.
+#[derive(Debug, Clone)]
+struct Plan {
+    source: Source,
+    scope: Scope,
+    ips: Option<Vec<String>>,
+    host_ids: Option<Vec<String>>,
+    headers: BTreeMap<String, String>,
+    credentials: Option<(String, String)>,
+    tag: String,
+    application: String,
+    piece_length: Option<u64>,
+    filtered: Option<Vec<String>>,
+    timeout: Duration,
+}
+
+impl Plan {
+    fn from_request(req: &api::CreateJob, default_timeout: Duration) -> Result<Self, JobError> {
+        if req.job_type != "preheat" {
+            return Err(JobError::Type(req.job_type.clone()));
+        }
+        let a = &req.args;
+        let source = match a.kind.as_str() {
+            "image" => {
+                ManifestUrl::parse(&a.url).map_err(|e| JobError::Url(e.to_string()))?;
+                let platform = PlatformChoice::parse(&a.platform)
+                    .map_err(|e| JobError::Platform(e.to_string()))?;
+                Source::Image {
+                    url: a.url.clone(),
+                    platform,
+                }
+            }
+            "file" => {
+                let mut urls: Vec<String> = a.urls.clone().unwrap_or_default();
+                if !a.url.is_empty() {
+                    urls.insert(0, a.url.clone());
+                }
+                if urls.is_empty() {
+                    return Err(JobError::Url("a file preheat needs url or urls".into()));
+                }
+                for u in &urls {
+                    df_core::ids::validate_http_url(u).map_err(|e| JobError::Url(e.to_string()))?;
+                }
+                urls.dedup();
+                Source::Files(urls)
+            }
+            other => return Err(JobError::Kind(other.to_owned())),
+        };
+        let credentials = match (a.username.is_empty(), a.password.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some((a.username.clone(), a.password.clone())),
+            _ => return Err(JobError::Credentials),
+        };
+        let filtered = (!a.filtered_query_params.is_empty()).then(|| {
+            a.filtered_query_params
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect()
+        });
+        let timeout = match a.timeout {
+            Some(ns) if ns > 0 => Duration::from_nanos(ns),
+            _ => default_timeout,
+        };
+        Ok(Self {
+            source,
+            scope: Scope::parse(&a.scope)?,
+            ips: a.ips.clone().filter(|v| !v.is_empty()),
+            host_ids: a.host_ids.clone().filter(|v| !v.is_empty()),
+            headers: a.headers.clone().unwrap_or_default(),
+            credentials,
+            tag: a.tag.clone(),
+            application: a.application.clone(),
+            piece_length: a.piece_length.filter(|l| *l > 0),
+            filtered,
+            timeout,
+        })
+    }
+
+    /// Two requests with the same key preheat the same objects onto the same hosts.
+    fn dedup_key(&self) -> String {
+        let mut ips = self.ips.clone().unwrap_or_default();
+        ips.sort();
+        let mut hosts = self.host_ids.clone().unwrap_or_default();
+        hosts.sort();
+        let source = match &self.source {
+            Source::Image { url, platform } => format!("image {url} {platform}"),
+            Source::Files(urls) => format!("file {}", urls.join(" ")),
+        };
+        format!(
+            "{source}|{:?}|{}|{}|{}|{}|{:?}|{:?}",
+            self.scope,
+            ips.join(","),
+            hosts.join(","),
+            self.tag,
+            self.application,
+            self.piece_length,
+            self.filtered
+        )
+    }
+
+    fn task_id(&self, url: &str) -> Result<TaskId, df_core::ids::IdError> {
+        TaskId::from_url(
+            url,
+            &TaskIdParams {
+                tag: &self.tag,
+                application: &self.application,
+                piece_length: self.piece_length,
+                filtered_query_params: self.filtered.as_deref(),
+            },
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum JobState {
+    Pending,
+    Success,
+    Failure,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Success => "SUCCESS",
+            Self::Failure => "FAILURE",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TargetState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl TargetState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Target {
+    host_id: HostId,
+    hostname: String,
+    ip: String,
+    state: TargetState,
+    completed_length: u64,
+    content_length: u64,
+    source: String,
+    error: String,
+    cost_millis: u64,
+}
+
+#[derive(Debug, Clone)]
+struct JobBlob {
+    resolved: ResolvedBlob,
+    task_id: TaskId,
+    targets: Vec<Target>,
+}
+
+#[derive(Debug)]
+struct Job {
+    id: u64,
+    /// As requested, secrets included (never shown: see [`redacted`]).
+    args: api::PreheatArgs,
+    key: String,
+    state: JobState,
+    error: String,
+    created: SystemTime,
+    created_at: Instant,
+    updated: SystemTime,
+    finished_at: Option<Instant>,
+    blobs: Vec<JobBlob>,
+}
+
+impl Job {
+    fn finish(&mut self, state: JobState, error: String) {
+        if self.state != JobState::Pending {
+            return;
+        }
+        self.state = state;
+        self.error = error;
+        self.updated = SystemTime::now();
+        self.finished_at = Some(Instant::now());
+    }
+
+    fn view(&self) -> api::JobView {
+        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+        let mut success = Vec::new();
+        let mut failure = Vec::new();
+        let blobs =
+            self.blobs
+                .iter()
+                .map(|b| {
+                    for t in &b.targets {
+                        let task = api::HostTask {
+                            url: b.resolved.url.clone(),
+                            hostname: t.hostname.clone(),
+                            ip: t.ip.clone(),
+                            description: t.error.clone(),
+                        };
+                        match t.state {
+                            TargetState::Succeeded => success.push(task),
+                            TargetState::Failed => failure.push(task),
+                            _ => {}
+                        }
+                    }
+                    api::BlobView {
+                        url: b.resolved.url.clone(),
+                        task_id: b.task_id.to_string(),
+                        digest: b.resolved.digest.clone(),
+                        size: b.resolved.size.or_else(|| {
+                            b.targets.iter().map(|t| t.content_length).find(|l| *l > 0)
+                        }),
+                        media_type: b.resolved.media_type.clone(),
+                        platform: b.resolved.platform.clone(),
+                        peers: b
+                            .targets
+                            .iter()
+                            .map(|t| api::BlobPeerView {
+                                host_id: t.host_id.to_string(),
+                                hostname: t.hostname.clone(),
+                                ip: t.ip.clone(),
+                                state: t.state.as_str().to_owned(),
+                                completed_length: t.completed_length,
+                                content_length: t.content_length,
+                                source: t.source.clone(),
+                                error: t.error.clone(),
+                                cost_millis: t.cost_millis,
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+        let elapsed = self
+            .finished_at
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(self.created_at);
+        api::JobView {
+            id: self.id,
+            job_type: "preheat".into(),
+            state: self.state.as_str().into(),
+            created_at: rfc3339(self.created),
+            updated_at: rfc3339(self.updated),
+            args: redacted(&self.args),
+            result: api::JobResult {
+                state: self.state.as_str().into(),
+                job_states: vec![api::JobStateView {
+                    state: self.state.as_str().into(),
+                    error: self.error.clone(),
+                    results: vec![api::ClusterResult {
+                        success_tasks: success,
+                        failure_tasks: failure,
+                        scheduler_cluster_id: 0,
+                    }],
+                }],
+            },
+            error: self.error.clone(),
+            elapsed_secs: elapsed.as_secs_f64(),
+            blobs,
+        }
+    }
+}
+
+/// The request as shown back: no password, header values hidden (they are credentials).
+fn redacted(args: &api::PreheatArgs) -> api::PreheatArgs {
+    let mut out = args.clone();
+    out.password = String::new();
+    if let Some(h) = &mut out.headers {
+        for v in h.values_mut() {
+            *v = "<redacted>".into();
+        }
+    }
+    out
+}
+
+/// Every job this scheduler took, in memory.
+#[derive(Default)]
+pub struct JobStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    next_id: u64,
+    jobs: BTreeMap<u64, Job>,
+}
+
+impl JobStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn get(&self, id: u64) -> Option<api::JobView> {
+        self.lock().jobs.get(&id).map(Job::view)
+    }
+
+    /// Newest first.
+    pub fn list(&self) -> Vec<api::JobView> {
+        self.lock().jobs.values().rev().map(Job::view).collect()
+    }
+
+    /// A host's progress report for one blob of one job.
+    pub fn report(&self, host: &HostId, r: pb::PreheatReport) {
+        let mut inner = self.lock();
+        let Some(job) = inner.jobs.get_mut(&r.job_id) else {
+            return;
+        };
+        if job.state != JobState::Pending {
+            return;
+        }
+        let Some(target) = job
+            .blobs
+            .iter_mut()
+            .filter(|b| b.task_id.as_str() == r.task_id)
+            .flat_map(|b| b.targets.iter_mut())
+            .find(|t| &t.host_id == host)
+        else {
+            return;
+        };
+        if target.state.is_final() {
+            return;
+        }
+        target.state = match pb::PreheatState::try_from(r.state) {
+            Ok(pb::PreheatState::Succeeded) => TargetState::Succeeded,
+            Ok(pb::PreheatState::Failed) => TargetState::Failed,
+            _ => TargetState::Running,
+        };
+        target.completed_length = r.completed_length;
+        target.content_length = r.content_length;
+        target.source = r.source;
+        target.error = r.error;
+        target.cost_millis = r.cost_millis;
+        job.updated = SystemTime::now();
+    }
+
+    fn with_job<R>(&self, id: u64, f: impl FnOnce(&mut Job) -> R) -> Option<R> {
+        self.lock().jobs.get_mut(&id).map(f)
+    }
+}
+
+/// Validates `req` and starts the job, or returns the identical job still running.
+pub fn create(scheduler: &Arc<Scheduler>, req: &api::CreateJob) -> Result<api::JobView, JobError> {
+    let cfg = &scheduler.config().jobs;
+    let plan = Plan::from_request(req, cfg.timeout)?;
+    let key = plan.dedup_key();
+    let id = {
+        let mut inner = scheduler.jobs.lock();
+        if let Some(running) = inner
+            .jobs
+            .values()
+            .find(|j| j.state == JobState::Pending && j.key == key)
+        {
+            tracing::info!(
+                job_id = running.id,
+                "same preheat already running; returning it"
+            );
+            return Ok(running.view());
+        }
+        prune(&mut inner, cfg.keep_finished);
+        inner.next_id += 1;
+        let id = inner.next_id;
+        let now = SystemTime::now();
+        inner.jobs.insert(
+            id,
+            Job {
+                id,
+                args: req.args.clone(),
+                key,
+                state: JobState::Pending,
+                error: String::new(),
+                created: now,
+                created_at: Instant::now(),
+                updated: now,
+                finished_at: None,
+                blobs: Vec::new(),
+            },
+        );
+        id
+    };
+    tracing::info!(job_id = id, url = %req.args.url, scope = %req.args.scope, "preheat job created");
+    let view = scheduler
+        .jobs
+        .get(id)
+        .ok_or_else(|| JobError::Url("job vanished".into()))?;
+    tokio::spawn(run(scheduler.clone(), id, plan));
+    Ok(view)
+}
+
+/// Forgets the oldest finished jobs beyond `keep`.
+fn prune(inner: &mut Inner, keep: usize) {
+    let finished: Vec<u64> = inner
+        .jobs
+        .values()
+        .filter(|j| j.state != JobState::Pending)
+        .map(|j| j.id)
+        .collect();
+    if finished.len() > keep {
+        for id in &finished[..finished.len() - keep] {
+            inner.jobs.remove(id);
+        }
+    }
+}
+
+async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
+    let deadline = tokio::time::Instant::now() + plan.timeout;
+    let fail = |error: String| {
+        tracing::warn!(job_id = id, %error, "preheat job failed");
+        scheduler
+            .jobs
+            .with_job(id, |j| j.finish(JobState::Failure, error));
+        scheduler
+            .metrics
+            .preheat_jobs
+            .get_or_create(&vec![("state", JobState::Failure.as_str())])
+            .inc();
+    };
+    let (resolved, authorization) = match &plan.source {
+        Source::Files(urls) => (
+            urls.iter()
+                .map(|u| ResolvedBlob {
+                    url: u.clone(),
+                    digest: String::new(),
+                    size: None,
+                    media_type: String::new(),
+                    platform: String::new(),
+                })
+                .collect::<Vec<_>>(),
+            None,
+        ),
+        Source::Image { url, platform } => {
+            let cfg = &scheduler.config().jobs;
+            let client = match RegistryClient::new(&cfg.registry_ca_pems, cfg.registry_timeout) {
+                Ok(c) => c,
+                Err(e) => return fail(e.to_string()),
+            };
+            let creds = plan
+                .credentials
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str()));
+            let resolving = client.resolve(url, &plan.headers, creds, platform);
+            match tokio::time::timeout_at(deadline, resolving).await {
+                Ok(Ok(r)) => (r.blobs, r.authorization),
+                Ok(Err(e)) => return fail(e.to_string()),
+                Err(_) => return fail("timed out resolving the image".into()),
+            }
+        }
+    };
+    let mut blobs = Vec::with_capacity(resolved.len());
+    for b in resolved {
+        match plan.task_id(&b.url) {
+            Ok(task_id) => blobs.push((b, task_id)),
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    let hosts = scheduler.connected_hosts();
+    let seeds: Vec<&ConnectedHost> = hosts.iter().filter(|h| h.is_seed).collect();
+    let seed_ring = HashRing::new(seeds.iter().map(|h| h.id.to_string()));
+    let eligible: Vec<&ConnectedHost> = hosts
+        .iter()
+        .filter(|h| plan.ips.as_ref().is_none_or(|ips| ips.contains(&h.ip)))
+        .filter(|h| {
+            plan.host_ids
+                .as_ref()
+                .is_none_or(|ids| ids.iter().any(|i| i == h.id.as_str()))
+        })
+        .collect();
+    let mut headers: Vec<pb::Header> = plan
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
+        .map(|(k, v)| pb::Header {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect();
+    if let Some(auth) = &authorization {
+        headers.push(pb::Header {
+            name: "Authorization".into(),
+            value: auth.clone(),
+        });
+    }
+    // Which hosts get which blob, and the commands to send.
+    let mut job_blobs = Vec::with_capacity(blobs.len());
+    let mut commands: Vec<(HostId, pb::HostResponse)> = Vec::new();
+    for (b, task_id) in blobs {
+        let seed_owner = seed_ring.owner(task_id.as_str()).map(str::to_owned);
+        let chosen: Vec<&ConnectedHost> = match plan.scope {
+            Scope::SingleSeed => {
+                let eligible_seeds: Vec<&ConnectedHost> =
+                    eligible.iter().copied().filter(|h| h.is_seed).collect();
+                let ring = HashRing::new(eligible_seeds.iter().map(|h| h.id.to_string()));
+                ring.owner(task_id.as_str())
+                    .and_then(|o| eligible_seeds.iter().copied().find(|h| h.id.as_str() == o))
+                    .into_iter()
+                    .collect()
+            }
+            Scope::AllSeeds => eligible.iter().copied().filter(|h| h.is_seed).collect(),
+            Scope::AllPeers => eligible.clone(),
+        };
+        if chosen.is_empty() {
+            let what = match plan.scope {
+                Scope::SingleSeed | Scope::AllSeeds => "no seed peer",
+                Scope::AllPeers => "no peer",
+            };
+            let filtered = if plan.ips.is_some() || plan.host_ids.is_some() {
+                " matching args.ips/args.host_ids"
+            } else {
+                ""
+            };
+            return fail(format!("{what}{filtered} is connected to this scheduler"));
+        }
+        let mut targets = Vec::with_capacity(chosen.len());
+        for h in chosen {
+            let digest = if b.digest.starts_with("sha256:") {
+                b.digest.clone()
+            } else {
+                String::new()
+            };
+            commands.push((
+                h.id.clone(),
+                pb::HostResponse {
+                    response: Some(pb::host_response::Response::PreheatTask(pb::PreheatTask {
+                        job_id: id,
+                        task_id: task_id.to_string(),
+                        url: b.url.clone(),
+                        headers: headers.clone(),
+                        piece_length: plan.piece_length.unwrap_or(0),
+                        digest,
+                        seed: h.is_seed && seed_owner.as_deref() == Some(h.id.as_str()),
+                    })),
+                },
+            ));
+            targets.push(Target {
+                host_id: h.id.clone(),
+                hostname: h.hostname.clone(),
+                ip: h.ip.clone(),
+                state: TargetState::Pending,
+                completed_length: 0,
+                content_length: b.size.unwrap_or(0),
+                source: String::new(),
+                error: String::new(),
+                cost_millis: 0,
+            });
+        }
+        job_blobs.push(JobBlob {
+            resolved: b,
+            task_id,
+            targets,
+        });
+    }
+    let blob_count = job_blobs.len();
+    scheduler.jobs.with_job(id, |j| {
+        j.blobs = job_blobs;
+        j.updated = SystemTime::now();
+    });
+    // The seed owners first: the others then find them registered as parents.
+    commands.sort_by_key(|(_, c)| {
+        !matches!(&c.response, Some(pb::host_response::Response::PreheatTask(t)) if t.seed)
+    });
+    let senders: HashMap<&HostId, &ConnectedHost> = hosts.iter().map(|h| (&h.id, h)).collect();
+    let mut unsent: Vec<(HostId, String)> = Vec::new();
+    for (host, command) in commands {
+        let task = match &command.response {
+            Some(pb::host_response::Response::PreheatTask(t)) => t.task_id.clone(),
+            _ => String::new(),
+        };
+        let sent = senders
+            .get(&host)
+            .is_some_and(|h| h.commands.send(Ok(command)).is_ok());
+        if !sent {
+            unsent.push((host, task));
+        }
+    }
+    for (host, task) in unsent {
+        scheduler.jobs.report(
+            &host,
+            pb::PreheatReport {
+                job_id: id,
+                task_id: task,
+                state: pb::PreheatState::Failed as i32,
+                error: "the host's stream closed before the command was sent".into(),
+                ..Default::default()
+            },
+        );
+    }
+    tracing::info!(job_id = id, blobs = blob_count, "preheat commands sent");
+
+    let grace = scheduler.config().jobs.host_grace;
+    let mut gone_since: HashMap<HostId, tokio::time::Instant> = HashMap::new();
+    loop {
+        // Hosts that left: their reports will not come; fail their part after the grace.
+        let connected: Vec<HostId> = scheduler
+            .connected_hosts()
+            .into_iter()
+            .map(|h| h.id)
+            .collect();
+        let now = tokio::time::Instant::now();
+        let mut expired: Vec<HostId> = Vec::new();
+        for h in hosts.iter().map(|h| &h.id) {
+            if connected.contains(h) {
+                gone_since.remove(h);
+            } else if now.duration_since(*gone_since.entry(h.clone()).or_insert(now)) >= grace {
+                expired.push(h.clone());
+            }
+        }
+        if !expired.is_empty() {
+            scheduler.jobs.with_job(id, |j| {
+                for t in j.blobs.iter_mut().flat_map(|b| &mut b.targets) {
+                    if !t.state.is_final() && expired.contains(&t.host_id) {
+                        t.state = TargetState::Failed;
+                        t.error = format!(
+                            "the host left this scheduler (stream down for {})",
+                            humantime::format_duration(grace)
+                        );
+                    }
+                }
+            });
+        }
+        let outcome = scheduler.jobs.with_job(id, |j| {
+            let targets: Vec<&Target> = j.blobs.iter().flat_map(|b| &b.targets).collect();
+            if !targets.iter().all(|t| t.state.is_final()) {
+                return None;
+            }
+            let failed: Vec<&&Target> = targets
+                .iter()
+                .filter(|t| t.state == TargetState::Failed)
+                .collect();
+            Some(match failed.first() {
+                None => (JobState::Success, String::new()),
+                Some(first) => (
+                    JobState::Failure,
+                    format!(
+                        "{} of {} downloads failed; first: {} on {}",
+                        failed.len(),
+                        targets.len(),
+                        first.error,
+                        first.hostname
+                    ),
+                ),
+            })
+        });
+        match outcome {
+            None => return, // forgotten
+            Some(Some((state, error))) => {
+                tracing::info!(job_id = id, state = state.as_str(), %error, "preheat job finished");
+                scheduler.jobs.with_job(id, |j| j.finish(state, error));
+                scheduler
+                    .metrics
+                    .preheat_jobs
+                    .get_or_create(&vec![("state", state.as_str())])
+                    .inc();
+                return;
+            }
+            Some(None) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            scheduler.jobs.with_job(id, |j| {
+                for t in j.blobs.iter_mut().flat_map(|b| &mut b.targets) {
+                    if !t.state.is_final() {
+                        t.state = TargetState::Failed;
+                        t.error = "timed out".into();
+                    }
+                }
+            });
+            return fail(format!(
+                "timed out after {}",
+                humantime::format_duration(plan.timeout)
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The body Harbor's Dragonfly provider posts (Go's encoding of its request struct: zero
+    /// values included, `scheduler_cluster_ids` null, `timeout` as nanoseconds).
+    pub const HARBOR_BODY: &str = r#"{"type":"preheat","args":{"type":"image","url":"https://harbor.example.com/v2/library/alpine/manifests/3.19","tag":"","filtered_query_params":"","headers":{"Authorization":"Bearer eyJhbGciOi.harbor.token"},"scope":"single_peer","concurrent_count":0,"timeout":0},"scheduler_cluster_ids":null}"#;
+
+    #[test]
+    fn harbors_request_parses_into_a_single_seed_image_plan() {
+        let req: api::CreateJob = serde_json::from_str(HARBOR_BODY).expect("Harbor's body parses");
+        let plan = Plan::from_request(&req, Duration::from_secs(60)).expect("valid");
+        assert_eq!(plan.scope, Scope::SingleSeed);
+        assert_eq!(
+            plan.timeout,
+            Duration::from_secs(60),
+            "timeout 0 means the default"
+        );
+        assert!(
+            matches!(&plan.source, Source::Image { platform, .. } if platform.to_string() == "linux/amd64")
+        );
+        assert_eq!(
+            plan.headers.get("Authorization").map(String::as_str),
+            Some("Bearer eyJhbGciOi.harbor.token")
+        );
+        let shown = redacted(&req.args);
+        assert_eq!(
+            shown
+                .headers
+                .expect("headers")
+                .get("Authorization")
+                .map(String::as_str),
+            Some("<redacted>")
+        );
+    }
+
+    #[test]
+    fn bad_requests_name_the_field() {
+        let mut req: api::CreateJob = serde_json::from_str(HARBOR_BODY).expect("parses");
+        req.args.scope = "everyone".into();
+        let err = Plan::from_request(&req, Duration::from_secs(1)).expect_err("bad scope");
+        assert!(err.to_string().contains("args.scope"), "{err}");
+        let mut req: api::CreateJob = serde_json::from_str(HARBOR_BODY).expect("parses");
+        req.args.url = "https://h/v2/x/blobs/sha256:a".into();
+        assert!(Plan::from_request(&req, Duration::from_secs(1)).is_err());
+        let mut req: api::CreateJob = serde_json::from_str(HARBOR_BODY).expect("parses");
+        req.job_type = "gc".into();
+        assert!(matches!(
+            Plan::from_request(&req, Duration::from_secs(1)),
+            Err(JobError::Type(_))
+        ));
+        let mut req: api::CreateJob = serde_json::from_str(HARBOR_BODY).expect("parses");
+        req.args.username = "u".into();
+        assert!(matches!(
+            Plan::from_request(&req, Duration::from_secs(1)),
+            Err(JobError::Credentials)
+        ));
+    }
+
+    #[test]
+    fn the_dedup_key_ignores_credentials_but_not_targets() {
+        let req: api::CreateJob = serde_json::from_str(HARBOR_BODY).expect("parses");
+        let a = Plan::from_request(&req, Duration::from_secs(1)).expect("valid");
+        let mut other = req.clone();
+        other.args.headers = None;
+        let b = Plan::from_request(&other, Duration::from_secs(1)).expect("valid");
+        assert_eq!(a.dedup_key(), b.dedup_key());
+        other.args.scope = "all_peers".into();
+        let c = Plan::from_request(&other, Duration::from_secs(1)).expect("valid");
+        assert_ne!(a.dedup_key(), c.dedup_key());
+        other.args.platform = "linux/arm64".into();
+        other.args.scope = String::new();
+        let d = Plan::from_request(&other, Duration::from_secs(1)).expect("valid");
+        assert_ne!(a.dedup_key(), d.dedup_key());
+    }
+
+    #[test]
+    fn task_ids_are_the_proxys() {
+        let req: api::CreateJob = serde_json::from_str(HARBOR_BODY).expect("parses");
+        let plan = Plan::from_request(&req, Duration::from_secs(1)).expect("valid");
+        let url = "https://registry.test:5443/v2/e2e/img/blobs/sha256:00";
+        assert_eq!(
+            plan.task_id(url).expect("id"),
+            TaskId::from_url(url, &TaskIdParams::default()).expect("id")
+        );
+    }
+}
