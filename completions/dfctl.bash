@@ -22,8 +22,14 @@ _dfctl() {
             dfctl,deploy)
                 cmd="dfctl__subcmd__deploy"
                 ;;
+            dfctl,disable)
+                cmd="dfctl__subcmd__disable"
+                ;;
             dfctl,down)
                 cmd="dfctl__subcmd__down"
+                ;;
+            dfctl,enable)
+                cmd="dfctl__subcmd__enable"
                 ;;
             dfctl,gen-config)
                 cmd="dfctl__subcmd__gen__subcmd__config"
@@ -148,8 +154,14 @@ _dfctl() {
             dfctl__subcmd__help,deploy)
                 cmd="dfctl__subcmd__help__subcmd__deploy"
                 ;;
+            dfctl__subcmd__help,disable)
+                cmd="dfctl__subcmd__help__subcmd__disable"
+                ;;
             dfctl__subcmd__help,down)
                 cmd="dfctl__subcmd__help__subcmd__down"
+                ;;
+            dfctl__subcmd__help,enable)
+                cmd="dfctl__subcmd__help__subcmd__enable"
                 ;;
             dfctl__subcmd__help,gen-config)
                 cmd="dfctl__subcmd__help__subcmd__gen__subcmd__config"
@@ -269,7 +281,7 @@ _dfctl() {
 
     case "${cmd}" in
         dfctl)
-            opts="-h -V --help --version init cert gen-config up down status get task logs deploy preheat help"
+            opts="-h -V --help --version init cert gen-config up down status get task logs deploy disable enable preheat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -702,6 +714,32 @@ _dfctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dfctl__subcmd__disable)
+            opts="-h -V --reason --soft --root --dry-run --no-restart --peer-admin --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --reason)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-admin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dfctl__subcmd__down)
             opts="-h -V --dir --purge --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -710,6 +748,28 @@ _dfctl() {
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__enable)
+            opts="-h -V --root --dry-run --no-restart --peer-admin --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --peer-admin)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1097,7 +1157,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__help)
-            opts="init cert gen-config up down status get task logs deploy preheat help"
+            opts="init cert gen-config up down status get task logs deploy disable enable preheat help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1222,7 +1282,35 @@ _dfctl() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dfctl__subcmd__help__subcmd__disable)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dfctl__subcmd__help__subcmd__down)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__help__subcmd__enable)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -58,6 +58,11 @@ pub enum Command {
     /// Install the daemons on a node.
     #[command(subcommand)]
     Deploy(Box<cmd::deploy::Command>),
+    /// Switch P2P off on this node: revert the runtime config dfctl wrote (or, --soft, only
+    /// make the local peer pass requests through) and record why.
+    Disable(cmd::switch::DisableArgs),
+    /// Switch P2P back on after `dfctl disable`.
+    Enable(cmd::switch::EnableArgs),
     /// Warm peers with an image or files before a rollout (scheduler jobs API); `ls`, `status`.
     Preheat(cmd::preheat::Args),
 }
@@ -75,6 +80,8 @@ impl Cli {
             Command::Task(command) => command.run().await,
             Command::Logs(args) => cmd::logs::run(args).await,
             Command::Deploy(command) => command.run().await,
+            Command::Disable(args) => cmd::switch::disable(args).await,
+            Command::Enable(args) => cmd::switch::enable(args).await,
             Command::Preheat(args) => cmd::preheat::run(args).await,
         }
     }

@@ -140,7 +140,7 @@ pub fn under_root(root: &Path, path: &Path) -> PathBuf {
     root.join(rel)
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 

@@ -1263,3 +1263,70 @@ async fn deploy_helm_runs_helm_on_the_embedded_chart_or_says_what_to_run() {
     );
     assert!(chart.join("Chart.yaml").is_file() && values.is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_disable_switches_the_peer_and_status_shows_why() {
+    let cluster = LocalCluster::up(&["--peers", "1", "--seed-peers", "0"]).await;
+    let report = status_when_registered(&cluster, 1).await;
+    let admin = str_at(&report["peers"][0], "admin").to_owned();
+    let root = cluster.scratch().join("node-root");
+    let root_s = root.to_str().expect("utf-8 temp path").to_owned();
+
+    let off = run_in(
+        cluster.scratch(),
+        &bin("dfctl"),
+        &[
+            "disable",
+            "--soft",
+            "--reason",
+            "INC-9",
+            "--root",
+            &root_s,
+            "--peer-admin",
+            &admin,
+        ],
+    )
+    .await;
+    off.assert_success("dfctl disable --soft");
+    let marker: Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("etc/dragonfly-lite/disabled.json")).expect("marker"),
+    )
+    .expect("marker JSON");
+    assert_eq!(marker["soft"], true);
+    assert_eq!(marker["reason"], "INC-9");
+
+    // status: the peer is healthy (switched off on purpose), and says it is off and why.
+    let status = cluster.dfctl(&["status", "-o", "json"]).await;
+    status.assert_success("status with a soft-disabled peer");
+    let peer = &status.json()["peers"][0];
+    assert_eq!(peer["info"]["p2p"]["enabled"], false, "{peer:#}");
+    assert!(
+        peer["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w == "P2P switched off: INC-9 (dfctl disable --soft)"),
+        "{peer:#}"
+    );
+    let table = cluster.dfctl(&["status"]).await;
+    assert!(
+        table.stdout.contains("OFF") && table.stdout.contains("warning: peer-0"),
+        "{}",
+        table.stdout
+    );
+
+    let on = run_in(
+        cluster.scratch(),
+        &bin("dfctl"),
+        &["enable", "--root", &root_s, "--peer-admin", &admin],
+    )
+    .await;
+    on.assert_success("dfctl enable");
+    assert!(!root.join("etc/dragonfly-lite/disabled.json").exists());
+    let status = cluster.dfctl(&["status", "-o", "json"]).await;
+    let peer = &status.json()["peers"][0];
+    assert_eq!(peer["info"]["p2p"]["enabled"], true, "{peer:#}");
+    assert_eq!(
+        peer["warnings"].as_array().map(Vec::len),
+        Some(0),
+        "{peer:#}"
+    );
+}

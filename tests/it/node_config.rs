@@ -1000,3 +1000,221 @@ fn gen_config_helm_writes_values_the_chart_accepts_and_keeps_the_operators_file(
     ]);
     assert!(err.contains("image.repository"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// disable / enable
+
+/// A port nothing listens on: the hard disable only warns when the local peer is unreachable.
+fn closed_admin() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// A node root configured by gen-config for containerd, docker and CRI-O, over existing files
+/// of the operator's (containerd's config.toml, docker's daemon.json).
+fn configured_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = s(root.path()).to_owned();
+    let config = root.path().join("etc/containerd/config.toml");
+    std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&config, containerd_sample("containerd-1.6-default.toml")).expect("write");
+    let daemon_json = root.path().join("etc/docker/daemon.json");
+    std::fs::create_dir_all(daemon_json.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&daemon_json, "{\"log-driver\": \"journald\"}\n").expect("write");
+    for args in [
+        &[
+            "gen-config",
+            "containerd",
+            "--root",
+            &r,
+            "--registry",
+            "registry.test:5000",
+            "--registry",
+            "docker.io",
+        ][..],
+        &["gen-config", "docker", "--root", &r, "--registry-mirror"][..],
+        &[
+            "gen-config",
+            "crio",
+            "--root",
+            &r,
+            "--registry",
+            "docker.io",
+        ][..],
+    ] {
+        ok(args);
+    }
+    root
+}
+
+#[test]
+fn disable_reverts_what_gen_config_wrote_and_enable_restores_every_byte() {
+    let root = configured_root();
+    let r = s(root.path()).to_owned();
+    let before = snapshot(root.path());
+    let hosts = root
+        .path()
+        .join("etc/containerd/certs.d/registry.test:5000/hosts.toml");
+    let drop_in = root
+        .path()
+        .join("etc/systemd/system/docker.service.d/http-proxy.conf");
+    let crio = root
+        .path()
+        .join("etc/containers/registries.conf.d/50-dragonfly-lite.conf");
+    let daemon_json = root.path().join("etc/docker/daemon.json");
+    let config_toml = root.path().join("etc/containerd/config.toml");
+    assert!(hosts.is_file() && drop_in.is_file() && crio.is_file());
+    let peer = closed_admin();
+    let disable = [
+        "disable",
+        "--root",
+        &r,
+        "--reason",
+        "INC-7 registry flapping",
+        "--no-restart",
+        "--peer-admin",
+        &peer,
+    ];
+
+    // --dry-run says what it would do and does nothing.
+    let dry: Vec<&str> = disable.iter().copied().chain(["--dry-run"]).collect();
+    let said = ok(&dry);
+    assert!(
+        said.contains("would remove") && said.contains("hosts.toml"),
+        "{said}"
+    );
+    assert_eq!(snapshot(root.path()), before, "--dry-run changed files");
+
+    let out = ok(&disable);
+    assert!(!hosts.exists(), "{out}");
+    assert!(!drop_in.exists() && !crio.exists(), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&daemon_json).expect("daemon.json"),
+        "{\"log-driver\": \"journald\"}\n",
+        "the operator's daemon.json is back"
+    );
+    assert_eq!(
+        std::fs::read(&config_toml).expect("config.toml"),
+        before[&config_toml].0,
+        "config.toml keeps config_path (no containerd restart needed)"
+    );
+    assert!(
+        out.contains("kept ") && out.contains("config.toml: config_path alone changes nothing"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "next, so the runtime reads its config: systemctl daemon-reload && systemctl restart docker && systemctl reload crio"
+        ),
+        "{out}"
+    );
+    let marker: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root.path().join("etc/dragonfly-lite/disabled.json")).expect("marker"),
+    )
+    .expect("marker is JSON");
+    assert_eq!(marker["reason"], "INC-7 registry flapping");
+    assert_eq!(marker["soft"], false);
+    assert!(marker["user"].as_str().is_some_and(|u| !u.is_empty()));
+
+    // Again: nothing changes.
+    let disabled = snapshot(root.path());
+    let again = ok(&disable);
+    assert!(again.contains("already disabled (hard)"), "{again}");
+    assert_eq!(snapshot(root.path()), disabled);
+
+    // enable puts back every byte (and mode) dfctl had written; a second enable is a no-op.
+    let enable = [
+        "enable",
+        "--root",
+        &r,
+        "--no-restart",
+        "--peer-admin",
+        &peer,
+    ];
+    let out = ok(&enable);
+    assert!(out.contains("put back:"), "{out}");
+    assert_eq!(
+        snapshot(root.path()),
+        before,
+        "enable did not restore the tree"
+    );
+    let again = ok(&enable);
+    assert!(again.contains("not disabled"), "{again}");
+    assert_eq!(snapshot(root.path()), before);
+}
+
+#[test]
+fn disable_keeps_files_edited_by_hand_and_says_so() {
+    let root = configured_root();
+    let r = s(root.path()).to_owned();
+    let hosts = root
+        .path()
+        .join("etc/containerd/certs.d/docker.io/hosts.toml");
+    let mut edited = std::fs::read_to_string(&hosts).expect("hosts.toml");
+    edited.push_str("# pinned by ops, ticket 42\n");
+    std::fs::write(&hosts, &edited).expect("hand edit");
+    let before = snapshot(root.path());
+    let peer = closed_admin();
+
+    let out = ok(&[
+        "disable",
+        "--root",
+        &r,
+        "--no-restart",
+        "--peer-admin",
+        &peer,
+    ]);
+    assert!(
+        out.contains(&format!(
+            "kept {}: edited by hand since dfctl wrote it",
+            hosts.display()
+        )),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&hosts).expect("hosts.toml"), edited);
+    // The other registry's file, untouched by hand, was reverted.
+    assert!(
+        !root
+            .path()
+            .join("etc/containerd/certs.d/registry.test:5000/hosts.toml")
+            .exists()
+    );
+
+    ok(&[
+        "enable",
+        "--root",
+        &r,
+        "--no-restart",
+        "--peer-admin",
+        &peer,
+    ]);
+    assert_eq!(snapshot(root.path()), before);
+}
+
+#[test]
+fn soft_disable_changes_no_file_and_needs_the_peer() {
+    let root = configured_root();
+    let r = s(root.path()).to_owned();
+    let before = snapshot(root.path());
+    // The soft switch is only the peer's: with no peer answering, it fails and records nothing.
+    let err = fails(&[
+        "disable",
+        "--soft",
+        "--root",
+        &r,
+        "--peer-admin",
+        &closed_admin(),
+    ]);
+    assert!(
+        err.contains("the soft switch needs the local peer"),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(root.path()),
+        before,
+        "a failed soft disable wrote something"
+    );
+}

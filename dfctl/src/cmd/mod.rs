@@ -10,5 +10,6 @@ pub mod init;
 pub mod logs;
 pub mod preheat;
 pub mod status;
+pub mod switch;
 pub mod task;
 pub mod up;
