@@ -208,7 +208,10 @@ fn load_marker(root: &Path) -> anyhow::Result<Option<Marker>> {
     }
 }
 
-fn read_optional(path: &Path) -> anyhow::Result<Option<(Vec<u8>, u32)>> {
+/// A file's bytes and permission bits.
+type FileContent = (Vec<u8>, u32);
+
+fn read_optional(path: &Path) -> anyhow::Result<Option<FileContent>> {
     use std::os::unix::fs::PermissionsExt as _;
     match std::fs::read(path) {
         Ok(bytes) => {
@@ -267,7 +270,7 @@ fn disable_files(args: &SwitchArgs, reason: &str, soft: bool) -> anyhow::Result<
     let mut kept = Vec::new();
     let mut runtimes = std::collections::BTreeSet::new();
     // Writes are collected first and made only after every file was read and checked.
-    let mut writes: Vec<(PathBuf, Option<(Vec<u8>, u32)>)> = Vec::new();
+    let mut writes: Vec<(PathBuf, Option<FileContent>)> = Vec::new();
     let entries = manifest
         .files
         .iter()
