@@ -621,14 +621,14 @@ impl Containerd {
     }
 
     async fn fetch(&self, namespace: &str, reference: &str) -> Ran {
+        self.fetch_with(namespace, reference, &[]).await
+    }
+
+    async fn fetch_with(&self, namespace: &str, reference: &str, extra: &[&str]) -> Ran {
         let mut c = self.ctr(namespace);
-        c.args([
-            "content",
-            "fetch",
-            "--hosts-dir",
-            &self.hosts_dir,
-            reference,
-        ]);
+        c.args(["content", "fetch", "--hosts-dir", &self.hosts_dir])
+            .args(extra)
+            .arg(reference);
         run(c).await
     }
 
@@ -728,6 +728,103 @@ async fn ctr_pulls_through_a_hosts_toml_mirror_and_falls_back_when_the_peer_is_g
             b.size
         );
     }
+}
+
+/// `dfctl disable` / `enable` on the node root of a real containerd: after disable, ctr goes
+/// straight to the registry and the peer sees no request at all; after enable, the blobs go
+/// through the peer again. containerd is never restarted (it reads hosts.toml per pull).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctr_goes_to_the_registry_after_dfctl_disable_and_through_the_peer_after_enable() {
+    const NS: &str = "df-e2e-switch";
+    let toolkit = Toolkit::up().await;
+    let image = toolkit
+        .push(
+            "e2e/ctr-switch",
+            "s1",
+            "1M,24M,8K",
+            "e2e-ctr-disable-enable",
+        )
+        .await;
+    let registry = registry_of(&image.refs.http).to_owned();
+    let server = format!("http://{registry}");
+    let mut containerd = Containerd::up().await;
+    containerd.clean().await;
+    let cluster = Cluster::start(1, 1, 1, &|_, _| {}).await;
+    let peer = &cluster.peers[0];
+    let proxy = SocketAddr::from(([127, 0, 0, 1], proxy_of(peer).port()));
+    containerd.mirror_with_dfctl(&server, proxy).await;
+    let root = containerd
+        .node_root
+        .as_ref()
+        .expect("node root")
+        .path()
+        .to_owned();
+    let hosts = root.join(format!("etc/containerd/certs.d/{registry}/hosts.toml"));
+    let admin = peer.admin.to_string();
+    let dfctl = |args: &[&str]| {
+        let mut c = command(crate::cli::bin("dfctl"));
+        c.args(args)
+            .arg("--root")
+            .arg(&root)
+            .args(["--no-restart", "--peer-admin", &admin]);
+        c
+    };
+    let blobs = image.blobs();
+    let want: Vec<&str> = std::iter::once(image.manifest_digest.as_str())
+        .chain(blobs.iter().map(|b| b.digest.as_str()))
+        .collect();
+    let off = run(dfctl(&["disable", "--reason", "e2e"])).await.ok();
+    assert!(
+        !hosts.exists(),
+        "disable left {}: {}",
+        hosts.display(),
+        off.stdout
+    );
+    let seen_before = proxy_requests(peer, "p2p").await + proxy_requests(peer, "direct").await;
+    let before = served(&blobs, "http").await;
+    // With no hosts.toml left, containerd talks to the registry as a node without dfctl would:
+    // this test registry is plain HTTP, which ctr must be told.
+    containerd
+        .fetch_with(NS, &image.refs.http, &["--plain-http"])
+        .await
+        .ok();
+    assert_holds(&containerd.content(NS).await, &want, "with P2P disabled");
+    let seen_after = proxy_requests(peer, "p2p").await + proxy_requests(peer, "direct").await;
+    assert_eq!(
+        seen_after, seen_before,
+        "the peer saw requests while disabled"
+    );
+    let delta = served_since(&blobs, "http", &before).await;
+    for (b, d) in blobs.iter().zip(&delta) {
+        assert!(
+            *d >= logged_at_least(b),
+            "with P2P off, {} should come from the registry: {d} of {} bytes",
+            b.digest,
+            b.size
+        );
+    }
+
+    containerd.clean().await;
+    let on = run(dfctl(&["enable"])).await.ok();
+    assert!(
+        hosts.is_file(),
+        "enable did not put back {}: {}",
+        hosts.display(),
+        on.stdout
+    );
+    let p2p_before = proxy_requests(peer, "p2p").await;
+    containerd.fetch(NS, &image.refs.http).await.ok();
+    assert_holds(
+        &containerd.content(NS).await,
+        &want,
+        "with P2P enabled again",
+    );
+    let p2p = proxy_requests(peer, "p2p").await - p2p_before;
+    assert!(
+        p2p >= blobs.len() as u64,
+        "{p2p} P2P requests after enable, want one per blob ({})",
+        blobs.len()
+    );
 }
 
 /// The private podman config of `podman.sh`, purged (images, storage) before and after.
