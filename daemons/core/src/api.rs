@@ -8,6 +8,10 @@
 //! - `GET /api/v1/hosts` -> `Vec<HostView>`
 //! - `GET /api/v1/tasks` -> `Vec<TaskSummary>`
 //! - `GET /api/v1/tasks/{task_id}` -> [`TaskDetail`] (404 when unknown)
+//! - `GET /api/v1/watch[?task=ID]` -> newline-delimited [`WatchEvent`] JSON, for `dfctl top`:
+//!   a snapshot at once, then a new snapshot only when something changed (at most every
+//!   [`WATCH_INTERVAL_MS`]), and a heartbeat after [`WATCH_HEARTBEAT_MS`] of silence, so a
+//!   client that hears nothing for a few heartbeats knows the scheduler is gone
 //!
 //! Peer admin (default port 4002):
 //! - `GET /healthz` -> `ok`
@@ -80,6 +84,9 @@ pub struct HostView {
     pub uploaded_bytes: u64,
     pub disk_used: u64,
     pub disk_capacity: u64,
+    /// Disk use (percent of capacity) above which the peer evicts; 0 from older peers.
+    #[serde(default)]
+    pub high_watermark_percent: u8,
     pub disabled: bool,
     pub connected: bool,
     pub last_seen_secs_ago: u64,
@@ -164,6 +171,11 @@ pub struct PeerInfo {
     pub uptime_secs: u64,
     pub schedulers: Vec<SchedulerConnection>,
     pub uploaded_bytes: u64,
+    #[serde(default)]
+    pub high_watermark_percent: u8,
+    /// Idle tasks are collected after this long without access.
+    #[serde(default)]
+    pub task_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,4 +196,39 @@ pub struct LocalTask {
     /// Where this node got the bytes, once known.
     pub source: Option<ByteSource>,
     pub last_access_secs_ago: u64,
+    /// Seconds until the GC collects the task for being idle (its TTL); `None` while it is
+    /// being downloaded or read, which the GC never collects.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+    /// Whether LRU eviction may take the task earlier when disk use passes the high watermark.
+    #[serde(default)]
+    pub evictable: bool,
+}
+
+/// Snapshot period of `GET /api/v1/watch`: the fastest a client sees changes.
+pub const WATCH_INTERVAL_MS: u64 = 250;
+/// Silence after which the watch stream sends a heartbeat.
+pub const WATCH_HEARTBEAT_MS: u64 = 2000;
+
+/// One line of the scheduler's watch stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WatchEvent {
+    /// The scheduler's whole view; replaces the previous snapshot.
+    Snapshot(WatchSnapshot),
+    /// Nothing changed; the scheduler is alive.
+    Heartbeat { seq: u64 },
+}
+
+/// What `dfctl top` shows from one scheduler.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WatchSnapshot {
+    /// Increases with every change the scheduler publishes.
+    pub seq: u64,
+    pub tasks: Vec<TaskSummary>,
+    pub hosts: Vec<HostView>,
+    /// The task named by `?task=`, with its peers (piece bitmaps) and DAG edges; `None` when
+    /// none was asked for or this scheduler does not know it.
+    #[serde(default)]
+    pub task: Option<TaskDetail>,
 }

@@ -1,5 +1,6 @@
 //! The scheduler's admin HTTP API (see `df_core::api` for the routes and bodies): health,
-//! Prometheus metrics, hosts, tasks with their DAG, and the log stream.
+//! Prometheus metrics, hosts, tasks with their DAG, the watch stream of `dfctl top`, and the log
+//! stream.
 
 use std::sync::Arc;
 
@@ -13,10 +14,12 @@ use df_core::ids::TaskId;
 use df_core::telemetry::{LogHub, LogQuery, ndjson_stream};
 
 use crate::scheduling::Scheduler;
+use crate::watch::{WatchFeed, WatchQuery};
 
 #[derive(Clone)]
 pub struct AdminState {
     pub scheduler: Arc<Scheduler>,
+    pub feed: Arc<WatchFeed>,
     pub hub: LogHub,
     pub grpc_addr: String,
 }
@@ -29,6 +32,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/tasks", get(tasks))
         .route("/api/v1/tasks/{task_id}", get(task))
+        .route("/api/v1/watch", get(watch))
         .route("/api/v1/logs", get(logs))
         .with_state(state)
 }
@@ -77,6 +81,14 @@ async fn task(State(s): State<AdminState>, Path(task_id): Path<String>) -> Respo
         )
             .into_response(),
     }
+}
+
+async fn watch(State(s): State<AdminState>, Query(q): Query<WatchQuery>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(s.feed.stream(q)),
+    )
+        .into_response()
 }
 
 async fn logs(State(s): State<AdminState>, Query(q): Query<LogQuery>) -> Response {
