@@ -42,6 +42,9 @@ pub enum Command {
     /// Inspect tasks (objects being distributed) on the schedulers.
     #[command(subcommand)]
     Task(cmd::task::Command),
+    /// Live view of the P2P network: tasks, each task's DAG and piece bitmaps, hosts, where a
+    /// task is cached, and the daemons' logs.
+    Top(cmd::top::Args),
 }
 
 impl Cli {
@@ -52,6 +55,7 @@ impl Cli {
             Command::Status(args) => cmd::status::run(args).await,
             Command::Get(args) => cmd::get::run(args).await,
             Command::Task(command) => command.run().await,
+            Command::Top(args) => cmd::top::run(args).await,
         }
     }
 }

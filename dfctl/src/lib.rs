@@ -6,6 +6,7 @@
 //!   (binary lookup, pid identity by start time, signals); [`daemon_config`]: the daemon
 //!   configs `dfctl up` writes.
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
+//! - [`tui`]: `dfctl top`, the live terminal UI.
 //!
 //! Errors are `anyhow` all the way up to `main`, which prints them as one line.
 
@@ -16,3 +17,4 @@ pub mod cmd;
 pub mod daemon_config;
 pub mod process;
 pub mod render;
+pub mod tui;

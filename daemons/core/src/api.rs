@@ -215,7 +215,7 @@ pub const WATCH_HEARTBEAT_MS: u64 = 2000;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum WatchEvent {
     /// The scheduler's whole view; replaces the previous snapshot.
-    Snapshot(WatchSnapshot),
+    Snapshot(Box<WatchSnapshot>),
     /// Nothing changed; the scheduler is alive.
     Heartbeat { seq: u64 },
 }

@@ -5,4 +5,5 @@ pub mod down;
 pub mod get;
 pub mod status;
 pub mod task;
+pub mod top;
 pub mod up;

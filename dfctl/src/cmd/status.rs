@@ -328,6 +328,8 @@ mod tests {
                 },
             ],
             uploaded_bytes: 0,
+            high_watermark_percent: 90,
+            task_ttl_secs: 86400,
         }
     }
 
