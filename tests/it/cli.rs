@@ -38,7 +38,7 @@ fn bin_dir() -> PathBuf {
 }
 
 /// The path of a workspace binary, which must already be built.
-fn bin(name: &str) -> PathBuf {
+pub(crate) fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(
         path.is_file(),
