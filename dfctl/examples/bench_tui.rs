@@ -93,9 +93,8 @@ async fn serve(tasks: usize, peers: usize) -> anyhow::Result<()> {
             if sock.write_all(reply.as_bytes()).await.is_err() {
                 return;
             }
-            let mut tick = tokio::time::interval(Duration::from_millis(
-                df_core::api::WATCH_INTERVAL_MS,
-            ));
+            let mut tick =
+                tokio::time::interval(Duration::from_millis(df_core::api::WATCH_INTERVAL_MS));
             for seq in 1u64.. {
                 tick.tick().await;
                 let mut snap = synthetic::snapshot(tasks, peers, 0, 1, seq);

@@ -4,8 +4,9 @@
 //! - The cluster-wide part of a snapshot (tasks and hosts) is computed and serialised once per
 //!   [`WATCH_INTERVAL_MS`] by [`WatchFeed::publish`], never per subscriber, and only while
 //!   someone watches; subscribers share it through a `tokio::sync::watch` channel as bytes.
-//! - A new snapshot is published only when its bytes differ from the last one, so an idle
-//!   cluster costs subscribers nothing but heartbeats.
+//! - A new snapshot is published only when something other than an age (`*_secs_ago`)
+//!   changed, so an idle cluster costs subscribers nothing but heartbeats; ages in a snapshot
+//!   are as of the last change.
 //! - The only per-subscriber work is the one task a subscriber selected (`?task=`), recomputed
 //!   when the shared part changes: bounded by what that operator looks at.
 
@@ -27,6 +28,21 @@ use crate::scheduling::Scheduler;
 struct SharedPart {
     seq: u64,
     body: Bytes,
+    /// Hash of the content without ages: what decides whether anything changed.
+    fingerprint: u64,
+}
+
+/// Feeds serialised JSON into a hasher without keeping it.
+struct HashWriter(std::collections::hash_map::DefaultHasher);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::hash::Hasher::write(&mut self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Produces the shared part of the watch snapshots and hands it to subscribers.
@@ -55,22 +71,33 @@ impl WatchFeed {
 
     /// Recomputes the shared part and publishes it when it changed.
     pub fn publish(&self) {
-        let tasks = self.scheduler.tasks();
-        let hosts = self.scheduler.hosts();
+        let mut tasks = self.scheduler.tasks();
+        let mut hosts = self.scheduler.hosts();
         let mut body = Vec::with_capacity(256 + tasks.len() * 400 + hosts.len() * 300);
         body.extend_from_slice(b"\"tasks\":");
         // Serialising plain derived structs into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut body, &tasks);
         body.extend_from_slice(b",\"hosts\":");
         let _ = serde_json::to_writer(&mut body, &hosts);
+        for t in &mut tasks {
+            t.created_secs_ago = 0;
+            t.updated_secs_ago = 0;
+        }
+        for h in &mut hosts {
+            h.last_seen_secs_ago = 0;
+        }
+        let mut hasher = HashWriter(std::collections::hash_map::DefaultHasher::new());
+        let _ = serde_json::to_writer(&mut hasher, &(&tasks, &hosts));
+        let fingerprint = std::hash::Hasher::finish(&hasher.0);
         self.tx.send_if_modified(|current| {
-            if current.body.as_ref() == body.as_slice() {
+            if current.seq > 0 && current.fingerprint == fingerprint {
                 return false;
             }
             let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
             *current = Arc::new(SharedPart {
                 seq,
                 body: Bytes::from(body),
+                fingerprint,
             });
             true
         });

@@ -6,7 +6,7 @@
 //! down (a task opens its DAG; a DAG node collapses or expands), `s` sort tasks; in Logs `f`
 //! follow/pause, `w` wrap, `t` only the selected task.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -135,6 +135,9 @@ pub struct App {
     pub locate_query: String,
     pub locate: LocateState,
     pub no_color: bool,
+    /// Daemon names by admin address (`scheduler-N`, host names), for log lines: every peer
+    /// logs as component `dfdaemon`.
+    pub names: HashMap<String, String>,
 }
 
 impl App {
@@ -163,6 +166,7 @@ impl App {
             locate_query: String::new(),
             locate: LocateState::Idle,
             no_color,
+            names: HashMap::new(),
         }
     }
 
@@ -197,6 +201,14 @@ impl App {
     /// Recomputes the view from the model (after data changed, or as time passes).
     pub fn refresh(&mut self, now: Instant) {
         self.view = self.model.view(now);
+        self.names.clear();
+        for (i, s) in self.view.schedulers.iter().enumerate() {
+            self.names.insert(s.addr.clone(), format!("scheduler-{i}"));
+        }
+        for h in &self.view.hosts {
+            self.names
+                .insert(format!("{}:{}", h.ip, h.admin_port), h.hostname.clone());
+        }
         let tasks = self.visible_tasks().len();
         self.task_cursor = self.task_cursor.min(tasks.saturating_sub(1));
         let hosts = self.visible_hosts().len();
@@ -255,7 +267,14 @@ impl App {
             .collect()
     }
 
-    /// Log lines after the task toggle and the `/` filter.
+    /// The name of the daemon a log line came from.
+    pub fn source_name<'a>(&'a self, line: &'a LogLine) -> &'a str {
+        self.names
+            .get(&line.source)
+            .map_or(line.record.component.as_str(), String::as_str)
+    }
+
+    /// Log lines after the task toggle and the `/` filter (message, daemon name, peer id).
     pub fn visible_logs(&self) -> Vec<&LogLine> {
         let filter = self.filter.to_ascii_lowercase();
         let task = if self.logs_of_task {
@@ -269,7 +288,7 @@ impl App {
             .filter(|l| {
                 filter.is_empty()
                     || l.record.message.to_ascii_lowercase().contains(&filter)
-                    || l.record.component.to_ascii_lowercase().contains(&filter)
+                    || self.source_name(l).to_ascii_lowercase().contains(&filter)
                     || l.record
                         .peer_id
                         .as_deref()

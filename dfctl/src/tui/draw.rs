@@ -767,7 +767,7 @@ fn draw_logs(frame: &mut Frame<'_>, area: Rect, app: &App, theme: Theme) {
             let mut spans = vec![
                 Span::styled(format!("{time} "), theme.dim()),
                 Span::styled(format!("{:<5} ", r.level), level_style),
-                Span::raw(format!("{} ", r.component)),
+                Span::raw(format!("{} ", app.source_name(l))),
                 Span::raw(r.message.clone()),
             ];
             if let Some(task) = &r.task_id {
@@ -786,7 +786,7 @@ fn draw_logs(frame: &mut Frame<'_>, area: Rect, app: &App, theme: Theme) {
         let needed: usize = logs[start..end]
             .iter()
             .map(|l| {
-                let len = l.record.message.chars().count() + l.record.component.len() + 16;
+                let len = l.record.message.chars().count() + app.source_name(l).len() + 16;
                 len.div_ceil(usize::from(area.width.max(1)))
             })
             .sum();

@@ -170,14 +170,19 @@ fn locate_pane_shows_paths_and_collection() {
 
 fn log(i: usize, task: Option<&str>) -> LogLine {
     LogLine {
-        source: "10.0.9.1:8080".into(),
+        source: if i.is_multiple_of(2) {
+            "10.0.9.1:8080"
+        } else {
+            "10.0.0.3:4002"
+        }
+        .into(),
         record: LogRecord {
             ts: format!("2026-11-22T08:00:{:02}.000Z", i % 60),
             level: if i % 7 == 3 { "WARN" } else { "INFO" }.into(),
             component: if i.is_multiple_of(2) {
-                "scheduler-0"
+                "dfscheduler"
             } else {
-                "peer-1"
+                "dfdaemon"
             }
             .into(),
             target: "df".into(),
@@ -218,6 +223,12 @@ fn logs_pane_follows_pauses_wraps_and_filters_by_task() {
             .iter()
             .all(|l| l.record.task_id.as_deref() == Some(task.as_str()))
     );
+    // Logs name the daemon (peers all log as `dfdaemon`), and `/` filters by that name.
+    app.filter = "peer-0".into();
+    let lines = app.visible_logs();
+    assert!(!lines.is_empty());
+    assert!(lines.iter().all(|l| l.source == "10.0.0.3:4002"));
+    app.filter.clear();
     key(&mut app, KeyCode::Char('w'));
     insta::assert_snapshot!("logs_task_wrapped", screen(&app, 80, 24));
 }
