@@ -176,6 +176,23 @@ mod tests {
             Command::Task(cmd::task::Command::Locate(_))
         ));
         assert!(parse(&["task", "ls", "-o", "yaml"]).is_err());
+        let cli = parse(&[
+            "top",
+            "--once",
+            "-o",
+            "json",
+            "--scheduler",
+            "h:1",
+            "--task",
+            "x",
+        ]);
+        let Command::Top(args) = cli.expect("parses").command else {
+            panic!("expected top");
+        };
+        assert!(args.once);
+        assert_eq!(args.output.output, OutputFormat::Json);
+        assert_eq!(args.schedulers.schedulers, ["h:1"]);
+        assert_eq!(args.task.as_deref(), Some("x"));
     }
 
     #[test]

@@ -90,7 +90,7 @@ pub async fn watch_scheduler(
         };
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = selection.changed() => continue,
+            _ = selection_changed(&mut selection) => continue,
             outcome = stream_watch(&client, &addr, &path, index, &events) => outcome,
         };
         let error = match outcome {
@@ -119,9 +119,16 @@ pub async fn watch_scheduler(
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = selection.changed() => {}
+            _ = selection_changed(&mut selection) => {}
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Resolves when the selection changes; never, once nobody can change it any more.
+async fn selection_changed(selection: &mut watch::Receiver<Option<String>>) {
+    if selection.changed().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
