@@ -461,8 +461,23 @@ fn draw_dag(frame: &mut Frame<'_>, area: Rect, app: &App, theme: Theme) {
         task.piece_count.map_or("?".to_owned(), |c| c.to_string()),
         task.url
     );
-    let mut out = vec![Line::styled(keep_start(&title, width), theme.title())];
-    let rows = usize::from(area.height).saturating_sub(1);
+    let origin: u64 = task.peers.iter().map(|p| p.bytes_from_origin).sum();
+    let peers: u64 = task.peers.iter().map(|p| p.bytes_from_peers).sum();
+    let p2p = if origin + peers == 0 {
+        0.0
+    } else {
+        peers as f64 * 100.0 / (origin + peers) as f64
+    };
+    let bytes = format!(
+        "bytes from the origin {}, from peers {} (P2P {p2p:.0}%)",
+        render::bytes(origin),
+        render::bytes(peers)
+    );
+    let mut out = vec![
+        Line::styled(keep_start(&title, width), theme.title()),
+        Line::styled(keep_start(&bytes, width), theme.dim()),
+    ];
+    let rows = usize::from(area.height).saturating_sub(2);
     let first = window(app.dag_cursor, rows);
     for (i, l) in lines_all.iter().enumerate().skip(first).take(rows) {
         let p = &task.peers[l.peer];
