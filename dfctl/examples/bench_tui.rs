@@ -5,7 +5,8 @@
 //! has `--peers` peers, changing every snapshot at the scheduler's fastest rate (4/s). The
 //! client side is the real code of `dfctl top`: the watch feed (HTTP, NDJSON parsing), the
 //! app's update, and the panes drawn into a ratatui terminal (an in-memory backend, so the
-//! terminal's own I/O is not measured). The pane shown changes every few seconds.
+//! terminal's own I/O is not measured). The pane shown changes every 2 s, and an operator
+//! scrolls meanwhile (a `j` or `k` key every 100 ms; each key redraws, as in `dfctl top`).
 //!
 //! Output: one JSON document with the update time (p50/p99), the frame time per pane
 //! (p50/p99) and the client process's CPU use over the run, in percent of one core.
@@ -163,9 +164,34 @@ async fn measure(o: Options) -> anyhow::Result<()> {
         0,
         addr.clone(),
         select_rx,
-        tx,
+        tx.clone(),
         shutdown.clone(),
     ));
+    {
+        use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            for n in 0u64.. {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                // Down 15 rows, up 15 rows, and again.
+                let code = if (n / 15) % 2 == 0 {
+                    KeyCode::Char('j')
+                } else {
+                    KeyCode::Char('k')
+                };
+                if tx
+                    .send(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
 
     let mut app = App::new(ClusterModel::new([addr]), true);
     app.selected_task = Some(selected);

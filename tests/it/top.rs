@@ -277,6 +277,19 @@ async fn the_watch_stream_and_once_json_carry_the_task_its_dag_and_bitmaps() {
     );
     assert_eq!(view["hosts"].as_array().map(Vec::len), Some(2));
 
+    // Without a terminal the live UI refuses with one line pointing at --once.
+    let out = tokio::process::Command::new(crate::cli::bin("dfctl"))
+        .args(["top", "--scheduler"])
+        .arg(cluster.schedulers[0].admin.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("dfctl runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("--once -o json"), "{err}");
+
     // `dfctl task locate` reaches the peers for the path and the collection time (a copy
     // still being read by its last client has no countdown yet, so this polls).
     let deadline = Instant::now() + DEADLINE;
