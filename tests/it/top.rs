@@ -175,9 +175,17 @@ async fn dfctl_top_shows_a_download_its_dag_and_its_progress_reaching_100_percen
 
     // The scheduler goes away: shown as disconnected, and the UI keeps running.
     let mut cluster = cluster;
+    let (grpc, http) = (cluster.schedulers[0].data, cluster.schedulers[0].admin);
     cluster.schedulers[0].kill();
     tmux.wait_for("the scheduler as disconnected", |s| {
         s.contains(&format!("✗ scheduler {scheduler} disconnected")) && s.contains("0/1 up")
+    })
+    .await;
+    // It comes back on the same address: the UI reconnects by itself, and the task is back
+    // once the peers re-announced what they hold.
+    cluster.schedulers[0] = crate::cluster::start_scheduler("scheduler-0", Some(grpc), Some(http));
+    tmux.wait_for("the scheduler reconnected with the task", |s| {
+        s.contains("schedulers 1/1 up") && progress_of(s, prefix).is_some()
     })
     .await;
     tmux.keys(&["q"]);
