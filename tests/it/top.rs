@@ -285,6 +285,23 @@ async fn the_watch_stream_and_once_json_carry_the_task_its_dag_and_bitmaps() {
     );
     assert_eq!(view["hosts"].as_array().map(Vec::len), Some(2));
 
+    // The same view as text.
+    let out = tokio::process::Command::new(crate::cli::bin("dfctl"))
+        .args(["top", "--once", "--scheduler"])
+        .arg(cluster.schedulers[0].admin.to_string())
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .expect("dfctl runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&task_id))
+        .unwrap_or_else(|| panic!("no row for the task:\n{text}"));
+    assert!(row.contains("8.0 MiB") && row.contains("100%"), "{row}");
+    assert!(text.contains("seed-0") && !text.contains('\x1b'), "{text}");
+
     // Without a terminal the live UI refuses with one line pointing at --once.
     let out = tokio::process::Command::new(crate::cli::bin("dfctl"))
         .args(["top", "--scheduler"])
