@@ -125,16 +125,18 @@ pub struct NodeCopy {
 }
 
 impl NodeCopy {
-    /// When the GC will collect the copy, for people: `in 23h59m`, `not while in use`.
+    /// When the GC will collect the copy, for people: `TTL 23h59m` (idle limit), `or LRU`
+    /// when disk pressure may evict it sooner, `kept: in use` while read or downloaded.
     pub fn collection(&self) -> String {
         match &self.local {
             None => "-".to_owned(),
-            Some(l) => match l.expires_in_secs {
-                Some(secs) => format!(
-                    "idle TTL in {}",
-                    render::duration(Duration::from_secs(secs))
+            Some(l) => match (l.expires_in_secs, l.evictable) {
+                (Some(secs), lru) => format!(
+                    "TTL {}{}",
+                    render::duration(Duration::from_secs(secs)),
+                    if lru { ", or LRU" } else { "" }
                 ),
-                None => "not while in use".to_owned(),
+                (None, _) => "kept: in use".to_owned(),
             },
         }
     }

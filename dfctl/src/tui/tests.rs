@@ -161,8 +161,8 @@ fn locate_pane_shows_paths_and_collection() {
         .collect();
     app.handle(Event::Located(Ok(Box::new(loc))), t0());
     let text = screen(&app, 80, 24);
-    assert!(text.contains("idle TTL in 23h59m"), "{text}");
-    assert!(text.contains("not while in use"), "{text}");
+    assert!(text.contains("TTL 23h59m, or LRU"), "{text}");
+    assert!(text.contains("kept: in use"), "{text}");
     insta::assert_snapshot!("locate", text);
     app.handle(Event::Located(Err("task x is not known".into())), t0());
     assert!(matches!(app.locate, LocateState::Failed(_)));
