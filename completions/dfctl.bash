@@ -55,6 +55,9 @@ _dfctl() {
             dfctl,task)
                 cmd="dfctl__subcmd__task"
                 ;;
+            dfctl,top)
+                cmd="dfctl__subcmd__top"
+                ;;
             dfctl,up)
                 cmd="dfctl__subcmd__up"
                 ;;
@@ -187,6 +190,9 @@ _dfctl() {
             dfctl__subcmd__help,task)
                 cmd="dfctl__subcmd__help__subcmd__task"
                 ;;
+            dfctl__subcmd__help,top)
+                cmd="dfctl__subcmd__help__subcmd__top"
+                ;;
             dfctl__subcmd__help,up)
                 cmd="dfctl__subcmd__help__subcmd__up"
                 ;;
@@ -281,7 +287,7 @@ _dfctl() {
 
     case "${cmd}" in
         dfctl)
-            opts="-h -V --help --version init cert gen-config up down status get task logs deploy disable enable preheat help"
+            opts="-h -V --help --version init cert gen-config up down status get task logs deploy disable enable preheat top help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1157,7 +1163,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__help)
-            opts="init cert gen-config up down status get task logs deploy disable enable preheat help"
+            opts="init cert gen-config up down status get task logs deploy disable enable preheat top help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1565,6 +1571,20 @@ _dfctl() {
         dfctl__subcmd__help__subcmd__task__subcmd__ls)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__help__subcmd__top)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -2002,6 +2022,40 @@ _dfctl() {
                     return 0
                     ;;
                 --scheduler)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dfctl__subcmd__top)
+            opts="-o -h -V --dir --scheduler --once --task --output --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scheduler)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --task)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -65,6 +65,9 @@ pub enum Command {
     Enable(cmd::switch::EnableArgs),
     /// Warm peers with an image or files before a rollout (scheduler jobs API); `ls`, `status`.
     Preheat(cmd::preheat::Args),
+    /// Live view of the P2P network: tasks, each task's DAG and piece bitmaps, hosts, where a
+    /// task is cached, and the daemons' logs.
+    Top(cmd::top::Args),
 }
 
 impl Cli {
@@ -83,6 +86,7 @@ impl Cli {
             Command::Disable(args) => cmd::switch::disable(args).await,
             Command::Enable(args) => cmd::switch::enable(args).await,
             Command::Preheat(args) => cmd::preheat::run(args).await,
+            Command::Top(args) => cmd::top::run(args).await,
         }
     }
 }
@@ -203,6 +207,23 @@ mod tests {
             Command::Task(cmd::task::Command::Locate(_))
         ));
         assert!(parse(&["task", "ls", "-o", "yaml"]).is_err());
+        let cli = parse(&[
+            "top",
+            "--once",
+            "-o",
+            "json",
+            "--scheduler",
+            "h:1",
+            "--task",
+            "x",
+        ]);
+        let Command::Top(args) = cli.expect("parses").command else {
+            panic!("expected top");
+        };
+        assert!(args.once);
+        assert_eq!(args.output.output, OutputFormat::Json);
+        assert_eq!(args.schedulers.schedulers, ["h:1"]);
+        assert_eq!(args.task.as_deref(), Some("x"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!   the chart itself, embedded.
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
 //! - [`image_ref`]: image references (`alpine:3.19`) to registry manifest URLs, for preheat.
+//! - [`tui`]: `dfctl top`, the live terminal UI.
 //!
 //! Errors are `anyhow` all the way up to `main`, which prints them as one line.
 
@@ -24,4 +25,5 @@ pub mod pki;
 pub mod process;
 pub mod render;
 pub mod runtime_config;
+pub mod tui;
 pub mod write_plan;

@@ -3,7 +3,8 @@
 #   Installs the third-party programs the end-to-end tests drive, from Debian 12 packages:
 #     docker-registry (distribution 2.8), skopeo, containerd, runc, podman, openssl,
 #     ca-certificates, python3, curl, apache2-utils (htpasswd, for registry.sh --auth),
-#     systemd (systemd-analyze verify checks the unit drop-ins dfctl writes).
+#     systemd (systemd-analyze verify checks the unit files dfctl writes), tmux (the
+#     `dfctl top` screen test drives the TUI in it).
 #   Only missing packages are installed (dpkg-query check), so with everything present it
 #   is a no-op apart from printing the versions. 'apt-get update' runs only when the
 #   install needs it (no package lists yet, or the first attempt fails).
@@ -15,7 +16,7 @@
 set -euo pipefail
 . "$(dirname "$(readlink -f "$0")")/lib.sh"
 
-PKGS=(docker-registry skopeo containerd runc podman openssl ca-certificates python3 curl apache2-utils systemd)
+PKGS=(docker-registry skopeo containerd runc podman openssl ca-certificates python3 curl apache2-utils systemd tmux)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,7 +1,8 @@
 //! The workspace's one integration test binary: in-process clusters (`p2p`), the real
 //! binaries driven as an operator would (`cli`), the Helm chart checked with the real helm
-//! and kubernetes-validate (`helm`), and the node/cluster configuration dfctl writes, checked by
-//! its real readers (`node_config`).
+//! and kubernetes-validate (`helm`), the node/cluster configuration dfctl writes, checked by
+//! its real readers (`node_config`), preheat jobs (`preheat`), and `dfctl top` on a real terminal
+//! (`top`).
 
 mod cli;
 mod cluster;
@@ -11,3 +12,4 @@ mod node_config;
 mod p2p;
 mod preheat;
 mod proxy;
+mod top;

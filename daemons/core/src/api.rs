@@ -14,6 +14,10 @@
 //! - `GET /oapi/v1/jobs` -> `Vec<JobView>`, newest first; `GET /oapi/v1/jobs/{id}` -> [`JobView`]
 //!   (the jobs routes need `Authorization: Bearer <jobs.token>`: 401 otherwise; a body that
 //!   does not parse is a 400 `{"errors": "..."}`)
+//! - `GET /api/v1/watch[?task=ID]` -> newline-delimited [`WatchEvent`] JSON, for `dfctl top`:
+//!   a snapshot at once, then a new snapshot only when something changed (at most every
+//!   [`WATCH_INTERVAL_MS`]), and a heartbeat after [`WATCH_HEARTBEAT_MS`] of silence, so a
+//!   client that hears nothing for a few heartbeats knows the scheduler is gone
 //!
 //! Peer admin (default port 4002):
 //! - `GET /healthz` -> `ok`
@@ -86,6 +90,9 @@ pub struct HostView {
     pub uploaded_bytes: u64,
     pub disk_used: u64,
     pub disk_capacity: u64,
+    /// Disk use (percent of capacity) above which the peer evicts; 0 from older peers.
+    #[serde(default)]
+    pub high_watermark_percent: u8,
     pub disabled: bool,
     pub connected: bool,
     pub last_seen_secs_ago: u64,
@@ -187,6 +194,11 @@ pub struct PeerInfo {
     /// Expiry (Unix seconds) of the CA that signs intercepted hosts' leaves, when configured.
     #[serde(default)]
     pub ca_not_after: Option<i64>,
+    #[serde(default)]
+    pub high_watermark_percent: u8,
+    /// Idle tasks are collected after this long without access.
+    #[serde(default)]
+    pub task_ttl_secs: u64,
 }
 
 /// Bytes a peer moved in the last `window_secs` seconds, by where they came from.
@@ -240,6 +252,41 @@ pub struct LocalTask {
     /// Where this node got the bytes, once known.
     pub source: Option<ByteSource>,
     pub last_access_secs_ago: u64,
+    /// Seconds until the GC collects the task for being idle (its TTL); `None` while it is
+    /// being downloaded or read, which the GC never collects.
+    #[serde(default)]
+    pub expires_in_secs: Option<u64>,
+    /// Whether LRU eviction may take the task earlier when disk use passes the high watermark.
+    #[serde(default)]
+    pub evictable: bool,
+}
+
+/// Snapshot period of `GET /api/v1/watch`: the fastest a client sees changes.
+pub const WATCH_INTERVAL_MS: u64 = 250;
+/// Silence after which the watch stream sends a heartbeat.
+pub const WATCH_HEARTBEAT_MS: u64 = 2000;
+
+/// One line of the scheduler's watch stream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WatchEvent {
+    /// The scheduler's whole view; replaces the previous snapshot.
+    Snapshot(Box<WatchSnapshot>),
+    /// Nothing changed; the scheduler is alive.
+    Heartbeat { seq: u64 },
+}
+
+/// What `dfctl top` shows from one scheduler.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WatchSnapshot {
+    /// Increases with every change the scheduler publishes.
+    pub seq: u64,
+    pub tasks: Vec<TaskSummary>,
+    pub hosts: Vec<HostView>,
+    /// The task named by `?task=`, with its peers (piece bitmaps) and DAG edges; `None` when
+    /// none was asked for or this scheduler does not know it.
+    #[serde(default)]
+    pub task: Option<TaskDetail>,
 }
 
 /// Body of `POST /oapi/v1/jobs`, as Harbor's Dragonfly provider and upstream's manager open

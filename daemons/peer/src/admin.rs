@@ -88,6 +88,8 @@ async fn info(State(s): State<AdminState>) -> Response {
             .hijack_ca
             .as_ref()
             .and_then(|(cert, _)| crate::proxy::leaf_certs::not_after(cert)),
+        high_watermark_percent: ctx.store.high_watermark_percent(),
+        task_ttl_secs: ctx.config.task_ttl.as_secs(),
     })
     .into_response()
 }
@@ -98,7 +100,7 @@ async fn tasks(State(s): State<AdminState>) -> Response {
         .store
         .all()
         .iter()
-        .map(|t| t.to_local_view())
+        .map(|t| t.to_local_view(s.ctx.config.task_ttl))
         .collect();
     all.sort_by_key(|t| t.last_access_secs_ago);
     Json(all).into_response()
@@ -113,7 +115,7 @@ async fn task(State(s): State<AdminState>, Path(task_id): Path<String>) -> Respo
             .into_response();
     };
     match s.ctx.store.get(&id) {
-        Some(t) => Json(t.to_local_view()).into_response(),
+        Some(t) => Json(t.to_local_view(s.ctx.config.task_ttl)).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             format!("task {id} is not on this peer\n"),

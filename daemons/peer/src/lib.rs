@@ -218,6 +218,7 @@ pub async fn run(
             disk_capacity: ctx.store.capacity(),
             disabled: ctx.p2p.is_disabled(),
             uploaded_bytes: ctx.uploaded_bytes.load(Ordering::Relaxed),
+            high_watermark_percent: u32::from(ctx.store.high_watermark_percent()),
         }) as Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>
     };
     schedulers.spawn_links(store.clone(), heartbeat, commands_tx, shutdown.clone());

@@ -1,6 +1,6 @@
 //! The scheduler's admin HTTP API (see `df_core::api` for the routes and bodies): health,
-//! Prometheus metrics, hosts, tasks with their DAG, the log stream, and the Harbor-compatible
-//! preheat jobs API (`/healthy`, `/oapi/v1/jobs`).
+//! Prometheus metrics, hosts, tasks with their DAG, the watch stream of `dfctl top`, the log
+//! stream, and the Harbor-compatible preheat jobs API (`/healthy`, `/oapi/v1/jobs`).
 //!
 //! The jobs routes need `Authorization: Bearer <jobs.token>` (401 otherwise). Without a
 //! configured token they answer loopback clients only (403 for others), so a local `dfctl up`
@@ -20,10 +20,12 @@ use df_core::ids::TaskId;
 use df_core::telemetry::{LogHub, LogQuery, ndjson_stream};
 
 use crate::scheduling::Scheduler;
+use crate::watch::{WatchFeed, WatchQuery};
 
 #[derive(Clone)]
 pub struct AdminState {
     pub scheduler: Arc<Scheduler>,
+    pub feed: Arc<WatchFeed>,
     pub hub: LogHub,
     pub grpc_addr: String,
 }
@@ -36,6 +38,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/api/v1/hosts", get(hosts))
         .route("/api/v1/tasks", get(tasks))
         .route("/api/v1/tasks/{task_id}", get(task))
+        .route("/api/v1/watch", get(watch))
         .route("/api/v1/logs", get(logs))
         .route("/healthy", get(|| async { "ok" }))
         .route("/oapi/v1/jobs", get(list_jobs).post(create_job))
@@ -87,6 +90,14 @@ async fn task(State(s): State<AdminState>, Path(task_id): Path<String>) -> Respo
         )
             .into_response(),
     }
+}
+
+async fn watch(State(s): State<AdminState>, Query(q): Query<WatchQuery>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(s.feed.stream(q)),
+    )
+        .into_response()
 }
 
 async fn logs(State(s): State<AdminState>, Query(q): Query<LogQuery>) -> Response {

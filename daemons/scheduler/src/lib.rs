@@ -13,6 +13,7 @@ pub mod preheat;
 pub mod scheduling;
 pub mod selector;
 pub mod service;
+pub mod watch;
 
 use std::sync::Arc;
 
@@ -72,8 +73,11 @@ pub async fn run(
         })
     };
 
+    let feed = watch::WatchFeed::new(scheduler.clone());
+    let producer = tokio::spawn(feed.clone().run(shutdown.clone()));
     let admin = admin::router(admin::AdminState {
         scheduler: scheduler.clone(),
+        feed,
         hub,
         grpc_addr: grpc_addr.clone(),
     });
@@ -108,5 +112,6 @@ pub async fn run(
     tracing::info!(version = df_core::VERSION, "scheduler started");
     let result = tokio::try_join!(grpc_task, http_task).map(|_| ());
     ticker.abort();
+    producer.abort();
     result
 }

@@ -902,6 +902,8 @@ impl Scheduler {
                 uploaded_bytes: h.heartbeat.uploaded_bytes,
                 disk_used: h.heartbeat.disk_used,
                 disk_capacity: h.heartbeat.disk_capacity,
+                high_watermark_percent: u8::try_from(h.heartbeat.high_watermark_percent)
+                    .unwrap_or(100),
                 disabled: h.heartbeat.disabled,
                 connected: h.connected,
                 last_seen_secs_ago: secs_since(h.last_seen, now),

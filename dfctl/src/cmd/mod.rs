@@ -12,4 +12,5 @@ pub mod preheat;
 pub mod status;
 pub mod switch;
 pub mod task;
+pub mod top;
 pub mod up;

@@ -462,6 +462,8 @@ mod tests {
             },
             p2p: df_core::api::P2pState::default(),
             ca_not_after: None,
+            high_watermark_percent: 90,
+            task_ttl_secs: 86400,
         }
     }
 

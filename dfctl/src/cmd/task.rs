@@ -5,6 +5,10 @@
 //!   operator should not have to know which.
 //! - `task ls`: every task on every scheduler.
 //!
+//! `locate` also asks each holding peer's admin API (`/api/v1/tasks/{id}`) for its own view:
+//! the file path on that node, and when its GC will collect the task. `dfctl top` calls the
+//! same [`locate_task`].
+//!
 //! A URL becomes a task id exactly as the peers compute it (`TaskId::from_url` with default
 //! parameters), so `locate` finds downloads made without a tag or application.
 
@@ -12,7 +16,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use df_core::api::{EdgeView, PeerView, TaskDetail, TaskSummary};
+use df_core::api::{EdgeView, LocalTask, PeerView, TaskDetail, TaskSummary};
 use df_core::ids::{TaskId, TaskIdParams};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -52,7 +56,7 @@ pub struct SchedulerArgs {
 }
 
 impl SchedulerArgs {
-    async fn targets(&self) -> anyhow::Result<Vec<Target>> {
+    pub async fn targets(&self) -> anyhow::Result<Vec<Target>> {
         let targets = Targets::resolve(&self.dir, &self.schedulers, &[]).await?;
         anyhow::ensure!(
             !targets.schedulers.is_empty(),
@@ -102,6 +106,40 @@ pub struct Location {
     pub peers: Vec<PeerView>,
     /// The task's DAG: who fed whom, with bytes moved on each edge.
     pub edges: Vec<EdgeView>,
+    /// What each peer's own admin API says about its copy, in the order of `peers`.
+    #[serde(default)]
+    pub copies: Vec<NodeCopy>,
+}
+
+/// One peer's copy of a task, as that peer reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeCopy {
+    pub peer_id: String,
+    pub host_id: String,
+    /// The peer's admin address that was asked.
+    pub admin_addr: String,
+    /// `None` when the peer did not answer or no longer holds the task (see `error`).
+    pub local: Option<LocalTask>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl NodeCopy {
+    /// When the GC will collect the copy, for people: `TTL 23h59m` (idle limit), `or LRU`
+    /// when disk pressure may evict it sooner, `kept: in use` while read or downloaded.
+    pub fn collection(&self) -> String {
+        match &self.local {
+            None => "-".to_owned(),
+            Some(l) => match (l.expires_in_secs, l.evictable) {
+                (Some(secs), lru) => format!(
+                    "TTL {}{}",
+                    render::duration(Duration::from_secs(secs)),
+                    if lru { ", or LRU" } else { "" }
+                ),
+                (None, _) => "kept: in use".to_owned(),
+            },
+        }
+    }
 }
 
 impl Location {
@@ -136,7 +174,76 @@ impl Location {
             schedulers: found.into_iter().map(|(addr, _)| addr).collect(),
             peers: peers.into_values().collect(),
             edges: edges.into_values().collect(),
+            copies: Vec::new(),
         })
+    }
+
+    /// Asks every peer that the schedulers place the task on (and that has not left) for its
+    /// own view of its copy, concurrently.
+    pub async fn fetch_copies(&mut self, client: &AdminClient) {
+        let path = format!("/api/v1/tasks/{}", self.task_id);
+        let asked: Vec<&PeerView> = self
+            .peers
+            .iter()
+            .filter(|p| p.state != "left" && p.admin_port != 0 && !p.ip.is_empty())
+            .collect();
+        let answers = join_all(asked.iter().map(|p| {
+            let addr = format!("{}:{}", p.ip, p.admin_port);
+            let path = path.clone();
+            async move {
+                let answer = client.get_json::<LocalTask>(&addr, &path).await;
+                (addr, answer)
+            }
+        }))
+        .await;
+        self.copies = asked
+            .iter()
+            .zip(answers)
+            .map(|(p, (admin_addr, answer))| {
+                let (local, error) = match answer {
+                    Ok(Some(local)) => (Some(local), None),
+                    Ok(None) => (None, Some("not on this peer any more".to_owned())),
+                    Err(e) => (None, Some(format!("{e:#}"))),
+                };
+                NodeCopy {
+                    peer_id: p.peer_id.clone(),
+                    host_id: p.host_id.clone(),
+                    admin_addr,
+                    local,
+                    error,
+                }
+            })
+            .collect();
+    }
+
+    /// The copies as a table: where the file is on each node and when it goes.
+    pub fn copies_table(&self) -> Table {
+        let mut table = Table::new([
+            "HOST",
+            "COMPLETE",
+            "PATH ON NODE",
+            "LAST ACCESS",
+            "COLLECTED",
+        ]);
+        for c in &self.copies {
+            let (complete, path, access) = match &c.local {
+                Some(l) => (
+                    format!("{}/{}", l.finished_pieces, l.piece_count),
+                    l.content_path.clone(),
+                    format!(
+                        "{} ago",
+                        render::duration(Duration::from_secs(l.last_access_secs_ago))
+                    ),
+                ),
+                None => (
+                    "-".to_owned(),
+                    c.error.clone().unwrap_or_default(),
+                    "-".to_owned(),
+                ),
+            };
+            table.row([c.host_id.clone(), complete, path, access, c.collection()]);
+        }
+        table
     }
 
     /// The DAG as a table, peers named by host: who fed whom and how much.
@@ -210,10 +317,14 @@ impl Location {
     }
 }
 
-async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
-    let task_id = task_id_of(&args.task)?;
-    let schedulers = args.schedulers.targets().await?;
-    let client = AdminClient::with_timeout(QUERY_TIMEOUT)?;
+/// Finds a task on `schedulers` and asks its peers about their copies: the lookup behind
+/// `dfctl task locate` and the cache-location pane of `dfctl top`. Schedulers that failed are
+/// returned as warnings when another one answered.
+pub async fn locate_task(
+    client: &AdminClient,
+    schedulers: &[Target],
+    task_id: &TaskId,
+) -> anyhow::Result<(Location, Vec<String>)> {
     let path = format!("/api/v1/tasks/{task_id}");
     let answers = join_all(
         schedulers
@@ -230,11 +341,8 @@ async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
             Err(e) => failures.push(format!("{}: {e:#}", target.label())),
         }
     }
-    for f in &failures {
-        eprintln!("dfctl: warning: {f}");
-    }
     let asked: Vec<String> = schedulers.iter().map(Target::label).collect();
-    let Some(location) = Location::merge(&task_id, found) else {
+    let Some(mut location) = Location::merge(task_id, found) else {
         if failures.len() == schedulers.len() {
             anyhow::bail!(
                 "no scheduler answered for task {task_id} (asked: {})",
@@ -246,6 +354,18 @@ async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
             asked.join(", ")
         );
     };
+    location.fetch_copies(client).await;
+    Ok((location, failures))
+}
+
+async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
+    let task_id = task_id_of(&args.task)?;
+    let schedulers = args.schedulers.targets().await?;
+    let client = AdminClient::with_timeout(QUERY_TIMEOUT)?;
+    let (location, failures) = locate_task(&client, &schedulers, &task_id).await?;
+    for f in &failures {
+        eprintln!("dfctl: warning: {f}");
+    }
     match args.output.output {
         OutputFormat::Json => render::print_json(&location)?,
         OutputFormat::Table => {
@@ -271,6 +391,10 @@ async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
                     render::bytes(peers)
                 ));
                 text.push_str(&location.edges_table().render(Palette::stdout()));
+            }
+            if !location.copies.is_empty() {
+                text.push_str("\ncopies on the nodes\n\n");
+                text.push_str(&location.copies_table().render(Palette::stdout()));
             }
             render::write_stdout(&text)?;
         }

@@ -346,8 +346,14 @@ impl StoredTask {
         if due { self.save().await } else { Ok(()) }
     }
 
-    pub fn to_local_view(&self) -> df_core::api::LocalTask {
+    /// This node's view of the task; `ttl` is the GC's idle limit, from which the time left
+    /// before collection follows.
+    pub fn to_local_view(&self, ttl: Duration) -> df_core::api::LocalTask {
+        let in_use = self.in_use();
         let st = self.state();
+        let idle = unix_now().saturating_sub(st.last_access);
+        // The GC skips tasks being downloaded or read; their clock starts when they go idle.
+        let collectable = !in_use && !st.downloading;
         df_core::api::LocalTask {
             task_id: self.id.to_string(),
             url: st.url.clone(),
@@ -362,7 +368,9 @@ impl StoredTask {
             bytes_from_seeds: st.bytes_from_seeds,
             uploaded_bytes: st.uploaded_bytes,
             source: st.source,
-            last_access_secs_ago: unix_now().saturating_sub(st.last_access),
+            last_access_secs_ago: idle,
+            expires_in_secs: collectable.then(|| ttl.as_secs().saturating_sub(idle)),
+            evictable: st.complete || !st.downloading,
         }
     }
 }
@@ -459,6 +467,10 @@ impl PieceStore {
 
     pub fn dir(&self) -> &Path {
         &self.opts.dir
+    }
+
+    pub fn high_watermark_percent(&self) -> u8 {
+        self.opts.high_watermark_percent
     }
 
     pub fn capacity(&self) -> u64 {
