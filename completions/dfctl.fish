@@ -231,8 +231,8 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l task -d 'Only recor
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l since -d 'Only records from this recent period (`30s`, `10m`, `2h`)' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l tail -d 'Recent records to show per daemon before following' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l dir -d 'Local cluster directory [default: $XDG_STATE_HOME/dragonfly-lite/cluster, else ~/.local/state/dragonfly-lite/cluster]' -r -F
-complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l scheduler -d 'A scheduler\'s admin HTTP address; repeatable. Replaces the cluster file; with `peer`/`seed`/`all` and no --peer, the peers are the hosts the schedulers know' -r
-complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l peer -d 'A peer\'s admin address; repeatable. Replaces the cluster file' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l scheduler -d 'A scheduler\'s admin HTTP address (HOST:PORT); repeatable. Replaces the cluster file' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l peer -d 'A peer\'s admin address (HOST:PORT); repeatable. Replaces the cluster file' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -s o -l output -d '`table` prints one readable line per record; `json` the records as NDJSON, each with its daemon under `node`' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -s f -l follow -d 'Keep printing new records until interrupted'

@@ -135,6 +135,43 @@ pub fn default_cluster_dir(
     }
 }
 
+/// Which daemons to talk to: `--scheduler` / `--peer` flags, else the local cluster file.
+/// With `--scheduler` and no `--peer`, the peers are the hosts those schedulers know, so one
+/// flag reaches a whole fleet.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DaemonsArg {
+    #[command(flatten)]
+    pub dir: ClusterDirArg,
+    /// A scheduler's admin HTTP address (HOST:PORT); repeatable. Replaces the cluster file.
+    #[arg(long = "scheduler", value_name = "HTTP_ADDR")]
+    pub schedulers: Vec<String>,
+    /// A peer's admin address (HOST:PORT); repeatable. Replaces the cluster file.
+    #[arg(long = "peer", value_name = "ADMIN_ADDR")]
+    pub peers: Vec<String>,
+}
+
+impl DaemonsArg {
+    /// True when the daemons come from flags rather than the cluster file.
+    pub fn from_flags(&self) -> bool {
+        !self.schedulers.is_empty() || !self.peers.is_empty()
+    }
+
+    /// The targets; `with_peers`: discover peers from the schedulers when only schedulers
+    /// were named.
+    pub async fn resolve(
+        &self,
+        client: &crate::admin::AdminClient,
+        with_peers: bool,
+    ) -> anyhow::Result<crate::cluster::Targets> {
+        let mut targets =
+            crate::cluster::Targets::resolve(&self.dir, &self.schedulers, &self.peers).await?;
+        if with_peers && self.peers.is_empty() && !self.schedulers.is_empty() {
+            targets.peers = crate::cmd::status::discover_peers(client, &targets.schedulers).await;
+        }
+        Ok(targets)
+    }
+}
+
 /// `-o table|json`.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct OutputArg {

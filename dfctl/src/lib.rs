@@ -9,6 +9,8 @@
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
 //! - [`image_ref`]: image references (`alpine:3.19`) to registry manifest URLs, for preheat.
 //! - [`tui`]: `dfctl top`, the live terminal UI.
+//! - [`write_plan`]: safe writes (diff, backups, manifest); [`service_steps`]: systemctl steps run
+//!   on a live node, printed elsewhere.
 //!
 //! Errors are `anyhow` all the way up to `main`, which prints them as one line.
 
@@ -25,5 +27,6 @@ pub mod pki;
 pub mod process;
 pub mod render;
 pub mod runtime_config;
+pub mod service_steps;
 pub mod tui;
 pub mod write_plan;

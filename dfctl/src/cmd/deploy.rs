@@ -12,7 +12,7 @@
 //!
 //! Invariants: every file is written whole (temp file, fsync, rename) and only when its
 //! content changes, so a second run changes nothing; a replaced file is kept beside it as
-//! `<name>.dfctl-bak`; nothing is written before every input has been read and checked.
+//! `<name>.dfctl-bak` (never over an earlier backup, see [`crate::write_plan`]); nothing is written before every input has been read and checked.
 //! `systemctl daemon-reload` and `enable --now` run only when the root is `/`, systemd is
 //! the running init and something changed; otherwise the steps are printed.
 
@@ -23,6 +23,7 @@ use anyhow::Context as _;
 
 use crate::cluster::Role;
 use crate::helm_values::HelmValuesArgs;
+use crate::write_plan::under_root;
 
 const DFDAEMON_UNIT: &str = include_str!("../../../templates/systemd/dfdaemon.service");
 const DFSCHEDULER_UNIT: &str = include_str!("../../../templates/systemd/dfscheduler.service");
@@ -255,17 +256,20 @@ async fn systemd(args: SystemdArgs) -> anyhow::Result<ExitCode> {
             println!("would write {}", on_disk.display());
             continue;
         }
-        if current.is_some() {
-            let backup = backup_path(&on_disk);
-            tokio::fs::copy(&on_disk, &backup).await.with_context(|| {
-                format!(
-                    "cannot back up {} to {}",
-                    on_disk.display(),
-                    backup.display()
-                )
-            })?;
-        }
-        write_atomically(&on_disk, &file.content, file.mode).await?;
+        let (root, node_path) = (args.root.clone(), file.node_path.clone());
+        let (content, mode) = (file.content.clone(), file.mode);
+        tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            let on_disk = under_root(&root, &node_path);
+            if let Ok(old) = std::fs::read(&on_disk) {
+                // Never over an earlier backup: the first one holds what was there before dfctl.
+                let backup = crate::write_plan::free_backup_name(&root, &node_path);
+                crate::write_plan::write_atomic(&under_root(&root, &backup), &old, mode)?;
+            }
+            crate::write_plan::write_atomic(&on_disk, content.as_bytes(), mode)?;
+            Ok(())
+        })
+        .await
+        .context("writer thread failed")??;
         println!("wrote {}", on_disk.display());
     }
 
@@ -274,7 +278,7 @@ async fn systemd(args: SystemdArgs) -> anyhow::Result<ExitCode> {
         format!("systemctl enable --now {unit_name}"),
         format!("systemctl restart {unit_name}"),
     ];
-    let live = args.root == Path::new("/") && Path::new("/run/systemd/system").is_dir();
+    let live = crate::service_steps::live(&args.root);
     if args.dry_run || !changed {
         if !changed {
             println!("{unit_name}: nothing to change");
@@ -285,22 +289,10 @@ async fn systemd(args: SystemdArgs) -> anyhow::Result<ExitCode> {
         println!("next, on the node: {}", steps.join(" && "));
         return Ok(ExitCode::SUCCESS);
     }
-    for step in &steps {
-        run_systemctl(step).await?;
-    }
+    let steps: Vec<&str> = steps.iter().map(String::as_str).collect();
+    crate::service_steps::run(&steps).await?;
     println!("{unit_name} enabled and (re)started");
     Ok(ExitCode::SUCCESS)
-}
-
-/// `path` (absolute on the node) under `root`.
-fn under_root(root: &Path, path: &Path) -> PathBuf {
-    root.join(path.strip_prefix("/").unwrap_or(path))
-}
-
-fn backup_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".dfctl-bak");
-    PathBuf::from(name)
 }
 
 /// The unit text with the placeholders filled.
@@ -351,57 +343,6 @@ fn writable_dirs(config: &str, name: &str, role: Role) -> anyhow::Result<Vec<Pat
     }
     add(&["log", "dir"])?;
     Ok(dirs)
-}
-
-async fn write_atomically(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
-    let (path, content) = (path.to_owned(), content.to_owned());
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = path
-            .parent()
-            .with_context(|| format!("{} has no parent directory", path.display()))?;
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let mut tmp = tempfile_in(dir, &path)?;
-        tmp.1
-            .write_all(content.as_bytes())
-            .and_then(|()| tmp.1.sync_all())
-            .and_then(|()| tmp.1.set_permissions(std::fs::Permissions::from_mode(mode)))
-            .with_context(|| format!("cannot write {}", tmp.0.display()))?;
-        std::fs::rename(&tmp.0, &path)
-            .with_context(|| format!("cannot move {} into place", path.display()))?;
-        Ok(())
-    })
-    .await
-    .context("writer thread failed")?
-}
-
-/// A new file beside `target`, named after it, that no one else uses.
-fn tempfile_in(dir: &Path, target: &Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
-    let base = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{base}.dfctl-tmp-{}", std::process::id()));
-    let file = std::fs::File::options()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    Ok((tmp, file))
-}
-
-async fn run_systemctl(step: &str) -> anyhow::Result<()> {
-    let mut words = step.split_whitespace();
-    let program = words.next().unwrap_or("systemctl");
-    let status = tokio::process::Command::new(program)
-        .args(words)
-        .status()
-        .await
-        .with_context(|| format!("cannot run `{step}`"))?;
-    anyhow::ensure!(status.success(), "`{step}` failed ({status})");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -18,8 +18,8 @@ use serde::Serialize;
 use tokio::io::AsyncBufReadExt as _;
 
 use crate::admin::AdminClient;
-use crate::cli::ClusterDirArg;
-use crate::cluster::{Role, Target, Targets};
+use crate::cli::DaemonsArg;
+use crate::cluster::{Role, Target};
 use crate::render::{OutputFormat, Palette};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -58,14 +58,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "follow")]
     pub local: bool,
     #[command(flatten)]
-    pub dir: ClusterDirArg,
-    /// A scheduler's admin HTTP address; repeatable. Replaces the cluster file; with
-    /// `peer`/`seed`/`all` and no --peer, the peers are the hosts the schedulers know.
-    #[arg(long = "scheduler", value_name = "HTTP_ADDR")]
-    pub schedulers: Vec<String>,
-    /// A peer's admin address; repeatable. Replaces the cluster file.
-    #[arg(long = "peer", value_name = "ADMIN_ADDR")]
-    pub peers: Vec<String>,
+    pub daemons: DaemonsArg,
     /// `table` prints one readable line per record; `json` the records as NDJSON, each with
     /// its daemon under `node`.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
@@ -117,15 +110,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
 /// The daemons matching the component and `--node`, from flags or the cluster file.
 async fn select(args: &Args) -> anyhow::Result<Vec<Source>> {
-    let mut targets = Targets::resolve(&args.dir, &args.schedulers, &args.peers).await?;
-    if args.peers.is_empty()
-        && !args.schedulers.is_empty()
-        && args.component != Component::Scheduler
-    {
-        let client = AdminClient::with_timeout(CONNECT_TIMEOUT)?;
-        targets.peers = crate::cmd::status::discover_peers(&client, &targets.schedulers).await;
-    }
-    let from_flags = !args.schedulers.is_empty() || !args.peers.is_empty();
+    let client = AdminClient::with_timeout(CONNECT_TIMEOUT)?;
+    let targets = args
+        .daemons
+        .resolve(&client, args.component != Component::Scheduler)
+        .await?;
+    let from_flags = args.daemons.from_flags();
     let source = |t: &Target, fallback: Option<Role>| Source {
         label: t.name().map_or_else(|| t.addr.clone(), str::to_owned),
         role: t.record.as_ref().map(|r| r.role).or(fallback),

@@ -17,7 +17,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::admin::AdminClient;
-use crate::cli::{ClusterDirArg, OutputArg};
+use crate::cli::{DaemonsArg, OutputArg};
 use crate::cluster::{Role, Target, Targets};
 use crate::render::{self, Cell, OutputFormat, Palette, Table, or_dash};
 
@@ -27,13 +27,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub dir: ClusterDirArg,
-    /// A scheduler's admin HTTP address (HOST:PORT); repeatable. Replaces the cluster file.
-    #[arg(long = "scheduler", value_name = "HTTP_ADDR")]
-    pub schedulers: Vec<String>,
-    /// A peer's admin address (HOST:PORT); repeatable. Replaces the cluster file.
-    #[arg(long = "peer", value_name = "ADMIN_ADDR")]
-    pub peers: Vec<String>,
+    pub daemons: DaemonsArg,
     #[command(flatten)]
     pub output: OutputArg,
 }
@@ -159,11 +153,8 @@ fn label(name: Option<&str>, addr: &str) -> String {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut targets = Targets::resolve(&args.dir, &args.schedulers, &args.peers).await?;
     let client = AdminClient::with_timeout(PROBE_TIMEOUT)?;
-    if args.peers.is_empty() && !args.schedulers.is_empty() {
-        targets.peers = discover_peers(&client, &targets.schedulers).await;
-    }
+    let targets = args.daemons.resolve(&client, true).await?;
     let report = probe(&client, &targets).await;
     match args.output.output {
         OutputFormat::Json => render::print_json(&report)?,

@@ -197,6 +197,16 @@ struct Outcome {
     steps: Vec<&'static str>,
 }
 
+impl Outcome {
+    fn new(report: String, runtimes: &std::collections::BTreeSet<Runtime>) -> Self {
+        let steps = runtimes
+            .iter()
+            .flat_map(|r| r.steps().iter().copied())
+            .collect();
+        Self { report, steps }
+    }
+}
+
 fn load_marker(root: &Path) -> anyhow::Result<Option<Marker>> {
     let path = under_root(root, Path::new(MARKER_PATH));
     match std::fs::read(&path) {
@@ -387,13 +397,7 @@ fn disable_files(args: &SwitchArgs, reason: &str, soft: bool) -> anyhow::Result<
         }
         report.push_str(&format!("recorded {}\n", marker_host.display()));
     }
-    Ok(Outcome {
-        report,
-        steps: runtimes
-            .iter()
-            .flat_map(|r| r.steps().iter().copied())
-            .collect(),
-    })
+    Ok(Outcome::new(report, &runtimes))
 }
 
 fn enable_files(args: &SwitchArgs) -> anyhow::Result<Outcome> {
@@ -466,13 +470,7 @@ fn enable_files(args: &SwitchArgs) -> anyhow::Result<Outcome> {
         let _ = std::fs::remove_dir(under_root(root, Path::new(STASH_DIR)));
         report.push_str(&format!("removed {}\n", marker_host.display()));
     }
-    Ok(Outcome {
-        report,
-        steps: runtimes
-            .iter()
-            .flat_map(|r| r.steps().iter().copied())
-            .collect(),
-    })
+    Ok(Outcome::new(report, &runtimes))
 }
 
 async fn tell_peer(admin: &str, enabled: bool, reason: Option<&str>) -> anyhow::Result<()> {
@@ -495,26 +493,14 @@ async fn run_steps(args: &SwitchArgs, steps: &[&str]) -> anyhow::Result<()> {
     if steps.is_empty() {
         return Ok(());
     }
-    let live = args.root == Path::new("/") && Path::new("/run/systemd/system").is_dir();
-    if !live || args.no_restart {
+    if !crate::service_steps::live(&args.root) || args.no_restart {
         println!(
             "next, so the runtime reads its config: {}",
             steps.join(" && ")
         );
         return Ok(());
     }
-    for step in steps {
-        let mut words = step.split_whitespace();
-        let program = words.next().unwrap_or("systemctl");
-        let status = tokio::process::Command::new(program)
-            .args(words)
-            .status()
-            .await
-            .with_context(|| format!("cannot run `{step}`"))?;
-        anyhow::ensure!(status.success(), "`{step}` failed ({status})");
-        println!("ran: {step}");
-    }
-    Ok(())
+    crate::service_steps::run(steps).await
 }
 
 #[cfg(test)]
