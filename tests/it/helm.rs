@@ -367,8 +367,8 @@ fn assert_waits_for_first_scheduler(workload: &Value, first_scheduler: &str, adm
         .rsplit_once(':')
         .map(|(host, _)| host)
         .expect("host:port");
-    assert_eq!(status.schedulers, [format!("{host}:{admin_port}")]);
-    assert!(status.peers.is_empty());
+    assert_eq!(status.daemons.schedulers, [format!("{host}:{admin_port}")]);
+    assert!(status.daemons.peers.is_empty());
 }
 
 /// The init container's command line and the host directories it sees.
