@@ -211,13 +211,13 @@ pub async fn start_origin(
 }
 
 /// Starts `dfscheduler` on the given addresses with its files under `dir/scheduler` and waits
-/// until it is healthy.
+/// until it is healthy. `candidate_parents` overrides `scheduler.candidate_parents`.
 pub async fn start_scheduler(
     procs: &mut ProcessSet,
     bin_dir: &Path,
     dir: &Path,
-    grpc: &str,
-    http_addr: &str,
+    (grpc, http_addr): (&str, &str),
+    candidate_parents: Option<usize>,
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
     let home = dir.join("scheduler");
@@ -226,8 +226,11 @@ pub async fn start_scheduler(
     write_file(
         &config_path,
         &format!(
-            "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http_addr}\"\n\
+            "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http_addr}\"\n{}\
              log:\n  dir: \"{}\"\n  level: info\n  stderr: \"off\"\n",
+            candidate_parents
+                .map(|n| format!("scheduler:\n  candidate_parents: {n}\n"))
+                .unwrap_or_default(),
             home.join("log").display()
         ),
     )?;

@@ -50,6 +50,9 @@ pub struct SwarmConfig {
     pub peer_download: u64,
     /// `download.concurrent_pieces` of every daemon; `None` keeps the daemon's default.
     pub concurrent_pieces: Option<usize>,
+    /// `scheduler.candidate_parents`; `None` keeps the scheduler's default.
+    #[serde(default)]
+    pub candidate_parents: Option<usize>,
     pub runs: u32,
     /// Also run the direct baseline.
     pub baseline: bool,
@@ -333,7 +336,15 @@ async fn run_cluster(
         format!("127.0.0.1:{}", ports[0]),
         format!("127.0.0.1:{}", ports[1]),
     );
-    start_scheduler(procs, &cfg.bin_dir, dir, &grpc, &sched_http, http).await?;
+    start_scheduler(
+        procs,
+        &cfg.bin_dir,
+        dir,
+        (&grpc, &sched_http),
+        cfg.candidate_parents,
+        http,
+    )
+    .await?;
 
     let mut nodes = Vec::with_capacity(n + 1);
     for i in 0..=n {

@@ -60,6 +60,9 @@ struct SwarmArgs {
     /// `download.concurrent_pieces` of every daemon [default: the daemon's].
     #[arg(long, value_name = "N")]
     concurrent_pieces: Option<usize>,
+    /// `scheduler.candidate_parents` (parents offered to a peer) [default: the scheduler's].
+    #[arg(long, value_name = "N")]
+    candidate_parents: Option<usize>,
     #[arg(long, value_name = "K", default_value_t = 1)]
     runs: u32,
     /// Skip the direct baseline.
@@ -148,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 peer_upload: a.peer_upload.0,
                 peer_download: a.peer_download.0,
                 concurrent_pieces: a.concurrent_pieces,
+                candidate_parents: a.candidate_parents,
                 runs: a.runs,
                 baseline: !a.no_baseline,
                 verify: !a.no_verify,
