@@ -1,9 +1,10 @@
 //! The workspace's one integration test binary: in-process clusters (`p2p`), the real
 //! binaries driven as an operator would (`cli`), the Helm chart checked with the real helm
 //! and kubernetes-validate (`helm`), the node/cluster configuration dfctl writes, checked by
-//! its real readers (`node_config`), preheat jobs (`preheat`), and `dfctl top` on a real terminal
-//! (`top`).
+//! its real readers (`node_config`), preheat jobs (`preheat`), `dfctl top` on a real terminal
+//! (`top`), and the benchmarks at toy size (`bench`).
 
+mod bench;
 mod cli;
 mod cluster;
 mod e2e;

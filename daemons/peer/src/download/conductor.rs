@@ -40,6 +40,11 @@ use crate::storage::{StorageError, StoredTask, TaskFailure};
 /// Attempts per piece against the origin before the download fails.
 const ORIGIN_ATTEMPTS: u32 = 3;
 
+/// Requests a child with normal parents keeps at seeds: enough that a seed's spare uplink
+/// still brings new pieces into the swarm, few enough that the child that has only the seed
+/// gets most of it (see [`Conductor::dispatch`]).
+const SEED_REQUESTS_WITH_PEERS: usize = 1;
+
 type PieceResult = (u32, PeerId, Result<(u64, Duration), PieceError>);
 
 pub struct Conductor {
@@ -290,6 +295,15 @@ impl Conductor {
     /// Starts fetches until `concurrent_pieces` are in flight: rarest piece among the parents
     /// first, then nearest the head, random within a window; from the parent holding it with the
     /// fewest of our requests.
+    ///
+    /// Seeds are the source of last resort for a child that has normal parents: such a child
+    /// takes a piece from a normal parent whenever one holds it, orders pieces only seeds hold
+    /// after the others, and keeps at most [`SEED_REQUESTS_WITH_PEERS`] requests at seeds. A
+    /// seed holds every piece first, so rarity counted over all parents sent every child to the
+    /// seed for the newest pieces: the seed uploaded the object about once per child it had
+    /// (3.7x S at N = 8 and N = 16 in `df-bench swarm`) and its uplink set the makespan. A child
+    /// whose only parents are seeds is not limited. For the same reason no parent gets more
+    /// than an equal share of the `concurrent_pieces` requests.
     fn dispatch(
         &self,
         layout: PieceLayout,
@@ -303,30 +317,55 @@ impl Conductor {
             return;
         }
         let have = self.task.state().bitmap.clone();
+        let seed_cap = if parents.values().any(|p| !p.is_seed) {
+            SEED_REQUESTS_WITH_PEERS
+        } else {
+            limit
+        };
+        // No parent gets more than its share of our requests: the parent furthest ahead holds
+        // the rarest pieces, and rarest-first alone would queue every request at it while the
+        // other parents' uplinks idle.
+        let per_parent = limit.div_ceil(parents.len()).max(1);
+        let mut at_seeds: usize = parents
+            .values()
+            .filter(|p| p.is_seed)
+            .map(|p| p.inflight)
+            .sum();
         // Among equally rare pieces, those in a window near the first missing one go first, so
         // a client reading in order is not starved; within the window the order is random, so
         // siblings still fetch different pieces and can trade them.
         let window = u32::try_from(limit * 2).unwrap_or(u32::MAX).max(1);
-        let mut candidates: Vec<(usize, u32, u64, u32)> = have
+        let mut candidates: Vec<(bool, usize, u32, u64, u32)> = have
             .missing()
             .filter(|n| !inflight.contains(n) && expected.contains_key(n))
             .filter_map(|n| {
-                let holders = parents.values().filter(|p| p.bitmap.get(n)).count();
-                (holders > 0).then(|| (holders, n / window, fastrand::u64(..), n))
+                let holders = parents.values().filter(|p| p.bitmap.get(n));
+                let (peers, seeds) = holders.fold((0, 0), |(peers, seeds), p| {
+                    if p.is_seed {
+                        (peers, seeds + 1)
+                    } else {
+                        (peers + 1, seeds)
+                    }
+                });
+                (peers + seeds > 0).then(|| (peers == 0, peers, n / window, fastrand::u64(..), n))
             })
             .collect();
         candidates.sort_unstable();
-        for (_, _, _, n) in candidates {
+        for (_, _, _, _, n) in candidates {
             if pieces.len() >= limit {
                 break;
             }
             let Some(parent) = parents
                 .values_mut()
-                .filter(|p| p.bitmap.get(n))
-                .min_by_key(|p| (p.inflight, fastrand::u32(..)))
+                .filter(|p| p.bitmap.get(n) && p.inflight < per_parent)
+                .filter(|p| !p.is_seed || at_seeds < seed_cap)
+                .min_by_key(|p| (p.is_seed, p.inflight, fastrand::u32(..)))
             else {
                 continue;
             };
+            if parent.is_seed {
+                at_seeds += 1;
+            }
             let Some(&digest) = expected.get(&n) else {
                 continue;
             };

@@ -1,0 +1,197 @@
+//! Smoke tests of `df-bench`: the benchmarks' code paths at toy size, run as the real binary
+//! against the real daemons of this build, checking that the JSON they write is consistent with
+//! itself and with what happened (every peer completed with the origin's exact bytes, bytes are
+//! conserved between uploads and downloads, the baseline really read the origin N times). The
+//! figures themselves are not checked: timings belong to benchmarks, not tests.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use df_tests::bench::scheduler_load::LoadReport;
+use df_tests::bench::swarm::SwarmReport;
+
+const MIB: u64 = 1024 * 1024;
+const DEADLINE: Duration = Duration::from_secs(180);
+
+/// `target/<profile>/`, where `df-bench` and the daemons it starts are built.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in target/<profile>/deps")
+        .to_owned()
+}
+
+/// Runs `df-bench args...` under a deadline; panics with its output if it fails.
+async fn df_bench(work: &Path, args: &[&str]) -> String {
+    let program = bin_dir().join("df-bench");
+    assert!(
+        program.is_file(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        program.display()
+    );
+    let output = tokio::process::Command::new(&program)
+        .arg("--work-dir")
+        .arg(work)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(DEADLINE, output)
+        .await
+        .expect("df-bench finished in time")
+        .expect("df-bench runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "df-bench {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// Temp dirs a run left behind in `work` (there must be none: every run cleans up).
+fn leftovers(work: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(work)
+        .expect("read work dir")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_swarm_bench_reports_a_consistent_run() {
+    let size = 8 * MIB;
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).expect("work dir");
+    let out = root.path().join("swarm-smoke.json");
+    let stdout = df_bench(
+        &work,
+        &[
+            "swarm",
+            "--label",
+            "smoke",
+            "--size",
+            "8MiB",
+            "--peers",
+            "2",
+            "--origin-rate",
+            "0",
+            "--peer-upload",
+            "0",
+            "--peer-download",
+            "0",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("smoke: N=2 S=8 MiB"), "{stdout}");
+    assert!(
+        leftovers(&work).is_empty(),
+        "left behind: {:?}",
+        leftovers(&work)
+    );
+    let report: SwarmReport =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("result written"))
+            .expect("result parses");
+
+    assert_eq!(report.runs.len(), 1);
+    let run = &report.runs[0];
+    assert_eq!(run.peers.len(), 2);
+    for p in &run.peers {
+        assert!(p.completed, "{p:?}");
+        assert_eq!(p.bytes_received, size, "{p:?}");
+        assert_eq!(p.sha256_ok, Some(true), "stored file differs: {p:?}");
+        assert_eq!(
+            p.from_origin + p.from_seeds + p.from_peers,
+            size,
+            "every byte has one source: {p:?}"
+        );
+        assert!(p.seconds > 0.0 && p.seconds <= run.makespan_s, "{p:?}");
+        assert!(p.peak_rss_kib > 0, "{p:?}");
+    }
+    assert!(
+        run.origin_bytes >= size,
+        "origin served {}",
+        run.origin_bytes
+    );
+    assert_eq!(
+        run.origin_bytes_over_size,
+        (run.origin_bytes as f64 / size as f64 * 1000.0).round() / 1000.0
+    );
+    // What the peers got from other daemons, those daemons uploaded.
+    let received: u64 = run.peers.iter().map(|p| p.from_seeds + p.from_peers).sum();
+    let uploaded: u64 =
+        run.seed.uploaded_bytes + run.peers.iter().map(|p| p.uploaded_bytes).sum::<u64>();
+    assert!(
+        uploaded >= received,
+        "uploaded {uploaded} < received {received}"
+    );
+    assert!(run.seed.peak_rss_kib > 0 && run.scheduler.peak_rss_kib > 0);
+    let baseline = run.baseline.as_ref().expect("baseline ran");
+    assert_eq!(baseline.per_client_s.len(), 2);
+    assert_eq!(baseline.origin_bytes, 2 * size, "two whole direct pulls");
+    assert_eq!(report.bound.t_star_s, 0.0, "no caps, no bound");
+    assert!(report.summary.all_completed);
+    assert_eq!(report.summary.all_verified, Some(true));
+    assert!(report.machine.nproc >= 1);
+
+    let merged = root.path().join("swarm.json");
+    let table = df_bench(
+        &work,
+        &[
+            "table",
+            out.to_str().expect("utf-8 path"),
+            "--out",
+            merged.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    assert!(table.contains("| smoke | 2 | 8 |"), "{table}");
+    let merged: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&merged).expect("merged written"))
+            .expect("merged parses");
+    assert_eq!(merged["cases"][0]["config"]["label"], "smoke");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scheduler_load_bench_answers_every_simulated_peer() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).expect("work dir");
+    let out = root.path().join("load.json");
+    df_bench(
+        &work,
+        &[
+            "scheduler-load",
+            "--peers",
+            "200",
+            "--tasks",
+            "10",
+            "--hosts",
+            "20",
+            "--pieces",
+            "4",
+            "--connections",
+            "4",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    assert!(leftovers(&work).is_empty());
+    let report: LoadReport =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("result written"))
+            .expect("result parses");
+    // One peer per task finds nobody and goes to the origin; every other one gets parents.
+    assert_eq!(report.answered_back_to_source, 10);
+    assert_eq!(report.answered_parents, 190);
+    assert_eq!(report.piece_reports, 200 * 4);
+    let l = &report.register_latency_ms;
+    assert!(0.0 < l.p50 && l.p50 <= l.p99 && l.p99 <= l.max, "{l:?}");
+    assert!(report.registrations_per_s > 0.0);
+    assert!(report.scheduler.peak_rss_kib > 0);
+}

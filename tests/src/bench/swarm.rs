@@ -1,0 +1,759 @@
+//! The swarm benchmark: one capped origin, one scheduler, one seed and N peers, each a separate
+//! process with the daemons' own bandwidth limits; all N peers asked for the same object at the
+//! same moment (the thundering herd). Then, in the same run, the baseline: N clients pulling the
+//! same size directly from the same capped origin.
+//!
+//! What a run reports, and how it is measured:
+//! - per peer: seconds until its client read the last byte through the peer's download API,
+//!   bytes it uploaded to other peers, where its bytes came from, its peak RSS (VmHWM) and the
+//!   CPU time it spent during the herd; the same for the seed and the scheduler;
+//! - makespan (the slowest peer), origin bytes served (the origin's own counter), and the lower
+//!   bound physics sets on the makespan, [`LowerBound`]: T* = max(S/U0, S/D, (N+1)·S/(U0+ΣU))
+//!   with ΣU the upload caps of all N+1 nodes that must receive the object (seed and peers);
+//! - the direct baseline's makespan and the speedup of P2P over it;
+//! - optionally (`verify`), the SHA-256 of every peer's stored file against the origin's, after
+//!   the timings are taken so hashing does not compete with the run.
+//!
+//! Each run gets a fresh cluster in its own temp dir and a fresh object (random blob seed), so
+//! no run sees another's cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use df_core::api::{HostView, LocalTask, PeerInfo, TaskDetail};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::{
+    MIB, MachineInfo, ProcUsage, ProcessSet, binary, free_ports, get_json, http_client, proc_usage,
+    round3, start_origin, start_scheduler, write_file,
+};
+use crate::origin::{StatsSnapshot, blob_digests};
+
+/// What to run. Rates are bytes per second; 0 is unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwarmConfig {
+    /// Names the case in tables (e.g. `n8`).
+    pub label: String,
+    /// Object size S in bytes.
+    pub size: u64,
+    /// Normal peers N (the seed comes on top).
+    pub peers: u32,
+    /// Origin egress cap U0.
+    pub origin_rate: u64,
+    /// Upload cap U of every peer and the seed (`upload.rate_limit`).
+    pub peer_upload: u64,
+    /// Download cap D of every peer and the seed (`download.rate_limit`).
+    pub peer_download: u64,
+    /// `download.concurrent_pieces` of every daemon; `None` keeps the daemon's default.
+    pub concurrent_pieces: Option<usize>,
+    /// `scheduler.candidate_parents`; `None` keeps the scheduler's default.
+    #[serde(default)]
+    pub candidate_parents: Option<usize>,
+    pub runs: u32,
+    /// Also run the direct baseline.
+    pub baseline: bool,
+    /// SHA-256 every peer's stored file against the origin's after the run.
+    pub verify: bool,
+    /// A run (herd plus baseline) that takes longer fails.
+    pub timeout_s: u64,
+    /// Where `dfscheduler`, `dfdaemon` and `df-testorigin` are.
+    #[serde(skip)]
+    pub bin_dir: PathBuf,
+    /// Parent of the run's temp dir; the system temp dir when `None`.
+    #[serde(skip)]
+    pub work_dir: Option<PathBuf>,
+}
+
+/// The physical lower bound of the makespan and its three terms, seconds. A term whose rate is
+/// unlimited is 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LowerBound {
+    /// S/U0: the origin must send the object at least once.
+    pub origin_s: f64,
+    /// S/D: every peer must receive the whole object.
+    pub download_s: f64,
+    /// (N+1)·S/(U0+ΣU): N+1 copies must leave the origin and the uploaders together.
+    pub swarm_s: f64,
+    /// T*, the largest term.
+    pub t_star_s: f64,
+}
+
+impl LowerBound {
+    pub fn new(size: u64, peers: u32, origin_rate: u64, upload: u64, download: u64) -> Self {
+        let s = size as f64;
+        let per = |rate: u64| if rate == 0 { 0.0 } else { s / rate as f64 };
+        let receivers = f64::from(peers) + 1.0;
+        let swarm_s = if origin_rate == 0 || upload == 0 {
+            0.0
+        } else {
+            receivers * s / (origin_rate as f64 + receivers * upload as f64)
+        };
+        let (origin_s, download_s) = (per(origin_rate), per(download));
+        Self {
+            origin_s: round3(origin_s),
+            download_s: round3(download_s),
+            swarm_s: round3(swarm_s),
+            t_star_s: round3(origin_s.max(download_s).max(swarm_s)),
+        }
+    }
+}
+
+/// One peer's (or the seed's) part of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeResult {
+    pub name: String,
+    /// Its client read the whole object (always false for the seed, which has no client).
+    pub completed: bool,
+    /// Why not, when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Seconds from the herd's start to the client's last byte.
+    pub seconds: f64,
+    pub first_byte_s: f64,
+    pub bytes_received: u64,
+    /// `X-Dragonfly-Source` of the response.
+    pub source: String,
+    pub from_origin: u64,
+    pub from_seeds: u64,
+    pub from_peers: u64,
+    pub uploaded_bytes: u64,
+    pub peak_rss_kib: u64,
+    /// CPU seconds spent between the herd's start and the end of the herd.
+    pub cpu_s: f64,
+    /// SHA-256 of the stored file equals the origin's (`None`: not checked).
+    pub sha256_ok: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BaselineResult {
+    /// Slowest direct client, seconds.
+    pub makespan_s: f64,
+    pub per_client_s: Vec<f64>,
+    pub origin_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SwarmRun {
+    pub makespan_s: f64,
+    pub makespan_over_t_star: f64,
+    pub origin_bytes: u64,
+    pub origin_bytes_over_size: f64,
+    pub origin_requests: u64,
+    pub peers: Vec<NodeResult>,
+    pub seed: NodeResult,
+    pub scheduler: ProcUsage,
+    /// Parent -> child edges that carried bytes, from the scheduler's task DAG.
+    pub dag_edges: usize,
+    /// Normal peers that fetched any byte from the origin themselves.
+    pub peers_back_to_source: usize,
+    pub baseline: Option<BaselineResult>,
+    pub speedup: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SwarmSummary {
+    /// Median over runs.
+    pub makespan_s: f64,
+    pub makespan_over_t_star: f64,
+    /// Median direct makespan over runs.
+    pub direct_s: Option<f64>,
+    /// Median direct makespan over median P2P makespan.
+    pub speedup: Option<f64>,
+    /// Worst run.
+    pub origin_bytes_over_size: f64,
+    /// Highest over runs and peers (seed excluded; it has its own figure).
+    pub peer_peak_rss_mib: f64,
+    pub seed_peak_rss_mib: f64,
+    pub scheduler_peak_rss_mib: f64,
+    /// Mean over peers and runs.
+    pub peer_cpu_s: f64,
+    pub seed_cpu_s: f64,
+    pub scheduler_cpu_s: f64,
+    pub all_completed: bool,
+    /// `None` when not verified.
+    pub all_verified: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SwarmReport {
+    pub config: SwarmConfig,
+    pub machine: MachineInfo,
+    pub bound: LowerBound,
+    /// max(N·S/U0, S/D): the best the direct baseline can do.
+    pub direct_bound_s: f64,
+    pub summary: SwarmSummary,
+    pub runs: Vec<SwarmRun>,
+}
+
+/// Runs the benchmark `config.runs` times and summarises.
+pub async fn run(config: SwarmConfig) -> anyhow::Result<SwarmReport> {
+    anyhow::ensure!(config.peers > 0, "--peers must be at least 1");
+    anyhow::ensure!(config.size > 0, "--size must be at least 1 byte");
+    anyhow::ensure!(config.runs > 0, "--runs must be at least 1");
+    for name in ["dfscheduler", "dfdaemon", "df-testorigin"] {
+        binary(&config.bin_dir, name)?;
+    }
+    let mut machine = MachineInfo::now();
+    let bound = LowerBound::new(
+        config.size,
+        config.peers,
+        config.origin_rate,
+        config.peer_upload,
+        config.peer_download,
+    );
+    let http = http_client()?;
+    let mut runs = Vec::new();
+    for k in 0..config.runs {
+        let run = tokio::time::timeout(
+            Duration::from_secs(config.timeout_s),
+            one_run(&config, &bound, &http),
+        )
+        .await
+        .with_context(|| format!("run {} took longer than {}s", k + 1, config.timeout_s))?
+        .with_context(|| format!("run {}", k + 1))?;
+        runs.push(run);
+    }
+    machine.finish();
+    let direct_bound_s = {
+        let n = f64::from(config.peers);
+        let s = config.size as f64;
+        let origin = if config.origin_rate == 0 {
+            0.0
+        } else {
+            n * s / config.origin_rate as f64
+        };
+        round3(origin.max(bound.download_s))
+    };
+    let summary = summarise(&runs, &bound);
+    Ok(SwarmReport {
+        config,
+        machine,
+        bound,
+        direct_bound_s,
+        summary,
+        runs,
+    })
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    super::quantile(&values.collect::<Vec<_>>(), 0.5)
+}
+
+fn summarise(runs: &[SwarmRun], bound: &LowerBound) -> SwarmSummary {
+    let mib = |kib: u64| round3(kib as f64 / 1024.0);
+    let makespan = median(runs.iter().map(|r| r.makespan_s));
+    let direct = runs.iter().all(|r| r.baseline.is_some()).then(|| {
+        median(
+            runs.iter()
+                .filter_map(|r| r.baseline.as_ref().map(|b| b.makespan_s)),
+        )
+    });
+    let peers: Vec<&NodeResult> = runs.iter().flat_map(|r| &r.peers).collect();
+    let mean = |xs: &[f64]| {
+        if xs.is_empty() {
+            0.0
+        } else {
+            xs.iter().sum::<f64>() / xs.len() as f64
+        }
+    };
+    let verified: Vec<Option<bool>> = peers.iter().map(|p| p.sha256_ok).collect();
+    SwarmSummary {
+        makespan_s: round3(makespan),
+        makespan_over_t_star: if bound.t_star_s > 0.0 {
+            round3(makespan / bound.t_star_s)
+        } else {
+            0.0
+        },
+        direct_s: direct.map(round3),
+        speedup: direct
+            .filter(|_| makespan > 0.0)
+            .map(|d| round3(d / makespan)),
+        origin_bytes_over_size: runs
+            .iter()
+            .map(|r| r.origin_bytes_over_size)
+            .fold(0.0, f64::max),
+        peer_peak_rss_mib: mib(peers.iter().map(|p| p.peak_rss_kib).max().unwrap_or(0)),
+        seed_peak_rss_mib: mib(runs.iter().map(|r| r.seed.peak_rss_kib).max().unwrap_or(0)),
+        scheduler_peak_rss_mib: mib(runs
+            .iter()
+            .map(|r| r.scheduler.peak_rss_kib)
+            .max()
+            .unwrap_or(0)),
+        peer_cpu_s: round3(mean(&peers.iter().map(|p| p.cpu_s).collect::<Vec<_>>())),
+        seed_cpu_s: round3(mean(&runs.iter().map(|r| r.seed.cpu_s).collect::<Vec<_>>())),
+        scheduler_cpu_s: round3(mean(
+            &runs.iter().map(|r| r.scheduler.cpu_s).collect::<Vec<_>>(),
+        )),
+        all_completed: peers.iter().all(|p| p.completed),
+        all_verified: if verified.iter().any(Option::is_none) {
+            None
+        } else {
+            Some(verified.iter().all(|v| *v == Some(true)))
+        },
+    }
+}
+
+/// Addresses of one dfdaemon.
+#[derive(Debug, Clone)]
+struct DaemonAddrs {
+    name: String,
+    admin: String,
+}
+
+async fn one_run(
+    cfg: &SwarmConfig,
+    bound: &LowerBound,
+    http: &reqwest::Client,
+) -> anyhow::Result<SwarmRun> {
+    let parent = cfg.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    std::fs::create_dir_all(&parent)
+        .with_context(|| format!("cannot create {}", parent.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("df-bench-swarm-")
+        .tempdir_in(&parent)
+        .with_context(|| format!("cannot create a temp dir in {}", parent.display()))?;
+    let mut procs = ProcessSet::default();
+    let result = run_cluster(cfg, bound, http, dir.path(), &mut procs).await;
+    procs.stop_all(Duration::from_secs(5)).await;
+    result
+}
+
+async fn run_cluster(
+    cfg: &SwarmConfig,
+    bound: &LowerBound,
+    http: &reqwest::Client,
+    dir: &Path,
+    procs: &mut ProcessSet,
+) -> anyhow::Result<SwarmRun> {
+    let origin = start_origin(procs, &cfg.bin_dir, dir, cfg.origin_rate).await?;
+    let n = cfg.peers as usize;
+    let ports = free_ports(2 + 3 * (n + 1)).await?;
+    let (grpc, sched_http) = (
+        format!("127.0.0.1:{}", ports[0]),
+        format!("127.0.0.1:{}", ports[1]),
+    );
+    start_scheduler(
+        procs,
+        &cfg.bin_dir,
+        dir,
+        (&grpc, &sched_http),
+        cfg.candidate_parents,
+        http,
+    )
+    .await?;
+
+    let mut nodes = Vec::with_capacity(n + 1);
+    for i in 0..=n {
+        let name = if i == 0 {
+            "seed-0".to_owned()
+        } else {
+            format!("peer-{}", i - 1)
+        };
+        let p = &ports[2 + 3 * i..5 + 3 * i];
+        let home = dir.join(&name);
+        std::fs::create_dir_all(&home)
+            .with_context(|| format!("cannot create {}", home.display()))?;
+        let config_path = home.join("dfdaemon.yaml");
+        write_file(
+            &config_path,
+            &peer_yaml(cfg, &name, i == 0, &grpc, p, &home),
+        )?;
+        let path_arg = config_path.display().to_string();
+        procs
+            .spawn(
+                &name,
+                &cfg.bin_dir.join("dfdaemon"),
+                &["--config", &path_arg],
+                &home.join("stderr.log"),
+            )
+            .await?;
+        nodes.push(DaemonAddrs {
+            name,
+            admin: format!("127.0.0.1:{}", p[2]),
+        });
+    }
+    for node in &nodes {
+        procs.wait_healthy(&node.name, &node.admin, http).await?;
+    }
+    wait_hosts_connected(http, &sched_http, n + 1).await?;
+
+    let blob_seed = fastrand::u64(..);
+    let url = format!("{origin}/blob/{}/{blob_seed}", cfg.size);
+    reset_origin(http, &origin).await?;
+    let pids: Vec<(String, u32)> = ["scheduler".to_owned()]
+        .into_iter()
+        .chain(nodes.iter().map(|d| d.name.clone()))
+        .filter_map(|name| procs.get(&name).map(|d| (name, d.pid)))
+        .collect();
+    let cpu_before: Vec<f64> = pids
+        .iter()
+        .map(|(_, pid)| proc_usage(*pid).map_or(0.0, |u| u.cpu_s))
+        .collect();
+
+    let pulls = herd(http, &nodes[1..], &url).await;
+
+    let usage_after: Vec<ProcUsage> = pids
+        .iter()
+        .map(|(_, pid)| proc_usage(*pid).unwrap_or_default())
+        .collect();
+    let usage = |i: usize| {
+        let mut u = usage_after[i];
+        u.cpu_s = round3(u.cpu_s - cpu_before[i]);
+        u
+    };
+    let stats: StatsSnapshot = get_json(http, &format!("{origin}/_stats")).await?;
+    let task_id = pulls.iter().find_map(|p| p.task_id.clone());
+
+    let mut results = Vec::with_capacity(n + 1);
+    for (i, node) in nodes.iter().enumerate() {
+        let u = usage(i + 1);
+        let info: PeerInfo = get_json(http, &format!("http://{}/api/v1/info", node.admin)).await?;
+        let local = match &task_id {
+            Some(id) => {
+                get_json::<LocalTask>(http, &format!("http://{}/api/v1/tasks/{id}", node.admin))
+                    .await
+                    .ok()
+            }
+            None => None,
+        };
+        let pull = (i > 0).then(|| &pulls[i - 1]);
+        results.push((
+            local.as_ref().map(|t| t.content_path.clone()),
+            NodeResult {
+                name: node.name.clone(),
+                completed: pull.is_some_and(|p| p.error.is_none() && p.bytes == cfg.size),
+                error: pull.and_then(|p| p.error.clone()),
+                seconds: pull.map_or(0.0, |p| round3(p.seconds)),
+                first_byte_s: pull.map_or(0.0, |p| round3(p.first_byte_s)),
+                bytes_received: pull.map_or(0, |p| p.bytes),
+                source: pull.map(|p| p.source.clone()).unwrap_or_default(),
+                from_origin: local.as_ref().map_or(0, |t| t.bytes_from_origin),
+                from_seeds: local.as_ref().map_or(0, |t| t.bytes_from_seeds),
+                from_peers: local.as_ref().map_or(0, |t| t.bytes_from_peers),
+                uploaded_bytes: info.uploaded_bytes,
+                peak_rss_kib: u.peak_rss_kib,
+                cpu_s: u.cpu_s,
+                sha256_ok: None,
+            },
+        ));
+    }
+    let dag_edges = match &task_id {
+        Some(id) => get_json::<TaskDetail>(http, &format!("http://{sched_http}/api/v1/tasks/{id}"))
+            .await
+            .map_or(0, |t| t.edges.iter().filter(|e| e.bytes > 0).count()),
+        None => 0,
+    };
+
+    let baseline = if cfg.baseline {
+        Some(direct(http, &origin, cfg.size, blob_seed ^ 1, n).await?)
+    } else {
+        None
+    };
+
+    if cfg.verify {
+        let (size, seed) = (cfg.size, blob_seed);
+        let want = tokio::task::spawn_blocking(move || blob_digests(size, seed).sha256)
+            .await
+            .context("hashing the origin's object")?;
+        for (path, node) in results.iter_mut().skip(1) {
+            node.sha256_ok = Some(match path.clone() {
+                Some(path) => {
+                    let got = tokio::task::spawn_blocking(move || sha256_file(Path::new(&path)))
+                        .await
+                        .context("hashing a peer's file")?;
+                    got.is_ok_and(|g| g == want)
+                }
+                None => false,
+            });
+        }
+    }
+
+    let mut results = results.into_iter().map(|(_, r)| r);
+    let seed = results.next().unwrap_or_default();
+    let peers: Vec<NodeResult> = results.collect();
+    let makespan = peers.iter().map(|p| p.seconds).fold(0.0, f64::max);
+    let speedup = baseline
+        .as_ref()
+        .filter(|_| makespan > 0.0)
+        .map(|b| round3(b.makespan_s / makespan));
+    Ok(SwarmRun {
+        makespan_s: round3(makespan),
+        makespan_over_t_star: if bound.t_star_s > 0.0 {
+            round3(makespan / bound.t_star_s)
+        } else {
+            0.0
+        },
+        origin_bytes: stats.bytes_served,
+        origin_bytes_over_size: round3(stats.bytes_served as f64 / cfg.size as f64),
+        origin_requests: stats.requests,
+        peers_back_to_source: peers.iter().filter(|p| p.from_origin > 0).count(),
+        peers,
+        seed,
+        scheduler: usage(0),
+        dag_edges,
+        baseline,
+        speedup,
+    })
+}
+
+fn peer_yaml(
+    cfg: &SwarmConfig,
+    name: &str,
+    seed: bool,
+    scheduler: &str,
+    ports: &[u16],
+    home: &Path,
+) -> String {
+    let concurrent = cfg
+        .concurrent_pieces
+        .map(|c| format!("  concurrent_pieces: {c}\n"))
+        .unwrap_or_default();
+    format!(
+        "seed: {seed}\n\
+         host:\n  hostname: \"{name}\"\n  ip: 127.0.0.1\n\
+         schedulers: [\"{scheduler}\"]\n\
+         server:\n  upload_addr: \"127.0.0.1:{}\"\n  proxy_addr: \"127.0.0.1:{}\"\n  admin_addr: \"127.0.0.1:{}\"\n\
+         upload:\n  rate_limit: {}\n\
+         download:\n  rate_limit: {}\n{concurrent}\
+         storage:\n  dir: \"{}\"\n\
+         proxy:\n  enabled: false\n\
+         log:\n  dir: \"{}\"\n  level: info\n  stderr: \"off\"\n",
+        ports[0],
+        ports[1],
+        ports[2],
+        cfg.peer_upload,
+        cfg.peer_download,
+        home.join("data").display(),
+        home.join("log").display(),
+    )
+}
+
+async fn reset_origin(http: &reqwest::Client, origin: &str) -> anyhow::Result<()> {
+    http.post(format!("{origin}/_stats/reset"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("POST {origin}/_stats/reset"))?;
+    Ok(())
+}
+
+/// Waits until the scheduler lists `want` connected hosts, so the seed is known before the
+/// herd (a peer registering first would otherwise fetch from the origin itself).
+async fn wait_hosts_connected(
+    http: &reqwest::Client,
+    scheduler: &str,
+    want: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = format!("http://{scheduler}/api/v1/hosts");
+    loop {
+        let hosts: Vec<HostView> = get_json(http, &url).await?;
+        let connected = hosts.iter().filter(|h| h.connected).count();
+        if connected >= want {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "only {connected} of {want} daemons connected to the scheduler within 20s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One client's download through its peer.
+#[derive(Debug, Clone, Default)]
+struct Pull {
+    seconds: f64,
+    first_byte_s: f64,
+    bytes: u64,
+    task_id: Option<String>,
+    source: String,
+    error: Option<String>,
+}
+
+/// Fires one download per peer at the same moment and reads every body to the end.
+async fn herd(http: &reqwest::Client, peers: &[DaemonAddrs], url: &str) -> Vec<Pull> {
+    let start = Arc::new(tokio::sync::Barrier::new(peers.len() + 1));
+    let mut set = JoinSet::new();
+    for (i, peer) in peers.iter().enumerate() {
+        let (http, start) = (http.clone(), start.clone());
+        let request = format!("http://{}/api/v1/download", peer.admin);
+        let url = url.to_owned();
+        set.spawn(async move {
+            start.wait().await;
+            let t0 = Instant::now();
+            let mut pull = Pull::default();
+            if let Err(e) = pull_through(&http, &request, &url, t0, &mut pull).await {
+                pull.error = Some(format!("{e:#}"));
+            }
+            pull.seconds = t0.elapsed().as_secs_f64();
+            (i, pull)
+        });
+    }
+    start.wait().await;
+    let mut pulls = vec![Pull::default(); peers.len()];
+    while let Some(joined) = set.join_next().await {
+        if let Ok((i, pull)) = joined {
+            pulls[i] = pull;
+        }
+    }
+    pulls
+}
+
+async fn pull_through(
+    http: &reqwest::Client,
+    request: &str,
+    url: &str,
+    t0: Instant,
+    pull: &mut Pull,
+) -> anyhow::Result<()> {
+    let mut resp = http
+        .get(request)
+        .query(&[("url", url)])
+        .send()
+        .await
+        .with_context(|| format!("GET {request}"))?;
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    pull.task_id = header(df_core::HEADER_TASK_ID);
+    pull.source = header(df_core::HEADER_SOURCE).unwrap_or_default();
+    anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
+    while let Some(chunk) = resp.chunk().await.context("reading the body")? {
+        if pull.bytes == 0 {
+            pull.first_byte_s = t0.elapsed().as_secs_f64();
+        }
+        pull.bytes += chunk.len() as u64;
+    }
+    Ok(())
+}
+
+/// The baseline: `n` clients pulling `size` bytes straight from the origin at the same moment.
+async fn direct(
+    http: &reqwest::Client,
+    origin: &str,
+    size: u64,
+    blob_seed: u64,
+    n: usize,
+) -> anyhow::Result<BaselineResult> {
+    reset_origin(http, origin).await?;
+    let start = Arc::new(tokio::sync::Barrier::new(n + 1));
+    let mut set = JoinSet::new();
+    for i in 0..n {
+        let (http, start) = (http.clone(), start.clone());
+        // One object per client, as N nodes pulling one layer would each fetch it whole.
+        let url = format!("{origin}/blob/{size}/{blob_seed}");
+        set.spawn(async move {
+            start.wait().await;
+            let t0 = Instant::now();
+            let mut bytes = 0u64;
+            let mut resp = http
+                .get(&url)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .with_context(|| format!("GET {url}"))?;
+            while let Some(chunk) = resp.chunk().await.context("reading the body")? {
+                bytes += chunk.len() as u64;
+            }
+            anyhow::ensure!(bytes == size, "client {i} got {bytes} of {size} bytes");
+            Ok::<_, anyhow::Error>(t0.elapsed().as_secs_f64())
+        });
+    }
+    start.wait().await;
+    let mut per_client = Vec::with_capacity(n);
+    while let Some(joined) = set.join_next().await {
+        per_client.push(round3(joined.context("a direct client panicked")??));
+    }
+    let stats: StatsSnapshot = get_json(http, &format!("{origin}/_stats")).await?;
+    Ok(BaselineResult {
+        makespan_s: per_client.iter().copied().fold(0.0, f64::max),
+        per_client_s: per_client,
+        origin_bytes: stats.bytes_served,
+    })
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A markdown table of several reports, one row per case, for the README.
+pub fn markdown_table(reports: &[SwarmReport]) -> String {
+    let rate = |r: u64| {
+        if r == 0 {
+            "-".to_owned()
+        } else {
+            format!("{}", r / MIB)
+        }
+    };
+    let mut out = String::from(
+        "| case | N | S MiB | U0 / U / D MiB/s | T* s | makespan s | makespan / T* | origin bytes / S | direct s | speedup | peer RSS MiB | scheduler RSS MiB | CPU s per peer |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in reports {
+        let c = &r.config;
+        let s = &r.summary;
+        let opt =
+            |v: Option<f64>, unit: &str| v.map_or("-".to_owned(), |v| format!("{v:.2}{unit}"));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} / {} / {} | {:.2} | {:.2} | {:.2} | {:.3} | {} | {} | {:.0} | {:.0} | {:.2} |\n",
+            c.label,
+            c.peers,
+            c.size / MIB,
+            rate(c.origin_rate),
+            rate(c.peer_upload),
+            rate(c.peer_download),
+            r.bound.t_star_s,
+            s.makespan_s,
+            s.makespan_over_t_star,
+            s.origin_bytes_over_size,
+            opt(s.direct_s, ""),
+            opt(s.speedup, "x"),
+            s.peer_peak_rss_mib.max(s.seed_peak_rss_mib),
+            s.scheduler_peak_rss_mib,
+            s.peer_cpu_s,
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_is_its_largest_term() {
+        // 8 peers + seed, 256 MiB, all caps 32 MiB/s: the origin and the downlink bind at 8 s;
+        // the swarm term is 9·256/(32+9·32) = 7.2 s.
+        let b = LowerBound::new(256 * MIB, 8, 32 * MIB, 32 * MIB, 32 * MIB);
+        assert_eq!(b.origin_s, 8.0);
+        assert_eq!(b.download_s, 8.0);
+        assert_eq!(b.swarm_s, 7.2);
+        assert_eq!(b.t_star_s, 8.0);
+        // Uploads at a quarter of the downlink: the swarm's upload capacity binds.
+        let b = LowerBound::new(256 * MIB, 8, 64 * MIB, 16 * MIB, 64 * MIB);
+        assert_eq!(b.swarm_s, round3(9.0 * 256.0 / (64.0 + 9.0 * 16.0)));
+        assert_eq!(b.t_star_s, b.swarm_s);
+        // Unlimited rates contribute nothing.
+        assert_eq!(LowerBound::new(MIB, 2, 0, 0, 0).t_star_s, 0.0);
+    }
+}

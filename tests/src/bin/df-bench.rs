@@ -1,0 +1,292 @@
+//! `df-bench`: the benchmarks of `df_tests::bench` on the command line. It starts the release
+//! binaries it finds next to itself (or in `--bin-dir`), prints a summary, writes JSON, and
+//! asserts nothing: figures are reported, not checked. `scripts/bench-swarm` runs the matrix.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use df_core::config::ByteSize;
+use df_tests::bench::scheduler_load::{self, LoadConfig};
+use df_tests::bench::swarm::{self, SwarmConfig, SwarmReport};
+use df_tests::bench::{MIB, write_json};
+
+/// Benchmarks of dragonfly-lite on one machine, with real daemon processes on 127.0.0.1.
+#[derive(Debug, Parser)]
+#[command(version, max_term_width = 100)]
+struct Cli {
+    /// Where dfscheduler, dfdaemon and df-testorigin are [default: this binary's directory].
+    #[arg(long, global = true, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+    /// Parent directory for the runs' temp dirs (daemon data, logs) [default: the system's].
+    #[arg(long, global = true, value_name = "DIR")]
+    work_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// A thundering herd of N peers through a seed and a capped origin, against the physical
+    /// lower bound and against N clients pulling directly from the origin.
+    Swarm(SwarmArgs),
+    /// Thousands of simulated peers registering and reporting pieces on one real scheduler.
+    SchedulerLoad(LoadArgs),
+    /// Merges `swarm` results into one JSON file and prints them as a markdown table.
+    Table(TableArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SwarmArgs {
+    /// Case name in tables.
+    #[arg(long, default_value = "swarm")]
+    label: String,
+    /// Object size S (e.g. 256MiB).
+    #[arg(long, value_name = "BYTES", default_value = "256MiB")]
+    size: ByteSize,
+    /// Normal peers N; a seed comes on top.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    peers: u32,
+    /// Origin egress cap U0, bytes per second; 0 = unlimited.
+    #[arg(long, value_name = "BYTES", default_value = "32MiB")]
+    origin_rate: ByteSize,
+    /// Upload cap U of every peer and the seed; 0 = unlimited.
+    #[arg(long, value_name = "BYTES", default_value = "32MiB")]
+    peer_upload: ByteSize,
+    /// Download cap D of every peer and the seed; 0 = unlimited.
+    #[arg(long, value_name = "BYTES", default_value = "32MiB")]
+    peer_download: ByteSize,
+    /// `download.concurrent_pieces` of every daemon [default: the daemon's].
+    #[arg(long, value_name = "N")]
+    concurrent_pieces: Option<usize>,
+    /// `scheduler.candidate_parents` (parents offered to a peer) [default: the scheduler's].
+    #[arg(long, value_name = "N")]
+    candidate_parents: Option<usize>,
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    runs: u32,
+    /// Skip the direct baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    /// Skip the SHA-256 check of every peer's file after the run.
+    #[arg(long)]
+    no_verify: bool,
+    /// Fail a run (herd and baseline) that takes longer, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    timeout: u64,
+    /// Result file.
+    #[arg(long, value_name = "FILE", default_value = "target/bench/swarm.json")]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct LoadArgs {
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    peers: u32,
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    tasks: u32,
+    /// Hosts the peers run on; each host downloads peers/hosts different tasks.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    hosts: u32,
+    /// Pieces per task each peer reports.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pieces: u32,
+    /// HTTP/2 connections to the scheduler, shared by the simulated hosts and peers.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    connections: u32,
+    /// Registrations in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    concurrency: u32,
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    timeout: u64,
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "target/bench/scheduler-load.json"
+    )]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct TableArgs {
+    /// `swarm` result files, in table order.
+    #[arg(required = true, value_name = "FILE")]
+    inputs: Vec<PathBuf>,
+    /// Merged result file (`{"cases": [...]}`).
+    #[arg(long, value_name = "FILE", default_value = "target/bench/swarm.json")]
+    out: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("df-bench: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_bin_dir() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this binary's path")?;
+    exe.parent()
+        .map(Path::to_owned)
+        .context("this binary has no parent directory")
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let bin_dir = match cli.bin_dir {
+        Some(dir) => dir,
+        None => default_bin_dir()?,
+    };
+    match cli.command {
+        Command::Swarm(a) => {
+            let out = a.out.clone();
+            let report = swarm::run(SwarmConfig {
+                label: a.label,
+                size: a.size.0,
+                peers: a.peers,
+                origin_rate: a.origin_rate.0,
+                peer_upload: a.peer_upload.0,
+                peer_download: a.peer_download.0,
+                concurrent_pieces: a.concurrent_pieces,
+                candidate_parents: a.candidate_parents,
+                runs: a.runs,
+                baseline: !a.no_baseline,
+                verify: !a.no_verify,
+                timeout_s: a.timeout,
+                bin_dir,
+                work_dir: cli.work_dir,
+            })
+            .await?;
+            print_swarm(&report);
+            write_json(&out, &report)?;
+            println!("wrote {}", out.display());
+        }
+        Command::SchedulerLoad(a) => {
+            let out = a.out.clone();
+            let report = scheduler_load::run(LoadConfig {
+                peers: a.peers,
+                tasks: a.tasks,
+                hosts: a.hosts,
+                pieces: a.pieces,
+                connections: a.connections,
+                concurrency: a.concurrency,
+                timeout_s: a.timeout,
+                bin_dir,
+                work_dir: cli.work_dir,
+            })
+            .await?;
+            let l = &report.register_latency_ms;
+            println!(
+                "{} hosts announced in {:.2}s ({:.0}/s); {} peers on {} tasks registered in {:.2}s \
+                 ({:.0}/s); first answer p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms \
+                 ({} parents, {} back to source)",
+                report.config.hosts,
+                report.host_announce_s,
+                report.host_announces_per_s,
+                report.config.peers,
+                report.config.tasks,
+                report.register_s,
+                report.registrations_per_s,
+                l.p50,
+                l.p99,
+                l.max,
+                report.answered_parents,
+                report.answered_back_to_source,
+            );
+            println!(
+                "{} piece reports processed in {:.2}s ({:.0}/s); scheduler peak RSS {:.1} MiB, \
+                 CPU {:.2}s; load average {:?} -> {:?} on {} CPUs",
+                report.piece_reports,
+                report.report_s,
+                report.piece_reports_per_s,
+                report.scheduler_peak_rss_mib,
+                report.scheduler.cpu_s,
+                report.machine.loadavg_start,
+                report.machine.loadavg_end,
+                report.machine.nproc,
+            );
+            write_json(&out, &report)?;
+            println!("wrote {}", out.display());
+        }
+        Command::Table(a) => {
+            let mut cases = Vec::with_capacity(a.inputs.len());
+            for path in &a.inputs {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let report: SwarmReport = serde_json::from_str(&text).with_context(|| {
+                    format!("{} is not a df-bench swarm result", path.display())
+                })?;
+                cases.push(report);
+            }
+            print!("{}", swarm::markdown_table(&cases));
+            write_json(&a.out, &serde_json::json!({ "cases": cases }))?;
+            println!("wrote {}", a.out.display());
+        }
+    }
+    Ok(())
+}
+
+fn print_swarm(r: &SwarmReport) {
+    let c = &r.config;
+    let s = &r.summary;
+    println!(
+        "{}: N={} S={} MiB, U0={} U={} D={} MiB/s; T* = {:.2}s (origin {:.2}, download {:.2}, swarm {:.2})",
+        c.label,
+        c.peers,
+        c.size / MIB,
+        c.origin_rate / MIB,
+        c.peer_upload / MIB,
+        c.peer_download / MIB,
+        r.bound.t_star_s,
+        r.bound.origin_s,
+        r.bound.download_s,
+        r.bound.swarm_s,
+    );
+    for (k, run) in r.runs.iter().enumerate() {
+        let times: Vec<String> = run
+            .peers
+            .iter()
+            .map(|p| format!("{:.2}", p.seconds))
+            .collect();
+        println!(
+            "  run {}: makespan {:.2}s ({:.2}x T*), origin {:.3}x S in {} requests, direct {}, \
+             peers {}s, {} DAG edges, {} peers went to the origin",
+            k + 1,
+            run.makespan_s,
+            run.makespan_over_t_star,
+            run.origin_bytes_over_size,
+            run.origin_requests,
+            run.baseline
+                .as_ref()
+                .map_or("-".to_owned(), |b| format!("{:.2}s", b.makespan_s)),
+            times.join(" "),
+            run.dag_edges,
+            run.peers_back_to_source,
+        );
+    }
+    println!(
+        "  median makespan {:.2}s = {:.2}x T*; speedup over direct {}; origin egress {:.3}x S; \
+         peak RSS peer {:.1} / seed {:.1} / scheduler {:.1} MiB; CPU s peer {:.2} / seed {:.2} / \
+         scheduler {:.2}; all completed: {}; verified: {}",
+        s.makespan_s,
+        s.makespan_over_t_star,
+        s.speedup.map_or("-".to_owned(), |v| format!("{v:.2}x")),
+        s.origin_bytes_over_size,
+        s.peer_peak_rss_mib,
+        s.seed_peak_rss_mib,
+        s.scheduler_peak_rss_mib,
+        s.peer_cpu_s,
+        s.seed_cpu_s,
+        s.scheduler_cpu_s,
+        s.all_completed,
+        s.all_verified
+            .map_or("not checked".to_owned(), |v| v.to_string()),
+    );
+    println!(
+        "  load average {:?} -> {:?} on {} CPUs",
+        r.machine.loadavg_start, r.machine.loadavg_end, r.machine.nproc
+    );
+}
