@@ -130,6 +130,10 @@ pub struct StoredTask {
     changed: watch::Sender<u64>,
     /// Readers and downloads using the task; a task in use is never evicted.
     users: AtomicUsize,
+    /// One write to the data file at a time. Buffered writes to one file serialise on the
+    /// inode's lock in the kernel anyway; eight blocking threads queued there spin on it
+    /// (measured: 16 % of a cold pull's CPU in `rwsem_spin_on_owner`) instead of sleeping.
+    write_gate: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for StoredTask {
@@ -211,6 +215,7 @@ impl StoredTask {
         const MAX_IOVECS: usize = 256;
         let file = self.file()?;
         let path = self.data_path.clone();
+        let _gate = self.write_gate.lock().await;
         tokio::task::spawn_blocking(move || {
             let mut chunks: std::collections::VecDeque<Bytes> = chunks.into();
             let mut at = offset;
@@ -462,6 +467,7 @@ impl PieceStore {
             file: Mutex::new(None),
             changed: watch::channel(0).0,
             users: AtomicUsize::new(0),
+            write_gate: tokio::sync::Mutex::new(()),
         })
     }
 
