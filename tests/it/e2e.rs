@@ -216,6 +216,14 @@ struct Refs {
 }
 
 impl Image {
+    /// The manifest's digest and every blob's: what a complete fetch leaves in containerd.
+    fn digests(&self) -> Vec<&str> {
+        [self.manifest_digest.as_str(), self.config_digest.as_str()]
+            .into_iter()
+            .chain(self.layers.iter().map(|b| b.digest.as_str()))
+            .collect()
+    }
+
     /// Config first, then the layers.
     fn blobs(&self) -> Vec<Blob> {
         let mut all = vec![Blob {
@@ -640,6 +648,18 @@ impl Containerd {
     }
 }
 
+/// The registry served every blob in full to the fetch measured by `delta` (no peer in between).
+fn assert_all_from_registry(blobs: &[Blob], delta: &[u64], what: &str) {
+    for (b, d) in blobs.iter().zip(delta) {
+        assert!(
+            *d >= logged_at_least(b),
+            "{what} should come from the registry: {d} bytes of {} ({})",
+            b.digest,
+            b.size
+        );
+    }
+}
+
 /// containerd's content store holds every digest in `want`.
 fn assert_holds(have: &[String], want: &[&str], when: &str) {
     for d in want {
@@ -689,9 +709,7 @@ async fn ctr_pulls_through_a_hosts_toml_mirror_and_falls_back_when_the_peer_is_g
         "{hosts}"
     );
     let blobs = image.blobs();
-    let want: Vec<&str> = std::iter::once(image.manifest_digest.as_str())
-        .chain(blobs.iter().map(|b| b.digest.as_str()))
-        .collect();
+    let want = image.digests();
 
     let before = served(&blobs, "http").await;
     containerd.fetch(NS, &image.refs.http).await.ok();
@@ -720,14 +738,7 @@ async fn ctr_pulls_through_a_hosts_toml_mirror_and_falls_back_when_the_peer_is_g
     containerd.fetch(NS, &image.refs.http).await.ok();
     assert_holds(&containerd.content(NS).await, &want, "after the fallback");
     let delta = served_since(&blobs, "http", &before).await;
-    for (b, d) in blobs.iter().zip(&delta) {
-        assert!(
-            *d >= logged_at_least(b),
-            "the fallback fetch should come from the registry: {d} bytes of {} ({})",
-            b.digest,
-            b.size
-        );
-    }
+    assert_all_from_registry(&blobs, &delta, "the fallback fetch");
 }
 
 /// `dfctl disable` / `enable` on the node root of a real containerd: after disable, ctr goes
@@ -770,9 +781,7 @@ async fn ctr_goes_to_the_registry_after_dfctl_disable_and_through_the_peer_after
         c
     };
     let blobs = image.blobs();
-    let want: Vec<&str> = std::iter::once(image.manifest_digest.as_str())
-        .chain(blobs.iter().map(|b| b.digest.as_str()))
-        .collect();
+    let want = image.digests();
     let off = run(dfctl(&["disable", "--reason", "e2e"])).await.ok();
     assert!(
         !hosts.exists(),
@@ -795,14 +804,7 @@ async fn ctr_goes_to_the_registry_after_dfctl_disable_and_through_the_peer_after
         "the peer saw requests while disabled"
     );
     let delta = served_since(&blobs, "http", &before).await;
-    for (b, d) in blobs.iter().zip(&delta) {
-        assert!(
-            *d >= logged_at_least(b),
-            "with P2P off, {} should come from the registry: {d} of {} bytes",
-            b.digest,
-            b.size
-        );
-    }
+    assert_all_from_registry(&blobs, &delta, "with P2P off, the fetch");
 
     containerd.clean().await;
     let on = run(dfctl(&["enable"])).await.ok();
