@@ -1877,7 +1877,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__status)
-            opts="-o -h -V --dir --scheduler --peer --output --help --version"
+            opts="-o -h -V --dir --scheduler --peer --schedulers-only --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -195,6 +195,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand status" -l scheduler -d 'A s
 complete -c dfctl -n "__fish_dfctl_using_subcommand status" -l peer -d 'A peer\'s admin address (HOST:PORT); repeatable. Replaces the cluster file' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand status" -l schedulers-only -d 'Check only the schedulers (no peers, none discovered): a readiness check that must not fail because some other node\'s peer is down'
 complete -c dfctl -n "__fish_dfctl_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand status" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand get" -s O -l output-file -d 'Write to FILE instead of stdout (\'-\' is stdout)' -r -F

@@ -369,6 +369,8 @@ fn assert_waits_for_first_scheduler(workload: &Value, first_scheduler: &str, adm
         .expect("host:port");
     assert_eq!(status.daemons.schedulers, [format!("{host}:{admin_port}")]);
     assert!(status.daemons.peers.is_empty());
+    // A peer down on another node must not hold this pod's start.
+    assert!(status.schedulers_only, "{argv:?}");
 }
 
 /// The init container's command line and the host directories it sees.

@@ -28,6 +28,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Args {
     #[command(flatten)]
     pub daemons: DaemonsArg,
+    /// Check only the schedulers (no peers, none discovered): a readiness check that must not
+    /// fail because some other node's peer is down.
+    #[arg(long)]
+    pub schedulers_only: bool,
     #[command(flatten)]
     pub output: OutputArg,
 }
@@ -154,7 +158,10 @@ fn label(name: Option<&str>, addr: &str) -> String {
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let client = AdminClient::with_timeout(PROBE_TIMEOUT)?;
-    let targets = args.daemons.resolve(&client, true).await?;
+    let mut targets = args.daemons.resolve(&client, !args.schedulers_only).await?;
+    if args.schedulers_only {
+        targets.peers.clear();
+    }
     let report = probe(&client, &targets).await;
     match args.output.output {
         OutputFormat::Json => render::print_json(&report)?,

@@ -177,7 +177,7 @@ that name must resolve by then, or the peer would advertise 127.0.0.1.
   image: {{ include "dfl.image" . }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
   command: ["dfctl"]
-  args: ["status", "--scheduler", {{ printf "%s-scheduler-0.%s-scheduler.%s.svc.%s:%d" $full $full .Release.Namespace .Values.clusterDomain (int .Values.scheduler.ports.admin) | quote }}]
+  args: ["status", "--schedulers-only", "--scheduler", {{ printf "%s-scheduler-0.%s-scheduler.%s.svc.%s:%d" $full $full .Release.Namespace .Values.clusterDomain (int .Values.scheduler.ports.admin) | quote }}]
 {{- end -}}
 
 {{/* Liveness and readiness probes on the named port "admin". */}}
