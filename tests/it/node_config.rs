@@ -61,6 +61,14 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
     out
 }
 
+/// Writes `text` at `rel` under `root`, creating the directories; returns the path.
+fn put(root: &Path, rel: &str, text: impl AsRef<[u8]>) -> PathBuf {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -300,9 +308,11 @@ fn gen_config_containerd_edits_in_place_is_idempotent_and_dry_run_writes_nothing
 #[test]
 fn gen_config_refuses_broken_files_naming_file_and_line_and_leaves_them() {
     let root = tempfile::tempdir().expect("tempdir");
-    let config = root.path().join("etc/containerd/config.toml");
-    std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&config, "version = 2\n\n[plugins\nx = 1\n").expect("write");
+    let config = put(
+        root.path(),
+        "etc/containerd/config.toml",
+        "version = 2\n\n[plugins\nx = 1\n",
+    );
     let before = snapshot(root.path());
     let err = fails(&[
         "gen-config",
@@ -331,9 +341,11 @@ fn gen_config_refuses_broken_files_naming_file_and_line_and_leaves_them() {
     assert!(err.contains("legacy mirrors (docker.io)"), "{err}");
     assert_eq!(snapshot(root.path()), before);
 
-    let json = root.path().join("etc/docker/daemon.json");
-    std::fs::create_dir_all(json.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&json, "{\n  \"debug\": true,\n  \"log-driver\": \n").expect("write");
+    let json = put(
+        root.path(),
+        "etc/docker/daemon.json",
+        "{\n  \"debug\": true,\n  \"log-driver\": \n",
+    );
     let before = snapshot(root.path());
     let err = fails(&[
         "gen-config",
@@ -661,9 +673,11 @@ fn containerd_reads_config_path_from_every_edited_sample() {
         ("has-config-path.toml", "username = \"puller\""),
     ] {
         let root = tempfile::tempdir().expect("tempdir");
-        let config = root.path().join("etc/containerd/config.toml");
-        std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
-        std::fs::write(&config, containerd_sample(sample)).expect("write");
+        let config = put(
+            root.path(),
+            "etc/containerd/config.toml",
+            containerd_sample(sample),
+        );
         ok(&[
             "gen-config",
             "containerd",
@@ -1018,12 +1032,16 @@ fn closed_admin() -> String {
 fn configured_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().expect("tempdir");
     let r = s(root.path()).to_owned();
-    let config = root.path().join("etc/containerd/config.toml");
-    std::fs::create_dir_all(config.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&config, containerd_sample("containerd-1.6-default.toml")).expect("write");
-    let daemon_json = root.path().join("etc/docker/daemon.json");
-    std::fs::create_dir_all(daemon_json.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&daemon_json, "{\"log-driver\": \"journald\"}\n").expect("write");
+    put(
+        root.path(),
+        "etc/containerd/config.toml",
+        containerd_sample("containerd-1.6-default.toml"),
+    );
+    put(
+        root.path(),
+        "etc/docker/daemon.json",
+        "{\"log-driver\": \"journald\"}\n",
+    );
     for args in [
         &[
             "gen-config",
