@@ -9,7 +9,8 @@
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
 //! - [`image_ref`]: image references (`alpine:3.19`) to registry manifest URLs, for preheat.
 //! - [`tui`]: `dfctl top`, the live terminal UI.
-//! - [`write_plan`]: safe writes (diff, backups, manifest); [`service_steps`]: systemctl steps run
+//! - [`destination`]: the one write primitive (stdout, devices in place, files atomically,
+//!   links followed within `--root`); [`write_plan`]: safe writes (diff, backups, manifest); [`service_steps`]: systemctl steps run
 //!   on a live node, printed elsewhere.
 //!
 //! Errors are `anyhow` all the way up to `main`, which prints them as one line.
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod cluster;
 pub mod cmd;
 pub mod daemon_config;
+pub mod destination;
 pub mod generated_docs;
 pub mod helm_chart;
 pub mod helm_values;
