@@ -174,28 +174,15 @@ impl ClusterState {
     }
 }
 
-/// Writes `bytes` to a temp file beside `path`, syncs it and renames it over `path`, so readers
-/// never see a partial file and a crash leaves the old content.
+/// Writes `bytes` to `path` through [`crate::destination`] (atomically for a file: temp file in
+/// the target's directory, sync, rename), on a blocking thread.
 pub async fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use tokio::io::AsyncWriteExt as _;
-    let file_name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let mut tmp_name = file_name.to_os_string();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let result = async {
-        let mut file = tokio::fs::File::create(&tmp).await?;
-        file.write_all(bytes).await?;
-        file.sync_all().await?;
-        drop(file);
-        tokio::fs::rename(&tmp, path).await
-    }
-    .await;
-    if let Err(e) = result {
-        let _ = tokio::fs::remove_file(&tmp).await;
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
+    let (path, bytes) = (path.to_owned(), bytes.to_vec());
+    tokio::task::spawn_blocking(move || {
+        crate::destination::write(&path, None, &bytes, crate::destination::Mode::New(0o644))
+    })
+    .await
+    .context("writer thread failed")??;
     Ok(())
 }
 

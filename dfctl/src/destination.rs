@@ -24,8 +24,8 @@
 use std::fs;
 use std::io::Write as _;
 use std::os::fd::AsFd as _;
-use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
 /// Symlink hops followed before giving up (Linux's own limit).
@@ -262,7 +262,10 @@ impl Staged {
             (Mode::New(_), Some(m)) => m.permissions().mode() & 0o7777,
         };
         if let Some(m) = &existing {
-            let ours = staged.file.metadata().map_err(io_err(&tmp, "cannot stat"))?;
+            let ours = staged
+                .file
+                .metadata()
+                .map_err(io_err(&tmp, "cannot stat"))?;
             if (m.uid(), m.gid()) != (ours.uid(), ours.gid()) {
                 std::os::unix::fs::fchown(&staged.file, Some(m.uid()), Some(m.gid()))
                     .map_err(io_err(&tmp, "cannot keep the replaced file's owner"))?;
@@ -288,7 +291,9 @@ impl Staged {
                 .flush()
                 .map_err(io_err(Path::new("-"), "cannot flush"));
         };
-        self.file.sync_all().map_err(io_err(&r.tmp, "cannot sync"))?;
+        self.file
+            .sync_all()
+            .map_err(io_err(&r.tmp, "cannot sync"))?;
         fs::rename(&r.tmp, &r.target).map_err(io_err(&r.target, "cannot replace"))?;
         r.committed = true;
         // The rename is durable only once the directory entry is.

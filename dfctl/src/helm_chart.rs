@@ -46,7 +46,13 @@ pub fn write(dir: &Path) -> std::io::Result<std::path::PathBuf> {
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::write(&file, content)?;
+        crate::destination::write(
+            &file,
+            None,
+            content.as_bytes(),
+            crate::destination::Mode::New(0o644),
+        )
+        .map_err(std::io::Error::other)?;
     }
     Ok(chart)
 }

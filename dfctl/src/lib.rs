@@ -10,8 +10,8 @@
 //! - [`image_ref`]: image references (`alpine:3.19`) to registry manifest URLs, for preheat.
 //! - [`tui`]: `dfctl top`, the live terminal UI.
 //! - [`destination`]: the one write primitive (stdout, devices in place, files atomically,
-//!   links followed within `--root`); [`write_plan`]: safe writes (diff, backups, manifest); [`service_steps`]: systemctl steps run
-//!   on a live node, printed elsewhere.
+//!   links followed within `--root`); [`write_plan`]: safe writes (diff, backups, manifest);
+//!   [`service_steps`]: systemctl steps run on a live node, printed elsewhere.
 //!
 //! Errors are `anyhow` all the way up to `main`, which prints them as one line.
 

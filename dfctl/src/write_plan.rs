@@ -7,14 +7,19 @@
 //! container, a temp dir in tests). Invariants of [`WritePlan::apply`]:
 //! - a file whose content is already the planned content is not touched (re-running is a no-op:
 //!   no write, no backup, no manifest change);
-//! - every write is atomic (temp file in the same directory, fsync, rename, fsync of the
-//!   directory), so a reader never sees half a file;
+//! - every write goes through [`crate::destination`]: atomic (temp file in the target's
+//!   directory, fsync, rename, fsync of the directory), so a reader never sees half a file; a
+//!   path that is a symlink is written at its target and the link is kept, and a target outside
+//!   the root is refused. Reads, backups, the manifest, `disable` and `enable` follow the same
+//!   rule, so a linked config round-trips byte for byte. A planned path must be a regular file
+//!   (or a link to one): backups and reverts need content, which a device or FIFO has not;
 //! - an existing file that dfctl did not write (or that was edited by hand since) is copied to a
 //!   backup next to it before it is replaced: `<file>.dfctl-bak` the first time, and
 //!   `<file>.dfctl-bak.<unix seconds>` when that name is taken; a backup is never overwritten.
 //!   A file that dfctl wrote and nobody changed since is replaced without a new backup, so the
 //!   first backup always holds the pre-dfctl original;
-//! - a replaced file keeps its permission bits; a new file gets the planned mode.
+//! - a replaced file keeps its permission bits and owner; a new file gets the planned mode,
+//!   and a backup gets the mode of the file it copies.
 //!
 //! # The manifest: `<root>/etc/dragonfly-lite/gen-config.json`
 //!
@@ -44,12 +49,13 @@
 //! The manifest itself is written atomically after the files; it is not part of dry-run diffs.
 
 use std::fs;
-use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
+
+use crate::destination::{self, Destination, DestinationError, Mode};
 
 /// Node path of the manifest.
 pub const MANIFEST_PATH: &str = "/etc/dragonfly-lite/gen-config.json";
@@ -64,6 +70,10 @@ pub enum WriteError {
         action: &'static str,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    #[error("{path} is not a regular file: dfctl edits only regular files (or links to them)")]
+    NotAFile { path: PathBuf },
     #[error("{path}: not an absolute node path")]
     RelativePath { path: PathBuf },
     #[error("{path}: the manifest is not valid JSON (line {line}): {message}")]
@@ -216,9 +226,16 @@ impl WritePlan {
         under_root(&self.root, path)
     }
 
-    /// Reads the current content of a node path under the root (`None`: no such file).
+    /// Reads the current content of a node path under the root (`None`: no such file),
+    /// through a symlink the way a write would go (refused when it leaves the root).
     pub fn current(&self, path: &Path) -> Result<Option<Vec<u8>>, WriteError> {
-        read_optional(&self.host_path(path))
+        let host = self.host_path(path);
+        match destination::resolve(&host, Some(&self.root))? {
+            Destination::File(target) => read_optional(&target),
+            Destination::Stdout | Destination::Direct(_) => {
+                Err(WriteError::NotAFile { path: host })
+            }
+        }
     }
 
     fn change_of(&self, file: &PlannedFile) -> Result<(Change, Option<Vec<u8>>), WriteError> {
@@ -268,6 +285,12 @@ impl WritePlan {
     pub fn apply(&self) -> Result<Vec<FileOutcome>, WriteError> {
         let manifest_path = self.host_path(Path::new(MANIFEST_PATH));
         let mut manifest = Manifest::load(&manifest_path)?;
+        // Every destination is checked before the first write, so a link leaving the root or a
+        // directory in the way stops the plan with nothing half-written.
+        destination::resolve(&manifest_path, Some(&self.root))?;
+        for file in &self.files {
+            self.current(&file.path)?;
+        }
         let mut outcomes = Vec::new();
         for file in &self.files {
             if !file.path.is_absolute() {
@@ -282,7 +305,12 @@ impl WritePlan {
             match (&change, &current) {
                 (Change::Unchanged, _) => {}
                 (Change::Create, _) => {
-                    write_atomic(&host, &file.content, file.mode)?;
+                    destination::write(
+                        &host,
+                        Some(&self.root),
+                        &file.content,
+                        Mode::New(file.mode),
+                    )?;
                 }
                 (Change::Replace, Some(old)) => {
                     let ours = entry.is_some_and(|i| manifest.files[i].sha256 == sha256_hex(old));
@@ -293,10 +321,12 @@ impl WritePlan {
                         & 0o7777;
                     if !ours {
                         let node_backup = free_backup_name(&self.root, &file.path);
-                        write_atomic(&self.host_path(&node_backup), old, mode)?;
+                        let backup_host = self.host_path(&node_backup);
+                        destination::write(&backup_host, Some(&self.root), old, Mode::New(mode))?;
                         backup = Some(node_backup);
                     }
-                    write_atomic(&host, &file.content, mode)?;
+                    // A replaced file keeps its own mode and owner.
+                    destination::write(&host, Some(&self.root), &file.content, Mode::New(mode))?;
                 }
                 (Change::Replace, None) => unreachable!("a replaced file has content"),
             }
@@ -326,7 +356,7 @@ impl WritePlan {
         }
         if outcomes.iter().any(|o| o.change != Change::Unchanged) {
             manifest.files.sort_by(|a, b| a.path.cmp(&b.path));
-            manifest.save(&manifest_path)?;
+            manifest.save(&manifest_path, &self.root)?;
         }
         Ok(outcomes)
     }
@@ -349,43 +379,6 @@ pub(crate) fn free_backup_name(root: &Path, path: &Path) -> PathBuf {
         n += 1;
     }
     candidate
-}
-
-/// Writes `bytes` to `path` atomically with permission bits `mode`, creating parent
-/// directories (0755) as needed.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), WriteError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io_err(dir, "cannot create directory"))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.dfctl-tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io_err(&tmp, "cannot create"))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err(&tmp, "cannot set permissions"))?;
-        f.write_all(bytes).map_err(io_err(&tmp, "cannot write"))?;
-        f.sync_all().map_err(io_err(&tmp, "cannot sync"))?;
-        fs::rename(&tmp, path).map_err(io_err(path, "cannot replace"))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    // The rename is durable only once the directory entry is.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 /// The manifest file (see the module doc).
@@ -420,14 +413,15 @@ impl Manifest {
         }
     }
 
-    fn save(&self, path: &Path) -> Result<(), WriteError> {
+    fn save(&self, path: &Path, root: &Path) -> Result<(), WriteError> {
         let mut text = serde_json::to_string_pretty(self).map_err(|e| WriteError::Manifest {
             path: path.to_owned(),
             line: 0,
             message: e.to_string(),
         })?;
         text.push('\n');
-        write_atomic(path, text.as_bytes(), 0o644)
+        destination::write(path, Some(root), text.as_bytes(), Mode::New(0o644))?;
+        Ok(())
     }
 }
 

@@ -1,12 +1,14 @@
 //! The workspace's one integration test binary: in-process clusters (`p2p`), the real
-//! binaries driven as an operator would (`cli`), the Helm chart checked with the real helm
-//! and kubernetes-validate (`helm`), the node/cluster configuration dfctl writes, checked by
-//! its real readers (`node_config`), preheat jobs (`preheat`), `dfctl top` on a real terminal
-//! (`top`), and the benchmarks at toy size (`bench`).
+//! binaries driven as an operator would (`cli`), where dfctl writes and what it leaves there
+//! (`destinations`), the Helm chart checked with the real helm and kubernetes-validate
+//! (`helm`), the node/cluster configuration dfctl writes, checked by its real readers
+//! (`node_config`), preheat jobs (`preheat`), `dfctl top` on a real terminal (`top`), and the
+//! benchmarks at toy size (`bench`).
 
 mod bench;
 mod cli;
 mod cluster;
+mod destinations;
 mod e2e;
 mod helm;
 mod node_config;

@@ -13,9 +13,10 @@ use anyhow::Context as _;
 use time::OffsetDateTime;
 
 use crate::cli::OutputArg;
+use crate::destination::{self, Mode};
 use crate::pki::{self, CertInfo, KeyType, LeafSpec, San, Usage, Validity};
 use crate::render::{OutputFormat, Palette, print_json, write_stdout};
-use crate::write_plan::{WritePlan, write_atomic};
+use crate::write_plan::WritePlan;
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
@@ -169,8 +170,8 @@ pub fn write_ca(
     );
     let pair = pki::new_ca(&cn, key_type, days)?;
     // Key first: a cert without its key is useless, a key without a cert is only a retry.
-    write_atomic(&key_path, pair.key_pem.as_bytes(), 0o400)?;
-    write_atomic(&cert_path, pair.cert_pem.as_bytes(), 0o644)?;
+    destination::write(&key_path, None, pair.key_pem.as_bytes(), Mode::Exact(0o400))?;
+    destination::write(&cert_path, None, pair.cert_pem.as_bytes(), Mode::New(0o644))?;
     let info = pki::inspect(
         &cert_path.display().to_string(),
         pair.cert_pem.as_bytes(),
@@ -253,8 +254,8 @@ fn issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
     }
     let pair = pki::issue(&ca_cert, &ca_key, &spec)?;
     create_private_dir(&out_dir)?;
-    write_atomic(&key_path, pair.key_pem.as_bytes(), 0o600)?;
-    write_atomic(&cert_path, pair.cert_pem.as_bytes(), 0o644)?;
+    destination::write(&key_path, None, pair.key_pem.as_bytes(), Mode::Exact(0o600))?;
+    destination::write(&cert_path, None, pair.cert_pem.as_bytes(), Mode::New(0o644))?;
     let sans: Vec<String> = args.sans.iter().map(ToString::to_string).collect();
     write_stdout(&format!(
         "issued {} (key {}, mode 0600)\n  sans     {}\n  expires  in {} days\n",

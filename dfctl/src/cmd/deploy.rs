@@ -10,7 +10,8 @@
 //! - `etc/dragonfly/dfdaemon.yaml` or `dfscheduler.yaml`, copied from `--config`. Without
 //!   `--config` an existing file is kept; with neither, it stops and says how to make one.
 //!
-//! Invariants: every file is written whole (temp file, fsync, rename) and only when its
+//! Invariants: every file is written through [`crate::destination`] (whole: temp file, fsync,
+//! rename; a symlink at its target, never outside `--root`) and only when its
 //! content changes, so a second run changes nothing; a replaced file is kept beside it as
 //! `<name>.dfctl-bak` (never over an earlier backup, see [`crate::write_plan`]); nothing is written before every input has been read and checked.
 //! `systemctl daemon-reload` and `enable --now` run only when the root is `/`, systemd is
@@ -22,6 +23,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cluster::Role;
+use crate::destination::{self, Mode};
 use crate::helm_values::HelmValuesArgs;
 use crate::write_plan::under_root;
 
@@ -122,8 +124,13 @@ async fn helm(args: HelmArgs) -> anyhow::Result<ExitCode> {
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
         crate::helm_chart::write(&dir)
             .with_context(|| format!("cannot write the chart under {}", dir.display()))?;
-        std::fs::write(dir.join("values.yaml"), text)
-            .with_context(|| format!("cannot write {}", dir.join("values.yaml").display()))
+        destination::write(
+            &dir.join("values.yaml"),
+            None,
+            text.as_bytes(),
+            Mode::New(0o644),
+        )?;
+        Ok(())
     })
     .await
     .context("writer thread failed")??;
@@ -259,13 +266,25 @@ async fn systemd(args: SystemdArgs) -> anyhow::Result<ExitCode> {
         let (root, node_path) = (args.root.clone(), file.node_path.clone());
         let (content, mode) = (file.content.clone(), file.mode);
         tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            use std::os::unix::fs::PermissionsExt as _;
             let on_disk = under_root(&root, &node_path);
             if let Ok(old) = std::fs::read(&on_disk) {
-                // Never over an earlier backup: the first one holds what was there before dfctl.
+                // Never over an earlier backup: the first one holds what was there before dfctl,
+                // with its mode.
+                let old_mode = std::fs::metadata(&on_disk)
+                    .with_context(|| format!("cannot stat {}", on_disk.display()))?
+                    .permissions()
+                    .mode();
                 let backup = crate::write_plan::free_backup_name(&root, &node_path);
-                crate::write_plan::write_atomic(&under_root(&root, &backup), &old, mode)?;
+                destination::write(
+                    &under_root(&root, &backup),
+                    Some(&root),
+                    &old,
+                    Mode::New(old_mode & 0o7777),
+                )?;
             }
-            crate::write_plan::write_atomic(&on_disk, content.as_bytes(), mode)?;
+            // A replaced file keeps its mode and owner; a symlinked one is written at its target.
+            destination::write(&on_disk, Some(&root), content.as_bytes(), Mode::New(mode))?;
             Ok(())
         })
         .await

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::destination::{self, Mode};
 use crate::render::write_stdout;
 use crate::runtime_config::registries_conf::Runtime;
 use crate::runtime_config::{
@@ -216,10 +217,15 @@ fn helm_values_file(args: &HelmArgs) -> anyhow::Result<ExitCode> {
             "{} exists with other content: --force replaces it (keeping a backup)",
             out.display()
         );
+        use std::os::unix::fs::PermissionsExt as _;
+        let old_mode = std::fs::metadata(&out)
+            .with_context(|| format!("cannot stat {}", out.display()))?
+            .permissions()
+            .mode();
         let backup = crate::write_plan::free_backup_name(Path::new("/"), &out);
-        crate::write_plan::write_atomic(&backup, &old, 0o644)?;
+        destination::write(&backup, None, &old, Mode::New(old_mode & 0o7777))?;
     }
-    crate::write_plan::write_atomic(&out, text.as_bytes(), 0o644)?;
+    destination::write(&out, None, text.as_bytes(), Mode::New(0o644))?;
     write_stdout(&format!(
         "wrote {}\nnext: dfctl deploy helm --values {}\n",
         out.display(),

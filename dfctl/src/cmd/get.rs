@@ -3,9 +3,12 @@
 //!
 //! Invariants:
 //! - The object is streamed chunk by chunk; it is never held in memory whole.
-//! - With `-O FILE`, bytes go to `FILE.part` in the same directory, renamed over FILE only after
-//!   the whole body arrived and was synced. On any failure (peer error, short body, Ctrl-C) the
-//!   `.part` is removed and an existing FILE is left untouched.
+//! - `-O` goes through [`crate::destination`], like curl's and wget's: `-` is stdout; a
+//!   character device, FIFO or socket (`-O /dev/null`) is written in place; a directory is an
+//!   error; a regular file (or a symlink's target) gets the bytes in a temp file in its own
+//!   directory, renamed over it only after the whole body arrived and was synced. On any
+//!   failure (peer error, short body, Ctrl-C) the temp file is removed and an existing FILE is
+//!   left untouched.
 //! - stdout carries only the object (or, with `-O FILE -o json`, only the JSON summary); the
 //!   progress bar and the human summary go to stderr.
 
@@ -25,7 +28,11 @@ use tokio::io::AsyncWriteExt as _;
 use crate::admin::{self, AdminClient};
 use crate::cli::{ClusterDirArg, OutputArg};
 use crate::cluster::{ClusterState, Role};
+use crate::destination::{self, Destination, Mode, Staged};
 use crate::render::{self, OutputFormat};
+
+/// Mode of a newly created download (a replaced file keeps its own); the umask does not apply.
+const DOWNLOAD_MODE: u32 = 0o644;
 
 /// The admin address of a peer on its default port, used when no cluster file names one.
 pub const DEFAULT_PEER: &str = "127.0.0.1:4002";
@@ -124,6 +131,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.output.output == OutputFormat::Json && output.is_none() {
         anyhow::bail!("-o json needs -O FILE: without it stdout carries the object itself");
     }
+    // Classified before the download starts, so a directory or a bad link costs no transfer.
+    let dest = match output.clone() {
+        Some(path) => tokio::task::spawn_blocking(move || destination::resolve(&path, None))
+            .await
+            .context("resolve task failed")??,
+        None => Destination::Stdout,
+    };
     let peer = choose_peer(&args).await?;
 
     let mut endpoint = admin::endpoint(&peer, "/api/v1/download")?;
@@ -165,18 +179,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let expected = resp.content_length();
 
     let progress = progress_bar(expected);
-    let bytes = match &output {
-        Some(dest) => download_to_file(resp, dest, expected, &progress, &peer).await?,
-        None => {
-            let mut stdout = tokio::io::stdout();
-            let copied = tokio::select! {
-                r = copy_body(resp, &mut stdout, expected, &progress, &peer) => r,
-                _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
-            };
-            progress.finish_and_clear();
-            copied?
-        }
-    };
+    let shown = output.as_deref().unwrap_or(Path::new("-")).to_owned();
+    let bytes = download_to(resp, dest, &shown, expected, &progress, &peer).await?;
     let elapsed = started.elapsed();
 
     let mut summary = DownloadSummary {
@@ -265,62 +269,45 @@ pub fn parse_headers(raw: &[String]) -> anyhow::Result<HeaderMap> {
     Ok(headers)
 }
 
-/// `FILE.part` beside FILE.
-pub fn part_path(dest: &Path) -> anyhow::Result<PathBuf> {
-    let name = dest
-        .file_name()
-        .with_context(|| format!("'{}' is not a file name", dest.display()))?;
-    let mut part = name.to_os_string();
-    part.push(".part");
-    Ok(dest.with_file_name(part))
-}
-
-/// Streams the body into `FILE.part`, then renames it over `dest`; removes the part on failure.
-async fn download_to_file(
+/// Streams the body into `dest` ([`Staged`]: a temp file for a regular file, committed only
+/// when the whole body arrived); on failure or Ctrl-C the temp file is removed.
+async fn download_to(
     resp: reqwest::Response,
-    dest: &Path,
+    dest: Destination,
+    shown: &Path,
     expected: Option<u64>,
     progress: &ProgressBar,
     peer: &str,
 ) -> anyhow::Result<u64> {
-    if tokio::fs::metadata(dest).await.is_ok_and(|m| m.is_dir()) {
-        anyhow::bail!("{} is a directory; give -O a file name", dest.display());
-    }
-    let part = part_path(dest)?;
-    let result = tokio::select! {
-        r = write_part(resp, &part, dest, expected, progress, peer) => r,
+    // Opening a FIFO blocks until a reader comes: off the runtime.
+    let mut staged =
+        tokio::task::spawn_blocking(move || Staged::open(&dest, Mode::New(DOWNLOAD_MODE)))
+            .await
+            .context("writer thread failed")??;
+    let file = staged
+        .file()
+        .try_clone()
+        .with_context(|| format!("cannot open {}", shown.display()))?;
+    let mut out = tokio::fs::File::from_std(file);
+    let copied = tokio::select! {
+        r = copy_body(resp, &mut out, expected, progress, peer) => r,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
     progress.finish_and_clear();
-    if result.is_err() {
-        // Best effort: the error being reported matters more than a failed cleanup.
-        let _ = tokio::fs::remove_file(&part).await;
-    }
-    result
-}
-
-async fn write_part(
-    resp: reqwest::Response,
-    part: &Path,
-    dest: &Path,
-    expected: Option<u64>,
-    progress: &ProgressBar,
-    peer: &str,
-) -> anyhow::Result<u64> {
-    let mut file = tokio::fs::File::create(part)
-        .await
-        .with_context(|| format!("cannot create {}", part.display()))?;
-    let bytes = copy_body(resp, &mut file, expected, progress, peer)
-        .await
-        .with_context(|| format!("writing {}", part.display()))?;
-    file.sync_all()
-        .await
-        .with_context(|| format!("cannot sync {}", part.display()))?;
-    drop(file);
-    tokio::fs::rename(part, dest)
-        .await
-        .with_context(|| format!("cannot rename {} to {}", part.display(), dest.display()))?;
-    Ok(bytes)
+    drop(out);
+    let result = match copied {
+        Ok(bytes) => tokio::task::spawn_blocking(move || staged.commit())
+            .await
+            .context("writer thread failed")?
+            .map(|()| bytes)
+            .map_err(anyhow::Error::from),
+        Err(e) => {
+            // Dropping removes the temp file: blocking work, so off the runtime too.
+            let _ = tokio::task::spawn_blocking(move || drop(staged)).await;
+            Err(e)
+        }
+    };
+    result.with_context(|| format!("writing {}", shown.display()))
 }
 
 /// Copies the body chunk by chunk and checks that exactly `expected` bytes arrived.
@@ -402,19 +389,6 @@ mod tests {
     }
 
     #[test]
-    fn part_files_sit_beside_the_target() {
-        assert_eq!(
-            part_path(Path::new("/d/out.bin")).expect("path"),
-            Path::new("/d/out.bin.part")
-        );
-        assert_eq!(
-            part_path(Path::new("out")).expect("path"),
-            Path::new("out.part")
-        );
-        assert!(part_path(Path::new("/")).is_err());
-    }
-
-    #[test]
     fn summaries_read_as_two_lines() {
         let summary = DownloadSummary {
             url: "http://o/x".into(),
@@ -485,7 +459,11 @@ mod tests {
         tokio::fs::write(&out, "old").await.expect("write");
         run(args(&peer, &out)).await.expect("download succeeds");
         assert_eq!(tokio::fs::read(&out).await.expect("read"), b"hello");
-        assert!(!tmp.path().join("out.bin.part").exists());
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).expect("ls").count(),
+            1,
+            "no temp file"
+        );
     }
 
     #[tokio::test]
@@ -501,7 +479,11 @@ mod tests {
         let err = run(args(&peer, &out)).await.expect_err("short body fails");
         assert!(!format!("{err:#}").contains('\n'), "{err:#}");
         assert_eq!(tokio::fs::read(&out).await.expect("read"), b"old");
-        assert!(!tmp.path().join("out.bin.part").exists());
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).expect("ls").count(),
+            1,
+            "no temp file"
+        );
     }
 
     #[tokio::test]
@@ -519,7 +501,11 @@ mod tests {
             text.contains("502 Bad Gateway") && text.ends_with(": origin said 404"),
             "{text}"
         );
-        assert!(!out.exists() && !tmp.path().join("out.bin.part").exists());
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).expect("ls").count(),
+            0,
+            "nothing written"
+        );
     }
 
     #[tokio::test]

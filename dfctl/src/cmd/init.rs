@@ -23,13 +23,14 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 
 use crate::cmd::cert::{CA_CERT, CA_KEY, write_ca};
+use crate::destination::{self, Mode};
 use crate::pki::KeyType;
 use crate::render::write_stdout;
 use crate::runtime_config::registries_conf::Runtime;
 use crate::runtime_config::{
     DEFAULT_PEER, PeerAddr, Registry, containerd, daemon_yaml, docker, registries_conf,
 };
-use crate::write_plan::{WritePlan, write_atomic};
+use crate::write_plan::WritePlan;
 
 /// The scheduler address used when none is given (a single-machine trial).
 pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:8002";
@@ -386,7 +387,7 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
     files.push((dir.join("helm/values.yaml"), helm_values(&profile)?));
     files.push((dir.join("README.md"), readme(dir, &profile, ca_note)));
     for (path, text) in &files {
-        write_atomic(path, text.as_bytes(), 0o644)?;
+        destination::write(path, None, text.as_bytes(), Mode::New(0o644))?;
         out.push_str(&format!("wrote     {}\n", path.display()));
     }
     out.push_str(&format!("next: read {}\n", dir.join("README.md").display()));

@@ -28,7 +28,8 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
 use crate::admin::AdminClient;
-use crate::write_plan::{MANIFEST_PATH, Manifest, sha256_hex, under_root, write_atomic};
+use crate::destination::{self, Mode};
+use crate::write_plan::{MANIFEST_PATH, Manifest, sha256_hex, under_root};
 
 /// Node path of the marker.
 pub const MARKER_PATH: &str = "/etc/dragonfly-lite/disabled.json";
@@ -386,13 +387,15 @@ fn disable_files(args: &SwitchArgs, reason: &str, soft: bool) -> anyhow::Result<
         // `enable` finds every file either switched or still dfctl's (and leaves those).
         let mut text = serde_json::to_string_pretty(&marker).context("cannot encode the marker")?;
         text.push('\n');
-        write_atomic(&marker_host, text.as_bytes(), 0o644)?;
+        destination::write(&marker_host, Some(root), text.as_bytes(), Mode::New(0o644))?;
         for (path, content) in &writes {
             let host = under_root(root, path);
+            // Through a symlinked config to its target, as gen-config wrote it.
             match content {
-                Some((bytes, mode)) => write_atomic(&host, bytes, *mode)?,
-                None => std::fs::remove_file(&host)
-                    .with_context(|| format!("cannot remove {}", host.display()))?,
+                Some((bytes, mode)) => {
+                    destination::write(&host, Some(root), bytes, Mode::New(*mode))?
+                }
+                None => destination::remove(&host, Some(root))?,
             }
         }
         report.push_str(&format!("recorded {}\n", marker_host.display()));
@@ -460,12 +463,10 @@ fn enable_files(args: &SwitchArgs) -> anyhow::Result<Outcome> {
         report.push_str(&format!("would remove {}\n", marker_host.display()));
     } else {
         for (host, stash, ours, mode) in &restores {
-            write_atomic(host, ours, *mode)?;
-            std::fs::remove_file(stash)
-                .with_context(|| format!("cannot remove {}", stash.display()))?;
+            destination::write(host, Some(root), ours, Mode::New(*mode))?;
+            destination::remove(stash, Some(root))?;
         }
-        std::fs::remove_file(&marker_host)
-            .with_context(|| format!("cannot remove {}", marker_host.display()))?;
+        destination::remove(&marker_host, Some(root))?;
         // The stash directory goes when empty; files kept above stay in it, and so does it.
         let _ = std::fs::remove_dir(under_root(root, Path::new(STASH_DIR)));
         report.push_str(&format!("removed {}\n", marker_host.display()));

@@ -93,12 +93,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let marker = dir.join(MARKER_FILE);
-    tokio::fs::write(
+    crate::cluster::write_atomically(
         &marker,
-        "created by `dfctl up`; `dfctl down --purge` removes this directory\n",
+        b"created by `dfctl up`; `dfctl down --purge` removes this directory\n",
     )
-    .await
-    .with_context(|| format!("cannot write {}", marker.display()))?;
+    .await?;
     for plan in &plans {
         write_daemon_files(plan).await?;
     }

@@ -89,14 +89,20 @@ fn a_symlink_is_written_at_its_target_and_kept() {
     assert_eq!(fs::read(&real).expect("read"), b"new");
     assert_eq!(mode_of(&real), 0o600);
     // No temp file beside the link or the target.
-    assert_eq!(fs::read_dir(root.path().join("etc")).expect("ls").count(), 1);
+    assert_eq!(
+        fs::read_dir(root.path().join("etc")).expect("ls").count(),
+        1
+    );
     assert_eq!(fs::read_dir(root.path().join("cm")).expect("ls").count(), 1);
 
     // A dangling link inside the root: its target is created.
     let dangling = root.path().join("etc/new.toml");
     std::os::unix::fs::symlink(root.path().join("cm/new.toml"), &dangling).expect("symlink");
     write(&dangling, Some(root.path()), b"n", Mode::New(0o644)).expect("write");
-    assert_eq!(fs::read(root.path().join("cm/new.toml")).expect("read"), b"n");
+    assert_eq!(
+        fs::read(root.path().join("cm/new.toml")).expect("read"),
+        b"n"
+    );
     assert!(
         fs::symlink_metadata(&dangling)
             .expect("lstat")
@@ -127,7 +133,12 @@ fn a_symlink_leaving_the_root_is_refused_naming_both_paths() {
     let dir_link = root.path().join("etc");
     std::os::unix::fs::symlink(outside.path(), &dir_link).expect("symlink");
     assert!(matches!(
-        write(&dir_link.join("x"), Some(root.path()), b"x", Mode::New(0o644)),
+        write(
+            &dir_link.join("x"),
+            Some(root.path()),
+            b"x",
+            Mode::New(0o644)
+        ),
         Err(DestinationError::OutsideRoot { .. })
     ));
     assert!(!outside.path().join("x").exists());
@@ -147,7 +158,11 @@ fn a_character_device_is_written_in_place() {
     write(&dev, Some(dir.path()), b"discarded", Mode::New(0o644)).expect("write");
     let t = fs::symlink_metadata(&dev).expect("lstat").file_type();
     assert!(t.is_char_device(), "still a device: {t:?}");
-    assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 1, "no temp file");
+    assert_eq!(
+        fs::read_dir(dir.path()).expect("ls").count(),
+        1,
+        "no temp file"
+    );
     assert!(matches!(
         remove(&dev, None),
         Err(DestinationError::NotAFile { .. })
