@@ -26,7 +26,7 @@ use std::io::Write as _;
 use std::os::fd::AsFd as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _, OpenOptionsExt as _};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Symlink hops followed before giving up (Linux's own limit).
 const MAX_LINK_HOPS: usize = 40;
@@ -165,8 +165,13 @@ fn canonical_prefix(path: &Path) -> Result<PathBuf, DestinationError> {
         match fs::canonicalize(&existing) {
             Ok(c) => break c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // `missing/..` cannot be resolved without guessing; refuse rather than let the
+                // name slip past the root check.
                 let Some(n) = existing.file_name() else {
-                    break existing;
+                    return Err(io_err(path, "cannot resolve")(std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "'..' after a directory that does not exist",
+                    )));
                 };
                 rest.push(n.to_owned());
                 existing.pop();
@@ -176,12 +181,7 @@ fn canonical_prefix(path: &Path) -> Result<PathBuf, DestinationError> {
     };
     let mut out = base;
     for c in rest.iter().rev() {
-        match Path::new(c).components().next() {
-            Some(Component::ParentDir) => {
-                out.pop();
-            }
-            _ => out.push(c),
-        }
+        out.push(c);
     }
     out.push(name);
     Ok(out)

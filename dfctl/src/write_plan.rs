@@ -544,6 +544,51 @@ mod tests {
     }
 
     #[test]
+    fn a_linked_file_is_written_at_its_target_and_a_link_out_of_the_root_stops_the_plan() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let real = root.path().join("srv/a.conf");
+        fs::create_dir_all(real.parent().expect("parent")).expect("mkdir");
+        fs::write(&real, "original\n").expect("write");
+        let link = root.path().join("etc/x/a.conf");
+        fs::create_dir_all(link.parent().expect("parent")).expect("mkdir");
+        std::os::unix::fs::symlink("../../srv/a.conf", &link).expect("symlink");
+        let out = plan(root.path(), "ours\n").apply().expect("apply");
+        assert_eq!(out[0].change, Change::Replace);
+        assert!(fs::symlink_metadata(&link).expect("lstat").is_symlink());
+        assert_eq!(fs::read_to_string(&real).expect("read"), "ours\n");
+        assert_eq!(
+            fs::read_to_string(root.path().join("etc/x/a.conf.dfctl-bak")).expect("backup"),
+            "original\n"
+        );
+        assert_eq!(
+            plan(root.path(), "ours\n").apply().expect("apply")[0].change,
+            Change::Unchanged
+        );
+
+        // A second file planned beside a link that leaves the root: nothing is written.
+        let outside = tempfile::tempdir().expect("tempdir");
+        fs::write(outside.path().join("b.conf"), "theirs\n").expect("write");
+        std::os::unix::fs::symlink(
+            outside.path().join("b.conf"),
+            root.path().join("etc/x/b.conf"),
+        )
+        .expect("symlink");
+        let mut p = WritePlan::new(root.path(), "test");
+        p.add("/etc/x/new.conf", "new\n", 0o644);
+        p.add("/etc/x/b.conf", "ours\n", 0o644);
+        let err = p.apply().expect_err("outside the root");
+        assert!(err.to_string().contains("outside --root"), "{err}");
+        assert!(
+            !root.path().join("etc/x/new.conf").exists(),
+            "half-written plan"
+        );
+        assert_eq!(
+            fs::read_to_string(outside.path().join("b.conf")).expect("read"),
+            "theirs\n"
+        );
+    }
+
+    #[test]
     fn a_broken_manifest_stops_before_writing() {
         let root = tempfile::tempdir().expect("tempdir");
         let m = under_root(root.path(), Path::new(MANIFEST_PATH));

@@ -253,3 +253,19 @@ fn removing_follows_the_link_and_keeps_it() {
     );
     remove(&link, Some(dir.path())).expect("absent is fine");
 }
+
+#[test]
+fn dot_dot_after_a_missing_directory_cannot_slip_out_of_the_root() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let sneaky = root.path().join("missing/../../escaped");
+    assert!(write(&sneaky, Some(root.path()), b"x", Mode::New(0o644)).is_err());
+    assert!(!root.path().join("missing").exists());
+    assert!(
+        !root
+            .path()
+            .parent()
+            .expect("parent")
+            .join("escaped")
+            .exists()
+    );
+}
