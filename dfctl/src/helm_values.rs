@@ -55,7 +55,7 @@ impl Default for HelmValuesOptions {
             seed_replicas: 1,
             seed_cache_size: "10Gi".to_owned(),
             seed_storage_class: None,
-            proxy_port: 4001,
+            proxy_port: df_core::ports::PEER_PROXY,
             ca: CaSource::None,
         }
     }
@@ -661,7 +661,7 @@ pub struct HelmValuesArgs {
     #[arg(long, value_name = "CLASS")]
     pub seed_storage_class: Option<String>,
     /// The peers' proxy port on every node.
-    #[arg(long, value_name = "PORT", default_value_t = 4001)]
+    #[arg(long, value_name = "PORT", default_value_t = df_core::ports::PEER_PROXY)]
     pub proxy_port: u16,
     /// CA certificate (PEM) the peers intercept registry TLS with; needs --ca-key.
     #[arg(

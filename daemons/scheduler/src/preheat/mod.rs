@@ -29,7 +29,8 @@ use df_core::ring::HashRing;
 use df_proto::scheduler::v1 as pb;
 
 use crate::scheduling::{ConnectedHost, Scheduler};
-use registry::{ManifestUrl, PlatformChoice, RegistryClient, ResolvedBlob};
+use df_core::manifest_url::ManifestUrl;
+use registry::{PlatformChoice, RegistryClient, ResolvedBlob};
 
 /// How often a running job checks whether it is done.
 const POLL: Duration = Duration::from_millis(200);
