@@ -227,6 +227,8 @@ impl Scheduler {
             h.last_seen = Instant::now();
             tracing::info!(host_id = %host_id, "host disconnected");
         }
+        drop(state);
+        self.jobs.host_departed();
     }
 
     // ---- peer stream -------------------------------------------------------------------
