@@ -98,7 +98,12 @@ impl fmt::Display for ManifestUrl {
 /// A manifest URL equals the text it is written as.
 impl PartialEq<&str> for ManifestUrl {
     fn eq(&self, other: &&str) -> bool {
-        self.to_string() == *other
+        other
+            .strip_prefix(self.base.as_str())
+            .and_then(|r| r.strip_prefix("/v2/"))
+            .and_then(|r| r.strip_prefix(self.repository.as_str()))
+            .and_then(|r| r.strip_prefix("/manifests/"))
+            == Some(self.reference.as_str())
     }
 }
 

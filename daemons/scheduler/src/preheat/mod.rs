@@ -627,6 +627,9 @@ fn choose<'a>(
     }
 }
 
+/// Commands for hosts, in sending order.
+type Commands = Vec<(HostId, pb::HostResponse)>;
+
 /// Which hosts get which blob, and the commands to send them.
 fn assign(
     plan: &Plan,
@@ -634,7 +637,7 @@ fn assign(
     blobs: Vec<(ResolvedBlob, TaskId)>,
     authorization: Option<&str>,
     hosts: &[ConnectedHost],
-) -> Result<(Vec<JobBlob>, Vec<(HostId, pb::HostResponse)>), String> {
+) -> Result<(Vec<JobBlob>, Commands), String> {
     let seeds: Vec<&ConnectedHost> = hosts.iter().filter(|h| h.is_seed).collect();
     let seed_ring = HashRing::new(seeds.iter().map(|h| h.id.to_string()));
     let eligible: Vec<&ConnectedHost> = hosts
@@ -648,7 +651,7 @@ fn assign(
         .collect();
     let headers = command_headers(plan, authorization);
     let mut job_blobs = Vec::with_capacity(blobs.len());
-    let mut commands: Vec<(HostId, pb::HostResponse)> = Vec::new();
+    let mut commands: Commands = Vec::new();
     for (b, task_id) in blobs {
         let seed_owner = seed_ring.owner(task_id.as_str()).map(str::to_owned);
         let chosen = choose(plan, &eligible, &task_id);
@@ -711,12 +714,7 @@ fn assign(
 }
 
 /// Sends each command on its host's stream; a host whose stream closed fails its part now.
-fn send(
-    scheduler: &Scheduler,
-    id: u64,
-    hosts: &[ConnectedHost],
-    commands: Vec<(HostId, pb::HostResponse)>,
-) {
+fn send(scheduler: &Scheduler, id: u64, hosts: &[ConnectedHost], commands: Commands) {
     let senders: HashMap<&HostId, &ConnectedHost> = hosts.iter().map(|h| (&h.id, h)).collect();
     let mut unsent: Vec<(HostId, String)> = Vec::new();
     for (host, command) in commands {

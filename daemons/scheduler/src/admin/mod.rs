@@ -7,6 +7,8 @@
 //! cluster works out of the box and a scheduler on a real network never takes unauthenticated
 //! preheats. The other routes are read-only and open, as before.
 
+mod views;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
