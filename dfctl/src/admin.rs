@@ -1,4 +1,6 @@
-//! The HTTP client dfctl talks to the daemons' admin APIs with (contract: `df_core::api`).
+//! The one HTTP client dfctl talks to the daemons with: both admin APIs and the scheduler's
+//! jobs API. Paths come from `df_core::routes`, bodies are `df_core::api` types; a call that
+//! a command needs is a typed method here, not a path string at the call site.
 //!
 //! Invariants:
 //! - The client never uses a proxy from the environment: the peers may *be* the configured
@@ -9,6 +11,10 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use df_core::api::{
+    CreateJob, HostView, JobView, LocalTask, PeerInfo, SchedulerInfo, TaskDetail, TaskSummary,
+};
+use df_core::routes;
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -16,6 +22,8 @@ use url::Url;
 #[derive(Debug, Clone)]
 pub struct AdminClient {
     http: reqwest::Client,
+    /// Bearer token for the jobs API (`jobs.token` of the scheduler).
+    token: Option<String>,
 }
 
 impl AdminClient {
@@ -28,7 +36,7 @@ impl AdminClient {
             .user_agent(concat!("dfctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Self { http })
+        Ok(Self { http, token: None })
     }
 
     /// For streamed downloads: no total bound (objects can be GiBs), but a stalled connection
@@ -41,7 +49,13 @@ impl AdminClient {
             .user_agent(concat!("dfctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTP client")?;
-        Ok(Self { http })
+        Ok(Self { http, token: None })
+    }
+
+    /// The jobs API's bearer token for every later jobs call.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -50,11 +64,136 @@ impl AdminClient {
 
     /// `GET http://ADDR/healthz` answers 200.
     pub async fn healthz(&self, addr: &str) -> anyhow::Result<()> {
-        match self.get(addr, "/healthz").await? {
+        match self.get(addr, routes::HEALTHZ).await? {
             Some(_) => Ok(()),
             // Something answers there, but not a dragonfly-lite daemon.
-            None => anyhow::bail!("GET {}: 404 Not Found", endpoint(addr, "/healthz")?),
+            None => anyhow::bail!("GET {}: 404 Not Found", endpoint(addr, routes::HEALTHZ)?),
         }
+    }
+
+    /// A scheduler's `GET /api/v1/info`; `None` on 404.
+    pub async fn scheduler_info(&self, addr: &str) -> anyhow::Result<Option<SchedulerInfo>> {
+        self.get_json(addr, routes::INFO).await
+    }
+
+    /// A peer's `GET /api/v1/info`; `None` on 404.
+    pub async fn peer_info(&self, addr: &str) -> anyhow::Result<Option<PeerInfo>> {
+        self.get_json(addr, routes::INFO).await
+    }
+
+    /// A scheduler's hosts.
+    pub async fn hosts(&self, addr: &str) -> anyhow::Result<Option<Vec<HostView>>> {
+        self.get_json(addr, routes::HOSTS).await
+    }
+
+    /// A scheduler's task list.
+    pub async fn tasks(&self, addr: &str) -> anyhow::Result<Option<Vec<TaskSummary>>> {
+        self.get_json(addr, routes::TASKS).await
+    }
+
+    /// One task as a scheduler knows it; `None` when it does not.
+    pub async fn scheduler_task(
+        &self,
+        addr: &str,
+        task_id: &str,
+    ) -> anyhow::Result<Option<TaskDetail>> {
+        self.get_json(addr, &routes::task(task_id)).await
+    }
+
+    /// One task in a peer's cache; `None` when it has none.
+    pub async fn peer_task(&self, addr: &str, task_id: &str) -> anyhow::Result<Option<LocalTask>> {
+        self.get_json(addr, &routes::task(task_id)).await
+    }
+
+    /// A peer's download endpoint for `url` (`digest` verifies the object).
+    pub fn download_url(addr: &str, url: &str, digest: Option<&str>) -> anyhow::Result<Url> {
+        let mut endpoint = endpoint(addr, routes::DOWNLOAD)?;
+        {
+            let mut query = endpoint.query_pairs_mut();
+            query.append_pair("url", url);
+            if let Some(digest) = digest {
+                query.append_pair("digest", digest);
+            }
+        }
+        Ok(endpoint)
+    }
+
+    /// Turns a peer's P2P on or off (`PUT /api/v1/p2p`).
+    pub async fn set_p2p(
+        &self,
+        addr: &str,
+        enabled: bool,
+        reason: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let url = endpoint(addr, routes::P2P)?;
+        let body = serde_json::json!({ "enabled": enabled, "reason": reason });
+        let resp = self
+            .http
+            .put(url.clone())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("PUT {url}: {}", describe(&e)))?;
+        anyhow::ensure!(resp.status().is_success(), "PUT {url}: {}", resp.status());
+        Ok(())
+    }
+
+    /// A scheduler's preheat jobs.
+    pub async fn jobs(&self, addr: &str) -> anyhow::Result<Vec<JobView>> {
+        self.jobs_call(reqwest::Method::GET, addr, routes::JOBS, None)
+            .await
+    }
+
+    /// One preheat job.
+    pub async fn job(&self, addr: &str, id: u64) -> anyhow::Result<JobView> {
+        self.jobs_call(reqwest::Method::GET, addr, &routes::job(id), None)
+            .await
+    }
+
+    /// Starts a preheat job.
+    pub async fn create_job(&self, addr: &str, body: &CreateJob) -> anyhow::Result<JobView> {
+        self.jobs_call(reqwest::Method::POST, addr, routes::JOBS, Some(body))
+            .await
+    }
+
+    /// One jobs API call: the token when there is one, and its `{"errors": ..}` answers as one
+    /// line naming the method, URL and status.
+    async fn jobs_call<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        addr: &str,
+        path: &str,
+        body: Option<&CreateJob>,
+    ) -> anyhow::Result<T> {
+        let url = endpoint(addr, path)?;
+        let mut rb = self.http.request(method.clone(), url.clone());
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{method} {url}: {}", describe(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = first_body_line(resp).await;
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["errors"].as_str().map(str::to_owned))
+                .unwrap_or(text);
+            let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
+                " (pass --token or set DFCTL_TOKEN to the scheduler's jobs.token)"
+            } else {
+                ""
+            };
+            anyhow::bail!("{method} {url}: {status}: {message}{hint}");
+        }
+        resp.json()
+            .await
+            .map_err(|e| anyhow::anyhow!("{method} {url}: unexpected answer: {}", describe(&e)))
     }
 
     /// `GET http://ADDR{path}` as JSON; `None` on 404.

@@ -1,18 +1,19 @@
 //! The `values.yaml` dfctl writes for the project's Helm chart (`templates/helm/dragonfly-lite`):
 //! [`HelmValuesOptions`] (what the operator chose) is validated into [`HelmValues`] (the
-//! chart's keys, typed), which renders as YAML with a comment on every key.
+//! chart's keys, typed), which is serialized under a comment header (the chart's `values.yaml`
+//! documents every key).
 //!
 //! Invariants:
 //! - Every key written exists in the chart's own `values.yaml` with the same YAML type, and
 //!   only the keys an operator usually changes are written: everything else keeps the chart's
 //!   default, so a chart upgrade is not shadowed by stale copies of its defaults.
-//! - The rendered text parses back to the same [`HelmValues`] (the writer quotes every scalar
-//!   through the YAML serializer; PEM goes in literal blocks).
+//! - The rendered text parses back to the same [`HelmValues`] (serde writes it; PEM goes in
+//!   literal blocks).
 //! - Bad input is refused before anything is rendered, with an error naming the values key and
 //!   the offending value.
 //!
 //! [`HelmValuesArgs`] are the same options as flags, shared by `gen-config helm` and
-//! `deploy helm`.
+//! `deploy helm`; their defaults are [`HelmValuesOptions::default`], the one set of defaults.
 
 use std::path::PathBuf;
 
@@ -55,7 +56,7 @@ impl Default for HelmValuesOptions {
             seed_replicas: 1,
             seed_cache_size: "10Gi".to_owned(),
             seed_storage_class: None,
-            proxy_port: 4001,
+            proxy_port: df_core::ports::PEER_PROXY,
             ca: CaSource::None,
         }
     }
@@ -299,227 +300,29 @@ impl HelmValues {
         })
     }
 
-    /// The commented `values.yaml` text.
+    /// The `values.yaml` text: a comment header, then the values serialized (multi-line PEM
+    /// becomes a literal block; scalars YAML would misread are quoted by the serializer).
     pub fn render(&self) -> Result<String, HelmValuesError> {
-        let mut w = ValuesWriter::default();
-        w.comment(
-            0,
-            "Values for the dragonfly-lite Helm chart, written by dfctl.",
-        );
-        w.comment(
-            0,
-            "Install: helm install dragonfly-lite templates/helm/dragonfly-lite -f values.yaml",
-        );
-        w.comment(
-            0,
-            "Keys not written here keep the chart's defaults; the chart's values.yaml documents them all.",
-        );
-        if !self.ca.key.is_empty() {
-            w.comment(
-                0,
-                "This file holds the CA's private key: keep it as secret as the key file itself.",
-            );
-        }
-        w.blank();
-
-        w.comment(0, "Image holding dfscheduler, dfdaemon and dfctl.");
-        w.map(0, "image");
-        w.scalar(1, "repository", "image.repository", &self.image.repository)?;
-        w.comment(1, "Empty: the chart's appVersion.");
-        w.scalar(1, "tag", "image.tag", &self.image.tag)?;
-        w.comment(1, "Always, IfNotPresent or Never.");
-        w.scalar(1, "pullPolicy", "image.pullPolicy", &self.image.pull_policy)?;
-        w.blank();
-
-        w.comment(
-            0,
-            "The nodes' container runtime, which each peer's init container points",
-        );
-        w.comment(
-            0,
-            "at the peer with `dfctl gen-config <kind> --root /host`.",
-        );
-        w.map(0, "runtime");
-        w.comment(1, "containerd, docker or crio.");
-        w.scalar(1, "kind", "runtime.kind", &self.runtime.kind)?;
-        w.comment(
-            1,
-            "Registries pulled through the peers (docker ignores it: its proxy covers all).",
-        );
-        w.list(
-            1,
-            "registries",
-            "runtime.registries",
-            &self.runtime.registries,
-        )?;
-        w.blank();
-
-        w.comment(
-            0,
-            "CA the peers' proxy intercepts HTTPS with (proxy.hijack in dfdaemon.yaml):",
-        );
-        w.comment(
-            0,
-            "PEM texts, or the name of an existing Secret with keys ca.crt and ca.key.",
-        );
-        w.map(0, "ca");
-        w.text(1, "cert", "ca.cert", &self.ca.cert)?;
-        w.text(1, "key", "ca.key", &self.ca.key)?;
-        w.scalar(
-            1,
-            "existingSecret",
-            "ca.existingSecret",
-            &self.ca.existing_secret,
-        )?;
-        w.blank();
-
-        w.comment(
-            0,
-            "dfscheduler StatefulSet; peers spread tasks over the replicas.",
-        );
-        w.map(0, "scheduler");
-        w.scalar(
-            1,
-            "replicas",
-            "scheduler.replicas",
-            &self.scheduler.replicas,
-        )?;
-        w.blank();
-
-        w.comment(
-            0,
-            "Seed peers: fetch from the origin first, cache on a persistent volume.",
-        );
-        w.map(0, "seed");
-        w.comment(1, "0 runs no seed peers.");
-        w.scalar(1, "replicas", "seed.replicas", &self.seed.replicas)?;
-        w.map(1, "persistence");
-        w.comment(2, "Size of each seed's cache volume.");
-        w.scalar(
-            2,
-            "size",
-            "seed.persistence.size",
-            &self.seed.persistence.size,
-        )?;
-        w.comment(2, "Empty: the cluster's default StorageClass.");
-        w.scalar(
-            2,
-            "storageClass",
-            "seed.persistence.storageClass",
-            &self.seed.persistence.storage_class,
-        )?;
-        w.blank();
-
-        w.comment(0, "The peer DaemonSet, on the host network of every node.");
-        w.map(0, "peer");
-        w.map(1, "ports");
-        w.comment(
-            2,
-            "Proxy and registry mirror the runtime pulls through, at 127.0.0.1.",
-        );
-        w.scalar(2, "proxy", "peer.ports.proxy", &self.peer.ports.proxy)?;
-        Ok(w.out)
+        let body = yaml_serde::to_string(self).map_err(|source| HelmValuesError::Encode {
+            key: "values",
+            source,
+        })?;
+        let secret = if self.ca.key.is_empty() {
+            ""
+        } else {
+            "# This file holds the CA's private key: keep it as secret as the key file itself.\n"
+        };
+        Ok(format!("{HEADER}{secret}{body}"))
     }
 }
 
-/// Appends YAML lines, two spaces per level.
-#[derive(Default)]
-struct ValuesWriter {
-    out: String,
-}
-
-impl ValuesWriter {
-    fn indent(&mut self, level: usize) {
-        self.out.push_str(&"  ".repeat(level));
-    }
-
-    fn comment(&mut self, level: usize, text: &str) {
-        self.indent(level);
-        self.out.push_str("# ");
-        self.out.push_str(text);
-        self.out.push('\n');
-    }
-
-    fn blank(&mut self) {
-        self.out.push('\n');
-    }
-
-    fn map(&mut self, level: usize, name: &str) {
-        self.indent(level);
-        self.out.push_str(name);
-        self.out.push_str(":\n");
-    }
-
-    /// A scalar, quoted as the YAML serializer sees fit.
-    fn scalar<T: Serialize>(
-        &mut self,
-        level: usize,
-        name: &str,
-        key: &'static str,
-        value: &T,
-    ) -> Result<(), HelmValuesError> {
-        let encoded = encode_scalar(key, value)?;
-        self.indent(level);
-        self.out.push_str(name);
-        self.out.push_str(": ");
-        self.out.push_str(&encoded);
-        self.out.push('\n');
-        Ok(())
-    }
-
-    fn list(
-        &mut self,
-        level: usize,
-        name: &str,
-        key: &'static str,
-        items: &[String],
-    ) -> Result<(), HelmValuesError> {
-        if items.is_empty() {
-            self.indent(level);
-            self.out.push_str(name);
-            self.out.push_str(": []\n");
-            return Ok(());
-        }
-        self.map(level, name);
-        for item in items {
-            let encoded = encode_scalar(key, item)?;
-            self.indent(level + 1);
-            self.out.push_str("- ");
-            self.out.push_str(&encoded);
-            self.out.push('\n');
-        }
-        Ok(())
-    }
-
-    /// Multi-line text (PEM) as a literal block; single-line or empty text as a scalar.
-    fn text(
-        &mut self,
-        level: usize,
-        name: &str,
-        key: &'static str,
-        value: &str,
-    ) -> Result<(), HelmValuesError> {
-        if !value.contains('\n') {
-            return self.scalar(level, name, key, &value);
-        }
-        // `|` keeps exactly one final newline, which `pem_block` guarantees.
-        self.indent(level);
-        self.out.push_str(name);
-        self.out.push_str(": |\n");
-        for line in value.lines() {
-            self.indent(level + 1);
-            self.out.push_str(line);
-            self.out.push('\n');
-        }
-        Ok(())
-    }
-}
-
-fn encode_scalar<T: Serialize>(key: &'static str, value: &T) -> Result<String, HelmValuesError> {
-    let text =
-        yaml_serde::to_string(value).map_err(|source| HelmValuesError::Encode { key, source })?;
-    Ok(text.trim_end_matches('\n').to_owned())
-}
+/// The comment at the top of every values file dfctl writes. The keys are documented once, in
+/// the chart's own `values.yaml`.
+const HEADER: &str = "\
+# Values for the dragonfly-lite Helm chart, written by dfctl.
+# Install: helm install dragonfly-lite templates/helm/dragonfly-lite -f values.yaml
+# Keys not written here keep the chart's defaults; the chart's values.yaml documents them all.
+";
 
 /// Checks that `pem` holds PEM blocks of one of `labels` and nothing else, and normalises it
 /// to lines without trailing blanks ending in one newline, so it fits a YAML literal block.
@@ -631,37 +434,33 @@ fn is_quantity(s: &str) -> bool {
 #[derive(Debug, Clone, clap::Args)]
 pub struct HelmValuesArgs {
     /// Image holding dfscheduler, dfdaemon and dfctl.
-    #[arg(
-        long,
-        value_name = "REPOSITORY",
-        default_value = "dragonfly-lite/dragonfly-lite"
-    )]
+    #[arg(long, value_name = "REPOSITORY", default_value_t = HelmValuesOptions::default().image_repository)]
     pub image: String,
     /// Image tag [default: the chart's appVersion].
     #[arg(long, value_name = "TAG")]
     pub image_tag: Option<String>,
-    #[arg(long, value_enum, default_value_t = PullPolicy::IfNotPresent)]
+    #[arg(long, value_enum, default_value_t = HelmValuesOptions::default().image_pull_policy)]
     pub pull_policy: PullPolicy,
     /// The nodes' container runtime, which the peers' init container configures.
-    #[arg(long, value_enum, default_value_t = RuntimeKind::Containerd)]
+    #[arg(long, value_enum, default_value_t = HelmValuesOptions::default().runtime)]
     pub runtime: RuntimeKind,
     /// A registry pulled through the peers (HOST or HOST:PORT); repeatable [default: docker.io].
     #[arg(long = "registry", value_name = "HOST")]
     pub registries: Vec<String>,
     /// Scheduler replicas.
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = HelmValuesOptions::default().scheduler_replicas)]
     pub schedulers: u32,
     /// Seed peer replicas (0: none).
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = HelmValuesOptions::default().seed_replicas)]
     pub seeds: u32,
     /// Each seed's cache volume (a Kubernetes quantity).
-    #[arg(long, value_name = "SIZE", default_value = "10Gi")]
+    #[arg(long, value_name = "SIZE", default_value_t = HelmValuesOptions::default().seed_cache_size)]
     pub seed_cache_size: String,
     /// StorageClass of the seeds' volumes [default: the cluster's default].
     #[arg(long, value_name = "CLASS")]
     pub seed_storage_class: Option<String>,
     /// The peers' proxy port on every node.
-    #[arg(long, value_name = "PORT", default_value_t = 4001)]
+    #[arg(long, value_name = "PORT", default_value_t = HelmValuesOptions::default().proxy_port)]
     pub proxy_port: u16,
     /// CA certificate (PEM) the peers intercept registry TLS with; needs --ca-key.
     #[arg(

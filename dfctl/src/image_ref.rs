@@ -7,6 +7,7 @@
 //! `library/`. `@sha256:...` pins a digest (a tag beside it is ignored, as the registry would
 //! ignore it); otherwise the tag after the last `:` of the last component, default `latest`.
 
+use df_core::manifest_url::ManifestUrl;
 use std::fmt;
 
 /// Docker Hub's registry API endpoint (`docker.io` is only its name).
@@ -117,13 +118,12 @@ impl ImageRef {
     }
 
     /// `https://<registry>/v2/<repo>/manifests/<reference>` (`http://` with `plain_http`).
-    pub fn manifest_url(&self, plain_http: bool) -> String {
+    pub fn manifest_url(&self, plain_http: bool) -> ManifestUrl {
         let scheme = if plain_http { "http" } else { "https" };
-        format!(
-            "{scheme}://{}/v2/{}/manifests/{}",
-            self.api_host(),
-            self.repository,
-            self.reference
+        ManifestUrl::new(
+            &format!("{scheme}://{}", self.api_host()),
+            &self.repository,
+            &self.reference,
         )
     }
 }

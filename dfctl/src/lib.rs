@@ -3,9 +3,9 @@
 //!
 //! - [`cli`]: the clap tree; [`cmd`]: one module per subcommand.
 //! - [`cluster`]: the local cluster's state file; [`process`]: spawning-side process control
-//!   (binary lookup, pid identity by start time, signals); [`daemon_config`]: the daemon
-//!   configs `dfctl up` writes; [`helm_values`]: the Helm chart's `values.yaml`; [`helm_chart`]:
-//!   the chart itself, embedded.
+//!   (binary lookup, pid identity by start time, signals); [`helm_values`]: the Helm chart's
+//!   `values.yaml`; [`helm_chart`]: the chart itself, embedded. The daemon configs dfctl writes
+//!   are the daemons' own raw types from `df_core::config`, serialized.
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
 //! - [`image_ref`]: image references (`alpine:3.19`) to registry manifest URLs, for preheat.
 //! - [`tui`]: `dfctl top`, the live terminal UI.
@@ -19,7 +19,6 @@ pub mod admin;
 pub mod cli;
 pub mod cluster;
 pub mod cmd;
-pub mod daemon_config;
 pub mod destination;
 pub mod generated_docs;
 pub mod helm_chart;

@@ -1,12 +1,17 @@
 //! What two or more dragonfly-lite binaries share, and nothing else: identifiers and digests,
-//! piece maths, the scheduler hash ring, YAML config loading, telemetry (logs that the admin
-//! APIs can stream), shutdown wiring, and the JSON types of the admin APIs that `dfctl` reads.
+//! piece maths, the scheduler hash ring, the daemon config contract ([`config`]: the raw
+//! config types both daemons read and dfctl writes, and [`ports`]: their default ports),
+//! telemetry (logs that the admin APIs can stream), shutdown wiring, and the HTTP contract
+//! dfctl reads: [`routes`] (paths), [`api`] (JSON types) and [`manifest_url`].
 
 pub mod api;
 pub mod config;
 pub mod ids;
+pub mod manifest_url;
 pub mod piece;
+pub mod ports;
 pub mod ring;
+pub mod routes;
 pub mod shutdown;
 pub mod telemetry;
 

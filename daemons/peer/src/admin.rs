@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use df_core::ids::{ObjectDigest, TaskId};
+use df_core::routes;
 use df_core::telemetry::{LogQuery, ndjson_stream};
 use serde::Deserialize;
 
@@ -26,14 +27,14 @@ pub struct AdminState {
 
 pub fn router(state: AdminState) -> axum::Router {
     axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/info", get(info))
-        .route("/api/v1/tasks", get(tasks))
-        .route("/api/v1/tasks/{task_id}", get(task))
-        .route("/api/v1/download", get(download))
-        .route("/api/v1/logs", get(logs))
-        .route("/api/v1/p2p", get(p2p_state).put(p2p_set))
+        .route(routes::HEALTHZ, get(|| async { "ok" }))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::INFO, get(info))
+        .route(routes::TASKS, get(tasks))
+        .route(routes::TASK, get(task))
+        .route(routes::DOWNLOAD, get(download))
+        .route(routes::LOGS, get(logs))
+        .route(routes::P2P, get(p2p_state).put(p2p_set))
         .with_state(state)
 }
 

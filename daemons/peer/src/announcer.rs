@@ -22,6 +22,7 @@ use pb::peer_request::Request as PeerMsg;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::storage::PieceStore;
@@ -241,6 +242,7 @@ impl SchedulerClient {
     /// Runs every host stream until `shutdown`. Schedulers' commands go to `commands`.
     pub fn spawn_links(
         self: &Arc<Self>,
+        tracker: &TaskTracker,
         store: Arc<PieceStore>,
         heartbeat: Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>,
         commands: mpsc::UnboundedSender<HostCommand>,
@@ -253,7 +255,7 @@ impl SchedulerClient {
             let heartbeat = heartbeat.clone();
             let commands = commands.clone();
             let shutdown = shutdown.clone();
-            tokio::spawn(async move {
+            tracker.spawn(async move {
                 this.run_link(&addr, store, heartbeat, commands, shutdown)
                     .await;
             });

@@ -6,19 +6,21 @@
 //! [`run`] takes already-bound listeners and a shutdown token, so tests boot whole clusters in
 //! one process.
 
-pub mod accept;
-pub mod admin;
-pub mod announcer;
+pub(crate) mod accept;
+pub(crate) mod admin;
+pub(crate) mod announcer;
+mod commands;
 pub mod config;
 pub mod download;
-pub mod metrics;
-pub mod preheat;
+mod gc;
+pub(crate) mod metrics;
+pub(crate) mod preheat;
 pub mod proxy;
-pub mod ratelimit;
-pub mod storage;
-pub mod switch;
-pub mod traffic;
-pub mod upload;
+pub(crate) mod ratelimit;
+pub(crate) mod storage;
+pub(crate) mod switch;
+pub(crate) mod traffic;
+pub(crate) mod upload;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -30,12 +32,13 @@ use df_proto::scheduler::v1 as pb;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
 use crate::announcer::{HostCommand, SchedulerClient};
+use crate::download::TaskManager;
 use crate::download::origin::{OriginClientError, OriginClients};
-use crate::download::{DownloadRequest, TaskManager};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{PieceStore, StoreOptions};
@@ -58,6 +61,9 @@ pub struct Context {
     pub uploaded_bytes: AtomicU64,
     pub p2p: switch::P2pSwitch,
 }
+
+/// How long shutdown waits for the tracked tasks (servers, links, GC, preheats) to end.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// The sockets a peer serves on, bound by the caller.
 pub struct Listeners {
@@ -178,38 +184,15 @@ pub async fn run(
     });
     let manager = Arc::new(TaskManager::new(ctx.clone()));
 
-    let (commands_tx, mut commands_rx) = mpsc::unbounded_channel::<HostCommand>();
-    {
-        let manager = manager.clone();
-        let is_seed = ctx.config.seed;
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            while let Some(HostCommand { scheduler, command }) = commands_rx.recv().await {
-                let s = match command {
-                    pb::host_response::Response::SeedTask(s) => s,
-                    pb::host_response::Response::PreheatTask(p) => {
-                        preheat::spawn(ctx.clone(), manager.clone(), scheduler, p);
-                        continue;
-                    }
-                };
-                if !is_seed {
-                    tracing::warn!(task_id = %s.task_id, "asked to seed a task, but this peer is not a seed");
-                    continue;
-                }
-                let req = DownloadRequest {
-                    url: s.url,
-                    headers: s.headers.into_iter().map(|h| (h.name, h.value)).collect(),
-                    piece_length: (s.piece_length > 0).then_some(s.piece_length),
-                    digest: df_core::ids::ObjectDigest::try_from(s.digest).ok(),
-                    seed: true,
-                    task_id: s.task_id.parse().ok(),
-                };
-                if let Err(e) = manager.start(req) {
-                    tracing::warn!(task_id = %s.task_id, error = %e, "cannot seed task");
-                }
-            }
-        });
-    }
+    // Every long-lived task is spawned here, so shutdown can wait for them (bounded).
+    let tracker = TaskTracker::new();
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel::<HostCommand>();
+    tracker.spawn(commands::dispatch(
+        commands_rx,
+        ctx.clone(),
+        manager.clone(),
+        tracker.clone(),
+    ));
     let heartbeat = {
         let ctx = ctx.clone();
         Arc::new(move || pb::HostHeartbeat {
@@ -221,31 +204,26 @@ pub async fn run(
             high_watermark_percent: u32::from(ctx.store.high_watermark_percent()),
         }) as Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>
     };
-    schedulers.spawn_links(store.clone(), heartbeat, commands_tx, shutdown.clone());
+    schedulers.spawn_links(
+        &tracker,
+        store.clone(),
+        heartbeat,
+        commands_tx,
+        shutdown.clone(),
+    );
 
-    {
-        let ctx = ctx.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(ctx.config.gc_interval);
-            every.tick().await;
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = every.tick() => {
-                        for (task, peer) in ctx.store.gc(ctx.config.task_ttl).await {
-                            ctx.schedulers.report_evicted(&task, &peer);
-                        }
-                    }
-                }
-            }
-        });
-    }
+    tracker.spawn(gc::run(
+        store.clone(),
+        schedulers.clone(),
+        ctx.config.gc_interval,
+        ctx.config.task_ttl,
+        shutdown.clone(),
+    ));
 
-    tokio::spawn(upload::run(listeners.upload, ctx.clone(), shutdown.clone()));
+    tracker.spawn(upload::run(listeners.upload, ctx.clone(), shutdown.clone()));
     if let Some(listener) = listeners.proxy {
         let proxy = Arc::new(proxy::Proxy::new(ctx.clone(), manager.clone())?);
-        tokio::spawn(proxy.run(listener, shutdown.clone()));
+        tracker.spawn(proxy.run(listener, shutdown.clone()));
     }
     tracing::info!(
         host_id = %ctx.host_info.host_id,
@@ -264,6 +242,16 @@ pub async fn run(
         .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
         .await
         .map_err(RunError::Admin)?;
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = tracker.len(),
+            "tasks still running after {SHUTDOWN_GRACE:?}; stopping without them"
+        );
+    }
     // Record what is cached so a restart resumes from here.
     for task in ctx.store.all() {
         let _ = task.save().await;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use df_core::api::ByteSource;
 use df_proto::scheduler::v1 as pb;
 use pb::host_request::Request as HostMsg;
+use tokio_util::task::TaskTracker;
 
 use crate::Context;
 use crate::download::{DownloadRequest, TaskManager};
@@ -69,8 +70,14 @@ impl Reporter {
 }
 
 /// Starts the download `cmd` asks for and reports on it until it ends.
-pub fn spawn(ctx: Arc<Context>, tasks: Arc<TaskManager>, scheduler: String, cmd: pb::PreheatTask) {
-    tokio::spawn(async move {
+pub fn spawn(
+    tracker: &TaskTracker,
+    ctx: Arc<Context>,
+    tasks: Arc<TaskManager>,
+    scheduler: String,
+    cmd: pb::PreheatTask,
+) {
+    tracker.spawn(async move {
         let reporter = Reporter {
             ctx: ctx.clone(),
             scheduler,

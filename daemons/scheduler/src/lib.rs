@@ -5,15 +5,15 @@
 //! [`run`] takes already-bound listeners and a shutdown token, so tests boot schedulers on
 //! port 0 inside one process.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod config;
-pub mod metrics;
-pub mod model;
-pub mod preheat;
-pub mod scheduling;
-pub mod selector;
-pub mod service;
-pub mod watch;
+pub(crate) mod metrics;
+pub(crate) mod model;
+pub(crate) mod preheat;
+pub(crate) mod scheduling;
+pub(crate) mod selector;
+pub(crate) mod service;
+pub(crate) mod watch;
 
 use std::sync::Arc;
 

@@ -17,9 +17,7 @@ use anyhow::Context as _;
 use crate::destination::{self, Mode};
 use crate::render::write_stdout;
 use crate::runtime_config::registries_conf::Runtime;
-use crate::runtime_config::{
-    DEFAULT_PEER, PeerAddr, Registry, containerd, daemon_yaml, docker, registries_conf,
-};
+use crate::runtime_config::{PeerAddr, Registry, containerd, daemon_yaml, docker, registries_conf};
 use crate::write_plan::{Change, FileOutcome, WritePlan};
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -73,7 +71,7 @@ pub struct CommonArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct PeerArg {
     /// The node's dfdaemon proxy/mirror address.
-    #[arg(long, value_name = "HOST:PORT", default_value = DEFAULT_PEER)]
+    #[arg(long, value_name = "HOST:PORT", default_value_t = PeerAddr::local_default())]
     pub peer: PeerAddr,
 }
 
@@ -184,7 +182,7 @@ impl Command {
             Self::Crio(args) => containers(args, Runtime::Crio),
             Self::Podman(args) => containers(args, Runtime::Podman),
             Self::Daemons(args) => {
-                let plan = daemon_yaml::plan(&args.common.root, "gen-config daemons");
+                let plan = daemon_yaml::plan(&args.common.root, "gen-config daemons")?;
                 let notes = ["restart dfdaemon / dfscheduler to load a changed config".to_owned()];
                 execute(&plan, &args.common, &notes, false)?;
                 Ok(ExitCode::SUCCESS)

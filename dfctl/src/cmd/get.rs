@@ -35,7 +35,10 @@ use crate::render::{self, OutputFormat};
 const DOWNLOAD_MODE: u32 = 0o644;
 
 /// The admin address of a peer on its default port, used when no cluster file names one.
-pub const DEFAULT_PEER: &str = "127.0.0.1:4002";
+/// The local peer's admin address.
+pub fn default_peer() -> String {
+    df_core::ports::loopback(df_core::ports::PEER_ADMIN)
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -140,14 +143,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let peer = choose_peer(&args).await?;
 
-    let mut endpoint = admin::endpoint(&peer, "/api/v1/download")?;
-    {
-        let mut query = endpoint.query_pairs_mut();
-        query.append_pair("url", url.as_str());
-        if let Some(digest) = &digest {
-            query.append_pair("digest", &digest.to_string());
-        }
-    }
+    let digest_text = digest.as_ref().map(ToString::to_string);
+    let endpoint = AdminClient::download_url(&peer, url.as_str(), digest_text.as_deref())?;
 
     let client = AdminClient::streaming(Duration::from_secs(5), Duration::from_secs(120))?;
     let started = Instant::now();
@@ -233,7 +230,7 @@ async fn choose_peer(args: &Args) -> anyhow::Result<String> {
     let dir = match args.dir.resolve() {
         Ok(dir) => dir,
         // No HOME and no --dir: there is no default cluster to look in, only the default peer.
-        Err(_) if !args.dir.is_explicit() => return Ok(DEFAULT_PEER.to_owned()),
+        Err(_) if !args.dir.is_explicit() => return Ok(default_peer()),
         Err(e) => return Err(e),
     };
     let state = ClusterState::load(&dir).await?;
@@ -249,7 +246,7 @@ async fn choose_peer(args: &Args) -> anyhow::Result<String> {
             dir.display(),
             dir.display()
         ),
-        None => Ok(DEFAULT_PEER.to_owned()),
+        None => Ok(default_peer()),
     }
 }
 
@@ -369,7 +366,7 @@ fn progress_bar(len: Option<u64>) -> ProgressBar {
 async fn fetch_task(peer: &str, task_id: &str) -> anyhow::Result<LocalTask> {
     let client = AdminClient::with_timeout(Duration::from_secs(2))?;
     client
-        .get_json::<LocalTask>(peer, &format!("/api/v1/tasks/{task_id}"))
+        .peer_task(peer, task_id)
         .await?
         .with_context(|| format!("peer {peer} does not know task {task_id}"))
 }
@@ -392,7 +389,7 @@ mod tests {
     fn summaries_read_as_two_lines() {
         let summary = DownloadSummary {
             url: "http://o/x".into(),
-            peer: DEFAULT_PEER.into(),
+            peer: default_peer(),
             task_id: Some("ab".repeat(32)),
             output: Some("/tmp/x".into()),
             bytes: 10 << 20,

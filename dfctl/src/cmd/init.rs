@@ -27,13 +27,14 @@ use crate::destination::{self, Mode};
 use crate::pki::KeyType;
 use crate::render::write_stdout;
 use crate::runtime_config::registries_conf::Runtime;
-use crate::runtime_config::{
-    DEFAULT_PEER, PeerAddr, Registry, containerd, daemon_yaml, docker, registries_conf,
-};
+use crate::runtime_config::{PeerAddr, Registry, containerd, daemon_yaml, docker, registries_conf};
 use crate::write_plan::WritePlan;
 
 /// The scheduler address used when none is given (a single-machine trial).
-pub const DEFAULT_SCHEDULER: &str = "127.0.0.1:8002";
+/// The scheduler a profile's peers use unless told otherwise.
+fn default_scheduler() -> String {
+    df_core::ports::loopback(df_core::ports::SCHEDULER_GRPC)
+}
 pub const DEFAULT_REGISTRY: &str = "docker.io";
 
 #[derive(Debug, Clone, clap::Args)]
@@ -151,11 +152,11 @@ impl Profile {
         } else if interactive {
             let a = prompt(
                 "Scheduler addresses (host:port, comma-separated)",
-                DEFAULT_SCHEDULER,
+                &default_scheduler(),
             )?;
             split_list(&a).map(str::to_owned).collect()
         } else {
-            vec![DEFAULT_SCHEDULER.to_owned()]
+            vec![default_scheduler()]
         };
         for s in &schedulers {
             let ok = s
@@ -177,10 +178,13 @@ impl Profile {
         };
         let peer = match &args.peer {
             Some(p) => p.clone(),
-            None if interactive => prompt("dfdaemon proxy address on each node", DEFAULT_PEER)?
-                .parse()
-                .map_err(anyhow::Error::msg)?,
-            None => DEFAULT_PEER.parse().map_err(anyhow::Error::msg)?,
+            None if interactive => prompt(
+                "dfdaemon proxy address on each node",
+                &PeerAddr::local_default().to_string(),
+            )?
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+            None => PeerAddr::local_default(),
         };
         Ok(Self {
             schedulers,
@@ -249,7 +253,7 @@ fn node_plans(dir: &Path, p: &Profile) -> anyhow::Result<Vec<WritePlan>> {
 /// The dfdaemon's proxy bind address for runtimes that reach it at `peer`.
 fn proxy_bind(peer: &PeerAddr) -> String {
     let url = peer.url();
-    let port = url.rsplit(':').next().unwrap_or("4001");
+    let port = peer.port();
     let loopback = url.contains("://127.") || url.contains("://[::1]") || url.contains("localhost");
     if loopback {
         format!("127.0.0.1:{port}")
@@ -357,7 +361,7 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
     let mut files: Vec<(PathBuf, String)> = vec![
         (
             dir.join("daemons/dfscheduler.yaml"),
-            daemon_yaml::SCHEDULER_DEFAULTS.to_owned(),
+            daemon_yaml::scheduler_yaml()?,
         ),
         (
             dir.join("daemons/dfdaemon-seed.yaml"),
@@ -407,7 +411,7 @@ mod tests {
                 "docker.io".parse().expect("registry"),
                 "http://registry.internal:5000".parse().expect("registry"),
             ],
-            peer: DEFAULT_PEER.parse().expect("peer"),
+            peer: PeerAddr::local_default(),
         };
         insta::assert_snapshot!(
             "init_readme",

@@ -264,7 +264,7 @@ fn logs_path(query: &LogQuery) -> String {
     if let Some(since) = query.since {
         q.append_pair("since", &since.to_string());
     }
-    format!("/api/v1/logs?{}", q.finish())
+    format!("{}?{}", df_core::routes::LOGS, q.finish())
 }
 
 async fn fetch(

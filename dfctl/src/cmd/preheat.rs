@@ -21,10 +21,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::Engine as _;
 use df_core::api::{BlobView, CreateJob, JobView, PreheatArgs};
+use df_core::manifest_url::ManifestUrl;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Deserialize;
 
-use crate::admin::{self, AdminClient};
+use crate::admin::AdminClient;
 use crate::cli::{ClusterDirArg, OutputArg};
 use crate::cluster::Targets;
 use crate::image_ref::ImageRef;
@@ -155,14 +156,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The jobs API of one scheduler.
-struct JobsApi {
+/// Where the jobs calls go: the client (with the token) and the scheduler's address.
+struct JobsTarget {
     client: AdminClient,
     scheduler: String,
-    token: Option<String>,
 }
 
-impl JobsApi {
+impl JobsTarget {
     async fn new(api: &ApiArgs) -> anyhow::Result<Self> {
         let scheduler = match &api.scheduler {
             Some(s) => s.clone(),
@@ -175,54 +175,8 @@ impl JobsApi {
                     .context("the local cluster has no scheduler; pass --scheduler HTTP_ADDR")?
             }
         };
-        Ok(Self {
-            client: AdminClient::with_timeout(REQUEST_TIMEOUT)?,
-            scheduler,
-            token: api.token.clone(),
-        })
-    }
-
-    async fn call<T: serde::de::DeserializeOwned>(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&CreateJob>,
-    ) -> anyhow::Result<T> {
-        let url = admin::endpoint(&self.scheduler, path)?;
-        let mut rb = self.client.http().request(method.clone(), url.clone());
-        if let Some(t) = &self.token {
-            rb = rb.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            rb = rb.json(b);
-        }
-        let resp = rb
-            .send()
-            .await
-            .map_err(|e| anyhow::anyhow!("{method} {url}: {}", admin::describe(&e)))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let text = admin::first_body_line(resp).await;
-            // The jobs API answers errors as {"errors": "..."}.
-            let message = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["errors"].as_str().map(str::to_owned))
-                .unwrap_or(text);
-            let hint = if status == reqwest::StatusCode::UNAUTHORIZED {
-                " (pass --token or set DFCTL_TOKEN to the scheduler's jobs.token)"
-            } else {
-                ""
-            };
-            anyhow::bail!("{method} {url}: {status}: {message}{hint}");
-        }
-        resp.json().await.map_err(|e| {
-            anyhow::anyhow!("{method} {url}: unexpected answer: {}", admin::describe(&e))
-        })
-    }
-
-    async fn job(&self, id: u64) -> anyhow::Result<JobView> {
-        self.call(reqwest::Method::GET, &format!("/oapi/v1/jobs/{id}"), None)
-            .await
+        let client = AdminClient::with_timeout(REQUEST_TIMEOUT)?.with_token(api.token.clone());
+        Ok(Self { client, scheduler })
     }
 }
 
@@ -241,24 +195,18 @@ impl Target {
     pub fn parse(arg: &str, plain_http: bool) -> anyhow::Result<Self> {
         if arg.contains("://") {
             let url = df_core::ids::validate_http_url(arg)?;
-            let registry = match url.port() {
-                Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-                None => url.host_str().unwrap_or_default().to_owned(),
-            };
-            return Ok(
-                if url.path().starts_with("/v2/") && url.path().contains("/manifests/") {
-                    Self::Image {
-                        url: arg.to_owned(),
-                        registry,
-                    }
-                } else {
-                    Self::File(arg.to_owned())
-                },
-            );
+            if !ManifestUrl::looks_like(&url) {
+                return Ok(Self::File(arg.to_owned()));
+            }
+            let manifest = ManifestUrl::parse(arg)?;
+            return Ok(Self::Image {
+                url: arg.to_owned(),
+                registry: manifest.registry().to_owned(),
+            });
         }
         let image = ImageRef::parse(arg)?;
         Ok(Self::Image {
-            url: image.manifest_url(plain_http),
+            url: image.manifest_url(plain_http).to_string(),
             registry: image.registry.clone(),
         })
     }
@@ -406,7 +354,7 @@ pub fn job_request(
 }
 
 async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
-    let api = JobsApi::new(&args.api).await?;
+    let api = JobsTarget::new(&args.api).await?;
     let mut jobs: Vec<JobView> = Vec::new();
     for arg in &args.targets {
         let target = Target::parse(arg, args.plain_http)?;
@@ -415,8 +363,9 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
             Target::File(_) => None,
         };
         let body = job_request(&target, &args, creds);
-        let view: JobView = api
-            .call(reqwest::Method::POST, "/oapi/v1/jobs", Some(&body))
+        let view = api
+            .client
+            .create_job(&api.scheduler, &body)
             .await
             .with_context(|| format!("cannot preheat {arg}"))?;
         jobs.push(view);
@@ -455,7 +404,7 @@ async fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Polls every job until none is PENDING, with one progress bar per blob on stderr.
-async fn wait(api: &JobsApi, mut jobs: Vec<JobView>) -> anyhow::Result<Vec<JobView>> {
+async fn wait(api: &JobsTarget, mut jobs: Vec<JobView>) -> anyhow::Result<Vec<JobView>> {
     use std::io::IsTerminal as _;
     let multi = MultiProgress::with_draw_target(if std::io::stderr().is_terminal() {
         ProgressDrawTarget::stderr()
@@ -471,7 +420,7 @@ async fn wait(api: &JobsApi, mut jobs: Vec<JobView>) -> anyhow::Result<Vec<JobVi
     loop {
         for j in &mut jobs {
             if j.state == "PENDING" {
-                *j = api.job(j.id).await?;
+                *j = api.client.job(&api.scheduler, j.id).await?;
             }
             for b in &j.blobs {
                 let total = b.size.unwrap_or(0) * b.peers.len() as u64;
@@ -559,10 +508,8 @@ pub fn blob_table(blobs: &[BlobView]) -> Table {
 }
 
 async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
-    let api = JobsApi::new(&args.api).await?;
-    let jobs: Vec<JobView> = api
-        .call(reqwest::Method::GET, "/oapi/v1/jobs", None)
-        .await?;
+    let api = JobsTarget::new(&args.api).await?;
+    let jobs = api.client.jobs(&api.scheduler).await?;
     match args.output.output {
         OutputFormat::Json => render::print_json(&jobs)?,
         OutputFormat::Table if jobs.is_empty() => render::write_stdout("no preheat jobs\n")?,
@@ -605,8 +552,8 @@ async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let api = JobsApi::new(&args.api).await?;
-    let j = api.job(args.id).await?;
+    let api = JobsTarget::new(&args.api).await?;
+    let j = api.client.job(&api.scheduler, args.id).await?;
     match args.output.output {
         OutputFormat::Json => render::print_json(&j)?,
         OutputFormat::Table => {

@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use df_core::api::{HostView, PeerInfo, SchedulerInfo};
+use df_core::api::{PeerInfo, SchedulerInfo};
 use futures_util::future::join_all;
 use serde::Serialize;
 
@@ -180,12 +180,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The admin addresses of the hosts the schedulers know, each once. A scheduler that does not
 /// answer contributes nothing here; its own row reports it.
 pub async fn discover_peers(client: &AdminClient, schedulers: &[Target]) -> Vec<Target> {
-    let lists = join_all(
-        schedulers
-            .iter()
-            .map(|s| client.get_json::<Vec<HostView>>(&s.addr, "/api/v1/hosts")),
-    )
-    .await;
+    let lists = join_all(schedulers.iter().map(|s| client.hosts(&s.addr))).await;
     let mut seen = std::collections::BTreeMap::new();
     for host in lists.into_iter().filter_map(|l| l.ok().flatten()).flatten() {
         if host.admin_port != 0 {
@@ -212,7 +207,7 @@ pub async fn probe(client: &AdminClient, targets: &Targets) -> StatusReport {
 async fn probe_scheduler(client: &AdminClient, target: &Target) -> SchedulerStatus {
     let (health, info) = futures_util::future::join(
         client.healthz(&target.addr),
-        client.get_json::<SchedulerInfo>(&target.addr, "/api/v1/info"),
+        client.scheduler_info(&target.addr),
     )
     .await;
     let (healthy, error, info) = combine(health, info, &target.addr);
@@ -226,11 +221,9 @@ async fn probe_scheduler(client: &AdminClient, target: &Target) -> SchedulerStat
 }
 
 async fn probe_peer(client: &AdminClient, target: &Target) -> PeerStatus {
-    let (health, info) = futures_util::future::join(
-        client.healthz(&target.addr),
-        client.get_json::<PeerInfo>(&target.addr, "/api/v1/info"),
-    )
-    .await;
+    let (health, info) =
+        futures_util::future::join(client.healthz(&target.addr), client.peer_info(&target.addr))
+            .await;
     let (health_ok, error, info) = combine(health, info, &target.addr);
     let (problems, warnings, ca_days_left) = info
         .as_ref()

@@ -67,7 +67,7 @@ pub struct SwitchArgs {
     #[arg(long)]
     pub no_restart: bool,
     /// The local peer's admin address.
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:4002")]
+    #[arg(long, value_name = "HOST:PORT", default_value_t = df_core::ports::loopback(df_core::ports::PEER_ADMIN))]
     pub peer_admin: String,
 }
 
@@ -475,18 +475,9 @@ fn enable_files(args: &SwitchArgs) -> anyhow::Result<Outcome> {
 }
 
 async fn tell_peer(admin: &str, enabled: bool, reason: Option<&str>) -> anyhow::Result<()> {
-    let client = AdminClient::with_timeout(PEER_TIMEOUT)?;
-    let url = crate::admin::endpoint(admin, "/api/v1/p2p")?;
-    let body = serde_json::json!({ "enabled": enabled, "reason": reason });
-    let resp = client
-        .http()
-        .put(url.clone())
-        .json(&body)
-        .send()
+    AdminClient::with_timeout(PEER_TIMEOUT)?
+        .set_p2p(admin, enabled, reason)
         .await
-        .map_err(|e| anyhow::anyhow!("PUT {url}: {}", crate::admin::describe(&e)))?;
-    anyhow::ensure!(resp.status().is_success(), "PUT {url}: {}", resp.status());
-    Ok(())
 }
 
 /// Runs the runtime steps on a live systemd root, else prints them.

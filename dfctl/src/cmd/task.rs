@@ -181,7 +181,7 @@ impl Location {
     /// Asks every peer that the schedulers place the task on (and that has not left) for its
     /// own view of its copy, concurrently.
     pub async fn fetch_copies(&mut self, client: &AdminClient) {
-        let path = format!("/api/v1/tasks/{}", self.task_id);
+        let task_id = self.task_id.to_string();
         let asked: Vec<&PeerView> = self
             .peers
             .iter()
@@ -189,9 +189,9 @@ impl Location {
             .collect();
         let answers = join_all(asked.iter().map(|p| {
             let addr = format!("{}:{}", p.ip, p.admin_port);
-            let path = path.clone();
+            let task_id = &task_id;
             async move {
-                let answer = client.get_json::<LocalTask>(&addr, &path).await;
+                let answer = client.peer_task(&addr, task_id).await;
                 (addr, answer)
             }
         }))
@@ -325,11 +325,11 @@ pub async fn locate_task(
     schedulers: &[Target],
     task_id: &TaskId,
 ) -> anyhow::Result<(Location, Vec<String>)> {
-    let path = format!("/api/v1/tasks/{task_id}");
+    let task_id_text = task_id.to_string();
     let answers = join_all(
         schedulers
             .iter()
-            .map(|t| client.get_json::<TaskDetail>(&t.addr, &path)),
+            .map(|t| client.scheduler_task(&t.addr, &task_id_text)),
     )
     .await;
     let mut found = Vec::new();
@@ -465,12 +465,7 @@ pub fn list_table(tasks: &[ListedTask]) -> Table {
 async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     let schedulers = args.schedulers.targets().await?;
     let client = AdminClient::with_timeout(QUERY_TIMEOUT)?;
-    let answers = join_all(
-        schedulers
-            .iter()
-            .map(|t| client.get_json::<Vec<TaskSummary>>(&t.addr, "/api/v1/tasks")),
-    )
-    .await;
+    let answers = join_all(schedulers.iter().map(|t| client.tasks(&t.addr))).await;
     let mut lists = Vec::new();
     let mut failures = 0;
     for (target, answer) in schedulers.iter().zip(answers) {

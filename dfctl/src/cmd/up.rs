@@ -18,16 +18,13 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use df_core::config::ByteSize;
+use df_core::config::{ByteSize, LogSection, peer, scheduler};
+use df_core::telemetry::StderrFormat;
 use tokio::time::Instant;
 
 use crate::admin::AdminClient;
 use crate::cli::{ClusterDirArg, OutputArg};
 use crate::cluster::{ClusterState, MARKER_FILE, ProcessRecord, Role};
-use crate::daemon_config::{
-    LogSection, PeerConfig, PeerHost, PeerServer, PeerStorage, PeerUpload, SchedulerConfig,
-    SchedulerServer, to_yaml,
-};
 use crate::process::{self, Liveness};
 use crate::render::{OutputFormat, Palette, Table, write_stdout};
 
@@ -214,15 +211,16 @@ pub fn plan_cluster(
         rec.grpc_addr = Some(grpc_addr);
         rec.http_addr = Some(http_addr);
         scheduler_grpc.push(grpc_addr);
-        let config = SchedulerConfig {
-            server: SchedulerServer {
-                grpc_addr,
-                http_addr,
+        let config = scheduler::RawConfig {
+            server: scheduler::RawServer {
+                grpc_addr: grpc_addr.to_string(),
+                http_addr: http_addr.to_string(),
             },
-            log: LogSection::files_only(rec.log_dir.clone()),
+            log: files_only_log(&rec.log_dir),
+            ..scheduler::RawConfig::default()
         };
         plans.push(DaemonPlan {
-            config_yaml: to_yaml(&config, &rec.name)?,
+            config_yaml: to_yaml(scheduler::HEADER, &config, &rec.name)?,
             binary: scheduler_bin.to_owned(),
             record: rec,
         });
@@ -239,34 +237,56 @@ pub fn plan_cluster(
         rec.upload_addr = Some(upload_addr);
         rec.proxy_addr = Some(proxy_addr);
         rec.admin_addr = Some(admin_addr);
-        let config = PeerConfig {
+        let defaults = peer::RawConfig::default();
+        let config = peer::RawConfig {
             seed: role == Role::Seed,
-            host: PeerHost {
+            host: peer::RawHost {
                 hostname: rec.name.clone(),
                 ip: Ipv4Addr::LOCALHOST.to_string(),
+                ..defaults.host
             },
-            schedulers: scheduler_grpc.clone(),
-            server: PeerServer {
-                upload_addr,
-                proxy_addr,
-                admin_addr,
+            schedulers: scheduler_grpc.iter().map(ToString::to_string).collect(),
+            server: peer::RawServer {
+                upload_addr: upload_addr.to_string(),
+                proxy_addr: proxy_addr.to_string(),
+                admin_addr: admin_addr.to_string(),
             },
-            upload: PeerUpload {
-                rate_limit: args.upload_rate_limit.0,
+            upload: peer::RawUpload {
+                rate_limit: args.upload_rate_limit,
+                ..defaults.upload
             },
-            storage: PeerStorage {
+            storage: peer::RawStorage {
                 dir: rec.data_dir.clone(),
-                capacity: args.capacity.0,
+                capacity: args.capacity,
+                ..defaults.storage
             },
-            log: LogSection::files_only(rec.log_dir.clone()),
+            log: files_only_log(&rec.log_dir),
+            ..defaults
         };
         plans.push(DaemonPlan {
-            config_yaml: to_yaml(&config, &rec.name)?,
+            config_yaml: to_yaml(peer::HEADER, &config, &rec.name)?,
             binary,
             record: rec,
         });
     }
     Ok(plans)
+}
+
+/// A local cluster logs to files only: its daemons' stderr is a file too.
+fn files_only_log(dir: &Path) -> LogSection {
+    LogSection {
+        dir: Some(dir.to_owned()),
+        stderr: StderrFormat::Off,
+        ..LogSection::default()
+    }
+}
+
+/// A daemon's config as YAML under a comment saying who wrote it.
+fn to_yaml<T: serde::Serialize>(header: &str, config: &T, name: &str) -> anyhow::Result<String> {
+    let header = format!(
+        "# Written by `dfctl up` for {name}; `dfctl up` rewrites it on every start.\n{header}"
+    );
+    Ok(df_core::config::to_yaml(&header, config, name)?)
 }
 
 async fn write_daemon_files(plan: &DaemonPlan) -> anyhow::Result<()> {

@@ -1,24 +1,17 @@
-//! `dfdaemon.yaml` and `dfscheduler.yaml` with every setting at its default, commented.
+//! `dfdaemon.yaml` and `dfscheduler.yaml` for `dfctl gen-config daemons` and `dfctl init`: the
+//! daemons' raw config types from `df_core::config`, serialized under their comment header.
 //!
 //! Invariant (checked by the integration test `daemon_configs`, which may link the daemons):
 //! each file loads with its daemon's own loader, `deny_unknown_fields` included, to exactly
-//! the daemon's built-in defaults, and names every key the daemon knows. dfctl itself does not
-//! link the daemons; the text lives in `templates/daemons/`.
+//! the daemon's built-in defaults (except what the caller sets), and names every key the
+//! daemon knows, because it is the serialization of the type the daemon reads.
+
+use df_core::config::{ConfigError, peer, scheduler, to_yaml};
 
 use crate::write_plan::WritePlan;
 
-pub const PEER_PATH: &str = "/etc/dragonfly/dfdaemon.yaml";
-pub const SCHEDULER_PATH: &str = "/etc/dragonfly/dfscheduler.yaml";
-
-pub const PEER_DEFAULTS: &str = include_str!("../../../templates/daemons/dfdaemon.yaml");
-pub const SCHEDULER_DEFAULTS: &str = include_str!("../../../templates/daemons/dfscheduler.yaml");
-
-#[derive(Debug, thiserror::Error)]
-#[error("template line '{line}' not found in {file}: the template and dfctl disagree")]
-pub struct TemplateError {
-    file: &'static str,
-    line: String,
-}
+pub const PEER_PATH: &str = peer::DEFAULT_PATH;
+pub const SCHEDULER_PATH: &str = scheduler::DEFAULT_PATH;
 
 /// `dfdaemon.yaml` with the defaults, except `seed`, `schedulers` and (when given) the proxy
 /// address, for a node of a cluster.
@@ -26,46 +19,32 @@ pub fn peer_yaml(
     seed: bool,
     schedulers: &[String],
     proxy_addr: Option<&str>,
-) -> Result<String, TemplateError> {
-    let mut text = PEER_DEFAULTS.to_owned();
-    replace_line(&mut text, "seed: false", &format!("seed: {seed}"))?;
+) -> Result<String, ConfigError> {
+    let mut raw = peer::RawConfig {
+        seed,
+        schedulers: schedulers.to_vec(),
+        ..peer::RawConfig::default()
+    };
     if let Some(addr) = proxy_addr {
-        replace_line(
-            &mut text,
-            "  proxy_addr: 0.0.0.0:4001",
-            &format!("  proxy_addr: \"{addr}\""),
-        )?;
+        addr.clone_into(&mut raw.server.proxy_addr);
     }
-    let list = if schedulers.is_empty() {
-        "schedulers: []".to_owned()
-    } else {
-        let items: Vec<String> = schedulers
-            .iter()
-            .map(|s| format!("  - \"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
-            .collect();
-        format!("schedulers:\n{}", items.join("\n"))
-    };
-    replace_line(&mut text, "schedulers: []", &list)?;
-    Ok(text)
+    to_yaml(peer::HEADER, &raw, "dfdaemon.yaml")
 }
 
-fn replace_line(text: &mut String, line: &str, with: &str) -> Result<(), TemplateError> {
-    let needle = format!("\n{line}\n");
-    let Some(at) = text.find(&needle) else {
-        return Err(TemplateError {
-            file: "templates/daemons/dfdaemon.yaml",
-            line: line.to_owned(),
-        });
-    };
-    text.replace_range(at + 1..at + 1 + line.len(), with);
-    Ok(())
+/// `dfscheduler.yaml` with every default.
+pub fn scheduler_yaml() -> Result<String, ConfigError> {
+    to_yaml(
+        scheduler::HEADER,
+        &scheduler::RawConfig::default(),
+        "dfscheduler.yaml",
+    )
 }
 
-pub fn plan(root: &std::path::Path, generator: &str) -> WritePlan {
+pub fn plan(root: &std::path::Path, generator: &str) -> Result<WritePlan, ConfigError> {
     let mut plan = WritePlan::new(root, generator);
-    plan.add_whole(PEER_PATH, PEER_DEFAULTS, 0o644);
-    plan.add_whole(SCHEDULER_PATH, SCHEDULER_DEFAULTS, 0o644);
-    plan
+    plan.add_whole(PEER_PATH, peer_yaml(false, &[], None)?, 0o644);
+    plan.add_whole(SCHEDULER_PATH, scheduler_yaml()?, 0o644);
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -80,22 +59,23 @@ mod tests {
             Some("127.0.0.1:65001"),
         )
         .expect("render");
+        assert!(text.starts_with(peer::HEADER));
         let value: yaml_serde::Value = yaml_serde::from_str(&text).expect("yaml");
         assert_eq!(value["seed"].as_bool(), Some(true));
         assert_eq!(value["schedulers"][1].as_str(), Some("10.0.0.2:8002"));
-        let diff = similar::TextDiff::from_lines(PEER_DEFAULTS, text.as_str());
+        assert_eq!(
+            value["server"]["proxy_addr"].as_str(),
+            Some("127.0.0.1:65001")
+        );
+        let defaults = peer_yaml(false, &[], None).expect("render");
+        let diff = similar::TextDiff::from_lines(defaults.as_str(), text.as_str());
         let changed = diff
             .iter_all_changes()
             .filter(|c| c.tag() == similar::ChangeTag::Insert)
             .count();
         assert_eq!(
-            value["server"]["proxy_addr"].as_str(),
-            Some("127.0.0.1:65001")
-        );
-        assert_eq!(
             changed, 5,
             "seed, proxy_addr, schedulers header and two entries"
         );
-        assert_eq!(peer_yaml(false, &[], None).expect("render"), PEER_DEFAULTS);
     }
 }

@@ -6,10 +6,11 @@
 //!   `hosts.toml` per mirrored registry;
 //! - [`docker`]: the systemd proxy drop-in and `registry-mirrors` in `daemon.json`;
 //! - [`registries_conf`]: the CRI-O/podman `registries.conf.d` drop-in;
-//! - [`daemon_yaml`]: commented `dfdaemon.yaml` / `dfscheduler.yaml` with every default.
+//! - [`daemon_yaml`]: `dfdaemon.yaml` / `dfscheduler.yaml` with every default, serialized from
+//!   the daemons' raw config types in `df_core::config`.
 //!
-//! The text of every generated file comes from `templates/` at the repository root, embedded
-//! with `include_str!`; [`fill`] substitutes its `{{name}}` placeholders.
+//! The text of every other generated file comes from `templates/` at the repository root,
+//! embedded with `include_str!`; [`fill`] substitutes its `{{name}}` placeholders.
 
 pub mod containerd;
 pub mod daemon_yaml;
@@ -26,10 +27,15 @@ pub struct PeerAddr {
     port: u16,
 }
 
-/// Where runtimes reach the node's dfdaemon by default (the Helm chart's peer port).
-pub const DEFAULT_PEER: &str = "127.0.0.1:4001";
-
 impl PeerAddr {
+    /// Where runtimes reach the node's dfdaemon by default (the Helm chart's peer port).
+    pub fn local_default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: df_core::ports::PEER_PROXY,
+        }
+    }
+
     /// `http://host:port`, the mirror URL runtimes use.
     pub fn url(&self) -> String {
         format!("http://{self}")

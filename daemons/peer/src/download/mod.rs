@@ -4,11 +4,11 @@
 //! object cannot be cached here, a straight pass-through from the origin. Every client-facing
 //! server (admin download API, proxy, mirror) goes through [`TaskManager::deliver`].
 
-pub mod conductor;
-pub mod origin;
-pub mod parent;
-pub mod piece_io;
-pub mod reader;
+pub(crate) mod conductor;
+pub(crate) mod origin;
+pub(crate) mod parent;
+pub(crate) mod piece_io;
+pub(crate) mod reader;
 
 use std::sync::Arc;
 

@@ -17,7 +17,7 @@
 //! admin API, everything passes through.
 
 mod connect;
-pub mod leaf_certs;
+pub(crate) mod leaf_certs;
 pub mod plan;
 
 use std::convert::Infallible;

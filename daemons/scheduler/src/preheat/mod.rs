@@ -16,6 +16,9 @@
 //! could be chosen, a chosen host's stream stayed down for `jobs.host_grace`, or `jobs.timeout`
 //! passed. The same preheat asked again while one is PENDING
 //! returns that job.
+//!
+//! A running job is driven by events, not a poll: [`JobStore::report`] and a host's departure
+//! wake it (`JobStore::changed`), and so do a departed host's grace and the job's deadline.
 
 pub mod registry;
 
@@ -29,10 +32,8 @@ use df_core::ring::HashRing;
 use df_proto::scheduler::v1 as pb;
 
 use crate::scheduling::{ConnectedHost, Scheduler};
-use registry::{ManifestUrl, PlatformChoice, RegistryClient, ResolvedBlob};
-
-/// How often a running job checks whether it is done.
-const POLL: Duration = Duration::from_millis(200);
+use df_core::manifest_url::ManifestUrl;
+use registry::{PlatformChoice, RegistryClient, ResolvedBlob};
 
 /// Why a job request is refused (a 400 with this message).
 #[derive(Debug, thiserror::Error)]
@@ -374,6 +375,8 @@ fn redacted(args: &api::PreheatArgs) -> api::PreheatArgs {
 #[derive(Default)]
 pub struct JobStore {
     inner: Mutex<Inner>,
+    /// Woken on every report and host departure, so running jobs re-check their state.
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -428,6 +431,13 @@ impl JobStore {
         target.error = r.error;
         target.cost_millis = r.cost_millis;
         job.updated = SystemTime::now();
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
+    /// A host left: the jobs waiting on it re-check whether its grace has begun.
+    pub fn host_departed(&self) {
+        self.changed.notify_waiters();
     }
 
     fn with_job<R>(&self, id: u64, f: impl FnOnce(&mut Job) -> R) -> Option<R> {
@@ -498,19 +508,46 @@ fn prune(inner: &mut Inner, keep: usize) {
     }
 }
 
+/// One job from resolution to its final state; every failure ends the job with its reason.
 async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
     let deadline = tokio::time::Instant::now() + plan.timeout;
-    let fail = |error: String| {
+    let outcome = async {
+        let (blobs, authorization) = resolve(&scheduler, &plan, deadline).await?;
+        let hosts = scheduler.connected_hosts();
+        let (job_blobs, commands) = assign(&plan, id, blobs, authorization.as_deref(), &hosts)?;
+        let blob_count = job_blobs.len();
+        scheduler.jobs.with_job(id, |j| {
+            j.blobs = job_blobs;
+            j.updated = SystemTime::now();
+        });
+        send(&scheduler, id, &hosts, commands);
+        tracing::info!(job_id = id, blobs = blob_count, "preheat commands sent");
+        watch(&scheduler, id, &plan, &hosts, deadline).await
+    }
+    .await;
+    if let Err(error) = outcome {
         tracing::warn!(job_id = id, %error, "preheat job failed");
         scheduler
             .jobs
             .with_job(id, |j| j.finish(JobState::Failure, error));
-        scheduler
-            .metrics
-            .preheat_jobs
-            .get_or_create(&vec![("state", JobState::Failure.as_str())])
-            .inc();
-    };
+        count(&scheduler, JobState::Failure);
+    }
+}
+
+fn count(scheduler: &Scheduler, state: JobState) {
+    scheduler
+        .metrics
+        .preheat_jobs
+        .get_or_create(&vec![("state", state.as_str())])
+        .inc();
+}
+
+/// The blobs of the job with their task IDs, and the registry authorization to pass on.
+async fn resolve(
+    scheduler: &Scheduler,
+    plan: &Plan,
+    deadline: tokio::time::Instant,
+) -> Result<(Vec<(ResolvedBlob, TaskId)>, Option<String>), String> {
     let (resolved, authorization) = match &plan.source {
         Source::Files(urls) => (
             urls.iter()
@@ -526,10 +563,8 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
         ),
         Source::Image { url, platform } => {
             let cfg = &scheduler.config().jobs;
-            let client = match RegistryClient::new(&cfg.registry_ca_pems, cfg.registry_timeout) {
-                Ok(c) => c,
-                Err(e) => return fail(e.to_string()),
-            };
+            let client = RegistryClient::new(&cfg.registry_ca_pems, cfg.registry_timeout)
+                .map_err(|e| e.to_string())?;
             let creds = plan
                 .credentials
                 .as_ref()
@@ -537,19 +572,72 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
             let resolving = client.resolve(url, &plan.headers, creds, platform);
             match tokio::time::timeout_at(deadline, resolving).await {
                 Ok(Ok(r)) => (r.blobs, r.authorization),
-                Ok(Err(e)) => return fail(e.to_string()),
-                Err(_) => return fail("timed out resolving the image".into()),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return Err("timed out resolving the image".into()),
             }
         }
     };
     let mut blobs = Vec::with_capacity(resolved.len());
     for b in resolved {
-        match plan.task_id(&b.url) {
-            Ok(task_id) => blobs.push((b, task_id)),
-            Err(e) => return fail(e.to_string()),
-        }
+        let task_id = plan.task_id(&b.url).map_err(|e| e.to_string())?;
+        blobs.push((b, task_id));
     }
-    let hosts = scheduler.connected_hosts();
+    Ok((blobs, authorization))
+}
+
+/// The headers every command carries: the job's, with the registry's authorization (if the
+/// scheduler got one while resolving) replacing any the job sent.
+fn command_headers(plan: &Plan, authorization: Option<&str>) -> Vec<pb::Header> {
+    let mut headers: Vec<pb::Header> = plan
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
+        .map(|(k, v)| pb::Header {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect();
+    if let Some(auth) = authorization {
+        headers.push(pb::Header {
+            name: "Authorization".into(),
+            value: auth.to_owned(),
+        });
+    }
+    headers
+}
+
+/// The hosts `plan.scope` picks for one blob among the eligible ones.
+fn choose<'a>(
+    plan: &Plan,
+    eligible: &[&'a ConnectedHost],
+    task_id: &TaskId,
+) -> Vec<&'a ConnectedHost> {
+    match plan.scope {
+        Scope::SingleSeed => {
+            let eligible_seeds: Vec<&ConnectedHost> =
+                eligible.iter().copied().filter(|h| h.is_seed).collect();
+            let ring = HashRing::new(eligible_seeds.iter().map(|h| h.id.to_string()));
+            ring.owner(task_id.as_str())
+                .and_then(|o| eligible_seeds.iter().copied().find(|h| h.id.as_str() == o))
+                .into_iter()
+                .collect()
+        }
+        Scope::AllSeeds => eligible.iter().copied().filter(|h| h.is_seed).collect(),
+        Scope::AllPeers => eligible.to_vec(),
+    }
+}
+
+/// Commands for hosts, in sending order.
+type Commands = Vec<(HostId, pb::HostResponse)>;
+
+/// Which hosts get which blob, and the commands to send them.
+fn assign(
+    plan: &Plan,
+    id: u64,
+    blobs: Vec<(ResolvedBlob, TaskId)>,
+    authorization: Option<&str>,
+    hosts: &[ConnectedHost],
+) -> Result<(Vec<JobBlob>, Commands), String> {
     let seeds: Vec<&ConnectedHost> = hosts.iter().filter(|h| h.is_seed).collect();
     let seed_ring = HashRing::new(seeds.iter().map(|h| h.id.to_string()));
     let eligible: Vec<&ConnectedHost> = hosts
@@ -561,39 +649,12 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
                 .is_none_or(|ids| ids.iter().any(|i| i == h.id.as_str()))
         })
         .collect();
-    let mut headers: Vec<pb::Header> = plan
-        .headers
-        .iter()
-        .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
-        .map(|(k, v)| pb::Header {
-            name: k.clone(),
-            value: v.clone(),
-        })
-        .collect();
-    if let Some(auth) = &authorization {
-        headers.push(pb::Header {
-            name: "Authorization".into(),
-            value: auth.clone(),
-        });
-    }
-    // Which hosts get which blob, and the commands to send.
+    let headers = command_headers(plan, authorization);
     let mut job_blobs = Vec::with_capacity(blobs.len());
-    let mut commands: Vec<(HostId, pb::HostResponse)> = Vec::new();
+    let mut commands: Commands = Vec::new();
     for (b, task_id) in blobs {
         let seed_owner = seed_ring.owner(task_id.as_str()).map(str::to_owned);
-        let chosen: Vec<&ConnectedHost> = match plan.scope {
-            Scope::SingleSeed => {
-                let eligible_seeds: Vec<&ConnectedHost> =
-                    eligible.iter().copied().filter(|h| h.is_seed).collect();
-                let ring = HashRing::new(eligible_seeds.iter().map(|h| h.id.to_string()));
-                ring.owner(task_id.as_str())
-                    .and_then(|o| eligible_seeds.iter().copied().find(|h| h.id.as_str() == o))
-                    .into_iter()
-                    .collect()
-            }
-            Scope::AllSeeds => eligible.iter().copied().filter(|h| h.is_seed).collect(),
-            Scope::AllPeers => eligible.clone(),
-        };
+        let chosen = choose(plan, &eligible, &task_id);
         if chosen.is_empty() {
             let what = match plan.scope {
                 Scope::SingleSeed | Scope::AllSeeds => "no seed peer",
@@ -604,7 +665,7 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
             } else {
                 ""
             };
-            return fail(format!("{what}{filtered} is connected to this scheduler"));
+            return Err(format!("{what}{filtered} is connected to this scheduler"));
         }
         let mut targets = Vec::with_capacity(chosen.len());
         for h in chosen {
@@ -645,15 +706,15 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
             targets,
         });
     }
-    let blob_count = job_blobs.len();
-    scheduler.jobs.with_job(id, |j| {
-        j.blobs = job_blobs;
-        j.updated = SystemTime::now();
-    });
     // The seed owners first: the others then find them registered as parents.
     commands.sort_by_key(|(_, c)| {
         !matches!(&c.response, Some(pb::host_response::Response::PreheatTask(t)) if t.seed)
     });
+    Ok((job_blobs, commands))
+}
+
+/// Sends each command on its host's stream; a host whose stream closed fails its part now.
+fn send(scheduler: &Scheduler, id: u64, hosts: &[ConnectedHost], commands: Commands) {
     let senders: HashMap<&HostId, &ConnectedHost> = hosts.iter().map(|h| (&h.id, h)).collect();
     let mut unsent: Vec<(HostId, String)> = Vec::new();
     for (host, command) in commands {
@@ -680,77 +741,102 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
             },
         );
     }
-    tracing::info!(job_id = id, blobs = blob_count, "preheat commands sent");
+}
 
+/// Fails the part of every chosen host that has been gone for `grace`.
+fn fail_departed(
+    scheduler: &Scheduler,
+    id: u64,
+    hosts: &[ConnectedHost],
+    gone_since: &mut HashMap<HostId, tokio::time::Instant>,
+    grace: Duration,
+) {
+    let connected: Vec<HostId> = scheduler
+        .connected_hosts()
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    let now = tokio::time::Instant::now();
+    let mut expired: Vec<HostId> = Vec::new();
+    for h in hosts.iter().map(|h| &h.id) {
+        if connected.contains(h) {
+            gone_since.remove(h);
+        } else if now.duration_since(*gone_since.entry(h.clone()).or_insert(now)) >= grace {
+            expired.push(h.clone());
+        }
+    }
+    if expired.is_empty() {
+        return;
+    }
+    scheduler.jobs.with_job(id, |j| {
+        for t in j.blobs.iter_mut().flat_map(|b| &mut b.targets) {
+            if !t.state.is_final() && expired.contains(&t.host_id) {
+                t.state = TargetState::Failed;
+                t.error = format!(
+                    "the host left this scheduler (stream down for {})",
+                    humantime::format_duration(grace)
+                );
+            }
+        }
+    });
+}
+
+/// The job's state once every target has reported a final state; `None` while some have not.
+fn settled(j: &Job) -> Option<(JobState, String)> {
+    let targets: Vec<&Target> = j.blobs.iter().flat_map(|b| &b.targets).collect();
+    if !targets.iter().all(|t| t.state.is_final()) {
+        return None;
+    }
+    let failed: Vec<&&Target> = targets
+        .iter()
+        .filter(|t| t.state == TargetState::Failed)
+        .collect();
+    Some(match failed.first() {
+        None => (JobState::Success, String::new()),
+        Some(first) => (
+            JobState::Failure,
+            format!(
+                "{} of {} downloads failed; first: {} on {}",
+                failed.len(),
+                targets.len(),
+                first.error,
+                first.hostname
+            ),
+        ),
+    })
+}
+
+/// Waits for the job's reports (and its hosts' departures) until it settles or times out. It
+/// wakes when a report arrives or a host disconnects ([`JobStore::changed`]), and when a
+/// departed host's grace or the job's deadline runs out; nothing polls.
+async fn watch(
+    scheduler: &Scheduler,
+    id: u64,
+    plan: &Plan,
+    hosts: &[ConnectedHost],
+    deadline: tokio::time::Instant,
+) -> Result<(), String> {
     let grace = scheduler.config().jobs.host_grace;
     let mut gone_since: HashMap<HostId, tokio::time::Instant> = HashMap::new();
     loop {
+        // Registered before looking, so a report that lands in between still wakes us.
+        let changed = scheduler.jobs.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
         // Hosts that left: their reports will not come; fail their part after the grace.
-        let connected: Vec<HostId> = scheduler
-            .connected_hosts()
-            .into_iter()
-            .map(|h| h.id)
-            .collect();
-        let now = tokio::time::Instant::now();
-        let mut expired: Vec<HostId> = Vec::new();
-        for h in hosts.iter().map(|h| &h.id) {
-            if connected.contains(h) {
-                gone_since.remove(h);
-            } else if now.duration_since(*gone_since.entry(h.clone()).or_insert(now)) >= grace {
-                expired.push(h.clone());
-            }
-        }
-        if !expired.is_empty() {
-            scheduler.jobs.with_job(id, |j| {
-                for t in j.blobs.iter_mut().flat_map(|b| &mut b.targets) {
-                    if !t.state.is_final() && expired.contains(&t.host_id) {
-                        t.state = TargetState::Failed;
-                        t.error = format!(
-                            "the host left this scheduler (stream down for {})",
-                            humantime::format_duration(grace)
-                        );
-                    }
-                }
-            });
-        }
-        let outcome = scheduler.jobs.with_job(id, |j| {
-            let targets: Vec<&Target> = j.blobs.iter().flat_map(|b| &b.targets).collect();
-            if !targets.iter().all(|t| t.state.is_final()) {
-                return None;
-            }
-            let failed: Vec<&&Target> = targets
-                .iter()
-                .filter(|t| t.state == TargetState::Failed)
-                .collect();
-            Some(match failed.first() {
-                None => (JobState::Success, String::new()),
-                Some(first) => (
-                    JobState::Failure,
-                    format!(
-                        "{} of {} downloads failed; first: {} on {}",
-                        failed.len(),
-                        targets.len(),
-                        first.error,
-                        first.hostname
-                    ),
-                ),
-            })
-        });
-        match outcome {
-            None => return, // forgotten
+        fail_departed(scheduler, id, hosts, &mut gone_since, grace);
+        match scheduler.jobs.with_job(id, |j| settled(j)) {
+            None => return Ok(()), // forgotten
             Some(Some((state, error))) => {
                 tracing::info!(job_id = id, state = state.as_str(), %error, "preheat job finished");
                 scheduler.jobs.with_job(id, |j| j.finish(state, error));
-                scheduler
-                    .metrics
-                    .preheat_jobs
-                    .get_or_create(&vec![("state", state.as_str())])
-                    .inc();
-                return;
+                count(scheduler, state);
+                return Ok(());
             }
             Some(None) => {}
         }
-        if tokio::time::Instant::now() >= deadline {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             scheduler.jobs.with_job(id, |j| {
                 for t in j.blobs.iter_mut().flat_map(|b| &mut b.targets) {
                     if !t.state.is_final() {
@@ -759,12 +845,20 @@ async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
                     }
                 }
             });
-            return fail(format!(
+            return Err(format!(
                 "timed out after {}",
                 humantime::format_duration(plan.timeout)
             ));
         }
-        tokio::time::sleep(POLL).await;
+        let wake = gone_since
+            .values()
+            .map(|since| *since + grace)
+            .filter(|at| *at > now)
+            .fold(deadline, std::cmp::min);
+        tokio::select! {
+            _ = &mut changed => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
     }
 }
 

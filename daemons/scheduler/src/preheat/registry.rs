@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use df_core::manifest_url::{ManifestUrl, ManifestUrlError};
 use futures_util::StreamExt as _;
 use reqwest::StatusCode;
 use reqwest::header::{
@@ -47,10 +48,8 @@ const ACCEPTED: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
-    #[error(
-        "'{url}' is not a manifest URL (<scheme>://<registry>/v2/<repo>/manifests/<tag or digest>): {reason}"
-    )]
-    BadUrl { url: String, reason: String },
+    #[error(transparent)]
+    BadUrl(#[from] ManifestUrlError),
     #[error("'{0}' is not a platform (os/arch[/variant] or all)")]
     BadPlatform(String),
     #[error("GET {url}: {reason}")]
@@ -147,56 +146,6 @@ impl std::fmt::Display for PlatformChoice {
                 variant: Some(v),
             } => write!(f, "{os}/{arch}/{v}"),
         }
-    }
-}
-
-/// `<scheme>://<registry>/v2/<repo>/manifests/<reference>`, taken apart.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestUrl {
-    /// `<scheme>://<registry>` (host and port as given).
-    pub base: String,
-    pub repository: String,
-    pub reference: String,
-}
-
-impl ManifestUrl {
-    pub fn parse(url: &str) -> Result<Self, ResolveError> {
-        let bad = |reason: &str| ResolveError::BadUrl {
-            url: url.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let parsed = df_core::ids::validate_http_url(url).map_err(|e| bad(&e.to_string()))?;
-        if parsed.query().is_some() || parsed.fragment().is_some() {
-            return Err(bad("it has a query or fragment"));
-        }
-        let host = parsed.host_str().ok_or_else(|| bad("no host"))?;
-        let authority = match parsed.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
-        let path = parsed.path();
-        let rest = path
-            .strip_prefix("/v2/")
-            .ok_or_else(|| bad("the path does not start with /v2/"))?;
-        let (repository, reference) = rest
-            .rsplit_once("/manifests/")
-            .ok_or_else(|| bad("no /manifests/ in the path"))?;
-        if repository.is_empty() || reference.is_empty() || reference.contains('/') {
-            return Err(bad("empty repository or reference"));
-        }
-        Ok(Self {
-            base: format!("{}://{authority}", parsed.scheme()),
-            repository: repository.to_owned(),
-            reference: reference.to_owned(),
-        })
-    }
-
-    pub fn manifest(&self, reference: &str) -> String {
-        format!("{}/v2/{}/manifests/{reference}", self.base, self.repository)
-    }
-
-    pub fn blob(&self, digest: &str) -> String {
-        format!("{}/v2/{}/blobs/{digest}", self.base, self.repository)
     }
 }
 

@@ -7,6 +7,8 @@
 //! cluster works out of the box and a scheduler on a real network never takes unauthenticated
 //! preheats. The other routes are read-only and open, as before.
 
+mod views;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use df_core::ids::TaskId;
+use df_core::routes;
 use df_core::telemetry::{LogHub, LogQuery, ndjson_stream};
 
 use crate::scheduling::Scheduler;
@@ -32,17 +35,17 @@ pub struct AdminState {
 
 pub fn router(state: AdminState) -> axum::Router {
     axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/info", get(info))
-        .route("/api/v1/hosts", get(hosts))
-        .route("/api/v1/tasks", get(tasks))
-        .route("/api/v1/tasks/{task_id}", get(task))
-        .route("/api/v1/watch", get(watch))
-        .route("/api/v1/logs", get(logs))
-        .route("/healthy", get(|| async { "ok" }))
-        .route("/oapi/v1/jobs", get(list_jobs).post(create_job))
-        .route("/oapi/v1/jobs/{id}", get(get_job))
+        .route(routes::HEALTHZ, get(|| async { "ok" }))
+        .route(routes::METRICS, get(metrics))
+        .route(routes::INFO, get(info))
+        .route(routes::HOSTS, get(hosts))
+        .route(routes::TASKS, get(tasks))
+        .route(routes::TASK, get(task))
+        .route(routes::WATCH, get(watch))
+        .route(routes::LOGS, get(logs))
+        .route(routes::HEALTHY, get(|| async { "ok" }))
+        .route(routes::JOBS, get(list_jobs).post(create_job))
+        .route(routes::JOB, get(get_job))
         .with_state(state)
 }
 

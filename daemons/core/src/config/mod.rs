@@ -1,10 +1,15 @@
-//! Reading YAML config files into raw serde structs. Validation into typed configs belongs to
-//! each daemon; this module only guarantees that every error names the file and, where the
-//! parser knows it, the line, column and key.
+//! The daemon config contract: the raw serde shape of both daemons' YAML files ([`peer`],
+//! [`scheduler`]), reading them and writing them. Validation into typed configs belongs to
+//! each daemon; this module guarantees that every error names the file and, where the parser
+//! knows it, the line, column and key, and that what [`to_yaml`] writes reads back unchanged.
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+pub mod peer;
+pub mod scheduler;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -15,6 +20,8 @@ pub enum ConfigError {
     },
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("cannot write {what} as YAML: {message}")]
+    Encode { what: String, message: String },
     #[error("{path}: key '{key}': {message}")]
     Invalid {
         path: PathBuf,
@@ -48,6 +55,21 @@ pub fn socket_addr(
     })
 }
 
+/// `0.0.0.0:port`, the listen address of a default config.
+fn any_addr(port: u16) -> String {
+    std::net::SocketAddr::from(([0, 0, 0, 0], port)).to_string()
+}
+
+/// `config` as YAML under `header` (comment lines, each ending in a newline). `what` names the
+/// file in errors.
+pub fn to_yaml<T: Serialize>(header: &str, config: &T, what: &str) -> Result<String, ConfigError> {
+    let body = yaml_serde::to_string(config).map_err(|e| ConfigError::Encode {
+        what: what.to_owned(),
+        message: e.to_string(),
+    })?;
+    Ok(format!("{header}{body}"))
+}
+
 /// Reads `path` as YAML into `T`. An empty file gives `T::default()`.
 pub fn load_yaml<T: DeserializeOwned + Default>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -72,13 +94,14 @@ pub fn parse_yaml<T: DeserializeOwned + Default>(
 }
 
 /// The `log:` section every daemon config has.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
     /// Directory for rotated JSON-lines log files; none logs to stderr only.
     pub dir: Option<std::path::PathBuf>,
     /// `EnvFilter` directive: `info`, `debug`, `df_peer=debug,info`, ...
     pub level: String,
+    /// stderr format: `human`, `json` or `off`.
     pub stderr: crate::telemetry::StderrFormat,
 }
 

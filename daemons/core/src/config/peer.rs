@@ -1,0 +1,233 @@
+//! `dfdaemon.yaml`: the raw shape every writer and reader of a peer config shares. The daemon
+//! validates it into its own typed config; `dfctl` (`up`, `init`, `gen-config daemons`)
+//! writes it by serializing these types. Adding a key means adding a field here (with its
+//! default and doc text), then reading it in the daemon's validation.
+//!
+//! Invariant: unknown keys are refused (`deny_unknown_fields`), and every struct serializes
+//! to YAML that reads back to the same value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ByteSize, LogSection, any_addr};
+use crate::ports;
+
+/// Where the daemon looks for its config unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/dragonfly/dfdaemon.yaml";
+
+/// The comment block at the top of every `dfdaemon.yaml` dfctl writes.
+pub const HEADER: &str = "\
+# dfdaemon.yaml: the dragonfly-lite peer daemon (one per node). dfdaemon loads it with
+# `dfdaemon --config /etc/dragonfly/dfdaemon.yaml`. Unknown keys are refused, so a typo
+# stops the daemon with the file, key and line instead of being ignored.
+# Sizes take units (512, 64KiB, 100MiB, 1GB); durations are human (200ms, 30s, 5m, 24h).
+# Every key is described where it is defined: daemons/core/src/config/peer.rs.
+";
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Seed mode: this peer fetches from the origin first when the scheduler asks it.
+    pub seed: bool,
+    pub host: RawHost,
+    /// Scheduler gRPC addresses (host:port); tasks are spread over them by consistent hashing.
+    /// Empty: no scheduler, every download goes to the origin.
+    pub schedulers: Vec<String>,
+    pub server: RawServer,
+    pub upload: RawUpload,
+    pub download: RawDownload,
+    pub storage: RawStorage,
+    pub proxy: RawProxy,
+    pub origin: RawOrigin,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProxy {
+    /// Serve the HTTP(S) proxy and registry mirror on `server.proxy_addr`.
+    pub enabled: bool,
+    /// GET requests whose URL (without query) matches one of these go P2P; the rest pass
+    /// straight through. A request with `X-Dragonfly-Use-P2P: true` always goes P2P.
+    pub rules: Vec<RawRule>,
+    pub registry_mirror: RawMirror,
+    pub hijack: RawHijack,
+    /// Ports a CONNECT may reach.
+    pub connect_ports: Vec<u16>,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rules: vec![RawRule {
+                regex: "blobs/sha256:.*".into(),
+            }],
+            registry_mirror: RawMirror::default(),
+            hijack: RawHijack::default(),
+            connect_ports: vec![443],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub regex: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMirror {
+    /// Registry for `/v2/` requests that name none (podman sends neither
+    /// `X-Dragonfly-Registry` nor `ns=`).
+    pub addr: String,
+}
+
+impl Default for RawMirror {
+    fn default() -> Self {
+        Self {
+            addr: "https://index.docker.io".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHijack {
+    /// CONNECT hosts (regexes, matched against the whole host name) whose TLS is terminated
+    /// here so their blobs can go P2P; every other CONNECT is tunnelled blind.
+    pub hosts: Vec<String>,
+    /// PEM CA certificate and key that sign the per-host leaf certificates
+    /// (`dfctl cert ca`); both or neither.
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOrigin {
+    /// Extra PEM CA bundles trusted for origins, besides the system store.
+    pub ca_certs: Vec<PathBuf>,
+    /// Origin hosts (regexes, whole host name) whose certificates are not verified.
+    pub insecure_hosts: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHost {
+    /// Defaults to the system hostname.
+    pub hostname: String,
+    /// The address other peers reach this one at; defaults to the upload address's IP, or
+    /// 127.0.0.1 when that is unspecified.
+    pub ip: String,
+    /// Data centre and location labels; the scheduler prefers parents that share them.
+    pub idc: String,
+    pub location: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Pieces served to other peers (plain HTTP/1.1).
+    pub upload_addr: String,
+    /// HTTP(S) proxy and registry mirror for docker, containerd, CRI-O and podman.
+    pub proxy_addr: String,
+    /// Health, metrics, task API, log stream.
+    pub admin_addr: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            upload_addr: any_addr(ports::PEER_UPLOAD),
+            proxy_addr: any_addr(ports::PEER_PROXY),
+            admin_addr: any_addr(ports::PEER_ADMIN),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpload {
+    /// Total upload rate of this daemon, bytes per second; 0 is unlimited.
+    pub rate_limit: ByteSize,
+    /// Upload rate of one connection, bytes per second; 0 is unlimited.
+    pub per_connection_rate_limit: ByteSize,
+    /// Concurrent uploads advertised to the scheduler, which uses it to spread children.
+    pub slots: u32,
+}
+
+impl Default for RawUpload {
+    fn default() -> Self {
+        Self {
+            rate_limit: ByteSize(0),
+            per_connection_rate_limit: ByteSize(0),
+            slots: 32,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDownload {
+    /// Pieces of one task fetched at once (from parents or by ranged GETs from the origin).
+    pub concurrent_pieces: usize,
+    /// Total download rate of this daemon, bytes per second; 0 is unlimited.
+    pub rate_limit: ByteSize,
+    /// How long to wait for the scheduler (and for parents) before going to the origin.
+    #[serde(with = "humantime_serde")]
+    pub schedule_timeout: Duration,
+    /// A piece that makes no progress for this long is abandoned and fetched elsewhere.
+    #[serde(with = "humantime_serde")]
+    pub piece_timeout: Duration,
+    /// Connecting to the origin.
+    #[serde(with = "humantime_serde")]
+    pub origin_connect_timeout: Duration,
+}
+
+impl Default for RawDownload {
+    fn default() -> Self {
+        Self {
+            concurrent_pieces: 8,
+            rate_limit: ByteSize(0),
+            schedule_timeout: Duration::from_secs(3),
+            piece_timeout: Duration::from_secs(30),
+            origin_connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStorage {
+    /// Where task data and metadata live.
+    pub dir: PathBuf,
+    /// Bytes this daemon may store; 0 means the size of the filesystem holding `dir`.
+    pub capacity: ByteSize,
+    /// Above this share of capacity, GC evicts least-recently-used complete tasks...
+    pub high_watermark_percent: u8,
+    /// ...until usage is below this share.
+    pub low_watermark_percent: u8,
+    /// Complete tasks not read for this long are evicted.
+    #[serde(with = "humantime_serde")]
+    pub task_ttl: Duration,
+    /// How often GC checks usage and TTLs.
+    #[serde(with = "humantime_serde")]
+    pub gc_interval: Duration,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("/var/lib/dragonfly"),
+            capacity: ByteSize(0),
+            high_watermark_percent: 90,
+            low_watermark_percent: 70,
+            task_ttl: Duration::from_secs(24 * 3600),
+            gc_interval: Duration::from_secs(60),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! `dfscheduler.yaml`: the raw shape every writer and reader of a scheduler config shares. The
+//! scheduler validates it into its own typed config; `dfctl` (`up`, `init`, `gen-config
+//! daemons`) writes it by serializing these types. Adding a key means adding a field here
+//! (with its default and doc text), then reading it in the scheduler's validation.
+//!
+//! Invariant: unknown keys are refused (`deny_unknown_fields`), and every struct serializes
+//! to YAML that reads back to the same value.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{LogSection, any_addr};
+use crate::ports;
+
+/// Where the scheduler looks for its config unless told otherwise.
+pub const DEFAULT_PATH: &str = "/etc/dragonfly/dfscheduler.yaml";
+
+/// The comment block at the top of every `dfscheduler.yaml` dfctl writes.
+pub const HEADER: &str = "\
+# dfscheduler.yaml: the dragonfly-lite scheduler. dfscheduler loads it with
+# `dfscheduler --config /etc/dragonfly/dfscheduler.yaml`. Unknown keys are refused, so a
+# typo stops the daemon with the file, key and line instead of being ignored.
+# Durations are human (200ms, 30s, 5m, 24h).
+# Every key is described where it is defined: daemons/core/src/config/scheduler.rs.
+";
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub scheduler: RawScheduling,
+    pub gc: RawGc,
+    pub jobs: RawJobs,
+    pub log: LogSection,
+}
+
+/// Preheat jobs (`/oapi/v1/jobs`, Harbor-compatible).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJobs {
+    /// Bearer token the jobs API requires (`Authorization: Bearer <token>`). Unset: the API
+    /// answers only clients on loopback (a local `dfctl up` cluster) and refuses others (403).
+    pub token: Option<String>,
+    /// Extra PEM CA bundles trusted for registries, besides the system store.
+    pub registry_ca_certs: Vec<PathBuf>,
+    /// Bound on one registry request (manifest, token) while resolving an image.
+    #[serde(with = "humantime_serde")]
+    pub registry_timeout: Duration,
+    /// A job whose peers have not all reported by then ends in FAILURE (Harbor may send its own).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Finished jobs kept for inspection; the oldest finished ones are forgotten beyond this.
+    pub keep_finished: usize,
+    /// A chosen host whose host stream stays down this long fails its part of a job (instead
+    /// of the job waiting for `timeout`).
+    #[serde(with = "humantime_serde")]
+    pub host_grace: Duration,
+}
+
+impl Default for RawJobs {
+    fn default() -> Self {
+        Self {
+            token: None,
+            registry_ca_certs: Vec::new(),
+            registry_timeout: Duration::from_secs(60),
+            timeout: Duration::from_secs(30 * 60),
+            keep_finished: 1000,
+            host_grace: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// gRPC for peers (announce, schedule).
+    pub grpc_addr: String,
+    /// Health, metrics, the REST API dfctl uses and the jobs API.
+    pub http_addr: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            grpc_addr: any_addr(ports::SCHEDULER_GRPC),
+            http_addr: any_addr(ports::SCHEDULER_HTTP),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawScheduling {
+    /// Parents a peer downloads from at once; it spreads piece requests over them. One is the
+    /// default: `df-bench swarm` measured the makespan of 8 peers at 1.10x the physical bound
+    /// with one parent, 1.61x with two and 2.0x with four (parents shared by many children
+    /// split their uplinks; one parent each makes a pipelined tree). A peer whose parent fails
+    /// or stalls is rescheduled to another.
+    pub candidate_parents: usize,
+    /// Reschedules a peer gets before it is told to go back to source.
+    pub retry_limit: u32,
+    /// How long a peer may wait for a seed to appear before it is sent to the origin.
+    #[serde(with = "humantime_serde")]
+    pub seed_wait: Duration,
+}
+
+impl Default for RawScheduling {
+    fn default() -> Self {
+        Self {
+            candidate_parents: 1,
+            retry_limit: 5,
+            seed_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGc {
+    /// How often expired hosts, peers and tasks are collected.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A host that has been disconnected (or silent) this long is forgotten with its peers.
+    #[serde(with = "humantime_serde")]
+    pub host_ttl: Duration,
+    /// Failed or departed peers are kept this long for inspection.
+    #[serde(with = "humantime_serde")]
+    pub peer_ttl: Duration,
+    /// A task with no peers left is forgotten after this long.
+    #[serde(with = "humantime_serde")]
+    pub task_ttl: Duration,
+}
+
+impl Default for RawGc {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            host_ttl: Duration::from_secs(300),
+            peer_ttl: Duration::from_secs(600),
+            task_ttl: Duration::from_secs(600),
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The schedulers' host commands, dispatched: `SeedTask` starts a seed download (only on a
+//! seed peer), `PreheatTask` starts a preheat that reports back to the scheduler that sent it.
+//!
+//! Invariant: the dispatcher ends when every scheduler link has dropped its sender (they do at
+//! shutdown); the work it starts is spawned on the daemon's tracker, so shutdown can wait for
+//! it.
+
+use std::sync::Arc;
+
+use df_proto::scheduler::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::Context;
+use crate::announcer::HostCommand;
+use crate::download::{DownloadRequest, TaskManager};
+use crate::preheat;
+
+/// Runs each command as it arrives until the links hang up.
+pub(crate) async fn dispatch(
+    mut commands: mpsc::UnboundedReceiver<HostCommand>,
+    ctx: Arc<Context>,
+    manager: Arc<TaskManager>,
+    tracker: TaskTracker,
+) {
+    while let Some(HostCommand { scheduler, command }) = commands.recv().await {
+        match command {
+            pb::host_response::Response::PreheatTask(p) => {
+                preheat::spawn(&tracker, ctx.clone(), manager.clone(), scheduler, p);
+            }
+            pb::host_response::Response::SeedTask(s) => seed(&ctx, &manager, s),
+        }
+    }
+}
+
+/// Starts the seed download a scheduler asked for.
+fn seed(ctx: &Context, manager: &TaskManager, s: pb::SeedTask) {
+    if !ctx.config.seed {
+        tracing::warn!(task_id = %s.task_id, "asked to seed a task, but this peer is not a seed");
+        return;
+    }
+    let req = DownloadRequest {
+        url: s.url,
+        headers: s.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        piece_length: (s.piece_length > 0).then_some(s.piece_length),
+        digest: df_core::ids::ObjectDigest::try_from(s.digest).ok(),
+        seed: true,
+        task_id: s.task_id.parse().ok(),
+    };
+    if let Err(e) = manager.start(req) {
+        tracing::warn!(task_id = %s.task_id, error = %e, "cannot seed task");
+    }
+}
