@@ -7,6 +7,7 @@
 //!   configs `dfctl up` writes; [`helm_values`]: the Helm chart's `values.yaml`; [`helm_chart`]:
 //!   the chart itself, embedded.
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
+//! - [`location`]: where a task is (merged over the schedulers) and who fed whom.
 //! - [`image_ref`]: image references (`alpine:3.19`) to registry manifest URLs, for preheat.
 //! - [`tui`]: `dfctl top`, the live terminal UI.
 //! - [`write_plan`]: safe writes (diff, backups, manifest); [`service_steps`]: systemctl steps run
@@ -23,6 +24,7 @@ pub mod generated_docs;
 pub mod helm_chart;
 pub mod helm_values;
 pub mod image_ref;
+pub mod location;
 pub mod pki;
 pub mod process;
 pub mod render;

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::cmd::task::Location;
+use crate::location::Location;
 use crate::tui::feed::{Event, LogLine, WatchUpdate};
 use crate::tui::model::{ClusterModel, Link, TaskRow, TopView};
 

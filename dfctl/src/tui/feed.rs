@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminClient, describe, endpoint};
-use crate::cmd::task::Location;
+use crate::location::Location;
 use crate::tui::model::backoff;
 
 /// Everything the draw loop reacts to.

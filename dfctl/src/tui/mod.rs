@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminClient;
 use crate::cluster::Target;
-use crate::cmd::task::{locate_task, task_id_of};
+use crate::cmd::task::task_id_of;
+use crate::location::locate_task;
 use app::{App, Command};
 use feed::Event;
 use model::{ClusterModel, TopView};

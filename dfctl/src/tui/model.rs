@@ -16,7 +16,7 @@ use df_core::api::{TaskDetail, WatchSnapshot};
 use df_core::ids::TaskId;
 use serde::Serialize;
 
-use crate::cmd::task::Location;
+use crate::location::Location;
 
 /// The state of the watch stream to one scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]

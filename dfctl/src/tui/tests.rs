@@ -13,7 +13,7 @@ use super::app::{App, LocateState, Pane};
 use super::draw::{self, dag_lines, piece_bar};
 use super::feed::{Event, LogLine};
 use super::synthetic::{self, t0};
-use crate::cmd::task::{Location, NodeCopy};
+use crate::location::{Location, NodeCopy};
 
 fn screen(app: &App, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
