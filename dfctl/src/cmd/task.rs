@@ -15,7 +15,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use df_core::api::{EdgeView, TaskSummary};
+use df_core::api::TaskSummary;
 use df_core::ids::{TaskId, TaskIdParams};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -23,7 +23,8 @@ use serde::Serialize;
 use crate::admin::AdminClient;
 use crate::cli::{ClusterDirArg, OutputArg};
 use crate::cluster::{Target, Targets};
-use crate::location::{Location, locate_task};
+use crate::location::flow::{FlowLink, Flows};
+use crate::location::{Location, host_name, locate_task};
 use crate::render::{self, OutputFormat, Palette, Table, or_dash};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -124,31 +125,73 @@ pub fn copies_table(loc: &Location) -> Table {
     table
 }
 
-/// The DAG as a table, peers named by host: who fed whom and how much.
-pub fn edges_table(loc: &Location) -> Table {
-    let host_of = |peer: &str| {
-        loc.peers
+/// Links listed per node in the FED BY and FED TO columns before `+N more`.
+const LINKS_PER_CELL: usize = 3;
+
+/// Who fed whom, one row per node (the origin and the seeds first, then by hops from the
+/// origin): what each got and sent, and from and to whom, most bytes first.
+pub fn flows_table(flows: &Flows) -> Table {
+    let mut table = Table::new(["NODE", "HOPS", "STATE", "GOT", "SENT", "FED BY", "FED TO"]);
+    let list = |links: Vec<(&str, u64)>| {
+        let mut cell: Vec<String> = links
             .iter()
-            .find(|p| p.peer_id == peer)
-            .map_or_else(|| peer.to_owned(), |p| p.host_id.clone())
+            .take(LINKS_PER_CELL)
+            .map(|(name, bytes)| format!("{name} {}", render::bytes(*bytes)))
+            .collect();
+        if links.len() > LINKS_PER_CELL {
+            cell.push(format!("+{} more", links.len() - LINKS_PER_CELL));
+        }
+        or_dash((!cell.is_empty()).then(|| cell.join(", ")))
     };
-    let mut table = Table::new(["PARENT", "CHILD", "BYTES", "PIECES", "FAILURES", "EDGE"]);
-    let mut edges: Vec<&EdgeView> = loc.edges.iter().collect();
-    edges.sort_by_key(|e| std::cmp::Reverse(e.bytes));
-    for e in edges {
-        let state = if e.blocklisted {
+    for n in &flows.nodes {
+        let name = if n.is_seed {
+            format!("{} (seed)", n.name)
+        } else {
+            n.name.clone()
+        };
+        table.row([
+            name,
+            or_dash(n.hops),
+            or_dash((!n.state.is_empty()).then_some(n.state.as_str())),
+            render::bytes(n.received),
+            render::bytes(n.sent),
+            list(n.fed_by().map(|l| (l.name.as_str(), l.received)).collect()),
+            list(n.fed_to().map(|l| (l.name.as_str(), l.sent)).collect()),
+        ]);
+    }
+    table
+}
+
+/// Every pair of nodes that moved bytes, both directions on one row, most bytes first.
+pub fn links_table(flows: &Flows) -> Table {
+    let mut table = Table::new(["A", "B", "A->B", "B->A", "PIECES", "FAILURES", "STATE"]);
+    let mut links: Vec<(&str, &FlowLink)> = flows
+        .nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            n.links
+                .iter()
+                .filter(move |l| l.node > i)
+                .map(|l| (n.name.as_str(), l))
+        })
+        .collect();
+    links.sort_by_key(|(_, l)| std::cmp::Reverse(l.sent + l.received));
+    for (a, l) in links {
+        let state = if l.blocklisted {
             "blocklisted"
-        } else if e.active {
+        } else if l.active {
             "active"
         } else {
             "done"
         };
         table.row([
-            host_of(&e.parent),
-            host_of(&e.child),
-            render::bytes(e.bytes),
-            e.pieces.to_string(),
-            e.failures.to_string(),
+            a.to_owned(),
+            l.name.clone(),
+            render::bytes(l.sent),
+            render::bytes(l.received),
+            l.pieces.to_string(),
+            l.failures.to_string(),
             state.to_owned(),
         ]);
     }
@@ -219,15 +262,19 @@ async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
             } else {
                 text.push_str(&peers_table(&location).render(Palette::stdout()));
             }
-            if !location.edges.is_empty() {
-                let origin: u64 = location.peers.iter().map(|p| p.bytes_from_origin).sum();
-                let peers: u64 = location.peers.iter().map(|p| p.bytes_from_peers).sum();
+            let flows = Flows::of(&location.peers, &location.edges, |p| {
+                host_name(&p.host_id).to_owned()
+            });
+            if flows.from_origin + flows.between_peers > 0 {
                 text.push_str(&format!(
-                    "\nbytes from the origin {}, between peers {}\n\n",
-                    render::bytes(origin),
-                    render::bytes(peers)
+                    "\nwho fed whom: bytes from the origin {}, between peers {}, depth {}\n\n",
+                    render::bytes(flows.from_origin),
+                    render::bytes(flows.between_peers),
+                    flows.depth
                 ));
-                text.push_str(&edges_table(&location).render(Palette::stdout()));
+                text.push_str(&flows_table(&flows).render(Palette::stdout()));
+                text.push('\n');
+                text.push_str(&links_table(&flows).render(Palette::stdout()));
             }
             if !location.copies.is_empty() {
                 text.push_str("\ncopies on the nodes\n\n");

@@ -3,11 +3,14 @@
 //! lookup behind `dfctl task locate` and the Locate and DAG panes of `dfctl top`.
 //!
 //! - [`Location`]: the merged document (`task locate -o json`), built by [`Location::merge`]
-//!   from the schedulers' [`TaskDetail`]s and completed by [`Location::fetch_copies`].
+//!   from the schedulers' [`TaskDetail`]s and completed by [`Location::fetch_copies`];
+//! - [`flow`]: the edges folded into one row per node (who fed whom, bytes each way).
 //!
 //! Invariants: merging never invents data (a peer seen by two schedulers keeps its freshest
 //! view, an edge its larger byte count); a peer that does not answer is a copy with an error,
 //! never a failed lookup.
+
+pub mod flow;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,6 +23,11 @@ use serde::Serialize;
 use crate::admin::AdminClient;
 use crate::cluster::Target;
 use crate::render;
+
+/// The host name in a host id (`10.0.0.3-peer-0` is `peer-0`); the whole id when it has none.
+pub fn host_name(host_id: &str) -> &str {
+    host_id.split_once('-').map_or(host_id, |(_, name)| name)
+}
 
 /// The JSON document of `task locate -o json`.
 #[derive(Debug, Clone, Serialize)]

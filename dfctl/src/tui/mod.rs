@@ -94,6 +94,10 @@ pub async fn run(
     }
     let model = ClusterModel::new(schedulers.iter().map(|t| t.addr.clone()));
     let mut app = App::new(model, no_color);
+    if initial_task.is_some() {
+        // A preselected task opens on its DAG (the Tasks cursor follows it there).
+        app.pane = app::Pane::Dag;
+    }
     app.selected_task = initial_task;
     let mut logs = LogFollowers::default();
     let client = AdminClient::with_timeout(Duration::from_secs(5))?;

@@ -71,23 +71,25 @@ pub(super) fn draw_footer(frame: &mut Frame<'_>, area: Rect, app: &App, theme: T
             Span::styled("  Enter apply  Esc cancel", theme.dim()),
         ]),
         Some(Input::Locate) => Line::styled(
-            "type a task id, URL or layer digest  Enter look up  Esc leave",
+            "type a task id, URL or layer digest  Enter look up  Esc/Tab leave",
             theme.dim(),
         ),
         None => {
             let extra = match app.pane {
-                Pane::Tasks => format!("  s sort:{}", app.sort.label()),
+                Pane::Tasks => format!("  Enter open  s sort:{}", app.sort.label()),
                 Pane::Logs => format!(
                     "  f {}  w wrap{}  t task{}",
                     if app.follow { "pause" } else { "follow" },
                     if app.wrap { ":on" } else { "" },
                     if app.logs_of_task { ":on" } else { "" }
                 ),
-                Pane::Dag => "  Enter collapse".to_owned(),
-                _ => String::new(),
+                Pane::Dag => format!("  Enter feeder  s sort:{}", app.dag_sort.label()),
+                Pane::Hosts => "  Enter logs".to_owned(),
+                Pane::Locate => "  Enter type".to_owned(),
+                Pane::Pieces => String::new(),
             };
             Line::styled(
-                format!("? help  q quit  Tab/1-6 panes  / filter  Enter open{extra}"),
+                format!("? help  q quit  Tab/1-6 panes  / filter{extra}"),
                 theme.dim(),
             )
         }

@@ -9,6 +9,7 @@ use ratatui::widgets::Paragraph;
 
 use super::fit::{keep_end, keep_start, percent};
 use super::theme::Theme;
+use crate::location::host_name;
 use crate::render;
 use crate::tui::app::{App, Input, LocateState};
 
@@ -59,10 +60,7 @@ pub(super) fn draw_locate(frame: &mut Frame<'_>, area: Rect, app: &App, theme: T
             ));
             let path_w = width.saturating_sub(14 + 1 + 6 + 1 + 20 + 1).max(10);
             for c in &loc.copies {
-                let host = c
-                    .host_id
-                    .split_once('-')
-                    .map_or(c.host_id.as_str(), |(_, h)| h);
+                let host = host_name(&c.host_id);
                 let (done, path) = match &c.local {
                     Some(l) => (
                         percent(l.finished_pieces, Some(l.piece_count)),

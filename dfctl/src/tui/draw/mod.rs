@@ -24,7 +24,6 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::Line;
 
-pub use dag::{DagLine, dag_lines};
 pub use pieces::piece_bar;
 use theme::Theme;
 
@@ -62,10 +61,11 @@ pub fn draw(frame: &mut Frame<'_>, app: &App) {
     }
 }
 
-/// What the DAG and Pieces panes show before the selected task's detail arrived.
+/// What the DAG and Pieces panes show before the selected task's detail arrived, or when
+/// there is no task to select.
 fn no_task(frame: &mut Frame<'_>, area: Rect, app: &App, theme: Theme) {
     let text = match &app.selected_task {
-        None => "select a task in Tasks (1) and press Enter",
+        None => "no task to show: the Tasks pane (1) lists none",
         Some(_) => "waiting for the task's detail from the schedulers…",
     };
     frame.render_widget(Line::styled(text, theme.dim()), area);

@@ -39,7 +39,7 @@ pub fn piece_bar(hex: &str, count: u32, width: usize) -> String {
 }
 
 pub(super) fn draw_pieces(frame: &mut Frame<'_>, area: Rect, app: &App, theme: Theme) {
-    let Some(task) = &app.view.task else {
+    let Some(task) = app.selected_detail() else {
         return super::no_task(frame, area, app, theme);
     };
     let width = usize::from(area.width);
