@@ -383,7 +383,7 @@ async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use df_core::api::{PeerView, TaskDetail};
+    use df_core::api::{EdgeView, PeerView, TaskDetail};
 
     #[test]
     fn urls_become_the_peers_task_id() {
@@ -462,6 +462,52 @@ mod tests {
         assert_eq!(json["content_length"], 8 << 20);
         assert_eq!(json["peers"][0]["peer_id"], "p1");
         assert!(Location::merge(&id, vec![]).is_none());
+    }
+
+    #[test]
+    fn locate_prints_who_fed_whom_with_both_directions_of_a_pair() {
+        let edge = |parent: &str, child: &str, bytes: u64| EdgeView {
+            parent: parent.into(),
+            child: child.into(),
+            bytes,
+            pieces: 2,
+            failures: 0,
+            active: false,
+            blocklisted: false,
+        };
+        let mut seed = peer("s", 2, 0);
+        seed.is_seed = true;
+        seed.host_id = "10.0.0.1-seed-0".into();
+        seed.bytes_from_origin = 8 << 20;
+        let mut a = peer("a", 2, 0);
+        a.host_id = "10.0.0.2-peer-0".into();
+        let mut b = peer("b", 2, 0);
+        b.host_id = "10.0.0.3-peer-1".into();
+        let peers = [seed, a, b];
+        let edges = [
+            edge("s", "a", 4 << 20),
+            edge("s", "b", 2 << 20),
+            edge("a", "b", 3 << 20),
+            edge("b", "a", 1 << 20),
+        ];
+        let flows = Flows::of(&peers, &edges, |p| host_name(&p.host_id).to_owned());
+        let text = flows_table(&flows).render(Palette::plain());
+        let rows: Vec<&str> = text.lines().collect();
+        assert!(rows[1].starts_with("origin  "), "{text}");
+        assert!(rows[2].starts_with("seed-0 (seed)  1"), "{text}");
+        assert!(
+            rows[3].contains("5.0 MiB  3.0 MiB  seed-0 4.0 MiB, peer-1 1.0 MiB  peer-1 3.0 MiB"),
+            "{text}"
+        );
+        let links = links_table(&flows).render(Palette::plain());
+        let pair = links
+            .lines()
+            .find(|l| l.starts_with("peer-0"))
+            .expect("the a-b pair");
+        assert!(
+            pair.contains("peer-1  3.0 MiB  1.0 MiB  4       0         done"),
+            "{links}"
+        );
     }
 
     #[test]
