@@ -7,6 +7,7 @@
 //!   `values.yaml`; [`helm_chart`]: the chart itself, embedded. The daemon configs dfctl writes
 //!   are the daemons' own raw types from `df_core::config`, serialized.
 //! - [`admin`]: the HTTP client for the daemons' admin APIs; [`render`]: tables, JSON, units.
+//! - [`location`]: where a task is (merged over the schedulers) and who fed whom.
 //! - [`image_ref`]: image references (`alpine:3.19`) to registry manifest URLs, for preheat.
 //! - [`tui`]: `dfctl top`, the live terminal UI.
 //! - [`destination`]: the one write primitive (stdout, devices in place, files atomically,
@@ -24,6 +25,7 @@ pub mod generated_docs;
 pub mod helm_chart;
 pub mod helm_values;
 pub mod image_ref;
+pub mod location;
 pub mod pki;
 pub mod process;
 pub mod render;

@@ -235,6 +235,13 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// Sort key that orders `peer-2` before `peer-10`.
+pub fn natural_key(s: &str) -> (&str, u64) {
+    let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let (head, num) = s.split_at(s.len() - digits);
+    (head, num.parse().unwrap_or(0))
+}
+
 /// `-` for absent values in tables.
 pub fn or_dash<T: ToString>(value: Option<T>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| v.to_string())

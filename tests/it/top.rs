@@ -163,7 +163,7 @@ async fn dfctl_top_shows_a_download_its_dag_and_its_progress_reaching_100_percen
             s.matches("succeeded 100%").count() == 3
         })
         .await;
-    assert!(dag.contains("← origin 48.0 MiB"), "{dag}");
+    assert!(dag.contains("bytes from the origin 48.0 MiB"), "{dag}");
     tmux.keys(&["1"]);
     let tasks = tmux
         .wait_for("progress at 100%", |s| {

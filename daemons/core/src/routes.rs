@@ -34,6 +34,14 @@ pub fn task(task_id: &str) -> String {
     format!("{TASKS}/{task_id}")
 }
 
+/// [`WATCH`], narrowed to one task when `task` is given.
+pub fn watch(task: Option<&str>) -> String {
+    match task {
+        Some(id) => format!("{WATCH}?task={id}"),
+        None => WATCH.to_owned(),
+    }
+}
+
 /// [`JOB`] for job `id`.
 pub fn job(id: u64) -> String {
     format!("{JOBS}/{id}")
@@ -47,5 +55,7 @@ mod tests {
     fn filled_paths_match_their_patterns() {
         assert_eq!(TASK.replace("{task_id}", "abc"), task("abc"));
         assert_eq!(JOB.replace("{id}", "7"), job(7));
+        assert_eq!(watch(None), WATCH);
+        assert_eq!(watch(Some("ab")), "/api/v1/watch?task=ab");
     }
 }

@@ -6,17 +6,16 @@
 //! - `task ls`: every task on every scheduler.
 //!
 //! `locate` also asks each holding peer's admin API (`/api/v1/tasks/{id}`) for its own view:
-//! the file path on that node, and when its GC will collect the task. `dfctl top` calls the
-//! same [`locate_task`].
+//! the file path on that node, and when its GC will collect the task. The lookup itself is
+//! [`crate::location`], shared with `dfctl top`; this module prints it.
 //!
 //! A URL becomes a task id exactly as the peers compute it (`TaskId::from_url` with default
 //! parameters), so `locate` finds downloads made without a tag or application.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use df_core::api::{EdgeView, LocalTask, PeerView, TaskDetail, TaskSummary};
+use df_core::api::TaskSummary;
 use df_core::ids::{TaskId, TaskIdParams};
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -24,6 +23,8 @@ use serde::Serialize;
 use crate::admin::AdminClient;
 use crate::cli::{ClusterDirArg, OutputArg};
 use crate::cluster::{Target, Targets};
+use crate::location::flow::{FlowLink, Flows};
+use crate::location::{Location, host_name, locate_task};
 use crate::render::{self, OutputFormat, Palette, Table, or_dash};
 
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -94,268 +95,147 @@ pub fn task_id_of(arg: &str) -> anyhow::Result<TaskId> {
     }
 }
 
-/// The JSON document of `task locate -o json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Location {
-    pub task_id: String,
-    pub url: String,
-    pub content_length: Option<u64>,
-    pub piece_count: Option<u32>,
-    /// Admin addresses of the schedulers that know the task.
-    pub schedulers: Vec<String>,
-    pub peers: Vec<PeerView>,
-    /// The task's DAG: who fed whom, with bytes moved on each edge.
-    pub edges: Vec<EdgeView>,
-    /// What each peer's own admin API says about its copy, in the order of `peers`.
-    #[serde(default)]
-    pub copies: Vec<NodeCopy>,
-}
-
-/// One peer's copy of a task, as that peer reports it.
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeCopy {
-    pub peer_id: String,
-    pub host_id: String,
-    /// The peer's admin address that was asked.
-    pub admin_addr: String,
-    /// `None` when the peer did not answer or no longer holds the task (see `error`).
-    pub local: Option<LocalTask>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl NodeCopy {
-    /// When the GC will collect the copy, for people: `TTL 23h59m` (idle limit), `or LRU`
-    /// when disk pressure may evict it sooner, `kept: in use` while read or downloaded.
-    pub fn collection(&self) -> String {
-        match &self.local {
-            None => "-".to_owned(),
-            Some(l) => match (l.expires_in_secs, l.evictable) {
-                (Some(secs), lru) => format!(
-                    "TTL {}{}",
-                    render::duration(Duration::from_secs(secs)),
-                    if lru { ", or LRU" } else { "" }
+/// The copies as a table: where the file is on each node and when it goes.
+pub fn copies_table(loc: &Location) -> Table {
+    let mut table = Table::new([
+        "HOST",
+        "COMPLETE",
+        "PATH ON NODE",
+        "LAST ACCESS",
+        "COLLECTED",
+    ]);
+    for c in &loc.copies {
+        let (complete, path, access) = match &c.local {
+            Some(l) => (
+                format!("{}/{}", l.finished_pieces, l.piece_count),
+                l.content_path.clone(),
+                format!(
+                    "{} ago",
+                    render::duration(Duration::from_secs(l.last_access_secs_ago))
                 ),
-                (None, _) => "kept: in use".to_owned(),
-            },
-        }
-    }
-}
-
-impl Location {
-    /// Merges the views of several schedulers; a peer seen twice keeps its freshest view.
-    pub fn merge(task_id: &TaskId, found: Vec<(String, TaskDetail)>) -> Option<Self> {
-        let first = found.first()?.1.summary.clone();
-        let mut peers: BTreeMap<String, PeerView> = BTreeMap::new();
-        let mut edges: BTreeMap<(String, String), EdgeView> = BTreeMap::new();
-        for (_, detail) in &found {
-            for edge in &detail.edges {
-                let key = (edge.parent.clone(), edge.child.clone());
-                // After a failover two schedulers may each have seen part of an edge's traffic;
-                // the larger count is the later view.
-                if edges.get(&key).is_none_or(|known| edge.bytes > known.bytes) {
-                    edges.insert(key, edge.clone());
-                }
-            }
-            for peer in &detail.peers {
-                let fresher = peers
-                    .get(&peer.peer_id)
-                    .is_none_or(|known| peer.updated_secs_ago < known.updated_secs_ago);
-                if fresher {
-                    peers.insert(peer.peer_id.clone(), peer.clone());
-                }
-            }
-        }
-        Some(Self {
-            task_id: task_id.to_string(),
-            url: first.url,
-            content_length: found.iter().find_map(|(_, d)| d.summary.content_length),
-            piece_count: found.iter().find_map(|(_, d)| d.summary.piece_count),
-            schedulers: found.into_iter().map(|(addr, _)| addr).collect(),
-            peers: peers.into_values().collect(),
-            edges: edges.into_values().collect(),
-            copies: Vec::new(),
-        })
-    }
-
-    /// Asks every peer that the schedulers place the task on (and that has not left) for its
-    /// own view of its copy, concurrently.
-    pub async fn fetch_copies(&mut self, client: &AdminClient) {
-        let task_id = self.task_id.to_string();
-        let asked: Vec<&PeerView> = self
-            .peers
-            .iter()
-            .filter(|p| p.state != "left" && p.admin_port != 0 && !p.ip.is_empty())
-            .collect();
-        let answers = join_all(asked.iter().map(|p| {
-            let addr = format!("{}:{}", p.ip, p.admin_port);
-            let task_id = &task_id;
-            async move {
-                let answer = client.peer_task(&addr, task_id).await;
-                (addr, answer)
-            }
-        }))
-        .await;
-        self.copies = asked
-            .iter()
-            .zip(answers)
-            .map(|(p, (admin_addr, answer))| {
-                let (local, error) = match answer {
-                    Ok(Some(local)) => (Some(local), None),
-                    Ok(None) => (None, Some("not on this peer any more".to_owned())),
-                    Err(e) => (None, Some(format!("{e:#}"))),
-                };
-                NodeCopy {
-                    peer_id: p.peer_id.clone(),
-                    host_id: p.host_id.clone(),
-                    admin_addr,
-                    local,
-                    error,
-                }
-            })
-            .collect();
-    }
-
-    /// The copies as a table: where the file is on each node and when it goes.
-    pub fn copies_table(&self) -> Table {
-        let mut table = Table::new([
-            "HOST",
-            "COMPLETE",
-            "PATH ON NODE",
-            "LAST ACCESS",
-            "COLLECTED",
-        ]);
-        for c in &self.copies {
-            let (complete, path, access) = match &c.local {
-                Some(l) => (
-                    format!("{}/{}", l.finished_pieces, l.piece_count),
-                    l.content_path.clone(),
-                    format!(
-                        "{} ago",
-                        render::duration(Duration::from_secs(l.last_access_secs_ago))
-                    ),
-                ),
-                None => (
-                    "-".to_owned(),
-                    c.error.clone().unwrap_or_default(),
-                    "-".to_owned(),
-                ),
-            };
-            table.row([c.host_id.clone(), complete, path, access, c.collection()]);
-        }
-        table
-    }
-
-    /// The DAG as a table, peers named by host: who fed whom and how much.
-    pub fn edges_table(&self) -> Table {
-        let host_of = |peer: &str| {
-            self.peers
-                .iter()
-                .find(|p| p.peer_id == peer)
-                .map_or_else(|| peer.to_owned(), |p| p.host_id.clone())
+            ),
+            None => (
+                "-".to_owned(),
+                c.error.clone().unwrap_or_default(),
+                "-".to_owned(),
+            ),
         };
-        let mut table = Table::new(["PARENT", "CHILD", "BYTES", "PIECES", "FAILURES", "EDGE"]);
-        let mut edges: Vec<&EdgeView> = self.edges.iter().collect();
-        edges.sort_by_key(|e| std::cmp::Reverse(e.bytes));
-        for e in edges {
-            let state = if e.blocklisted {
-                "blocklisted"
-            } else if e.active {
-                "active"
-            } else {
-                "done"
-            };
-            table.row([
-                host_of(&e.parent),
-                host_of(&e.child),
-                render::bytes(e.bytes),
-                e.pieces.to_string(),
-                e.failures.to_string(),
-                state.to_owned(),
-            ]);
-        }
-        table
+        table.row([c.host_id.clone(), complete, path, access, c.collection()]);
     }
-
-    pub fn table(&self) -> Table {
-        let mut table = Table::new([
-            "PEER ID",
-            "HOST",
-            "SEED",
-            "STATE",
-            "PIECES",
-            "PERCENT",
-            "CONTENT PATH",
-        ]);
-        for p in &self.peers {
-            let (pieces, percent) = match self.piece_count {
-                Some(total) if total > 0 => (
-                    format!("{}/{total}", p.finished_pieces),
-                    format!(
-                        "{:.0}%",
-                        f64::from(p.finished_pieces) * 100.0 / f64::from(total)
-                    ),
-                ),
-                Some(_) => ("0/0".to_owned(), "100%".to_owned()),
-                None => (format!("{}/?", p.finished_pieces), "-".to_owned()),
-            };
-            table.row([
-                p.peer_id.clone(),
-                p.host_id.clone(),
-                if p.is_seed { "yes" } else { "no" }.to_owned(),
-                p.state.clone(),
-                pieces,
-                percent,
-                if p.content_path.is_empty() {
-                    "-".to_owned()
-                } else {
-                    p.content_path.clone()
-                },
-            ]);
-        }
-        table
-    }
+    table
 }
 
-/// Finds a task on `schedulers` and asks its peers about their copies: the lookup behind
-/// `dfctl task locate` and the cache-location pane of `dfctl top`. Schedulers that failed are
-/// returned as warnings when another one answered.
-pub async fn locate_task(
-    client: &AdminClient,
-    schedulers: &[Target],
-    task_id: &TaskId,
-) -> anyhow::Result<(Location, Vec<String>)> {
-    let task_id_text = task_id.to_string();
-    let answers = join_all(
-        schedulers
+/// Links listed per node in the FED BY and FED TO columns before `+N more`.
+const LINKS_PER_CELL: usize = 3;
+
+/// Who fed whom, one row per node (the origin and the seeds first, then by hops from the
+/// origin): what each got and sent, and from and to whom, most bytes first.
+pub fn flows_table(flows: &Flows) -> Table {
+    let mut table = Table::new(["NODE", "HOPS", "STATE", "GOT", "SENT", "FED BY", "FED TO"]);
+    let list = |links: Vec<(&str, u64)>| {
+        let mut cell: Vec<String> = links
             .iter()
-            .map(|t| client.scheduler_task(&t.addr, &task_id_text)),
-    )
-    .await;
-    let mut found = Vec::new();
-    let mut failures = Vec::new();
-    for (target, answer) in schedulers.iter().zip(answers) {
-        match answer {
-            Ok(Some(detail)) => found.push((target.addr.clone(), detail)),
-            Ok(None) => {}
-            Err(e) => failures.push(format!("{}: {e:#}", target.label())),
+            .take(LINKS_PER_CELL)
+            .map(|(name, bytes)| format!("{name} {}", render::bytes(*bytes)))
+            .collect();
+        if links.len() > LINKS_PER_CELL {
+            cell.push(format!("+{} more", links.len() - LINKS_PER_CELL));
         }
-    }
-    let asked: Vec<String> = schedulers.iter().map(Target::label).collect();
-    let Some(mut location) = Location::merge(task_id, found) else {
-        if failures.len() == schedulers.len() {
-            anyhow::bail!(
-                "no scheduler answered for task {task_id} (asked: {})",
-                asked.join(", ")
-            );
-        }
-        anyhow::bail!(
-            "task {task_id} is not known to any scheduler (asked: {})",
-            asked.join(", ")
-        );
+        or_dash((!cell.is_empty()).then(|| cell.join(", ")))
     };
-    location.fetch_copies(client).await;
-    Ok((location, failures))
+    for n in &flows.nodes {
+        let name = if n.is_seed {
+            format!("{} (seed)", n.name)
+        } else {
+            n.name.clone()
+        };
+        table.row([
+            name,
+            or_dash(n.hops),
+            or_dash((!n.state.is_empty()).then_some(n.state.as_str())),
+            render::bytes(n.received),
+            render::bytes(n.sent),
+            list(n.fed_by().map(|l| (l.name.as_str(), l.received)).collect()),
+            list(n.fed_to().map(|l| (l.name.as_str(), l.sent)).collect()),
+        ]);
+    }
+    table
+}
+
+/// Every pair of nodes that moved bytes, both directions on one row, most bytes first.
+pub fn links_table(flows: &Flows) -> Table {
+    let mut table = Table::new(["A", "B", "A->B", "B->A", "PIECES", "FAILURES", "STATE"]);
+    let mut links: Vec<(&str, &FlowLink)> = flows
+        .nodes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, n)| {
+            n.links
+                .iter()
+                .filter(move |l| l.node > i)
+                .map(|l| (n.name.as_str(), l))
+        })
+        .collect();
+    links.sort_by_key(|(_, l)| std::cmp::Reverse(l.sent + l.received));
+    for (a, l) in links {
+        let state = if l.blocklisted {
+            "blocklisted"
+        } else if l.active {
+            "active"
+        } else {
+            "done"
+        };
+        table.row([
+            a.to_owned(),
+            l.name.clone(),
+            render::bytes(l.sent),
+            render::bytes(l.received),
+            l.pieces.to_string(),
+            l.failures.to_string(),
+            state.to_owned(),
+        ]);
+    }
+    table
+}
+
+/// The peers as a table: how complete each is and where its content lives.
+pub fn peers_table(loc: &Location) -> Table {
+    let mut table = Table::new([
+        "PEER ID",
+        "HOST",
+        "SEED",
+        "STATE",
+        "PIECES",
+        "PERCENT",
+        "CONTENT PATH",
+    ]);
+    for p in &loc.peers {
+        let (pieces, percent) = match loc.piece_count {
+            Some(total) if total > 0 => (
+                format!("{}/{total}", p.finished_pieces),
+                format!(
+                    "{:.0}%",
+                    f64::from(p.finished_pieces) * 100.0 / f64::from(total)
+                ),
+            ),
+            Some(_) => ("0/0".to_owned(), "100%".to_owned()),
+            None => (format!("{}/?", p.finished_pieces), "-".to_owned()),
+        };
+        table.row([
+            p.peer_id.clone(),
+            p.host_id.clone(),
+            if p.is_seed { "yes" } else { "no" }.to_owned(),
+            p.state.clone(),
+            pieces,
+            percent,
+            if p.content_path.is_empty() {
+                "-".to_owned()
+            } else {
+                p.content_path.clone()
+            },
+        ]);
+    }
+    table
 }
 
 async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
@@ -380,21 +260,25 @@ async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
             if location.peers.is_empty() {
                 text.push_str("no peers hold this task\n");
             } else {
-                text.push_str(&location.table().render(Palette::stdout()));
+                text.push_str(&peers_table(&location).render(Palette::stdout()));
             }
-            if !location.edges.is_empty() {
-                let origin: u64 = location.peers.iter().map(|p| p.bytes_from_origin).sum();
-                let peers: u64 = location.peers.iter().map(|p| p.bytes_from_peers).sum();
+            let flows = Flows::of(&location.peers, &location.edges, |p| {
+                host_name(&p.host_id).to_owned()
+            });
+            if flows.from_origin + flows.between_peers > 0 {
                 text.push_str(&format!(
-                    "\nbytes from the origin {}, between peers {}\n\n",
-                    render::bytes(origin),
-                    render::bytes(peers)
+                    "\nwho fed whom: bytes from the origin {}, between peers {}, depth {}\n\n",
+                    render::bytes(flows.from_origin),
+                    render::bytes(flows.between_peers),
+                    flows.depth
                 ));
-                text.push_str(&location.edges_table().render(Palette::stdout()));
+                text.push_str(&flows_table(&flows).render(Palette::stdout()));
+                text.push('\n');
+                text.push_str(&links_table(&flows).render(Palette::stdout()));
             }
             if !location.copies.is_empty() {
                 text.push_str("\ncopies on the nodes\n\n");
-                text.push_str(&location.copies_table().render(Palette::stdout()));
+                text.push_str(&copies_table(&location).render(Palette::stdout()));
             }
             render::write_stdout(&text)?;
         }
@@ -494,6 +378,7 @@ async fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use df_core::api::{EdgeView, PeerView, TaskDetail};
 
     #[test]
     fn urls_become_the_peers_task_id() {
@@ -563,7 +448,7 @@ mod tests {
         assert_eq!(loc.schedulers, ["s1", "s2"]);
         assert_eq!(loc.peers.len(), 2);
         assert_eq!(loc.peers[0].finished_pieces, 2, "fresher view of p1 wins");
-        let text = loc.table().render(Palette::plain());
+        let text = peers_table(&loc).render(Palette::plain());
         assert!(
             text.contains("p1       127.0.0.1-peer-0  no    running  2/2     100%"),
             "{text}"
@@ -572,6 +457,52 @@ mod tests {
         assert_eq!(json["content_length"], 8 << 20);
         assert_eq!(json["peers"][0]["peer_id"], "p1");
         assert!(Location::merge(&id, vec![]).is_none());
+    }
+
+    #[test]
+    fn locate_prints_who_fed_whom_with_both_directions_of_a_pair() {
+        let edge = |parent: &str, child: &str, bytes: u64| EdgeView {
+            parent: parent.into(),
+            child: child.into(),
+            bytes,
+            pieces: 2,
+            failures: 0,
+            active: false,
+            blocklisted: false,
+        };
+        let mut seed = peer("s", 2, 0);
+        seed.is_seed = true;
+        seed.host_id = "10.0.0.1-seed-0".into();
+        seed.bytes_from_origin = 8 << 20;
+        let mut a = peer("a", 2, 0);
+        a.host_id = "10.0.0.2-peer-0".into();
+        let mut b = peer("b", 2, 0);
+        b.host_id = "10.0.0.3-peer-1".into();
+        let peers = [seed, a, b];
+        let edges = [
+            edge("s", "a", 4 << 20),
+            edge("s", "b", 2 << 20),
+            edge("a", "b", 3 << 20),
+            edge("b", "a", 1 << 20),
+        ];
+        let flows = Flows::of(&peers, &edges, |p| host_name(&p.host_id).to_owned());
+        let text = flows_table(&flows).render(Palette::plain());
+        let rows: Vec<&str> = text.lines().collect();
+        assert!(rows[1].starts_with("origin  "), "{text}");
+        assert!(rows[2].starts_with("seed-0 (seed)  1"), "{text}");
+        assert!(
+            rows[3].contains("5.0 MiB  3.0 MiB  seed-0 4.0 MiB, peer-1 1.0 MiB  peer-1 3.0 MiB"),
+            "{text}"
+        );
+        let links = links_table(&flows).render(Palette::plain());
+        let pair = links
+            .lines()
+            .find(|l| l.starts_with("peer-0"))
+            .expect("the a-b pair");
+        assert!(
+            pair.contains("peer-1  3.0 MiB  1.0 MiB  4       0         done"),
+            "{links}"
+        );
     }
 
     #[test]

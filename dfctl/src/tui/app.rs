@@ -3,17 +3,26 @@
 //!
 //! Keys (k9s/btop style): `?` help, `q`/Ctrl-C quit, `Esc` back, `/` filter, `j`/`k`/arrows
 //! move, `g`/`G` top/bottom, PgUp/PgDn page, `Tab`/`Shift-Tab` or `1`-`6` panes, `Enter` drill
-//! down (a task opens its DAG; a DAG node collapses or expands), `s` sort tasks; in Logs `f`
-//! follow/pause, `w` wrap, `t` only the selected task.
+//! down (a task opens its DAG; a DAG row jumps to the node that fed it most; Locate starts
+//! typing), `s` sort (tasks; DAG rows by hops or bytes sent); in Logs `f` follow/pause, `w`
+//! wrap, `t` only the selected task.
+//!
+//! Invariants:
+//! - The DAG and Pieces panes show the task highlighted in Tasks: switching to them selects
+//!   it; outside Tasks the Tasks cursor follows the selected task, so both always agree.
+//! - Typed text only goes to an input the user opened (`/`, or Enter in Locate); pane keys
+//!   and Tab still switch panes from Locate's input.
+//! - Log lines are kept in time order (their RFC 3339 UTC stamps, fixed width, compare as
+//!   text), whatever order the daemons' streams deliver them in.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::cmd::task::Location;
+use crate::location::Location;
 use crate::tui::feed::{Event, LogLine, WatchUpdate};
-use crate::tui::model::{ClusterModel, Link, TaskRow, TopView};
+use crate::tui::model::{ClusterModel, Link, TaskRow, TaskView, TopView};
 
 /// Log lines kept for the Logs pane.
 pub const LOG_LINES: usize = 5000;
@@ -85,6 +94,24 @@ impl TaskSort {
     }
 }
 
+/// The order of the DAG pane's rows below the origin and the seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DagSort {
+    /// Hops from the origin, then name: the order pieces travelled.
+    Hops,
+    /// Bytes sent, most first: who does the work.
+    Sent,
+}
+
+impl DagSort {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Hops => "hops",
+            Self::Sent => "sent",
+        }
+    }
+}
+
 /// Where typed characters go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
@@ -127,7 +154,7 @@ pub struct App {
     /// Lines scrolled up from the newest log line (0 = following).
     pub logs_offset: usize,
     pub selected_task: Option<String>,
-    pub collapsed: HashSet<String>,
+    pub dag_sort: DagSort,
     pub logs: VecDeque<LogLine>,
     pub follow: bool,
     pub wrap: bool,
@@ -158,7 +185,7 @@ impl App {
             pieces_cursor: 0,
             logs_offset: 0,
             selected_task: None,
-            collapsed: HashSet::new(),
+            dag_sort: DagSort::Hops,
             logs: VecDeque::new(),
             follow: true,
             wrap: false,
@@ -209,19 +236,38 @@ impl App {
             self.names
                 .insert(format!("{}:{}", h.ip, h.admin_port), h.hostname.clone());
         }
-        let tasks = self.visible_tasks().len();
-        self.task_cursor = self.task_cursor.min(tasks.saturating_sub(1));
+        let tasks = self.visible_tasks();
+        let selected = self.selected_task.as_deref();
+        let follow = (self.pane != Pane::Tasks)
+            .then(|| {
+                tasks
+                    .iter()
+                    .position(|t| Some(t.task_id.as_str()) == selected)
+            })
+            .flatten();
+        self.task_cursor = follow.unwrap_or(self.task_cursor.min(tasks.len().saturating_sub(1)));
         let hosts = self.visible_hosts().len();
         self.host_cursor = self.host_cursor.min(hosts.saturating_sub(1));
     }
 
+    /// Inserts `line` in time order (after lines of the same instant, so one daemon's lines
+    /// keep their order); past [`LOG_LINES`] the oldest line goes.
     fn push_log(&mut self, line: LogLine) {
+        let mut at = self
+            .logs
+            .partition_point(|l| l.record.ts.as_str() <= line.record.ts.as_str());
         if self.logs.len() == LOG_LINES {
+            if at == 0 {
+                // Older than every line kept.
+                return;
+            }
             self.logs.pop_front();
+            at -= 1;
         }
-        self.logs.push_back(line);
-        if !self.follow {
-            // Paused: the lines on screen stay put while new ones arrive below.
+        let below_view = at >= self.logs.len().saturating_sub(self.logs_offset);
+        self.logs.insert(at, line);
+        if !self.follow && below_view {
+            // Paused: the lines on screen stay put while newer ones arrive below.
             self.logs_offset = self.logs_offset.saturating_add(1);
         }
     }
@@ -329,16 +375,9 @@ impl App {
                 self.input = Some(Input::Filter);
                 self.filter_draft = self.filter.clone();
             }
-            KeyCode::Tab => self.pane = Pane::ALL[(self.pane.index() + 1) % Pane::ALL.len()],
-            KeyCode::BackTab => {
-                self.pane = Pane::ALL[(self.pane.index() + Pane::ALL.len() - 1) % Pane::ALL.len()];
-            }
+            KeyCode::Tab | KeyCode::BackTab => return self.tab(key.code),
             KeyCode::Char(c @ '1'..='6') => {
-                let n = c as usize - '1' as usize;
-                self.pane = Pane::ALL[n];
-                if self.pane == Pane::Locate {
-                    self.input = Some(Input::Locate);
-                }
+                return self.show_pane(Pane::ALL[c as usize - '1' as usize]);
             }
             KeyCode::Down | KeyCode::Char('j') => self.move_cursor(1),
             KeyCode::Up | KeyCode::Char('k') => self.move_cursor(-1),
@@ -347,6 +386,12 @@ impl App {
             KeyCode::Char('g') | KeyCode::Home => self.move_cursor(isize::MIN / 2),
             KeyCode::Char('G') | KeyCode::End => self.move_cursor(isize::MAX / 2),
             KeyCode::Char('s') if self.pane == Pane::Tasks => self.sort = self.sort.next(),
+            KeyCode::Char('s') if self.pane == Pane::Dag => {
+                self.dag_sort = match self.dag_sort {
+                    DagSort::Hops => DagSort::Sent,
+                    DagSort::Sent => DagSort::Hops,
+                };
+            }
             KeyCode::Char('f') if self.pane == Pane::Logs => {
                 self.follow = !self.follow;
                 if self.follow {
@@ -371,6 +416,11 @@ impl App {
         match key.code {
             // Esc leaves the text box; a second Esc goes back to Tasks.
             KeyCode::Esc => self.input = None,
+            // Tab is never text: it leaves the text box for the next pane.
+            KeyCode::Tab | KeyCode::BackTab => {
+                self.input = None;
+                return self.tab(key.code);
+            }
             KeyCode::Enter => {
                 self.input = None;
                 match input {
@@ -406,15 +456,11 @@ impl App {
             Pane::Tasks => self.task_cursor = step(self.task_cursor, self.visible_tasks().len()),
             Pane::Hosts => self.host_cursor = step(self.host_cursor, self.visible_hosts().len()),
             Pane::Dag => {
-                let len = self
-                    .view
-                    .task
-                    .as_ref()
-                    .map_or(0, |t| crate::tui::draw::dag_lines(t, &self.collapsed).len());
+                let len = self.selected_detail().map_or(0, |t| t.flows.nodes.len());
                 self.dag_cursor = step(self.dag_cursor, len);
             }
             Pane::Pieces => {
-                let len = self.view.task.as_ref().map_or(0, |t| t.peers.len());
+                let len = self.selected_detail().map_or(0, |t| t.peers.len());
                 self.pieces_cursor = step(self.pieces_cursor, len);
             }
             Pane::Logs => {
@@ -430,36 +476,16 @@ impl App {
 
     fn enter(&mut self) -> Vec<Command> {
         match self.pane {
-            Pane::Tasks => {
-                let Some(task) = self
-                    .visible_tasks()
-                    .get(self.task_cursor)
-                    .map(|t| t.task_id.clone())
-                else {
-                    return Vec::new();
-                };
-                self.pane = Pane::Dag;
-                self.dag_cursor = 0;
-                self.pieces_cursor = 0;
-                if self.selected_task.as_deref() == Some(task.as_str()) {
-                    return Vec::new();
-                }
-                self.selected_task = Some(task.clone());
-                self.collapsed.clear();
-                self.model.clear_edge_rates();
-                vec![Command::Select(Some(task))]
-            }
+            Pane::Tasks => self.show_pane(Pane::Dag),
             Pane::Dag => {
-                if let Some(task) = &self.view.task {
-                    let lines = crate::tui::draw::dag_lines(task, &self.collapsed);
-                    if let Some(line) = lines.get(self.dag_cursor)
-                        && line.children > 0
-                    {
-                        let id = task.peers[line.peer].peer_id.clone();
-                        if !self.collapsed.remove(&id) {
-                            self.collapsed.insert(id);
-                        }
-                    }
+                // Up the flow: to the node that fed this one most (the origin ends the walk).
+                let order = self.dag_order();
+                let feeder = self.selected_detail().and_then(|t| {
+                    let node = &t.flows.nodes[*order.get(self.dag_cursor)?];
+                    node.fed_by().next().map(|l| l.node)
+                });
+                if let Some(pos) = feeder.and_then(|f| order.iter().position(|&n| n == f)) {
+                    self.dag_cursor = pos;
                 }
                 Vec::new()
             }
@@ -477,6 +503,59 @@ impl App {
             }
             Pane::Pieces | Pane::Logs => Vec::new(),
         }
+    }
+
+    /// Tab: the next pane; Shift-Tab: the previous one.
+    fn tab(&mut self, code: KeyCode) -> Vec<Command> {
+        let n = Pane::ALL.len();
+        let step = if code == KeyCode::BackTab { n - 1 } else { 1 };
+        self.show_pane(Pane::ALL[(self.pane.index() + step) % n])
+    }
+
+    /// Switches to `pane`; the DAG and Pieces panes select the task highlighted in Tasks.
+    fn show_pane(&mut self, pane: Pane) -> Vec<Command> {
+        self.pane = pane;
+        if !matches!(pane, Pane::Dag | Pane::Pieces) {
+            return Vec::new();
+        }
+        let Some(task) = self
+            .visible_tasks()
+            .get(self.task_cursor)
+            .map(|t| t.task_id.clone())
+        else {
+            return Vec::new();
+        };
+        if self.selected_task.as_deref() == Some(task.as_str()) {
+            return Vec::new();
+        }
+        self.selected_task = Some(task.clone());
+        self.dag_cursor = 0;
+        self.pieces_cursor = 0;
+        self.model.clear_edge_rates();
+        vec![Command::Select(Some(task))]
+    }
+
+    /// The selected task's detail, once the schedulers sent it (not a previous selection's).
+    pub fn selected_detail(&self) -> Option<&TaskView> {
+        self.view
+            .task
+            .as_ref()
+            .filter(|t| self.selected_task.as_deref() == Some(t.task_id.as_str()))
+    }
+
+    /// The DAG pane's rows as indexes into the selected task's flow nodes: the origin and the
+    /// seeds first, then the rest in the chosen order.
+    pub fn dag_order(&self) -> Vec<usize> {
+        let Some(task) = self.selected_detail() else {
+            return Vec::new();
+        };
+        let nodes = &task.flows.nodes;
+        let mut order: Vec<usize> = (0..nodes.len()).collect();
+        if self.dag_sort == DagSort::Sent {
+            // Stable: equal senders keep the hops order.
+            order.sort_by_key(|&n| (n != 0, !nodes[n].is_seed, std::cmp::Reverse(nodes[n].sent)));
+        }
+        order
     }
 }
 
@@ -540,6 +619,8 @@ mod tests {
     fn locate_input_runs_the_lookup_on_enter() {
         let mut app = synthetic::app(synthetic::busy_cluster(1, 1, 1));
         press(&mut app, KeyCode::Char('5'));
+        assert_eq!(app.input, None, "5 shows the pane; Enter starts typing");
+        press(&mut app, KeyCode::Enter);
         assert_eq!(app.input, Some(Input::Locate));
         for c in "http://o/x".chars() {
             press(&mut app, KeyCode::Char(c));
@@ -547,6 +628,104 @@ mod tests {
         let cmds = press(&mut app, KeyCode::Enter);
         assert_eq!(cmds, vec![Command::Locate("http://o/x".into())]);
         assert!(matches!(app.locate, LocateState::Running(ref q) if q == "http://o/x"));
+    }
+
+    #[test]
+    fn after_5_the_pane_keys_still_switch_panes() {
+        let mut app = synthetic::app(synthetic::busy_cluster(1, 1, 1));
+        press(&mut app, KeyCode::Char('5'));
+        press(&mut app, KeyCode::Char('6'));
+        assert_eq!(app.pane, Pane::Logs, "6 switched to Logs");
+        assert_eq!(app.locate_query, "", "nothing was typed");
+        // While typing, digits are text (task ids are hex) and Tab leaves for the next pane.
+        press(&mut app, KeyCode::Char('5'));
+        press(&mut app, KeyCode::Enter);
+        press(&mut app, KeyCode::Char('6'));
+        assert_eq!((app.pane, app.locate_query.as_str()), (Pane::Locate, "6"));
+        press(&mut app, KeyCode::Tab);
+        assert_eq!((app.pane, app.input), (Pane::Logs, None));
+        press(&mut app, KeyCode::BackTab);
+        press(&mut app, KeyCode::Char('4'));
+        assert_eq!(app.pane, Pane::Hosts);
+    }
+
+    #[test]
+    fn dag_and_pieces_show_the_highlighted_task_without_enter() {
+        let mut app = synthetic::app(synthetic::busy_cluster(3, 4, 1));
+        assert_eq!(app.selected_task, None);
+        press(&mut app, KeyCode::Char('j'));
+        let second = app.visible_tasks()[1].task_id.clone();
+        let cmds = press(&mut app, KeyCode::Char('2'));
+        assert_eq!(cmds, vec![Command::Select(Some(second.clone()))]);
+        assert_eq!(app.pane, Pane::Dag);
+        // Pieces shows the same task: nothing new to ask for.
+        assert!(press(&mut app, KeyCode::Char('3')).is_empty());
+        // Back in Tasks, another row, then Tab: the DAG follows the highlight.
+        press(&mut app, KeyCode::Char('1'));
+        press(&mut app, KeyCode::Char('j'));
+        let third = app.visible_tasks()[2].task_id.clone();
+        let cmds = press(&mut app, KeyCode::Tab);
+        assert_eq!(cmds, vec![Command::Select(Some(third.clone()))]);
+        assert_eq!(app.selected_task.as_deref(), Some(third.as_str()));
+        // Outside Tasks, the Tasks cursor stays on the selected task as rows move.
+        app.sort = TaskSort::Size;
+        app.refresh(synthetic::t0());
+        assert_eq!(app.visible_tasks()[app.task_cursor].task_id, third);
+        // A detail of another task (the previous selection's, still in flight) is not shown.
+        let mut app = synthetic::app(synthetic::dag_cluster(3));
+        app.selected_task = None;
+        assert!(app.selected_detail().is_none());
+        press(&mut app, KeyCode::Char('3'));
+        assert_eq!(app.pane, Pane::Pieces);
+        assert!(
+            app.selected_detail().is_some(),
+            "the highlighted task's detail"
+        );
+    }
+
+    fn log_at(source: &str, second: u32) -> LogLine {
+        LogLine {
+            source: source.into(),
+            record: df_core::telemetry::LogRecord {
+                ts: format!("2026-11-22T08:00:{second:02}.000Z"),
+                level: "INFO".into(),
+                component: "dfdaemon".into(),
+                target: "df".into(),
+                message: format!("{source} at {second}"),
+                task_id: None,
+                peer_id: None,
+                fields: Default::default(),
+            },
+        }
+    }
+
+    #[test]
+    fn logs_from_several_daemons_are_merged_in_time_order() {
+        let mut app = synthetic::app(synthetic::busy_cluster(1, 1, 1));
+        // One daemon streams live lines; another's backlog of older lines arrives after them.
+        for (source, second) in [("a", 5), ("a", 6), ("b", 1), ("b", 5), ("b", 7), ("a", 2)] {
+            app.handle(Event::Log(log_at(source, second)), synthetic::t0());
+        }
+        let order: Vec<&str> = app
+            .visible_logs()
+            .iter()
+            .map(|l| l.record.message.as_str())
+            .collect();
+        assert_eq!(
+            order,
+            ["b at 1", "a at 2", "a at 5", "b at 5", "a at 6", "b at 7"],
+            "same instant: arrival order"
+        );
+        // Full: a line older than everything kept is dropped, a newer one evicts the oldest.
+        let mut app = synthetic::app(synthetic::busy_cluster(1, 1, 1));
+        for _ in 0..LOG_LINES {
+            app.handle(Event::Log(log_at("a", 30)), synthetic::t0());
+        }
+        app.handle(Event::Log(log_at("b", 10)), synthetic::t0());
+        assert!(app.logs.iter().all(|l| l.source == "a"));
+        app.handle(Event::Log(log_at("b", 40)), synthetic::t0());
+        assert_eq!(app.logs.len(), LOG_LINES);
+        assert_eq!(app.logs.back().map(|l| l.source.as_str()), Some("b"));
     }
 
     #[test]

@@ -12,13 +12,14 @@
 use std::time::{Duration, Instant};
 
 use df_core::api::{WATCH_HEARTBEAT_MS, WatchEvent, WatchSnapshot};
+use df_core::routes;
 use df_core::telemetry::LogRecord;
 use futures_util::StreamExt as _;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{AdminClient, describe, endpoint};
-use crate::cmd::task::Location;
+use crate::location::Location;
 use crate::tui::model::backoff;
 
 /// Everything the draw loop reacts to.
@@ -84,10 +85,7 @@ pub async fn watch_scheduler(
     let mut failures = 0u32;
     loop {
         let task = selection.borrow_and_update().clone();
-        let path = match &task {
-            Some(id) => format!("/api/v1/watch?task={id}"),
-            None => "/api/v1/watch".to_owned(),
-        };
+        let path = routes::watch(task.as_deref());
         let outcome = tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = selection_changed(&mut selection) => continue,
@@ -201,10 +199,7 @@ pub async fn first_snapshot(
     addr: &str,
     task: Option<&str>,
 ) -> Result<WatchSnapshot, String> {
-    let path = match task {
-        Some(id) => format!("/api/v1/watch?task={id}"),
-        None => "/api/v1/watch".to_owned(),
-    };
+    let path = routes::watch(task);
     let url = endpoint(addr, &path).map_err(|e| format!("{e:#}"))?;
     let resp = client
         .http()
@@ -265,7 +260,7 @@ pub async fn follow_logs(
     let mut tail = 200;
     let mut failures = 0u32;
     loop {
-        let path = format!("/api/v1/logs?follow=true&tail={tail}");
+        let path = format!("{}?follow=true&tail={tail}", routes::LOGS);
         let heard = tokio::select! {
             _ = shutdown.cancelled() => return,
             heard = stream_logs(&client, &addr, &path, &events) => heard,

@@ -30,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminClient;
 use crate::cluster::Target;
-use crate::cmd::task::{locate_task, task_id_of};
+use crate::cmd::task::task_id_of;
+use crate::location::locate_task;
 use app::{App, Command};
 use feed::Event;
 use model::{ClusterModel, TopView};
@@ -93,6 +94,10 @@ pub async fn run(
     }
     let model = ClusterModel::new(schedulers.iter().map(|t| t.addr.clone()));
     let mut app = App::new(model, no_color);
+    if initial_task.is_some() {
+        // A preselected task opens on its DAG (the Tasks cursor follows it there).
+        app.pane = app::Pane::Dag;
+    }
     app.selected_task = initial_task;
     let mut logs = LogFollowers::default();
     let client = AdminClient::with_timeout(Duration::from_secs(5))?;

@@ -12,11 +12,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use df_core::api::{TaskDetail, WatchSnapshot};
+use df_core::api::{PeerView, TaskDetail, WatchSnapshot};
 use df_core::ids::TaskId;
 use serde::Serialize;
 
-use crate::cmd::task::Location;
+use crate::location::Location;
+use crate::location::flow::Flows;
+use crate::render::natural_key;
 
 /// The state of the watch stream to one scheduler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +152,8 @@ pub struct EdgeRow {
     pub blocklisted: bool,
 }
 
-/// The selected task: its peers with their bitmaps and the DAG between them.
+/// The selected task: its peers with their bitmaps, the edges between them, and those edges
+/// folded into who fed whom.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskView {
     pub task_id: String,
@@ -158,6 +161,7 @@ pub struct TaskView {
     pub piece_count: Option<u32>,
     pub peers: Vec<PeerRow>,
     pub edges: Vec<EdgeRow>,
+    pub flows: Flows,
 }
 
 /// Everything `dfctl top` shows, merged over the schedulers.
@@ -324,14 +328,17 @@ impl ClusterModel {
             .iter()
             .map(|h| (h.host_id.as_str(), h.hostname.as_str()))
             .collect();
+        let host_name = |p: &PeerView| {
+            names
+                .get(p.host_id.as_str())
+                .map_or_else(|| p.host_id.clone(), |n| (*n).to_owned())
+        };
         let mut peers: Vec<PeerRow> = loc
             .peers
             .iter()
             .map(|p| PeerRow {
                 peer_id: p.peer_id.clone(),
-                host: names
-                    .get(p.host_id.as_str())
-                    .map_or_else(|| p.host_id.clone(), |n| (*n).to_owned()),
+                host: host_name(p),
                 admin_addr: format!("{}:{}", p.ip, p.admin_port),
                 is_seed: p.is_seed,
                 state: p.state.clone(),
@@ -364,12 +371,14 @@ impl ClusterModel {
                 blocklisted: e.blocklisted,
             })
             .collect();
+        let flows = Flows::of(&loc.peers, &loc.edges, host_name);
         TaskView {
             task_id: loc.task_id.clone(),
             url: loc.url.clone(),
             piece_count: loc.piece_count,
             peers,
             edges,
+            flows,
         }
     }
 }
@@ -407,13 +416,6 @@ fn task_row(t: &df_core::api::TaskSummary, rate: f64, scheduler: &str) -> TaskRo
         created_secs_ago: t.created_secs_ago,
         scheduler: scheduler.to_owned(),
     }
-}
-
-/// Sort key that orders `peer-2` before `peer-10`.
-pub fn natural_key(s: &str) -> (&str, u64) {
-    let digits = s.len() - s.trim_end_matches(|c: char| c.is_ascii_digit()).len();
-    let (head, num) = s.split_at(s.len() - digits);
-    (head, num.parse().unwrap_or(0))
 }
 
 /// How long a feed waits before reconnecting after its `attempt`-th failure in a row:

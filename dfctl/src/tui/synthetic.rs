@@ -200,6 +200,36 @@ pub fn detail(n: usize, peers: usize, seq: u64) -> TaskDetail {
     }
 }
 
+/// Task `n`'s detail as a mesh: the edges of [`detail`], plus pairs that feed each other both
+/// ways (peer `i` and its sibling `i ± 1` swap pieces; every 5th peer sends some back to its
+/// parent), each direction with its own byte count.
+pub fn mesh_detail(n: usize, peers: usize, seq: u64) -> TaskDetail {
+    let mut detail = detail(n, peers, seq);
+    let edge = |from: usize, to: usize, pieces: u64| EdgeView {
+        parent: peer_id(from),
+        child: peer_id(to),
+        bytes: pieces * PIECE_LENGTH,
+        pieces: u32::try_from(pieces).unwrap_or(0),
+        failures: 0,
+        active: true,
+        blocklisted: false,
+    };
+    for i in 1..peers {
+        let sibling = if i % 2 == 1 { i + 1 } else { i - 1 };
+        if sibling < peers {
+            detail
+                .edges
+                .push(edge(i, sibling, mix(i as u64 * 31 + seq) % 6 + 1));
+        }
+        if i % 5 == 0 {
+            detail
+                .edges
+                .push(edge(i, (i - 1) / 3, mix(i as u64) % 3 + 1));
+        }
+    }
+    detail
+}
+
 /// Scheduler `s` of `schedulers`' snapshot: the tasks that hash to it and every host.
 pub fn snapshot(
     tasks: usize,
@@ -232,8 +262,17 @@ pub fn busy_cluster(tasks: usize, hosts: usize, schedulers: usize) -> ClusterMod
     model
 }
 
-/// One scheduler, one task selected whose DAG has `peers` peers.
+/// One scheduler, one task selected whose DAG has `peers` peers (a tree, see [`detail`]).
 pub fn dag_cluster(peers: usize) -> ClusterModel {
+    cluster_with_detail(peers, detail)
+}
+
+/// One scheduler, one task selected whose `peers` peers form a mesh (see [`mesh_detail`]).
+pub fn mesh_cluster(peers: usize) -> ClusterModel {
+    cluster_with_detail(peers, mesh_detail)
+}
+
+fn cluster_with_detail(peers: usize, detail: fn(usize, usize, u64) -> TaskDetail) -> ClusterModel {
     let mut model = ClusterModel::new(["10.0.9.1:8080".to_owned()]);
     for step in 1..=2u64 {
         let mut snap = snapshot(1, peers, 0, 1, step);

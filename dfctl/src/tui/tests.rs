@@ -1,8 +1,6 @@
 //! Rendering tests: recorded cluster states (from [`super::synthetic`], deterministic) drawn
 //! through ratatui's `TestBackend`, compared with insta snapshots under `snapshots/`.
 
-use std::collections::HashSet;
-
 use df_core::api::LocalTask;
 use df_core::telemetry::LogRecord;
 use ratatui::Terminal;
@@ -10,10 +8,10 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::{App, LocateState, Pane};
-use super::draw::{self, dag_lines, piece_bar};
+use super::draw::{self, piece_bar};
 use super::feed::{Event, LogLine};
 use super::synthetic::{self, t0};
-use crate::cmd::task::{Location, NodeCopy};
+use crate::location::{Location, NodeCopy};
 
 fn screen(app: &App, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
@@ -69,32 +67,46 @@ fn disconnected_scheduler_is_shown_as_such() {
 }
 
 #[test]
-fn dag_of_200_peers_is_a_scrollable_collapsible_tree() {
+fn dag_of_200_peers_is_one_scrollable_row_per_node_roots_first() {
     let mut app = synthetic::app(synthetic::dag_cluster(200));
     app.pane = Pane::Dag;
     let task = app.view.task.clone().expect("the selected task's detail");
     assert_eq!(task.peers.len(), 200);
-    let lines = dag_lines(&task, &HashSet::new());
-    assert_eq!(lines.len(), 200, "every peer has one line");
-    assert!(task.peers[lines[0].peer].is_seed, "the seed is the root");
-    assert!(
-        lines.iter().filter(|l| !l.blocked.is_empty()).count() >= 10,
-        "blocklisted parents are marked"
+    let nodes = &task.flows.nodes;
+    assert_eq!(nodes.len(), 201, "every peer has one row, plus the origin");
+    assert_eq!(nodes[0].name, "origin", "the origin is the root");
+    assert!(nodes[1].is_seed, "then the seed");
+    assert_eq!(
+        nodes
+            .iter()
+            .filter(|n| n.links.iter().any(|l| l.blocklisted))
+            .count(),
+        2 * 11,
+        "both ends of the 11 blocklisted edges are marked"
     );
     insta::assert_snapshot!("dag_200_top", screen(&app, 80, 24));
     // Scrolling to the end shows the last peers.
     key(&mut app, KeyCode::Char('G'));
-    assert_eq!(app.dag_cursor, 199);
+    assert_eq!(app.dag_cursor, 200);
     let bottom = screen(&app, 80, 24);
     insta::assert_snapshot!("dag_200_bottom", bottom);
-    // Collapsing the seed hides everything under it.
-    key(&mut app, KeyCode::Char('g'));
-    key(&mut app, KeyCode::Enter);
-    let collapsed = dag_lines(&task, &app.collapsed);
-    assert_eq!(collapsed.len(), 1, "only the seed is left");
+    // Enter walks up the flow, one feeder at a time, to the origin.
+    let mut walked = vec![app.dag_order()[app.dag_cursor]];
+    for _ in 0..10 {
+        key(&mut app, KeyCode::Enter);
+        walked.push(app.dag_order()[app.dag_cursor]);
+    }
+    let names: Vec<&str> = walked.iter().map(|&n| nodes[n].name.as_str()).collect();
+    assert_eq!(
+        &names[..6],
+        [
+            "peer-197", "peer-64", "peer-19", "peer-4", "seed-1", "seed-0"
+        ]
+    );
+    assert!(names[6..].iter().all(|n| *n == "origin"), "{names:?}");
     let text = screen(&app, 80, 24);
     assert!(
-        text.contains("▸(+3) seed-0 [seed] succeeded 100%"),
+        text.contains("── origin: got 0 B from 0, sent 256.0 MiB to 1"),
         "{text}"
     );
 }
@@ -283,4 +295,61 @@ fn a_layer_digest_or_url_fragment_resolves_to_its_task() {
     assert!(super::resolve_query("nothing-like-it", &app.view).is_err());
     let id = super::resolve_query(&synthetic::url(3), &app.view).expect("a URL");
     assert_eq!(id.as_str(), synthetic::task_id(3));
+}
+
+#[test]
+fn dag_of_a_64_peer_mesh_fits_80x24_one_row_per_node() {
+    let mut app = synthetic::app(synthetic::mesh_cluster(64));
+    let task = app.view.task.clone().expect("the selected task's detail");
+    assert_eq!(task.flows.nodes.len(), 65);
+    key(&mut app, KeyCode::Char('2'));
+    assert_eq!(app.pane, Pane::Dag);
+    let text = screen(&app, 80, 24);
+    let rows: Vec<&str> = text.lines().collect();
+    assert!(rows[5].starts_with("origin "), "{text}");
+    assert!(
+        rows[6].starts_with("seed-0 [seed]  succeeded 100%"),
+        "{text}"
+    );
+    assert!(text.contains("depth 5"), "{text}");
+    insta::assert_snapshot!("dag_mesh_64", text);
+    // By bytes sent: the origin and the seeds stay on top, then the busiest uploaders.
+    key(&mut app, KeyCode::Char('s'));
+    let order = app.dag_order();
+    let nodes = &task.flows.nodes;
+    assert_eq!(order[..2], [0, 1]);
+    let sent: Vec<u64> = order[2..].iter().map(|&n| nodes[n].sent).collect();
+    assert!(sent.windows(2).all(|w| w[0] >= w[1]), "{sent:?}");
+    assert!(screen(&app, 80, 24).contains("s sort:sent"));
+}
+
+#[test]
+fn dag_shows_both_directions_of_a_pair_that_feed_each_other() {
+    let mut app = synthetic::app(synthetic::mesh_cluster(6));
+    app.pane = Pane::Dag;
+    let task = app.view.task.clone().expect("detail");
+    // peer-1 and peer-2 (peers 3 and 4) are siblings: each sent the other pieces.
+    let order = app.dag_order();
+    let pos = order
+        .iter()
+        .position(|&n| task.flows.nodes[n].name == "peer-1")
+        .expect("peer-1 has a row");
+    for _ in 0..pos {
+        key(&mut app, KeyCode::Char('j'));
+    }
+    let node = &task.flows.nodes[order[pos]];
+    let pair = node
+        .links
+        .iter()
+        .find(|l| l.name == "peer-2")
+        .expect("the sibling link");
+    assert!(pair.received > 0 && pair.sent > 0, "{pair:?}");
+    let text = screen(&app, 80, 24);
+    let cell = format!(
+        "peer-2       ↓{:>9} ↑{:>9}",
+        crate::render::bytes(pair.received),
+        crate::render::bytes(pair.sent)
+    );
+    assert!(text.contains(&cell), "{cell}\n{text}");
+    insta::assert_snapshot!("dag_bidirectional", text);
 }
