@@ -52,7 +52,48 @@ pub struct PeerConfig {
     pub server: PeerServer,
     pub upload: PeerUpload,
     pub storage: PeerStorage,
+    /// Interception and the mirror default (`dfctl up --intercept/--mirror`); absent: defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<PeerProxy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<PeerOrigin>,
     pub log: LogSection,
+}
+
+/// `proxy:`, only the keys `dfctl up` sets.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerProxy {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_mirror: Option<PeerMirror>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hijack: Option<PeerHijack>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect_ports: Option<Vec<u16>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerMirror {
+    /// The registry for `/v2/` requests that name none.
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerHijack {
+    /// `proxy.hijack.certs`: a fixed certificate per intercepted host.
+    pub certs: Vec<HostCert>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HostCert {
+    pub host: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `origin:`: extra CAs the peers trust for origins.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerOrigin {
+    pub ca_certs: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +185,8 @@ mod tests {
                 dir: "/c/seed-0/data".into(),
                 capacity: 1 << 30,
             },
+            proxy: None,
+            origin: None,
             log: LogSection::files_only("/c/seed-0/log".into()),
         };
         let yaml = to_yaml(&config, "seed-0").expect("yaml");

@@ -41,12 +41,68 @@ pub fn peer_yaml(
     } else {
         let items: Vec<String> = schedulers
             .iter()
-            .map(|s| format!("  - \"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+            .map(|s| format!("  - {}", quoted(s)))
             .collect();
         format!("schedulers:\n{}", items.join("\n"))
     };
     replace_line(&mut text, "schedulers: []", &list)?;
     Ok(text)
+}
+
+/// A YAML double-quoted string.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A host the peer intercepts with a fixed certificate (`proxy.hijack.certs`).
+#[derive(Debug, Clone)]
+pub struct Interception {
+    pub host: String,
+    pub cert: String,
+    pub key: String,
+}
+
+/// Sets `proxy.hijack.certs`, `proxy.connect_ports` and `origin.ca_certs` in a `dfdaemon.yaml`
+/// from [`peer_yaml`].
+pub fn intercept(
+    text: &mut String,
+    certs: &[Interception],
+    connect_ports: &[u16],
+    origin_ca_certs: &[String],
+) -> Result<(), TemplateError> {
+    if !certs.is_empty() {
+        let items: Vec<String> = certs
+            .iter()
+            .map(|c| {
+                format!(
+                    "      - host: {}\n        cert: {}\n        key: {}",
+                    quoted(&c.host),
+                    quoted(&c.cert),
+                    quoted(&c.key)
+                )
+            })
+            .collect();
+        replace_line(
+            text,
+            "    certs: []",
+            &format!("    certs:\n{}", items.join("\n")),
+        )?;
+    }
+    let ports: Vec<String> = connect_ports.iter().map(u16::to_string).collect();
+    replace_line(
+        text,
+        "  connect_ports: [443]",
+        &format!("  connect_ports: [{}]", ports.join(", ")),
+    )?;
+    if !origin_ca_certs.is_empty() {
+        let cas: Vec<String> = origin_ca_certs.iter().map(|c| quoted(c)).collect();
+        replace_line(
+            text,
+            "  ca_certs: []",
+            &format!("  ca_certs: [{}]", cas.join(", ")),
+        )?;
+    }
+    Ok(())
 }
 
 fn replace_line(text: &mut String, line: &str, with: &str) -> Result<(), TemplateError> {
