@@ -7,10 +7,13 @@
 mod bench;
 mod cli;
 mod cluster;
+mod container;
+mod docker_path;
 mod e2e;
 mod helm;
 mod node_config;
 mod p2p;
 mod preheat;
 mod proxy;
+mod release;
 mod top;
