@@ -130,7 +130,12 @@ async fn the_image_runs_a_podman_cluster_that_containerd_pulls_through_p2p() {
     const NS: &str = "df-e2e-containers";
     let toolkit = Toolkit::up().await;
     let test_image = toolkit
-        .push("e2e/in-containers", "t1", "1M,24M,16K", "e2e-podman-run-cluster")
+        .push(
+            "e2e/in-containers",
+            "t1",
+            "1M,24M,16K",
+            "e2e-podman-run-cluster",
+        )
         .await;
     let registry = registry_of(&test_image.refs.http).to_owned();
     let work = tempfile::tempdir().expect("tempdir");
@@ -156,9 +161,13 @@ async fn the_image_runs_a_podman_cluster_that_containerd_pulls_through_p2p() {
     let sched = write_config(
         work.path(),
         "scheduler",
-        &format!("server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http}\"\nlog:\n  stderr: json\n"),
+        &format!(
+            "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http}\"\nlog:\n  stderr: json\n"
+        ),
     );
-    containers.run("scheduler", &ours, &sched, &["dfscheduler"]).await;
+    containers
+        .run("scheduler", &ours, &sched, &["dfscheduler"])
+        .await;
     wait_healthy(http, "the scheduler").await;
     let mut proxies = Vec::new();
     for (n, name) in ["seed", "peer-0", "peer-1"].iter().enumerate() {
@@ -184,10 +193,18 @@ async fn the_image_runs_a_podman_cluster_that_containerd_pulls_through_p2p() {
         containerd.mirror_with_dfctl(&server, *proxy).await;
         containerd.clean().await;
         containerd.fetch(NS, &test_image.refs.http).await.ok();
-        assert_holds(&containerd.content(NS).await, &want, &format!("through peer-{i}"));
+        assert_holds(
+            &containerd.content(NS).await,
+            &want,
+            &format!("through peer-{i}"),
+        );
     }
     let delta = served_since(&blobs, "http", &before).await;
-    assert_fetched_once(&blobs, &delta, "2 containerd pulls through containerised peers");
+    assert_fetched_once(
+        &blobs,
+        &delta,
+        "2 containerd pulls through containerised peers",
+    );
 
     // peer-1's own log: every blob it fetched came from the seed or peer-0, none from the
     // registry.

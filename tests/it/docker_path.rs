@@ -30,12 +30,14 @@ fn drop_in_env(text: &str, key: &str) -> Option<String> {
     })
 }
 
-/// `dfctl init` into `dir` for a Docker node reaching its peer at `peer`.
+/// `dfctl init` into `dir` for a Docker node reaching its peer at `peer`; `--force` because
+/// the first run finds only the pre-seeded CA there, not yet a profile.
 async fn init(dir: &Path, registry: &str, peer: &str) {
     let mut c = command(crate::cli::bin("dfctl"));
     c.args([
         "init",
         "--no-prompt",
+        "--force",
         "--registry",
         registry,
         "--peer",

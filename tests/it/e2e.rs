@@ -583,7 +583,11 @@ impl Containerd {
     /// node root holding containerd 1.6's default config.toml, as the Helm chart's init
     /// container does on a node, and points ctr at the hosts directory it chose. Returns the
     /// hosts.toml dfctl wrote.
-    pub(crate) async fn mirror_with_dfctl(&mut self, registry_url: &str, peer: SocketAddr) -> String {
+    pub(crate) async fn mirror_with_dfctl(
+        &mut self,
+        registry_url: &str,
+        peer: SocketAddr,
+    ) -> String {
         let root = tempfile::tempdir().expect("node root");
         let etc = root.path().join("etc/containerd");
         std::fs::create_dir_all(&etc).expect("mkdir");

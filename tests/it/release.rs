@@ -121,7 +121,8 @@ fn build_deb(out: &Path, version: &str) -> PathBuf {
         .arg(version)
         .arg("--out")
         .arg(out)
-        .env("SOURCE_DATE_EPOCH", "1700000000"));
+        .env("SOURCE_DATE_EPOCH", "1700000000")
+        .env("DEB_COMPRESSION", "gzip"));
     PathBuf::from(path.trim())
 }
 
