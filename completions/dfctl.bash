@@ -2075,7 +2075,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__up)
-            opts="-o -h -V --dir --peers --seed-peers --schedulers --upload-rate-limit --capacity --bin-dir --output --help --version"
+            opts="-o -h -V --dir --peers --seed-peers --schedulers --upload-rate-limit --capacity --intercept --mirror --origin-ca --bin-dir --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2102,6 +2102,18 @@ _dfctl() {
                     return 0
                     ;;
                 --capacity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --intercept)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirror)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --origin-ca)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -181,6 +181,9 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l seed-peers -d 'Number
 complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l schedulers -d 'Number of schedulers' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l upload-rate-limit -d 'Upload rate limit of every peer, bytes per second (e.g. 50MiB); 0 = unlimited' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l capacity -d 'Storage capacity of every peer (e.g. 2GiB); 0 = the filesystem\'s size' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l intercept -d 'Intercept HTTPS to this registry (repeatable): every peer presents a certificate for it signed by the cluster\'s CA (DIR/pki/ca.crt, created on first use), so clients that trust the CA and use a peer as HTTPS_PROXY (docker, skopeo) pull its blobs P2P' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l mirror -d 'The registry mirror\'s default: where `/v2/` requests that name no registry go (podman\'s and CRI-O\'s registries.conf mirrors), e.g. https://registry.example:5000' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l origin-ca -d 'A PEM CA the peers trust for origins besides the system store (repeatable), e.g. a private registry\'s' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l bin-dir -d 'Directory to take dfscheduler and dfdaemon from, before the one holding dfctl and PATH' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand up" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"

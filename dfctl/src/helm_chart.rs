@@ -73,6 +73,29 @@ mod tests {
         }
     }
 
+    /// The chart deploys the image `scripts/image` builds: the repository in `values.yaml`
+    /// (which `dfctl deploy helm` defaults to as well) and the crate version as its tag.
+    #[test]
+    fn the_default_image_is_the_one_scripts_image_builds() {
+        let file = |name: &str| {
+            FILES
+                .iter()
+                .find(|(p, _)| *p == name)
+                .map(|(_, text)| *text)
+                .expect("chart file")
+        };
+        let app_version = format!("appVersion: \"{}\"", env!("CARGO_PKG_VERSION"));
+        assert!(
+            file("Chart.yaml").lines().any(|l| l == app_version),
+            "Chart.yaml's appVersion is not the crate version ({app_version})"
+        );
+        let repo = crate::helm_values::HelmValuesOptions::default().image_repository;
+        assert!(
+            file("values.yaml").contains(&format!("  repository: {repo}\n")),
+            "values.yaml's image.repository is not dfctl's default {repo}"
+        );
+    }
+
     #[test]
     fn every_chart_file_is_embedded() {
         let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/helm/dragonfly-lite");

@@ -16,7 +16,8 @@
 set -euo pipefail
 . "$(dirname "$(readlink -f "$0")")/lib.sh"
 
-PKGS=(docker-registry skopeo containerd runc podman openssl ca-certificates python3 curl apache2-utils systemd tmux)
+PKGS=(docker-registry skopeo containerd runc podman openssl ca-certificates python3 curl apache2-utils systemd tmux
+      lintian dpkg-dev binutils)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -123,8 +123,8 @@ async fn run_in(cwd: &Path, program: &Path, args: &[&str]) -> Outcome {
 // A local cluster
 
 /// A cluster directory that `dfctl down` is run on when the test ends, however it ends.
-struct LocalCluster {
-    dir: PathBuf,
+pub(crate) struct LocalCluster {
+    pub(crate) dir: PathBuf,
     /// Holds the directory (and scratch files beside it) until after `down` ran.
     root: tempfile::TempDir,
 }
@@ -140,7 +140,7 @@ impl LocalCluster {
     }
 
     /// A directory with a cluster started by `dfctl up EXTRA`.
-    async fn up(extra: &[&str]) -> Self {
+    pub(crate) async fn up(extra: &[&str]) -> Self {
         let cluster = Self::new();
         let mut args = vec!["up"];
         args.extend_from_slice(extra);
@@ -161,7 +161,7 @@ impl LocalCluster {
     }
 
     /// The daemons `cluster.json` records, by name.
-    fn recorded(&self) -> Vec<Recorded> {
+    pub(crate) fn recorded(&self) -> Vec<Recorded> {
         let text = std::fs::read_to_string(self.dir.join("cluster.json")).expect("cluster.json");
         let state: Value = serde_json::from_str(&text).expect("cluster.json is JSON");
         state["processes"]
@@ -221,8 +221,8 @@ impl Drop for LocalCluster {
 }
 
 #[derive(Debug, Clone)]
-struct Recorded {
-    name: String,
+pub(crate) struct Recorded {
+    pub(crate) name: String,
     role: String,
     pid: u32,
 }

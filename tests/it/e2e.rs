@@ -61,7 +61,7 @@ fn toolkit(script: &str) -> PathBuf {
         .join(script)
 }
 
-fn e2e_root() -> PathBuf {
+pub(crate) fn e2e_root() -> PathBuf {
     std::env::var_os("E2E_ROOT").map_or_else(|| PathBuf::from("/tmp/df-e2e"), PathBuf::from)
 }
 
@@ -97,7 +97,7 @@ fn init_tracing() {
 }
 
 /// A command with no proxy settings from the environment and no stdin.
-fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     for v in PROXY_VARS {
         cmd.env_remove(v);
@@ -107,7 +107,7 @@ fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 /// A toolkit script with its arguments.
-fn script(name: &str, args: &[&str]) -> Command {
+pub(crate) fn script(name: &str, args: &[&str]) -> Command {
     let mut cmd = command(toolkit(name));
     cmd.args(args);
     // pki.sh issues the test certificates with the project's own `dfctl cert`.
@@ -115,15 +115,15 @@ fn script(name: &str, args: &[&str]) -> Command {
     cmd
 }
 
-struct Ran {
+pub(crate) struct Ran {
     what: String,
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Ran {
-    fn ok(self) -> Self {
+    pub(crate) fn ok(self) -> Self {
         assert!(
             self.status.success(),
             "{} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
@@ -156,7 +156,7 @@ fn describe(cmd: &Command) -> String {
 }
 
 /// Runs `cmd` on a blocking thread, logging how long it took.
-async fn run(mut cmd: Command) -> Ran {
+pub(crate) async fn run(mut cmd: Command) -> Ran {
     let what = describe(&cmd);
     tokio::task::spawn_blocking(move || {
         let start = Instant::now();
@@ -181,7 +181,7 @@ async fn run(mut cmd: Command) -> Ran {
 }
 
 /// Runs a command that must succeed from a `Drop` (teardown), reporting instead of panicking.
-fn teardown(mut cmd: Command) {
+pub(crate) fn teardown(mut cmd: Command) {
     match cmd.output() {
         Ok(out) if out.status.success() => {}
         Ok(out) => eprintln!(
@@ -195,29 +195,29 @@ fn teardown(mut cmd: Command) {
 }
 
 #[derive(Debug, Deserialize)]
-struct Image {
-    manifest_digest: String,
+pub(crate) struct Image {
+    pub(crate) manifest_digest: String,
     config_digest: String,
     config_size: u64,
-    layers: Vec<Blob>,
-    refs: Refs,
+    pub(crate) layers: Vec<Blob>,
+    pub(crate) refs: Refs,
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct Blob {
-    digest: String,
-    size: u64,
+pub(crate) struct Blob {
+    pub(crate) digest: String,
+    pub(crate) size: u64,
 }
 
 #[derive(Debug, Deserialize)]
-struct Refs {
-    http: String,
-    tls: String,
+pub(crate) struct Refs {
+    pub(crate) http: String,
+    pub(crate) tls: String,
 }
 
 impl Image {
     /// The manifest's digest and every blob's: what a complete fetch leaves in containerd.
-    fn digests(&self) -> Vec<&str> {
+    pub(crate) fn digests(&self) -> Vec<&str> {
         [self.manifest_digest.as_str(), self.config_digest.as_str()]
             .into_iter()
             .chain(self.layers.iter().map(|b| b.digest.as_str()))
@@ -225,7 +225,7 @@ impl Image {
     }
 
     /// Config first, then the layers.
-    fn blobs(&self) -> Vec<Blob> {
+    pub(crate) fn blobs(&self) -> Vec<Blob> {
         let mut all = vec![Blob {
             digest: self.config_digest.clone(),
             size: self.config_size,
@@ -236,11 +236,11 @@ impl Image {
 }
 
 /// `registry.test:5000` from `registry.test:5000/e2e/x:tag`.
-fn registry_of(reference: &str) -> &str {
+pub(crate) fn registry_of(reference: &str) -> &str {
     reference.split('/').next().unwrap_or(reference)
 }
 
-fn port_of(reference: &str) -> u16 {
+pub(crate) fn port_of(reference: &str) -> u16 {
     registry_of(reference)
         .rsplit(':')
         .next()
@@ -250,7 +250,7 @@ fn port_of(reference: &str) -> u16 {
 
 /// The registry from the toolkit, up for the life of the value. Holds the e2e lock; stops
 /// the registry and removes the /etc/hosts line at the end unless they were there before.
-struct Toolkit {
+pub(crate) struct Toolkit {
     _lock: File,
     registry_was_up: bool,
     hosts_line_was_there: bool,
@@ -264,7 +264,7 @@ fn hosts_line_present() -> bool {
 }
 
 impl Toolkit {
-    async fn up() -> Self {
+    pub(crate) async fn up() -> Self {
         init_tracing();
         require_programs();
         let lock_path = {
@@ -301,7 +301,7 @@ impl Toolkit {
     }
 
     /// Builds (cached) and pushes an image of its own to both registries.
-    async fn push(&self, repo: &str, tag: &str, layers: &str, seed: &str) -> Image {
+    pub(crate) async fn push(&self, repo: &str, tag: &str, layers: &str, seed: &str) -> Image {
         let c = script(
             "push-image.sh",
             &[
@@ -337,7 +337,7 @@ async fn served_bytes(digest: &str, which: &str) -> u64 {
         .unwrap_or_else(|e| panic!("registry-log.sh blob-bytes printed {:?}: {e}", out.stdout))
 }
 
-async fn served(blobs: &[Blob], which: &str) -> Vec<u64> {
+pub(crate) async fn served(blobs: &[Blob], which: &str) -> Vec<u64> {
     let mut all = Vec::new();
     for b in blobs {
         all.push(served_bytes(&b.digest, which).await);
@@ -361,7 +361,7 @@ fn logged_at_least(b: &Blob) -> u64 {
 
 /// Bytes served per blob since `before`, once the access log shows about one fetch of each
 /// (the registry writes a line after the response; give it a moment).
-async fn served_since(blobs: &[Blob], which: &str, before: &[u64]) -> Vec<u64> {
+pub(crate) async fn served_since(blobs: &[Blob], which: &str, before: &[u64]) -> Vec<u64> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let now = served(blobs, which).await;
@@ -383,7 +383,7 @@ async fn served_since(blobs: &[Blob], which: &str, before: &[u64]) -> Vec<u64> {
 }
 
 /// Asserts the registry sent each blob once: about its size, at most one piece more.
-fn assert_fetched_once(blobs: &[Blob], delta: &[u64], what: &str) {
+pub(crate) fn assert_fetched_once(blobs: &[Blob], delta: &[u64], what: &str) {
     for (b, d) in blobs.iter().zip(delta) {
         eprintln!(
             "[e2e] {what}: registry served {d} bytes of {} ({} bytes)",
@@ -402,7 +402,7 @@ fn assert_fetched_once(blobs: &[Blob], delta: &[u64], what: &str) {
 }
 
 /// A counter of the peer's Prometheus metrics, summed over the lines with `label`.
-async fn metric(d: &Daemon, name: &str, label: &str) -> u64 {
+pub(crate) async fn metric(d: &Daemon, name: &str, label: &str) -> u64 {
     let text = http_client()
         .get(d.admin_url("/metrics"))
         .send()
@@ -419,7 +419,7 @@ async fn metric(d: &Daemon, name: &str, label: &str) -> u64 {
         .sum()
 }
 
-async fn proxy_requests(d: &Daemon, route: &str) -> u64 {
+pub(crate) async fn proxy_requests(d: &Daemon, route: &str) -> u64 {
     metric(
         d,
         "dfdaemon_proxy_requests_total",
@@ -428,7 +428,7 @@ async fn proxy_requests(d: &Daemon, route: &str) -> u64 {
     .await
 }
 
-fn proxy_of(d: &Daemon) -> SocketAddr {
+pub(crate) fn proxy_of(d: &Daemon) -> SocketAddr {
     d.proxy.expect("peers serve a proxy")
 }
 
@@ -441,14 +441,14 @@ fn cert_dir(parent: &Path, name: &str, ca_pem: &str) -> PathBuf {
 }
 
 /// The toolkit's test CA, which signed the registry's certificate.
-fn registry_ca() -> (PathBuf, Vec<u8>) {
+pub(crate) fn registry_ca() -> (PathBuf, Vec<u8>) {
     let path = e2e_root().join("pki/ca.crt");
     let pem = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (path, pem)
 }
 
 /// Checks a skopeo `dir:` copy: the manifest and every blob hash to their digests.
-fn assert_dir_copy(out: &Path, image: &Image) {
+pub(crate) fn assert_dir_copy(out: &Path, image: &Image) {
     let manifest = sha256_file(&out.join("manifest.json"));
     assert_eq!(
         format!("sha256:{manifest}"),
@@ -541,7 +541,7 @@ async fn skopeo_through_three_peers_fetches_each_blob_from_the_registry_once() {
 /// The private containerd of `containerd.sh`, cleaned (content of every namespace) at the
 /// end, and stopped unless it ran before. `ctr` reads hosts.toml files from `hosts_dir`,
 /// which [`Containerd::mirror_with_dfctl`] points at a node root written by dfctl.
-struct Containerd {
+pub(crate) struct Containerd {
     address: String,
     hosts_dir: String,
     was_up: bool,
@@ -550,7 +550,7 @@ struct Containerd {
 }
 
 impl Containerd {
-    async fn up() -> Self {
+    pub(crate) async fn up() -> Self {
         let sock = e2e_root().join("containerd/containerd.sock");
         let was_up = sock.exists() && {
             let mut c = command("ctr");
@@ -575,7 +575,7 @@ impl Containerd {
     }
 
     /// Removes images, leases, content and snapshots of every namespace.
-    async fn clean(&self) {
+    pub(crate) async fn clean(&self) {
         run(script("containerd.sh", &["clean"])).await.ok();
     }
 
@@ -583,7 +583,11 @@ impl Containerd {
     /// node root holding containerd 1.6's default config.toml, as the Helm chart's init
     /// container does on a node, and points ctr at the hosts directory it chose. Returns the
     /// hosts.toml dfctl wrote.
-    async fn mirror_with_dfctl(&mut self, registry_url: &str, peer: SocketAddr) -> String {
+    pub(crate) async fn mirror_with_dfctl(
+        &mut self,
+        registry_url: &str,
+        peer: SocketAddr,
+    ) -> String {
         let root = tempfile::tempdir().expect("node root");
         let etc = root.path().join("etc/containerd");
         std::fs::create_dir_all(&etc).expect("mkdir");
@@ -628,7 +632,7 @@ impl Containerd {
         c
     }
 
-    async fn fetch(&self, namespace: &str, reference: &str) -> Ran {
+    pub(crate) async fn fetch(&self, namespace: &str, reference: &str) -> Ran {
         self.fetch_with(namespace, reference, &[]).await
     }
 
@@ -640,7 +644,7 @@ impl Containerd {
         run(c).await
     }
 
-    async fn content(&self, namespace: &str) -> Vec<String> {
+    pub(crate) async fn content(&self, namespace: &str) -> Vec<String> {
         let mut c = self.ctr(namespace);
         c.args(["content", "ls", "-q"]);
         let out = run(c).await.ok();
@@ -661,7 +665,7 @@ fn assert_all_from_registry(blobs: &[Blob], delta: &[u64], what: &str) {
 }
 
 /// containerd's content store holds every digest in `want`.
-fn assert_holds(have: &[String], want: &[&str], when: &str) {
+pub(crate) fn assert_holds(have: &[String], want: &[&str], when: &str) {
     for d in want {
         assert!(
             have.iter().any(|h| h == d),
@@ -830,14 +834,23 @@ async fn ctr_goes_to_the_registry_after_dfctl_disable_and_through_the_peer_after
 }
 
 /// The private podman config of `podman.sh`, purged (images, storage) before and after.
-struct Podman {
+pub(crate) struct Podman {
     env: Vec<(String, String)>,
 }
 
 impl Podman {
-    async fn setup(mirror: SocketAddr) -> Self {
+    pub(crate) async fn setup(mirror: SocketAddr) -> Self {
+        Self::setup_with(&["setup", &mirror.to_string()]).await
+    }
+
+    /// Pulls straight from the registry (no mirror).
+    pub(crate) async fn direct() -> Self {
+        Self::setup_with(&["setup"]).await
+    }
+
+    async fn setup_with(args: &[&str]) -> Self {
         run(script("podman.sh", &["purge"])).await.ok();
-        let c = script("podman.sh", &["setup", &mirror.to_string()]);
+        let c = script("podman.sh", args);
         let out = run(c).await.ok();
         let env_sh = PathBuf::from(out.stdout.trim());
         let text = std::fs::read_to_string(&env_sh)
@@ -855,7 +868,7 @@ impl Podman {
         Self { env }
     }
 
-    fn podman(&self) -> Command {
+    pub(crate) fn podman(&self) -> Command {
         let mut c = command("podman");
         c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c

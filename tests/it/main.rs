@@ -8,11 +8,14 @@
 mod bench;
 mod cli;
 mod cluster;
+mod container;
 mod destinations;
+mod docker_path;
 mod e2e;
 mod helm;
 mod node_config;
 mod p2p;
 mod preheat;
 mod proxy;
+mod release;
 mod top;

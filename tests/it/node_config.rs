@@ -610,8 +610,23 @@ fn init_writes_a_profile_whose_daemon_configs_the_daemons_load() {
         "--no-prompt",
     ];
     ok(&args);
-    let peer = df_peer::config::Config::load(&profile.join("daemons/dfdaemon-peer.yaml"))
-        .expect("peer config loads");
+    // Installed on a node, the peer config finds the registries' certificates and the CA in
+    // /etc/dragonfly/pki/: here, the profile's pki/.
+    let written =
+        std::fs::read_to_string(profile.join("daemons/dfdaemon-peer.yaml")).expect("peer config");
+    let installed = dir.path().join("dfdaemon.yaml");
+    std::fs::write(
+        &installed,
+        written.replace(
+            "/etc/dragonfly/pki/",
+            &format!("{}/", profile.join("pki").display()),
+        ),
+    )
+    .expect("write");
+    let peer = df_peer::config::Config::load(&installed).expect("peer config loads");
+    assert!(peer.proxy.intercepts("registry-1.docker.io"));
+    assert!(peer.proxy.intercepts("ghcr.io"));
+    assert!(peer.proxy.hijack_ca.is_none(), "no CA key on the nodes");
     assert!(!peer.seed);
     assert_eq!(peer.schedulers, ["10.0.0.10:8002", "10.0.0.11:8002"]);
     assert_eq!(peer.proxy_addr.to_string(), "127.0.0.1:4001");

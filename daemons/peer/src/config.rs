@@ -12,7 +12,7 @@ use regex::Regex;
 
 pub use df_core::config::peer::DEFAULT_PATH as DEFAULT_CONFIG_PATH;
 pub use df_core::config::peer::RawConfig;
-use df_core::config::peer::{RawOrigin, RawProxy, RawStorage};
+use df_core::config::peer::{RawHostCert, RawOrigin, RawProxy, RawStorage};
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -57,7 +57,28 @@ pub struct ProxyConfig {
     pub hijack_hosts: Vec<Regex>,
     /// PEM text of the CA certificate and key, read at load time so a bad path fails early.
     pub hijack_ca: Option<(String, String)>,
+    /// Fixed certificates per intercepted host, read at load time.
+    pub hijack_certs: Vec<HostCert>,
     pub connect_ports: Vec<u16>,
+}
+
+/// One `proxy.hijack.certs` entry: PEM text of the chain and key for `host` (lower case).
+#[derive(Debug, Clone)]
+pub struct HostCert {
+    pub host: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl ProxyConfig {
+    /// Whether a CONNECT to `host` is intercepted: a host with a fixed certificate, or one on
+    /// the hijack list when a CA can mint its leaf.
+    pub fn intercepts(&self, host: &str) -> bool {
+        self.hijack_certs
+            .iter()
+            .any(|c| c.host.eq_ignore_ascii_case(host))
+            || (self.hijack_ca.is_some() && self.hijack_hosts.iter().any(|re| re.is_match(host)))
+    }
 }
 
 /// Validated `origin:` section.
@@ -78,6 +99,39 @@ fn read_file(path: &Path, key: &str, file: &Path) -> Result<Vec<u8>, ConfigError
     std::fs::read(file).map_err(|e| {
         ConfigError::invalid(path, key, format!("cannot read {}: {e}", file.display()))
     })
+}
+
+fn read_pem(path: &Path, key: &str, file: &Path) -> Result<String, ConfigError> {
+    String::from_utf8(read_file(path, key, file)?)
+        .map_err(|_| ConfigError::invalid(path, key, "not PEM text"))
+}
+
+fn host_certs(path: &Path, raw: &[RawHostCert]) -> Result<Vec<HostCert>, ConfigError> {
+    let mut certs: Vec<HostCert> = Vec::with_capacity(raw.len());
+    for (i, c) in raw.iter().enumerate() {
+        let key = format!("proxy.hijack.certs[{i}]");
+        let host = c.host.trim().to_ascii_lowercase();
+        if host.is_empty() || host.contains([':', '/', ' ']) {
+            return Err(ConfigError::invalid(
+                path,
+                &format!("{key}.host"),
+                format!("'{}' is not a host name (no port, no scheme)", c.host),
+            ));
+        }
+        if certs.iter().any(|o| o.host == host) {
+            return Err(ConfigError::invalid(
+                path,
+                &format!("{key}.host"),
+                format!("'{host}' is listed twice"),
+            ));
+        }
+        certs.push(HostCert {
+            cert_pem: read_pem(path, &format!("{key}.cert"), &c.cert)?,
+            key_pem: read_pem(path, &format!("{key}.key"), &c.key)?,
+            host,
+        });
+    }
+    Ok(certs)
 }
 
 impl ProxyConfig {
@@ -106,15 +160,10 @@ impl ProxyConfig {
             .map(|(i, h)| host_regex(path, &format!("proxy.hijack.hosts[{i}]"), h))
             .collect::<Result<Vec<_>, _>>()?;
         let hijack_ca = match (&raw.hijack.ca_cert, &raw.hijack.ca_key) {
-            (Some(c), Some(k)) => {
-                let cert = String::from_utf8(read_file(path, "proxy.hijack.ca_cert", c)?).map_err(
-                    |_| ConfigError::invalid(path, "proxy.hijack.ca_cert", "not PEM text"),
-                )?;
-                let key = String::from_utf8(read_file(path, "proxy.hijack.ca_key", k)?).map_err(
-                    |_| ConfigError::invalid(path, "proxy.hijack.ca_key", "not PEM text"),
-                )?;
-                Some((cert, key))
-            }
+            (Some(c), Some(k)) => Some((
+                read_pem(path, "proxy.hijack.ca_cert", c)?,
+                read_pem(path, "proxy.hijack.ca_key", k)?,
+            )),
             (None, None) => None,
             _ => {
                 return Err(ConfigError::invalid(
@@ -137,6 +186,7 @@ impl ProxyConfig {
             mirror_default,
             hijack_hosts,
             hijack_ca,
+            hijack_certs: host_certs(path, &raw.hijack.certs)?,
             connect_ports: raw.connect_ports,
         })
     }
@@ -312,5 +362,39 @@ mod tests {
             parse_yaml(Path::new("d.yaml"), "upload:\n  rate_limit: 10MiB\n").expect("parses");
         let cfg = Config::validate(Path::new("d.yaml"), raw).expect("valid");
         assert_eq!(cfg.upload_rate, 10 << 20);
+    }
+
+    #[test]
+    fn fixed_host_certs_are_intercepted_without_a_ca() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = (dir.path().join("r.crt"), dir.path().join("r.key"));
+        std::fs::write(&cert, "PEM").expect("cert");
+        std::fs::write(&key, "PEM").expect("key");
+        let yaml = |host: &str| {
+            format!(
+                "proxy:\n  hijack:\n    certs:\n      - host: {host}\n        cert: {}\n        key: {}\n",
+                cert.display(),
+                key.display()
+            )
+        };
+        let path = Path::new("d.yaml");
+        let raw: RawConfig = parse_yaml(path, &yaml("Registry.Test")).expect("parses");
+        let cfg = Config::validate(path, raw).expect("valid without a CA");
+        assert!(cfg.proxy.intercepts("registry.test"));
+        assert!(cfg.proxy.intercepts("REGISTRY.test"));
+        assert!(!cfg.proxy.intercepts("other.test"));
+        let raw: RawConfig = parse_yaml(path, &yaml("registry.test:5443")).expect("parses");
+        let err = Config::validate(path, raw).expect_err("a port is not a host");
+        assert!(
+            err.to_string().contains("proxy.hijack.certs[0].host"),
+            "{err}"
+        );
+        let missing = yaml("r.test").replace("r.key", "missing.key");
+        let raw: RawConfig = parse_yaml(path, &missing).expect("parses");
+        let err = Config::validate(path, raw).expect_err("missing key file");
+        assert!(
+            err.to_string().contains("proxy.hijack.certs[0].key"),
+            "{err}"
+        );
     }
 }

@@ -20,6 +20,8 @@ use crate::write_plan::WritePlan;
 
 pub const CA_CERT: &str = "ca.crt";
 pub const CA_KEY: &str = "ca.key";
+/// Default validity of a leaf (short-lived: rotate, don't renew by hand).
+pub const LEAF_DAYS: u32 = 90;
 
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
@@ -76,7 +78,7 @@ pub struct IssueArgs {
     #[arg(long, value_enum, default_value_t = KeyType::EcdsaP256)]
     pub key_type: KeyType,
     /// Validity in days (short-lived by default: rotate, don't renew by hand).
-    #[arg(long, value_name = "N", default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=825))]
+    #[arg(long, value_name = "N", default_value_t = LEAF_DAYS, value_parser = clap::value_parser!(u32).range(1..=825))]
     pub days: u32,
     /// Replace existing NAME.crt / NAME.key.
     #[arg(long)]
@@ -211,6 +213,63 @@ fn stem_of(san: &San) -> String {
     }
 }
 
+/// Signs `spec` and writes the key (0600) then the certificate (0644), creating their
+/// directory 0700.
+fn sign_and_write(
+    ca_cert: &str,
+    ca_key: &str,
+    spec: &LeafSpec,
+    cert_path: &Path,
+    key_path: &Path,
+) -> anyhow::Result<()> {
+    let pair = pki::issue(ca_cert, ca_key, spec)?;
+    if let Some(dir) = cert_path.parent() {
+        create_private_dir(dir)?;
+    }
+    destination::write(key_path, None, pair.key_pem.as_bytes(), Mode::Exact(0o600))?;
+    destination::write(cert_path, None, pair.cert_pem.as_bytes(), Mode::New(0o644))?;
+    Ok(())
+}
+
+/// A server certificate for `host` (a DNS name or IP) from the CA in `ca_dir`, for a peer's
+/// `proxy.hijack.certs`: `ca_dir/<host>.crt` and `.key`. An existing pair is kept unless
+/// `renew`. Returns the paths. Used by `init --registry` and `up --intercept`.
+pub fn server_leaf(ca_dir: &Path, host: &str, renew: bool) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let san: San = host.parse()?;
+    let stem = stem_of(&san);
+    let (cert_path, key_path) = (
+        ca_dir.join(format!("{stem}.crt")),
+        ca_dir.join(format!("{stem}.key")),
+    );
+    if !renew && cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let now = OffsetDateTime::now_utc();
+    let spec = LeafSpec {
+        sans: vec![san],
+        common_name: None,
+        key_type: KeyType::EcdsaP256,
+        usages: vec![Usage::Server],
+        not_before: now - time::Duration::minutes(5),
+        not_after: now + time::Duration::days(i64::from(LEAF_DAYS)),
+    };
+    sign_and_write(
+        &read_text(&ca_dir.join(CA_CERT))?,
+        &read_text(&ca_dir.join(CA_KEY))?,
+        &spec,
+        &cert_path,
+        &key_path,
+    )?;
+    Ok((cert_path, key_path))
+}
+
+/// Docker's (and containers/image's) per-registry CA file: `certs.d/<registry>/ca.crt`.
+pub fn docker_registry_ca(registry: &str) -> PathBuf {
+    Path::new("/etc/docker/certs.d")
+        .join(registry)
+        .join("ca.crt")
+}
+
 fn issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
     let ca_cert = read_text(&args.ca_dir.join(CA_CERT))?;
     let ca_key = read_text(&args.ca_dir.join(CA_KEY))?;
@@ -252,10 +311,7 @@ fn issue(args: IssueArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let pair = pki::issue(&ca_cert, &ca_key, &spec)?;
-    create_private_dir(&out_dir)?;
-    destination::write(&key_path, None, pair.key_pem.as_bytes(), Mode::Exact(0o600))?;
-    destination::write(&cert_path, None, pair.cert_pem.as_bytes(), Mode::New(0o644))?;
+    sign_and_write(&ca_cert, &ca_key, &spec, &cert_path, &key_path)?;
     let sans: Vec<String> = args.sans.iter().map(ToString::to_string).collect();
     write_stdout(&format!(
         "issued {} (key {}, mode 0600)\n  sans     {}\n  expires  in {} days\n",
@@ -343,7 +399,7 @@ fn or_none(v: &[String]) -> String {
 }
 
 /// Where the system trust store takes extra CAs, and the command that rebuilds it.
-fn system_store(root: &Path) -> (PathBuf, &'static str) {
+pub fn system_store(root: &Path) -> (PathBuf, &'static str) {
     let rhel = Path::new("/etc/pki/ca-trust/source/anchors");
     if crate::write_plan::under_root(root, rhel).is_dir()
         && !crate::write_plan::under_root(root, Path::new("/usr/local/share/ca-certificates"))
@@ -377,13 +433,7 @@ fn trust(args: TrustArgs) -> anyhow::Result<ExitCode> {
     plan.add_whole(&store, pem.clone(), 0o644);
     let mut containerd_lines = Vec::new();
     for r in &args.registries {
-        plan.add_whole(
-            Path::new("/etc/docker/certs.d")
-                .join(r.host())
-                .join("ca.crt"),
-            pem.clone(),
-            0o644,
-        );
+        plan.add_whole(docker_registry_ca(r.host()), pem.clone(), 0o644);
         let ctd = Path::new(crate::runtime_config::containerd::DEFAULT_HOSTS_DIR)
             .join(r.host())
             .join("dragonfly-lite-ca.crt");

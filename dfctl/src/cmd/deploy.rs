@@ -342,6 +342,10 @@ fn writable_dirs(config: &str, name: &str, role: Role) -> anyhow::Result<Vec<Pat
                 None => return Ok(()),
             }
         }
+        // `null` is the daemons' "not set" (`log.dir: null` in the generated defaults).
+        if v.is_null() {
+            return Ok(());
+        }
         let Some(dir) = v.as_str() else {
             anyhow::bail!("{name}: {} must be a path", keys.join("."));
         };
@@ -411,6 +415,11 @@ mod tests {
         assert_eq!(
             writable_dirs("log:\n  dir: /l\n", "s.yaml", Role::Scheduler).expect("dirs"),
             [PathBuf::from("/var/lib/dragonfly"), PathBuf::from("/l")]
+        );
+        // The generated defaults say `log.dir: null`: no log directory to add.
+        assert_eq!(
+            writable_dirs("log:\n  dir: null\n", "s.yaml", Role::Scheduler).expect("dirs"),
+            vec![PathBuf::from("/var/lib/dragonfly")]
         );
         let err =
             writable_dirs("storage:\n  dir: data\n", "c.yaml", Role::Peer).expect_err("relative");

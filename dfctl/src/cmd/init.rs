@@ -5,6 +5,10 @@
 //! Layout of DIR (see [`PROFILE_FILES`] for the fixed part):
 //! - `pki/ca.crt`, `pki/ca.key` (0400): kept when present, so re-running init never
 //!   invalidates certificates already issued (rotate with `dfctl cert ca --force`);
+//! - `pki/<host>.crt`, `pki/<host>.key`: one server certificate per HTTPS registry, signed by
+//!   the CA, which the node peers present when they intercept Docker's (and skopeo's) CONNECTs
+//!   to that registry (`proxy.hijack.certs`); so the CA key never goes on a node. Kept with
+//!   the CA, re-issued when the CA is new;
 //! - `daemons/dfscheduler.yaml`, `daemons/dfdaemon-seed.yaml`, `daemons/dfdaemon-peer.yaml`;
 //! - `nodes/<docker|containerd|crio|podman>/...`: exactly what `dfctl gen-config <runtime>`
 //!   writes on a node that has no runtime config yet (a reference and a dry-run aid);
@@ -22,7 +26,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use crate::cmd::cert::{CA_CERT, CA_KEY, write_ca};
+use df_core::config::peer::RawHostCert;
+
+use crate::cmd::cert::{CA_CERT, CA_KEY, docker_registry_ca, server_leaf, system_store, write_ca};
 use crate::destination::{self, Mode};
 use crate::pki::KeyType;
 use crate::render::write_stdout;
@@ -36,6 +42,9 @@ fn default_scheduler() -> String {
     df_core::ports::loopback(df_core::ports::SCHEDULER_GRPC)
 }
 pub const DEFAULT_REGISTRY: &str = "docker.io";
+/// Where a node keeps the profile's `pki/` files it needs: the CA certificate and the
+/// registries' certificates and keys, never the CA key.
+pub const NODE_PKI_DIR: &str = "/etc/dragonfly/pki";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -212,7 +221,7 @@ impl Profile {
 }
 
 /// The plans for a node of each runtime, rooted at `DIR/nodes/<runtime>`.
-fn node_plans(dir: &Path, p: &Profile) -> anyhow::Result<Vec<WritePlan>> {
+fn node_plans(dir: &Path, p: &Profile, ca_pem: &str) -> anyhow::Result<Vec<WritePlan>> {
     let nodes = dir.join("nodes");
     let (ctd, _) = containerd::plan(
         &nodes.join("containerd"),
@@ -233,6 +242,10 @@ fn node_plans(dir: &Path, p: &Profile) -> anyhow::Result<Vec<WritePlan>> {
             registry_mirror: p.registries.iter().any(|r| r.host() == "docker.io"),
         },
     )?;
+    let mut dkr = dkr;
+    for file in docker_trust_files(&nodes.join("docker"), p) {
+        dkr.add_whole(file, ca_pem.to_owned(), 0o644);
+    }
     let (crio, _) = registries_conf::plan(
         &nodes.join("crio"),
         "init",
@@ -248,6 +261,57 @@ fn node_plans(dir: &Path, p: &Profile) -> anyhow::Result<Vec<WritePlan>> {
         &p.registries,
     );
     Ok(vec![ctd, dkr, crio, podman])
+}
+
+/// The registries Docker nodes reach over HTTPS, each as (server host, port), once.
+fn https_servers(p: &Profile) -> Vec<(String, u16)> {
+    let mut servers: Vec<(String, u16)> = Vec::new();
+    for server in p.registries.iter().filter_map(Registry::https_server) {
+        if !servers.contains(&server) {
+            servers.push(server);
+        }
+    }
+    servers
+}
+
+/// What a Docker node must trust: the CA as the HTTPS registries' `certs.d` CA and in the
+/// system store (`dfctl cert trust --apply` writes the same files).
+fn docker_trust_files(node_root: &Path, p: &Profile) -> Vec<PathBuf> {
+    let mut files = vec![system_store(node_root).0];
+    for r in &p.registries {
+        if r.https_server().is_some() {
+            files.push(docker_registry_ca(r.host()));
+        }
+    }
+    files
+}
+
+/// Issues (or keeps) a certificate per HTTPS registry and returns the peer config's
+/// interception entries, with node paths under [`NODE_PKI_DIR`], and the CONNECT ports.
+fn interceptions(
+    pki: &Path,
+    p: &Profile,
+    renew: bool,
+) -> anyhow::Result<(Vec<RawHostCert>, Vec<u16>)> {
+    let node_path =
+        |local: &Path| Path::new(NODE_PKI_DIR).join(local.file_name().unwrap_or_default());
+    let mut certs: Vec<RawHostCert> = Vec::new();
+    let mut ports = vec![443];
+    for (host, port) in https_servers(p) {
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+        if certs.iter().any(|c| c.host == host) {
+            continue;
+        }
+        let (cert, key) = server_leaf(pki, &host, renew)?;
+        certs.push(RawHostCert {
+            host,
+            cert: node_path(&cert),
+            key: node_path(&key),
+        });
+    }
+    Ok((certs, ports))
 }
 
 /// The dfdaemon's proxy bind address for runtimes that reach it at `peer`.
@@ -282,8 +346,8 @@ fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
             start `dfscheduler`.\n\
          2. Seed peers: install `daemons/dfdaemon-seed.yaml` as `/etc/dragonfly/dfdaemon.yaml`,\n   \
             start `dfdaemon`.\n\
-         3. Every other node: install `daemons/dfdaemon-peer.yaml` as `/etc/dragonfly/dfdaemon.yaml`,\n   \
-            start `dfdaemon`, then point the container runtime at it (each command shows its\n   \
+         3. Every other node: install `daemons/dfdaemon-peer.yaml` as `/etc/dragonfly/dfdaemon.yaml`\n   \
+            {pki_step}start `dfdaemon`, then point the container runtime at it (each command shows its\n   \
             change first with `--dry-run`, backs up what it replaces, and is safe to re-run):\n   \
             - containerd: `dfctl gen-config containerd {flags}`,\n     \
               then `systemctl restart containerd` if it says it set config_path\n   \
@@ -301,6 +365,7 @@ fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
          `dfctl deploy helm -f helm/values.yaml` (set `runtime.kind` there for docker or CRI-O\n\
          nodes).\n",
         secret = CA_SECRET,
+        pki_step = pki_step(p),
         dir = dir.display(),
         schedulers = p.schedulers.join(", "),
         regs = regs.join(", "),
@@ -310,6 +375,38 @@ fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
         } else {
             ""
         },
+    )
+}
+
+/// The install step for the files the peer config names under [`NODE_PKI_DIR`].
+fn pki_step(p: &Profile) -> String {
+    let servers = https_servers(p);
+    if servers.is_empty() {
+        return "and ".to_owned();
+    }
+    let mut files = vec![format!("pki/{CA_CERT}")];
+    for (host, _) in &servers {
+        files.push(format!("pki/{host}.crt pki/{host}.key"));
+    }
+    format!(
+        "and `{files}` into `{NODE_PKI_DIR}/` (0600 for the keys; never `pki/{CA_KEY}`):\n   \
+         the peer presents these certificates for {hosts} when Docker or skopeo connect\n   \
+         through it (`proxy.hijack.certs`), and trusts the CA for origins. Docker nodes also\n   \
+         trust the CA: `dfctl cert trust --ca pki/{CA_CERT} {regs} --apply`\n   \
+         (`nodes/docker/` holds every file a Docker node gets);\n   ",
+        files = files.join(" "),
+        hosts = servers
+            .iter()
+            .map(|(h, _)| h.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        regs = p
+            .registries
+            .iter()
+            .filter(|r| r.https_server().is_some())
+            .map(|r| format!("--registry {}", r.host()))
+            .collect::<Vec<_>>()
+            .join(" "),
     )
 }
 
@@ -345,7 +442,8 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
     let profile = Profile::resolve(args)?;
     let pki = dir.join("pki");
     let mut out = String::new();
-    let ca_note = if pki.join(CA_CERT).exists() && pki.join(CA_KEY).exists() {
+    let ca_kept = pki.join(CA_CERT).exists() && pki.join(CA_KEY).exists();
+    let ca_note = if ca_kept {
         out.push_str(&format!("kept      {}\n", pki.join(CA_CERT).display()));
         "kept from an earlier run"
     } else {
@@ -358,6 +456,26 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
         "created by this run"
     };
 
+    let ca_pem = std::fs::read_to_string(pki.join(CA_CERT))
+        .with_context(|| format!("cannot read {}", pki.join(CA_CERT).display()))?;
+    let (certs, ports) = interceptions(&pki, &profile, !ca_kept)?;
+    for c in &certs {
+        out.push_str(&format!(
+            "leaf      {} for {} (peers intercept it; no CA key on the nodes)\n",
+            pki.join(Path::new(&c.cert).file_name().unwrap_or_default())
+                .display(),
+            c.host
+        ));
+    }
+    let mut peer_raw =
+        daemon_yaml::peer_raw(false, &profile.schedulers, Some(&proxy_bind(&profile.peer)));
+    let origin_cas = if certs.is_empty() {
+        Vec::new()
+    } else {
+        vec![Path::new(NODE_PKI_DIR).join(CA_CERT)]
+    };
+    daemon_yaml::intercept(&mut peer_raw, certs, &ports, origin_cas);
+    let peer_config = daemon_yaml::render_peer(&peer_raw)?;
     let mut files: Vec<(PathBuf, String)> = vec![
         (
             dir.join("daemons/dfscheduler.yaml"),
@@ -367,10 +485,7 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
             dir.join("daemons/dfdaemon-seed.yaml"),
             daemon_yaml::peer_yaml(true, &profile.schedulers, None)?,
         ),
-        (
-            dir.join("daemons/dfdaemon-peer.yaml"),
-            daemon_yaml::peer_yaml(false, &profile.schedulers, Some(&proxy_bind(&profile.peer)))?,
-        ),
+        (dir.join("daemons/dfdaemon-peer.yaml"), peer_config),
     ];
     // A fresh nodes/ tree each run, so a registry dropped from the flags leaves no file behind.
     let nodes = dir.join("nodes");
@@ -380,7 +495,7 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
             std::fs::remove_dir_all(&d).with_context(|| format!("cannot clear {}", d.display()))?;
         }
     }
-    for plan in node_plans(dir, &profile)? {
+    for plan in node_plans(dir, &profile, &ca_pem)? {
         for f in plan.files() {
             files.push((
                 plan.host_path(&f.path),

@@ -25,8 +25,11 @@ use tokio::time::Instant;
 use crate::admin::AdminClient;
 use crate::cli::{ClusterDirArg, OutputArg};
 use crate::cluster::{ClusterState, MARKER_FILE, ProcessRecord, Role};
+use crate::cmd::cert::{CA_CERT, server_leaf, write_ca};
+use crate::pki::KeyType;
 use crate::process::{self, Liveness};
 use crate::render::{OutputFormat, Palette, Table, write_stdout};
+use crate::runtime_config::{Registry, daemon_yaml};
 
 /// How long a daemon may take to answer `/healthz` after it was spawned.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(15);
@@ -53,6 +56,19 @@ pub struct Args {
     /// Storage capacity of every peer (e.g. 2GiB); 0 = the filesystem's size.
     #[arg(long, value_name = "BYTES", default_value = "0")]
     pub capacity: ByteSize,
+    /// Intercept HTTPS to this registry (repeatable): every peer presents a certificate for it
+    /// signed by the cluster's CA (DIR/pki/ca.crt, created on first use), so clients that
+    /// trust the CA and use a peer as HTTPS_PROXY (docker, skopeo) pull its blobs P2P.
+    #[arg(long = "intercept", value_name = "HOST[:PORT]")]
+    pub intercept: Vec<Registry>,
+    /// The registry mirror's default: where `/v2/` requests that name no registry go
+    /// (podman's and CRI-O's registries.conf mirrors), e.g. https://registry.example:5000.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+    /// A PEM CA the peers trust for origins besides the system store (repeatable), e.g. a
+    /// private registry's.
+    #[arg(long = "origin-ca", value_name = "FILE")]
+    pub origin_ca: Vec<PathBuf>,
     /// Directory to take dfscheduler and dfdaemon from, before the one holding dfctl and PATH.
     #[arg(long, value_name = "DIR", env = "DFCTL_BIN_DIR")]
     pub bin_dir: Option<PathBuf>,
@@ -84,11 +100,24 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let port_count = 2 * args.schedulers + 3 * (args.peers + args.seed_peers);
     let ports = pick_free_ports(port_count as usize).await?;
-    let plans = plan_cluster(&args, &dir, &ports, &scheduler_bin, daemon_bin.as_deref())?;
-
     tokio::fs::create_dir_all(&dir)
         .await
         .with_context(|| format!("cannot create {}", dir.display()))?;
+    let proxy = {
+        let (args, dir) = (args.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || ProxySetup::prepare(&args, &dir))
+            .await
+            .context("certificate task failed")??
+    };
+    let plans = plan_cluster(
+        &args,
+        &dir,
+        &ports,
+        &scheduler_bin,
+        daemon_bin.as_deref(),
+        &proxy,
+    )?;
+
     let marker = dir.join(MARKER_FILE);
     crate::cluster::write_atomically(
         &marker,
@@ -117,6 +146,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         OutputFormat::Json => crate::render::print_json(&state)?,
         OutputFormat::Table => {
             let mut text = endpoints_table(&state).render(Palette::stdout());
+            text.push_str(&proxy.next_steps(&args, &state));
             text.push_str(&format!(
                 "\ncluster is up in {dir}\ntry: dfctl get <url> --dir {dir}\nstop: dfctl down --dir {dir}\n",
                 dir = dir.display()
@@ -176,6 +206,7 @@ pub fn plan_cluster(
     ports: &[u16],
     scheduler_bin: &Path,
     daemon_bin: Option<&Path>,
+    proxy: &ProxySetup,
 ) -> anyhow::Result<Vec<DaemonPlan>> {
     let mut ports = ports.iter().copied();
     let mut next_addr = || -> anyhow::Result<SocketAddr> {
@@ -238,7 +269,7 @@ pub fn plan_cluster(
         rec.proxy_addr = Some(proxy_addr);
         rec.admin_addr = Some(admin_addr);
         let defaults = peer::RawConfig::default();
-        let config = peer::RawConfig {
+        let mut config = peer::RawConfig {
             seed: role == Role::Seed,
             host: peer::RawHost {
                 hostname: rec.name.clone(),
@@ -263,6 +294,7 @@ pub fn plan_cluster(
             log: files_only_log(&rec.log_dir),
             ..defaults
         };
+        proxy.apply(&mut config);
         plans.push(DaemonPlan {
             config_yaml: to_yaml(peer::HEADER, &config, &rec.name)?,
             binary,
@@ -287,6 +319,128 @@ fn to_yaml<T: serde::Serialize>(header: &str, config: &T, name: &str) -> anyhow:
         "# Written by `dfctl up` for {name}; `dfctl up` rewrites it on every start.\n{header}"
     );
     Ok(df_core::config::to_yaml(&header, config, name)?)
+}
+
+/// The peers' interception, mirror default and origin CAs, from `--intercept`, `--mirror`
+/// and `--origin-ca`; `None` sections keep the daemons' defaults.
+#[derive(Debug, Clone, Default)]
+pub struct ProxySetup {
+    /// `proxy.registry_mirror.addr`.
+    mirror: Option<String>,
+    /// `proxy.hijack.certs`, with the CONNECT ports they need.
+    certs: Vec<peer::RawHostCert>,
+    connect_ports: Vec<u16>,
+    /// `origin.ca_certs`.
+    origin_cas: Vec<PathBuf>,
+    /// The cluster CA and the trust directory (only `ca.crt`, for skopeo's `--cert-dir`).
+    pub ca: Option<(PathBuf, PathBuf)>,
+}
+
+/// The subdirectory of DIR with the cluster CA, the intercepted hosts' certificates and keys.
+const PKI_DIR: &str = "pki";
+/// The subdirectory of DIR holding only the CA certificate (what `--cert-dir` options take).
+const TRUST_DIR: &str = "trust";
+
+impl ProxySetup {
+    /// Creates the CA (once per DIR) and a certificate per intercepted host.
+    fn prepare(args: &Args, dir: &Path) -> anyhow::Result<Self> {
+        if let Some(url) = &args.mirror {
+            let ok = ["http://", "https://"]
+                .iter()
+                .any(|s| url.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
+            anyhow::ensure!(ok, "--mirror '{url}' is not an http:// or https:// URL");
+        }
+        for ca in &args.origin_ca {
+            anyhow::ensure!(ca.is_file(), "--origin-ca {}: no such file", ca.display());
+        }
+        let mut setup = Self {
+            mirror: args.mirror.clone(),
+            origin_cas: args
+                .origin_ca
+                .iter()
+                .map(|c| std::path::absolute(c).unwrap_or_else(|_| c.clone()))
+                .collect(),
+            ..Self::default()
+        };
+        if !args.intercept.is_empty() {
+            let pki = dir.join(PKI_DIR);
+            if !pki.join(CA_CERT).exists() {
+                write_ca(
+                    &pki,
+                    Some("dragonfly-lite local cluster CA"),
+                    KeyType::EcdsaP256,
+                    3650,
+                    false,
+                )?;
+            }
+            let trust = dir.join(TRUST_DIR);
+            std::fs::create_dir_all(&trust)
+                .with_context(|| format!("cannot create {}", trust.display()))?;
+            std::fs::copy(pki.join(CA_CERT), trust.join(CA_CERT))
+                .with_context(|| format!("cannot copy the CA into {}", trust.display()))?;
+            let mut certs = Vec::new();
+            let mut ports = vec![443];
+            for r in &args.intercept {
+                let (host, port) = r
+                    .https_server()
+                    .with_context(|| format!("--intercept {r}: only HTTPS registries"))?;
+                let (cert, key) = server_leaf(&pki, &host, false)?;
+                if !ports.contains(&port) {
+                    ports.push(port);
+                }
+                certs.push(peer::RawHostCert { host, cert, key });
+            }
+            setup.certs = certs;
+            setup.connect_ports = ports;
+            setup.ca = Some((pki.join(CA_CERT), trust));
+        }
+        Ok(setup)
+    }
+
+    /// Sets what `--intercept`, `--mirror` and `--origin-ca` asked for on a peer's config.
+    fn apply(&self, raw: &mut peer::RawConfig) {
+        if let Some(addr) = &self.mirror {
+            addr.clone_into(&mut raw.proxy.registry_mirror.addr);
+        }
+        daemon_yaml::intercept(
+            raw,
+            self.certs.clone(),
+            &self.connect_ports,
+            self.origin_cas.clone(),
+        );
+    }
+
+    /// What to run to use the interception and the mirror, for the first peer.
+    fn next_steps(&self, args: &Args, state: &ClusterState) -> String {
+        let Some(proxy) = state.processes.iter().find_map(|p| match p.role {
+            Role::Peer | Role::Seed => p.proxy_addr,
+            Role::Scheduler => None,
+        }) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        if let Some((ca, trust)) = &self.ca {
+            let regs: Vec<String> = args
+                .intercept
+                .iter()
+                .map(|r| format!("--registry {r}"))
+                .collect();
+            out.push_str(&format!(
+                "\nintercepting {hosts}: the peers present certificates from the cluster CA {ca}\n                 trust it (docker, skopeo and the system store): dfctl cert trust --ca {ca} {regs} --apply\n                 or per command: HTTPS_PROXY=http://{proxy} skopeo copy --src-cert-dir {trust} docker://{first}/<repo>:<tag> dir:/tmp/img\n",
+                hosts = args.intercept.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                ca = ca.display(),
+                regs = regs.join(" "),
+                trust = trust.display(),
+                first = args.intercept.first().map(ToString::to_string).unwrap_or_default(),
+            ));
+        }
+        if let Some(url) = &args.mirror {
+            out.push_str(&format!(
+                "\nregistry mirror default: {url}\n                 podman: registries.conf [[registry]] location = \"<registry>\" with [[registry.mirror]] location = \"{proxy}\", insecure = true\n"
+            ));
+        }
+        out
+    }
 }
 
 async fn write_daemon_files(plan: &DaemonPlan) -> anyhow::Result<()> {
@@ -517,6 +671,7 @@ mod tests {
             &ports,
             Path::new("/bin/dfscheduler"),
             Some(Path::new("/bin/dfdaemon")),
+            &ProxySetup::default(),
         )
         .expect("plan");
         let names: Vec<&str> = plans.iter().map(|p| p.record.name.as_str()).collect();

@@ -13,13 +13,9 @@ use crate::write_plan::WritePlan;
 pub const PEER_PATH: &str = peer::DEFAULT_PATH;
 pub const SCHEDULER_PATH: &str = scheduler::DEFAULT_PATH;
 
-/// `dfdaemon.yaml` with the defaults, except `seed`, `schedulers` and (when given) the proxy
-/// address, for a node of a cluster.
-pub fn peer_yaml(
-    seed: bool,
-    schedulers: &[String],
-    proxy_addr: Option<&str>,
-) -> Result<String, ConfigError> {
+/// The raw `dfdaemon.yaml` with the defaults, except `seed`, `schedulers` and (when given) the
+/// proxy address, for a node of a cluster; callers set more keys before [`render_peer`].
+pub fn peer_raw(seed: bool, schedulers: &[String], proxy_addr: Option<&str>) -> peer::RawConfig {
     let mut raw = peer::RawConfig {
         seed,
         schedulers: schedulers.to_vec(),
@@ -28,7 +24,36 @@ pub fn peer_yaml(
     if let Some(addr) = proxy_addr {
         addr.clone_into(&mut raw.server.proxy_addr);
     }
-    to_yaml(peer::HEADER, &raw, "dfdaemon.yaml")
+    raw
+}
+
+/// `dfdaemon.yaml`: `raw` under the peer's comment header.
+pub fn render_peer(raw: &peer::RawConfig) -> Result<String, ConfigError> {
+    to_yaml(peer::HEADER, raw, "dfdaemon.yaml")
+}
+
+/// [`peer_raw`] rendered.
+pub fn peer_yaml(
+    seed: bool,
+    schedulers: &[String],
+    proxy_addr: Option<&str>,
+) -> Result<String, ConfigError> {
+    render_peer(&peer_raw(seed, schedulers, proxy_addr))
+}
+
+/// Intercepts `certs`' hosts with their fixed certificates (no CA key on the node), lets
+/// CONNECTs reach `connect_ports`, and trusts `origin_ca_certs` for origins.
+pub fn intercept(
+    raw: &mut peer::RawConfig,
+    certs: Vec<peer::RawHostCert>,
+    connect_ports: &[u16],
+    origin_ca_certs: Vec<std::path::PathBuf>,
+) {
+    raw.proxy.hijack.certs = certs;
+    if !connect_ports.is_empty() {
+        raw.proxy.connect_ports = connect_ports.to_vec();
+    }
+    raw.origin.ca_certs.extend(origin_ca_certs);
 }
 
 /// `dfscheduler.yaml` with every default.

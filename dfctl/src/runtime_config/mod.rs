@@ -111,6 +111,24 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// For a registry reached over HTTPS, its server's host (`registry-1.docker.io` for
+    /// `docker.io`) and port: what a client CONNECTs to and the name its certificate needs.
+    pub fn https_server(&self) -> Option<(String, u16)> {
+        let url = self.server_url();
+        let authority = url.strip_prefix("https://")?;
+        // `[v6]:port`, `[v6]`, `host:port` or `host`.
+        let (host, port) = match authority.strip_prefix('[') {
+            Some(v6) => match v6.split_once("]:") {
+                Some((h, port)) => (h, port),
+                None => (v6.trim_end_matches(']'), "443"),
+            },
+            None => authority.rsplit_once(':').unwrap_or((authority, "443")),
+        };
+        Some((host.to_owned(), port.parse().unwrap_or(443)))
+    }
+}
+
 impl fmt::Display for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.host)

@@ -104,6 +104,20 @@ pub struct RawHijack {
     /// (`dfctl cert ca`); both or neither.
     pub ca_cert: Option<PathBuf>,
     pub ca_key: Option<PathBuf>,
+    /// Fixed certificates for named hosts (`dfctl init --registry` issues one per registry):
+    /// CONNECTs to such a host are intercepted with its certificate, and no CA key is needed
+    /// on the node.
+    pub certs: Vec<RawHostCert>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHostCert {
+    /// The host name clients connect to (exact, case-insensitive; no port).
+    pub host: String,
+    /// PEM certificate chain (leaf first) and its private key.
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -99,17 +99,15 @@ impl Proxy {
         ok()
     }
 
-    /// Terminates the client's TLS with a leaf for the name it asked for (SNI, else the CONNECT
-    /// host) and serves the requests inside like any other.
+    /// Terminates the client's TLS with the certificate for the name it asked for (SNI, else
+    /// the CONNECT host): its fixed one, else a leaf minted from the CA; then serves the
+    /// requests inside like any other.
     async fn intercept(
         self: Arc<Self>,
         io: TokioIo<hyper::upgrade::Upgraded>,
         connect_host: &str,
         tunnel: Tunnel,
     ) -> Result<(), String> {
-        let Some(minter) = &self.minter else {
-            return Err("no hijack CA configured".into());
-        };
         let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io)
             .await
             .map_err(|e| format!("TLS hello: {e}"))?;
@@ -117,7 +115,15 @@ impl Proxy {
             .client_hello()
             .server_name()
             .map_or_else(|| connect_host.to_owned(), str::to_owned);
-        let config = minter.server_config(&name).map_err(|e| e.to_string())?;
+        let config = match (self.fixed.get(&name.to_ascii_lowercase()), &self.minter) {
+            (Some(fixed), _) => fixed.clone(),
+            (None, Some(minter)) => minter.server_config(&name).map_err(|e| e.to_string())?,
+            (None, None) => {
+                return Err(format!(
+                    "no certificate for '{name}' (proxy.hijack.certs) and no hijack CA"
+                ));
+            }
+        };
         let tls = start
             .into_stream(config)
             .await

@@ -1,6 +1,9 @@
 //! [`LeafMinter`]: TLS server configs for intercepted hosts, each with a short-lived leaf
 //! certificate for that host signed by the operator's CA, minted on first use and cached.
 //!
+//! Hosts with a fixed certificate (`proxy.hijack.certs`) get a server config built once at
+//! start, from the PEM files the operator installed ([`fixed_server_config`]).
+//!
 //! Leaves live 24 hours and are re-minted after 12, so a long-running daemon never serves an
 //! expired one and a leaked leaf key is worth little. Each leaf has its own key; the CA key only
 //! signs.
@@ -27,6 +30,8 @@ pub enum MintError {
     Ca(String),
     #[error("minting a certificate for '{host}': {reason}")]
     Leaf { host: String, reason: String },
+    #[error("proxy.hijack.certs: the certificate for '{host}': {reason}")]
+    Fixed { host: String, reason: String },
 }
 
 pub struct LeafMinter {
@@ -101,14 +106,46 @@ impl LeafMinter {
             .map_err(|e| fail(e.to_string()))?;
         let chain = vec![cert.der().clone(), self.ca_der.clone()];
         let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| fail(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(chain, private)
-            .map_err(|e| fail(e.to_string()))?;
-        // Both legs stay HTTP/1.1 so requests map one to one.
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(config)
+        server_config(self.provider.clone(), chain, private).map_err(fail)
     }
+}
+
+/// A TLS server config presenting `chain` (leaf first) with `key`.
+fn server_config(
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<ServerConfig, String> {
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| e.to_string())?;
+    // Both legs stay HTTP/1.1 so requests map one to one.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The server config for a host with a fixed certificate and key (PEM; the chain leaf first).
+pub fn fixed_server_config(
+    host: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ServerConfig>, MintError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let fail = |reason: String| MintError::Fixed {
+        host: host.to_owned(),
+        reason,
+    };
+    let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("certificate: {e}")))?;
+    if chain.is_empty() {
+        return Err(fail("certificate: no PEM CERTIFICATE block".into()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| fail(format!("key: {e}")))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(Arc::new(server_config(provider, chain, key).map_err(fail)?))
 }

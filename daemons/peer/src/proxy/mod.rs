@@ -2,8 +2,9 @@
 //!
 //! Three ways in, one routing decision:
 //! - forward proxy: absolute-URI requests (`GET http://registry/v2/...`);
-//! - `CONNECT host:port`: hosts on the hijack list have their TLS terminated here with a leaf
-//!   minted from the operator's CA, and the requests inside are routed like the others; every
+//! - `CONNECT host:port`: hosts with a fixed certificate (`proxy.hijack.certs`) or on the
+//!   hijack list have their TLS terminated here, with that certificate or a leaf minted from
+//!   the operator's CA, and the requests inside are routed like the others; every
 //!   other CONNECT is a blind TCP tunnel (the client sees the origin's own certificate);
 //! - registry mirror: origin-form `/v2/...` requests; the registry comes from the
 //!   `X-Dragonfly-Registry` header, else containerd's `ns=` parameter, else the configured
@@ -20,6 +21,7 @@ mod connect;
 pub(crate) mod leaf_certs;
 pub mod plan;
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
@@ -67,6 +69,8 @@ pub struct Proxy {
     ctx: Arc<Context>,
     tasks: Arc<TaskManager>,
     minter: Option<LeafMinter>,
+    /// `proxy.hijack.certs`, by lower-case host name.
+    fixed: HashMap<String, Arc<rustls::ServerConfig>>,
 }
 
 /// Where requests inside an intercepted CONNECT go.
@@ -102,7 +106,22 @@ impl Proxy {
             Some((cert, key)) => Some(LeafMinter::new(cert, key)?),
             None => None,
         };
-        Ok(Self { ctx, tasks, minter })
+        let fixed = ctx
+            .config
+            .proxy
+            .hijack_certs
+            .iter()
+            .map(|c| {
+                leaf_certs::fixed_server_config(&c.host, &c.cert_pem, &c.key_pem)
+                    .map(|config| (c.host.clone(), config))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            ctx,
+            tasks,
+            minter,
+            fixed,
+        })
     }
 
     /// Serves the proxy on `listener` until `shutdown`.
@@ -155,10 +174,7 @@ impl Proxy {
                 host,
                 port,
                 intercept,
-            }) => {
-                let intercept = intercept && self.minter.is_some();
-                self.connect(req, host, port, intercept).await
-            }
+            }) => self.connect(req, host, port, intercept).await,
             Ok(Plan::Fetch { url, p2p: true }) => {
                 self.ctx.metrics.proxy_request("p2p");
                 self.via_p2p(req, url).await

@@ -67,8 +67,7 @@ pub fn plan(
                 format!("CONNECT to port {port} is not allowed (proxy.connect_ports)"),
             ));
         }
-        let intercept =
-            cfg.hijack_ca.is_some() && cfg.hijack_hosts.iter().any(|re| re.is_match(&host));
+        let intercept = cfg.intercepts(&host);
         return Ok(Plan::Connect {
             host,
             port,
