@@ -91,12 +91,15 @@ async fn docker_nodes_from_dfctl_init_intercept_the_registry_with_its_own_certif
     // The peer config as a node installs it: /etc/dragonfly/pki/ is the profile's pki/.
     let written =
         std::fs::read_to_string(profile.join("daemons/dfdaemon-peer.yaml")).expect("peer config");
-    assert!(
-        written.contains("certs:\n      - host: \"registry.test\""),
+    let value: yaml_serde::Value = yaml_serde::from_str(&written).expect("peer config is YAML");
+    let hijack = &value["proxy"]["hijack"];
+    assert_eq!(
+        hijack["certs"][0]["host"].as_str(),
+        Some("registry.test"),
         "{written}"
     );
     assert!(
-        !written.contains("ca_key: \"") && !written.contains("ca.key"),
+        hijack["ca_key"].is_null() && !written.contains("ca.key"),
         "no CA key on the nodes:\n{written}"
     );
     let node_config = work.path().join("dfdaemon.yaml");
