@@ -12,6 +12,7 @@
 //! - CPU and memory figures come from `/proc/<pid>/{stat,status}` of the daemons themselves.
 
 pub mod scheduler_load;
+pub mod sim;
 pub mod swarm;
 
 use std::net::Ipv4Addr;
