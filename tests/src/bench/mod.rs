@@ -11,6 +11,7 @@
 //! - Ports come from [`free_ports`] (all held until all are chosen), never fixed numbers.
 //! - CPU and memory figures come from `/proc/<pid>/{stat,status}` of the daemons themselves.
 
+pub mod churn;
 pub mod scheduler_load;
 pub mod sim;
 pub mod swarm;

@@ -54,6 +54,9 @@ pub struct SwarmConfig {
     #[serde(default)]
     pub candidate_parents: Option<usize>,
     pub runs: u32,
+    /// Fraction of the peers killed mid-swarm (`--churn`, see `churn.rs`); 0: none.
+    #[serde(default)]
+    pub churn: f64,
     /// Also run the direct baseline.
     pub baseline: bool,
     /// SHA-256 every peer's stored file against the origin's after the run.
@@ -126,6 +129,10 @@ pub struct NodeResult {
     pub cpu_s: f64,
     /// SHA-256 of the stored file equals the origin's (`None`: not checked).
     pub sha256_ok: Option<bool>,
+    /// Killed by `--churn`, this many seconds after the herd started (excluded from the
+    /// makespan and the checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_at_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -252,7 +259,11 @@ fn summarise(runs: &[SwarmRun], bound: &LowerBound) -> SwarmSummary {
                 .filter_map(|r| r.baseline.as_ref().map(|b| b.makespan_s)),
         )
     });
-    let peers: Vec<&NodeResult> = runs.iter().flat_map(|r| &r.peers).collect();
+    let peers: Vec<&NodeResult> = runs
+        .iter()
+        .flat_map(|r| &r.peers)
+        .filter(|p| p.killed_at_s.is_none())
+        .collect();
     let mean = |xs: &[f64]| {
         if xs.is_empty() {
             0.0
@@ -394,7 +405,10 @@ async fn run_cluster(
         .map(|(_, pid)| proc_usage(*pid).map_or(0.0, |u| u.cpu_s))
         .collect();
 
+    let killer =
+        super::churn::Killer::start(cfg.churn, bound.t_star_s, pids.get(2..).unwrap_or_default());
     let pulls = herd(http, &nodes[1..], &url).await;
+    let killed = killer.finish().await;
 
     let usage_after: Vec<ProcUsage> = pids
         .iter()
@@ -410,6 +424,15 @@ async fn run_cluster(
 
     let mut results = Vec::with_capacity(n + 1);
     for (i, node) in nodes.iter().enumerate() {
+        if let Some((_, at)) = killed.iter().find(|(name, _)| *name == node.name) {
+            let r = NodeResult {
+                name: node.name.clone(),
+                killed_at_s: Some(*at),
+                ..NodeResult::default()
+            };
+            results.push((None, r));
+            continue;
+        }
         let u = usage(i + 1);
         let info: PeerInfo = get_json(http, &format!("http://{}/api/v1/info", node.admin)).await?;
         let local = match &task_id {
@@ -438,6 +461,7 @@ async fn run_cluster(
                 peak_rss_kib: u.peak_rss_kib,
                 cpu_s: u.cpu_s,
                 sha256_ok: None,
+                killed_at_s: None,
             },
         ));
     }
@@ -460,6 +484,9 @@ async fn run_cluster(
             .await
             .context("hashing the origin's object")?;
         for (path, node) in results.iter_mut().skip(1) {
+            if node.killed_at_s.is_some() {
+                continue;
+            }
             node.sha256_ok = Some(match path.clone() {
                 Some(path) => {
                     let got = tokio::task::spawn_blocking(move || sha256_file(Path::new(&path)))
@@ -475,7 +502,11 @@ async fn run_cluster(
     let mut results = results.into_iter().map(|(_, r)| r);
     let seed = results.next().unwrap_or_default();
     let peers: Vec<NodeResult> = results.collect();
-    let makespan = peers.iter().map(|p| p.seconds).fold(0.0, f64::max);
+    let makespan = peers
+        .iter()
+        .filter(|p| p.killed_at_s.is_none())
+        .map(|p| p.seconds)
+        .fold(0.0, f64::max);
     let speedup = baseline
         .as_ref()
         .filter(|_| makespan > 0.0)

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use df_core::config::ByteSize;
+use df_tests::bench::churn;
 use df_tests::bench::scheduler_load::{self, LoadConfig};
 use df_tests::bench::swarm::{self, SwarmConfig, SwarmReport};
 use df_tests::bench::{MIB, write_json};
@@ -65,6 +66,10 @@ struct SwarmArgs {
     candidate_parents: Option<usize>,
     #[arg(long, value_name = "K", default_value_t = 1)]
     runs: u32,
+    /// Kill this fraction of the peers (SIGKILL) at random moments mid-swarm; the case then
+    /// runs twice, without and with churn, and reports the survivors' cost.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
+    churn: f64,
     /// Skip the direct baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -143,7 +148,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Swarm(a) => {
             let out = a.out.clone();
-            let report = swarm::run(SwarmConfig {
+            let churn = a.churn;
+            let config = SwarmConfig {
                 label: a.label,
                 size: a.size.0,
                 peers: a.peers,
@@ -153,15 +159,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 concurrent_pieces: a.concurrent_pieces,
                 candidate_parents: a.candidate_parents,
                 runs: a.runs,
+                churn: 0.0,
                 baseline: !a.no_baseline,
                 verify: !a.no_verify,
                 timeout_s: a.timeout,
                 bin_dir,
                 work_dir: cli.work_dir,
-            })
-            .await?;
-            print_swarm(&report);
-            write_json(&out, &report)?;
+            };
+            if churn > 0.0 {
+                let report = churn::run(config, churn).await?;
+                print_swarm(&report.reference);
+                print_swarm(&report.churned);
+                println!(
+                    "  churn {:.0}%: {} peers killed; survivors' makespan {:.2}s = {:.2}x the run \
+                     without churn, {:.2}x T*; survivors all completed: {}, verified: {}",
+                    churn * 100.0,
+                    report.killed,
+                    report.survivors_makespan_s,
+                    report.over_reference,
+                    report.over_t_star,
+                    report.survivors_completed,
+                    report
+                        .survivors_verified
+                        .map_or("not checked".to_owned(), |v| v.to_string()),
+                );
+                write_json(&out, &report)?;
+            } else {
+                let report = swarm::run(config).await?;
+                print_swarm(&report);
+                write_json(&out, &report)?;
+            }
             println!("wrote {}", out.display());
         }
         Command::SchedulerLoad(a) => {
@@ -249,7 +276,10 @@ fn print_swarm(r: &SwarmReport) {
         let times: Vec<String> = run
             .peers
             .iter()
-            .map(|p| format!("{:.2}", p.seconds))
+            .map(|p| match p.killed_at_s {
+                Some(at) => format!("killed@{at:.2}"),
+                None => format!("{:.2}", p.seconds),
+            })
             .collect();
         println!(
             "  run {}: makespan {:.2}s ({:.2}x T*), origin {:.3}x S in {} requests, direct {}, \

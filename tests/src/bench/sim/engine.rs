@@ -12,7 +12,9 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use super::network::{FlowId, FlowTag, NodeIx, Network, Reschedule};
+use df_core::piece::PieceLayout;
+
+use super::network::{FlowId, FlowTag, Network, NodeIx, Reschedule};
 use super::protocol::{Command, ORIGIN, Protocol};
 
 /// Simulated time in nanoseconds since the start of a run. Integer, so runs are exactly
@@ -54,30 +56,14 @@ impl SimTime {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SimError {
-    #[error("the protocol asked node {from} for piece {piece} of task {task}, which it does not hold")]
+    #[error(
+        "the protocol asked node {from} for piece {piece} of task {task}, which it does not hold"
+    )]
     NotHeld { from: NodeIx, task: u32, piece: u32 },
     #[error("the protocol named piece {piece} of task {task}, which does not exist")]
     NoSuchPiece { task: u32, piece: u32 },
     #[error("the protocol named node {0}, which does not exist")]
     NoSuchNode(NodeIx),
-}
-
-/// One object under distribution: its size and piece length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TaskSpec {
-    pub size: u64,
-    pub piece_length: u64,
-}
-
-impl TaskSpec {
-    pub fn piece_count(&self) -> u32 {
-        u32::try_from(self.size.div_ceil(self.piece_length.max(1))).unwrap_or(u32::MAX)
-    }
-
-    pub fn piece_size(&self, piece: u32) -> u64 {
-        let start = u64::from(piece) * self.piece_length;
-        self.piece_length.min(self.size.saturating_sub(start))
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +180,7 @@ pub struct Engine<P> {
     pub now: SimTime,
     queue: EventQueue,
     net: Network,
-    tasks: Vec<TaskSpec>,
+    tasks: Vec<PieceLayout>,
     hosts: Vec<HostState>,
     /// `holdings[node * tasks + task]`.
     holdings: Vec<Holding>,
@@ -206,7 +192,7 @@ pub struct Engine<P> {
 
 impl<P: Protocol> Engine<P> {
     /// An engine over `net` (node 0 is the origin, which holds every piece of every task).
-    pub fn new(net: Network, tasks: Vec<TaskSpec>, protocol: P) -> Self {
+    pub fn new(net: Network, tasks: Vec<PieceLayout>, protocol: P) -> Self {
         let n = net.node_count();
         let mut hosts = vec![
             HostState {
@@ -291,8 +277,7 @@ impl<P: Protocol> Engine<P> {
     }
 
     fn all_done(&self) -> bool {
-        self.hosts.iter().all(|h| !h.alive || h.pending == 0)
-            && self.hosts.iter().any(|h| h.asked)
+        self.hosts.iter().all(|h| !h.alive || h.pending == 0) && self.hosts.iter().any(|h| h.asked)
     }
 
     fn step(&mut self, event: Event) -> Result<(), SimError> {
@@ -410,11 +395,10 @@ impl<P: Protocol> Engine<P> {
                 from,
                 to,
             } => {
-                let spec = self
+                let (_, bytes) = self
                     .tasks
                     .get(task as usize)
-                    .filter(|t| piece < t.piece_count())
-                    .copied()
+                    .and_then(|t| t.range(piece))
                     .ok_or(SimError::NoSuchPiece { task, piece })?;
                 for node in [from, to] {
                     if node as usize >= self.hosts.len() {
@@ -435,7 +419,7 @@ impl<P: Protocol> Engine<P> {
                     from,
                     to,
                     FlowTag { task, piece },
-                    spec.piece_size(piece),
+                    bytes,
                     &mut self.reschedules,
                 );
             }
@@ -518,11 +502,8 @@ mod tests {
         }
     }
 
-    fn spec(size: u64) -> TaskSpec {
-        TaskSpec {
-            size,
-            piece_length: 4 * MIB,
-        }
+    fn spec(size: u64) -> PieceLayout {
+        PieceLayout::new(size, Some(4 * MIB))
     }
 
     #[test]
@@ -559,7 +540,10 @@ mod tests {
         }
         let out = e.run(SimTime::MAX).expect("run");
         for &h in &hosts {
-            assert_eq!(out.finished_at[h as usize], Some(SimTime::from_millis(8_000)));
+            assert_eq!(
+                out.finished_at[h as usize],
+                Some(SimTime::from_millis(8_000))
+            );
         }
         assert_eq!(out.sent[0], 4 * 64 * MIB);
     }
@@ -577,8 +561,14 @@ mod tests {
         e.schedule_download(SimTime::ZERO, slow, 0);
         let out = e.run(SimTime::MAX).expect("run");
         // fast: 4 pieces of 4 MiB at 16 MiB/s while slow is active = 1 s.
-        assert_eq!(out.finished_at[fast as usize], Some(SimTime::from_millis(1_000)));
-        assert_eq!(out.finished_at[slow as usize], Some(SimTime::from_millis(4_000)));
+        assert_eq!(
+            out.finished_at[fast as usize],
+            Some(SimTime::from_millis(1_000))
+        );
+        assert_eq!(
+            out.finished_at[slow as usize],
+            Some(SimTime::from_millis(4_000))
+        );
     }
 
     #[test]
@@ -596,7 +586,12 @@ mod tests {
             .collect();
         assert_eq!(
             order,
-            vec![(5_000_000, 9), (10_000_000, 5), (10_000_000, 1), (10_000_000, 4)]
+            vec![
+                (5_000_000, 9),
+                (10_000_000, 5),
+                (10_000_000, 1),
+                (10_000_000, 4)
+            ]
         );
     }
 
@@ -611,7 +606,10 @@ mod tests {
         }
         let out = e.run(SimTime::MAX).expect("run");
         let log = &e.protocol().log;
-        assert!(log.windows(2).all(|w| w[0].0 <= w[1].0), "time went backwards");
+        assert!(
+            log.windows(2).all(|w| w[0].0 <= w[1].0),
+            "time went backwards"
+        );
         assert_eq!(log.len(), 5 * 8);
         for &h in &hosts {
             let mut got: Vec<u32> = log.iter().filter(|l| l.1 == h).map(|l| l.2).collect();
