@@ -8,3 +8,6 @@
 pub mod engine;
 pub mod network;
 pub mod protocol;
+pub mod heap;
+pub mod report;
+pub mod scenario;
