@@ -17,6 +17,7 @@
 //! Each run gets a fresh cluster in its own temp dir and a fresh object (random blob seed), so
 //! no run sees another's cache.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::netns::{self, Lab, Launch};
 use super::{
     MIB, MachineInfo, ProcUsage, ProcessSet, binary, free_ports, get_json, http_client, proc_usage,
     round3, start_origin, start_scheduler, write_file,
@@ -54,6 +56,9 @@ pub struct SwarmConfig {
     #[serde(default)]
     pub candidate_parents: Option<usize>,
     pub runs: u32,
+    /// Every process on its own network-namespace host, caps by `tc` (see `netns.rs`).
+    #[serde(default)]
+    pub netns: bool,
     /// Fraction of the peers killed mid-swarm (`--churn`, see `churn.rs`); 0: none.
     #[serde(default)]
     pub churn: f64,
@@ -313,6 +318,8 @@ fn summarise(runs: &[SwarmRun], bound: &LowerBound) -> SwarmSummary {
 struct DaemonAddrs {
     name: String,
     admin: String,
+    /// Its host number under `--netns`.
+    host: usize,
 }
 
 async fn one_run(
@@ -327,28 +334,58 @@ async fn one_run(
         .prefix("df-bench-swarm-")
         .tempdir_in(&parent)
         .with_context(|| format!("cannot create a temp dir in {}", parent.display()))?;
+    // Declared before the processes: the namespaces outlive the daemons inside them.
+    let lab = if cfg.netns {
+        Some(Lab::create(netns::FIRST_DAEMON_HOST + cfg.peers as usize)?)
+    } else {
+        None
+    };
     let mut procs = ProcessSet::default();
-    let result = run_cluster(cfg, bound, http, dir.path(), &mut procs).await;
+    let result = run_cluster(cfg, bound, (http, lab.as_ref()), dir.path(), &mut procs).await;
     procs.stop_all(Duration::from_secs(5)).await;
     result
+}
+
+/// Where host `host` lives: its launch and address (loopback without `--netns`).
+fn place(lab: Option<&Lab>, host: usize) -> (Launch, Ipv4Addr) {
+    lab.map_or((Launch::default(), Ipv4Addr::LOCALHOST), |l| {
+        (l.launch(host), l.ip(host))
+    })
 }
 
 async fn run_cluster(
     cfg: &SwarmConfig,
     bound: &LowerBound,
-    http: &reqwest::Client,
+    (http, lab): (&reqwest::Client, Option<&Lab>),
     dir: &Path,
     procs: &mut ProcessSet,
 ) -> anyhow::Result<SwarmRun> {
-    let origin = start_origin(procs, &cfg.bin_dir, dir, cfg.origin_rate).await?;
+    // Under --netns the kernel enforces the caps and the daemons' own limiters are off.
+    let limit = |rate: u64| if lab.is_some() { 0 } else { rate };
+    if let Some(lab) = lab {
+        lab.shape(netns::ORIGIN_HOST, cfg.origin_rate, 0)?;
+    }
+    let origin = start_origin(
+        procs,
+        (
+            &place(lab, netns::ORIGIN_HOST).0,
+            place(lab, netns::ORIGIN_HOST).1,
+        ),
+        &cfg.bin_dir,
+        dir,
+        limit(cfg.origin_rate),
+    )
+    .await?;
     let n = cfg.peers as usize;
     let ports = free_ports(2 + 3 * (n + 1)).await?;
+    let (sched_launch, sched_ip) = place(lab, netns::SCHEDULER_HOST);
     let (grpc, sched_http) = (
-        format!("127.0.0.1:{}", ports[0]),
-        format!("127.0.0.1:{}", ports[1]),
+        format!("{sched_ip}:{}", ports[0]),
+        format!("{sched_ip}:{}", ports[1]),
     );
     start_scheduler(
         procs,
+        &sched_launch,
         &cfg.bin_dir,
         dir,
         (&grpc, &sched_http),
@@ -368,14 +405,21 @@ async fn run_cluster(
         let home = dir.join(&name);
         std::fs::create_dir_all(&home)
             .with_context(|| format!("cannot create {}", home.display()))?;
+        let host = netns::FIRST_DAEMON_HOST + i;
+        let (launch, ip) = place(lab, host);
+        if let Some(lab) = lab {
+            lab.shape(host, cfg.peer_upload, cfg.peer_download)?;
+        }
+        let limits = (limit(cfg.peer_upload), limit(cfg.peer_download));
         let config_path = home.join("dfdaemon.yaml");
         write_file(
             &config_path,
-            &peer_yaml(cfg, &name, i == 0, &grpc, p, &home),
+            &peer_yaml(cfg, (&name, ip, limits), i == 0, &grpc, p, &home),
         )?;
         let path_arg = config_path.display().to_string();
         procs
-            .spawn(
+            .spawn_in(
+                &launch,
                 &name,
                 &cfg.bin_dir.join("dfdaemon"),
                 &["--config", &path_arg],
@@ -384,7 +428,8 @@ async fn run_cluster(
             .await?;
         nodes.push(DaemonAddrs {
             name,
-            admin: format!("127.0.0.1:{}", p[2]),
+            admin: format!("{ip}:{}", p[2]),
+            host,
         });
     }
     for node in &nodes {
@@ -407,7 +452,10 @@ async fn run_cluster(
 
     let killer =
         super::churn::Killer::start(cfg.churn, bound.t_star_s, pids.get(2..).unwrap_or_default());
-    let pulls = herd(http, &nodes[1..], &url).await;
+    let pulls = match lab {
+        Some(lab) => netns_herd(lab, &nodes[1..], &url).await,
+        None => herd(http, &nodes[1..], &url).await,
+    };
     let killed = killer.finish().await;
 
     let usage_after: Vec<ProcUsage> = pids
@@ -533,7 +581,7 @@ async fn run_cluster(
 
 fn peer_yaml(
     cfg: &SwarmConfig,
-    name: &str,
+    (name, ip, (upload, download)): (&str, Ipv4Addr, (u64, u64)),
     seed: bool,
     scheduler: &str,
     ports: &[u16],
@@ -545,9 +593,9 @@ fn peer_yaml(
         .unwrap_or_default();
     format!(
         "seed: {seed}\n\
-         host:\n  hostname: \"{name}\"\n  ip: 127.0.0.1\n\
+         host:\n  hostname: \"{name}\"\n  ip: {ip}\n\
          schedulers: [\"{scheduler}\"]\n\
-         server:\n  upload_addr: \"127.0.0.1:{}\"\n  proxy_addr: \"127.0.0.1:{}\"\n  admin_addr: \"127.0.0.1:{}\"\n\
+         server:\n  upload_addr: \"{ip}:{}\"\n  proxy_addr: \"{ip}:{}\"\n  admin_addr: \"{ip}:{}\"\n\
          upload:\n  rate_limit: {}\n\
          download:\n  rate_limit: {}\n{concurrent}\
          storage:\n  dir: \"{}\"\n\
@@ -556,8 +604,8 @@ fn peer_yaml(
         ports[0],
         ports[1],
         ports[2],
-        cfg.peer_upload,
-        cfg.peer_download,
+        upload,
+        download,
         home.join("data").display(),
         home.join("log").display(),
     )
@@ -593,6 +641,23 @@ async fn wait_hosts_connected(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// [`herd`] under `--netns`: each client is `curl` inside its peer's namespace.
+async fn netns_herd(lab: &Lab, peers: &[DaemonAddrs], url: &str) -> Vec<Pull> {
+    let admins: Vec<(usize, String)> = peers.iter().map(|p| (p.host, p.admin.clone())).collect();
+    netns::herd(lab, &admins, url)
+        .await
+        .into_iter()
+        .map(|c| Pull {
+            seconds: c.seconds,
+            first_byte_s: c.first_byte_s,
+            bytes: c.bytes,
+            task_id: c.task_id,
+            source: c.source,
+            error: c.error,
+        })
+        .collect()
 }
 
 /// One client's download through its peer.

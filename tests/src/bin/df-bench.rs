@@ -70,6 +70,10 @@ struct SwarmArgs {
     /// runs twice, without and with churn, and reports the survivors' cost.
     #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
     churn: f64,
+    /// Put every process on its own network-namespace host with the caps enforced by the
+    /// kernel (tc tbf) and the daemons' limiters off; needs root.
+    #[arg(long)]
+    netns: bool,
     /// Skip the direct baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -160,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 candidate_parents: a.candidate_parents,
                 runs: a.runs,
                 churn: 0.0,
+                netns: a.netns,
                 baseline: !a.no_baseline,
                 verify: !a.no_verify,
                 timeout_s: a.timeout,

@@ -6,8 +6,8 @@
 //! the decision logic).
 
 pub mod engine;
+pub mod heap;
 pub mod network;
 pub mod protocol;
-pub mod heap;
 pub mod report;
 pub mod scenario;

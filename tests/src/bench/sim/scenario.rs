@@ -169,6 +169,10 @@ mod tests {
         assert_eq!(c.build().err(), Some(ScenarioError::NoPeers));
         let mut c = config();
         c.size = 1;
-        assert!(c.build().err().is_some_and(|e| e.to_string().contains("--size 1")));
+        assert!(
+            c.build()
+                .err()
+                .is_some_and(|e| e.to_string().contains("--size 1"))
+        );
     }
 }
