@@ -13,6 +13,7 @@ pub mod preheat;
 pub mod scheduling;
 pub mod selector;
 pub mod service;
+pub mod topology;
 pub mod watch;
 
 use std::sync::Arc;

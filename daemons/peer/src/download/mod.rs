@@ -7,6 +7,7 @@
 pub mod conductor;
 pub mod origin;
 pub mod parent;
+pub mod picker;
 pub mod piece_io;
 pub mod reader;
 
