@@ -220,8 +220,8 @@ impl<P: Protocol> Engine<P> {
         &self.protocol
     }
 
-    pub fn protocol_mut(&mut self) -> &mut P {
-        &mut self.protocol
+    pub fn into_protocol(self) -> P {
+        self.protocol
     }
 
     pub fn network(&self) -> &Network {

@@ -5,7 +5,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::engine::Outcome;
-use super::scenario::{Scenario, SimConfig};
+use super::network::NodeIx;
+use super::scenario::SimConfig;
 use crate::bench::swarm::LowerBound;
 use crate::bench::{MIB, MachineInfo, quantile, round3};
 
@@ -84,7 +85,7 @@ impl SimReport {
     pub fn new(
         config: SimConfig,
         machine: MachineInfo,
-        scenario: &Scenario,
+        peers: &[NodeIx],
         outcome: &Outcome,
         cost: ModuleCost,
         wall_s: f64,
@@ -107,8 +108,7 @@ impl SimReport {
         } else {
             config.size as f64 / cap as f64
         };
-        let done: Vec<f64> = scenario
-            .peers
+        let done: Vec<f64> = peers
             .iter()
             .filter_map(|&p| outcome.finished_at.get(p as usize).copied().flatten())
             .map(|t| t.as_secs_f64())
