@@ -40,8 +40,9 @@ enum Command {
     /// A discrete-event, flow-level simulation of N hosts driving the real scheduler mesh and
     /// piece picker modules (thousands of hosts in seconds; nothing is started).
     Sim(SimArgs),
-    /// Merges `sim` results into one JSON file and prints them as a markdown table.
-    SimTable(TableArgs),
+    /// Merges `sim` results into one JSON file and prints them as a markdown table, and the
+    /// simulated makespans next to measured ones (`--real`).
+    SimTable(SimTableArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -176,6 +177,27 @@ struct LoadArgs {
         default_value = "target/bench/scheduler-load.json"
     )]
     out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimTableArgs {
+    /// `sim` result files, in table order.
+    #[arg(required = true, value_name = "FILE")]
+    inputs: Vec<PathBuf>,
+    /// `swarm` result files to compare with the `sim` cases of the same label, N and S.
+    #[arg(long, value_name = "FILE")]
+    real: Vec<PathBuf>,
+    /// Merged result file (`{"cases": [...]}`).
+    #[arg(long, value_name = "FILE", default_value = "target/bench/sim.json")]
+    out: PathBuf,
+}
+
+/// Reads a JSON result written by `df-bench <kind>`.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, kind: &str) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a df-bench {kind} result", path.display()))
 }
 
 #[derive(Debug, clap::Args)]
@@ -369,28 +391,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::SimTable(a) => {
-            let mut cases = Vec::with_capacity(a.inputs.len());
-            for path in &a.inputs {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let report: SimReport = serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a df-bench sim result", path.display()))?;
-                cases.push(report);
+            let cases: Vec<SimReport> = a
+                .inputs
+                .iter()
+                .map(|p| read_json(p, "sim"))
+                .collect::<anyhow::Result<_>>()?;
+            let mut real = Vec::with_capacity(a.real.len());
+            for path in &a.real {
+                let r: SwarmReport = read_json(path, "swarm")?;
+                real.push((
+                    r.config.label,
+                    r.config.peers,
+                    r.config.size,
+                    r.summary.makespan_s,
+                ));
             }
             print!("{}", sim::report::markdown_table(&cases));
+            if !real.is_empty() {
+                println!();
+                print!("{}", sim::report::validation_table(&cases, &real));
+            }
             write_json(&a.out, &serde_json::json!({ "cases": cases }))?;
             println!("wrote {}", a.out.display());
         }
         Command::Table(a) => {
-            let mut cases = Vec::with_capacity(a.inputs.len());
-            for path in &a.inputs {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let report: SwarmReport = serde_json::from_str(&text).with_context(|| {
-                    format!("{} is not a df-bench swarm result", path.display())
-                })?;
-                cases.push(report);
-            }
+            let cases: Vec<SwarmReport> = a
+                .inputs
+                .iter()
+                .map(|p| read_json(p, "swarm"))
+                .collect::<anyhow::Result<_>>()?;
             print!("{}", swarm::markdown_table(&cases));
             write_json(&a.out, &serde_json::json!({ "cases": cases }))?;
             println!("wrote {}", a.out.display());

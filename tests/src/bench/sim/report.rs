@@ -243,6 +243,39 @@ pub fn markdown_table(reports: &[SimReport]) -> String {
     out
 }
 
+/// Simulated against measured makespans, for the cases both have (matched by label).
+/// `real`: (label, N, S, measured makespan seconds).
+pub fn validation_table(sims: &[SimReport], real: &[(String, u32, u64, f64)]) -> String {
+    let mut out = String::from(
+        "| case | N | S MiB | real makespan s | simulated makespan s | simulated / real |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in sims {
+        let c = &r.config;
+        let Some((_, _, _, measured)) = real
+            .iter()
+            .find(|(label, n, size, _)| *label == c.label && *n == c.peers && *size == c.size)
+        else {
+            continue;
+        };
+        let ratio = if *measured > 0.0 {
+            round3(r.completion_s.max / measured)
+        } else {
+            0.0
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} |\n",
+            c.label,
+            c.peers,
+            c.size / MIB,
+            measured,
+            r.completion_s.max,
+            ratio
+        ));
+    }
+    out
+}
+
 fn human_size(size: u64, layers: u32) -> String {
     let s = if size % (1024 * MIB) == 0 {
         format!("{} GiB", size / (1024 * MIB))
