@@ -53,6 +53,11 @@ pub struct SwarmConfig {
     /// `scheduler.candidate_parents`; `None` keeps the scheduler's default.
     #[serde(default)]
     pub candidate_parents: Option<usize>,
+    /// Explicit piece length of the download (part of the task ID); `None` keeps the default
+    /// (S/500 rounded up to a power of two, at least 4 MiB). More pieces shorten the tail: a
+    /// piece is forwarded only once whole, so each hop costs one piece-time.
+    #[serde(default)]
+    pub piece_length: Option<u64>,
     pub runs: u32,
     /// Also run the direct baseline.
     pub baseline: bool,
@@ -394,7 +399,7 @@ async fn run_cluster(
         .map(|(_, pid)| proc_usage(*pid).map_or(0.0, |u| u.cpu_s))
         .collect();
 
-    let pulls = herd(http, &nodes[1..], &url).await;
+    let pulls = herd(http, &nodes[1..], &url, cfg.piece_length).await;
 
     let usage_after: Vec<ProcUsage> = pids
         .iter()
@@ -576,12 +581,20 @@ struct Pull {
 }
 
 /// Fires one download per peer at the same moment and reads every body to the end.
-async fn herd(http: &reqwest::Client, peers: &[DaemonAddrs], url: &str) -> Vec<Pull> {
+async fn herd(
+    http: &reqwest::Client,
+    peers: &[DaemonAddrs],
+    url: &str,
+    piece_length: Option<u64>,
+) -> Vec<Pull> {
     let start = Arc::new(tokio::sync::Barrier::new(peers.len() + 1));
     let mut set = JoinSet::new();
     for (i, peer) in peers.iter().enumerate() {
         let (http, start) = (http.clone(), start.clone());
-        let request = format!("http://{}/api/v1/download", peer.admin);
+        let request = match piece_length {
+            Some(len) => format!("http://{}/api/v1/download?piece_length={len}", peer.admin),
+            None => format!("http://{}/api/v1/download", peer.admin),
+        };
         let url = url.to_owned();
         set.spawn(async move {
             start.wait().await;
