@@ -220,13 +220,24 @@ pub struct CurlPull {
 
 /// Fires one `curl` per peer, each inside its peer's namespace, at the same moment; `admins`
 /// are (namespace host, admin address). Timing is from the common start to each curl's exit.
-pub async fn herd(lab: &Lab, admins: &[(usize, String)], url: &str) -> Vec<CurlPull> {
+/// `piece_length` is passed on as the download API's `piece_length` parameter.
+pub async fn herd(
+    lab: &Lab,
+    admins: &[(usize, String)],
+    url: &str,
+    piece_length: Option<u64>,
+) -> Vec<CurlPull> {
     let start = Arc::new(tokio::sync::Barrier::new(admins.len() + 1));
     let mut set = JoinSet::new();
     for (i, (host, admin)) in admins.iter().enumerate() {
         let mut cmd = lab.launch(*host).command(Path::new("curl"));
         cmd.args(["-sS", "-o", "/dev/null", "-D", "-", "--get"])
             .args(["--data-urlencode", &format!("url={url}")])
+            .args(
+                piece_length
+                    .map(|len| vec!["--data".to_owned(), format!("piece_length={len}")])
+                    .unwrap_or_default(),
+            )
             .args([
                 "-w",
                 "\n%{http_code} %{size_download} %{time_starttransfer}\n",

@@ -55,6 +55,11 @@ pub struct SwarmConfig {
     /// `scheduler.candidate_parents`; `None` keeps the scheduler's default.
     #[serde(default)]
     pub candidate_parents: Option<usize>,
+    /// Explicit piece length of the download (part of the task ID); `None` keeps the default
+    /// (S/500 rounded up to a power of two, at least 4 MiB). More pieces shorten the tail: a
+    /// piece is forwarded only once whole, so each hop costs one piece-time.
+    #[serde(default)]
+    pub piece_length: Option<u64>,
     pub runs: u32,
     /// Every process on its own network-namespace host, caps by `tc` (see `netns.rs`).
     #[serde(default)]
@@ -453,8 +458,8 @@ async fn run_cluster(
     let killer =
         super::churn::Killer::start(cfg.churn, bound.t_star_s, pids.get(2..).unwrap_or_default());
     let pulls = match lab {
-        Some(lab) => netns_herd(lab, &nodes[1..], &url).await,
-        None => herd(http, &nodes[1..], &url).await,
+        Some(lab) => netns_herd(lab, &nodes[1..], &url, cfg.piece_length).await,
+        None => herd(http, &nodes[1..], &url, cfg.piece_length).await,
     };
     let killed = killer.finish().await;
 
@@ -644,9 +649,14 @@ async fn wait_hosts_connected(
 }
 
 /// [`herd`] under `--netns`: each client is `curl` inside its peer's namespace.
-async fn netns_herd(lab: &Lab, peers: &[DaemonAddrs], url: &str) -> Vec<Pull> {
+async fn netns_herd(
+    lab: &Lab,
+    peers: &[DaemonAddrs],
+    url: &str,
+    piece_length: Option<u64>,
+) -> Vec<Pull> {
     let admins: Vec<(usize, String)> = peers.iter().map(|p| (p.host, p.admin.clone())).collect();
-    netns::herd(lab, &admins, url)
+    netns::herd(lab, &admins, url, piece_length)
         .await
         .into_iter()
         .map(|c| Pull {
@@ -672,12 +682,20 @@ struct Pull {
 }
 
 /// Fires one download per peer at the same moment and reads every body to the end.
-async fn herd(http: &reqwest::Client, peers: &[DaemonAddrs], url: &str) -> Vec<Pull> {
+async fn herd(
+    http: &reqwest::Client,
+    peers: &[DaemonAddrs],
+    url: &str,
+    piece_length: Option<u64>,
+) -> Vec<Pull> {
     let start = Arc::new(tokio::sync::Barrier::new(peers.len() + 1));
     let mut set = JoinSet::new();
     for (i, peer) in peers.iter().enumerate() {
         let (http, start) = (http.clone(), start.clone());
-        let request = format!("http://{}/api/v1/download", peer.admin);
+        let request = match piece_length {
+            Some(len) => format!("http://{}/api/v1/download?piece_length={len}", peer.admin),
+            None => format!("http://{}/api/v1/download", peer.admin),
+        };
         let url = url.to_owned();
         set.spawn(async move {
             start.wait().await;

@@ -124,9 +124,12 @@ struct SwarmArgs {
     /// `download.concurrent_pieces` of every daemon [default: the daemon's].
     #[arg(long, value_name = "N")]
     concurrent_pieces: Option<usize>,
-    /// `scheduler.candidate_parents` (parents offered to a peer) [default: the scheduler's].
+    /// `scheduler.candidate_parents` (mesh neighbours per peer) [default: the scheduler's].
     #[arg(long, value_name = "N")]
     candidate_parents: Option<usize>,
+    /// Explicit piece length of the download (part of the task ID) [default: S/500, >= 4 MiB].
+    #[arg(long, value_name = "BYTES")]
+    piece_length: Option<ByteSize>,
     #[arg(long, value_name = "K", default_value_t = 1)]
     runs: u32,
     /// Kill this fraction of the peers (SIGKILL) at random moments mid-swarm; the case then
@@ -277,6 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 peer_download: a.peer_download.0,
                 concurrent_pieces: a.concurrent_pieces,
                 candidate_parents: a.candidate_parents,
+                piece_length: a.piece_length.map(|b| b.0),
                 runs: a.runs,
                 churn: 0.0,
                 netns: a.netns,

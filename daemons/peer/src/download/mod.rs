@@ -6,6 +6,7 @@
 
 pub mod conductor;
 pub mod origin;
+mod p2p;
 pub mod parent;
 pub mod picker;
 pub mod piece_io;

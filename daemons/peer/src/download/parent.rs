@@ -27,8 +27,8 @@ pub struct ParentLink {
     pub id: PeerId,
     pub base: String,
     pub is_seed: bool,
-    pub bitmap: Bitmap,
-    pub inflight: usize,
+    /// Pieces its last bitmap showed; a larger count is progress.
+    pub held: u32,
     watcher: AbortHandle,
 }
 
@@ -53,8 +53,7 @@ impl ParentLink {
             id,
             base,
             is_seed,
-            bitmap: Bitmap::default(),
-            inflight: 0,
+            held: 0,
             watcher,
         }
     }
