@@ -29,6 +29,8 @@ use tokio::process::Command;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::swarm::Pull;
+
 /// Host numbers of the fixed roles.
 pub const ORIGIN_HOST: usize = 1;
 pub const SCHEDULER_HOST: usize = 2;
@@ -152,6 +154,13 @@ impl Lab {
     }
 }
 
+/// Where host `host` lives: how to start it and its address (loopback without a lab).
+pub fn place(lab: Option<&Lab>, host: usize) -> (Launch, Ipv4Addr) {
+    lab.map_or((Launch::default(), Ipv4Addr::LOCALHOST), |l| {
+        (l.launch(host), l.ip(host))
+    })
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for ns in self.made.iter().rev() {
@@ -207,17 +216,6 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One client's pull as `curl` reported it.
-#[derive(Debug, Clone, Default)]
-pub struct CurlPull {
-    pub seconds: f64,
-    pub first_byte_s: f64,
-    pub bytes: u64,
-    pub task_id: Option<String>,
-    pub source: String,
-    pub error: Option<String>,
-}
-
 /// Fires one `curl` per peer, each inside its peer's namespace, at the same moment; `admins`
 /// are (namespace host, admin address). Timing is from the common start to each curl's exit.
 /// `piece_length` is passed on as the download API's `piece_length` parameter.
@@ -226,7 +224,7 @@ pub async fn herd(
     admins: &[(usize, String)],
     url: &str,
     piece_length: Option<u64>,
-) -> Vec<CurlPull> {
+) -> Vec<Pull> {
     let start = Arc::new(tokio::sync::Barrier::new(admins.len() + 1));
     let mut set = JoinSet::new();
     for (i, (host, admin)) in admins.iter().enumerate() {
@@ -255,7 +253,7 @@ pub async fn herd(
         });
     }
     start.wait().await;
-    let mut pulls = vec![CurlPull::default(); admins.len()];
+    let mut pulls = vec![Pull::default(); admins.len()];
     while let Some(joined) = set.join_next().await {
         if let Ok((i, pull)) = joined {
             pulls[i] = pull;
@@ -264,10 +262,10 @@ pub async fn herd(
     pulls
 }
 
-fn parse_curl(out: std::io::Result<std::process::Output>, seconds: f64) -> CurlPull {
-    let mut pull = CurlPull {
+fn parse_curl(out: std::io::Result<std::process::Output>, seconds: f64) -> Pull {
+    let mut pull = Pull {
         seconds,
-        ..CurlPull::default()
+        ..Pull::default()
     };
     let out = match out {
         Ok(o) => o,

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::netns::{self, Lab, Launch};
+use super::netns::{self, Lab};
 use super::{
     MIB, MachineInfo, ProcUsage, ProcessSet, binary, free_ports, get_json, http_client, proc_usage,
     round3, start_origin, start_scheduler, write_file,
@@ -351,13 +351,6 @@ async fn one_run(
     result
 }
 
-/// Where host `host` lives: its launch and address (loopback without `--netns`).
-fn place(lab: Option<&Lab>, host: usize) -> (Launch, Ipv4Addr) {
-    lab.map_or((Launch::default(), Ipv4Addr::LOCALHOST), |l| {
-        (l.launch(host), l.ip(host))
-    })
-}
-
 async fn run_cluster(
     cfg: &SwarmConfig,
     bound: &LowerBound,
@@ -373,8 +366,8 @@ async fn run_cluster(
     let origin = start_origin(
         procs,
         (
-            &place(lab, netns::ORIGIN_HOST).0,
-            place(lab, netns::ORIGIN_HOST).1,
+            &netns::place(lab, netns::ORIGIN_HOST).0,
+            netns::place(lab, netns::ORIGIN_HOST).1,
         ),
         &cfg.bin_dir,
         dir,
@@ -383,7 +376,7 @@ async fn run_cluster(
     .await?;
     let n = cfg.peers as usize;
     let ports = free_ports(2 + 3 * (n + 1)).await?;
-    let (sched_launch, sched_ip) = place(lab, netns::SCHEDULER_HOST);
+    let (sched_launch, sched_ip) = netns::place(lab, netns::SCHEDULER_HOST);
     let (grpc, sched_http) = (
         format!("{sched_ip}:{}", ports[0]),
         format!("{sched_ip}:{}", ports[1]),
@@ -411,7 +404,7 @@ async fn run_cluster(
         std::fs::create_dir_all(&home)
             .with_context(|| format!("cannot create {}", home.display()))?;
         let host = netns::FIRST_DAEMON_HOST + i;
-        let (launch, ip) = place(lab, host);
+        let (launch, ip) = netns::place(lab, host);
         if let Some(lab) = lab {
             lab.shape(host, cfg.peer_upload, cfg.peer_download)?;
         }
@@ -458,7 +451,13 @@ async fn run_cluster(
     let killer =
         super::churn::Killer::start(cfg.churn, bound.t_star_s, pids.get(2..).unwrap_or_default());
     let pulls = match lab {
-        Some(lab) => netns_herd(lab, &nodes[1..], &url, cfg.piece_length).await,
+        Some(lab) => {
+            let admins: Vec<(usize, String)> = nodes[1..]
+                .iter()
+                .map(|p| (p.host, p.admin.clone()))
+                .collect();
+            netns::herd(lab, &admins, &url, cfg.piece_length).await
+        }
         None => herd(http, &nodes[1..], &url, cfg.piece_length).await,
     };
     let killed = killer.finish().await;
@@ -648,37 +647,15 @@ async fn wait_hosts_connected(
     }
 }
 
-/// [`herd`] under `--netns`: each client is `curl` inside its peer's namespace.
-async fn netns_herd(
-    lab: &Lab,
-    peers: &[DaemonAddrs],
-    url: &str,
-    piece_length: Option<u64>,
-) -> Vec<Pull> {
-    let admins: Vec<(usize, String)> = peers.iter().map(|p| (p.host, p.admin.clone())).collect();
-    netns::herd(lab, &admins, url, piece_length)
-        .await
-        .into_iter()
-        .map(|c| Pull {
-            seconds: c.seconds,
-            first_byte_s: c.first_byte_s,
-            bytes: c.bytes,
-            task_id: c.task_id,
-            source: c.source,
-            error: c.error,
-        })
-        .collect()
-}
-
 /// One client's download through its peer.
 #[derive(Debug, Clone, Default)]
-struct Pull {
-    seconds: f64,
-    first_byte_s: f64,
-    bytes: u64,
-    task_id: Option<String>,
-    source: String,
-    error: Option<String>,
+pub(crate) struct Pull {
+    pub(crate) seconds: f64,
+    pub(crate) first_byte_s: f64,
+    pub(crate) bytes: u64,
+    pub(crate) task_id: Option<String>,
+    pub(crate) source: String,
+    pub(crate) error: Option<String>,
 }
 
 /// Fires one download per peer at the same moment and reads every body to the end.
