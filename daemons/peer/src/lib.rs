@@ -16,6 +16,7 @@ pub mod preheat;
 pub mod proxy;
 pub mod ratelimit;
 pub mod storage;
+pub mod superseed;
 pub mod switch;
 pub mod traffic;
 pub mod upload;

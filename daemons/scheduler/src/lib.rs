@@ -1,6 +1,7 @@
-//! dfscheduler: the tracker. It knows which peer holds which pieces of which task, builds each
-//! task's DAG of parents and children, asks seed peers to fetch from the origin first, and sends
-//! peers back to the origin when P2P cannot serve them. All state is in memory.
+//! dfscheduler: the tracker. It knows which peer holds which pieces of which task, links each
+//! task's peers into a mesh of neighbours that exchange pieces both ways, asks seed peers to
+//! fetch from the origin first, and sends peers back to the origin when P2P cannot serve them.
+//! All state is in memory.
 //!
 //! [`run`] takes already-bound listeners and a shutdown token, so tests boot schedulers on
 //! port 0 inside one process.
