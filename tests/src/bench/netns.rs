@@ -219,7 +219,7 @@ fn run(program: &str, args: &[&str]) -> anyhow::Result<()> {
 /// Fires one `curl` per peer, each inside its peer's namespace, at the same moment; `admins`
 /// are (namespace host, admin address). Timing is from the common start to each curl's exit.
 /// `piece_length` is passed on as the download API's `piece_length` parameter.
-pub async fn herd(
+pub(crate) async fn herd(
     lab: &Lab,
     admins: &[(usize, String)],
     url: &str,

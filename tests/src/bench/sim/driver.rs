@@ -9,6 +9,9 @@
 //!   object from the origin in order, `ORIGIN_CONCURRENCY` pieces at a time, like the seed's
 //!   back-to-source path; each piece the seed gets is a digest the scheduler relays to every
 //!   downloader (`PickEvent::Digest`);
+//! - the seed super-seeds as its upload server does (`df_peer::superseed`): it shows only the
+//!   pieces it never sent and refuses the others (`FetchFailed { missing: true }`) until it
+//!   holds and has sent everything;
 //! - a `MeshDecision::Link` tells both ends of the new link about each other
 //!   (`SourceAdded` and the other's current bitmap);
 //! - a piece landing is the picker's `Fetched`, a progress report to the mesh, and a new bitmap
@@ -27,6 +30,7 @@ use std::time::Instant;
 use df_core::ids::{HostId, PeerId};
 use df_core::piece::{Bitmap, PieceLayout};
 use df_peer::download::picker::{PickEvent, Picker, PickerConfig};
+use df_peer::superseed;
 use df_scheduler::topology::{Member, Mesh, MeshConfig, MeshDecision, MeshEvent, Role};
 
 use super::engine::SimTime;
@@ -60,6 +64,8 @@ struct TaskState {
     seed_retry: Vec<u32>,
     /// Hosts downloading this task (pickers exist for them).
     downloaders: Vec<NodeIx>,
+    /// Pieces the seed has sent (its super-seeding state, `df_peer::superseed`).
+    seed_sent: Bitmap,
 }
 
 pub struct Driver {
@@ -172,9 +178,36 @@ impl Driver {
         }
     }
 
+    /// The bitmap `node` shows its neighbours: what it holds, or for the task's seed what
+    /// super-seeding offers.
+    fn shown(&self, node: NodeIx, task: u32) -> Bitmap {
+        let held = &self.held[self.slot(node, task)];
+        match self.tasks[task as usize].as_ref() {
+            Some(t) if t.seed == node => superseed::offer(held, &t.seed_sent),
+            _ => held.clone(),
+        }
+    }
+
+    /// Whether the task's seed answers a request for `piece` (marking it sent), as its upload
+    /// server does; any other node always does.
+    fn serves(&mut self, from: NodeIx, task: u32, piece: u32) -> bool {
+        let slot = self.slot(from, task);
+        let Some(t) = self.tasks[task as usize]
+            .as_mut()
+            .filter(|t| t.seed == from)
+        else {
+            return true;
+        };
+        let ok = superseed::serves(&self.held[slot], &t.seed_sent, piece);
+        if ok {
+            t.seed_sent.set(piece);
+        }
+        ok
+    }
+
     /// Tells `to`'s picker (if `to` downloads the task) that `source` is a neighbour.
     fn introduce(&mut self, task: u32, to: NodeIx, source: NodeIx) {
-        let bitmap = self.held[self.slot(source, task)].clone();
+        let bitmap = self.shown(source, task);
         let seed = self.is_seed[source as usize];
         let id = self.ids[source as usize].clone();
         self.pick(
@@ -199,9 +232,17 @@ impl Driver {
         }
     }
 
-    /// Asks every picker that got news for its next fetches.
+    /// Asks every picker that got news for its next fetches, until none has news (a request
+    /// the seed refuses is news: the piece is not there after all).
     fn pump(&mut self, out: &mut Vec<Command>) {
+        while !self.dirty.is_empty() {
+            self.pump_once(out);
+        }
+    }
+
+    fn pump_once(&mut self, out: &mut Vec<Command>) {
         let dirty = std::mem::take(&mut self.dirty);
+        let mut seeds_sent = Vec::new();
         for (node, task) in dirty {
             let slot = self.slot(node, task);
             let Some(p) = self.pickers[slot].as_mut() else {
@@ -214,15 +255,36 @@ impl Driver {
             let fetches = p.next();
             self.cost.picker_s += t0.elapsed().as_secs_f64();
             for f in fetches {
-                if let Some(&from) = self.index.get(&f.source) {
+                let Some(&from) = self.index.get(&f.source) else {
+                    continue;
+                };
+                if self.serves(from, task, f.piece) {
+                    if self.is_seed[from as usize] {
+                        seeds_sent.push((from, task));
+                    }
                     out.push(Command::Fetch {
                         task,
                         piece: f.piece,
                         from,
                         to: node,
                     });
+                } else {
+                    self.pick(
+                        node,
+                        task,
+                        PickEvent::FetchFailed {
+                            piece: f.piece,
+                            source: f.source,
+                            missing: true,
+                        },
+                    );
                 }
             }
+        }
+        // A seed that sent a piece offers one fewer: its neighbours' long-polls see it.
+        seeds_sent.dedup();
+        for (seed, task) in seeds_sent {
+            self.advertise(seed, task);
         }
     }
 
@@ -259,6 +321,7 @@ impl Driver {
             seed_next: 0,
             seed_retry: Vec::new(),
             downloaders: Vec::new(),
+            seed_sent: Bitmap::new(self.layouts[task as usize].piece_count()),
         });
         let member = self.member(seed);
         self.mesh(
@@ -302,7 +365,7 @@ impl Driver {
             .neighbours(&id)
             .filter_map(|n| self.index.get(n).copied())
             .collect();
-        let bitmap = self.held[self.slot(node, task)].clone();
+        let bitmap = self.shown(node, task);
         for n in neighbours {
             let slot = self.slot(n, task);
             if self.pickers[slot]
