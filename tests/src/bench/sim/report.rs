@@ -277,9 +277,9 @@ pub fn validation_table(sims: &[SimReport], real: &[(String, u32, u64, f64)]) ->
 }
 
 fn human_size(size: u64, layers: u32) -> String {
-    let s = if size % (1024 * MIB) == 0 {
+    let s = if size.is_multiple_of(1024 * MIB) {
         format!("{} GiB", size / (1024 * MIB))
-    } else if size % MIB == 0 {
+    } else if size.is_multiple_of(MIB) {
         format!("{} MiB", size / MIB)
     } else {
         format!("{:.1} GB", size as f64 / 1e9)
