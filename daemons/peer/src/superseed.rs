@@ -7,8 +7,8 @@
 //! offers (in its bitmap) only pieces it never sent and refuses (as "not held") a piece it
 //! already sent. Its intake from the origin is no faster than its uplink, so it is often
 //! caught up with nothing unsent; a duplicate sent then would still be on the wire, sharing
-//! the uplink, when the next new piece lands (measured: 1.19·S uploaded by the seed and 1.44·T*
-//! at N = 16 when duplicates were allowed whenever nothing was unsent). Once complete and all
+//! the uplink, when the next new piece lands (measured: the seed uploaded 1.19·S at N = 16 when
+//! duplicates were allowed whenever nothing was unsent). Once complete and all
 //! sent, it offers and serves everything, so a piece whose only receiver died is still
 //! available as a last resort. Normal peers do not use this: their duplicates are the swarm's
 //! fan-out.

@@ -68,7 +68,7 @@ impl Conductor {
                 return Ok(P2pEnd::Complete);
             }
             if let Some(l) = layout {
-                for fetch in swarm.picker.next() {
+                for fetch in swarm.picker.decide() {
                     self.start_fetch(&mut swarm, l, fetch);
                 }
             }

@@ -21,7 +21,7 @@
 //! file, and a corrupt copy landing after the good one would go unnoticed. Small pieces keep
 //! the tail short instead.
 //!
-//! Driving it: feed [`PickEvent`]s to [`Picker::handle`], call [`Picker::next`] after each
+//! Driving it: feed [`PickEvent`]s to [`Picker::handle`], call [`Picker::decide`] after each
 //! batch and start the returned [`Fetch`]es; report each one's end with `Fetched` or
 //! `FetchFailed`. [`Picker::is_complete`] says when every piece is held.
 
@@ -166,7 +166,7 @@ impl Picker {
     }
 
     /// Fetches to start now (possibly none); they count as in flight until reported.
-    pub fn next(&mut self) -> Vec<Fetch> {
+    pub fn decide(&mut self) -> Vec<Fetch> {
         let limit = self.config.concurrent;
         if self.inflight.len() >= limit || self.sources.is_empty() {
             return Vec::new();
@@ -323,7 +323,7 @@ mod tests {
         add(&mut p, "c", false, [1, 2, 3]);
         // Piece 7 is held by one source only.
         assert_eq!(
-            p.next(),
+            p.decide(),
             vec![Fetch {
                 piece: 7,
                 source: id("a")
@@ -342,7 +342,7 @@ mod tests {
                 }
                 add(&mut p, "a", false, 0..16);
                 add(&mut p, "b", false, 0..8);
-                p.next()[0].piece
+                p.decide()[0].piece
             })
             .collect();
         assert!(firsts.iter().any(|&n| n < 8), "{firsts:?}");
@@ -354,12 +354,12 @@ mod tests {
         let mut p = Picker::new(PickerConfig::new(8), 1);
         p.handle(PickEvent::Layout { pieces: 4 });
         add(&mut p, "a", false, 0..4);
-        assert!(p.next().is_empty());
+        assert!(p.decide().is_empty());
         p.handle(PickEvent::Digest { piece: 2 });
-        let got = p.next();
+        let got = p.decide();
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].piece, 2);
-        assert!(p.next().is_empty(), "in flight already");
+        assert!(p.decide().is_empty(), "in flight already");
     }
 
     #[test]
@@ -369,7 +369,7 @@ mod tests {
         for s in ["a", "b", "c", "d"] {
             add(&mut p, s, false, 0..64);
         }
-        let got = p.next();
+        let got = p.decide();
         assert_eq!(got.len(), 8);
         let mut per: HashMap<PeerId, usize> = HashMap::new();
         for f in &got {
@@ -384,7 +384,7 @@ mod tests {
         p.handle(PickEvent::Held { piece: 0 });
         add(&mut p, "seed", true, 0..16);
         add(&mut p, "a", false, 0..4);
-        let got = p.next();
+        let got = p.decide();
         let at_seed: Vec<&Fetch> = got.iter().filter(|f| f.source == id("seed")).collect();
         assert_eq!(at_seed.len(), 1, "{got:?}");
         assert!(at_seed[0].piece >= 4, "{got:?}");
@@ -397,7 +397,7 @@ mod tests {
     fn with_only_a_seed_every_slot_is_used() {
         let mut p = picker(16, 8);
         add(&mut p, "seed", true, 0..16);
-        assert_eq!(p.next().len(), 8);
+        assert_eq!(p.decide().len(), 8);
     }
 
     #[test]
@@ -405,7 +405,7 @@ mod tests {
         let mut p = picker(4, 1);
         p.handle(PickEvent::Held { piece: 0 });
         add(&mut p, "a", false, [1]);
-        let f = p.next().remove(0);
+        let f = p.decide().remove(0);
         assert_eq!(f.piece, 1);
         p.handle(PickEvent::FetchFailed {
             piece: 1,
@@ -413,9 +413,9 @@ mod tests {
             missing: true,
         });
         assert!(p.has_source(&id("a")));
-        assert!(p.next().is_empty(), "a no longer advertises piece 1");
+        assert!(p.decide().is_empty(), "a no longer advertises piece 1");
         add(&mut p, "b", false, [1, 2]);
-        let f = p.next().remove(0);
+        let f = p.decide().remove(0);
         p.handle(PickEvent::FetchFailed {
             piece: f.piece,
             source: id("b"),
@@ -434,7 +434,7 @@ mod tests {
         let mut p = picker(2, 2);
         assert!(!p.is_complete());
         add(&mut p, "a", false, 0..2);
-        for f in p.next() {
+        for f in p.decide() {
             p.handle(PickEvent::Fetched {
                 piece: f.piece,
                 source: f.source,
