@@ -21,7 +21,7 @@
 //! - the scheduler's periodic tick (`MeshEvent::Tick`) runs every [`TICK`].
 //!
 //! Cost accounting: the time spent inside `Mesh::handle` is the scheduler's, inside the
-//! pickers' `handle` and `next` the peers'. The meshes' heap is measured when they are dropped
+//! pickers' `handle` and `decide` the peers'. The meshes' heap is measured when they are dropped
 //! at the end ([`super::heap`]).
 
 use std::collections::HashMap;
@@ -252,7 +252,7 @@ impl Driver {
                 continue;
             }
             let t0 = Instant::now();
-            let fetches = p.next();
+            let fetches = p.decide();
             self.cost.picker_s += t0.elapsed().as_secs_f64();
             for f in fetches {
                 let Some(&from) = self.index.get(&f.source) else {
