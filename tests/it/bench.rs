@@ -83,6 +83,8 @@ async fn the_swarm_bench_reports_a_consistent_run() {
             "0",
             "--peer-download",
             "0",
+            "--piece-length",
+            "1MiB",
             "--out",
             out.to_str().expect("utf-8 path"),
         ],

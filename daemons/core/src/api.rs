@@ -24,9 +24,10 @@
 //! - `GET /metrics` -> Prometheus text
 //! - `GET /api/v1/info` -> [`PeerInfo`]
 //! - `GET /api/v1/tasks` -> `Vec<LocalTask>`; `GET /api/v1/tasks/{task_id}` -> [`LocalTask`]
-//! - `GET /api/v1/download?url=URL[&digest=sha256:..]` -> the object's bytes, streamed, with
-//!   `X-Dragonfly-Task-ID` and `X-Dragonfly-Source`; request headers other than hop-by-hop ones
-//!   are forwarded to the origin when the peer goes back to source
+//! - `GET /api/v1/download?url=URL[&digest=sha256:..][&piece_length=BYTES]` -> the object's
+//!   bytes, streamed, with `X-Dragonfly-Task-ID` and `X-Dragonfly-Source`; request headers
+//!   other than hop-by-hop ones are forwarded to the origin when the peer goes back to source;
+//!   an explicit piece length (64 KiB to 64 MiB) is part of the task ID
 //! - `GET /api/v1/logs[?follow=true][&task=ID][&tail=N]` -> newline-delimited
 //!   [`crate::telemetry::LogRecord`] JSON (same route on the scheduler)
 

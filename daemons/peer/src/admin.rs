@@ -130,7 +130,14 @@ struct DownloadQuery {
     url: String,
     #[serde(default)]
     digest: Option<String>,
+    /// Explicit piece length in bytes (part of the task ID, as upstream's `--piece-length`).
+    #[serde(default)]
+    piece_length: Option<u64>,
 }
+
+/// Smallest explicit piece length accepted: bounds the piece count (and so the bitmap, the
+/// requests and the scheduler's per-piece messages) of a task a client can ask for.
+const MIN_EXPLICIT_PIECE_LENGTH: u64 = 64 * 1024;
 
 async fn download(
     State(s): State<AdminState>,
@@ -141,6 +148,15 @@ async fn download(
         Ok(d) => d,
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
+    if let Some(len) = q.piece_length
+        && !(MIN_EXPLICIT_PIECE_LENGTH..=df_core::piece::MAX_PIECE_LENGTH).contains(&len)
+    {
+        let msg = format!(
+            "piece_length {len} is outside {MIN_EXPLICIT_PIECE_LENGTH}..={}\n",
+            df_core::piece::MAX_PIECE_LENGTH
+        );
+        return (StatusCode::BAD_REQUEST, msg).into_response();
+    }
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -152,6 +168,7 @@ async fn download(
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect(),
         digest,
+        piece_length: q.piece_length,
         ..DownloadRequest::default()
     };
     match s.tasks.deliver(req, range.as_deref()).await {

@@ -18,6 +18,7 @@ pub(crate) mod preheat;
 pub mod proxy;
 pub(crate) mod ratelimit;
 pub(crate) mod storage;
+pub mod superseed;
 pub(crate) mod switch;
 pub(crate) mod traffic;
 pub(crate) mod upload;

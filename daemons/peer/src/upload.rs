@@ -100,13 +100,16 @@ async fn piece(
         return text(StatusCode::NOT_FOUND, "unknown task\n");
     };
     let range = {
-        let st = task.state();
-        match st.layout {
-            Some(l) if st.bitmap.get(n) => l.range(n),
+        let mut st = task.state();
+        let layout = st.layout.filter(|_| st.bitmap.get(n));
+        match layout {
+            Some(l) if served_now(ctx.config.seed, &mut st, n) => l.range(n),
             _ => None,
         }
     };
     let Some((offset, len)) = range else {
+        // Also a seed's answer for a piece it already sent (super-seeding): the child asks
+        // another neighbour, or the seed for another piece.
         return text(StatusCode::NOT_FOUND, "piece not held\n");
     };
     task.touch();
@@ -143,6 +146,22 @@ async fn piece(
     resp.headers_mut()
         .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
     resp
+}
+
+/// Whether piece `n` (held) is sent now; a seed sends each piece once while it has unsent
+/// ones ([`crate::superseed`]) and records what it sent.
+fn served_now(seed: bool, st: &mut crate::storage::TaskState, n: u32) -> bool {
+    if !seed {
+        return true;
+    }
+    if st.sent.len() != st.bitmap.len() {
+        st.sent = df_core::piece::Bitmap::new(st.bitmap.len());
+    }
+    let serves = crate::superseed::serves(&st.bitmap, &st.sent, n);
+    if serves {
+        st.sent.set(n);
+    }
+    serves
 }
 
 /// Counts an upload in progress for heartbeats and metrics while alive.
@@ -183,20 +202,32 @@ async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
     let q: BitmapQuery = parse_bitmap_query(query);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms).min(MAX_WAIT);
     let mut changes = task.subscribe();
+    let mut woken = false;
     let reply = loop {
         changes.borrow_and_update();
         let (reply, news) = {
             let st = task.state();
             let count = st.layout.map_or(0, |l| l.piece_count());
-            let news = st.bitmap.count() > q.have
+            // A seed shows what it will send (super-seeding); that set also shrinks, so any
+            // change is news to its neighbours, not only a larger count.
+            let (shown, any_change) = if ctx.config.seed {
+                (crate::superseed::offer(&st.bitmap, &st.sent), woken)
+            } else {
+                (st.bitmap.clone(), false)
+            };
+            // Complete as far as a neighbour can tell only once it is shown everything: it stops
+            // watching then.
+            let complete = st.complete && shown.count() == st.bitmap.count();
+            let news = shown.count() > q.have
+                || any_change
                 || count != q.pieces
-                || st.complete
+                || complete
                 || (!st.downloading && st.failure.is_some());
             (
                 BitmapReply {
                     piece_count: count,
-                    bitmap: st.bitmap.to_hex(),
-                    complete: st.complete,
+                    bitmap: shown.to_hex(),
+                    complete,
                 },
                 news,
             )
@@ -204,6 +235,7 @@ async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
         if news {
             break reply;
         }
+        woken = true;
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break reply },
             _ = tokio::time::sleep_until(deadline) => break reply,

@@ -1,6 +1,7 @@
-//! dfscheduler: the tracker. It knows which peer holds which pieces of which task, builds each
-//! task's DAG of parents and children, asks seed peers to fetch from the origin first, and sends
-//! peers back to the origin when P2P cannot serve them. All state is in memory.
+//! dfscheduler: the tracker. It knows which peer holds which pieces of which task, links each
+//! task's peers into a mesh of neighbours that exchange pieces both ways, asks seed peers to
+//! fetch from the origin first, and sends peers back to the origin when P2P cannot serve them.
+//! All state is in memory.
 //!
 //! [`run`] takes already-bound listeners and a shutdown token, so tests boot schedulers on
 //! port 0 inside one process.
@@ -13,7 +14,12 @@ pub(crate) mod preheat;
 pub(crate) mod scheduling;
 pub(crate) mod selector;
 pub(crate) mod service;
+pub mod topology;
 pub(crate) mod watch;
+
+/// How often the scheduler tops up every peer's neighbours (the simulator ticks the mesh at
+/// the same period).
+pub use scheduling::TICK;
 
 use std::sync::Arc;
 

@@ -3,8 +3,10 @@
 //! re-announcing what they hold.
 //!
 //! Invariants kept by [`crate::scheduling`]:
-//! - an edge's endpoints are peers of the same task;
-//! - active edges form a DAG (no peer is, through active edges, its own ancestor);
+//! - an edge's endpoints are peers of the same task; an edge is directed (bytes flow from the
+//!   first to the second), and the two ends of a mesh link each have an active edge to the
+//!   other: neighbours exchange pieces both ways (see [`crate::topology`]);
+//! - the task's [`Mesh`] knows exactly the peers that can serve or still download the task;
 //! - a task's `digests` are the ones computed by peers that fetched from the origin, and never
 //!   change once set.
 
@@ -15,6 +17,8 @@ use df_core::ids::{HostId, PeerId, PieceDigest, TaskId};
 use df_core::piece::{Bitmap, PieceLayout};
 use df_proto::scheduler::v1 as pb;
 use tokio::sync::mpsc::UnboundedSender;
+
+use crate::topology::{Mesh, MeshConfig};
 
 pub type PeerSender = UnboundedSender<Result<pb::PeerResponse, tonic::Status>>;
 pub type HostSender = UnboundedSender<Result<pb::HostResponse, tonic::Status>>;
@@ -58,16 +62,6 @@ impl Host {
             heartbeat: pb::HostHeartbeat::default(),
             upload_successes: 0,
             upload_failures: 0,
-        }
-    }
-
-    /// Share of past piece uploads that succeeded; a host with no history counts as reliable.
-    pub fn success_rate(&self) -> f64 {
-        let total = self.upload_successes + self.upload_failures;
-        if total == 0 {
-            1.0
-        } else {
-            self.upload_successes as f64 / total as f64
         }
     }
 
@@ -152,6 +146,8 @@ pub struct Task {
     pub digests: Vec<Option<PieceDigest>>,
     pub peers: HashMap<PeerId, Peer>,
     pub edges: HashMap<(PeerId, PeerId), Edge>,
+    /// Who exchanges pieces with whom (pure decision code; this model only stores it).
+    pub mesh: Mesh,
     /// When a seed was last asked to fetch this task; avoids asking again while it starts.
     pub seed_requested_at: Option<Instant>,
     pub created_at: Instant,
@@ -159,7 +155,8 @@ pub struct Task {
 }
 
 impl Task {
-    pub fn new(id: TaskId, url: String, now: Instant) -> Self {
+    /// A task whose mesh uses `mesh` sizes and random choices from `rng_seed`.
+    pub fn new(id: TaskId, url: String, now: Instant, mesh: MeshConfig, rng_seed: u64) -> Self {
         Self {
             id,
             url,
@@ -171,6 +168,7 @@ impl Task {
             digests: Vec::new(),
             peers: HashMap::new(),
             edges: HashMap::new(),
+            mesh: Mesh::new(mesh, rng_seed),
             seed_requested_at: None,
             created_at: now,
             updated_at: now,
@@ -186,51 +184,6 @@ impl Task {
 
     pub fn piece_count(&self) -> u32 {
         self.layout.map_or(0, |l| l.piece_count())
-    }
-
-    /// Peers reachable from `peer` through active edges (its current descendants), itself included.
-    pub fn descendants(&self, peer: &PeerId) -> HashSet<PeerId> {
-        let mut children: HashMap<&PeerId, Vec<&PeerId>> = HashMap::new();
-        for ((parent, child), edge) in &self.edges {
-            if edge.active {
-                children.entry(parent).or_default().push(child);
-            }
-        }
-        let mut seen = HashSet::from([peer.clone()]);
-        let mut stack = vec![peer];
-        while let Some(p) = stack.pop() {
-            for c in children.get(p).into_iter().flatten() {
-                if seen.insert((*c).clone()) {
-                    stack.push(c);
-                }
-            }
-        }
-        seen
-    }
-
-    /// Each peer's active children, counted in one pass over the edges.
-    pub fn active_child_counts(&self) -> HashMap<&PeerId, usize> {
-        let mut counts = HashMap::new();
-        for ((parent, _), edge) in &self.edges {
-            if edge.active {
-                *counts.entry(parent).or_insert(0) += 1;
-            }
-        }
-        counts
-    }
-
-    /// Each peer's active parents, collected in one pass over the edges.
-    pub fn active_parents(&self) -> HashMap<PeerId, Vec<PeerId>> {
-        let mut parents: HashMap<PeerId, Vec<PeerId>> = HashMap::new();
-        for ((parent, child), edge) in &self.edges {
-            if edge.active {
-                parents
-                    .entry(child.clone())
-                    .or_default()
-                    .push(parent.clone());
-            }
-        }
-        parents
     }
 
     pub fn deactivate_edges_into(&mut self, child: &PeerId) {

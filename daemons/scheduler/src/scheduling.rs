@@ -4,13 +4,16 @@
 //! holding the lock (replies go out on unbounded channels), so one slow peer never stalls the
 //! others.
 //!
-//! The life of a task: the first peer to register finds no parent. If a seed host is connected,
-//! the scheduler asks it (over its host stream) to fetch the task from the origin and keeps the
-//! peer pending; when the seed registers it is sent back to source and every pending peer gets
-//! it as a parent at once, so pieces flow to children while the seed is still downloading.
-//! Without a seed, the first peer itself goes back to source and becomes everyone's parent. The
-//! peer that fetches from the origin reports each piece's BLAKE3 digest; the scheduler forwards
-//! those digests to every downloader, which verifies each piece it gets from another peer.
+//! The life of a task: every peer that registers joins the task's mesh
+//! ([`crate::topology::Mesh`], pure decision code this module drives) and is linked to a few
+//! neighbours; both ends of a link are told of each other, and neighbours exchange pieces in
+//! both directions. The first peer finds nobody. If a seed host is connected, the scheduler
+//! asks it (over its host stream) to fetch the task from the origin and keeps the peer pending;
+//! when the seed registers it is sent back to source and linked to a few downloading peers at
+//! once, so pieces flow while the seed is still downloading. Without a seed, the first peer
+//! itself goes back to source. The peer that fetches from the origin reports each piece's
+//! BLAKE3 digest; the scheduler forwards those digests to every downloader, which verifies each
+//! piece it gets from another peer.
 //!
 //! The read-only views of this state that the admin API serves live in `admin/views.rs`.
 
@@ -28,7 +31,7 @@ use pb::peer_response::Response as PeerReply;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{Edge, Host, HostSender, HostType, Peer, PeerSender, PeerState, State, Task};
-use crate::selector::ParentSelector;
+use crate::topology::{Member, MeshConfig, MeshDecision, MeshEvent, Role};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
@@ -52,7 +55,7 @@ impl From<RegisterError> for tonic::Status {
 pub struct Scheduler {
     state: Mutex<State>,
     config: Config,
-    selector: ParentSelector,
+    mesh: MeshConfig,
     pub metrics: Metrics,
     /// Preheat jobs taken by this scheduler (see [`crate::preheat`]).
     pub jobs: crate::preheat::JobStore,
@@ -72,9 +75,7 @@ pub struct ConnectedHost {
 impl Scheduler {
     pub fn new(config: Config) -> Self {
         Self {
-            selector: ParentSelector {
-                limit: config.candidate_parents,
-            },
+            mesh: MeshConfig::with_degree(config.candidate_parents),
             config,
             state: Mutex::new(State::default()),
             metrics: Metrics::new(),
@@ -123,15 +124,21 @@ impl Scheduler {
         let mut state = self.lock();
         if let Some(h) = state.hosts.get_mut(host) {
             h.last_seen = Instant::now();
+            let switched_off = heartbeat.disabled && !h.heartbeat.disabled;
             h.heartbeat = heartbeat;
+            if switched_off {
+                // P2P switched off on that node: nobody downloads from it any more.
+                leave_mesh(&mut state, host);
+            }
         }
     }
 
     /// A host re-announced the tasks it holds (after connecting): rebuild holders from it.
-    pub fn host_held(&self, host_id: &HostId, held: pb::HeldTasks) {
+    pub fn host_held(&self, host_id: &HostId, held_tasks: pb::HeldTasks) {
         let now = Instant::now();
         let mut state = self.lock();
-        for item in held.tasks {
+        let mut held = Vec::new();
+        for item in held_tasks.tasks {
             if !item.complete {
                 continue;
             }
@@ -142,7 +149,7 @@ impl Scheduler {
             let task = state
                 .tasks
                 .entry(task_id.clone())
-                .or_insert_with(|| Task::new(task_id.clone(), item.url.clone(), now));
+                .or_insert_with(|| new_task(task_id.clone(), item.url.clone(), now, self.mesh));
             task.set_layout(PieceLayout::new(
                 item.content_length,
                 Some(item.piece_length),
@@ -183,6 +190,7 @@ impl Scheduler {
             peer.content_path = item.content_path;
             peer.updated_at = now;
             task.updated_at = now;
+            held.push((task_id, peer_id));
         }
         let is_seed = state
             .hosts
@@ -194,6 +202,26 @@ impl Scheduler {
                     peer.is_seed = is_seed;
                 }
             }
+        }
+        // Complete copies are sources; the decisions are links for peers still downloading.
+        for (task_id, peer_id) in held {
+            let Some(member) = state
+                .tasks
+                .get(&task_id)
+                .and_then(|t| t.peers.get(&peer_id))
+                .map(|p| member_of(&state, p))
+            else {
+                continue;
+            };
+            let Some(task) = state.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            let decisions = task.mesh.handle(MeshEvent::Joined {
+                peer: peer_id,
+                member,
+                complete: true,
+            });
+            self.apply(&mut state, &task_id, decisions, now);
         }
     }
 
@@ -223,6 +251,7 @@ impl Scheduler {
             h.commands = None;
             h.last_seen = Instant::now();
             tracing::info!(host_id = %host_id, "host disconnected");
+            leave_mesh(&mut state, host_id);
         }
         drop(state);
         self.jobs.host_departed();
@@ -258,10 +287,11 @@ impl Scheduler {
             h
         });
         let is_seed = host.host_type == HostType::Seed;
+        let host_info_idc = (host.info.idc.clone(), host.info.location.clone());
         let task = state
             .tasks
             .entry(task_id.clone())
-            .or_insert_with(|| Task::new(task_id.clone(), reg.url.clone(), now));
+            .or_insert_with(|| new_task(task_id.clone(), reg.url.clone(), now, self.mesh));
         if task.origin_headers.is_empty() {
             task.origin_headers = reg.headers.clone();
         }
@@ -277,7 +307,7 @@ impl Scheduler {
             peer_id.clone(),
             Peer {
                 id: peer_id.clone(),
-                host_id,
+                host_id: host_id.clone(),
                 state: PeerState::Pending,
                 is_seed,
                 bitmap,
@@ -306,9 +336,21 @@ impl Scheduler {
         if reg.seed {
             self.back_to_source(task, &peer_id, "seed peer fetches from the origin");
             task.seed_requested_at = None;
-            // The seed is a parent from its first byte: give it to everyone waiting.
-            self.schedule_waiting(state, &task_id, now);
-        } else {
+        }
+        let member = Member {
+            host: host_id,
+            role: if is_seed { Role::Seed } else { Role::Normal },
+            idc: host_info_idc.0,
+            location: host_info_idc.1,
+        };
+        // The seed is a source from its first byte: joining links it to downloading peers.
+        let decisions = task.mesh.handle(MeshEvent::Joined {
+            peer: peer_id.clone(),
+            member,
+            complete: false,
+        });
+        self.apply(state, &task_id, decisions, now);
+        if !reg.seed {
             self.schedule(state, &task_id, &peer_id, now);
         }
         Ok((task_id, peer_id, generation))
@@ -350,17 +392,26 @@ impl Scheduler {
                 let Some(peer) = task.peers.get_mut(peer_id) else {
                     return;
                 };
+                let mut failed_links = Vec::new();
                 for failed in req.failed_parent_ids {
                     let failed = PeerId::from(failed);
-                    if let Some(edge) = task.edges.get_mut(&(failed.clone(), peer_id.clone())) {
-                        edge.active = false;
-                    }
-                    peer.blocklist.insert(failed);
+                    peer.blocklist.insert(failed.clone());
+                    failed_links.push(failed);
                 }
                 peer.reschedules += 1;
-                if peer.reschedules > self.config.retry_limit {
+                let exhausted = peer.reschedules > self.config.retry_limit;
+                for failed in failed_links {
+                    unlink_edges(task, peer_id, &failed);
+                    task.mesh.handle(MeshEvent::LinkFailed {
+                        peer: peer_id.clone(),
+                        neighbour: failed,
+                    });
+                }
+                if exhausted {
                     self.back_to_source(task, peer_id, "reschedule limit reached");
                 } else {
+                    let decisions = task.mesh.handle(MeshEvent::Tick);
+                    self.apply(state, task_id, decisions, now);
                     self.schedule(state, task_id, peer_id, now);
                 }
             }
@@ -377,12 +428,14 @@ impl Scheduler {
                 }
                 task.deactivate_edges_into(peer_id);
                 task.updated_at = now;
+                task.mesh.handle(MeshEvent::Completed {
+                    peer: peer_id.clone(),
+                });
                 self.metrics
                     .downloads
                     .get_or_create(&vec![("outcome", "succeeded")])
                     .inc();
                 tracing::info!(task_id = %task_id, peer_id = %peer_id, "peer finished");
-                self.schedule_waiting(state, task_id, now);
             }
             PeerMsg::Failed(f) => {
                 let Some(task) = state.tasks.get_mut(task_id) else {
@@ -397,6 +450,9 @@ impl Scheduler {
                     peer.updated_at = now;
                 }
                 task.deactivate_edges_of(peer_id);
+                task.mesh.handle(MeshEvent::Left {
+                    peer: peer_id.clone(),
+                });
                 self.metrics
                     .downloads
                     .get_or_create(&vec![("outcome", "failed")])
@@ -431,7 +487,6 @@ impl Scheduler {
                 task.deactivate_edges_into(peer_id);
                 self.metrics.back_to_source.inc();
                 tracing::info!(task_id = %task_id, peer_id = %peer_id, reason = %b.reason, "peer went back to source on its own");
-                self.schedule_waiting(state, task_id, now);
             }
         }
     }
@@ -452,6 +507,9 @@ impl Scheduler {
         if peer.state.is_downloading() {
             peer.state = PeerState::Left;
             task.deactivate_edges_of(peer_id);
+            task.mesh.handle(MeshEvent::Left {
+                peer: peer_id.clone(),
+            });
             tracing::info!(task_id = %task_id, peer_id = %peer_id, "peer left before finishing");
         }
     }
@@ -519,6 +577,10 @@ impl Scheduler {
         }
         if let Some(peer) = task.peers.get_mut(peer_id) {
             peer.bitmap.set(pf.number);
+            task.mesh.handle(MeshEvent::Progress {
+                peer: peer_id.clone(),
+                pieces: peer.bitmap.count(),
+            });
             peer.updated_at = now;
             if from_origin {
                 peer.bytes_from_origin += pf.length;
@@ -564,6 +626,9 @@ impl Scheduler {
                 if let Some(child) = task.peers.get_mut(peer_id) {
                     child.blocklist.insert(parent.clone());
                 }
+                task.mesh.handle(MeshEvent::Corrupt {
+                    peer: parent.clone(),
+                });
                 tracing::warn!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, "parent served a corrupt piece; blocklisted for this task");
             }
             pb::PieceFailure::Unreachable | pb::PieceFailure::Timeout => {
@@ -571,20 +636,22 @@ impl Scheduler {
                 if let Some(child) = task.peers.get_mut(peer_id) {
                     child.blocklist.insert(parent.clone());
                 }
+                task.mesh.handle(MeshEvent::LinkFailed {
+                    peer: peer_id.clone(),
+                    neighbour: parent.clone(),
+                });
                 tracing::info!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, error = %pf.message, "parent failed a piece");
             }
             pb::PieceFailure::NotFound => {}
         }
     }
 
-    /// Finds parents for one peer, or decides that it waits or goes to the origin.
+    /// For a peer the mesh found no neighbour for: waits, triggers a seed, or goes to the origin.
     fn schedule(&self, state: &mut State, task_id: &TaskId, peer_id: &PeerId, now: Instant) {
         let Some(task) = state.tasks.get(task_id) else {
             return;
         };
-        let parents = self.selector.select(state, task, peer_id);
-        if !parents.is_empty() {
-            self.assign_parents(state, task_id, peer_id, parents, now);
+        if task.mesh.neighbours(peer_id).next().is_some() {
             return;
         }
         let seed_host = self.pick_seed(state, task_id, peer_id);
@@ -646,48 +713,61 @@ impl Scheduler {
         seeds.get(owner).and_then(|h| h.commands.clone())
     }
 
-    fn assign_parents(
+    /// Carries out the mesh's decisions: each end of a new link that is still downloading is
+    /// told of the other, and both directed edges are marked active.
+    fn apply(
         &self,
         state: &mut State,
         task_id: &TaskId,
-        peer_id: &PeerId,
-        parents: Vec<PeerId>,
+        decisions: Vec<MeshDecision>,
         now: Instant,
     ) {
+        for MeshDecision::Link { a, b } in decisions {
+            self.tell(state, task_id, &a, &b, now);
+            self.tell(state, task_id, &b, &a, now);
+        }
+    }
+
+    /// Sends `to` the neighbour `about` (as a `Parents` message) if `to` is downloading from
+    /// peers, and marks the edge `about -> to` active.
+    fn tell(&self, state: &mut State, task_id: &TaskId, to: &PeerId, about: &PeerId, now: Instant) {
         let Some(task) = state.tasks.get_mut(task_id) else {
             return;
         };
-        let mut wire = Vec::with_capacity(parents.len());
-        for parent in &parents {
-            let Some(p) = task.peers.get(parent) else {
-                continue;
-            };
-            let Some(host) = state.hosts.get(&p.host_id) else {
-                continue;
-            };
-            wire.push(pb::Parent {
-                peer_id: parent.to_string(),
+        let Some(wire) = task
+            .peers
+            .get(about)
+            .and_then(|p| state.hosts.get(&p.host_id))
+            .map(|host| pb::Parent {
+                peer_id: about.to_string(),
                 host_id: host.id.to_string(),
                 ip: host.info.ip.clone(),
                 upload_port: host.info.upload_port,
                 host_type: host.info.host_type,
-            });
-            let edge = task
-                .edges
-                .entry((parent.clone(), peer_id.clone()))
-                .or_default();
-            edge.active = true;
-        }
-        let Some(peer) = task.peers.get_mut(peer_id) else {
+            })
+        else {
             return;
         };
-        if peer.state == PeerState::Pending {
-            peer.state = PeerState::Running;
+        let Some(peer) = task.peers.get_mut(to) else {
+            return;
+        };
+        if !matches!(peer.state, PeerState::Pending | PeerState::Running) {
+            return;
         }
+        peer.state = PeerState::Running;
         peer.updated_at = now;
         if let Some(tx) = &peer.tx {
-            send(tx, PeerReply::Parents(pb::Parents { parents: wire }));
+            send(
+                tx,
+                PeerReply::Parents(pb::Parents {
+                    parents: vec![wire],
+                }),
+            );
         }
+        task.edges
+            .entry((about.clone(), to.clone()))
+            .or_default()
+            .active = true;
         self.metrics.decision("parents");
     }
 
@@ -710,77 +790,33 @@ impl Scheduler {
         tracing::info!(task_id = %task.id, peer_id = %peer_id, reason, "peer sent back to source");
     }
 
-    /// Gives parents to every pending peer of a task that can now have some.
-    fn schedule_waiting(&self, state: &mut State, task_id: &TaskId, now: Instant) {
-        let Some(task) = state.tasks.get(task_id) else {
-            return;
-        };
-        let waiting: Vec<PeerId> = task
-            .peers
-            .values()
-            .filter(|p| p.state == PeerState::Pending)
-            .map(|p| p.id.clone())
-            .collect();
-        for peer_id in waiting {
-            let Some(task) = state.tasks.get(task_id) else {
-                return;
-            };
-            let parents = self.selector.select(state, task, &peer_id);
-            if !parents.is_empty() {
-                self.assign_parents(state, task_id, &peer_id, parents, now);
-            }
-        }
-    }
-
-    /// Periodic pass (sub-second): pending peers get parents or, after `seed_wait`, the origin;
-    /// running peers with fewer parents than they could use are offered more, so the swarm
-    /// meshes as pieces spread instead of leaning on the first parents it was given.
+    /// Periodic pass (sub-second): the mesh tops up every peer below its degree (neighbours
+    /// left, failed or finished); a peer still pending after `seed_wait` with no neighbour goes
+    /// to the origin.
     pub fn tick(&self) {
         let now = Instant::now();
         let mut guard = self.lock();
         let state = &mut *guard;
         let task_ids: Vec<TaskId> = state.tasks.keys().cloned().collect();
         for task_id in task_ids {
-            let Some(task) = state.tasks.get(&task_id) else {
+            let Some(task) = state.tasks.get_mut(&task_id) else {
                 continue;
             };
-            // One pass over the edges per task; assigning parents to one peer below adds edges
-            // into that peer only, so the others' entries stay exact.
-            let parents_of = task.active_parents();
-            let mut actions: Vec<(PeerId, bool)> = Vec::new();
-            for peer in task.peers.values() {
-                match peer.state {
-                    PeerState::Pending => actions.push((
-                        peer.id.clone(),
-                        now.duration_since(peer.registered_at) >= self.config.seed_wait,
-                    )),
-                    PeerState::Running
-                        if parents_of.get(&peer.id).map_or(0, Vec::len)
-                            < self.config.candidate_parents =>
-                    {
-                        actions.push((peer.id.clone(), false));
-                    }
-                    _ => {}
-                }
-            }
-            for (peer_id, overdue) in actions {
-                let Some(task) = state.tasks.get(&task_id) else {
-                    break;
-                };
-                let current = parents_of.get(&peer_id).map_or(&[][..], Vec::as_slice);
-                let parents = self.selector.select(state, task, &peer_id);
-                let is_new = parents.iter().any(|p| !current.contains(p));
-                if is_new {
-                    self.assign_parents(state, &task_id, &peer_id, parents, now);
-                } else if overdue
-                    && let Some(task) = state.tasks.get_mut(&task_id)
-                    && task
-                        .peers
-                        .get(&peer_id)
-                        .is_some_and(|p| p.state == PeerState::Pending)
-                {
-                    self.back_to_source(task, &peer_id, "no parent appeared in time");
-                }
+            let decisions = task.mesh.handle(MeshEvent::Tick);
+            self.apply(state, &task_id, decisions, now);
+            let Some(task) = state.tasks.get_mut(&task_id) else {
+                continue;
+            };
+            let overdue: Vec<PeerId> = task
+                .peers
+                .values()
+                .filter(|p| p.state == PeerState::Pending)
+                .filter(|p| now.duration_since(p.registered_at) >= self.config.seed_wait)
+                .filter(|p| task.mesh.neighbours(&p.id).next().is_none())
+                .map(|p| p.id.clone())
+                .collect();
+            for peer_id in overdue {
+                self.back_to_source(task, &peer_id, "no parent appeared in time");
             }
         }
     }
@@ -876,6 +912,7 @@ fn has_usable_parent(task: &Task, child: &PeerId) -> bool {
 }
 
 fn remove_peer(task: &mut Task, peer: &PeerId) {
+    task.mesh.handle(MeshEvent::Left { peer: peer.clone() });
     task.peers.remove(peer);
     task.edges.retain(|(p, c), _| p != peer && c != peer);
 }
@@ -905,6 +942,50 @@ fn send(tx: &PeerSender, reply: PeerReply) {
     let _ = tx.send(Ok(pb::PeerResponse {
         response: Some(reply),
     }));
+}
+
+fn new_task(id: TaskId, url: String, now: Instant, mesh: MeshConfig) -> Task {
+    Task::new(id, url, now, mesh, fastrand::u64(..))
+}
+
+/// The mesh's view of a peer.
+fn member_of(state: &State, peer: &Peer) -> Member {
+    let host = state.hosts.get(&peer.host_id);
+    Member {
+        host: peer.host_id.clone(),
+        role: if peer.is_seed {
+            Role::Seed
+        } else {
+            Role::Normal
+        },
+        idc: host.map(|h| h.info.idc.clone()).unwrap_or_default(),
+        location: host.map(|h| h.info.location.clone()).unwrap_or_default(),
+    }
+}
+
+/// Every peer of `host` leaves its task's mesh (host gone or P2P switched off there).
+fn leave_mesh(state: &mut State, host: &HostId) {
+    for task in state.tasks.values_mut() {
+        let gone: Vec<PeerId> = task
+            .peers
+            .values()
+            .filter(|p| &p.host_id == host)
+            .map(|p| p.id.clone())
+            .collect();
+        for peer in gone {
+            task.deactivate_edges_of(&peer);
+            task.mesh.handle(MeshEvent::Left { peer });
+        }
+    }
+}
+
+/// Both directed edges between two peers stop being active.
+fn unlink_edges(task: &mut Task, a: &PeerId, b: &PeerId) {
+    for key in [(a.clone(), b.clone()), (b.clone(), a.clone())] {
+        if let Some(edge) = task.edges.get_mut(&key) {
+            edge.active = false;
+        }
+    }
 }
 
 /// Period of [`Scheduler::tick`].
@@ -1024,36 +1105,95 @@ mod tests {
     }
 
     #[test]
-    fn active_edges_never_form_a_cycle() {
+    fn peers_are_meshed_both_ways_and_each_is_told_of_its_neighbours() {
         let s = Scheduler::new(Config::default());
+        let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
+        s.host_connected(host("seed", true), seed_tx);
         let t = task_id();
         let mut peers = Vec::new();
         for i in 0..12 {
-            let (p, rx) = register(&s, &t, &format!("h{i}"), false);
-            peers.push((p, rx));
+            peers.push(register(&s, &t, &format!("h{i}"), false));
         }
-        // Every running peer asks for more parents, several rounds, as starved children do.
-        for _ in 0..4 {
-            for (p, _) in &peers {
-                s.peer_message(&t, p, PeerMsg::Reschedule(pb::RescheduleRequest::default()));
-            }
-            s.tick();
-        }
+        let (seed_peer, _seed_peer_rx) = register_seed(&s, &t);
+        s.tick();
+        let degree = s.config().candidate_parents;
         s.with_state(|state| {
             let task = state.tasks.get(&t).expect("task");
-            for peer in task.peers.keys() {
-                let below = task.descendants(peer);
-                for ((parent, child), e) in &task.edges {
-                    if e.active && child == peer {
-                        assert!(!below.contains(parent), "{parent} -> {peer} closes a cycle");
+            for (p, _) in &peers {
+                let n: Vec<&PeerId> = task.mesh.neighbours(p).collect();
+                assert!(n.len() >= degree, "{p} has {n:?}");
+                // Bytes may flow both ways, except into the seed, which downloads from the origin.
+                for q in n {
+                    let key = (q.clone(), p.clone());
+                    assert!(task.edges.get(&key).is_some_and(|e| e.active), "{key:?}");
+                    if q != &seed_peer {
+                        let back = (p.clone(), q.clone());
+                        assert!(task.edges.get(&back).is_some_and(|e| e.active), "{back:?}");
                     }
                 }
             }
-            assert!(
-                task.edges.values().filter(|e| e.active).count() > 12,
-                "peers meshed"
-            );
+            assert!(task.mesh.neighbours(&seed_peer).count() <= degree.max(2));
         });
+        // Every peer was told, one message per neighbour, of exactly its mesh neighbours.
+        for (p, rx) in &mut peers {
+            let mut told: Vec<String> = replies(rx)
+                .into_iter()
+                .filter_map(|r| match r {
+                    PeerReply::Parents(x) => Some(x.parents),
+                    _ => None,
+                })
+                .flatten()
+                .map(|x| x.peer_id)
+                .collect();
+            told.sort();
+            let mut want: Vec<String> = s.with_state(|state| {
+                state.tasks[&t]
+                    .mesh
+                    .neighbours(p)
+                    .map(ToString::to_string)
+                    .collect()
+            });
+            want.sort();
+            assert_eq!(told, want, "{p}");
+        }
+    }
+
+    #[test]
+    fn a_peer_whose_neighbours_left_gets_new_ones_at_the_next_tick() {
+        let s = Scheduler::new(Config::default());
+        let t = task_id();
+        let mut peers: Vec<(PeerId, Rx)> = (0..10)
+            .map(|i| register(&s, &t, &format!("h{i}"), false))
+            .collect();
+        let (me, mut rx) = peers.pop().expect("ten peers");
+        replies(&mut rx);
+        let before: Vec<PeerId> =
+            s.with_state(|state| state.tasks[&t].mesh.neighbours(&me).cloned().collect());
+        for p in &before {
+            s.peer_message(
+                &t,
+                p,
+                PeerMsg::Failed(pb::DownloadFailed {
+                    message: "gone".into(),
+                    origin_status: 0,
+                }),
+            );
+        }
+        s.tick();
+        let told: Vec<String> = replies(&mut rx)
+            .into_iter()
+            .filter_map(|r| match r {
+                PeerReply::Parents(x) => Some(x.parents),
+                _ => None,
+            })
+            .flatten()
+            .map(|x| x.peer_id)
+            .collect();
+        assert!(!told.is_empty());
+        assert!(
+            told.iter().all(|x| before.iter().all(|b| b.as_str() != x)),
+            "{told:?}"
+        );
     }
 
     #[test]

@@ -1,93 +1,88 @@
-//! [`ParentSelector`]: which peers a child should download a task from.
+//! [`rank`]: which of the candidate neighbours a peer should be linked to, best first. Pure:
+//! the candidates are already filtered by [`crate::topology::Mesh`] (same task, other host,
+//! not blocked, not corrupt, below the degree cap); randomness comes from the caller's seeded
+//! generator.
 //!
-//! Candidates are peers of the same task that are downloading or done, on a connected and
-//! enabled host other than the child's, not blocklisted by the child, not known to serve corrupt
-//! pieces, and not descendants of the child (so the new edge cannot close a cycle). They are
-//! ranked by a weighted score and the best few are returned; the child spreads its piece
-//! requests over them.
+//! Order: same IDC, then same location (locality), then what the candidate holds (a complete
+//! copy, then some pieces, then none: a late joiner links to peers that have data), then
+//! random. Load is not a preference but a cap (`max_degree`, applied by the mesh): preferring
+//! the least-linked peers links each newcomer to the previous few newcomers, so a herd joining
+//! in sequence forms a band whose diameter grows like N (18 hops at N = 256, degree 4, in
+//! `topology`'s diameter test); uniformly random choice below the cap keeps it about log N.
 
 use df_core::ids::PeerId;
 
-use crate::model::{HostType, PeerState, State, Task};
-
-/// Score weights; they sum to 1 so a score reads as a fraction of a perfect parent.
-const WEIGHT_PIECES: f64 = 0.35;
-const WEIGHT_FREE_SLOTS: f64 = 0.30;
-const WEIGHT_SUCCESS: f64 = 0.15;
-const WEIGHT_IDC: f64 = 0.10;
-const WEIGHT_LOCATION: f64 = 0.05;
-/// Normal peers get a small edge over seeds at equal merit, to spare the seeds' uplinks.
-const WEIGHT_NORMAL_HOST: f64 = 0.05;
-
-#[derive(Debug, Clone, Copy)]
-pub struct ParentSelector {
-    pub limit: usize,
+/// A peer that could become a neighbour, as the ranking sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub peer: PeerId,
+    /// Links it has now (below the mesh's cap; shown for diagnostics and tests).
+    pub links: usize,
+    pub same_idc: bool,
+    pub same_location: bool,
+    /// Pieces it holds; `u32::MAX` for a complete copy.
+    pub pieces: u32,
 }
 
-impl ParentSelector {
-    /// The best parents for `child`, best first. Empty when no peer qualifies.
-    pub fn select(&self, state: &State, task: &Task, child: &PeerId) -> Vec<PeerId> {
-        let Some(child_peer) = task.peers.get(child) else {
-            return Vec::new();
-        };
-        let child_host = state.hosts.get(&child_peer.host_id);
-        let descendants = task.descendants(child);
-        let children_of = task.active_child_counts();
-        let piece_count = task.piece_count();
-        let mut scored: Vec<(f64, &PeerId)> = task
-            .peers
-            .values()
-            .filter(|p| !descendants.contains(&p.id))
-            .filter(|p| p.host_id != child_peer.host_id)
-            .filter(|p| !child_peer.blocklist.contains(&p.id) && !p.corrupt)
-            .filter(|p| {
-                matches!(
-                    p.state,
-                    PeerState::Running | PeerState::BackToSource | PeerState::Succeeded
-                )
-            })
-            // A parent that is still downloading must still be reporting, or its pieces stall.
-            .filter(|p| p.state == PeerState::Succeeded || p.tx.is_some())
-            .filter_map(|p| {
-                let host = state.hosts.get(&p.host_id)?;
-                if !host.usable_as_parent() {
-                    return None;
-                }
-                let pieces = if p.state == PeerState::Succeeded {
-                    1.0
-                } else if piece_count == 0 {
-                    0.0
-                } else {
-                    f64::from(p.bitmap.count()) / f64::from(piece_count)
-                };
-                let slots = host.info.upload_slots.max(1) as f64;
-                let busy = children_of.get(&p.id).copied().unwrap_or(0) as f64;
-                let free = ((slots - busy) / slots).clamp(0.0, 1.0);
-                let (same_idc, same_location) = match child_host {
-                    Some(c) => (
-                        !c.info.idc.is_empty() && c.info.idc == host.info.idc,
-                        !c.info.location.is_empty() && c.info.location == host.info.location,
-                    ),
-                    None => (false, false),
-                };
-                let score = WEIGHT_PIECES * pieces
-                    + WEIGHT_FREE_SLOTS * free
-                    + WEIGHT_SUCCESS * host.success_rate()
-                    + if same_idc { WEIGHT_IDC } else { 0.0 }
-                    + if same_location { WEIGHT_LOCATION } else { 0.0 }
-                    + if host.host_type == HostType::Normal {
-                        WEIGHT_NORMAL_HOST
-                    } else {
-                        0.0
-                    };
-                Some((score, &p.id))
+/// The candidates, best first.
+pub fn rank(candidates: Vec<Candidate>, rng: &mut fastrand::Rng) -> Vec<PeerId> {
+    let mut keyed: Vec<_> = candidates
+        .into_iter()
+        .map(|c| {
+            let holds = match c.pieces {
+                u32::MAX => 0,
+                0 => 2,
+                _ => 1,
+            };
+            (!c.same_idc, !c.same_location, holds, rng.u64(..), c.peer)
+        })
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|k| k.4).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(name: &str, links: usize, idc: bool, pieces: u32) -> Candidate {
+        Candidate {
+            peer: PeerId::from(name.to_owned()),
+            links,
+            same_idc: idc,
+            same_location: false,
+            pieces,
+        }
+    }
+
+    #[test]
+    fn locality_then_pieces_then_random() {
+        let mut rng = fastrand::Rng::with_seed(1);
+        let ranked = rank(
+            vec![
+                c("remote-some", 6, false, 3),
+                c("remote-empty", 0, false, 0),
+                c("local-empty", 1, true, 0),
+                c("remote-full", 0, false, u32::MAX),
+            ],
+            &mut rng,
+        );
+        let names: Vec<&str> = ranked.iter().map(PeerId::as_str).collect();
+        assert_eq!(
+            names,
+            ["local-empty", "remote-full", "remote-some", "remote-empty"]
+        );
+    }
+
+    #[test]
+    fn equals_are_ordered_at_random() {
+        let firsts: std::collections::HashSet<PeerId> = (0..32)
+            .map(|seed| {
+                let mut rng = fastrand::Rng::with_seed(seed);
+                let all = (0..8).map(|i| c(&format!("p{i}"), 0, false, 0)).collect();
+                rank(all, &mut rng)[0].clone()
             })
             .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-        scored
-            .into_iter()
-            .take(self.limit)
-            .map(|(_, id)| id.clone())
-            .collect()
+        assert!(firsts.len() > 3, "{firsts:?}");
     }
 }

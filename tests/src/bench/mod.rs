@@ -11,7 +11,10 @@
 //! - Ports come from [`free_ports`] (all held until all are chosen), never fixed numbers.
 //! - CPU and memory figures come from `/proc/<pid>/{stat,status}` of the daemons themselves.
 
+pub mod churn;
+pub mod netns;
 pub mod scheduler_load;
+pub mod sim;
 pub mod swarm;
 
 use std::net::Ipv4Addr;
@@ -22,7 +25,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt as _;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
+
+pub use netns::Launch;
 use tokio::time::Instant;
 
 pub const MIB: u64 = 1024 * 1024;
@@ -58,12 +63,26 @@ impl ProcessSet {
         args: &[&str],
         stderr_log: &Path,
     ) -> anyhow::Result<&Daemon> {
+        self.spawn_in(&Launch::default(), name, binary, args, stderr_log)
+            .await
+    }
+
+    /// [`ProcessSet::spawn`], started as `launch` says (e.g. inside a network namespace).
+    pub async fn spawn_in(
+        &mut self,
+        launch: &Launch,
+        name: &str,
+        binary: &Path,
+        args: &[&str],
+        stderr_log: &Path,
+    ) -> anyhow::Result<&Daemon> {
         let log = std::fs::File::create(stderr_log)
             .with_context(|| format!("cannot create {}", stderr_log.display()))?;
         let log_too = log
             .try_clone()
             .with_context(|| format!("cannot reopen {}", stderr_log.display()))?;
-        let child = Command::new(binary)
+        let child = launch
+            .command(binary)
             .args(args)
             .stdin(Stdio::null())
             .stdout(log)
@@ -173,9 +192,11 @@ fn tail(path: &Path) -> String {
     }
 }
 
-/// Starts `df-testorigin` and returns its base URL (`http://127.0.0.1:PORT`).
+/// Starts `df-testorigin` on `listen` (as `launch` says) and returns its base URL
+/// (`http://IP:PORT`).
 pub async fn start_origin(
     procs: &mut ProcessSet,
+    (launch, listen): (&Launch, Ipv4Addr),
     bin_dir: &Path,
     dir: &Path,
     rate_limit: u64,
@@ -185,8 +206,10 @@ pub async fn start_origin(
     let err =
         std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
     let rate = rate_limit.to_string();
-    let mut child = Command::new(&binary)
-        .args(["--listen", "127.0.0.1:0", "--rate-limit", &rate])
+    let listen = format!("{listen}:0");
+    let mut child = launch
+        .command(&binary)
+        .args(["--listen", &listen, "--rate-limit", &rate])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(err)
@@ -214,6 +237,7 @@ pub async fn start_origin(
 /// until it is healthy. `candidate_parents` overrides `scheduler.candidate_parents`.
 pub async fn start_scheduler(
     procs: &mut ProcessSet,
+    launch: &Launch,
     bin_dir: &Path,
     dir: &Path,
     (grpc, http_addr): (&str, &str),
@@ -236,7 +260,8 @@ pub async fn start_scheduler(
     )?;
     let path_arg = config_path.display().to_string();
     procs
-        .spawn(
+        .spawn_in(
+            launch,
             "scheduler",
             &binary(bin_dir, "dfscheduler")?,
             &["--config", &path_arg],

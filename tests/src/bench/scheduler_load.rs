@@ -145,7 +145,16 @@ async fn load(
         format!("127.0.0.1:{}", ports[0]),
         format!("127.0.0.1:{}", ports[1]),
     );
-    start_scheduler(procs, &cfg.bin_dir, dir, (&grpc, &admin), None, &http).await?;
+    start_scheduler(
+        procs,
+        &super::Launch::default(),
+        &cfg.bin_dir,
+        dir,
+        (&grpc, &admin),
+        None,
+        &http,
+    )
+    .await?;
     let pid = procs
         .get("scheduler")
         .map(|d| d.pid)

@@ -17,6 +17,7 @@
 //! Each run gets a fresh cluster in its own temp dir and a fresh object (random blob seed), so
 //! no run sees another's cache.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::netns::{self, Lab};
 use super::{
     MIB, MachineInfo, ProcUsage, ProcessSet, binary, free_ports, get_json, http_client, proc_usage,
     round3, start_origin, start_scheduler, write_file,
@@ -53,7 +55,18 @@ pub struct SwarmConfig {
     /// `scheduler.candidate_parents`; `None` keeps the scheduler's default.
     #[serde(default)]
     pub candidate_parents: Option<usize>,
+    /// Explicit piece length of the download (part of the task ID); `None` keeps the default
+    /// (S/500 rounded up to a power of two, at least 4 MiB). More pieces shorten the tail: a
+    /// piece is forwarded only once whole, so each hop costs one piece-time.
+    #[serde(default)]
+    pub piece_length: Option<u64>,
     pub runs: u32,
+    /// Every process on its own network-namespace host, caps by `tc` (see `netns.rs`).
+    #[serde(default)]
+    pub netns: bool,
+    /// Fraction of the peers killed mid-swarm (`--churn`, see `churn.rs`); 0: none.
+    #[serde(default)]
+    pub churn: f64,
     /// Also run the direct baseline.
     pub baseline: bool,
     /// SHA-256 every peer's stored file against the origin's after the run.
@@ -126,6 +139,10 @@ pub struct NodeResult {
     pub cpu_s: f64,
     /// SHA-256 of the stored file equals the origin's (`None`: not checked).
     pub sha256_ok: Option<bool>,
+    /// Killed by `--churn`, this many seconds after the herd started (excluded from the
+    /// makespan and the checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_at_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -252,7 +269,11 @@ fn summarise(runs: &[SwarmRun], bound: &LowerBound) -> SwarmSummary {
                 .filter_map(|r| r.baseline.as_ref().map(|b| b.makespan_s)),
         )
     });
-    let peers: Vec<&NodeResult> = runs.iter().flat_map(|r| &r.peers).collect();
+    let peers: Vec<&NodeResult> = runs
+        .iter()
+        .flat_map(|r| &r.peers)
+        .filter(|p| p.killed_at_s.is_none())
+        .collect();
     let mean = |xs: &[f64]| {
         if xs.is_empty() {
             0.0
@@ -302,6 +323,8 @@ fn summarise(runs: &[SwarmRun], bound: &LowerBound) -> SwarmSummary {
 struct DaemonAddrs {
     name: String,
     admin: String,
+    /// Its host number under `--netns`.
+    host: usize,
 }
 
 async fn one_run(
@@ -316,8 +339,14 @@ async fn one_run(
         .prefix("df-bench-swarm-")
         .tempdir_in(&parent)
         .with_context(|| format!("cannot create a temp dir in {}", parent.display()))?;
+    // Declared before the processes: the namespaces outlive the daemons inside them.
+    let lab = if cfg.netns {
+        Some(Lab::create(netns::FIRST_DAEMON_HOST + cfg.peers as usize)?)
+    } else {
+        None
+    };
     let mut procs = ProcessSet::default();
-    let result = run_cluster(cfg, bound, http, dir.path(), &mut procs).await;
+    let result = run_cluster(cfg, bound, (http, lab.as_ref()), dir.path(), &mut procs).await;
     procs.stop_all(Duration::from_secs(5)).await;
     result
 }
@@ -325,19 +354,36 @@ async fn one_run(
 async fn run_cluster(
     cfg: &SwarmConfig,
     bound: &LowerBound,
-    http: &reqwest::Client,
+    (http, lab): (&reqwest::Client, Option<&Lab>),
     dir: &Path,
     procs: &mut ProcessSet,
 ) -> anyhow::Result<SwarmRun> {
-    let origin = start_origin(procs, &cfg.bin_dir, dir, cfg.origin_rate).await?;
+    // Under --netns the kernel enforces the caps and the daemons' own limiters are off.
+    let limit = |rate: u64| if lab.is_some() { 0 } else { rate };
+    if let Some(lab) = lab {
+        lab.shape(netns::ORIGIN_HOST, cfg.origin_rate, 0)?;
+    }
+    let origin = start_origin(
+        procs,
+        (
+            &netns::place(lab, netns::ORIGIN_HOST).0,
+            netns::place(lab, netns::ORIGIN_HOST).1,
+        ),
+        &cfg.bin_dir,
+        dir,
+        limit(cfg.origin_rate),
+    )
+    .await?;
     let n = cfg.peers as usize;
     let ports = free_ports(2 + 3 * (n + 1)).await?;
+    let (sched_launch, sched_ip) = netns::place(lab, netns::SCHEDULER_HOST);
     let (grpc, sched_http) = (
-        format!("127.0.0.1:{}", ports[0]),
-        format!("127.0.0.1:{}", ports[1]),
+        format!("{sched_ip}:{}", ports[0]),
+        format!("{sched_ip}:{}", ports[1]),
     );
     start_scheduler(
         procs,
+        &sched_launch,
         &cfg.bin_dir,
         dir,
         (&grpc, &sched_http),
@@ -357,14 +403,21 @@ async fn run_cluster(
         let home = dir.join(&name);
         std::fs::create_dir_all(&home)
             .with_context(|| format!("cannot create {}", home.display()))?;
+        let host = netns::FIRST_DAEMON_HOST + i;
+        let (launch, ip) = netns::place(lab, host);
+        if let Some(lab) = lab {
+            lab.shape(host, cfg.peer_upload, cfg.peer_download)?;
+        }
+        let limits = (limit(cfg.peer_upload), limit(cfg.peer_download));
         let config_path = home.join("dfdaemon.yaml");
         write_file(
             &config_path,
-            &peer_yaml(cfg, &name, i == 0, &grpc, p, &home),
+            &peer_yaml(cfg, (&name, ip, limits), i == 0, &grpc, p, &home),
         )?;
         let path_arg = config_path.display().to_string();
         procs
-            .spawn(
+            .spawn_in(
+                &launch,
                 &name,
                 &cfg.bin_dir.join("dfdaemon"),
                 &["--config", &path_arg],
@@ -373,7 +426,8 @@ async fn run_cluster(
             .await?;
         nodes.push(DaemonAddrs {
             name,
-            admin: format!("127.0.0.1:{}", p[2]),
+            admin: format!("{ip}:{}", p[2]),
+            host,
         });
     }
     for node in &nodes {
@@ -394,7 +448,19 @@ async fn run_cluster(
         .map(|(_, pid)| proc_usage(*pid).map_or(0.0, |u| u.cpu_s))
         .collect();
 
-    let pulls = herd(http, &nodes[1..], &url).await;
+    let killer =
+        super::churn::Killer::start(cfg.churn, bound.t_star_s, pids.get(2..).unwrap_or_default());
+    let pulls = match lab {
+        Some(lab) => {
+            let admins: Vec<(usize, String)> = nodes[1..]
+                .iter()
+                .map(|p| (p.host, p.admin.clone()))
+                .collect();
+            netns::herd(lab, &admins, &url, cfg.piece_length).await
+        }
+        None => herd(http, &nodes[1..], &url, cfg.piece_length).await,
+    };
+    let killed = killer.finish().await;
 
     let usage_after: Vec<ProcUsage> = pids
         .iter()
@@ -410,6 +476,15 @@ async fn run_cluster(
 
     let mut results = Vec::with_capacity(n + 1);
     for (i, node) in nodes.iter().enumerate() {
+        if let Some((_, at)) = killed.iter().find(|(name, _)| *name == node.name) {
+            let r = NodeResult {
+                name: node.name.clone(),
+                killed_at_s: Some(*at),
+                ..NodeResult::default()
+            };
+            results.push((None, r));
+            continue;
+        }
         let u = usage(i + 1);
         let info: PeerInfo = get_json(http, &format!("http://{}/api/v1/info", node.admin)).await?;
         let local = match &task_id {
@@ -438,6 +513,7 @@ async fn run_cluster(
                 peak_rss_kib: u.peak_rss_kib,
                 cpu_s: u.cpu_s,
                 sha256_ok: None,
+                killed_at_s: None,
             },
         ));
     }
@@ -460,6 +536,9 @@ async fn run_cluster(
             .await
             .context("hashing the origin's object")?;
         for (path, node) in results.iter_mut().skip(1) {
+            if node.killed_at_s.is_some() {
+                continue;
+            }
             node.sha256_ok = Some(match path.clone() {
                 Some(path) => {
                     let got = tokio::task::spawn_blocking(move || sha256_file(Path::new(&path)))
@@ -475,7 +554,11 @@ async fn run_cluster(
     let mut results = results.into_iter().map(|(_, r)| r);
     let seed = results.next().unwrap_or_default();
     let peers: Vec<NodeResult> = results.collect();
-    let makespan = peers.iter().map(|p| p.seconds).fold(0.0, f64::max);
+    let makespan = peers
+        .iter()
+        .filter(|p| p.killed_at_s.is_none())
+        .map(|p| p.seconds)
+        .fold(0.0, f64::max);
     let speedup = baseline
         .as_ref()
         .filter(|_| makespan > 0.0)
@@ -502,7 +585,7 @@ async fn run_cluster(
 
 fn peer_yaml(
     cfg: &SwarmConfig,
-    name: &str,
+    (name, ip, (upload, download)): (&str, Ipv4Addr, (u64, u64)),
     seed: bool,
     scheduler: &str,
     ports: &[u16],
@@ -514,9 +597,9 @@ fn peer_yaml(
         .unwrap_or_default();
     format!(
         "seed: {seed}\n\
-         host:\n  hostname: \"{name}\"\n  ip: 127.0.0.1\n\
+         host:\n  hostname: \"{name}\"\n  ip: {ip}\n\
          schedulers: [\"{scheduler}\"]\n\
-         server:\n  upload_addr: \"127.0.0.1:{}\"\n  proxy_addr: \"127.0.0.1:{}\"\n  admin_addr: \"127.0.0.1:{}\"\n\
+         server:\n  upload_addr: \"{ip}:{}\"\n  proxy_addr: \"{ip}:{}\"\n  admin_addr: \"{ip}:{}\"\n\
          upload:\n  rate_limit: {}\n\
          download:\n  rate_limit: {}\n{concurrent}\
          storage:\n  dir: \"{}\"\n\
@@ -525,8 +608,8 @@ fn peer_yaml(
         ports[0],
         ports[1],
         ports[2],
-        cfg.peer_upload,
-        cfg.peer_download,
+        upload,
+        download,
         home.join("data").display(),
         home.join("log").display(),
     )
@@ -566,22 +649,30 @@ async fn wait_hosts_connected(
 
 /// One client's download through its peer.
 #[derive(Debug, Clone, Default)]
-struct Pull {
-    seconds: f64,
-    first_byte_s: f64,
-    bytes: u64,
-    task_id: Option<String>,
-    source: String,
-    error: Option<String>,
+pub(crate) struct Pull {
+    pub(crate) seconds: f64,
+    pub(crate) first_byte_s: f64,
+    pub(crate) bytes: u64,
+    pub(crate) task_id: Option<String>,
+    pub(crate) source: String,
+    pub(crate) error: Option<String>,
 }
 
 /// Fires one download per peer at the same moment and reads every body to the end.
-async fn herd(http: &reqwest::Client, peers: &[DaemonAddrs], url: &str) -> Vec<Pull> {
+async fn herd(
+    http: &reqwest::Client,
+    peers: &[DaemonAddrs],
+    url: &str,
+    piece_length: Option<u64>,
+) -> Vec<Pull> {
     let start = Arc::new(tokio::sync::Barrier::new(peers.len() + 1));
     let mut set = JoinSet::new();
     for (i, peer) in peers.iter().enumerate() {
         let (http, start) = (http.clone(), start.clone());
-        let request = format!("http://{}/api/v1/download", peer.admin);
+        let request = match piece_length {
+            Some(len) => format!("http://{}/api/v1/download?piece_length={len}", peer.admin),
+            None => format!("http://{}/api/v1/download", peer.admin),
+        };
         let url = url.to_owned();
         set.spawn(async move {
             start.wait().await;

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use df_core::config::ByteSize;
+use df_tests::bench::churn;
 use df_tests::bench::scheduler_load::{self, LoadConfig};
+use df_tests::bench::sim::{self, driver::DriverConfig, report::SimReport, scenario::SimConfig};
 use df_tests::bench::swarm::{self, SwarmConfig, SwarmReport};
 use df_tests::bench::{MIB, write_json};
 
@@ -35,6 +37,68 @@ enum Command {
     SchedulerLoad(LoadArgs),
     /// Merges `swarm` results into one JSON file and prints them as a markdown table.
     Table(TableArgs),
+    /// A discrete-event, flow-level simulation of N hosts driving the real scheduler mesh and
+    /// piece picker modules (thousands of hosts in seconds; nothing is started).
+    Sim(SimArgs),
+    /// Merges `sim` results into one JSON file and prints them as a markdown table, and the
+    /// simulated makespans next to measured ones (`--real`).
+    SimTable(SimTableArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct SimArgs {
+    /// Case name in tables.
+    #[arg(long, default_value = "sim")]
+    label: String,
+    /// Normal peers N.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    peers: u32,
+    /// Seed hosts (one per task at most is used, chosen by task number).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    seeds: u32,
+    /// Total size S, split evenly over --layers objects (e.g. 1GiB, 3000000000).
+    #[arg(long, value_name = "BYTES", default_value = "1GiB")]
+    size: ByteSize,
+    #[arg(long, value_name = "K", default_value_t = 1)]
+    layers: u32,
+    /// Piece length [default: the daemons' rule, next power of two of size/500, 4..64 MiB].
+    #[arg(long, value_name = "BYTES")]
+    piece_length: Option<ByteSize>,
+    /// Origin egress cap U0, bytes per second; 0 = unlimited.
+    #[arg(long, value_name = "BYTES", default_value = "64MiB")]
+    origin_rate: ByteSize,
+    /// Upload cap U of every host; 0 = unlimited.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB")]
+    peer_upload: ByteSize,
+    /// Download cap D of every host; 0 = unlimited.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB")]
+    peer_download: ByteSize,
+    /// Neighbours per peer [default: the scheduler's scheduler.candidate_parents].
+    #[arg(long, value_name = "N")]
+    degree: Option<usize>,
+    /// Fetches in flight per peer [default: the daemon's download.concurrent_pieces].
+    #[arg(long, value_name = "N")]
+    concurrent_pieces: Option<usize>,
+    /// Spread the peers' starts uniformly over this many milliseconds (0: all at once).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    start_spread_ms: u64,
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    rng_seed: u64,
+    /// Stop at this simulated time, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 3600.0)]
+    limit: f64,
+    /// What to print: a summary for people or the JSON result.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    output: Output,
+    /// Also write the JSON result to this file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,11 +124,22 @@ struct SwarmArgs {
     /// `download.concurrent_pieces` of every daemon [default: the daemon's].
     #[arg(long, value_name = "N")]
     concurrent_pieces: Option<usize>,
-    /// `scheduler.candidate_parents` (parents offered to a peer) [default: the scheduler's].
+    /// `scheduler.candidate_parents` (mesh neighbours per peer) [default: the scheduler's].
     #[arg(long, value_name = "N")]
     candidate_parents: Option<usize>,
+    /// Explicit piece length of the download (part of the task ID) [default: S/500, >= 4 MiB].
+    #[arg(long, value_name = "BYTES")]
+    piece_length: Option<ByteSize>,
     #[arg(long, value_name = "K", default_value_t = 1)]
     runs: u32,
+    /// Kill this fraction of the peers (SIGKILL) at random moments mid-swarm; the case then
+    /// runs twice, without and with churn, and reports the survivors' cost.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
+    churn: f64,
+    /// Put every process on its own network-namespace host with the caps enforced by the
+    /// kernel (tc tbf) and the daemons' limiters off; needs root.
+    #[arg(long)]
+    netns: bool,
     /// Skip the direct baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -108,6 +183,27 @@ struct LoadArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct SimTableArgs {
+    /// `sim` result files, in table order.
+    #[arg(required = true, value_name = "FILE")]
+    inputs: Vec<PathBuf>,
+    /// `swarm` result files to compare with the `sim` cases of the same label, N and S.
+    #[arg(long, value_name = "FILE")]
+    real: Vec<PathBuf>,
+    /// Merged result file (`{"cases": [...]}`).
+    #[arg(long, value_name = "FILE", default_value = "target/bench/sim.json")]
+    out: PathBuf,
+}
+
+/// Reads a JSON result written by `df-bench <kind>`.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path, kind: &str) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a df-bench {kind} result", path.display()))
+}
+
+#[derive(Debug, clap::Args)]
 struct TableArgs {
     /// `swarm` result files, in table order.
     #[arg(required = true, value_name = "FILE")]
@@ -117,8 +213,39 @@ struct TableArgs {
     out: PathBuf,
 }
 
+/// Counts live heap bytes for `df-bench sim`'s scheduler memory figure (see
+/// `df_tests::bench::sim::heap`); every call goes straight to the system allocator.
+struct CountingAlloc;
+
+// GlobalAlloc is an unsafe trait; this implementation only forwards to `System` with the same
+// arguments (so it upholds exactly System's contract) and adds to a counter.
+#[allow(unsafe_code)]
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        sim::heap::record(layout.size() as i64);
+        // SAFETY: forwarded unchanged; the caller upholds GlobalAlloc::alloc's contract.
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        sim::heap::record(-(layout.size() as i64));
+        // SAFETY: forwarded unchanged; `ptr` came from `alloc` above, i.e. from System.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        sim::heap::record(new as i64 - layout.size() as i64);
+        // SAFETY: forwarded unchanged; the caller upholds GlobalAlloc::realloc's contract.
+        unsafe { std::alloc::System.realloc(ptr, layout, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    sim::heap::mark_installed();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -143,7 +270,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Swarm(a) => {
             let out = a.out.clone();
-            let report = swarm::run(SwarmConfig {
+            let churn = a.churn;
+            let config = SwarmConfig {
                 label: a.label,
                 size: a.size.0,
                 peers: a.peers,
@@ -152,16 +280,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 peer_download: a.peer_download.0,
                 concurrent_pieces: a.concurrent_pieces,
                 candidate_parents: a.candidate_parents,
+                piece_length: a.piece_length.map(|b| b.0),
                 runs: a.runs,
+                churn: 0.0,
+                netns: a.netns,
                 baseline: !a.no_baseline,
                 verify: !a.no_verify,
                 timeout_s: a.timeout,
                 bin_dir,
                 work_dir: cli.work_dir,
-            })
-            .await?;
-            print_swarm(&report);
-            write_json(&out, &report)?;
+            };
+            if churn > 0.0 {
+                let report = churn::run(config, churn).await?;
+                print_swarm(&report.reference);
+                print_swarm(&report.churned);
+                println!(
+                    "  churn {:.0}%: {} peers killed; survivors' makespan {:.2}s = {:.2}x the run \
+                     without churn, {:.2}x T*; survivors all completed: {}, verified: {}",
+                    churn * 100.0,
+                    report.killed,
+                    report.survivors_makespan_s,
+                    report.over_reference,
+                    report.over_t_star,
+                    report.survivors_completed,
+                    report
+                        .survivors_verified
+                        .map_or("not checked".to_owned(), |v| v.to_string()),
+                );
+                write_json(&out, &report)?;
+            } else {
+                let report = swarm::run(config).await?;
+                print_swarm(&report);
+                write_json(&out, &report)?;
+            }
             println!("wrote {}", out.display());
         }
         Command::SchedulerLoad(a) => {
@@ -211,16 +362,68 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             write_json(&out, &report)?;
             println!("wrote {}", out.display());
         }
-        Command::Table(a) => {
-            let mut cases = Vec::with_capacity(a.inputs.len());
-            for path in &a.inputs {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let report: SwarmReport = serde_json::from_str(&text).with_context(|| {
-                    format!("{} is not a df-bench swarm result", path.display())
-                })?;
-                cases.push(report);
+        Command::Sim(a) => {
+            let mut driver = DriverConfig::daemon_defaults(a.rng_seed);
+            driver.degree = a.degree.unwrap_or(driver.degree);
+            driver.concurrent = a.concurrent_pieces.unwrap_or(driver.concurrent);
+            let report = sim::run(
+                SimConfig {
+                    label: a.label,
+                    peers: a.peers,
+                    seeds: a.seeds,
+                    size: a.size.0,
+                    layers: a.layers,
+                    piece_length: a.piece_length.map(|b| b.0),
+                    origin_rate: a.origin_rate.0,
+                    peer_upload: a.peer_upload.0,
+                    peer_download: a.peer_download.0,
+                    start_spread_ms: a.start_spread_ms,
+                    rng_seed: a.rng_seed,
+                    limit_s: a.limit,
+                },
+                driver,
+            )?;
+            match a.output {
+                Output::Table => print!("{}", report.text()),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("cannot encode the result")?
+                ),
             }
+            if let Some(out) = &a.out {
+                write_json(out, &report)?;
+            }
+        }
+        Command::SimTable(a) => {
+            let cases: Vec<SimReport> = a
+                .inputs
+                .iter()
+                .map(|p| read_json(p, "sim"))
+                .collect::<anyhow::Result<_>>()?;
+            let mut real = Vec::with_capacity(a.real.len());
+            for path in &a.real {
+                let r: SwarmReport = read_json(path, "swarm")?;
+                real.push((
+                    r.config.label,
+                    r.config.peers,
+                    r.config.size,
+                    r.summary.makespan_s,
+                ));
+            }
+            print!("{}", sim::report::markdown_table(&cases));
+            if !real.is_empty() {
+                println!();
+                print!("{}", sim::report::validation_table(&cases, &real));
+            }
+            write_json(&a.out, &serde_json::json!({ "cases": cases }))?;
+            println!("wrote {}", a.out.display());
+        }
+        Command::Table(a) => {
+            let cases: Vec<SwarmReport> = a
+                .inputs
+                .iter()
+                .map(|p| read_json(p, "swarm"))
+                .collect::<anyhow::Result<_>>()?;
             print!("{}", swarm::markdown_table(&cases));
             write_json(&a.out, &serde_json::json!({ "cases": cases }))?;
             println!("wrote {}", a.out.display());
@@ -249,7 +452,10 @@ fn print_swarm(r: &SwarmReport) {
         let times: Vec<String> = run
             .peers
             .iter()
-            .map(|p| format!("{:.2}", p.seconds))
+            .map(|p| match p.killed_at_s {
+                Some(at) => format!("killed@{at:.2}"),
+                None => format!("{:.2}", p.seconds),
+            })
             .collect();
         println!(
             "  run {}: makespan {:.2}s ({:.2}x T*), origin {:.3}x S in {} requests, direct {}, \

@@ -93,11 +93,9 @@ impl Default for RawServer {
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawScheduling {
-    /// Parents a peer downloads from at once; it spreads piece requests over them. One is the
-    /// default: `df-bench swarm` measured the makespan of 8 peers at 1.10x the physical bound
-    /// with one parent, 1.61x with two and 2.0x with four (parents shared by many children
-    /// split their uplinks; one parent each makes a pipelined tree). A peer whose parent fails
-    /// or stalls is rescheduled to another.
+    /// Neighbours each downloading peer is linked to in the task's mesh (it exchanges pieces
+    /// with them in both directions; no peer gets more than three times this, a seed feeds this
+    /// many). See the scheduler's `topology` module and README "Benchmarks" for how it was chosen.
     pub candidate_parents: usize,
     /// Reschedules a peer gets before it is told to go back to source.
     pub retry_limit: u32,
@@ -109,7 +107,7 @@ pub struct RawScheduling {
 impl Default for RawScheduling {
     fn default() -> Self {
         Self {
-            candidate_parents: 1,
+            candidate_parents: 4,
             retry_limit: 5,
             seed_wait: Duration::from_secs(5),
         }

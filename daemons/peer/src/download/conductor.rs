@@ -3,18 +3,18 @@
 //! 1. Register with the scheduler that owns the task (failing over along the ring). If none
 //!    answers within `schedule_timeout`, fetch from the origin directly: P2P failing must never
 //!    fail the download.
-//! 2. Follow the scheduler: take the layout and authoritative piece digests it relays, watch the
-//!    parents it assigns, and keep `concurrent_pieces` pieces in flight across them, rarest
-//!    first with random tie-breaks (so children of one seed fetch different pieces and can trade
-//!    them). Every peer piece is checked against the scheduler's digest before its bit is set; a
-//!    parent that sends a bad piece is dropped and reported, and the piece is fetched elsewhere.
+//! 2. Follow the scheduler (`p2p.rs`, a thin driver of the pure [`super::picker::Picker`]):
+//!    take the layout and authoritative piece digests it relays and the neighbours it links
+//!    this peer to, and keep `concurrent_pieces` pieces in flight across them as the picker
+//!    decides. Every peer piece is checked against the scheduler's digest before its bit is
+//!    set; a neighbour that sends a bad piece is dropped and reported, and the piece is
+//!    fetched elsewhere.
 //! 3. When told to go back to source, when the stream is lost with nothing to go on, or when no
 //!    progress happens for too long, fetch the missing pieces from the origin by ranged GETs,
 //!    reporting each piece's digest so others can verify it.
 //! 4. With a whole-object digest (registry blob URLs name one), verify the file before the task
 //!    is marked complete; a mismatch deletes it.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,13 +25,11 @@ use df_proto::scheduler::v1 as pb;
 use pb::peer_request::Request as PeerMsg;
 use pb::peer_response::Response as PeerReply;
 use sha2::Digest as _;
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::DownloadRequest;
 use super::origin::{FirstResponse, Origin};
-use super::parent::{ParentEvent, ParentLink, fetch_piece};
+use super::p2p::P2pEnd;
 use super::piece_io::{BodyReader, PieceError};
 use crate::Context;
 use crate::announcer::PeerStream;
@@ -39,13 +37,6 @@ use crate::storage::{StorageError, StoredTask, TaskFailure};
 
 /// Attempts per piece against the origin before the download fails.
 const ORIGIN_ATTEMPTS: u32 = 3;
-
-/// Requests a child with normal parents keeps at seeds: enough that a seed's spare uplink
-/// still brings new pieces into the swarm, few enough that the child that has only the seed
-/// gets most of it (see [`Conductor::dispatch`]).
-const SEED_REQUESTS_WITH_PEERS: usize = 1;
-
-type PieceResult = (u32, PeerId, Result<(u64, Duration), PieceError>);
 
 pub struct Conductor {
     pub ctx: Arc<Context>,
@@ -55,16 +46,16 @@ pub struct Conductor {
 }
 
 /// The scheduler stream, if there still is one.
-struct Link(Option<PeerStream>);
+pub(super) struct Link(Option<PeerStream>);
 
 impl Link {
-    fn send(&self, msg: PeerMsg) {
+    pub(super) fn send(&self, msg: PeerMsg) {
         if let Some(s) = &self.0 {
             s.send(msg);
         }
     }
 
-    async fn next(&mut self) -> Option<PeerReply> {
+    pub(super) async fn next(&mut self) -> Option<PeerReply> {
         match &mut self.0 {
             Some(s) => {
                 let r = s.next().await;
@@ -123,7 +114,11 @@ impl Conductor {
         match opened {
             Ok(Some(stream)) => {
                 tracing::debug!(scheduler = %stream.scheduler, "registered with scheduler");
-                self.p2p(Link(Some(stream))).await
+                let mut link = Link(Some(stream));
+                match self.p2p(&mut link).await? {
+                    P2pEnd::Complete => self.complete(&link).await,
+                    P2pEnd::Origin(reason) => self.fetch_from_origin(&mut link, &reason).await,
+                }
             }
             _ => {
                 tracing::warn!("no scheduler answered; fetching from the origin");
@@ -133,259 +128,10 @@ impl Conductor {
         }
     }
 
-    async fn p2p(self, mut link: Link) -> Result<(), TaskFailure> {
-        let ctx = self.ctx.clone();
-        let cfg = &ctx.config;
-        let mut expected: HashMap<u32, PieceDigest> = HashMap::new();
-        let mut parents: HashMap<PeerId, ParentLink> = HashMap::new();
-        let mut blocked: HashSet<PeerId> = HashSet::new();
-        let mut inflight: HashSet<u32> = HashSet::new();
-        let mut pieces: JoinSet<PieceResult> = JoinSet::new();
-        let (events_tx, mut events) = mpsc::unbounded_channel();
-        let mut last_progress = Instant::now();
-
-        loop {
-            let layout = self.task.layout();
-            if let Some(l) = layout
-                && self.task.state().bitmap.count() == l.piece_count()
-            {
-                break;
-            }
-            if let Some(l) = layout {
-                self.dispatch(l, &expected, &mut parents, &mut inflight, &mut pieces);
-            }
-            let stall_limit = if parents.is_empty() || layout.is_none() {
-                cfg.schedule_timeout
-            } else {
-                cfg.piece_timeout
-            };
-            tokio::select! {
-                reply = link.next() => match reply {
-                    Some(PeerReply::Metadata(m)) => {
-                        let headers = m.headers.into_iter().map(|h| (h.name, h.value)).collect();
-                        self.set_layout(PieceLayout::new(m.content_length, Some(m.piece_length)), headers, &link).await?;
-                        last_progress = Instant::now();
-                    }
-                    Some(PeerReply::Digests(d)) => {
-                        for p in d.pieces {
-                            if let Some(digest) = PieceDigest::from_slice(&p.digest) {
-                                expected.insert(p.number, digest);
-                            }
-                        }
-                    }
-                    Some(PeerReply::Parents(p)) => {
-                        for parent in p.parents {
-                            let id = PeerId::from(parent.peer_id);
-                            if blocked.contains(&id) || parents.contains_key(&id) || id == self.peer_id {
-                                continue;
-                            }
-                            let base = format!("http://{}", join_host_port(&parent.ip, parent.upload_port));
-                            let is_seed = parent.host_type == pb::HostType::Seed as i32;
-                            tracing::debug!(parent = %id, %base, is_seed, "new parent");
-                            parents.insert(id.clone(), ParentLink::spawn(ctx.peers.clone(), self.task.id.clone(), id, base, is_seed, events_tx.clone()));
-                        }
-                        self.note_source(&parents);
-                        last_progress = Instant::now();
-                    }
-                    Some(PeerReply::BackToSource(b)) => {
-                        drop(pieces);
-                        return self.fetch_from_origin(&mut link, &format!("scheduler: {}", b.reason)).await;
-                    }
-                    None => {
-                        if parents.is_empty() || layout.is_none() {
-                            drop(pieces);
-                            return self.fetch_from_origin(&mut link, "scheduler stream lost").await;
-                        }
-                        tracing::warn!("scheduler stream lost; finishing from current parents");
-                    }
-                },
-                Some(ev) = events.recv() => match ev {
-                    ParentEvent::Bitmap { parent, bitmap } => {
-                        if let Some(p) = parents.get_mut(&parent) {
-                            if bitmap.count() > p.bitmap.count() {
-                                last_progress = Instant::now();
-                            }
-                            p.bitmap = bitmap;
-                        }
-                    }
-                    ParentEvent::Gone { parent, error } => {
-                        if parents.remove(&parent).is_some() {
-                            tracing::info!(%parent, %error, "parent unreachable");
-                            blocked.insert(parent.clone());
-                            link.send(PeerMsg::PieceFailed(pb::PieceFailed {
-                                number: 0,
-                                parent_peer_id: parent.to_string(),
-                                reason: pb::PieceFailure::Unreachable as i32,
-                                message: error,
-                            }));
-                            if parents.is_empty() {
-                                link.send(PeerMsg::Reschedule(pb::RescheduleRequest { failed_parent_ids: vec![parent.to_string()] }));
-                            }
-                        }
-                    }
-                },
-                Some(joined) = pieces.join_next(), if !pieces.is_empty() => {
-                    let Ok((n, parent, result)) = joined else { continue };
-                    inflight.remove(&n);
-                    if let Some(p) = parents.get_mut(&parent) {
-                        p.inflight = p.inflight.saturating_sub(1);
-                    }
-                    match result {
-                        Ok((len, cost)) => {
-                            let is_seed = parents.get(&parent).is_some_and(|p| p.is_seed);
-                            let source = if is_seed { ByteSource::Seed } else { ByteSource::Peer };
-                            let Some(digest) = expected.get(&n).copied() else { continue };
-                            self.task.commit_piece(n, digest, source, len);
-                            ctx.metrics.downloaded(source.as_str(), len);
-                            ctx.metrics.piece(source.as_str(), "ok");
-                            link.send(PeerMsg::PieceFinished(pb::PieceFinished {
-                                number: n,
-                                digest: digest.as_bytes().to_vec(),
-                                source: pb::PieceSource::Peer as i32,
-                                parent_peer_id: parent.to_string(),
-                                length: len,
-                                cost_micros: u64::try_from(cost.as_micros()).unwrap_or(u64::MAX),
-                            }));
-                            last_progress = Instant::now();
-                            self.task.save_if_due().await.map_err(storage_failure)?;
-                        }
-                        Err(PieceError::Storage(e)) => return Err(storage_failure(e)),
-                        Err(e) => {
-                            let reason = match &e {
-                                PieceError::DigestMismatch { .. } => pb::PieceFailure::DigestMismatch,
-                                PieceError::NotFound => pb::PieceFailure::NotFound,
-                                PieceError::Timeout(_) => pb::PieceFailure::Timeout,
-                                _ => pb::PieceFailure::Unreachable,
-                            };
-                            tracing::warn!(%parent, piece = n, error = %e, "piece from parent failed");
-                            ctx.metrics.piece("peer", if reason == pb::PieceFailure::DigestMismatch { "digest_mismatch" } else { "failed" });
-                            link.send(PeerMsg::PieceFailed(pb::PieceFailed {
-                                number: n,
-                                parent_peer_id: parent.to_string(),
-                                reason: reason as i32,
-                                message: e.to_string(),
-                            }));
-                            if reason == pb::PieceFailure::NotFound {
-                                if let Some(p) = parents.get_mut(&parent) {
-                                    p.bitmap.clear(n);
-                                }
-                            } else {
-                                parents.remove(&parent);
-                                blocked.insert(parent.clone());
-                                if parents.is_empty() {
-                                    link.send(PeerMsg::Reschedule(pb::RescheduleRequest { failed_parent_ids: vec![parent.to_string()] }));
-                                }
-                            }
-                        }
-                    }
-                },
-                _ = tokio::time::sleep_until(last_progress + stall_limit) => {
-                    if pieces.is_empty() {
-                        let reason = if layout.is_none() { "no task metadata in time" } else { "no progress from parents" };
-                        link.send(PeerMsg::BackToSourceStarted(pb::BackToSourceStarted { reason: reason.into() }));
-                        return self.fetch_from_origin(&mut link, reason).await;
-                    }
-                    last_progress = Instant::now();
-                }
-            }
-        }
-        self.complete(&link).await
-    }
-
-    /// Starts fetches until `concurrent_pieces` are in flight: rarest piece among the parents
-    /// first, then nearest the head, random within a window; from the parent holding it with the
-    /// fewest of our requests.
-    ///
-    /// Seeds are the source of last resort for a child that has normal parents: such a child
-    /// takes a piece from a normal parent whenever one holds it, orders pieces only seeds hold
-    /// after the others, and keeps at most [`SEED_REQUESTS_WITH_PEERS`] requests at seeds. A
-    /// seed holds every piece first, so rarity counted over all parents sent every child to the
-    /// seed for the newest pieces: the seed uploaded the object about once per child it had
-    /// (3.7x S at N = 8 and N = 16 in `df-bench swarm`) and its uplink set the makespan. A child
-    /// whose only parents are seeds is not limited. For the same reason no parent gets more
-    /// than an equal share of the `concurrent_pieces` requests.
-    fn dispatch(
-        &self,
-        layout: PieceLayout,
-        expected: &HashMap<u32, PieceDigest>,
-        parents: &mut HashMap<PeerId, ParentLink>,
-        inflight: &mut HashSet<u32>,
-        pieces: &mut JoinSet<PieceResult>,
-    ) {
-        let limit = self.ctx.config.concurrent_pieces;
-        if pieces.len() >= limit || parents.is_empty() {
-            return;
-        }
-        let have = self.task.state().bitmap.clone();
-        let seed_cap = if parents.values().any(|p| !p.is_seed) {
-            SEED_REQUESTS_WITH_PEERS
-        } else {
-            limit
-        };
-        // No parent gets more than its share of our requests: the parent furthest ahead holds
-        // the rarest pieces, and rarest-first alone would queue every request at it while the
-        // other parents' uplinks idle.
-        let per_parent = limit.div_ceil(parents.len()).max(1);
-        let mut at_seeds: usize = parents
-            .values()
-            .filter(|p| p.is_seed)
-            .map(|p| p.inflight)
-            .sum();
-        // Among equally rare pieces, those in a window near the first missing one go first, so
-        // a client reading in order is not starved; within the window the order is random, so
-        // siblings still fetch different pieces and can trade them.
-        let window = u32::try_from(limit * 2).unwrap_or(u32::MAX).max(1);
-        let mut candidates: Vec<(bool, usize, u32, u64, u32)> = have
-            .missing()
-            .filter(|n| !inflight.contains(n) && expected.contains_key(n))
-            .filter_map(|n| {
-                let holders = parents.values().filter(|p| p.bitmap.get(n));
-                let (peers, seeds) = holders.fold((0, 0), |(peers, seeds), p| {
-                    if p.is_seed {
-                        (peers, seeds + 1)
-                    } else {
-                        (peers + 1, seeds)
-                    }
-                });
-                (peers + seeds > 0).then(|| (peers == 0, peers, n / window, fastrand::u64(..), n))
-            })
-            .collect();
-        candidates.sort_unstable();
-        for (_, _, _, _, n) in candidates {
-            if pieces.len() >= limit {
-                break;
-            }
-            let Some(parent) = parents
-                .values_mut()
-                .filter(|p| p.bitmap.get(n) && p.inflight < per_parent)
-                .filter(|p| !p.is_seed || at_seeds < seed_cap)
-                .min_by_key(|p| (p.is_seed, p.inflight, fastrand::u32(..)))
-            else {
-                continue;
-            };
-            if parent.is_seed {
-                at_seeds += 1;
-            }
-            let Some(&digest) = expected.get(&n) else {
-                continue;
-            };
-            parent.inflight += 1;
-            inflight.insert(n);
-            let (ctx, task, base, id) = (
-                self.ctx.clone(),
-                self.task.clone(),
-                parent.base.clone(),
-                parent.id.clone(),
-            );
-            pieces.spawn(async move {
-                let r = fetch_piece(&ctx, &task, layout, n, &base, digest).await;
-                (n, id, r)
-            });
-        }
-    }
-
-    fn note_source(&self, parents: &HashMap<PeerId, ParentLink>) {
-        let source = if parents.values().all(|p| p.is_seed) {
+    /// Records where the bytes come from (for `X-Dragonfly-Source`): seeds when every
+    /// neighbour is a seed, peers otherwise; the origin once it was used.
+    pub(super) fn note_source(&self, only_seeds: bool) {
+        let source = if only_seeds {
             ByteSource::Seed
         } else {
             ByteSource::Peer
@@ -396,7 +142,7 @@ impl Conductor {
         }
     }
 
-    async fn set_layout(
+    pub(super) async fn set_layout(
         &self,
         layout: PieceLayout,
         headers: Vec<(String, String)>,
@@ -634,7 +380,7 @@ impl Conductor {
     }
 }
 
-fn storage_failure(e: StorageError) -> TaskFailure {
+pub(super) fn storage_failure(e: StorageError) -> TaskFailure {
     TaskFailure::Other(format!("storage: {e}"))
 }
 
@@ -651,7 +397,7 @@ fn reason_label(reason: &str) -> &'static str {
     }
 }
 
-fn join_host_port(ip: &str, port: u32) -> String {
+pub(super) fn join_host_port(ip: &str, port: u32) -> String {
     if ip.contains(':') {
         format!("[{ip}]:{port}")
     } else {

@@ -6,7 +6,9 @@
 
 pub(crate) mod conductor;
 pub(crate) mod origin;
+mod p2p;
 pub(crate) mod parent;
+pub mod picker;
 pub(crate) mod piece_io;
 pub(crate) mod reader;
 

@@ -24,11 +24,10 @@ pub enum ParentEvent {
 }
 
 pub struct ParentLink {
-    pub id: PeerId,
     pub base: String,
     pub is_seed: bool,
-    pub bitmap: Bitmap,
-    pub inflight: usize,
+    /// Pieces its last bitmap showed; a larger count is progress.
+    pub held: u32,
     watcher: AbortHandle,
 }
 
@@ -47,14 +46,11 @@ impl ParentLink {
         is_seed: bool,
         events: mpsc::UnboundedSender<ParentEvent>,
     ) -> Self {
-        let watcher =
-            tokio::spawn(watch(client, task, id.clone(), base.clone(), events)).abort_handle();
+        let watcher = tokio::spawn(watch(client, task, id, base.clone(), events)).abort_handle();
         Self {
-            id,
             base,
             is_seed,
-            bitmap: Bitmap::default(),
-            inflight: 0,
+            held: 0,
             watcher,
         }
     }

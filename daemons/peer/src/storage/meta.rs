@@ -95,6 +95,7 @@ impl TaskMeta {
             bytes_from_peers: self.bytes_from_peers,
             bytes_from_seeds: self.bytes_from_seeds,
             uploaded_bytes: self.uploaded_bytes,
+            sent: Bitmap::default(),
             last_access: self.last_access,
             pieces_since_save: 0,
         })

@@ -116,6 +116,9 @@ pub struct TaskState {
     pub bytes_from_peers: u64,
     pub bytes_from_seeds: u64,
     pub uploaded_bytes: u64,
+    /// Pieces sent to another peer at least once since start (for a seed's super-seeding,
+    /// [`crate::superseed`]); not persisted.
+    pub sent: Bitmap,
     pub last_access: u64,
     pub pieces_since_save: u32,
 }
@@ -533,6 +536,7 @@ impl PieceStore {
             bytes_from_peers: 0,
             bytes_from_seeds: 0,
             uploaded_bytes: 0,
+            sent: Bitmap::default(),
             last_access: unix_now(),
             pieces_since_save: 0,
         };

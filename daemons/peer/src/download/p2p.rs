@@ -1,0 +1,320 @@
+//! The P2P phase of a download: a thin driver around [`Picker`]. It turns what arrives (the
+//! scheduler's layout, digests and neighbours; neighbours' bitmaps from their long-polls; the
+//! end of each piece fetch) into picker events, starts the fetches the picker decides, and
+//! reports each piece to the scheduler. The only decisions made here are about failure and
+//! time: a scheduler that sends the peer to the origin, a stream lost with nothing to go on,
+//! or no progress for too long (`schedule_timeout` before the first neighbour or layout,
+//! `piece_timeout` after) end the P2P phase, and the caller fetches the rest from the origin.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use df_core::api::ByteSource;
+use df_core::ids::{PeerId, PieceDigest};
+use df_core::piece::PieceLayout;
+use df_proto::scheduler::v1 as pb;
+use pb::peer_request::Request as PeerMsg;
+use pb::peer_response::Response as PeerReply;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::conductor::{Conductor, Link, storage_failure};
+use super::parent::{ParentEvent, ParentLink, fetch_piece};
+use super::picker::{Fetch, PickEvent, Picker, PickerConfig};
+use super::piece_io::PieceError;
+use crate::storage::TaskFailure;
+
+type PieceResult = (u32, PeerId, Result<(u64, Duration), PieceError>);
+
+/// How the P2P phase ended.
+pub(super) enum P2pEnd {
+    /// Every piece is stored.
+    Complete,
+    /// Fetch the rest from the origin, for this reason.
+    Origin(String),
+}
+
+/// The driver's state: the picker decides, the rest is plumbing.
+struct Swarm {
+    picker: Picker,
+    expected: HashMap<u32, PieceDigest>,
+    sources: HashMap<PeerId, ParentLink>,
+    fetches: JoinSet<PieceResult>,
+    events_tx: mpsc::UnboundedSender<ParentEvent>,
+    last_progress: Instant,
+}
+
+impl Conductor {
+    /// Downloads from the neighbours the scheduler gives until every piece is in, or says why
+    /// the origin must take over.
+    pub(super) async fn p2p(&self, link: &mut Link) -> Result<P2pEnd, TaskFailure> {
+        let cfg = &self.ctx.config;
+        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let mut swarm = Swarm {
+            picker: Picker::new(PickerConfig::new(cfg.concurrent_pieces), fastrand::u64(..)),
+            expected: HashMap::new(),
+            sources: HashMap::new(),
+            fetches: JoinSet::new(),
+            events_tx,
+            last_progress: Instant::now(),
+        };
+        if let Some(layout) = self.task.layout() {
+            self.picker_layout(&mut swarm.picker, layout);
+        }
+        loop {
+            let layout = self.task.layout();
+            if swarm.picker.is_complete() || layout.is_some_and(|l| self.holds_all(l)) {
+                return Ok(P2pEnd::Complete);
+            }
+            if let Some(l) = layout {
+                for fetch in swarm.picker.decide() {
+                    self.start_fetch(&mut swarm, l, fetch);
+                }
+            }
+            let stall_limit = if swarm.sources.is_empty() || layout.is_none() {
+                cfg.schedule_timeout
+            } else {
+                cfg.piece_timeout
+            };
+            tokio::select! {
+                reply = link.next() => {
+                    if let Some(end) = self.on_reply(&mut swarm, link, reply).await? {
+                        return Ok(end);
+                    }
+                }
+                Some(ev) = events.recv() => on_source_event(&mut swarm, link, ev),
+                Some(joined) = swarm.fetches.join_next(), if !swarm.fetches.is_empty() => {
+                    if let Ok((n, source, result)) = joined {
+                        self.on_fetched(&mut swarm, link, n, source, result).await?;
+                    }
+                }
+                _ = tokio::time::sleep_until(swarm.last_progress + stall_limit) => {
+                    if swarm.fetches.is_empty() {
+                        let reason = if layout.is_none() { "no task metadata in time" } else { "no progress from parents" };
+                        link.send(PeerMsg::BackToSourceStarted(pb::BackToSourceStarted { reason: reason.into() }));
+                        return Ok(P2pEnd::Origin(reason.into()));
+                    }
+                    swarm.last_progress = Instant::now();
+                }
+            }
+        }
+    }
+
+    fn holds_all(&self, layout: PieceLayout) -> bool {
+        self.task.state().bitmap.count() == layout.piece_count()
+    }
+
+    /// Tells the picker the layout and the pieces already stored.
+    fn picker_layout(&self, picker: &mut Picker, layout: PieceLayout) {
+        picker.handle(PickEvent::Layout {
+            pieces: layout.piece_count(),
+        });
+        let held: Vec<u32> = self.task.state().bitmap.ones().collect();
+        for piece in held {
+            picker.handle(PickEvent::Held { piece });
+        }
+    }
+
+    /// One message from the scheduler; `Some` ends the P2P phase.
+    async fn on_reply(
+        &self,
+        swarm: &mut Swarm,
+        link: &Link,
+        reply: Option<PeerReply>,
+    ) -> Result<Option<P2pEnd>, TaskFailure> {
+        match reply {
+            Some(PeerReply::Metadata(m)) => {
+                let headers = m.headers.into_iter().map(|h| (h.name, h.value)).collect();
+                let layout = PieceLayout::new(m.content_length, Some(m.piece_length));
+                self.set_layout(layout, headers, link).await?;
+                self.picker_layout(&mut swarm.picker, layout);
+                swarm.last_progress = Instant::now();
+            }
+            Some(PeerReply::Digests(d)) => {
+                for p in d.pieces {
+                    if let Some(digest) = PieceDigest::from_slice(&p.digest) {
+                        swarm.expected.insert(p.number, digest);
+                        swarm.picker.handle(PickEvent::Digest { piece: p.number });
+                    }
+                }
+            }
+            Some(PeerReply::Parents(p)) => {
+                for parent in p.parents {
+                    self.add_source(swarm, parent);
+                }
+                self.note_source(swarm.picker.only_seeds());
+                swarm.last_progress = Instant::now();
+            }
+            Some(PeerReply::BackToSource(b)) => {
+                return Ok(Some(P2pEnd::Origin(format!("scheduler: {}", b.reason))));
+            }
+            None if swarm.sources.is_empty() || self.task.layout().is_none() => {
+                return Ok(Some(P2pEnd::Origin("scheduler stream lost".into())));
+            }
+            None => tracing::warn!("scheduler stream lost; finishing from current parents"),
+        }
+        Ok(None)
+    }
+
+    fn add_source(&self, swarm: &mut Swarm, parent: pb::Parent) {
+        let id = PeerId::from(parent.peer_id);
+        if id == self.peer_id || swarm.picker.is_lost(&id) || swarm.sources.contains_key(&id) {
+            return;
+        }
+        let base = format!(
+            "http://{}",
+            super::conductor::join_host_port(&parent.ip, parent.upload_port)
+        );
+        let seed = parent.host_type == pb::HostType::Seed as i32;
+        tracing::debug!(parent = %id, %base, seed, "new neighbour");
+        swarm.picker.handle(PickEvent::SourceAdded {
+            source: id.clone(),
+            seed,
+        });
+        let watcher = ParentLink::spawn(
+            self.ctx.peers.clone(),
+            self.task.id.clone(),
+            id.clone(),
+            base,
+            seed,
+            swarm.events_tx.clone(),
+        );
+        swarm.sources.insert(id, watcher);
+    }
+
+    fn start_fetch(&self, swarm: &mut Swarm, layout: PieceLayout, fetch: Fetch) {
+        let Fetch { piece, source } = fetch;
+        let (Some(&digest), Some(link)) = (swarm.expected.get(&piece), swarm.sources.get(&source))
+        else {
+            // Cannot happen (the picker only picks verifiable pieces from known sources); if
+            // it did, tell the picker so the piece is picked again.
+            swarm.picker.handle(PickEvent::FetchFailed {
+                piece,
+                source,
+                missing: true,
+            });
+            return;
+        };
+        let (ctx, task, base) = (self.ctx.clone(), self.task.clone(), link.base.clone());
+        swarm.fetches.spawn(async move {
+            let r = fetch_piece(&ctx, &task, layout, piece, &base, digest).await;
+            (piece, source, r)
+        });
+    }
+
+    /// The end of one fetch: stored and reported, or the failure reported and the source
+    /// dropped unless it merely lacked the piece.
+    async fn on_fetched(
+        &self,
+        swarm: &mut Swarm,
+        link: &Link,
+        n: u32,
+        source: PeerId,
+        result: Result<(u64, Duration), PieceError>,
+    ) -> Result<(), TaskFailure> {
+        let ctx = &self.ctx;
+        match result {
+            Ok((len, cost)) => {
+                let seed = swarm.sources.get(&source).is_some_and(|p| p.is_seed);
+                let from = if seed {
+                    ByteSource::Seed
+                } else {
+                    ByteSource::Peer
+                };
+                let Some(digest) = swarm.expected.get(&n).copied() else {
+                    return Ok(());
+                };
+                self.task.commit_piece(n, digest, from, len);
+                ctx.metrics.downloaded(from.as_str(), len);
+                ctx.metrics.piece(from.as_str(), "ok");
+                link.send(PeerMsg::PieceFinished(pb::PieceFinished {
+                    number: n,
+                    digest: digest.as_bytes().to_vec(),
+                    source: pb::PieceSource::Peer as i32,
+                    parent_peer_id: source.to_string(),
+                    length: len,
+                    cost_micros: u64::try_from(cost.as_micros()).unwrap_or(u64::MAX),
+                }));
+                swarm.picker.handle(PickEvent::Fetched { piece: n, source });
+                swarm.last_progress = Instant::now();
+                self.task.save_if_due().await.map_err(storage_failure)
+            }
+            Err(PieceError::Storage(e)) => Err(storage_failure(e)),
+            Err(e) => {
+                let reason = match &e {
+                    PieceError::DigestMismatch { .. } => pb::PieceFailure::DigestMismatch,
+                    PieceError::NotFound => pb::PieceFailure::NotFound,
+                    PieceError::Timeout(_) => pb::PieceFailure::Timeout,
+                    _ => pb::PieceFailure::Unreachable,
+                };
+                tracing::warn!(parent = %source, piece = n, error = %e, "piece from parent failed");
+                let label = if reason == pb::PieceFailure::DigestMismatch {
+                    "digest_mismatch"
+                } else {
+                    "failed"
+                };
+                ctx.metrics.piece("peer", label);
+                link.send(PeerMsg::PieceFailed(pb::PieceFailed {
+                    number: n,
+                    parent_peer_id: source.to_string(),
+                    reason: reason as i32,
+                    message: e.to_string(),
+                }));
+                let missing = reason == pb::PieceFailure::NotFound;
+                swarm.picker.handle(PickEvent::FetchFailed {
+                    piece: n,
+                    source: source.clone(),
+                    missing,
+                });
+                if !missing {
+                    drop_source(swarm, link, &source);
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A neighbour's bitmap changed, or its long-poll gave up.
+fn on_source_event(swarm: &mut Swarm, link: &Link, ev: ParentEvent) {
+    match ev {
+        ParentEvent::Bitmap { parent, bitmap } => {
+            if let Some(source) = swarm.sources.get_mut(&parent) {
+                if bitmap.count() > source.held {
+                    source.held = bitmap.count();
+                    swarm.last_progress = Instant::now();
+                }
+                swarm.picker.handle(PickEvent::SourceBitmap {
+                    source: parent,
+                    bitmap,
+                });
+            }
+        }
+        ParentEvent::Gone { parent, error } => {
+            if swarm.sources.contains_key(&parent) {
+                tracing::info!(%parent, %error, "parent unreachable");
+                link.send(PeerMsg::PieceFailed(pb::PieceFailed {
+                    number: 0,
+                    parent_peer_id: parent.to_string(),
+                    reason: pb::PieceFailure::Unreachable as i32,
+                    message: error,
+                }));
+                swarm.picker.handle(PickEvent::SourceLost {
+                    source: parent.clone(),
+                });
+                drop_source(swarm, link, &parent);
+            }
+        }
+    }
+}
+
+/// Stops watching a source; with none left, asks the scheduler for others.
+fn drop_source(swarm: &mut Swarm, link: &Link, source: &PeerId) {
+    swarm.sources.remove(source);
+    if swarm.sources.is_empty() {
+        link.send(PeerMsg::Reschedule(pb::RescheduleRequest {
+            failed_parent_ids: vec![source.to_string()],
+        }));
+    }
+}
