@@ -31,6 +31,12 @@ use tokio_util::sync::CancellationToken;
 pub use config::Config;
 pub use scheduling::Scheduler;
 
+impl preheat::HostDirectory for Scheduler {
+    fn connected_hosts(&self) -> Vec<model::ConnectedHost> {
+        Scheduler::connected_hosts(self)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("gRPC server on {addr}: {source}")]
@@ -56,6 +62,15 @@ pub async fn run(
     let grpc_addr = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheduler = Arc::new(Scheduler::new(config));
+    // Preheat jobs see the scheduler only as a directory of connected hosts; the job store is
+    // shared between them and the host streams (reports, departures).
+    let jobs = Arc::new(preheat::JobStore::default());
+    let preheat = preheat::Preheat::new(
+        scheduler.clone(),
+        jobs.clone(),
+        scheduler.config().jobs.clone(),
+        scheduler.metrics.preheat_jobs.clone(),
+    );
 
     let ticker = {
         let scheduler = scheduler.clone();
@@ -83,6 +98,7 @@ pub async fn run(
     let producer = tokio::spawn(feed.clone().run(shutdown.clone()));
     let admin = admin::router(admin::AdminState {
         scheduler: scheduler.clone(),
+        preheat,
         feed,
         hub,
         grpc_addr: grpc_addr.clone(),
@@ -107,6 +123,7 @@ pub async fn run(
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(SchedulerServer::new(service::SchedulerService {
                 scheduler: scheduler.clone(),
+                jobs,
             }))
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await })
             .await

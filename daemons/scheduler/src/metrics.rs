@@ -6,7 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-type Labels = Vec<(&'static str, &'static str)>;
+pub(crate) type Labels = Vec<(&'static str, &'static str)>;
 
 pub struct Metrics {
     registry: Registry,

@@ -234,3 +234,13 @@ impl State {
         self.next_generation
     }
 }
+
+/// A host this scheduler can send commands to right now.
+#[derive(Debug, Clone)]
+pub struct ConnectedHost {
+    pub id: HostId,
+    pub hostname: String,
+    pub ip: String,
+    pub is_seed: bool,
+    pub commands: HostSender,
+}

@@ -30,7 +30,9 @@ use pb::peer_response::Response as PeerReply;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::model::{Edge, Host, HostSender, HostType, Peer, PeerSender, PeerState, State, Task};
+use crate::model::{
+    ConnectedHost, Edge, Host, HostSender, HostType, Peer, PeerSender, PeerState, State, Task,
+};
 use crate::topology::{Member, MeshConfig, MeshDecision, MeshEvent, Role};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,19 +59,7 @@ pub struct Scheduler {
     config: Config,
     mesh: MeshConfig,
     pub metrics: Metrics,
-    /// Preheat jobs taken by this scheduler (see [`crate::preheat`]).
-    pub jobs: crate::preheat::JobStore,
     pub(crate) started: Instant,
-}
-
-/// A host this scheduler can send commands to right now.
-#[derive(Debug, Clone)]
-pub struct ConnectedHost {
-    pub id: HostId,
-    pub hostname: String,
-    pub ip: String,
-    pub is_seed: bool,
-    pub commands: HostSender,
 }
 
 impl Scheduler {
@@ -79,7 +69,6 @@ impl Scheduler {
             config,
             state: Mutex::new(State::default()),
             metrics: Metrics::new(),
-            jobs: crate::preheat::JobStore::default(),
             started: Instant::now(),
         }
     }
@@ -253,8 +242,6 @@ impl Scheduler {
             tracing::info!(host_id = %host_id, "host disconnected");
             leave_mesh(&mut state, host_id);
         }
-        drop(state);
-        self.jobs.host_departed();
     }
 
     // ---- peer stream -------------------------------------------------------------------

@@ -11,10 +11,13 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::preheat::JobStore;
 use crate::scheduling::Scheduler;
 
 pub struct SchedulerService {
     pub scheduler: Arc<Scheduler>,
+    /// Host streams carry preheat reports; a host's departure wakes the jobs waiting on it.
+    pub jobs: Arc<JobStore>,
 }
 
 type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -44,6 +47,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         let (tx, rx) = mpsc::unbounded_channel();
         let (host_id, generation) = self.scheduler.host_connected(info, tx);
         let scheduler = self.scheduler.clone();
+        let jobs = self.jobs.clone();
         tokio::spawn(async move {
             loop {
                 match inbound.message().await {
@@ -51,7 +55,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
                         Some(HostMsg::Heartbeat(hb)) => scheduler.host_heartbeat(&host_id, hb),
                         Some(HostMsg::Held(held)) => scheduler.host_held(&host_id, held),
                         Some(HostMsg::Evicted(ev)) => scheduler.host_evicted(&host_id, ev),
-                        Some(HostMsg::PreheatReport(r)) => scheduler.jobs.report(&host_id, r),
+                        Some(HostMsg::PreheatReport(r)) => jobs.report(&host_id, r),
                         Some(HostMsg::Register(_)) | None => {}
                     },
                     Ok(None) => break,
@@ -62,6 +66,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
                 }
             }
             scheduler.host_disconnected(&host_id, generation);
+            jobs.host_departed();
         });
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
     }

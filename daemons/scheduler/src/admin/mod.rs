@@ -28,6 +28,7 @@ use crate::watch::{WatchFeed, WatchQuery};
 #[derive(Clone)]
 pub struct AdminState {
     pub scheduler: Arc<Scheduler>,
+    pub preheat: crate::preheat::Preheat,
     pub feed: Arc<WatchFeed>,
     pub hub: LogHub,
     pub grpc_addr: String,
@@ -166,7 +167,7 @@ async fn create_job(
         Ok(r) => r,
         Err(e) => return job_error(StatusCode::BAD_REQUEST, format!("malformed job: {e}")),
     };
-    match crate::preheat::create(&s.scheduler, &req) {
+    match crate::preheat::create(&s.preheat, &req) {
         Ok(view) => Json(view).into_response(),
         Err(e) => job_error(StatusCode::BAD_REQUEST, e.to_string()),
     }
@@ -180,7 +181,7 @@ async fn list_jobs(
     if let Some(refused) = refusal(&s, &headers, client) {
         return refused;
     }
-    Json(s.scheduler.jobs.list()).into_response()
+    Json(s.preheat.jobs().list()).into_response()
 }
 
 async fn get_job(
@@ -195,7 +196,7 @@ async fn get_job(
     let Ok(id) = id.parse::<u64>() else {
         return job_error(StatusCode::BAD_REQUEST, format!("'{id}' is not a job id"));
     };
-    match s.scheduler.jobs.get(id) {
+    match s.preheat.jobs().get(id) {
         Some(view) => Json(view).into_response(),
         None => job_error(StatusCode::NOT_FOUND, format!("job {id} is not known here")),
     }

@@ -31,7 +31,9 @@ use df_core::ids::{HostId, TaskId, TaskIdParams};
 use df_core::ring::HashRing;
 use df_proto::scheduler::v1 as pb;
 
-use crate::scheduling::{ConnectedHost, Scheduler};
+use crate::config::JobsConfig;
+use crate::metrics::Labels;
+use crate::model::ConnectedHost;
 use df_core::manifest_url::ManifestUrl;
 use registry::{PlatformChoice, RegistryClient, ResolvedBlob};
 
@@ -445,13 +447,59 @@ impl JobStore {
     }
 }
 
+/// What a job needs from the scheduler's host model: the hosts it can command right now.
+/// Implemented by the scheduler's `Scheduler` where `lib.rs` wires the two together,
+/// so this module never sees the scheduler and the scheduler never sees jobs.
+pub trait HostDirectory: Send + Sync {
+    /// Hosts with a live host stream that are not switched off, sorted by host ID; each
+    /// carries the sender its commands go out on.
+    fn connected_hosts(&self) -> Vec<ConnectedHost>;
+}
+
+/// The narrow handle preheat jobs run on: the connected hosts, the job store (which the host
+/// streams feed with reports and departures), the jobs config and the jobs metric.
+#[derive(Clone)]
+pub struct Preheat {
+    hosts: Arc<dyn HostDirectory>,
+    jobs: Arc<JobStore>,
+    config: JobsConfig,
+    counts: prometheus_client::metrics::family::Family<
+        Labels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl Preheat {
+    pub fn new(
+        hosts: Arc<dyn HostDirectory>,
+        jobs: Arc<JobStore>,
+        config: JobsConfig,
+        counts: prometheus_client::metrics::family::Family<
+            Labels,
+            prometheus_client::metrics::counter::Counter,
+        >,
+    ) -> Self {
+        Self {
+            hosts,
+            jobs,
+            config,
+            counts,
+        }
+    }
+
+    /// The jobs this scheduler took.
+    pub fn jobs(&self) -> &JobStore {
+        &self.jobs
+    }
+}
+
 /// Validates `req` and starts the job, or returns the identical job still running.
-pub fn create(scheduler: &Arc<Scheduler>, req: &api::CreateJob) -> Result<api::JobView, JobError> {
-    let cfg = &scheduler.config().jobs;
+pub fn create(preheat: &Preheat, req: &api::CreateJob) -> Result<api::JobView, JobError> {
+    let cfg = &preheat.config;
     let plan = Plan::from_request(req, cfg.timeout)?;
     let key = plan.dedup_key();
     let id = {
-        let mut inner = scheduler.jobs.lock();
+        let mut inner = preheat.jobs.lock();
         if let Some(running) = inner
             .jobs
             .values()
@@ -485,11 +533,11 @@ pub fn create(scheduler: &Arc<Scheduler>, req: &api::CreateJob) -> Result<api::J
         id
     };
     tracing::info!(job_id = id, url = %req.args.url, scope = %req.args.scope, "preheat job created");
-    let view = scheduler
+    let view = preheat
         .jobs
         .get(id)
         .ok_or_else(|| JobError::Url("job vanished".into()))?;
-    tokio::spawn(run(scheduler.clone(), id, plan));
+    tokio::spawn(run(preheat.clone(), id, plan));
     Ok(view)
 }
 
@@ -509,42 +557,41 @@ fn prune(inner: &mut Inner, keep: usize) {
 }
 
 /// One job from resolution to its final state; every failure ends the job with its reason.
-async fn run(scheduler: Arc<Scheduler>, id: u64, plan: Plan) {
+async fn run(preheat: Preheat, id: u64, plan: Plan) {
     let deadline = tokio::time::Instant::now() + plan.timeout;
     let outcome = async {
-        let (blobs, authorization) = resolve(&scheduler, &plan, deadline).await?;
-        let hosts = scheduler.connected_hosts();
+        let (blobs, authorization) = resolve(&preheat, &plan, deadline).await?;
+        let hosts = preheat.hosts.connected_hosts();
         let (job_blobs, commands) = assign(&plan, id, blobs, authorization.as_deref(), &hosts)?;
         let blob_count = job_blobs.len();
-        scheduler.jobs.with_job(id, |j| {
+        preheat.jobs.with_job(id, |j| {
             j.blobs = job_blobs;
             j.updated = SystemTime::now();
         });
-        send(&scheduler, id, &hosts, commands);
+        send(&preheat, id, &hosts, commands);
         tracing::info!(job_id = id, blobs = blob_count, "preheat commands sent");
-        watch(&scheduler, id, &plan, &hosts, deadline).await
+        watch(&preheat, id, &plan, &hosts, deadline).await
     }
     .await;
     if let Err(error) = outcome {
         tracing::warn!(job_id = id, %error, "preheat job failed");
-        scheduler
+        preheat
             .jobs
             .with_job(id, |j| j.finish(JobState::Failure, error));
-        count(&scheduler, JobState::Failure);
+        count(&preheat, JobState::Failure);
     }
 }
 
-fn count(scheduler: &Scheduler, state: JobState) {
-    scheduler
-        .metrics
-        .preheat_jobs
+fn count(preheat: &Preheat, state: JobState) {
+    preheat
+        .counts
         .get_or_create(&vec![("state", state.as_str())])
         .inc();
 }
 
 /// The blobs of the job with their task IDs, and the registry authorization to pass on.
 async fn resolve(
-    scheduler: &Scheduler,
+    preheat: &Preheat,
     plan: &Plan,
     deadline: tokio::time::Instant,
 ) -> Result<(Vec<(ResolvedBlob, TaskId)>, Option<String>), String> {
@@ -562,7 +609,7 @@ async fn resolve(
             None,
         ),
         Source::Image { url, platform } => {
-            let cfg = &scheduler.config().jobs;
+            let cfg = &preheat.config;
             let client = RegistryClient::new(&cfg.registry_ca_pems, cfg.registry_timeout)
                 .map_err(|e| e.to_string())?;
             let creds = plan
@@ -714,7 +761,7 @@ fn assign(
 }
 
 /// Sends each command on its host's stream; a host whose stream closed fails its part now.
-fn send(scheduler: &Scheduler, id: u64, hosts: &[ConnectedHost], commands: Commands) {
+fn send(preheat: &Preheat, id: u64, hosts: &[ConnectedHost], commands: Commands) {
     let senders: HashMap<&HostId, &ConnectedHost> = hosts.iter().map(|h| (&h.id, h)).collect();
     let mut unsent: Vec<(HostId, String)> = Vec::new();
     for (host, command) in commands {
@@ -730,7 +777,7 @@ fn send(scheduler: &Scheduler, id: u64, hosts: &[ConnectedHost], commands: Comma
         }
     }
     for (host, task) in unsent {
-        scheduler.jobs.report(
+        preheat.jobs.report(
             &host,
             pb::PreheatReport {
                 job_id: id,
@@ -745,13 +792,14 @@ fn send(scheduler: &Scheduler, id: u64, hosts: &[ConnectedHost], commands: Comma
 
 /// Fails the part of every chosen host that has been gone for `grace`.
 fn fail_departed(
-    scheduler: &Scheduler,
+    preheat: &Preheat,
     id: u64,
     hosts: &[ConnectedHost],
     gone_since: &mut HashMap<HostId, tokio::time::Instant>,
     grace: Duration,
 ) {
-    let connected: Vec<HostId> = scheduler
+    let connected: Vec<HostId> = preheat
+        .hosts
         .connected_hosts()
         .into_iter()
         .map(|h| h.id)
@@ -768,7 +816,7 @@ fn fail_departed(
     if expired.is_empty() {
         return;
     }
-    scheduler.jobs.with_job(id, |j| {
+    preheat.jobs.with_job(id, |j| {
         for t in j.blobs.iter_mut().flat_map(|b| &mut b.targets) {
             if !t.state.is_final() && expired.contains(&t.host_id) {
                 t.state = TargetState::Failed;
@@ -810,34 +858,34 @@ fn settled(j: &Job) -> Option<(JobState, String)> {
 /// wakes when a report arrives or a host disconnects ([`JobStore::changed`]), and when a
 /// departed host's grace or the job's deadline runs out; nothing polls.
 async fn watch(
-    scheduler: &Scheduler,
+    preheat: &Preheat,
     id: u64,
     plan: &Plan,
     hosts: &[ConnectedHost],
     deadline: tokio::time::Instant,
 ) -> Result<(), String> {
-    let grace = scheduler.config().jobs.host_grace;
+    let grace = preheat.config.host_grace;
     let mut gone_since: HashMap<HostId, tokio::time::Instant> = HashMap::new();
     loop {
         // Registered before looking, so a report that lands in between still wakes us.
-        let changed = scheduler.jobs.changed.notified();
+        let changed = preheat.jobs.changed.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
         // Hosts that left: their reports will not come; fail their part after the grace.
-        fail_departed(scheduler, id, hosts, &mut gone_since, grace);
-        match scheduler.jobs.with_job(id, |j| settled(j)) {
+        fail_departed(preheat, id, hosts, &mut gone_since, grace);
+        match preheat.jobs.with_job(id, |j| settled(j)) {
             None => return Ok(()), // forgotten
             Some(Some((state, error))) => {
                 tracing::info!(job_id = id, state = state.as_str(), %error, "preheat job finished");
-                scheduler.jobs.with_job(id, |j| j.finish(state, error));
-                count(scheduler, state);
+                preheat.jobs.with_job(id, |j| j.finish(state, error));
+                count(preheat, state);
                 return Ok(());
             }
             Some(None) => {}
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            scheduler.jobs.with_job(id, |j| {
+            preheat.jobs.with_job(id, |j| {
                 for t in j.blobs.iter_mut().flat_map(|b| &mut b.targets) {
                     if !t.state.is_final() {
                         t.state = TargetState::Failed;
