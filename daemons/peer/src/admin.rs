@@ -3,7 +3,7 @@
 //! log stream.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -16,16 +16,36 @@ use df_core::routes;
 use df_core::telemetry::{LogQuery, ndjson_stream};
 use serde::Deserialize;
 
-use crate::Context;
+use crate::announcer::SchedulerClient;
 use crate::download::{Delivery, DeliveryError, DownloadRequest, TaskManager};
+use crate::metrics::Metrics;
+use crate::storage::PieceStore;
+use crate::switch::P2pSwitch;
+use crate::upload::UploadCounters;
+use df_core::telemetry::LogHub;
+use df_proto::scheduler::v1::HostInfo;
 
-#[derive(Clone)]
-pub struct AdminState {
-    pub ctx: Arc<Context>,
-    pub tasks: Arc<TaskManager>,
+/// What the admin API reads and controls: the downloads, the cache, the switch, the counters
+/// and the facts `info` reports. Shared by every request.
+pub(crate) struct AdminState {
+    pub(crate) tasks: Arc<TaskManager>,
+    pub(crate) store: Arc<PieceStore>,
+    pub(crate) schedulers: Arc<SchedulerClient>,
+    pub(crate) host_info: HostInfo,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) p2p: Arc<P2pSwitch>,
+    pub(crate) uploads: Arc<UploadCounters>,
+    pub(crate) hub: LogHub,
+    pub(crate) started: Instant,
+    pub(crate) seed: bool,
+    pub(crate) task_ttl: Duration,
+    /// When the interception CA expires, if this peer intercepts with one.
+    pub(crate) ca_not_after: Option<i64>,
 }
 
-pub fn router(state: AdminState) -> axum::Router {
+type Shared = State<Arc<AdminState>>;
+
+pub(crate) fn router(state: AdminState) -> axum::Router {
     axum::Router::new()
         .route(routes::HEALTHZ, get(|| async { "ok" }))
         .route(routes::METRICS, get(metrics))
@@ -35,15 +55,15 @@ pub fn router(state: AdminState) -> axum::Router {
         .route(routes::DOWNLOAD, get(download))
         .route(routes::LOGS, get(logs))
         .route(routes::P2P, get(p2p_state).put(p2p_set))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
-async fn metrics(State(s): State<AdminState>) -> Response {
-    let m = &s.ctx.metrics;
+async fn metrics(State(s): Shared) -> Response {
+    let m = &s.metrics;
     m.storage_used
-        .set(i64::try_from(s.ctx.store.used()).unwrap_or(i64::MAX));
+        .set(i64::try_from(s.store.used()).unwrap_or(i64::MAX));
     m.storage_capacity
-        .set(i64::try_from(s.ctx.store.capacity()).unwrap_or(i64::MAX));
+        .set(i64::try_from(s.store.capacity()).unwrap_or(i64::MAX));
     (
         [(
             header::CONTENT_TYPE,
@@ -54,15 +74,15 @@ async fn metrics(State(s): State<AdminState>) -> Response {
         .into_response()
 }
 
-async fn info(State(s): State<AdminState>) -> Response {
-    let ctx = &s.ctx;
+async fn info(State(s): Shared) -> Response {
+    let ctx = &*s;
     let h = &ctx.host_info;
     Json(df_core::api::PeerInfo {
         version: df_core::VERSION.to_owned(),
         host_id: h.host_id.clone(),
         hostname: h.hostname.clone(),
         ip: h.ip.clone(),
-        seed: ctx.config.seed,
+        seed: ctx.seed,
         upload_port: u16::try_from(h.upload_port).unwrap_or_default(),
         admin_port: u16::try_from(h.admin_port).unwrap_or_default(),
         proxy_port: u16::try_from(h.proxy_port).unwrap_or_default(),
@@ -77,37 +97,31 @@ async fn info(State(s): State<AdminState>) -> Response {
             .into_iter()
             .map(|(addr, connected)| df_core::api::SchedulerConnection { addr, connected })
             .collect(),
-        uploaded_bytes: ctx.uploaded_bytes.load(Ordering::Relaxed),
+        uploaded_bytes: ctx.uploads.bytes(),
         pieces_served: ctx.metrics.pieces_served.get(),
         disk_high_watermark: ctx.store.high_watermark(),
         disk_low_watermark: ctx.store.low_watermark(),
         recent: ctx.metrics.recent.snapshot(),
         p2p: ctx.p2p.state(),
-        ca_not_after: ctx
-            .config
-            .proxy
-            .hijack_ca
-            .as_ref()
-            .and_then(|(cert, _)| crate::proxy::leaf_certs::not_after(cert)),
+        ca_not_after: ctx.ca_not_after,
         high_watermark_percent: ctx.store.high_watermark_percent(),
-        task_ttl_secs: ctx.config.task_ttl.as_secs(),
+        task_ttl_secs: ctx.task_ttl.as_secs(),
     })
     .into_response()
 }
 
-async fn tasks(State(s): State<AdminState>) -> Response {
+async fn tasks(State(s): Shared) -> Response {
     let mut all: Vec<_> = s
-        .ctx
         .store
         .all()
         .iter()
-        .map(|t| t.to_local_view(s.ctx.config.task_ttl))
+        .map(|t| t.to_local_view(s.task_ttl))
         .collect();
     all.sort_by_key(|t| t.last_access_secs_ago);
     Json(all).into_response()
 }
 
-async fn task(State(s): State<AdminState>, Path(task_id): Path<String>) -> Response {
+async fn task(State(s): Shared, Path(task_id): Path<String>) -> Response {
     let Ok(id) = task_id.parse::<TaskId>() else {
         return (
             StatusCode::BAD_REQUEST,
@@ -115,8 +129,8 @@ async fn task(State(s): State<AdminState>, Path(task_id): Path<String>) -> Respo
         )
             .into_response();
     };
-    match s.ctx.store.get(&id) {
-        Some(t) => Json(t.to_local_view(s.ctx.config.task_ttl)).into_response(),
+    match s.store.get(&id) {
+        Some(t) => Json(t.to_local_view(s.task_ttl)).into_response(),
         None => (
             StatusCode::NOT_FOUND,
             format!("task {id} is not on this peer\n"),
@@ -140,7 +154,7 @@ struct DownloadQuery {
 const MIN_EXPLICIT_PIECE_LENGTH: u64 = 64 * 1024;
 
 async fn download(
-    State(s): State<AdminState>,
+    State(s): Shared,
     Query(q): Query<DownloadQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -187,8 +201,8 @@ pub fn delivery_response(d: Delivery) -> Response {
 }
 
 /// `GET /api/v1/p2p`: whether P2P is on, and if not, why and since when.
-async fn p2p_state(State(s): State<AdminState>) -> Response {
-    Json(s.ctx.p2p.state()).into_response()
+async fn p2p_state(State(s): Shared) -> Response {
+    Json(s.p2p.state()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -201,22 +215,22 @@ struct P2pChange {
 /// `PUT /api/v1/p2p {"enabled": false, "reason": "..."}`: the soft switch. Off, every client
 /// request passes straight to the origin (no P2P, no cache) and schedulers stop choosing this
 /// peer as a parent. Idempotent.
-async fn p2p_set(State(s): State<AdminState>, Json(change): Json<P2pChange>) -> Response {
+async fn p2p_set(State(s): Shared, Json(change): Json<P2pChange>) -> Response {
     if change.enabled {
-        s.ctx.p2p.enable();
+        s.p2p.enable();
         tracing::warn!("P2P switched on");
     } else {
         let reason = change.reason.unwrap_or_default();
         tracing::warn!(%reason, "P2P switched off: passing every request to the origin");
-        s.ctx.p2p.disable(reason);
+        s.p2p.disable(reason);
     }
-    Json(s.ctx.p2p.state()).into_response()
+    Json(s.p2p.state()).into_response()
 }
 
-async fn logs(State(s): State<AdminState>, Query(q): Query<LogQuery>) -> Response {
+async fn logs(State(s): Shared, Query(q): Query<LogQuery>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(ndjson_stream(&s.ctx.hub, q)),
+        Body::from_stream(ndjson_stream(&s.hub, q)),
     )
         .into_response()
 }

@@ -147,10 +147,6 @@ impl SchedulerClient {
         })
     }
 
-    pub fn host(&self) -> &pb::HostInfo {
-        &self.host
-    }
-
     pub fn is_empty(&self) -> bool {
         self.links.is_empty()
     }

@@ -11,7 +11,6 @@ use df_proto::scheduler::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_util::task::TaskTracker;
 
-use crate::Context;
 use crate::announcer::HostCommand;
 use crate::download::{DownloadRequest, TaskManager};
 use crate::preheat;
@@ -19,23 +18,23 @@ use crate::preheat;
 /// Runs each command as it arrives until the links hang up.
 pub(crate) async fn dispatch(
     mut commands: mpsc::UnboundedReceiver<HostCommand>,
-    ctx: Arc<Context>,
+    seed_host: bool,
     manager: Arc<TaskManager>,
     tracker: TaskTracker,
 ) {
     while let Some(HostCommand { scheduler, command }) = commands.recv().await {
         match command {
             pb::host_response::Response::PreheatTask(p) => {
-                preheat::spawn(&tracker, ctx.clone(), manager.clone(), scheduler, p);
+                preheat::spawn(&tracker, seed_host, manager.clone(), scheduler, p);
             }
-            pb::host_response::Response::SeedTask(s) => seed(&ctx, &manager, s),
+            pb::host_response::Response::SeedTask(s) => seed(seed_host, &manager, s),
         }
     }
 }
 
 /// Starts the seed download a scheduler asked for.
-fn seed(ctx: &Context, manager: &TaskManager, s: pb::SeedTask) {
-    if !ctx.config.seed {
+fn seed(seed_host: bool, manager: &TaskManager, s: pb::SeedTask) {
+    if !seed_host {
         tracing::warn!(task_id = %s.task_id, "asked to seed a task, but this peer is not a seed");
         return;
     }

@@ -25,7 +25,6 @@ pub(crate) mod upload;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use df_core::telemetry::LogHub;
@@ -38,30 +37,13 @@ use tokio_util::task::TaskTracker;
 pub use config::Config;
 
 use crate::announcer::{HostCommand, SchedulerClient};
-use crate::download::TaskManager;
 use crate::download::origin::{OriginClientError, OriginClients};
+use crate::download::{Engine, TaskManager};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{PieceStore, StoreOptions};
-
-/// Everything the peer's components share. One per daemon.
-pub struct Context {
-    pub config: Config,
-    pub host_info: pb::HostInfo,
-    pub store: Arc<PieceStore>,
-    pub schedulers: Arc<SchedulerClient>,
-    pub origin: OriginClients,
-    /// Client for other peers' upload servers.
-    pub peers: reqwest::Client,
-    pub download_limiter: RateLimiter,
-    pub upload_limiter: RateLimiter,
-    pub metrics: Metrics,
-    pub hub: LogHub,
-    pub started: Instant,
-    pub active_uploads: AtomicU32,
-    pub uploaded_bytes: AtomicU64,
-    pub p2p: switch::P2pSwitch,
-}
+use crate::switch::P2pSwitch;
+use crate::upload::{UploadCounters, Uploads};
 
 /// How long shutdown waits for the tracked tasks (servers, links, GC, preheats) to end.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -167,76 +149,100 @@ pub async fn run(
         .pool_max_idle_per_host(16)
         .tcp_nodelay(true)
         .build()?;
-    let ctx = Arc::new(Context {
-        download_limiter: RateLimiter::new(config.download_rate),
-        upload_limiter: RateLimiter::new(config.upload_rate),
-        config,
-        host_info,
-        store: store.clone(),
-        schedulers: schedulers.clone(),
-        origin,
-        peers,
-        metrics: Metrics::new(),
-        hub,
-        started: Instant::now(),
-        active_uploads: AtomicU32::new(0),
-        uploaded_bytes: AtomicU64::new(0),
-        p2p: switch::P2pSwitch::default(),
-    });
-    let manager = Arc::new(TaskManager::new(ctx.clone()));
+    // The shared pieces, each handed only to the components that need it.
+    let metrics = Arc::new(Metrics::new());
+    let p2p = Arc::new(P2pSwitch::default());
+    let counters = Arc::new(UploadCounters::default());
+    let origin = Arc::new(origin);
 
     // Every long-lived task is spawned here, so shutdown can wait for them (bounded).
     let tracker = TaskTracker::new();
+    let engine = Arc::new(Engine {
+        download_limiter: RateLimiter::new(config.download_rate),
+        host_info: host_info.clone(),
+        store: store.clone(),
+        schedulers: schedulers.clone(),
+        origin: origin.clone(),
+        peers,
+        metrics: metrics.clone(),
+        p2p: p2p.clone(),
+        config: config.clone(),
+    });
+    let manager = Arc::new(TaskManager::new(engine, tracker.clone()));
     let (commands_tx, commands_rx) = mpsc::unbounded_channel::<HostCommand>();
     tracker.spawn(commands::dispatch(
         commands_rx,
-        ctx.clone(),
+        config.seed,
         manager.clone(),
         tracker.clone(),
     ));
-    let heartbeat = {
-        let ctx = ctx.clone();
-        Arc::new(move || pb::HostHeartbeat {
-            active_uploads: ctx.active_uploads.load(Ordering::Relaxed),
-            disk_used: ctx.store.used(),
-            disk_capacity: ctx.store.capacity(),
-            disabled: ctx.p2p.is_disabled(),
-            uploaded_bytes: ctx.uploaded_bytes.load(Ordering::Relaxed),
-            high_watermark_percent: u32::from(ctx.store.high_watermark_percent()),
-        }) as Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>
-    };
     schedulers.spawn_links(
         &tracker,
         store.clone(),
-        heartbeat,
+        heartbeat(store.clone(), counters.clone(), p2p.clone()),
         commands_tx,
         shutdown.clone(),
     );
-
     tracker.spawn(gc::run(
         store.clone(),
         schedulers.clone(),
-        ctx.config.gc_interval,
-        ctx.config.task_ttl,
+        config.gc_interval,
+        config.task_ttl,
         shutdown.clone(),
     ));
 
-    tracker.spawn(upload::run(listeners.upload, ctx.clone(), shutdown.clone()));
+    let connections = accept::ConnectionSpawner::new(tracker.clone(), shutdown.clone());
+    let uploads = Uploads {
+        store: store.clone(),
+        seed: config.seed,
+        per_connection_rate: config.upload_rate_per_connection,
+        limiter: RateLimiter::new(config.upload_rate),
+        counters: counters.clone(),
+        metrics: metrics.clone(),
+    };
+    tracker.spawn(upload::run(
+        listeners.upload,
+        Arc::new(uploads),
+        connections.clone(),
+    ));
     if let Some(listener) = listeners.proxy {
-        let proxy = Arc::new(proxy::Proxy::new(ctx.clone(), manager.clone())?);
-        tracker.spawn(proxy.run(listener, shutdown.clone()));
+        let proxy = Arc::new(proxy::Proxy::new(
+            proxy::ProxyHandle {
+                config: config.proxy.clone(),
+                origin: origin.clone(),
+                p2p: p2p.clone(),
+                metrics: metrics.clone(),
+                tasks: manager.clone(),
+            },
+            connections,
+        )?);
+        tracker.spawn(proxy.run(listener));
     }
     tracing::info!(
-        host_id = %ctx.host_info.host_id,
+        host_id = %host_info.host_id,
         upload = %upload_addr,
         admin = %admin_addr,
         proxy = ?proxy_addr,
-        seed = ctx.config.seed,
+        seed = config.seed,
         "peer started"
     );
     let admin = admin::router(admin::AdminState {
-        ctx: ctx.clone(),
         tasks: manager,
+        store: store.clone(),
+        schedulers,
+        host_info,
+        metrics,
+        p2p,
+        uploads: counters,
+        hub,
+        started: Instant::now(),
+        seed: config.seed,
+        task_ttl: config.task_ttl,
+        ca_not_after: config
+            .proxy
+            .hijack_ca
+            .as_ref()
+            .and_then(|(cert, _)| proxy::leaf_certs::not_after(cert)),
     });
     let admin_shutdown = shutdown.clone();
     axum::serve(listeners.admin, admin)
@@ -254,8 +260,24 @@ pub async fn run(
         );
     }
     // Record what is cached so a restart resumes from here.
-    for task in ctx.store.all() {
+    for task in store.all() {
         let _ = task.save().await;
     }
     Ok(())
+}
+
+/// What each heartbeat tells the schedulers about this host's load and disk.
+fn heartbeat(
+    store: Arc<PieceStore>,
+    uploads: Arc<UploadCounters>,
+    p2p: Arc<P2pSwitch>,
+) -> Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync> {
+    Arc::new(move || pb::HostHeartbeat {
+        active_uploads: uploads.active(),
+        disk_used: store.used(),
+        disk_capacity: store.capacity(),
+        disabled: p2p.is_disabled(),
+        uploaded_bytes: uploads.bytes(),
+        high_watermark_percent: u32::from(store.high_watermark_percent()),
+    })
 }

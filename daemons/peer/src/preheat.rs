@@ -17,7 +17,7 @@ use df_proto::scheduler::v1 as pb;
 use pb::host_request::Request as HostMsg;
 use tokio_util::task::TaskTracker;
 
-use crate::Context;
+use crate::announcer::SchedulerClient;
 use crate::download::{DownloadRequest, TaskManager};
 
 /// Least time between two RUNNING reports of one task.
@@ -27,7 +27,7 @@ pub const FINAL_REPORT_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Sends one command's reports to the scheduler that sent it.
 struct Reporter {
-    ctx: Arc<Context>,
+    schedulers: Arc<SchedulerClient>,
     scheduler: String,
     job_id: u64,
     task_id: String,
@@ -56,7 +56,6 @@ impl Reporter {
         let is_final = state != pb::PreheatState::Running;
         let give_up = Instant::now() + FINAL_REPORT_PATIENCE;
         while !self
-            .ctx
             .schedulers
             .send_host(&self.scheduler, HostMsg::PreheatReport(msg.clone()))
         {
@@ -70,16 +69,18 @@ impl Reporter {
 }
 
 /// Starts the download `cmd` asks for and reports on it until it ends.
-pub fn spawn(
+///
+/// `seed_host` says whether this peer is a seed; only a seed honours the command's seed flag.
+pub(crate) fn spawn(
     tracker: &TaskTracker,
-    ctx: Arc<Context>,
+    seed_host: bool,
     tasks: Arc<TaskManager>,
     scheduler: String,
     cmd: pb::PreheatTask,
 ) {
     tracker.spawn(async move {
         let reporter = Reporter {
-            ctx: ctx.clone(),
+            schedulers: tasks.schedulers().clone(),
             scheduler,
             job_id: cmd.job_id,
             task_id: cmd.task_id.clone(),
@@ -94,7 +95,7 @@ pub fn spawn(
                 return;
             }
         };
-        let was_complete = ctx.store.get(&task_id).is_some_and(|t| t.is_complete());
+        let was_complete = tasks.store().get(&task_id).is_some_and(|t| t.is_complete());
         let req = DownloadRequest {
             url: cmd.url.clone(),
             headers: cmd
@@ -104,7 +105,7 @@ pub fn spawn(
                 .collect(),
             piece_length: (cmd.piece_length > 0).then_some(cmd.piece_length),
             digest: df_core::ids::ObjectDigest::try_from(cmd.digest.clone()).ok(),
-            seed: cmd.seed && ctx.config.seed,
+            seed: cmd.seed && seed_host,
             task_id: Some(task_id),
         };
         tracing::info!(job_id = cmd.job_id, task_id = %cmd.task_id, url = %cmd.url, seed = req.seed, "preheating");

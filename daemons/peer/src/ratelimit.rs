@@ -27,12 +27,9 @@ impl RateLimiter {
         }
     }
 
+    #[cfg(test)]
     pub fn unlimited() -> Self {
         Self::new(0)
-    }
-
-    pub fn rate(&self) -> u64 {
-        self.rate
     }
 
     /// Waits until `bytes` may be sent.

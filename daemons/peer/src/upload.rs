@@ -11,7 +11,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,10 +23,43 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::Context;
+use crate::accept::ConnectionSpawner;
+use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::storage::PieceStore;
+
+/// What the piece server needs: the cache it reads, its limits, and the counters it moves.
+pub(crate) struct Uploads {
+    pub(crate) store: Arc<PieceStore>,
+    /// A seed sends each piece once while it has unsent ones ([`crate::superseed`]).
+    pub(crate) seed: bool,
+    /// Bytes per second per connection; 0 is unlimited.
+    pub(crate) per_connection_rate: u64,
+    /// The daemon-wide upload limit.
+    pub(crate) limiter: RateLimiter,
+    pub(crate) counters: Arc<UploadCounters>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Upload activity: moved by the piece server, read by heartbeats and the status API.
+#[derive(Debug, Default)]
+pub(crate) struct UploadCounters {
+    active: AtomicU32,
+    bytes: AtomicU64,
+}
+
+impl UploadCounters {
+    /// Piece bodies being sent right now.
+    pub(crate) fn active(&self) -> u32 {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Bytes sent to other peers since start.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
 
 const READ_CHUNK: u64 = 256 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -52,10 +85,10 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 }
 
 /// Serves uploads on `listener` until `shutdown`; open connections are cut at shutdown.
-pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) {
-    crate::accept::serve(listener, "upload", shutdown, move |stream| {
+pub(crate) async fn run(listener: TcpListener, ctx: Arc<Uploads>, connections: ConnectionSpawner) {
+    crate::accept::serve(listener, "upload", connections, move |stream| {
         let ctx = ctx.clone();
-        let per_conn = Arc::new(RateLimiter::new(ctx.config.upload_rate_per_connection));
+        let per_conn = Arc::new(RateLimiter::new(ctx.per_connection_rate));
         let service = hyper::service::service_fn(move |req| {
             let ctx = ctx.clone();
             let per_conn = per_conn.clone();
@@ -69,7 +102,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: Cancellatio
 }
 
 async fn route(
-    ctx: Arc<Context>,
+    ctx: Arc<Uploads>,
     per_conn: Arc<RateLimiter>,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -88,7 +121,7 @@ async fn route(
 }
 
 async fn piece(
-    ctx: &Arc<Context>,
+    ctx: &Arc<Uploads>,
     per_conn: Arc<RateLimiter>,
     task: &str,
     number: &str,
@@ -103,7 +136,7 @@ async fn piece(
         let mut st = task.state();
         let layout = st.layout.filter(|_| st.bitmap.get(n));
         match layout {
-            Some(l) if served_now(ctx.config.seed, &mut st, n) => l.range(n),
+            Some(l) if served_now(ctx.seed, &mut st, n) => l.range(n),
             _ => None,
         }
     };
@@ -126,11 +159,11 @@ async fn piece(
                 return None;
             }
             let chunk = READ_CHUNK.min(len - sent);
-            ctx.upload_limiter.acquire(chunk as usize).await;
+            ctx.limiter.acquire(chunk as usize).await;
             per_conn.acquire(chunk as usize).await;
             match task.read_at(offset + sent, chunk as usize).await {
                 Ok(bytes) => {
-                    ctx.uploaded_bytes.fetch_add(chunk, Ordering::Relaxed);
+                    ctx.counters.bytes.fetch_add(chunk, Ordering::Relaxed);
                     ctx.metrics.uploaded(chunk);
                     task.add_uploaded(chunk);
                     if sent + chunk >= len {
@@ -165,11 +198,11 @@ fn served_now(seed: bool, st: &mut crate::storage::TaskState, n: u32) -> bool {
 }
 
 /// Counts an upload in progress for heartbeats and metrics while alive.
-struct ActiveUpload(Arc<Context>);
+struct ActiveUpload(Arc<Uploads>);
 
 impl ActiveUpload {
-    fn start(ctx: Arc<Context>) -> Self {
-        ctx.active_uploads.fetch_add(1, Ordering::AcqRel);
+    fn start(ctx: Arc<Uploads>) -> Self {
+        ctx.counters.active.fetch_add(1, Ordering::AcqRel);
         ctx.metrics.active_uploads.inc();
         Self(ctx)
     }
@@ -177,7 +210,7 @@ impl ActiveUpload {
 
 impl Drop for ActiveUpload {
     fn drop(&mut self) {
-        self.0.active_uploads.fetch_sub(1, Ordering::AcqRel);
+        self.0.counters.active.fetch_sub(1, Ordering::AcqRel);
         self.0.metrics.active_uploads.dec();
     }
 }
@@ -192,7 +225,7 @@ struct BitmapQuery {
     wait_ms: u64,
 }
 
-async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
+async fn bitmap(ctx: &Arc<Uploads>, task: &str, query: &str) -> Response<Body> {
     let Ok(id) = task.parse::<TaskId>() else {
         return text(StatusCode::BAD_REQUEST, "bad task id\n");
     };
@@ -210,7 +243,7 @@ async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
             let count = st.layout.map_or(0, |l| l.piece_count());
             // A seed shows what it will send (super-seeding); that set also shrinks, so any
             // change is news to its neighbours, not only a larger count.
-            let (shown, any_change) = if ctx.config.seed {
+            let (shown, any_change) = if ctx.seed {
                 (crate::superseed::offer(&st.bitmap, &st.sent), woken)
             } else {
                 (st.bitmap.clone(), false)

@@ -27,6 +27,7 @@ use df_core::telemetry::LogHub;
 use df_proto::scheduler::v1::scheduler_server::SchedulerServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use scheduling::Scheduler;
@@ -62,6 +63,8 @@ pub async fn run(
     let grpc_addr = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let scheduler = Arc::new(Scheduler::new(config));
+    // Every task the scheduler spawns is tracked, so shutdown can wait for them (bounded).
+    let tracker = TaskTracker::new();
     // Preheat jobs see the scheduler only as a directory of connected hosts; the job store is
     // shared between them and the host streams (reports, departures).
     let jobs = Arc::new(preheat::JobStore::default());
@@ -70,12 +73,13 @@ pub async fn run(
         jobs.clone(),
         scheduler.config().jobs.clone(),
         scheduler.metrics.preheat_jobs.clone(),
+        tracker.clone(),
     );
 
-    let ticker = {
+    {
         let scheduler = scheduler.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
+        tracker.spawn(async move {
             let mut tick = tokio::time::interval(scheduling::TICK);
             let gc_every = scheduler.config().gc_interval;
             let mut last_gc = tokio::time::Instant::now();
@@ -91,11 +95,11 @@ pub async fn run(
                     }
                 }
             }
-        })
-    };
+        });
+    }
 
     let feed = watch::WatchFeed::new(scheduler.clone());
-    let producer = tokio::spawn(feed.clone().run(shutdown.clone()));
+    tracker.spawn(feed.clone().run(shutdown.clone()));
     let admin = admin::router(admin::AdminState {
         scheduler: scheduler.clone(),
         preheat,
@@ -117,6 +121,7 @@ pub async fn run(
     };
 
     let grpc_shutdown = shutdown.clone();
+    let (service_tracker, service_shutdown) = (tracker.clone(), shutdown.clone());
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
     let grpc_task = async move {
         tonic::transport::Server::builder()
@@ -124,6 +129,8 @@ pub async fn run(
             .add_service(SchedulerServer::new(service::SchedulerService {
                 scheduler: scheduler.clone(),
                 jobs,
+                tracker: service_tracker,
+                shutdown: service_shutdown,
             }))
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await })
             .await
@@ -134,7 +141,19 @@ pub async fn run(
     };
     tracing::info!(version = df_core::VERSION, "scheduler started");
     let result = tokio::try_join!(grpc_task, http_task).map(|_| ());
-    ticker.abort();
-    producer.abort();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            running = tracker.len(),
+            "tasks still running after {SHUTDOWN_GRACE:?}; stopping without them"
+        );
+    }
     result
 }
+
+/// How long shutdown waits for the tracked tasks (tick, watch feed, stream readers, preheat
+/// jobs) once the servers have stopped.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

@@ -9,6 +9,8 @@ use pb::host_request::Request as HostMsg;
 use pb::peer_request::Request as PeerMsg;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::preheat::JobStore;
@@ -18,6 +20,10 @@ pub struct SchedulerService {
     pub scheduler: Arc<Scheduler>,
     /// Host streams carry preheat reports; a host's departure wakes the jobs waiting on it.
     pub jobs: Arc<JobStore>,
+    /// The stream readers run here, so shutdown waits for them (within its bound).
+    pub tracker: TaskTracker,
+    /// Fired at shutdown: readers stop, which ends the replies and so the streams.
+    pub shutdown: CancellationToken,
 }
 
 type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -48,9 +54,14 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         let (host_id, generation) = self.scheduler.host_connected(info, tx);
         let scheduler = self.scheduler.clone();
         let jobs = self.jobs.clone();
-        tokio::spawn(async move {
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(async move {
             loop {
-                match inbound.message().await {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    next = inbound.message() => next,
+                };
+                match next {
                     Ok(Some(msg)) => match msg.request {
                         Some(HostMsg::Heartbeat(hb)) => scheduler.host_heartbeat(&host_id, hb),
                         Some(HostMsg::Held(held)) => scheduler.host_held(&host_id, held),
@@ -88,9 +99,14 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         let (tx, rx) = mpsc::unbounded_channel();
         let (task_id, peer_id, generation) = self.scheduler.peer_register(reg, tx)?;
         let scheduler = self.scheduler.clone();
-        tokio::spawn(async move {
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(async move {
             loop {
-                match inbound.message().await {
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    next = inbound.message() => next,
+                };
+                match next {
                     Ok(Some(pb::PeerRequest { request: Some(msg) })) => {
                         scheduler.peer_message(&task_id, &peer_id, msg);
                     }

@@ -31,15 +31,15 @@ use super::DownloadRequest;
 use super::origin::{FirstResponse, Origin};
 use super::p2p::P2pEnd;
 use super::piece_io::{BodyReader, PieceError};
-use crate::Context;
 use crate::announcer::PeerStream;
+use crate::download::Engine;
 use crate::storage::{StorageError, StoredTask, TaskFailure};
 
 /// Attempts per piece against the origin before the download fails.
 const ORIGIN_ATTEMPTS: u32 = 3;
 
 pub struct Conductor {
-    pub ctx: Arc<Context>,
+    pub ctx: Arc<Engine>,
     pub task: Arc<StoredTask>,
     pub req: DownloadRequest,
     pub peer_id: PeerId,

@@ -19,10 +19,31 @@ use df_core::api::ByteSource;
 use df_core::ids::{ObjectDigest, PeerId, TaskId, TaskIdParams, validate_http_url};
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
+use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use crate::Context;
-use crate::storage::{StoredTask, TaskFailure};
+use crate::announcer::SchedulerClient;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::storage::{PieceStore, StoredTask, TaskFailure};
+use crate::switch::P2pSwitch;
+use origin::OriginClients;
+
+/// What the download engine (conductors, parent links, piece fetches) works with: the cache,
+/// the schedulers, the origin and peer clients, the download limit. One per daemon; servers
+/// never see it, they go through [`TaskManager`].
+pub(crate) struct Engine {
+    pub(crate) config: crate::Config,
+    pub(crate) host_info: df_proto::scheduler::v1::HostInfo,
+    pub(crate) store: Arc<PieceStore>,
+    pub(crate) schedulers: Arc<SchedulerClient>,
+    pub(crate) origin: Arc<OriginClients>,
+    /// Client for other peers' upload servers.
+    pub(crate) peers: reqwest::Client,
+    pub(crate) download_limiter: RateLimiter,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) p2p: Arc<P2pSwitch>,
+}
 
 /// What a client asked for.
 #[derive(Debug, Clone, Default)]
@@ -109,12 +130,24 @@ pub enum DeliveryError {
 }
 
 pub struct TaskManager {
-    ctx: Arc<Context>,
+    ctx: Arc<Engine>,
+    /// Downloads run here, so shutdown waits for them (within its bound).
+    tracker: TaskTracker,
 }
 
 impl TaskManager {
-    pub fn new(ctx: Arc<Context>) -> Self {
-        Self { ctx }
+    pub(crate) fn new(ctx: Arc<Engine>, tracker: TaskTracker) -> Self {
+        Self { ctx, tracker }
+    }
+
+    /// The cache the downloads fill.
+    pub(crate) fn store(&self) -> &Arc<PieceStore> {
+        &self.ctx.store
+    }
+
+    /// The links to the schedulers (preheat reports go back on them).
+    pub(crate) fn schedulers(&self) -> &Arc<SchedulerClient> {
+        &self.ctx.schedulers
     }
 
     pub fn task_id(req: &DownloadRequest) -> Result<TaskId, DeliveryError> {
@@ -159,7 +192,7 @@ impl TaskManager {
         let ctx = self.ctx.clone();
         let span = tracing::info_span!("download", task_id = %id, peer_id = %peer_id);
         let runner = task.clone();
-        tokio::spawn(
+        self.tracker.spawn(
             async move {
                 let _use = runner.hold();
                 let started = std::time::Instant::now();

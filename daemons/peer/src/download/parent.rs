@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 
 use super::origin::error_chain;
 use super::piece_io::{BodyReader, PieceError};
-use crate::Context;
+use crate::download::Engine;
 use crate::storage::StoredTask;
 use crate::upload::BitmapReply;
 
@@ -121,7 +121,7 @@ async fn watch(
 /// Fetches piece `n` from the parent at `base` into the task file and checks it against the
 /// scheduler's digest. Returns the bytes written and how long it took.
 pub async fn fetch_piece(
-    ctx: &Context,
+    ctx: &Engine,
     task: &StoredTask,
     layout: PieceLayout,
     n: u32,

@@ -49,7 +49,8 @@ impl Proxy {
                     format!("{host}:{port}")
                 },
             };
-            tokio::spawn(async move {
+            let connections = self.connections.clone();
+            connections.spawn(async move {
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
                         if let Err(e) = self
@@ -86,7 +87,7 @@ impl Proxy {
                 );
             }
         };
-        tokio::spawn(async move {
+        self.connections.spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
                     let mut client = TokioIo::new(upgraded);

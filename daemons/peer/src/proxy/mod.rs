@@ -31,11 +31,14 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, BodyStream, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::Context;
+use crate::accept::ConnectionSpawner;
+use crate::config::ProxyConfig;
+use crate::download::origin::OriginClients;
 use crate::download::origin::{end_to_end_headers, error_chain};
 use crate::download::{DeliveryError, DownloadRequest, ResponseBody, TaskManager};
+use crate::metrics::Metrics;
+use crate::switch::P2pSwitch;
 use leaf_certs::LeafMinter;
 use plan::Plan;
 
@@ -65,12 +68,23 @@ const HOP_BY_HOP: &[&str] = &[
     HEADER_USE_P2P,
 ];
 
+/// What the proxy needs from the daemon: its own config, the downloads, the origin for
+/// pass-through, the P2P switch and metrics.
+pub(crate) struct ProxyHandle {
+    pub(crate) config: ProxyConfig,
+    pub(crate) tasks: Arc<TaskManager>,
+    pub(crate) origin: Arc<OriginClients>,
+    pub(crate) p2p: Arc<P2pSwitch>,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
 pub struct Proxy {
-    ctx: Arc<Context>,
-    tasks: Arc<TaskManager>,
+    ctx: ProxyHandle,
     minter: Option<LeafMinter>,
     /// `proxy.hijack.certs`, by lower-case host name.
     fixed: HashMap<String, Arc<rustls::ServerConfig>>,
+    /// Connections and the CONNECT tunnels they hand off run here (tracked, cut at shutdown).
+    connections: ConnectionSpawner,
 }
 
 /// Where requests inside an intercepted CONNECT go.
@@ -101,14 +115,16 @@ pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<ResponseBody
 }
 
 impl Proxy {
-    pub fn new(ctx: Arc<Context>, tasks: Arc<TaskManager>) -> Result<Self, leaf_certs::MintError> {
-        let minter = match &ctx.config.proxy.hijack_ca {
+    pub(crate) fn new(
+        ctx: ProxyHandle,
+        connections: ConnectionSpawner,
+    ) -> Result<Self, leaf_certs::MintError> {
+        let minter = match &ctx.config.hijack_ca {
             Some((cert, key)) => Some(LeafMinter::new(cert, key)?),
             None => None,
         };
         let fixed = ctx
             .config
-            .proxy
             .hijack_certs
             .iter()
             .map(|c| {
@@ -118,15 +134,16 @@ impl Proxy {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             ctx,
-            tasks,
             minter,
             fixed,
+            connections,
         })
     }
 
-    /// Serves the proxy on `listener` until `shutdown`.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        crate::accept::serve(listener, "proxy", shutdown, move |stream| {
+    /// Serves the proxy on `listener` until the shutdown token of its [`ConnectionSpawner`].
+    pub async fn run(self: Arc<Self>, listener: TcpListener) {
+        let connections = self.connections.clone();
+        crate::accept::serve(listener, "proxy", connections, move |stream| {
             self.clone()
                 .serve_http(hyper_util::rt::TokioIo::new(stream), None)
         })
@@ -165,7 +182,7 @@ impl Proxy {
             req.uri(),
             req.headers(),
             tunnel.map(|t| t.authority.as_str()),
-            &self.ctx.config.proxy,
+            &self.ctx.config,
             !self.ctx.p2p.is_disabled(),
         );
         match decided {
@@ -203,7 +220,7 @@ impl Proxy {
             headers,
             ..DownloadRequest::default()
         };
-        match self.tasks.deliver(request, range.as_deref()).await {
+        match self.ctx.tasks.deliver(request, range.as_deref()).await {
             Ok(d) => d.into_response(),
             Err(DeliveryError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, m),
             Err(DeliveryError::Upstream(m)) => text(StatusCode::BAD_GATEWAY, m),

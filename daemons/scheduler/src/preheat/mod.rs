@@ -25,6 +25,7 @@ pub mod registry;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use tokio_util::task::TaskTracker;
 
 use df_core::api;
 use df_core::ids::{HostId, TaskId, TaskIdParams};
@@ -467,6 +468,8 @@ pub struct Preheat {
         Labels,
         prometheus_client::metrics::counter::Counter,
     >,
+    /// Running jobs, so shutdown waits for them (within its bound).
+    tracker: TaskTracker,
 }
 
 impl Preheat {
@@ -478,12 +481,14 @@ impl Preheat {
             Labels,
             prometheus_client::metrics::counter::Counter,
         >,
+        tracker: TaskTracker,
     ) -> Self {
         Self {
             hosts,
             jobs,
             config,
             counts,
+            tracker,
         }
     }
 
@@ -537,7 +542,7 @@ pub fn create(preheat: &Preheat, req: &api::CreateJob) -> Result<api::JobView, J
         .jobs
         .get(id)
         .ok_or_else(|| JobError::Url("job vanished".into()))?;
-    tokio::spawn(run(preheat.clone(), id, plan));
+    preheat.tracker.spawn(run(preheat.clone(), id, plan));
     Ok(view)
 }
 
