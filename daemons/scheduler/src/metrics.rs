@@ -7,6 +7,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 pub(crate) type Labels = Vec<(&'static str, &'static str)>;
+/// A labelled counter (decisions, jobs by state, ...).
+pub(crate) type Counters = Family<Labels, Counter>;
 
 pub struct Metrics {
     registry: Registry,

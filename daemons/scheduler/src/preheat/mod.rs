@@ -33,7 +33,7 @@ use df_core::ring::HashRing;
 use df_proto::scheduler::v1 as pb;
 
 use crate::config::JobsConfig;
-use crate::metrics::Labels;
+use crate::metrics::Counters;
 use crate::model::ConnectedHost;
 use df_core::manifest_url::ManifestUrl;
 use registry::{PlatformChoice, RegistryClient, ResolvedBlob};
@@ -464,10 +464,7 @@ pub struct Preheat {
     hosts: Arc<dyn HostDirectory>,
     jobs: Arc<JobStore>,
     config: JobsConfig,
-    counts: prometheus_client::metrics::family::Family<
-        Labels,
-        prometheus_client::metrics::counter::Counter,
-    >,
+    counts: Counters,
     /// Running jobs, so shutdown waits for them (within its bound).
     tracker: TaskTracker,
 }
@@ -477,10 +474,7 @@ impl Preheat {
         hosts: Arc<dyn HostDirectory>,
         jobs: Arc<JobStore>,
         config: JobsConfig,
-        counts: prometheus_client::metrics::family::Family<
-            Labels,
-            prometheus_client::metrics::counter::Counter,
-        >,
+        counts: Counters,
         tracker: TaskTracker,
     ) -> Self {
         Self {
