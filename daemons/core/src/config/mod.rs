@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub mod peer;
 pub mod scheduler;
+pub mod yaml11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -99,9 +100,11 @@ pub fn parse_yaml<T: DeserializeOwned + Default>(
 pub struct LogSection {
     /// Directory for rotated JSON-lines log files; none logs to stderr only.
     pub dir: Option<std::path::PathBuf>,
-    /// `EnvFilter` directive: `info`, `debug`, `df_peer=debug,info`, ...
+    /// `EnvFilter` directive: `info`, `debug`, `df_peer=debug,info`, `off`, ...
+    #[serde(deserialize_with = "yaml11::log_level")]
     pub level: String,
-    /// stderr format: `human`, `json` or `off`.
+    /// stderr format: `human`, `json` or `off` (`false` and `no` also mean off: YAML 1.1 tools
+    /// such as PyYAML and Helm rewrite `off` as `false`).
     pub stderr: crate::telemetry::StderrFormat,
 }
 
