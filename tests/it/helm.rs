@@ -272,28 +272,32 @@ fn check_daemon_configs(objects: &[Value], ns: &str, ca: Option<(&str, &str)>) -
         let text = cm["data"]["dfdaemon.yaml"].as_str().expect("dfdaemon.yaml");
         let path = PathBuf::from(format!("configmap/{name}/dfdaemon.yaml"));
         let load = |text: &str| -> df_peer::Config {
-        let mut raw: df_peer::config::RawConfig =
-            df_core::config::parse_yaml(&path, text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        // The CA files exist only in the pod: check the paths, then point them at real files.
-        match (&raw.proxy.hijack.ca_cert, &raw.proxy.hijack.ca_key, ca) {
-            (None, None, _) => {}
-            (Some(cert), Some(key), Some((cert_pem, key_pem))) => {
-                assert_eq!(cert, &Path::new(CA_DIR).join("ca.crt"));
-                assert_eq!(key, &Path::new(CA_DIR).join("ca.key"));
-                let (c, k) = (tmp.path().join("ca.crt"), tmp.path().join("ca.key"));
-                std::fs::write(&c, cert_pem).expect("write ca");
-                std::fs::write(&k, key_pem).expect("write key");
-                raw.proxy.hijack.ca_cert = Some(c);
-                raw.proxy.hijack.ca_key = Some(k);
+            let mut raw: df_peer::config::RawConfig =
+                df_core::config::parse_yaml(&path, text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            // The CA files exist only in the pod: check the paths, then point them at real files.
+            match (&raw.proxy.hijack.ca_cert, &raw.proxy.hijack.ca_key, ca) {
+                (None, None, _) => {}
+                (Some(cert), Some(key), Some((cert_pem, key_pem))) => {
+                    assert_eq!(cert, &Path::new(CA_DIR).join("ca.crt"));
+                    assert_eq!(key, &Path::new(CA_DIR).join("ca.key"));
+                    let (c, k) = (tmp.path().join("ca.crt"), tmp.path().join("ca.key"));
+                    std::fs::write(&c, cert_pem).expect("write ca");
+                    std::fs::write(&k, key_pem).expect("write key");
+                    raw.proxy.hijack.ca_cert = Some(c);
+                    raw.proxy.hijack.ca_key = Some(k);
+                }
+                other => panic!("{name}: unexpected CA settings {other:?}"),
             }
-            other => panic!("{name}: unexpected CA settings {other:?}"),
-        }
-        df_peer::Config::validate(&path, raw).unwrap_or_else(|e| panic!("{e}\n{text}"))
+            df_peer::Config::validate(&path, raw).unwrap_or_else(|e| panic!("{e}\n{text}"))
         };
         let config = load(text);
         // A YAML 1.1 tool (PyYAML) rewriting the rendered file changes nothing the daemon reads.
         let tripped = crate::yaml11::pyyaml_round_trip(text);
-        assert_eq!(format!("{:?}", load(&tripped)), format!("{config:?}"), "{name}: {tripped}");
+        assert_eq!(
+            format!("{:?}", load(&tripped)),
+            format!("{config:?}"),
+            "{name}: {tripped}"
+        );
         config
     };
 

@@ -18,5 +18,6 @@ mod p2p;
 mod preheat;
 mod proxy;
 mod release;
+mod restart;
 mod top;
 mod yaml11;

@@ -71,7 +71,12 @@ pub(crate) fn check_round_trip(path: &Path, text: &str) -> String {
             format!("{:?}", load_scheduler(path, &tripped)),
         )
     };
-    assert_eq!(before, after, "{}: changed by PyYAML:\n{tripped}", path.display());
+    assert_eq!(
+        before,
+        after,
+        "{}: changed by PyYAML:\n{tripped}",
+        path.display()
+    );
     tripped
 }
 
@@ -105,7 +110,12 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 fn gen_config_and_init_configs_survive_pyyaml() {
     let root = tempfile::tempdir().expect("tempdir");
     let gen_root = root.path().join("gen");
-    dfctl_ok(&["gen-config", "daemons", "--root", &gen_root.to_string_lossy()]);
+    dfctl_ok(&[
+        "gen-config",
+        "daemons",
+        "--root",
+        &gen_root.to_string_lossy(),
+    ]);
     let mut files = files_under(&gen_root.join("etc/dragonfly"));
     assert_eq!(files.len(), 2, "{files:?}");
 

@@ -29,6 +29,8 @@ pub(crate) async fn dispatch(
                 preheat::spawn(&tracker, ctx.clone(), manager.clone(), scheduler, p);
             }
             pb::host_response::Response::SeedTask(s) => seed(&ctx, &manager, s),
+            // Handled by the link itself (it reconnects); never forwarded.
+            pb::host_response::Response::Reconnect(_) => {}
         }
     }
 }

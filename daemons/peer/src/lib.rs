@@ -17,6 +17,7 @@ pub(crate) mod metrics;
 pub(crate) mod preheat;
 pub mod proxy;
 pub(crate) mod ratelimit;
+pub mod reconnect;
 pub(crate) mod storage;
 pub mod superseed;
 pub(crate) mod switch;
@@ -62,9 +63,6 @@ pub struct Context {
     pub uploaded_bytes: AtomicU64,
     pub p2p: switch::P2pSwitch,
 }
-
-/// How long shutdown waits for the tracked tasks (servers, links, GC, preheats) to end.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// The sockets a peer serves on, bound by the caller.
 pub struct Listeners {
@@ -221,10 +219,26 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    tracker.spawn(upload::run(listeners.upload, ctx.clone(), shutdown.clone()));
+    // Stopping: `shutdown` ends accepting and lets in-flight responses finish; `cut`, the
+    // grace period later, drops what is left.
+    let grace = ctx.config.shutdown_grace;
+    let stopping = accept::Stopping {
+        stop: shutdown.clone(),
+        cut: CancellationToken::new(),
+        connections: TaskTracker::new(),
+    };
+    tokio::spawn({
+        let (stop, cut) = (shutdown.clone(), stopping.cut.clone());
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+            cut.cancel();
+        }
+    });
+    tracker.spawn(upload::run(listeners.upload, ctx.clone(), stopping.clone()));
     if let Some(listener) = listeners.proxy {
         let proxy = Arc::new(proxy::Proxy::new(ctx.clone(), manager.clone())?);
-        tracker.spawn(proxy.run(listener, shutdown.clone()));
+        tracker.spawn(proxy.run(listener, stopping.clone()));
     }
     tracing::info!(
         host_id = %ctx.host_info.host_id,
@@ -239,23 +253,38 @@ pub async fn run(
         tasks: manager,
     });
     let admin_shutdown = shutdown.clone();
-    axum::serve(listeners.admin, admin)
-        .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
-        .await
-        .map_err(RunError::Admin)?;
+    // Client downloads through the admin API are responses in flight too: they get the grace.
+    let admin_server = axum::serve(listeners.admin, admin)
+        .with_graceful_shutdown(async move { admin_shutdown.cancelled().await });
+    tokio::select! {
+        served = admin_server => served.map_err(RunError::Admin)?,
+        () = stopping.cut.cancelled() => {}
+    }
+    tracing::info!(
+        ?grace,
+        "stopping: no new connections; finishing responses in flight"
+    );
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            running = tracker.len(),
-            "tasks still running after {SHUTDOWN_GRACE:?}; stopping without them"
-        );
+    stopping.connections.close();
+    let drained = async {
+        tracker.wait().await;
+        stopping.connections.wait().await;
+    };
+    tokio::select! {
+        () = drained => {}
+        () = stopping.cut.cancelled() => tracing::warn!(
+            tasks = tracker.len(),
+            connections = stopping.connections.len(),
+            "still running after shutdown_grace; stopping without them"
+        ),
     }
-    // Record what is cached so a restart resumes from here.
-    for task in ctx.store.all() {
-        let _ = task.save().await;
+    // Record what is stored so a restart resumes from these pieces.
+    let tasks = ctx.store.all();
+    for task in &tasks {
+        if let Err(e) = task.save().await {
+            tracing::warn!(task_id = %task.id, error = %e, "cannot save task metadata");
+        }
     }
+    tracing::info!(tasks = tasks.len(), "peer stopped; task metadata saved");
     Ok(())
 }

@@ -26,6 +26,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::accept::Stopping;
 use crate::ratelimit::RateLimiter;
 
 const READ_CHUNK: u64 = 256 * 1024;
@@ -51,15 +52,19 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     resp
 }
 
-/// Serves uploads on `listener` until `shutdown`; open connections are cut at shutdown.
-pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) {
-    crate::accept::serve(listener, "upload", shutdown, move |stream| {
+/// Serves uploads on `listener` until told to stop; a piece being sent when it is told is
+/// finished (bounded by `shutdown_grace`), and held-open bitmap polls answer at once.
+pub(crate) async fn run(listener: TcpListener, ctx: Arc<Context>, stopping: Stopping) {
+    let stop = stopping.stop.clone();
+    crate::accept::serve(listener, "upload", stopping, move |stream| {
         let ctx = ctx.clone();
+        let stop = stop.clone();
         let per_conn = Arc::new(RateLimiter::new(ctx.config.upload_rate_per_connection));
         let service = hyper::service::service_fn(move |req| {
             let ctx = ctx.clone();
             let per_conn = per_conn.clone();
-            async move { Ok::<_, Infallible>(route(ctx, per_conn, req).await) }
+            let stop = stop.clone();
+            async move { Ok::<_, Infallible>(route(ctx, per_conn, &stop, req).await) }
         });
         hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
@@ -71,6 +76,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: Cancellatio
 async fn route(
     ctx: Arc<Context>,
     per_conn: Arc<RateLimiter>,
+    stop: &CancellationToken,
     req: Request<Incoming>,
 ) -> Response<Body> {
     if req.method() != http::Method::GET {
@@ -81,7 +87,7 @@ async fn route(
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["pieces", task, number] => piece(&ctx, per_conn, task, number).await,
-        ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query).await,
+        ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query, stop).await,
         ["healthz"] => text(StatusCode::OK, "ok"),
         _ => text(StatusCode::NOT_FOUND, "no such route\n"),
     }
@@ -192,7 +198,12 @@ struct BitmapQuery {
     wait_ms: u64,
 }
 
-async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
+async fn bitmap(
+    ctx: &Arc<Context>,
+    task: &str,
+    query: &str,
+    stop: &CancellationToken,
+) -> Response<Body> {
     let Ok(id) = task.parse::<TaskId>() else {
         return text(StatusCode::BAD_REQUEST, "bad task id\n");
     };
@@ -239,6 +250,8 @@ async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break reply },
             _ = tokio::time::sleep_until(deadline) => break reply,
+            // Shutting down: answer now, so the connection can close.
+            _ = stop.cancelled() => break reply,
         }
     };
     match serde_json::to_vec(&reply) {

@@ -11,6 +11,7 @@ pub mod config;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod preheat;
+pub(crate) mod restart;
 pub(crate) mod scheduling;
 pub(crate) mod selector;
 pub(crate) mod service;
@@ -100,15 +101,32 @@ pub async fn run(
             })
     };
 
-    let grpc_shutdown = shutdown.clone();
+    let grace = scheduler.config().shutdown_grace;
+    // At SIGTERM every peer is told to reconnect before the server stops accepting: their
+    // streams would otherwise keep this process alive and the peers attached to it.
+    let grpc_shutdown = {
+        let (scheduler, shutdown) = (scheduler.clone(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            let (hosts, downloads) = scheduler.drain_streams("scheduler shutting down");
+            tracing::info!(
+                hosts,
+                downloads,
+                ?grace,
+                "stopping: told every peer to reconnect"
+            );
+        }
+    };
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let stopping = shutdown.clone();
     let grpc_task = async move {
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
             .add_service(SchedulerServer::new(service::SchedulerService {
                 scheduler: scheduler.clone(),
+                stopping,
             }))
-            .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await })
+            .serve_with_incoming_shutdown(incoming, grpc_shutdown)
             .await
             .map_err(|source| RunError::Grpc {
                 addr: grpc_addr,
@@ -116,8 +134,20 @@ pub async fn run(
             })
     };
     tracing::info!(version = df_core::VERSION, "scheduler started");
-    let result = tokio::try_join!(grpc_task, http_task).map(|_| ());
+    let servers = async { tokio::try_join!(grpc_task, http_task).map(|_| ()) };
+    let bound = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    let result = tokio::select! {
+        r = servers => r,
+        () = bound => {
+            tracing::warn!(?grace, "connections still open after shutdown_grace; exiting without them");
+            Ok(())
+        }
+    };
     ticker.abort();
     producer.abort();
+    tracing::info!("scheduler stopped");
     result
 }

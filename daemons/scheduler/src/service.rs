@@ -1,4 +1,8 @@
 //! The gRPC face of the scheduler: turns the two announce streams into [`Scheduler`] calls.
+//!
+//! Once `stopping` is cancelled, new streams are refused (`UNAVAILABLE`), so a peer told to
+//! reconnect does not land on this dying process again; a stream accepted in the same instant
+//! is closed again at once (see `crate::restart`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,12 +13,19 @@ use pb::host_request::Request as HostMsg;
 use pb::peer_request::Request as PeerMsg;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::scheduling::Scheduler;
 
 pub struct SchedulerService {
     pub scheduler: Arc<Scheduler>,
+    /// Cancelled when the scheduler starts going away.
+    pub stopping: CancellationToken,
+}
+
+fn going_away() -> Status {
+    Status::unavailable("scheduler is shutting down; reconnect")
 }
 
 type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -41,8 +52,15 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         if info.host_id.is_empty() {
             return Err(Status::invalid_argument("register names no host_id"));
         }
+        if self.stopping.is_cancelled() {
+            return Err(going_away());
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let (host_id, generation) = self.scheduler.host_connected(info, tx);
+        if self.stopping.is_cancelled() {
+            self.scheduler.host_disconnected(&host_id, generation);
+            return Err(going_away());
+        }
         let scheduler = self.scheduler.clone();
         tokio::spawn(async move {
             loop {
@@ -80,8 +98,16 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
                 "the first peer message must be register",
             ));
         };
+        if self.stopping.is_cancelled() {
+            return Err(going_away());
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let (task_id, peer_id, generation) = self.scheduler.peer_register(reg, tx)?;
+        if self.stopping.is_cancelled() {
+            self.scheduler
+                .peer_stream_closed(&task_id, &peer_id, generation);
+            return Err(going_away());
+        }
         let scheduler = self.scheduler.clone();
         tokio::spawn(async move {
             loop {

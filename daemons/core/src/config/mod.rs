@@ -118,6 +118,21 @@ impl Default for LogSection {
     }
 }
 
+/// `shutdown_grace`, the same key in both daemon configs: how long a daemon may take to stop
+/// after SIGTERM. The scheduler tells its peers to reconnect elsewhere and exits; a peer stops
+/// accepting, lets in-flight pieces and responses finish, saves its task metadata and exits.
+/// Whatever is still running when it runs out is cut. Kubernetes waits 30 s and systemd 90 s
+/// before SIGKILL, so the default leaves room for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct ShutdownGrace(#[serde(with = "humantime_serde")] pub std::time::Duration);
+
+impl Default for ShutdownGrace {
+    fn default() -> Self {
+        Self(std::time::Duration::from_secs(10))
+    }
+}
+
 /// A byte count written as a number or with a unit: `0`, `4096`, `64KiB`, `100MiB`, `1GB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);

@@ -31,9 +31,9 @@ use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, BodyStream, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::accept::{Drain, Stopping};
 use crate::download::origin::{end_to_end_headers, error_chain};
 use crate::download::{DeliveryError, DownloadRequest, ResponseBody, TaskManager};
 use leaf_certs::LeafMinter;
@@ -124,11 +124,12 @@ impl Proxy {
         })
     }
 
-    /// Serves the proxy on `listener` until `shutdown`.
-    pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        crate::accept::serve(listener, "proxy", shutdown, move |stream| {
+    /// Serves the proxy on `listener` until told to stop; responses in flight then finish
+    /// (bounded by `shutdown_grace`).
+    pub(crate) async fn run(self: Arc<Self>, listener: TcpListener, stopping: Stopping) {
+        crate::accept::serve(listener, "proxy", stopping, move |stream| {
             self.clone()
-                .serve_http(hyper_util::rt::TokioIo::new(stream), None)
+                .connection(hyper_util::rt::TokioIo::new(stream), None)
         })
         .await;
     }
@@ -142,6 +143,18 @@ impl Proxy {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        self.connection(io, tunnel).await
+    }
+
+    /// The connection future for [`Self::serve_http`], drainable at shutdown.
+    fn connection<I>(
+        self: Arc<Self>,
+        io: I,
+        tunnel: Option<Tunnel>,
+    ) -> impl Drain<Output = Result<(), hyper::Error>> + Send + 'static
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let service = hyper::service::service_fn(move |req| {
             let proxy = self.clone();
             let tunnel = tunnel.clone();
@@ -152,7 +165,6 @@ impl Proxy {
             .max_header_size(MAX_HEAD_BYTES)
             .serve_connection(io, service)
             .with_upgrades()
-            .await
     }
 
     async fn handle(
