@@ -119,3 +119,137 @@ fn learn_from_origin_fetcher(task: &mut Task, peer: &PeerId, resume: &pb::Resume
         task.send_to_downloaders(Some(peer), &reply);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use df_core::ids::TaskId;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::config::Config;
+
+    type Rx = mpsc::UnboundedReceiver<Result<pb::PeerResponse, tonic::Status>>;
+
+    fn task_id() -> TaskId {
+        TaskId::from_url("http://o/x", &Default::default()).expect("id")
+    }
+
+    fn register(s: &Scheduler, name: &str, resume: Option<pb::ResumedDownload>) -> Rx {
+        let (tx, rx) = mpsc::unbounded_channel();
+        s.peer_register(
+            pb::RegisterPeer {
+                task_id: task_id().to_string(),
+                peer_id: format!("peer-{name}"),
+                url: "http://o/x".into(),
+                host: Some(pb::HostInfo {
+                    host_id: format!("127.0.0.1-{name}"),
+                    hostname: name.into(),
+                    ip: "127.0.0.1".into(),
+                    upload_port: 1,
+                    upload_slots: 8,
+                    ..Default::default()
+                }),
+                resume,
+                ..Default::default()
+            },
+            tx,
+        )
+        .expect("registers");
+        rx
+    }
+
+    fn replies(rx: &mut Rx) -> Vec<PeerReply> {
+        let mut out = Vec::new();
+        while let Ok(Ok(r)) = rx.try_recv() {
+            out.extend(r.response);
+        }
+        out
+    }
+
+    fn resume(pieces: &[u32], from_origin: bool) -> pb::ResumedDownload {
+        pb::ResumedDownload {
+            metadata: Some(pb::TaskMetadata {
+                content_length: 3 << 22,
+                piece_length: 1 << 22,
+                headers: vec![],
+            }),
+            pieces: pieces
+                .iter()
+                .map(|&n| pb::PieceDigest {
+                    number: n,
+                    digest: vec![n as u8; 32],
+                })
+                .collect(),
+            from_origin,
+        }
+    }
+
+    #[test]
+    fn a_resumed_peer_waits_for_neighbours_instead_of_going_to_the_origin() {
+        let s = Scheduler::new(Config::default());
+        // No seed, nobody else: a new download would be sent to the origin at once.
+        let mut rx = register(&s, "a", Some(resume(&[0], false)));
+        let got = replies(&mut rx);
+        assert!(
+            !got.iter().any(|r| matches!(r, PeerReply::BackToSource(_))),
+            "{got:?}"
+        );
+        // A peer fetching from the peers is not trusted for layout or digests.
+        s.with_state(|st| {
+            let task = st.tasks.get(&task_id()).expect("task");
+            assert!(task.layout.is_none());
+        });
+    }
+
+    #[test]
+    fn the_origin_fetchers_layout_and_digests_reach_the_others() {
+        let s = Scheduler::new(Config::default());
+        let mut waiting = register(&s, "a", Some(resume(&[], false)));
+        let mut fetcher = register(&s, "seed", Some(resume(&[0, 2], true)));
+        let got = replies(&mut waiting);
+        assert!(
+            got.iter()
+                .any(|r| matches!(r, PeerReply::Metadata(m) if m.content_length == 3 << 22))
+        );
+        let relayed: Vec<u32> = got
+            .iter()
+            .filter_map(|r| match r {
+                PeerReply::Digests(d) => Some(d.pieces.iter().map(|p| p.number)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(relayed, [0, 2]);
+        assert!(
+            !replies(&mut fetcher)
+                .iter()
+                .any(|r| matches!(r, PeerReply::BackToSource(_)))
+        );
+        s.with_state(|st| {
+            let task = st.tasks.get(&task_id()).expect("task");
+            let fetcher = task
+                .peers
+                .get(&PeerId::from("peer-seed".to_owned()))
+                .expect("peer");
+            assert_eq!(fetcher.state, PeerState::BackToSource);
+            assert_eq!(fetcher.bitmap.count(), 2);
+            assert!(task.has_origin_fetcher());
+        });
+    }
+
+    #[test]
+    fn draining_tells_every_stream_to_reconnect() {
+        let s = Scheduler::new(Config::default());
+        let mut rx = register(&s, "a", None);
+        let _ = replies(&mut rx);
+        let (hosts, downloads) = s.drain_streams("test");
+        assert_eq!((hosts, downloads), (0, 1));
+        assert!(
+            replies(&mut rx)
+                .iter()
+                .any(|r| matches!(r, PeerReply::Reconnect(_)))
+        );
+        // This side let go: the stream ends once the peer closes its half.
+        assert!(rx.try_recv().is_err());
+    }
+}
