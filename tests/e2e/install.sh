@@ -2,7 +2,8 @@
 # Usage: tests/e2e/install.sh
 #   Installs the third-party programs the end-to-end tests drive, from Debian 12 packages:
 #     docker-registry (distribution 2.8), skopeo, containerd, runc, podman, openssl,
-#     ca-certificates, python3, curl, apache2-utils (htpasswd, for registry.sh --auth),
+#     ca-certificates, python3, python3-yaml (PyYAML: the YAML 1.1 round trip of the daemon
+#     configs), curl, apache2-utils (htpasswd, for registry.sh --auth),
 #     systemd (systemd-analyze verify checks the unit files dfctl writes), tmux (the
 #     `dfctl top` screen test drives the TUI in it).
 #   Only missing packages are installed (dpkg-query check), so with everything present it
@@ -16,7 +17,7 @@
 set -euo pipefail
 . "$(dirname "$(readlink -f "$0")")/lib.sh"
 
-PKGS=(docker-registry skopeo containerd runc podman openssl ca-certificates python3 curl apache2-utils systemd tmux
+PKGS=(docker-registry skopeo containerd runc podman openssl ca-certificates python3 python3-yaml curl apache2-utils systemd tmux
       lintian dpkg-dev binutils)
 
 missing=()

@@ -19,9 +19,23 @@ pub struct Daemon {
     pub proxy: Option<SocketAddr>,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
+    /// Fires when the daemon's `run` returned.
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Daemon {
+    /// SIGTERM, as the binaries take it: cancels the shutdown token and waits up to `within`
+    /// for `run` to return. Returns how long that took, or `None` if it did not return in time
+    /// (the daemon is then dropped, as SIGKILL would).
+    pub async fn stop(&mut self, within: Duration) -> Option<Duration> {
+        let started = tokio::time::Instant::now();
+        self.shutdown.cancel();
+        let done = self.done.take()?;
+        let returned = tokio::time::timeout(within, done).await.is_ok();
+        self.kill();
+        returned.then(|| started.elapsed())
+    }
+
     /// Drops everything the daemon runs, mid-transfer if need be.
     pub fn kill(&mut self) {
         self.shutdown.cancel();
@@ -99,12 +113,14 @@ pub fn start_scheduler_with(
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let hub = LogHub::in_memory(name);
+    let (done_tx, done) = tokio::sync::oneshot::channel();
     rt.spawn(async move {
         let grpc = tokio::net::TcpListener::from_std(grpc_l).expect("listener");
         let http = tokio::net::TcpListener::from_std(http_l).expect("listener");
         if let Err(e) = df_scheduler::run(grpc, http, config, hub, token).await {
             eprintln!("scheduler stopped: {e}");
         }
+        let _ = done_tx.send(());
     });
     Daemon {
         name: name.into(),
@@ -113,6 +129,7 @@ pub fn start_scheduler_with(
         proxy: None,
         runtime: Some(rt),
         shutdown,
+        done: Some(done),
     }
 }
 
@@ -147,6 +164,7 @@ pub fn start_peer(
     let shutdown = CancellationToken::new();
     let token = shutdown.clone();
     let hub = LogHub::in_memory(name);
+    let (done_tx, done) = tokio::sync::oneshot::channel();
     rt.spawn(async move {
         let listeners = df_peer::Listeners {
             upload: tokio::net::TcpListener::from_std(upload_l).expect("listener"),
@@ -156,6 +174,7 @@ pub fn start_peer(
         if let Err(e) = df_peer::run(listeners, config, hub, token).await {
             eprintln!("peer stopped: {e}");
         }
+        let _ = done_tx.send(());
     });
     Daemon {
         name: name.into(),
@@ -164,6 +183,7 @@ pub fn start_peer(
         proxy: Some(proxy_addr),
         runtime: Some(rt),
         shutdown,
+        done: Some(done),
     }
 }
 

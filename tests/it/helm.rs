@@ -234,6 +234,8 @@ fn check_daemon_configs(objects: &[Value], ns: &str, ca: Option<(&str, &str)>) -
         .as_str()
         .expect("dfscheduler.yaml");
     let path = Path::new("configmap/rel-dragonfly-lite-scheduler/dfscheduler.yaml");
+    // A YAML 1.1 tool (PyYAML) rewriting the rendered file changes nothing the daemon reads.
+    crate::yaml11::check_round_trip(path, text);
     let raw: df_scheduler::config::RawConfig =
         df_core::config::parse_yaml(path, text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let scheduler = df_scheduler::Config::validate(path, raw).unwrap_or_else(|e| panic!("{e}"));
@@ -269,23 +271,34 @@ fn check_daemon_configs(objects: &[Value], ns: &str, ca: Option<(&str, &str)>) -
         let cm = find(objects, "ConfigMap", name);
         let text = cm["data"]["dfdaemon.yaml"].as_str().expect("dfdaemon.yaml");
         let path = PathBuf::from(format!("configmap/{name}/dfdaemon.yaml"));
-        let mut raw: df_peer::config::RawConfig =
-            df_core::config::parse_yaml(&path, text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-        // The CA files exist only in the pod: check the paths, then point them at real files.
-        match (&raw.proxy.hijack.ca_cert, &raw.proxy.hijack.ca_key, ca) {
-            (None, None, _) => {}
-            (Some(cert), Some(key), Some((cert_pem, key_pem))) => {
-                assert_eq!(cert, &Path::new(CA_DIR).join("ca.crt"));
-                assert_eq!(key, &Path::new(CA_DIR).join("ca.key"));
-                let (c, k) = (tmp.path().join("ca.crt"), tmp.path().join("ca.key"));
-                std::fs::write(&c, cert_pem).expect("write ca");
-                std::fs::write(&k, key_pem).expect("write key");
-                raw.proxy.hijack.ca_cert = Some(c);
-                raw.proxy.hijack.ca_key = Some(k);
+        let load = |text: &str| -> df_peer::Config {
+            let mut raw: df_peer::config::RawConfig =
+                df_core::config::parse_yaml(&path, text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            // The CA files exist only in the pod: check the paths, then point them at real files.
+            match (&raw.proxy.hijack.ca_cert, &raw.proxy.hijack.ca_key, ca) {
+                (None, None, _) => {}
+                (Some(cert), Some(key), Some((cert_pem, key_pem))) => {
+                    assert_eq!(cert, &Path::new(CA_DIR).join("ca.crt"));
+                    assert_eq!(key, &Path::new(CA_DIR).join("ca.key"));
+                    let (c, k) = (tmp.path().join("ca.crt"), tmp.path().join("ca.key"));
+                    std::fs::write(&c, cert_pem).expect("write ca");
+                    std::fs::write(&k, key_pem).expect("write key");
+                    raw.proxy.hijack.ca_cert = Some(c);
+                    raw.proxy.hijack.ca_key = Some(k);
+                }
+                other => panic!("{name}: unexpected CA settings {other:?}"),
             }
-            other => panic!("{name}: unexpected CA settings {other:?}"),
-        }
-        df_peer::Config::validate(&path, raw).unwrap_or_else(|e| panic!("{e}\n{text}"))
+            df_peer::Config::validate(&path, raw).unwrap_or_else(|e| panic!("{e}\n{text}"))
+        };
+        let config = load(text);
+        // A YAML 1.1 tool (PyYAML) rewriting the rendered file changes nothing the daemon reads.
+        let tripped = crate::yaml11::pyyaml_round_trip(text);
+        assert_eq!(
+            format!("{:?}", load(&tripped)),
+            format!("{config:?}"),
+            "{name}: {tripped}"
+        );
+        config
     };
 
     let peer = load_peer("rel-dragonfly-lite-peer");

@@ -2,8 +2,8 @@
 //! binaries driven as an operator would (`cli`), where dfctl writes and what it leaves there
 //! (`destinations`), the Helm chart checked with the real helm and kubernetes-validate
 //! (`helm`), the node/cluster configuration dfctl writes, checked by its real readers
-//! (`node_config`), preheat jobs (`preheat`), `dfctl top` on a real terminal (`top`), and the
-//! benchmarks at toy size (`bench`).
+//! (`node_config`), preheat jobs (`preheat`), `dfctl top` on a real terminal (`top`), daemon configs
+//! through a YAML 1.1 tool (`yaml11`), and the benchmarks at toy size (`bench`).
 
 mod bench;
 mod cli;
@@ -18,4 +18,6 @@ mod p2p;
 mod preheat;
 mod proxy;
 mod release;
+mod restart;
 mod top;
+mod yaml11;

@@ -159,6 +159,12 @@ pub struct TaskDetail {
 pub struct SchedulerConnection {
     pub addr: String,
     pub connected: bool,
+    /// Times the host stream came back after being lost (a scheduler restart, a network blip).
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Unix seconds of the last reconnect.
+    #[serde(default)]
+    pub last_reconnect_unix: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -187,7 +187,9 @@ pub struct TelemetryGuard {
     _file: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Where stderr logs go. Read by `config::yaml11` (which also takes the booleans YAML 1.1
+/// tools write for `off`), written as the lower-case word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum StderrFormat {
     #[default]

@@ -1,59 +1,95 @@
 //! The accept loop every TCP server of the peer shares: accept until shutdown, disable Nagle
 //! (pieces and proxied bodies are streamed, latency matters more than packet count), run one
-//! task per connection, and cut open connections at shutdown rather than wait on slow clients.
+//! task per connection.
 //!
-//! Every per-connection task (and every task a connection hands off, such as a CONNECT
-//! tunnel) is spawned through a [`ConnectionSpawner`]: on the daemon's `TaskTracker`, so
-//! shutdown waits for them (within its bound), and cut when the shutdown token fires.
+//! Stopping is bounded and graceful ([`Stopping`]): at shutdown the loop stops accepting and
+//! each open connection is asked to finish the response it is sending and close (hyper's
+//! graceful shutdown: idle keep-alive connections close at once); whatever is still open when
+//! `shutdown_grace` runs out is cut. Every connection, and every task a connection hands off
+//! (a CONNECT tunnel, [`Stopping::spawn`]), is tracked so the daemon can wait for them.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// Spawns connection work that shutdown both cuts and waits for.
+/// How the servers of one daemon stop.
 #[derive(Clone)]
-pub struct ConnectionSpawner {
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
+pub(crate) struct Stopping {
+    /// Stop accepting; open connections finish their current response.
+    pub stop: CancellationToken,
+    /// The grace period is over: drop what is still open.
+    pub cut: CancellationToken,
+    /// Every open connection.
+    pub connections: TaskTracker,
 }
 
-impl ConnectionSpawner {
-    pub fn new(tracker: TaskTracker, shutdown: CancellationToken) -> Self {
-        Self { tracker, shutdown }
-    }
-
-    /// Runs `work` on the tracker until it ends or shutdown fires, whichever comes first.
-    pub fn spawn<Fut>(&self, work: Fut)
+impl Stopping {
+    /// Runs work a connection hands off (a CONNECT tunnel) with the connections: tracked, and
+    /// dropped when the grace period is over.
+    pub(crate) fn spawn<Fut>(&self, work: Fut)
     where
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
-        let shutdown = self.shutdown.clone();
-        self.tracker.spawn(async move {
+        let cut = self.cut.clone();
+        self.connections.spawn(async move {
             tokio::select! {
-                _ = shutdown.cancelled() => {}
+                _ = cut.cancelled() => {}
                 () = work => {}
             }
         });
     }
 }
 
-pub async fn serve<F, Fut, E>(
+/// A connection that can be asked to finish its current exchange and close.
+pub(crate) trait Drain: std::future::Future {
+    fn drain(self: Pin<&mut Self>);
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<I, S, B> Drain for hyper::server::conn::http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn drain(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, B> Drain for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<BoxError>,
+{
+    fn drain(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+pub(crate) async fn serve<F, C, E>(
     listener: TcpListener,
     name: &'static str,
-    spawner: ConnectionSpawner,
+    stopping: Stopping,
     mut on_connection: F,
 ) where
-    F: FnMut(TcpStream) -> Fut,
-    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
-    E: std::fmt::Display,
+    F: FnMut(TcpStream) -> C,
+    C: Drain<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + Send,
 {
-    let shutdown = spawner.shutdown.clone();
     loop {
         let (stream, remote): (TcpStream, SocketAddr) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stopping.stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -66,8 +102,20 @@ pub async fn serve<F, Fut, E>(
         };
         let _ = stream.set_nodelay(true);
         let connection = on_connection(stream);
-        spawner.spawn(async move {
-            if let Err(e) = connection.await {
+        let (stop, cut) = (stopping.stop.clone(), stopping.cut.clone());
+        stopping.connections.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                r = connection.as_mut() => Some(r),
+                _ = stop.cancelled() => {
+                    connection.as_mut().drain();
+                    tokio::select! {
+                        r = connection.as_mut() => Some(r),
+                        _ = cut.cancelled() => None,
+                    }
+                }
+            };
+            if let Some(Err(e)) = result {
                 tracing::debug!(server = name, %remote, error = %e, "connection ended with an error");
             }
         });

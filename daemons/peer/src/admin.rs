@@ -95,7 +95,12 @@ async fn info(State(s): Shared) -> Response {
             .schedulers
             .connections()
             .into_iter()
-            .map(|(addr, connected)| df_core::api::SchedulerConnection { addr, connected })
+            .map(|l| df_core::api::SchedulerConnection {
+                addr: l.addr,
+                connected: l.connected,
+                reconnects: l.reconnects,
+                last_reconnect_unix: l.last_reconnect,
+            })
             .collect(),
         uploaded_bytes: ctx.uploads.bytes(),
         pieces_served: ctx.metrics.pieces_served.get(),

@@ -7,6 +7,10 @@
 //! answer goes back on the same stream. Per download, a peer
 //! stream to the scheduler that owns the task on the consistent-hash ring, failing over to the
 //! next one; schedulers whose host stream is down are tried last.
+//!
+//! A scheduler that is going away says so (`Reconnect`) before it ends the stream; the link
+//! then reconnects at once, with the short jittered backoff of [`crate::reconnect`], and counts
+//! the reconnect for the admin API. Such a restart is logged at info level, once each way.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +29,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::reconnect::{Reconnects, jittered};
 use crate::storage::PieceStore;
 
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A download whose scheduler went away tries that same address this many times (about a
+/// second: a restarted scheduler is back by then) before it takes the ring's next one too.
+const SAME_ADDR_TRIES: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AnnouncerError {
@@ -40,6 +47,25 @@ struct Link {
     channel: Channel,
     connected: AtomicBool,
     outbound: Mutex<Option<mpsc::UnboundedSender<pb::HostRequest>>>,
+    reconnects: Reconnects,
+}
+
+/// How a connected host stream ended.
+enum StreamEnd {
+    Shutdown,
+    /// The scheduler said it is going away.
+    Directed(String),
+    Lost,
+}
+
+/// One scheduler link as the admin API shows it.
+#[derive(Debug, Clone)]
+pub struct LinkStatus {
+    pub addr: String,
+    pub connected: bool,
+    pub reconnects: u64,
+    /// Unix seconds of the last reconnect.
+    pub last_reconnect: Option<u64>,
 }
 
 /// A command a scheduler pushed on its host stream.
@@ -136,6 +162,7 @@ impl SchedulerClient {
                     channel,
                     connected: AtomicBool::new(false),
                     outbound: Mutex::new(None),
+                    reconnects: Reconnects::default(),
                 },
             );
         }
@@ -151,14 +178,22 @@ impl SchedulerClient {
         self.links.is_empty()
     }
 
-    /// Each scheduler and whether its host stream is up.
-    pub fn connections(&self) -> Vec<(String, bool)> {
-        let mut out: Vec<(String, bool)> = self
+    /// Each scheduler: whether its host stream is up, and its reconnects.
+    pub fn connections(&self) -> Vec<LinkStatus> {
+        let mut out: Vec<LinkStatus> = self
             .links
             .iter()
-            .map(|(a, l)| (a.clone(), l.connected.load(Ordering::Acquire)))
+            .map(|(a, l)| {
+                let (reconnects, last_reconnect) = l.reconnects.get();
+                LinkStatus {
+                    addr: a.clone(),
+                    connected: l.connected.load(Ordering::Acquire),
+                    reconnects,
+                    last_reconnect,
+                }
+            })
             .collect();
-        out.sort();
+        out.sort_by(|a, b| a.addr.cmp(&b.addr));
         out
     }
 
@@ -181,32 +216,57 @@ impl SchedulerClient {
         };
         let (up, down): (Vec<&str>, Vec<&str>) = order.into_iter().partition(is_up);
         for addr in up.into_iter().chain(down) {
-            let Some(link) = self.links.get(addr) else {
-                continue;
-            };
-            let (tx, rx) = mpsc::unbounded_channel();
-            let _ = tx.send(pb::PeerRequest {
-                request: Some(PeerMsg::Register(register.clone())),
-            });
-            let mut client = GrpcClient::new(link.channel.clone());
-            let call = client.announce_peer(UnboundedReceiverStream::new(rx));
-            match tokio::time::timeout(self.connect_timeout * 2, call).await {
-                Ok(Ok(resp)) => {
-                    return Some(PeerStream {
-                        scheduler: addr.to_owned(),
-                        tx: Some(tx),
-                        inbound: Some(resp.into_inner()),
-                    });
-                }
-                Ok(Err(status)) => {
-                    tracing::warn!(task_id = %task, scheduler = addr, error = %status.message(), "scheduler refused the download stream");
-                }
-                Err(_) => {
-                    tracing::warn!(task_id = %task, scheduler = addr, "scheduler did not answer in time");
-                }
+            if let Some(stream) = self.try_peer_stream(addr, task, &register).await {
+                return Some(stream);
             }
         }
         None
+    }
+
+    /// Registers a download again after its scheduler (`lost`) went away; try `attempt`
+    /// counts from 0. The first tries go to `lost` only (a restarting scheduler is back on
+    /// its address within about a second), later ones along the ring as for a new download.
+    pub async fn reopen_peer_stream(
+        &self,
+        task: &TaskId,
+        register: pb::RegisterPeer,
+        lost: &str,
+        attempt: u32,
+    ) -> Option<PeerStream> {
+        if attempt < SAME_ADDR_TRIES {
+            return self.try_peer_stream(lost, task, &register).await;
+        }
+        self.open_peer_stream(task, register).await
+    }
+
+    async fn try_peer_stream(
+        &self,
+        addr: &str,
+        task: &TaskId,
+        register: &pb::RegisterPeer,
+    ) -> Option<PeerStream> {
+        let link = self.links.get(addr)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(pb::PeerRequest {
+            request: Some(PeerMsg::Register(register.clone())),
+        });
+        let mut client = GrpcClient::new(link.channel.clone());
+        let call = client.announce_peer(UnboundedReceiverStream::new(rx));
+        match tokio::time::timeout(self.connect_timeout * 2, call).await {
+            Ok(Ok(resp)) => Some(PeerStream {
+                scheduler: addr.to_owned(),
+                tx: Some(tx),
+                inbound: Some(resp.into_inner()),
+            }),
+            Ok(Err(status)) => {
+                tracing::debug!(task_id = %task, scheduler = addr, error = %status.message(), "scheduler refused the download stream");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(task_id = %task, scheduler = addr, "scheduler did not answer in time");
+                None
+            }
+        }
     }
 
     /// Tells the owning scheduler that this peer no longer holds `task`.
@@ -302,8 +362,11 @@ impl SchedulerClient {
         let Some(link) = self.links.get(addr) else {
             return;
         };
-        let mut backoff = Duration::from_millis(200);
-        let mut was_connected = false;
+        let mut attempt: u32 = 0;
+        // When the stream went down, and whether the scheduler said it would (then the failed
+        // tries while it restarts are expected and not worth a warning).
+        let mut lost_at: Option<tokio::time::Instant> = None;
+        let mut directed = false;
         loop {
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = tx.send(pb::HostRequest {
@@ -324,42 +387,83 @@ impl SchedulerClient {
                 Ok(resp) => {
                     link.connected.store(true, Ordering::Release);
                     *link.outbound.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx.clone());
-                    backoff = Duration::from_millis(200);
-                    tracing::info!(scheduler = addr, "connected to scheduler");
-                    was_connected = true;
-                    let mut inbound = resp.into_inner();
-                    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
-                    loop {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return,
-                            _ = beat.tick() => {
-                                let _ = tx.send(pb::HostRequest { request: Some(HostMsg::Heartbeat(heartbeat())) });
-                            }
-                            msg = inbound.message() => match msg {
-                                Ok(Some(pb::HostResponse { response: Some(command) })) => {
-                                    let _ = commands.send(HostCommand { scheduler: addr.to_owned(), command });
-                                }
-                                Ok(Some(_)) => {}
-                                Ok(None) | Err(_) => break,
-                            }
+                    attempt = 0;
+                    match lost_at.take() {
+                        Some(at) => {
+                            link.reconnects.record();
+                            let after_ms =
+                                u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX);
+                            tracing::info!(scheduler = addr, after_ms, "reconnected to scheduler");
                         }
+                        None => tracing::info!(scheduler = addr, "connected to scheduler"),
                     }
+                    let end = follow(
+                        addr,
+                        resp.into_inner(),
+                        &tx,
+                        &heartbeat,
+                        &commands,
+                        &shutdown,
+                    )
+                    .await;
                     link.connected.store(false, Ordering::Release);
                     *link.outbound.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                    tracing::warn!(scheduler = addr, "lost the scheduler; reconnecting");
+                    lost_at = Some(tokio::time::Instant::now());
+                    match end {
+                        StreamEnd::Shutdown => return,
+                        StreamEnd::Directed(reason) => {
+                            tracing::info!(scheduler = addr, %reason, "scheduler is going away; reconnecting");
+                            directed = true;
+                        }
+                        StreamEnd::Lost => {
+                            tracing::warn!(scheduler = addr, "lost the scheduler; reconnecting");
+                            directed = false;
+                        }
+                    }
                 }
                 Err(status) => {
-                    if was_connected || backoff == Duration::from_millis(200) {
+                    if attempt == 0 && !directed {
                         tracing::warn!(scheduler = addr, error = %status.message(), "cannot reach scheduler");
-                        was_connected = false;
+                    } else {
+                        tracing::debug!(scheduler = addr, attempt, error = %status.message(), "cannot reach scheduler yet");
                     }
+                    attempt = attempt.saturating_add(1);
                 }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
+                _ = tokio::time::sleep(jittered(attempt)) => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+}
+
+/// Relays a connected host stream until it ends: heartbeats out, commands in.
+async fn follow(
+    addr: &str,
+    mut inbound: tonic::Streaming<pb::HostResponse>,
+    tx: &mpsc::UnboundedSender<pb::HostRequest>,
+    heartbeat: &Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync>,
+    commands: &mpsc::UnboundedSender<HostCommand>,
+    shutdown: &CancellationToken,
+) -> StreamEnd {
+    let mut beat = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return StreamEnd::Shutdown,
+            _ = beat.tick() => {
+                let _ = tx.send(pb::HostRequest { request: Some(HostMsg::Heartbeat(heartbeat())) });
+            }
+            msg = inbound.message() => match msg {
+                Ok(Some(pb::HostResponse { response: Some(pb::host_response::Response::Reconnect(r)) })) => {
+                    return StreamEnd::Directed(r.reason);
+                }
+                Ok(Some(pb::HostResponse { response: Some(command) })) => {
+                    let _ = commands.send(HostCommand { scheduler: addr.to_owned(), command });
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return StreamEnd::Lost,
+            }
         }
     }
 }

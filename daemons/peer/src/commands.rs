@@ -28,6 +28,8 @@ pub(crate) async fn dispatch(
                 preheat::spawn(&tracker, seed_host, manager.clone(), scheduler, p);
             }
             pb::host_response::Response::SeedTask(s) => seed(seed_host, &manager, s),
+            // Handled by the link itself (it reconnects); never forwarded.
+            pb::host_response::Response::Reconnect(_) => {}
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Config {
     pub log_dir: Option<PathBuf>,
     pub log_level: String,
     pub log_stderr: StderrFormat,
+    /// `shutdown_grace`: the bound on a graceful stop.
+    pub shutdown_grace: Duration,
     pub proxy: ProxyConfig,
     pub origin: OriginConfig,
 }
@@ -317,6 +319,7 @@ impl Config {
             log_dir: raw.log.dir,
             log_level: raw.log.level,
             log_stderr: raw.log.stderr,
+            shutdown_grace: raw.shutdown_grace.0,
         })
     }
 

@@ -17,6 +17,7 @@ pub(crate) mod metrics;
 pub(crate) mod preheat;
 pub mod proxy;
 pub(crate) mod ratelimit;
+pub mod reconnect;
 pub(crate) mod storage;
 pub mod superseed;
 pub(crate) mod switch;
@@ -44,9 +45,6 @@ use crate::ratelimit::RateLimiter;
 use crate::storage::{PieceStore, StoreOptions};
 use crate::switch::P2pSwitch;
 use crate::upload::{UploadCounters, Uploads};
-
-/// How long shutdown waits for the tracked tasks (servers, links, GC, preheats) to end.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// The sockets a peer serves on, bound by the caller.
 pub struct Listeners {
@@ -191,7 +189,23 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let connections = accept::ConnectionSpawner::new(tracker.clone(), shutdown.clone());
+    // Stopping: `shutdown` ends accepting and lets in-flight responses finish; `cut`, the
+    // grace period later, drops what is left.
+    let grace = config.shutdown_grace;
+    let stopping = accept::Stopping {
+        stop: shutdown.clone(),
+        cut: CancellationToken::new(),
+        connections: TaskTracker::new(),
+    };
+    // Not on a tracker: it is what ends the wait for the trackers, and ends itself at the grace.
+    tokio::spawn({
+        let (stop, cut) = (shutdown.clone(), stopping.cut.clone());
+        async move {
+            stop.cancelled().await;
+            tokio::time::sleep(grace).await;
+            cut.cancel();
+        }
+    });
     let uploads = Uploads {
         store: store.clone(),
         seed: config.seed,
@@ -203,7 +217,7 @@ pub async fn run(
     tracker.spawn(upload::run(
         listeners.upload,
         Arc::new(uploads),
-        connections.clone(),
+        stopping.clone(),
     ));
     if let Some(listener) = listeners.proxy {
         let proxy = Arc::new(proxy::Proxy::new(
@@ -214,7 +228,7 @@ pub async fn run(
                 metrics: metrics.clone(),
                 tasks: manager.clone(),
             },
-            connections,
+            stopping.clone(),
         )?);
         tracker.spawn(proxy.run(listener));
     }
@@ -245,24 +259,39 @@ pub async fn run(
             .and_then(|(cert, _)| proxy::leaf_certs::not_after(cert)),
     });
     let admin_shutdown = shutdown.clone();
-    axum::serve(listeners.admin, admin)
-        .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
-        .await
-        .map_err(RunError::Admin)?;
+    // Client downloads through the admin API are responses in flight too: they get the grace.
+    let admin_server = axum::serve(listeners.admin, admin)
+        .with_graceful_shutdown(async move { admin_shutdown.cancelled().await });
+    tokio::select! {
+        served = admin_server => served.map_err(RunError::Admin)?,
+        () = stopping.cut.cancelled() => {}
+    }
+    tracing::info!(
+        ?grace,
+        "stopping: no new connections; finishing responses in flight"
+    );
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            running = tracker.len(),
-            "tasks still running after {SHUTDOWN_GRACE:?}; stopping without them"
-        );
+    stopping.connections.close();
+    let drained = async {
+        tracker.wait().await;
+        stopping.connections.wait().await;
+    };
+    tokio::select! {
+        () = drained => {}
+        () = stopping.cut.cancelled() => tracing::warn!(
+            tasks = tracker.len(),
+            connections = stopping.connections.len(),
+            "still running after shutdown_grace; stopping without them"
+        ),
     }
-    // Record what is cached so a restart resumes from here.
-    for task in store.all() {
-        let _ = task.save().await;
+    // Record what is stored so a restart resumes from these pieces.
+    let tasks = store.all();
+    for task in &tasks {
+        if let Err(e) = task.save().await {
+            tracing::warn!(task_id = %task.id, error = %e, "cannot save task metadata");
+        }
     }
+    tracing::info!(tasks = tasks.len(), "peer stopped; task metadata saved");
     Ok(())
 }
 

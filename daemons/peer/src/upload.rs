@@ -23,8 +23,9 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::accept::ConnectionSpawner;
+use crate::accept::Stopping;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::storage::PieceStore;
@@ -84,15 +85,19 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     resp
 }
 
-/// Serves uploads on `listener` until `shutdown`; open connections are cut at shutdown.
-pub(crate) async fn run(listener: TcpListener, ctx: Arc<Uploads>, connections: ConnectionSpawner) {
-    crate::accept::serve(listener, "upload", connections, move |stream| {
+/// Serves uploads on `listener` until told to stop; a piece being sent when it is told is
+/// finished (bounded by `shutdown_grace`), and held-open bitmap polls answer at once.
+pub(crate) async fn run(listener: TcpListener, ctx: Arc<Uploads>, stopping: Stopping) {
+    let stop = stopping.stop.clone();
+    crate::accept::serve(listener, "upload", stopping, move |stream| {
         let ctx = ctx.clone();
+        let stop = stop.clone();
         let per_conn = Arc::new(RateLimiter::new(ctx.per_connection_rate));
         let service = hyper::service::service_fn(move |req| {
             let ctx = ctx.clone();
             let per_conn = per_conn.clone();
-            async move { Ok::<_, Infallible>(route(ctx, per_conn, req).await) }
+            let stop = stop.clone();
+            async move { Ok::<_, Infallible>(route(ctx, per_conn, &stop, req).await) }
         });
         hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
@@ -104,6 +109,7 @@ pub(crate) async fn run(listener: TcpListener, ctx: Arc<Uploads>, connections: C
 async fn route(
     ctx: Arc<Uploads>,
     per_conn: Arc<RateLimiter>,
+    stop: &CancellationToken,
     req: Request<Incoming>,
 ) -> Response<Body> {
     if req.method() != http::Method::GET {
@@ -114,7 +120,7 @@ async fn route(
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["pieces", task, number] => piece(&ctx, per_conn, task, number).await,
-        ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query).await,
+        ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query, stop).await,
         ["healthz"] => text(StatusCode::OK, "ok"),
         _ => text(StatusCode::NOT_FOUND, "no such route\n"),
     }
@@ -225,7 +231,12 @@ struct BitmapQuery {
     wait_ms: u64,
 }
 
-async fn bitmap(ctx: &Arc<Uploads>, task: &str, query: &str) -> Response<Body> {
+async fn bitmap(
+    ctx: &Arc<Uploads>,
+    task: &str,
+    query: &str,
+    stop: &CancellationToken,
+) -> Response<Body> {
     let Ok(id) = task.parse::<TaskId>() else {
         return text(StatusCode::BAD_REQUEST, "bad task id\n");
     };
@@ -272,6 +283,8 @@ async fn bitmap(ctx: &Arc<Uploads>, task: &str, query: &str) -> Response<Body> {
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break reply },
             _ = tokio::time::sleep_until(deadline) => break reply,
+            // Shutting down: answer now, so the connection can close.
+            _ = stop.cancelled() => break reply,
         }
     };
     match serde_json::to_vec(&reply) {

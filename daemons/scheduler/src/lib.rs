@@ -11,6 +11,7 @@ pub mod config;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod preheat;
+pub(crate) mod restart;
 pub(crate) mod scheduling;
 pub(crate) mod selector;
 pub(crate) mod service;
@@ -120,9 +121,25 @@ pub async fn run(
             })
     };
 
-    let grpc_shutdown = shutdown.clone();
-    let (service_tracker, service_shutdown) = (tracker.clone(), shutdown.clone());
+    let grace = scheduler.config().shutdown_grace;
+    // At SIGTERM every peer is told to reconnect before the server stops accepting: their
+    // streams would otherwise keep this process alive and the peers attached to it.
+    let grpc_shutdown = {
+        let (scheduler, shutdown) = (scheduler.clone(), shutdown.clone());
+        async move {
+            shutdown.cancelled().await;
+            let (hosts, downloads) = scheduler.drain_streams("scheduler shutting down");
+            tracing::info!(
+                hosts,
+                downloads,
+                ?grace,
+                "stopping: told every peer to reconnect"
+            );
+        }
+    };
+    let service_tracker = tracker.clone();
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let stopping = shutdown.clone();
     let grpc_task = async move {
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
@@ -130,9 +147,9 @@ pub async fn run(
                 scheduler: scheduler.clone(),
                 jobs,
                 tracker: service_tracker,
-                shutdown: service_shutdown,
+                stopping,
             }))
-            .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await })
+            .serve_with_incoming_shutdown(incoming, grpc_shutdown)
             .await
             .map_err(|source| RunError::Grpc {
                 addr: grpc_addr,
@@ -140,20 +157,29 @@ pub async fn run(
             })
     };
     tracing::info!(version = df_core::VERSION, "scheduler started");
-    let result = tokio::try_join!(grpc_task, http_task).map(|_| ());
+    let servers = async { tokio::try_join!(grpc_task, http_task).map(|_| ()) };
+    // One bound for everything: servers, then the tracked tasks (readers, preheat jobs).
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::pin!(deadline);
+    let result = tokio::select! {
+        r = servers => r,
+        () = &mut deadline => {
+            tracing::warn!(?grace, "connections still open after shutdown_grace; exiting without them");
+            Ok(())
+        }
+    };
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            running = tracker.len(),
-            "tasks still running after {SHUTDOWN_GRACE:?}; stopping without them"
-        );
+    tokio::select! {
+        () = tracker.wait() => {}
+        () = &mut deadline => tracing::warn!(
+            tasks = tracker.len(),
+            ?grace,
+            "tasks still running after shutdown_grace; exiting without them"
+        ),
     }
+    tracing::info!("scheduler stopped");
     result
 }
-
-/// How long shutdown waits for the tracked tasks (tick, watch feed, stream readers, preheat
-/// jobs) once the servers have stopped.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

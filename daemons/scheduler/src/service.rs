@@ -1,4 +1,8 @@
 //! The gRPC face of the scheduler: turns the two announce streams into [`Scheduler`] calls.
+//!
+//! Once `stopping` is cancelled, new streams are refused (`UNAVAILABLE`), so a peer told to
+//! reconnect does not land on this dying process again; a stream accepted in the same instant
+//! is closed again at once (see `crate::restart`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,8 +26,12 @@ pub struct SchedulerService {
     pub jobs: Arc<JobStore>,
     /// The stream readers run here, so shutdown waits for them (within its bound).
     pub tracker: TaskTracker,
-    /// Fired at shutdown: readers stop, which ends the replies and so the streams.
-    pub shutdown: CancellationToken,
+    /// Cancelled when the scheduler starts going away.
+    pub stopping: CancellationToken,
+}
+
+fn going_away() -> Status {
+    Status::unavailable("scheduler is shutting down; reconnect")
 }
 
 type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -50,18 +58,22 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         if info.host_id.is_empty() {
             return Err(Status::invalid_argument("register names no host_id"));
         }
+        if self.stopping.is_cancelled() {
+            return Err(going_away());
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let (host_id, generation) = self.scheduler.host_connected(info, tx);
+        if self.stopping.is_cancelled() {
+            self.scheduler.host_disconnected(&host_id, generation);
+            return Err(going_away());
+        }
         let scheduler = self.scheduler.clone();
         let jobs = self.jobs.clone();
-        let shutdown = self.shutdown.clone();
+        // Not cut at shutdown: the peer is told to reconnect first and then closes its half,
+        // which ends the reader (the daemon's grace bounds the wait).
         self.tracker.spawn(async move {
             loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    next = inbound.message() => next,
-                };
-                match next {
+                match inbound.message().await {
                     Ok(Some(msg)) => match msg.request {
                         Some(HostMsg::Heartbeat(hb)) => scheduler.host_heartbeat(&host_id, hb),
                         Some(HostMsg::Held(held)) => scheduler.host_held(&host_id, held),
@@ -96,17 +108,22 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
                 "the first peer message must be register",
             ));
         };
+        if self.stopping.is_cancelled() {
+            return Err(going_away());
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let (task_id, peer_id, generation) = self.scheduler.peer_register(reg, tx)?;
+        if self.stopping.is_cancelled() {
+            self.scheduler
+                .peer_stream_closed(&task_id, &peer_id, generation);
+            return Err(going_away());
+        }
         let scheduler = self.scheduler.clone();
-        let shutdown = self.shutdown.clone();
+        // Not cut at shutdown: the peer is told to reconnect first and then closes its half,
+        // which ends the reader (the daemon's grace bounds the wait).
         self.tracker.spawn(async move {
             loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    next = inbound.message() => next,
-                };
-                match next {
+                match inbound.message().await {
                     Ok(Some(pb::PeerRequest { request: Some(msg) })) => {
                         scheduler.peer_message(&task_id, &peer_id, msg);
                     }

@@ -121,6 +121,27 @@ fn p2p_share(info: &PeerInfo) -> Option<f64> {
     (total > 0).then(|| p2p as f64 / total as f64)
 }
 
+/// "1/2 connected", plus the reconnects when there were any: "…, 3 reconnects (last 12s ago)".
+fn links_cell(links: &[df_core::api::SchedulerConnection], now: i64) -> String {
+    let up = links.iter().filter(|s| s.connected).count();
+    let mut out = format!("{up}/{} connected", links.len());
+    let reconnects: u64 = links.iter().map(|s| s.reconnects).sum();
+    if reconnects > 0 {
+        out.push_str(&format!(
+            ", {reconnects} reconnect{}",
+            if reconnects == 1 { "" } else { "s" }
+        ));
+        if let Some(last) = links.iter().filter_map(|s| s.last_reconnect_unix).max() {
+            let ago = u64::try_from(now).unwrap_or(0).saturating_sub(last);
+            out.push_str(&format!(
+                " (last {} ago)",
+                render::duration(std::time::Duration::from_secs(ago))
+            ));
+        }
+    }
+    out
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -380,10 +401,7 @@ pub fn render_table(report: &StatusReport, palette: Palette) -> String {
                 )
             }))),
             Cell::from(or_dash(p.ca_days_left.map(|d| format!("{d}d")))),
-            Cell::from(or_dash(i.map(|i| {
-                let up = i.schedulers.iter().filter(|s| s.connected).count();
-                format!("{up}/{} connected", i.schedulers.len())
-            }))),
+            Cell::from(or_dash(i.map(|i| links_cell(&i.schedulers, unix_now())))),
         ]);
     }
     let mut out = String::new();
@@ -433,10 +451,14 @@ mod tests {
                 SchedulerConnection {
                     addr: "127.0.0.1:8002".into(),
                     connected: true,
+                    reconnects: 0,
+                    last_reconnect_unix: None,
                 },
                 SchedulerConnection {
                     addr: "127.0.0.1:8003".into(),
                     connected: false,
+                    reconnects: 0,
+                    last_reconnect_unix: None,
                 },
             ],
             uploaded_bytes: 0,
@@ -553,6 +575,20 @@ mod tests {
         assert_eq!(
             report().unhealthy(),
             ["peer-1 (127.0.0.1:4012): GET http://127.0.0.1:4012/healthz: timed out"]
+        );
+    }
+
+    #[test]
+    fn reconnects_are_shown_with_the_last_one() {
+        let mut links = peer_info().schedulers;
+        assert_eq!(links_cell(&links, 1_000), "1/2 connected");
+        links[0].reconnects = 2;
+        links[0].last_reconnect_unix = Some(900);
+        links[1].reconnects = 1;
+        links[1].last_reconnect_unix = Some(988);
+        assert_eq!(
+            links_cell(&links, 1_000),
+            "1/2 connected, 3 reconnects (last 12.0s ago)"
         );
     }
 

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub mod peer;
 pub mod scheduler;
+pub mod yaml11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -99,9 +100,11 @@ pub fn parse_yaml<T: DeserializeOwned + Default>(
 pub struct LogSection {
     /// Directory for rotated JSON-lines log files; none logs to stderr only.
     pub dir: Option<std::path::PathBuf>,
-    /// `EnvFilter` directive: `info`, `debug`, `df_peer=debug,info`, ...
+    /// `EnvFilter` directive: `info`, `debug`, `df_peer=debug,info`, `off`, ...
+    #[serde(deserialize_with = "yaml11::log_level")]
     pub level: String,
-    /// stderr format: `human`, `json` or `off`.
+    /// stderr format: `human`, `json` or `off` (`false` and `no` also mean off: YAML 1.1 tools
+    /// such as PyYAML and Helm rewrite `off` as `false`).
     pub stderr: crate::telemetry::StderrFormat,
 }
 
@@ -112,6 +115,21 @@ impl Default for LogSection {
             level: "info".into(),
             stderr: crate::telemetry::StderrFormat::Human,
         }
+    }
+}
+
+/// `shutdown_grace`, the same key in both daemon configs: how long a daemon may take to stop
+/// after SIGTERM. The scheduler tells its peers to reconnect elsewhere and exits; a peer stops
+/// accepting, lets in-flight pieces and responses finish, saves its task metadata and exits.
+/// Whatever is still running when it runs out is cut. Kubernetes waits 30 s and systemd 90 s
+/// before SIGKILL, so the default leaves room for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct ShutdownGrace(#[serde(with = "humantime_serde")] pub std::time::Duration);
+
+impl Default for ShutdownGrace {
+    fn default() -> Self {
+        Self(std::time::Duration::from_secs(10))
     }
 }
 

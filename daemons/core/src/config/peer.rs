@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ByteSize, LogSection, any_addr};
+use super::{ByteSize, LogSection, ShutdownGrace, any_addr};
 use crate::ports;
 
 /// Where the daemon looks for its config unless told otherwise.
@@ -42,6 +42,9 @@ pub struct RawConfig {
     pub proxy: RawProxy,
     pub origin: RawOrigin,
     pub log: LogSection,
+    /// After SIGTERM: stop accepting, finish in-flight pieces and responses for up to this
+    /// long, save task metadata, exit (see `ShutdownGrace`).
+    pub shutdown_grace: ShutdownGrace,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

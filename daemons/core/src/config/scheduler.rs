@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{LogSection, any_addr};
+use super::{LogSection, ShutdownGrace, any_addr};
 use crate::ports;
 
 /// Where the scheduler looks for its config unless told otherwise.
@@ -34,6 +34,9 @@ pub struct RawConfig {
     pub gc: RawGc,
     pub jobs: RawJobs,
     pub log: LogSection,
+    /// After SIGTERM: tell every connected peer to reconnect, stop accepting, and exit within
+    /// this long (see `ShutdownGrace`).
+    pub shutdown_grace: ShutdownGrace,
 }
 
 /// Preheat jobs (`/oapi/v1/jobs`, Harbor-compatible).

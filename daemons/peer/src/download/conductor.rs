@@ -23,15 +23,14 @@ use df_core::ids::{PeerId, PieceDigest};
 use df_core::piece::PieceLayout;
 use df_proto::scheduler::v1 as pb;
 use pb::peer_request::Request as PeerMsg;
-use pb::peer_response::Response as PeerReply;
 use sha2::Digest as _;
 use tokio::time::Instant;
 
 use super::DownloadRequest;
+pub(super) use super::link::Link;
 use super::origin::{FirstResponse, Origin};
 use super::p2p::P2pEnd;
 use super::piece_io::{BodyReader, PieceError};
-use crate::announcer::PeerStream;
 use crate::download::Engine;
 use crate::storage::{StorageError, StoredTask, TaskFailure};
 
@@ -45,30 +44,6 @@ pub struct Conductor {
     pub peer_id: PeerId,
 }
 
-/// The scheduler stream, if there still is one.
-pub(super) struct Link(Option<PeerStream>);
-
-impl Link {
-    pub(super) fn send(&self, msg: PeerMsg) {
-        if let Some(s) = &self.0 {
-            s.send(msg);
-        }
-    }
-
-    pub(super) async fn next(&mut self) -> Option<PeerReply> {
-        match &mut self.0 {
-            Some(s) => {
-                let r = s.next().await;
-                if r.is_none() {
-                    self.0 = None;
-                }
-                r
-            }
-            None => std::future::pending().await,
-        }
-    }
-}
-
 impl Conductor {
     pub async fn run(self) -> Result<(), TaskFailure> {
         if self.task.is_complete() {
@@ -77,7 +52,7 @@ impl Conductor {
         let ctx = self.ctx.clone();
         if ctx.schedulers.is_empty() {
             return self
-                .fetch_from_origin(&mut Link(None), "no scheduler configured")
+                .fetch_from_origin(&mut Link::none(), "no scheduler configured")
                 .await;
         }
         let register = pb::RegisterPeer {
@@ -105,16 +80,19 @@ impl Conductor {
             content_path: self.task.data_path.display().to_string(),
             seed: self.req.seed,
             host: Some(ctx.host_info.clone()),
+            resume: None,
         };
         let opened = tokio::time::timeout(
             ctx.config.schedule_timeout,
-            ctx.schedulers.open_peer_stream(&self.task.id, register),
+            ctx.schedulers
+                .open_peer_stream(&self.task.id, register.clone()),
         )
         .await;
         match opened {
             Ok(Some(stream)) => {
                 tracing::debug!(scheduler = %stream.scheduler, "registered with scheduler");
-                let mut link = Link(Some(stream));
+                let mut link =
+                    Link::new(stream, ctx.schedulers.clone(), self.task.clone(), register);
                 match self.p2p(&mut link).await? {
                     P2pEnd::Complete => self.complete(&link).await,
                     P2pEnd::Origin(reason) => self.fetch_from_origin(&mut link, &reason).await,
@@ -122,7 +100,7 @@ impl Conductor {
             }
             _ => {
                 tracing::warn!("no scheduler answered; fetching from the origin");
-                self.fetch_from_origin(&mut Link(None), "scheduler unreachable")
+                self.fetch_from_origin(&mut Link::none(), "scheduler unreachable")
                     .await
             }
         }
@@ -177,6 +155,7 @@ impl Conductor {
     /// Fetches every missing piece from the origin, reporting each with its digest.
     async fn fetch_from_origin(&self, link: &mut Link, reason: &str) -> Result<(), TaskFailure> {
         let ctx = self.ctx.clone();
+        link.set_from_origin();
         tracing::info!(reason, "fetching from the origin");
         ctx.metrics.went_back_to_source(reason_label(reason));
         self.task.state().source = Some(ByteSource::Origin);

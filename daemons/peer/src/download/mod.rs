@@ -5,6 +5,7 @@
 //! server (admin download API, proxy, mirror) goes through [`TaskManager::deliver`].
 
 pub(crate) mod conductor;
+mod link;
 pub(crate) mod origin;
 mod p2p;
 pub(crate) mod parent;

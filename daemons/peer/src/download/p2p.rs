@@ -146,6 +146,8 @@ impl Conductor {
                 self.note_source(swarm.picker.only_seeds());
                 swarm.last_progress = Instant::now();
             }
+            // The link registers again by itself; nothing changes here.
+            Some(PeerReply::Reconnect(_)) => {}
             Some(PeerReply::BackToSource(b)) => {
                 return Ok(Some(P2pEnd::Origin(format!("scheduler: {}", b.reason))));
             }

@@ -49,8 +49,8 @@ impl Proxy {
                     format!("{host}:{port}")
                 },
             };
-            let connections = self.connections.clone();
-            connections.spawn(async move {
+            let stopping = self.stopping.clone();
+            stopping.spawn(async move {
                 match hyper::upgrade::on(req).await {
                     Ok(upgraded) => {
                         if let Err(e) = self
@@ -87,7 +87,7 @@ impl Proxy {
                 );
             }
         };
-        self.connections.spawn(async move {
+        self.stopping.spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
                     let mut client = TokioIo::new(upgraded);

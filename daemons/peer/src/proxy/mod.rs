@@ -32,7 +32,7 @@ use http_body_util::{BodyExt as _, BodyStream, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use crate::accept::ConnectionSpawner;
+use crate::accept::{Drain, Stopping};
 use crate::config::ProxyConfig;
 use crate::download::origin::OriginClients;
 use crate::download::origin::{end_to_end_headers, error_chain};
@@ -84,7 +84,7 @@ pub struct Proxy {
     /// `proxy.hijack.certs`, by lower-case host name.
     fixed: HashMap<String, Arc<rustls::ServerConfig>>,
     /// Connections and the CONNECT tunnels they hand off run here (tracked, cut at shutdown).
-    connections: ConnectionSpawner,
+    stopping: Stopping,
 }
 
 /// Where requests inside an intercepted CONNECT go.
@@ -115,10 +115,7 @@ pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<ResponseBody
 }
 
 impl Proxy {
-    pub(crate) fn new(
-        ctx: ProxyHandle,
-        connections: ConnectionSpawner,
-    ) -> Result<Self, leaf_certs::MintError> {
+    pub(crate) fn new(ctx: ProxyHandle, stopping: Stopping) -> Result<Self, leaf_certs::MintError> {
         let minter = match &ctx.config.hijack_ca {
             Some((cert, key)) => Some(LeafMinter::new(cert, key)?),
             None => None,
@@ -136,16 +133,17 @@ impl Proxy {
             ctx,
             minter,
             fixed,
-            connections,
+            stopping,
         })
     }
 
-    /// Serves the proxy on `listener` until the shutdown token of its [`ConnectionSpawner`].
-    pub async fn run(self: Arc<Self>, listener: TcpListener) {
-        let connections = self.connections.clone();
-        crate::accept::serve(listener, "proxy", connections, move |stream| {
+    /// Serves the proxy on `listener` until told to stop; responses in flight then finish
+    /// (bounded by `shutdown_grace`).
+    pub(crate) async fn run(self: Arc<Self>, listener: TcpListener) {
+        let stopping = self.stopping.clone();
+        crate::accept::serve(listener, "proxy", stopping, move |stream| {
             self.clone()
-                .serve_http(hyper_util::rt::TokioIo::new(stream), None)
+                .connection(hyper_util::rt::TokioIo::new(stream), None)
         })
         .await;
     }
@@ -159,6 +157,18 @@ impl Proxy {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        self.connection(io, tunnel).await
+    }
+
+    /// The connection future for [`Self::serve_http`], drainable at shutdown.
+    fn connection<I>(
+        self: Arc<Self>,
+        io: I,
+        tunnel: Option<Tunnel>,
+    ) -> impl Drain<Output = Result<(), hyper::Error>> + Send + 'static
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
         let service = hyper::service::service_fn(move |req| {
             let proxy = self.clone();
             let tunnel = tunnel.clone();
@@ -169,7 +179,6 @@ impl Proxy {
             .max_header_size(MAX_HEAD_BYTES)
             .serve_connection(io, service)
             .with_upgrades()
-            .await
     }
 
     async fn handle(

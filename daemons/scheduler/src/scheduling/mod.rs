@@ -152,8 +152,9 @@ impl Scheduler {
                 updated_at: now,
             },
         );
+        let resumed = crate::restart::resume(task, &peer_id, reg.resume.as_ref());
         self.metrics.peer_registrations.inc();
-        tracing::info!(task_id = %task_id, peer_id = %peer_id, seed = reg.seed, "peer registered");
+        tracing::info!(task_id = %task_id, peer_id = %peer_id, seed = reg.seed, resumed = reg.resume.is_some(), "peer registered");
 
         if let Some(layout) = task.layout {
             send(&tx, metadata_reply(layout, &task.response_headers));
@@ -179,7 +180,7 @@ impl Scheduler {
             complete: false,
         });
         self.apply(state, &task_id, decisions, now);
-        if !reg.seed {
+        if !reg.seed && !resumed {
             self.schedule(state, &task_id, &peer_id, now);
         }
         Ok((task_id, peer_id, generation))

@@ -1,0 +1,235 @@
+//! A download's link to its scheduler, kept up across a scheduler restart.
+//!
+//! When the stream ends (the scheduler said `Reconnect`, or it failed), the link registers
+//! the download again in the background, with what the peer already holds
+//! (`RegisterPeer.resume`: layout, held pieces and their digests, whether it fetches from the
+//! origin), first at the same address and then along the ring ([`SchedulerClient`]). The
+//! conductor keeps working meanwhile: reports sent while no stream is up are dropped, and
+//! once a stream is back the origin pieces that landed in between are reported on it, so the
+//! new scheduler has every digest. Only when no scheduler takes the download within
+//! [`REJOIN_FOR`] does `next` say the stream is gone, as it did before.
+//!
+//! Invariant: `next` is cancel-safe (the re-registration runs in its own task, polled through
+//! its handle), so the conductor may race it against piece fetches in `select!`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use df_core::piece::Bitmap;
+use df_proto::scheduler::v1 as pb;
+use pb::peer_request::Request as PeerMsg;
+use pb::peer_response::Response as PeerReply;
+use tokio::task::JoinHandle;
+
+use crate::announcer::{PeerStream, SchedulerClient};
+use crate::reconnect::jittered;
+use crate::storage::StoredTask;
+
+/// How long a download keeps trying to register again before it carries on without one.
+pub(crate) const REJOIN_FOR: Duration = Duration::from_secs(30);
+
+/// What it takes to register the download again.
+struct Rejoin {
+    schedulers: Arc<SchedulerClient>,
+    task: Arc<StoredTask>,
+    register: pb::RegisterPeer,
+}
+
+/// The scheduler stream, if there still is one.
+pub(crate) struct Link {
+    stream: Option<PeerStream>,
+    rejoin: Option<Arc<Rejoin>>,
+    reopening: Option<JoinHandle<Option<(PeerStream, Bitmap)>>>,
+    /// This download fetches from the origin (set when it goes back to source).
+    from_origin: bool,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(h) = self.reopening.take() {
+            h.abort();
+        }
+    }
+}
+
+impl Link {
+    /// No scheduler: every report goes nowhere and `next` never returns.
+    pub(crate) fn none() -> Self {
+        Self {
+            stream: None,
+            rejoin: None,
+            reopening: None,
+            from_origin: false,
+        }
+    }
+
+    /// `stream`, re-registered with `register` (plus what the task holds by then) if it ends.
+    pub(crate) fn new(
+        stream: PeerStream,
+        schedulers: Arc<SchedulerClient>,
+        task: Arc<StoredTask>,
+        register: pb::RegisterPeer,
+    ) -> Self {
+        Self {
+            stream: Some(stream),
+            rejoin: Some(Arc::new(Rejoin {
+                schedulers,
+                task,
+                register,
+            })),
+            reopening: None,
+            from_origin: false,
+        }
+    }
+
+    /// From now on this download fetches from the origin itself.
+    pub(crate) fn set_from_origin(&mut self) {
+        self.from_origin = true;
+    }
+
+    pub(crate) fn send(&self, msg: PeerMsg) {
+        if let Some(s) = &self.stream {
+            s.send(msg);
+        }
+    }
+
+    /// The next instruction. `None` once, when the stream is gone for good.
+    pub(crate) async fn next(&mut self) -> Option<PeerReply> {
+        loop {
+            if let Some(s) = &mut self.stream {
+                match s.next().await {
+                    Some(PeerReply::Reconnect(r)) => {
+                        tracing::info!(scheduler = %s.scheduler, reason = %r.reason, "scheduler is going away; registering the download again");
+                        let lost = s.scheduler.clone();
+                        self.stream = None;
+                        self.start_rejoin(lost);
+                    }
+                    Some(reply) => return Some(reply),
+                    None => {
+                        let lost = s.scheduler.clone();
+                        self.stream = None;
+                        if !self.start_rejoin(lost) {
+                            return None;
+                        }
+                    }
+                }
+            } else if let Some(handle) = &mut self.reopening {
+                let reopened = handle.await;
+                self.reopening = None;
+                match reopened {
+                    Ok(Some((stream, reported))) => {
+                        tracing::info!(scheduler = %stream.scheduler, "download registered again");
+                        self.stream = Some(stream);
+                        self.report_since(&reported);
+                    }
+                    _ => {
+                        tracing::warn!(
+                            "no scheduler took the download again; carrying on without one"
+                        );
+                        self.rejoin = None;
+                        return None;
+                    }
+                }
+            } else {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Starts registering again in the background; false when this link cannot.
+    fn start_rejoin(&mut self, lost: String) -> bool {
+        let Some(rejoin) = self.rejoin.clone() else {
+            return false;
+        };
+        let from_origin = self.from_origin;
+        self.reopening = Some(tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + REJOIN_FOR;
+            let mut attempt = 0u32;
+            loop {
+                tokio::time::sleep(jittered(attempt)).await;
+                let (register, reported) = resumed(&rejoin, from_origin);
+                if let Some(stream) = rejoin
+                    .schedulers
+                    .reopen_peer_stream(&rejoin.task.id, register, &lost, attempt)
+                    .await
+                {
+                    return Some((stream, reported));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return None;
+                }
+                attempt = attempt.saturating_add(1);
+            }
+        }));
+        true
+    }
+
+    /// Reports the origin pieces that landed after `reported` was taken: the new scheduler
+    /// needs their digests to relay. Pieces from peers need no digest, and the scheduler's
+    /// copy of this peer's bitmap catches up with the next piece.
+    fn report_since(&self, reported: &Bitmap) {
+        let Some(rejoin) = &self.rejoin else {
+            return;
+        };
+        if !self.from_origin {
+            return;
+        }
+        let st = rejoin.task.state();
+        let layout = st.layout;
+        for n in st.bitmap.ones().filter(|&n| !reported.get(n)) {
+            let (Some(Some(digest)), Some((_, len))) =
+                (st.digests.get(n as usize), layout.and_then(|l| l.range(n)))
+            else {
+                continue;
+            };
+            self.send(PeerMsg::PieceFinished(pb::PieceFinished {
+                number: n,
+                digest: digest.as_bytes().to_vec(),
+                source: pb::PieceSource::Origin as i32,
+                parent_peer_id: String::new(),
+                length: len,
+                cost_micros: 0,
+            }));
+        }
+    }
+}
+
+/// The registration with what the task holds now, and the pieces it names.
+fn resumed(rejoin: &Rejoin, from_origin: bool) -> (pb::RegisterPeer, Bitmap) {
+    let st = rejoin.task.state();
+    let metadata = st.layout.map(|l| pb::TaskMetadata {
+        content_length: l.content_length,
+        piece_length: l.piece_length,
+        headers: st
+            .response_headers
+            .iter()
+            .map(|(name, value)| pb::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+    });
+    let pieces = st
+        .bitmap
+        .ones()
+        .filter_map(|n| {
+            st.digests
+                .get(n as usize)
+                .copied()
+                .flatten()
+                .map(|d| pb::PieceDigest {
+                    number: n,
+                    digest: d.as_bytes().to_vec(),
+                })
+        })
+        .collect();
+    let register = pb::RegisterPeer {
+        resume: Some(pb::ResumedDownload {
+            metadata,
+            pieces,
+            from_origin,
+        }),
+        ..rejoin.register.clone()
+    };
+    (register, st.bitmap.clone())
+}
