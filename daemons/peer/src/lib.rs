@@ -7,6 +7,7 @@
 //! one process.
 
 pub(crate) mod accept;
+pub mod admission;
 pub(crate) mod admin;
 pub(crate) mod announcer;
 mod commands;

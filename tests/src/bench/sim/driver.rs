@@ -9,9 +9,15 @@
 //!   object from the origin in order, `ORIGIN_CONCURRENCY` pieces at a time, like the seed's
 //!   back-to-source path; each piece the seed gets is a digest the scheduler relays to every
 //!   downloader (`PickEvent::Digest`);
-//! - the seed super-seeds as its upload server does (`df_peer::superseed`): it shows only the
-//!   pieces it never sent and refuses the others (`FetchFailed { missing: true }`) until it
-//!   holds and has sent everything;
+//! - every host answers piece requests as its upload server does (`df_peer::admission`): a
+//!   seed super-seeds (`df_peer::superseed`: it shows only the pieces it never sent and
+//!   refuses the others, `FetchFailed { missing: true }`, until it holds and has sent
+//!   everything), and a host with every upload slot taken answers busy (`PickEvent::Busy`);
+//!   a slot freeing is advertised at once to the neighbours that saw it busy (their bitmap
+//!   long-polls return), and with every new bitmap the host advertises its load
+//!   (`PickEvent::SourceLoad`);
+//! - a fetch the picker names redundant (endgame: the piece landed from another holder) is
+//!   cut (`Command::Cut`) and reported as `FetchFailed { missing: true }`;
 //! - a `MeshDecision::Link` tells both ends of the new link about each other
 //!   (`SourceAdded` and the other's current bitmap);
 //! - a piece landing is the picker's `Fetched`, a progress report to the mesh, and a new bitmap
@@ -29,6 +35,7 @@ use std::time::Instant;
 
 use df_core::ids::{HostId, PeerId};
 use df_core::piece::{Bitmap, PieceLayout};
+use df_peer::admission::{self, Answer};
 use df_peer::download::picker::{PickEvent, Picker, PickerConfig};
 use df_peer::superseed;
 use df_scheduler::topology::{Member, Mesh, MeshConfig, MeshDecision, MeshEvent, Role};
@@ -51,6 +58,12 @@ pub struct DriverConfig {
     pub degree: usize,
     /// Fetches in flight per peer and task (`download.concurrent_pieces`).
     pub concurrent: usize,
+    /// Uploads at once per host before it answers busy (`upload.slots`; 0: no cap).
+    pub upload_slots: u32,
+    /// Hosts advertise their upload load with every bitmap.
+    pub advertise_load: bool,
+    /// Endgame duplicates per picker (`PickerConfig::endgame`; 0: none).
+    pub endgame: usize,
     pub rng_seed: u64,
 }
 
@@ -81,7 +94,13 @@ pub struct Driver {
     /// What each host holds, as the bitmap its neighbours poll.
     held: Vec<Bitmap>,
     alive: Vec<bool>,
+    /// Uploads in progress per host (every task), as its upload server counts them.
+    uploads: Vec<u32>,
     dirty: Vec<(NodeIx, u32)>,
+    /// Redundant transfers to cut, flushed with the next commands.
+    cuts: Vec<Command>,
+    /// Orders the neighbours racing for a freed upload slot.
+    rng: fastrand::Rng,
     ticking: bool,
     pending: usize,
     cost: ModuleCost,
@@ -93,6 +112,9 @@ impl DriverConfig {
         Self {
             degree: df_core::config::scheduler::RawScheduling::default().candidate_parents,
             concurrent: df_core::config::peer::RawDownload::default().concurrent_pieces,
+            upload_slots: df_core::config::peer::RawUpload::default().slots,
+            advertise_load: true,
+            endgame: PickerConfig::new(1).endgame,
             rng_seed,
         }
     }
@@ -129,7 +151,10 @@ impl Driver {
             index,
             held,
             alive: vec![true; nodes],
+            uploads: vec![0; nodes],
             dirty: Vec::new(),
+            cuts: Vec::new(),
+            rng: fastrand::Rng::with_seed(config.rng_seed),
             ticking: false,
             pending: 0,
             cost: ModuleCost::default(),
@@ -188,21 +213,77 @@ impl Driver {
         }
     }
 
-    /// Whether the task's seed answers a request for `piece` (marking it sent), as its upload
-    /// server does; any other node always does.
-    fn serves(&mut self, from: NodeIx, task: u32, piece: u32) -> bool {
+    /// How `from`'s upload server answers a request for `piece` (`df_peer::admission`); on
+    /// `Send` the upload is counted and a seed marks the piece sent.
+    fn admit(&mut self, from: NodeIx, task: u32, piece: u32) -> Answer {
         let slot = self.slot(from, task);
-        let Some(t) = self.tasks[task as usize]
+        let state = self.tasks[task as usize]
             .as_mut()
-            .filter(|t| t.seed == from)
-        else {
-            return true;
-        };
-        let ok = superseed::serves(&self.held[slot], &t.seed_sent, piece);
-        if ok {
-            t.seed_sent.set(piece);
+            .filter(|t| t.seed == from);
+        let answer = admission::answer(admission::Request {
+            held: &self.held[slot],
+            sent: state.as_ref().map(|t| &t.seed_sent),
+            piece,
+            uploads: self.uploads[from as usize],
+            slots: self.config.upload_slots,
+        });
+        if answer == Answer::Send {
+            self.uploads[from as usize] += 1;
+            if let Some(t) = state {
+                t.seed_sent.set(piece);
+            }
         }
-        ok
+        answer
+    }
+
+    /// An upload from `from` ended: a slot frees, and neighbours that saw it full hear so.
+    fn upload_done(&mut self, from: NodeIx) {
+        if from == ORIGIN {
+            return;
+        }
+        let before = self.uploads[from as usize];
+        self.uploads[from as usize] = before.saturating_sub(1);
+        let slots = self.config.upload_slots;
+        if !admission::is_full(before, slots) || admission::is_full(before - 1, slots) {
+            return;
+        }
+        let id = self.ids[from as usize].clone();
+        for task in 0..self.layouts.len() {
+            let task = u32::try_from(task).unwrap_or(u32::MAX);
+            let mut waiting: Vec<NodeIx> = self.neighbours(from, task)
+                .into_iter()
+                .filter(|&n| {
+                    self.pickers[self.slot(n, task)]
+                        .as_ref()
+                        .is_some_and(|p| p.is_busy(&id))
+                })
+                .collect();
+            // Their long-polls race for the slot: whoever asks first gets it.
+            self.rng.shuffle(&mut waiting);
+            for n in waiting {
+                self.pick(n, task, self.load_event(from));
+            }
+        }
+    }
+
+    fn load_event(&self, node: NodeIx) -> PickEvent {
+        let uploads = self.uploads[node as usize];
+        PickEvent::SourceLoad {
+            source: self.ids[node as usize].clone(),
+            uploads,
+            full: admission::is_full(uploads, self.config.upload_slots),
+        }
+    }
+
+    fn neighbours(&self, node: NodeIx, task: u32) -> Vec<NodeIx> {
+        let Some(state) = self.tasks[task as usize].as_ref() else {
+            return Vec::new();
+        };
+        state
+            .mesh
+            .neighbours(&self.ids[node as usize])
+            .filter_map(|n| self.index.get(n).copied())
+            .collect()
     }
 
     /// Tells `to`'s picker (if `to` downloads the task) that `source` is a neighbour.
@@ -227,8 +308,29 @@ impl Driver {
         if let Some(p) = self.pickers[slot].as_mut() {
             let t0 = Instant::now();
             p.handle(event);
+            let cut = p.redundant();
             self.cost.picker_s += t0.elapsed().as_secs_f64();
             self.dirty.push((node, task));
+            for f in cut {
+                let Some(&from) = self.index.get(&f.source) else {
+                    continue;
+                };
+                self.cuts.push(Command::Cut {
+                    task,
+                    piece: f.piece,
+                    from,
+                    to: node,
+                });
+                self.upload_done(from);
+                let failed = PickEvent::FetchFailed {
+                    piece: f.piece,
+                    source: f.source,
+                    missing: true,
+                };
+                if let Some(p) = self.pickers[slot].as_mut() {
+                    p.handle(failed);
+                }
+            }
         }
     }
 
@@ -238,6 +340,7 @@ impl Driver {
         while !self.dirty.is_empty() {
             self.pump_once(out);
         }
+        out.append(&mut self.cuts);
     }
 
     fn pump_once(&mut self, out: &mut Vec<Command>) {
@@ -258,18 +361,19 @@ impl Driver {
                 let Some(&from) = self.index.get(&f.source) else {
                     continue;
                 };
-                if self.serves(from, task, f.piece) {
-                    if self.is_seed[from as usize] {
-                        seeds_sent.push((from, task));
+                match self.admit(from, task, f.piece) {
+                    Answer::Send => {
+                        if self.is_seed[from as usize] {
+                            seeds_sent.push((from, task));
+                        }
+                        out.push(Command::Fetch {
+                            task,
+                            piece: f.piece,
+                            from,
+                            to: node,
+                        });
                     }
-                    out.push(Command::Fetch {
-                        task,
-                        piece: f.piece,
-                        from,
-                        to: node,
-                    });
-                } else {
-                    self.pick(
+                    Answer::NotHeld => self.pick(
                         node,
                         task,
                         PickEvent::FetchFailed {
@@ -277,7 +381,15 @@ impl Driver {
                             source: f.source,
                             missing: true,
                         },
-                    );
+                    ),
+                    Answer::Busy => self.pick(
+                        node,
+                        task,
+                        PickEvent::Busy {
+                            piece: f.piece,
+                            source: f.source,
+                        },
+                    ),
                 }
             }
         }
@@ -380,6 +492,9 @@ impl Driver {
                         bitmap: bitmap.clone(),
                     },
                 );
+                if self.config.advertise_load {
+                    self.pick(n, task, self.load_event(node));
+                }
             }
         }
     }
@@ -396,7 +511,11 @@ impl Protocol for Driver {
             .map(|t| self.held[self.slot(t.seed, task)].ones().collect())
             .unwrap_or_default();
         let rng = self.config.rng_seed ^ (u64::from(host) << 20) ^ u64::from(task);
-        let mut picker = Picker::new(PickerConfig::new(self.config.concurrent), rng);
+        let picker_config = PickerConfig {
+            endgame: self.config.endgame,
+            ..PickerConfig::new(self.config.concurrent)
+        };
+        let mut picker = Picker::new(picker_config, rng);
         picker.handle(PickEvent::Layout {
             pieces: layout.piece_count(),
         });
@@ -430,6 +549,7 @@ impl Protocol for Driver {
         piece: u32,
         out: &mut Vec<Command>,
     ) {
+        self.upload_done(from);
         let slot = self.slot(to, task);
         self.held[slot].set(piece);
         let count = self.held[slot].count();
@@ -469,6 +589,7 @@ impl Protocol for Driver {
         piece: u32,
         out: &mut Vec<Command>,
     ) {
+        self.upload_done(from);
         if !self.alive[to as usize] {
             return;
         }
