@@ -59,7 +59,11 @@ pub struct Context {
     pub metrics: Metrics,
     pub hub: LogHub,
     pub started: Instant,
+    /// Uploads in progress; at most `upload.slots` (`admission`).
     pub active_uploads: AtomicU32,
+    /// Woken when an upload slot frees while every slot was taken (bitmap long-polls of
+    /// neighbours that were told *busy* return then).
+    pub upload_freed: tokio::sync::Notify,
     pub uploaded_bytes: AtomicU64,
     pub p2p: switch::P2pSwitch,
 }
@@ -181,6 +185,7 @@ pub async fn run(
         hub,
         started: Instant::now(),
         active_uploads: AtomicU32::new(0),
+        upload_freed: tokio::sync::Notify::new(),
         uploaded_bytes: AtomicU64::new(0),
         p2p: switch::P2pSwitch::default(),
     });

@@ -1,9 +1,12 @@
 //! The piece server other peers download from (HTTP/1.1, keep-alive):
 //!
 //! - `GET /pieces/<task id>/<piece number>`: the piece's bytes, only if this peer holds it;
-//! - `GET /tasks/<task id>/bitmap?have=N&pieces=P&wait_ms=W`: the piece bitmap, held open up to
-//!   W ms until this peer holds more than N pieces or learns a layout other than P pieces, so
-//!   children follow a parent that is itself still downloading.
+//!   `503` with [`df_core::HEADER_UPLOAD_BUSY`] when every upload slot (`upload.slots`) is
+//!   taken (the rules are `crate::admission`);
+//! - `GET /tasks/<task id>/bitmap?have=N&pieces=P&wait_ms=W[&full=1]`: the piece bitmap and
+//!   this daemon's upload load, held open up to W ms until this peer holds more than N pieces
+//!   or learns a layout other than P pieces (so children follow a parent that is itself
+//!   still downloading), or, with `full=1` (the child was told busy), until a slot is free.
 //!
 //! No part of a request path reaches the filesystem: the task id must parse as a task id and be
 //! a task this peer knows, the piece number must parse and be held. Uploads are throttled by a
@@ -26,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
+use crate::admission::{self, Answer};
 use crate::ratelimit::RateLimiter;
 
 const READ_CHUNK: u64 = 256 * 1024;
@@ -37,6 +41,12 @@ pub struct BitmapReply {
     /// Hex of the packed bitmap.
     pub bitmap: String,
     pub complete: bool,
+    /// Uploads in progress on this daemon (every task).
+    #[serde(default)]
+    pub uploads: u32,
+    /// Every upload slot is taken: piece requests are answered busy.
+    #[serde(default)]
+    pub full: bool,
 }
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -99,22 +109,27 @@ async fn piece(
     let Some(task) = ctx.store.get(&id) else {
         return text(StatusCode::NOT_FOUND, "unknown task\n");
     };
-    let range = {
+    let admitted = {
         let mut st = task.state();
-        let layout = st.layout.filter(|_| st.bitmap.get(n));
-        match layout {
-            Some(l) if served_now(ctx.config.seed, &mut st, n) => l.range(n),
-            _ => None,
-        }
+        admit(ctx, &mut st, n)
     };
-    let Some((offset, len)) = range else {
+    let (offset, len, active) = match admitted {
+        Ok(a) => a,
+        Err(Answer::Busy) => {
+            ctx.metrics.piece("upload", "busy");
+            let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, "every upload slot is taken\n");
+            resp.headers_mut().insert(
+                df_core::HEADER_UPLOAD_BUSY,
+                http::HeaderValue::from_static("1"),
+            );
+            return resp;
+        }
         // Also a seed's answer for a piece it already sent (super-seeding): the child asks
         // another neighbour, or the seed for another piece.
-        return text(StatusCode::NOT_FOUND, "piece not held\n");
+        Err(_) => return text(StatusCode::NOT_FOUND, "piece not held\n"),
     };
     task.touch();
     let hold = task.hold();
-    let active = ActiveUpload::start(ctx.clone());
     let ctx = ctx.clone();
     let body = futures_util::stream::unfold(0u64, move |sent| {
         let (task, ctx, per_conn) = (task.clone(), ctx.clone(), per_conn.clone());
@@ -148,37 +163,65 @@ async fn piece(
     resp
 }
 
-/// Whether piece `n` (held) is sent now; a seed sends each piece once while it has unsent
-/// ones ([`crate::superseed`]) and records what it sent.
-fn served_now(seed: bool, st: &mut crate::storage::TaskState, n: u32) -> bool {
-    if !seed {
-        return true;
-    }
-    if st.sent.len() != st.bitmap.len() {
+/// Whether piece `n` is sent now ([`crate::admission`]): held, not already sent by a
+/// super-seeding seed, and an upload slot free. On yes the slot is taken and a seed records
+/// the piece as sent; returns the piece's range and the slot.
+fn admit(
+    ctx: &Arc<Context>,
+    st: &mut crate::storage::TaskState,
+    n: u32,
+) -> Result<(u64, u64, ActiveUpload), Answer> {
+    let Some((offset, len)) = st.layout.and_then(|l| l.range(n)) else {
+        return Err(Answer::NotHeld);
+    };
+    if ctx.config.seed && st.sent.len() != st.bitmap.len() {
         st.sent = df_core::piece::Bitmap::new(st.bitmap.len());
     }
-    let serves = crate::superseed::serves(&st.bitmap, &st.sent, n);
-    if serves {
+    let slots = ctx.config.upload_slots;
+    let answer = admission::answer(admission::Request {
+        held: &st.bitmap,
+        sent: ctx.config.seed.then_some(&st.sent),
+        piece: n,
+        uploads: ctx.active_uploads.load(Ordering::Acquire),
+        slots,
+    });
+    if answer != Answer::Send {
+        return Err(answer);
+    }
+    // Another request may have taken the last slot since the load was read.
+    let active = ActiveUpload::start(ctx.clone(), slots).ok_or(Answer::Busy)?;
+    if ctx.config.seed {
         st.sent.set(n);
     }
-    serves
+    Ok((offset, len, active))
 }
 
-/// Counts an upload in progress for heartbeats and metrics while alive.
-struct ActiveUpload(Arc<Context>);
+/// An upload in progress, holding one of `upload.slots`; counted for heartbeats and metrics.
+struct ActiveUpload {
+    ctx: Arc<Context>,
+    slots: u32,
+}
 
 impl ActiveUpload {
-    fn start(ctx: Arc<Context>) -> Self {
-        ctx.active_uploads.fetch_add(1, Ordering::AcqRel);
+    /// Takes a slot, unless every one is taken.
+    fn start(ctx: Arc<Context>, slots: u32) -> Option<Self> {
+        ctx.active_uploads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (!admission::is_full(n, slots)).then_some(n + 1)
+            })
+            .ok()?;
         ctx.metrics.active_uploads.inc();
-        Self(ctx)
+        Some(Self { ctx, slots })
     }
 }
 
 impl Drop for ActiveUpload {
     fn drop(&mut self) {
-        self.0.active_uploads.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.active_uploads.dec();
+        let before = self.ctx.active_uploads.fetch_sub(1, Ordering::AcqRel);
+        self.ctx.metrics.active_uploads.dec();
+        if admission::is_full(before, self.slots) {
+            self.ctx.upload_freed.notify_waiters();
+        }
     }
 }
 
@@ -190,6 +233,9 @@ struct BitmapQuery {
     pieces: u32,
     #[serde(default)]
     wait_ms: u64,
+    /// The requester was told busy: a free slot is news.
+    #[serde(default)]
+    full: bool,
 }
 
 async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
@@ -203,8 +249,15 @@ async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms).min(MAX_WAIT);
     let mut changes = task.subscribe();
     let mut woken = false;
+    let slots = ctx.config.upload_slots;
     let reply = loop {
+        // Registered before the load is read, so a slot freeing in between is not missed.
+        let freed = ctx.upload_freed.notified();
+        tokio::pin!(freed);
+        freed.as_mut().enable();
         changes.borrow_and_update();
+        let uploads = ctx.active_uploads.load(Ordering::Acquire);
+        let full = admission::is_full(uploads, slots);
         let (reply, news) = {
             let st = task.state();
             let count = st.layout.map_or(0, |l| l.piece_count());
@@ -219,15 +272,18 @@ async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
             // watching then.
             let complete = st.complete && shown.count() == st.bitmap.count();
             let news = shown.count() > q.have
+                || (q.full && !full)
                 || any_change
                 || count != q.pieces
-                || complete
+                || (complete && !q.full)
                 || (!st.downloading && st.failure.is_some());
             (
                 BitmapReply {
                     piece_count: count,
                     bitmap: shown.to_hex(),
                     complete,
+                    uploads,
+                    full,
                 },
                 news,
             )
@@ -238,6 +294,7 @@ async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
         woken = true;
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break reply },
+            () = &mut freed, if q.full => {}
             _ = tokio::time::sleep_until(deadline) => break reply,
         }
     };
@@ -266,6 +323,7 @@ fn parse_bitmap_query(query: &str) -> BitmapQuery {
             "have" => q.have = v.parse().unwrap_or(0),
             "pieces" => q.pieces = v.parse().unwrap_or(0),
             "wait_ms" => q.wait_ms = v.parse().unwrap_or(0),
+            "full" => q.full = v == "1",
             _ => {}
         }
     }

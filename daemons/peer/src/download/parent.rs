@@ -1,12 +1,13 @@
-//! A child's view of one parent: a long-poll watcher that keeps the parent's piece bitmap
-//! current (pieces are shared while still in flight, so a child follows a parent that is itself
-//! downloading), and fetching one piece from it.
+//! A child's view of one parent: a long-poll watcher that keeps the parent's piece bitmap and
+//! upload load current (pieces are shared while still in flight, so a child follows a parent
+//! that is itself downloading), and fetching one piece from it. After the parent answered
+//! *busy*, the watcher re-polls with `full=1`, so the parent answers as soon as a slot frees.
 
 use std::time::{Duration, Instant};
 
 use df_core::ids::{PeerId, PieceDigest, TaskId};
 use df_core::piece::{Bitmap, PieceLayout};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use super::origin::error_chain;
@@ -19,7 +20,13 @@ use crate::upload::BitmapReply;
 const LONG_POLL: Duration = Duration::from_secs(5);
 
 pub enum ParentEvent {
-    Bitmap { parent: PeerId, bitmap: Bitmap },
+    Bitmap {
+        parent: PeerId,
+        bitmap: Bitmap,
+        /// The parent's uploads in progress and whether every slot is taken.
+        uploads: u32,
+        full: bool,
+    },
     Gone { parent: PeerId, error: String },
 }
 
@@ -28,6 +35,8 @@ pub struct ParentLink {
     pub is_seed: bool,
     /// Pieces its last bitmap showed; a larger count is progress.
     pub held: u32,
+    /// Tells the watcher the parent answered busy (poll for a free slot).
+    busy: watch::Sender<u64>,
     watcher: AbortHandle,
 }
 
@@ -46,31 +55,42 @@ impl ParentLink {
         is_seed: bool,
         events: mpsc::UnboundedSender<ParentEvent>,
     ) -> Self {
-        let watcher = tokio::spawn(watch(client, task, id, base.clone(), events)).abort_handle();
+        let (busy, busy_rx) = watch::channel(0);
+        let watcher = tokio::spawn(watch_parent(client, task, id, base.clone(), events, busy_rx))
+            .abort_handle();
         Self {
             base,
             is_seed,
             held: 0,
+            busy,
             watcher,
         }
     }
+
+    /// The parent answered busy: the watcher's next poll waits for a free slot.
+    pub fn saw_busy(&self) {
+        self.busy.send_modify(|n| *n += 1);
+    }
 }
 
-async fn watch(
+async fn watch_parent(
     client: reqwest::Client,
     task: TaskId,
     parent: PeerId,
     base: String,
     events: mpsc::UnboundedSender<ParentEvent>,
+    mut busy: watch::Receiver<u64>,
 ) {
     let (mut have, mut pieces) = (0u32, 0u32);
+    let mut full = false;
     let mut failures = 0;
     loop {
         let url = format!(
-            "{base}/tasks/{task}/bitmap?have={have}&pieces={pieces}&wait_ms={}",
-            LONG_POLL.as_millis()
+            "{base}/tasks/{task}/bitmap?have={have}&pieces={pieces}&wait_ms={}&full={}",
+            LONG_POLL.as_millis(),
+            u8::from(full)
         );
-        let reply = async {
+        let poll = async {
             let resp = client
                 .get(&url)
                 .timeout(LONG_POLL * 3)
@@ -78,8 +98,18 @@ async fn watch(
                 .await?
                 .error_for_status()?;
             resp.json::<BitmapReply>().await
-        }
-        .await;
+        };
+        let reply = tokio::select! {
+            r = poll => r,
+            // Told busy while this poll waits for pieces only: poll again for a free slot.
+            changed = busy.changed(), if !full => {
+                if changed.is_err() {
+                    return;
+                }
+                full = true;
+                continue;
+            }
+        };
         match reply {
             Ok(r) => {
                 failures = 0;
@@ -90,18 +120,26 @@ async fn watch(
                     });
                     return;
                 };
-                (have, pieces) = (bitmap.count(), r.piece_count);
+                (have, pieces, full) = (bitmap.count(), r.piece_count, r.full);
+                busy.borrow_and_update();
                 let complete = r.complete;
                 if events
                     .send(ParentEvent::Bitmap {
                         parent: parent.clone(),
                         bitmap,
+                        uploads: r.uploads,
+                        full: r.full,
                     })
                     .is_err()
-                    || complete
                 {
                     return;
                 }
+                // A complete parent's bitmap never changes: poll again only to learn that a
+                // slot freed after it answered busy.
+                if complete && !full && busy.changed().await.is_err() {
+                    return;
+                }
+                full |= complete;
             }
             Err(e) => {
                 failures += 1;
@@ -143,6 +181,9 @@ pub async fn fetch_piece(
     match resp.status().as_u16() {
         200 => {}
         404 => return Err(PieceError::NotFound),
+        503 if resp.headers().contains_key(df_core::HEADER_UPLOAD_BUSY) => {
+            return Err(PieceError::Busy);
+        }
         s => return Err(PieceError::Status(s)),
     }
     let mut body = BodyReader::new(resp.bytes_stream());
