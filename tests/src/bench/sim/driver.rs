@@ -6,7 +6,7 @@
 //! What stands in for what:
 //! - a download starting is the peer registering (`MeshEvent::Joined`); the first one of a
 //!   task also makes the task's seed (the seeds are hashed by task number) join and fetch the
-//!   object from the origin in order, `ORIGIN_CONCURRENCY` pieces at a time, like the seed's
+//!   object from the origin in order, `concurrent` pieces at a time, like the seed's
 //!   back-to-source path; each piece the seed gets is a digest the scheduler relays to every
 //!   downloader (`PickEvent::Digest`);
 //! - every host answers piece requests as its upload server does (`df_peer::admission`): a
@@ -47,8 +47,6 @@ use super::report::ModuleCost;
 
 /// The scheduler's tick, as the real scheduler's.
 const TICK: SimTime = SimTime(df_scheduler::TICK.as_nanos() as u64);
-/// Ranged GETs a seed keeps open to the origin (`fetch_from_origin`).
-const ORIGIN_CONCURRENCY: u32 = 8;
 const TICK_TOKEN: u64 = 1;
 
 /// Knobs of the modules under test.
@@ -400,7 +398,8 @@ impl Driver {
         }
     }
 
-    /// The seed's back-to-source loop: keep `ORIGIN_CONCURRENCY` ranged GETs open, in order.
+    /// The seed's back-to-source loop: keep `concurrent` ranged GETs open, in order (the
+    /// daemon's back-to-source path uses `download.concurrent_pieces` too).
     fn seed_fetch(&mut self, task: u32, out: &mut Vec<Command>, free: u32) {
         let count = self.layouts[task as usize].piece_count();
         let Some(state) = self.tasks.get_mut(task as usize).and_then(Option::as_mut) else {
@@ -444,7 +443,8 @@ impl Driver {
                 complete: false,
             },
         );
-        self.seed_fetch(task, out, ORIGIN_CONCURRENCY);
+        let origin_gets = u32::try_from(self.config.concurrent).unwrap_or(u32::MAX);
+        self.seed_fetch(task, out, origin_gets);
         if !self.ticking {
             self.ticking = true;
             out.push(Command::Wake {
