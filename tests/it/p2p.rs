@@ -129,7 +129,11 @@ async fn peers_told_busy_ask_elsewhere_and_still_finish() {
     let results = futures_util::future::join_all(downloads).await;
     for (peer, got) in cluster.peers.iter().zip(&results) {
         assert_eq!(got.status, 200, "{}", peer.name);
-        assert_eq!(got.sha256, want.sha256, "{} received different bytes", peer.name);
+        assert_eq!(
+            got.sha256, want.sha256,
+            "{} received different bytes",
+            peer.name
+        );
     }
     let piece = df_core::piece::piece_length_for(size);
     assert!(origin.stats.bytes_served() <= size + piece);
@@ -149,7 +153,10 @@ async fn peers_told_busy_ask_elsewhere_and_still_finish() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
     }
-    assert!(busy > 0.0, "with one slot each, some requests were answered busy");
+    assert!(
+        busy > 0.0,
+        "with one slot each, some requests were answered busy"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -123,7 +123,8 @@ impl Bitmap {
     pub fn differing<'a>(&'a self, other: &'a Bitmap) -> impl Iterator<Item = u32> + 'a {
         let bytes = self.bits.len().max(other.bits.len());
         (0..bytes).flat_map(move |i| {
-            let x = self.bits.get(i).copied().unwrap_or(0) ^ other.bits.get(i).copied().unwrap_or(0);
+            let x =
+                self.bits.get(i).copied().unwrap_or(0) ^ other.bits.get(i).copied().unwrap_or(0);
             (0..8u32)
                 .filter(move |b| x & (1 << b) != 0)
                 .map(move |b| u32::try_from(i).unwrap_or(u32::MAX).saturating_mul(8) + b)

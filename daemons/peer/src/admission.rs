@@ -69,7 +69,12 @@ mod tests {
         b
     }
 
-    fn req<'a>(held: &'a Bitmap, sent: Option<&'a Bitmap>, piece: u32, uploads: u32) -> Request<'a> {
+    fn req<'a>(
+        held: &'a Bitmap,
+        sent: Option<&'a Bitmap>,
+        piece: u32,
+        uploads: u32,
+    ) -> Request<'a> {
         Request {
             held,
             sent,

@@ -7,8 +7,8 @@
 //! one process.
 
 pub(crate) mod accept;
-pub mod admission;
 pub(crate) mod admin;
+pub mod admission;
 pub(crate) mod announcer;
 mod commands;
 pub mod config;
@@ -59,11 +59,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub hub: LogHub,
     pub started: Instant,
-    /// Uploads in progress; at most `upload.slots` (`admission`).
+    /// Uploads in progress, every task (each task has at most `upload.slots`).
     pub active_uploads: AtomicU32,
-    /// Woken when an upload slot frees while every slot was taken (bitmap long-polls of
-    /// neighbours that were told *busy* return then).
-    pub upload_freed: tokio::sync::Notify,
     pub uploaded_bytes: AtomicU64,
     pub p2p: switch::P2pSwitch,
 }
@@ -185,7 +182,6 @@ pub async fn run(
         hub,
         started: Instant::now(),
         active_uploads: AtomicU32::new(0),
-        upload_freed: tokio::sync::Notify::new(),
         uploaded_bytes: AtomicU64::new(0),
         p2p: switch::P2pSwitch::default(),
     });

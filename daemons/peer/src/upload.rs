@@ -1,8 +1,8 @@
 //! The piece server other peers download from (HTTP/1.1, keep-alive):
 //!
 //! - `GET /pieces/<task id>/<piece number>`: the piece's bytes, only if this peer holds it;
-//!   `503` with [`df_core::HEADER_UPLOAD_BUSY`] when every upload slot (`upload.slots`) is
-//!   taken (the rules are `crate::admission`);
+//!   `503` with [`df_core::HEADER_UPLOAD_BUSY`] when every upload slot of the task
+//!   (`upload.slots`) is taken (the rules are `crate::admission`);
 //! - `GET /tasks/<task id>/bitmap?have=N&pieces=P&wait_ms=W[&full=1]`: the piece bitmap and
 //!   this daemon's upload load, held open up to W ms until this peer holds more than N pieces
 //!   or learns a layout other than P pieces (so children follow a parent that is itself
@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Context;
 use crate::admission::{self, Answer};
 use crate::ratelimit::RateLimiter;
+use crate::storage::StoredTask;
 
 const READ_CHUNK: u64 = 256 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -41,7 +42,7 @@ pub struct BitmapReply {
     /// Hex of the packed bitmap.
     pub bitmap: String,
     pub complete: bool,
-    /// Uploads in progress on this daemon (every task).
+    /// Uploads of this task in progress on this peer.
     #[serde(default)]
     pub uploads: u32,
     /// Every upload slot is taken: piece requests are answered busy.
@@ -111,13 +112,16 @@ async fn piece(
     };
     let admitted = {
         let mut st = task.state();
-        admit(ctx, &mut st, n)
+        admit(ctx, &task, &mut st, n)
     };
     let (offset, len, active) = match admitted {
         Ok(a) => a,
         Err(Answer::Busy) => {
             ctx.metrics.piece("upload", "busy");
-            let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, "every upload slot is taken\n");
+            let mut resp = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "every upload slot is taken\n",
+            );
             resp.headers_mut().insert(
                 df_core::HEADER_UPLOAD_BUSY,
                 http::HeaderValue::from_static("1"),
@@ -164,10 +168,11 @@ async fn piece(
 }
 
 /// Whether piece `n` is sent now ([`crate::admission`]): held, not already sent by a
-/// super-seeding seed, and an upload slot free. On yes the slot is taken and a seed records
-/// the piece as sent; returns the piece's range and the slot.
+/// super-seeding seed, and one of the task's upload slots free. On yes the slot is taken and a
+/// seed records the piece as sent; returns the piece's range and the slot.
 fn admit(
     ctx: &Arc<Context>,
+    task: &Arc<StoredTask>,
     st: &mut crate::storage::TaskState,
     n: u32,
 ) -> Result<(u64, u64, ActiveUpload), Answer> {
@@ -182,45 +187,48 @@ fn admit(
         held: &st.bitmap,
         sent: ctx.config.seed.then_some(&st.sent),
         piece: n,
-        uploads: ctx.active_uploads.load(Ordering::Acquire),
+        uploads: st.uploads,
         slots,
     });
     if answer != Answer::Send {
         return Err(answer);
     }
-    // Another request may have taken the last slot since the load was read.
-    let active = ActiveUpload::start(ctx.clone(), slots).ok_or(Answer::Busy)?;
+    st.uploads += 1;
     if ctx.config.seed {
         st.sent.set(n);
     }
-    Ok((offset, len, active))
+    Ok((offset, len, ActiveUpload::start(ctx.clone(), task.clone())))
 }
 
-/// An upload in progress, holding one of `upload.slots`; counted for heartbeats and metrics.
+/// An upload in progress, holding one of its task's `upload.slots`; counted daemon-wide for
+/// heartbeats and metrics.
 struct ActiveUpload {
     ctx: Arc<Context>,
-    slots: u32,
+    task: Arc<StoredTask>,
 }
 
 impl ActiveUpload {
-    /// Takes a slot, unless every one is taken.
-    fn start(ctx: Arc<Context>, slots: u32) -> Option<Self> {
-        ctx.active_uploads
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (!admission::is_full(n, slots)).then_some(n + 1)
-            })
-            .ok()?;
+    /// Counts an upload whose slot the caller took (`TaskState::uploads`).
+    fn start(ctx: Arc<Context>, task: Arc<StoredTask>) -> Self {
+        ctx.active_uploads.fetch_add(1, Ordering::AcqRel);
         ctx.metrics.active_uploads.inc();
-        Some(Self { ctx, slots })
+        Self { ctx, task }
     }
 }
 
 impl Drop for ActiveUpload {
     fn drop(&mut self) {
-        let before = self.ctx.active_uploads.fetch_sub(1, Ordering::AcqRel);
+        self.ctx.active_uploads.fetch_sub(1, Ordering::AcqRel);
         self.ctx.metrics.active_uploads.dec();
-        if admission::is_full(before, self.slots) {
-            self.ctx.upload_freed.notify_waiters();
+        let was_full = {
+            let mut st = self.task.state();
+            let before = st.uploads;
+            st.uploads = before.saturating_sub(1);
+            admission::is_full(before, self.ctx.config.upload_slots)
+        };
+        // Neighbours told busy wait on the task's bitmap long-poll with `full=1`.
+        if was_full {
+            self.task.notify();
         }
     }
 }
@@ -251,15 +259,11 @@ async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
     let mut woken = false;
     let slots = ctx.config.upload_slots;
     let reply = loop {
-        // Registered before the load is read, so a slot freeing in between is not missed.
-        let freed = ctx.upload_freed.notified();
-        tokio::pin!(freed);
-        freed.as_mut().enable();
         changes.borrow_and_update();
-        let uploads = ctx.active_uploads.load(Ordering::Acquire);
-        let full = admission::is_full(uploads, slots);
         let (reply, news) = {
             let st = task.state();
+            let uploads = st.uploads;
+            let full = admission::is_full(uploads, slots);
             let count = st.layout.map_or(0, |l| l.piece_count());
             // A seed shows what it will send (super-seeding); that set also shrinks, so any
             // change is news to its neighbours, not only a larger count.
@@ -294,7 +298,6 @@ async fn bitmap(ctx: &Arc<Context>, task: &str, query: &str) -> Response<Body> {
         woken = true;
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break reply },
-            () = &mut freed, if q.full => {}
             _ = tokio::time::sleep_until(deadline) => break reply,
         }
     };

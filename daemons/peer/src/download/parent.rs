@@ -27,7 +27,10 @@ pub enum ParentEvent {
         uploads: u32,
         full: bool,
     },
-    Gone { parent: PeerId, error: String },
+    Gone {
+        parent: PeerId,
+        error: String,
+    },
 }
 
 pub struct ParentLink {
@@ -56,8 +59,15 @@ impl ParentLink {
         events: mpsc::UnboundedSender<ParentEvent>,
     ) -> Self {
         let (busy, busy_rx) = watch::channel(0);
-        let watcher = tokio::spawn(watch_parent(client, task, id, base.clone(), events, busy_rx))
-            .abort_handle();
+        let watcher = tokio::spawn(watch_parent(
+            client,
+            task,
+            id,
+            base.clone(),
+            events,
+            busy_rx,
+        ))
+        .abort_handle();
         Self {
             base,
             is_seed,

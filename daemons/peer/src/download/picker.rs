@@ -247,7 +247,12 @@ impl Picker {
         let mut room = Room {
             per_source: limit.div_ceil(self.sources.len()).max(1),
             seed_cap,
-            at_seeds: self.sources.values().filter(|s| s.seed).map(|s| s.inflight).sum(),
+            at_seeds: self
+                .sources
+                .values()
+                .filter(|s| s.seed)
+                .map(|s| s.inflight)
+                .sum(),
         };
         let order: Vec<u32> = if self.have.count() == 0 && self.fetches == 0 {
             // The first piece: random among the available ones, not the rarest.
@@ -274,7 +279,10 @@ impl Picker {
         }
         for f in &out {
             self.touch(f.piece, |p| {
-                p.inflight.entry(f.piece).or_default().push(f.source.clone());
+                p.inflight
+                    .entry(f.piece)
+                    .or_default()
+                    .push(f.source.clone());
             });
         }
         self.fetches += out.len();
@@ -409,7 +417,11 @@ impl Picker {
     }
 
     fn count(&mut self, n: u32, seed: bool, delta: i32) {
-        let list = if seed { &mut self.seeds } else { &mut self.normal };
+        let list = if seed {
+            &mut self.seeds
+        } else {
+            &mut self.normal
+        };
         if let Some(c) = list.get_mut(n as usize) {
             *c = c.saturating_add_signed(delta);
         }
@@ -841,9 +853,13 @@ mod tests {
                 }
                 for n in 0..pieces {
                     let holders = p.sources.values().filter(|s| s.bitmap.get(n));
-                    let (normal, seeds) = holders.fold((0, 0), |(a, b), s| {
-                        if s.seed { (a, b + 1) } else { (a + 1, b) }
-                    });
+                    let (normal, seeds) =
+                        holders.fold(
+                            (0, 0),
+                            |(a, b), s| {
+                                if s.seed { (a, b + 1) } else { (a + 1, b) }
+                            },
+                        );
                     assert_eq!((p.normal[n as usize], p.seeds[n as usize]), (normal, seeds));
                     let wanted = !p.have.get(n)
                         && p.verifiable.get(n)
@@ -851,7 +867,10 @@ mod tests {
                         && normal + seeds > 0;
                     assert_eq!(p.wanted.contains(&p.rank(n)), wanted, "piece {n}");
                 }
-                assert_eq!(p.wanted.len(), (0..pieces).filter(|&n| p.is_wanted(n)).count());
+                assert_eq!(
+                    p.wanted.len(),
+                    (0..pieces).filter(|&n| p.is_wanted(n)).count()
+                );
             }
         }
     }

@@ -56,7 +56,8 @@ pub struct DriverConfig {
     pub degree: usize,
     /// Fetches in flight per peer and task (`download.concurrent_pieces`).
     pub concurrent: usize,
-    /// Uploads at once per host before it answers busy (`upload.slots`; 0: no cap).
+    /// Uploads of one task at once per host before it answers busy (`upload.slots`; 0: no
+    /// cap).
     pub upload_slots: u32,
     /// Hosts advertise their upload load with every bitmap.
     pub advertise_load: bool,
@@ -92,7 +93,7 @@ pub struct Driver {
     /// What each host holds, as the bitmap its neighbours poll.
     held: Vec<Bitmap>,
     alive: Vec<bool>,
-    /// Uploads in progress per host (every task), as its upload server counts them.
+    /// Uploads in progress, `uploads[node * tasks + task]`, as its upload server counts them.
     uploads: Vec<u32>,
     dirty: Vec<(NodeIx, u32)>,
     /// Redundant transfers to cut, flushed with the next commands.
@@ -135,9 +136,10 @@ impl Driver {
             .enumerate()
             .map(|(i, id)| (id.clone(), NodeIx::try_from(i).unwrap_or(NodeIx::MAX)))
             .collect();
-        let held = (0..nodes)
+        let held: Vec<Bitmap> = (0..nodes)
             .flat_map(|_| layouts.iter().map(|l| Bitmap::new(l.piece_count())))
             .collect();
+        let held_len = held.len();
         Self {
             config,
             tasks: (0..layouts.len()).map(|_| None).collect(),
@@ -149,7 +151,7 @@ impl Driver {
             index,
             held,
             alive: vec![true; nodes],
-            uploads: vec![0; nodes],
+            uploads: vec![0; held_len],
             dirty: Vec::new(),
             cuts: Vec::new(),
             rng: fastrand::Rng::with_seed(config.rng_seed),
@@ -222,11 +224,11 @@ impl Driver {
             held: &self.held[slot],
             sent: state.as_ref().map(|t| &t.seed_sent),
             piece,
-            uploads: self.uploads[from as usize],
+            uploads: self.uploads[slot],
             slots: self.config.upload_slots,
         });
         if answer == Answer::Send {
-            self.uploads[from as usize] += 1;
+            self.uploads[slot] += 1;
             if let Some(t) = state {
                 t.seed_sent.set(piece);
             }
@@ -234,21 +236,23 @@ impl Driver {
         answer
     }
 
-    /// An upload from `from` ended: a slot frees, and neighbours that saw it full hear so.
-    fn upload_done(&mut self, from: NodeIx) {
+    /// An upload of `task` from `from` ended: a slot frees, and neighbours that saw it full
+    /// hear so.
+    fn upload_done(&mut self, from: NodeIx, task: u32) {
         if from == ORIGIN {
             return;
         }
-        let before = self.uploads[from as usize];
-        self.uploads[from as usize] = before.saturating_sub(1);
+        let slot = self.slot(from, task);
+        let before = self.uploads[slot];
+        self.uploads[slot] = before.saturating_sub(1);
         let slots = self.config.upload_slots;
         if !admission::is_full(before, slots) || admission::is_full(before - 1, slots) {
             return;
         }
         let id = self.ids[from as usize].clone();
-        for task in 0..self.layouts.len() {
-            let task = u32::try_from(task).unwrap_or(u32::MAX);
-            let mut waiting: Vec<NodeIx> = self.neighbours(from, task)
+        {
+            let mut waiting: Vec<NodeIx> = self
+                .neighbours(from, task)
                 .into_iter()
                 .filter(|&n| {
                     self.pickers[self.slot(n, task)]
@@ -259,13 +263,13 @@ impl Driver {
             // Their long-polls race for the slot: whoever asks first gets it.
             self.rng.shuffle(&mut waiting);
             for n in waiting {
-                self.pick(n, task, self.load_event(from));
+                self.pick(n, task, self.load_event(from, task));
             }
         }
     }
 
-    fn load_event(&self, node: NodeIx) -> PickEvent {
-        let uploads = self.uploads[node as usize];
+    fn load_event(&self, node: NodeIx, task: u32) -> PickEvent {
+        let uploads = self.uploads[self.slot(node, task)];
         PickEvent::SourceLoad {
             source: self.ids[node as usize].clone(),
             uploads,
@@ -319,7 +323,7 @@ impl Driver {
                     from,
                     to: node,
                 });
-                self.upload_done(from);
+                self.upload_done(from, task);
                 let failed = PickEvent::FetchFailed {
                     piece: f.piece,
                     source: f.source,
@@ -493,7 +497,7 @@ impl Driver {
                     },
                 );
                 if self.config.advertise_load {
-                    self.pick(n, task, self.load_event(node));
+                    self.pick(n, task, self.load_event(node, task));
                 }
             }
         }
@@ -549,7 +553,7 @@ impl Protocol for Driver {
         piece: u32,
         out: &mut Vec<Command>,
     ) {
-        self.upload_done(from);
+        self.upload_done(from, task);
         let slot = self.slot(to, task);
         self.held[slot].set(piece);
         let count = self.held[slot].count();
@@ -589,7 +593,7 @@ impl Protocol for Driver {
         piece: u32,
         out: &mut Vec<Command>,
     ) {
-        self.upload_done(from);
+        self.upload_done(from, task);
         if !self.alive[to as usize] {
             return;
         }
