@@ -92,10 +92,6 @@ struct SimArgs {
     /// Hosts do not advertise their upload load with their bitmaps.
     #[arg(long)]
     no_load_advert: bool,
-    /// Endgame: duplicate fetches per peer once every missing piece is in flight [default:
-    /// the picker's].
-    #[arg(long, value_name = "N")]
-    endgame: Option<usize>,
     /// Spread the peers' starts uniformly over this many milliseconds (0: all at once).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     start_spread_ms: u64,
@@ -379,7 +375,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             driver.concurrent = a.concurrent_pieces.unwrap_or(driver.concurrent);
             driver.upload_slots = a.upload_slots.unwrap_or(driver.upload_slots);
             driver.advertise_load = !a.no_load_advert;
-            driver.endgame = a.endgame.unwrap_or(driver.endgame);
             let report = sim::run(
                 SimConfig {
                     label: a.label,

@@ -18,10 +18,12 @@
 //!   when no normal source holds it, and at most `seed_requests` fetches are at seeds (a seed
 //!   serves each piece about once; the swarm spreads it);
 //! - a source that failed (unreachable, bad digest) is never used again; one that lacked a
-//!   piece it advertised keeps serving the rest;
-//! - endgame (`endgame` > 0): once every missing piece is in flight, up to `endgame` of them
-//!   are also asked from a second holder; the first copy to land wins and the driver cuts the
-//!   other ([`Picker::redundant`]).
+//!   piece it advertised keeps serving the rest.
+//!
+//! No endgame duplicates: asking a second holder for the last pieces made no difference in
+//! the simulator (N = 64 and 256, README "Simulated swarms"), and two fetches of one piece
+//! would write the same bytes of the task file, where a corrupt copy landing after the good
+//! one would go unnoticed.
 //!
 //! Cost: the wanted pieces (missing, verifiable, not in flight, held by a source) are kept
 //! ordered by rarity as bitmaps and fetches change, so [`Picker::decide`] walks them from the
@@ -43,8 +45,6 @@ pub struct PickerConfig {
     pub concurrent: usize,
     /// Fetches at seeds while normal sources exist.
     pub seed_requests: usize,
-    /// Duplicate fetches allowed once every missing piece is in flight (0: no endgame).
-    pub endgame: usize,
 }
 
 impl PickerConfig {
@@ -52,7 +52,6 @@ impl PickerConfig {
         Self {
             concurrent: concurrent.max(1),
             seed_requests: 1,
-            endgame: 0,
         }
     }
 }
@@ -124,8 +123,8 @@ pub struct Picker {
     /// Ordered so that every walk over them, and so a run, is reproducible for a seed.
     sources: BTreeMap<PeerId, Source>,
     lost: HashSet<PeerId>,
-    /// Pieces in flight and their sources (two for an endgame duplicate).
-    inflight: BTreeMap<u32, Vec<PeerId>>,
+    /// Pieces in flight and their sources.
+    inflight: BTreeMap<u32, PeerId>,
     fetches: usize,
     /// Per piece: normal and seed sources that show it.
     normal: Vec<u32>,
@@ -133,8 +132,6 @@ pub struct Picker {
     /// Per piece: the random tie-break, drawn once.
     tie: Vec<u64>,
     wanted: BTreeSet<Rank>,
-    /// Fetches made useless by another copy landing, for the driver to cut.
-    redundant: Vec<Fetch>,
     rng: fastrand::Rng,
 }
 
@@ -152,7 +149,6 @@ impl Picker {
             seeds: Vec::new(),
             tie: Vec::new(),
             wanted: BTreeSet::new(),
-            redundant: Vec::new(),
             rng: fastrand::Rng::with_seed(rng_seed),
         }
     }
@@ -195,13 +191,6 @@ impl Picker {
                 self.touch(piece, |p| {
                     p.have.set(piece);
                 });
-                if let Some(others) = self.inflight.get(&piece) {
-                    let cut = others.iter().map(|s| Fetch {
-                        piece,
-                        source: s.clone(),
-                    });
-                    self.redundant.extend(cut);
-                }
             }
             PickEvent::Busy { piece, source } => {
                 self.end_fetch(piece, &source);
@@ -273,61 +262,17 @@ impl Picker {
             if self.fetches + out.len() >= limit || !room.any(&self.sources) {
                 break;
             }
-            if let Some(source) = room.choose(&mut self.sources, &mut self.rng, n, None) {
+            if let Some(source) = room.choose(&mut self.sources, &mut self.rng, n) {
                 out.push(Fetch { piece: n, source });
             }
         }
         for f in &out {
             self.touch(f.piece, |p| {
-                p.inflight
-                    .entry(f.piece)
-                    .or_default()
-                    .push(f.source.clone());
+                p.inflight.insert(f.piece, f.source.clone());
             });
         }
         self.fetches += out.len();
-        if self.fetches < limit && self.config.endgame > 0 {
-            let dups = self.endgame(&mut room, limit);
-            self.fetches += dups.len();
-            out.extend(dups);
-        }
         out
-    }
-
-    /// Second fetches of pieces in flight, once nothing else is left to ask for.
-    fn endgame(&mut self, room: &mut Room, limit: usize) -> Vec<Fetch> {
-        let missing = (self.have.len() - self.have.count()) as usize;
-        if missing != self.inflight.len() {
-            return Vec::new();
-        }
-        let mut dups = self.inflight.values().filter(|v| v.len() > 1).count();
-        let mut out = Vec::new();
-        let single: Vec<(u32, PeerId)> = self
-            .inflight
-            .iter()
-            .filter(|(_, v)| v.len() == 1)
-            .map(|(&n, v)| (n, v[0].clone()))
-            .collect();
-        for (n, first) in single {
-            if dups >= self.config.endgame || self.fetches + out.len() >= limit {
-                break;
-            }
-            let chosen = room.choose(&mut self.sources, &mut self.rng, n, Some(&first));
-            if let Some(source) = chosen {
-                if let Some(v) = self.inflight.get_mut(&n) {
-                    v.push(source.clone());
-                }
-                dups += 1;
-                out.push(Fetch { piece: n, source });
-            }
-        }
-        out
-    }
-
-    /// Fetches whose piece landed from another source meanwhile: the driver cuts them and
-    /// reports each end (`FetchFailed { missing: true }` keeps the source). Drained.
-    pub fn redundant(&mut self) -> Vec<Fetch> {
-        std::mem::take(&mut self.redundant)
     }
 
     /// Every piece is held (false before the layout is known).
@@ -460,19 +405,11 @@ impl Picker {
     }
 
     fn end_fetch(&mut self, piece: u32, source: &PeerId) {
-        let Some(v) = self.inflight.get(&piece) else {
+        if self.inflight.get(&piece) != Some(source) {
             return;
-        };
-        let Some(pos) = v.iter().position(|s| s == source) else {
-            return;
-        };
+        }
         self.touch(piece, |p| {
-            if let Some(v) = p.inflight.get_mut(&piece) {
-                v.swap_remove(pos);
-                if v.is_empty() {
-                    p.inflight.remove(&piece);
-                }
-            }
+            p.inflight.remove(&piece);
         });
         self.fetches = self.fetches.saturating_sub(1);
         if let Some(s) = self.sources.get_mut(source) {
@@ -509,18 +446,17 @@ impl Room {
         sources.values().any(|s| self.open(s))
     }
 
-    /// The holder of `n` to ask (not `except`): normal before seeds, then the least loaded;
-    /// counts the fetch against it.
+    /// The holder of `n` to ask: normal before seeds, then the least loaded; counts the
+    /// fetch against it.
     fn choose(
         &mut self,
         sources: &mut BTreeMap<PeerId, Source>,
         rng: &mut fastrand::Rng,
         n: u32,
-        except: Option<&PeerId>,
     ) -> Option<PeerId> {
         let id = sources
             .iter()
-            .filter(|(id, s)| s.bitmap.get(n) && self.open(s) && Some(*id) != except)
+            .filter(|(_, s)| s.bitmap.get(n) && self.open(s))
             .map(|(id, s)| {
                 let load = s.inflight as u64 + u64::from(s.load);
                 ((s.seed, load, rng.u32(..)), id)
@@ -755,42 +691,7 @@ mod tests {
     }
 
     #[test]
-    fn endgame_asks_a_second_holder_and_names_the_loser() {
-        let mut p = Picker::new(
-            PickerConfig {
-                endgame: 1,
-                ..PickerConfig::new(4)
-            },
-            3,
-        );
-        p.handle(PickEvent::Layout { pieces: 2 });
-        for n in 0..2 {
-            p.handle(PickEvent::Digest { piece: n });
-        }
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "a", false, [1]);
-        add(&mut p, "b", false, [1]);
-        let got = p.decide();
-        assert_eq!(got.len(), 2, "the last piece from both holders: {got:?}");
-        assert!(got.iter().all(|f| f.piece == 1));
-        assert_ne!(got[0].source, got[1].source);
-        p.handle(PickEvent::Fetched {
-            piece: 1,
-            source: got[0].source.clone(),
-        });
-        assert!(p.is_complete());
-        let cut = p.redundant();
-        assert_eq!(cut, vec![got[1].clone()]);
-        p.handle(PickEvent::FetchFailed {
-            piece: 1,
-            source: got[1].source.clone(),
-            missing: true,
-        });
-        assert_eq!(p.in_flight(), 0);
-    }
-
-    #[test]
-    fn no_endgame_by_default() {
+    fn a_piece_is_asked_of_one_holder_at_a_time() {
         let mut p = picker(2, 4);
         p.handle(PickEvent::Held { piece: 0 });
         add(&mut p, "a", false, [1]);

@@ -16,8 +16,6 @@
 //!   a slot freeing is advertised at once to the neighbours that saw it busy (their bitmap
 //!   long-polls return), and with every new bitmap the host advertises its load
 //!   (`PickEvent::SourceLoad`);
-//! - a fetch the picker names redundant (endgame: the piece landed from another holder) is
-//!   cut (`Command::Cut`) and reported as `FetchFailed { missing: true }`;
 //! - a `MeshDecision::Link` tells both ends of the new link about each other
 //!   (`SourceAdded` and the other's current bitmap);
 //! - a piece landing is the picker's `Fetched`, a progress report to the mesh, and a new bitmap
@@ -61,8 +59,6 @@ pub struct DriverConfig {
     pub upload_slots: u32,
     /// Hosts advertise their upload load with every bitmap.
     pub advertise_load: bool,
-    /// Endgame duplicates per picker (`PickerConfig::endgame`; 0: none).
-    pub endgame: usize,
     pub rng_seed: u64,
 }
 
@@ -96,8 +92,6 @@ pub struct Driver {
     /// Uploads in progress, `uploads[node * tasks + task]`, as its upload server counts them.
     uploads: Vec<u32>,
     dirty: Vec<(NodeIx, u32)>,
-    /// Redundant transfers to cut, flushed with the next commands.
-    cuts: Vec<Command>,
     /// Orders the neighbours racing for a freed upload slot.
     rng: fastrand::Rng,
     ticking: bool,
@@ -113,7 +107,6 @@ impl DriverConfig {
             concurrent: df_core::config::peer::RawDownload::default().concurrent_pieces,
             upload_slots: df_core::config::peer::RawUpload::default().slots,
             advertise_load: true,
-            endgame: PickerConfig::new(1).endgame,
             rng_seed,
         }
     }
@@ -153,7 +146,6 @@ impl Driver {
             alive: vec![true; nodes],
             uploads: vec![0; held_len],
             dirty: Vec::new(),
-            cuts: Vec::new(),
             rng: fastrand::Rng::with_seed(config.rng_seed),
             ticking: false,
             pending: 0,
@@ -310,29 +302,8 @@ impl Driver {
         if let Some(p) = self.pickers[slot].as_mut() {
             let t0 = Instant::now();
             p.handle(event);
-            let cut = p.redundant();
             self.cost.picker_s += t0.elapsed().as_secs_f64();
             self.dirty.push((node, task));
-            for f in cut {
-                let Some(&from) = self.index.get(&f.source) else {
-                    continue;
-                };
-                self.cuts.push(Command::Cut {
-                    task,
-                    piece: f.piece,
-                    from,
-                    to: node,
-                });
-                self.upload_done(from, task);
-                let failed = PickEvent::FetchFailed {
-                    piece: f.piece,
-                    source: f.source,
-                    missing: true,
-                };
-                if let Some(p) = self.pickers[slot].as_mut() {
-                    p.handle(failed);
-                }
-            }
         }
     }
 
@@ -342,7 +313,6 @@ impl Driver {
         while !self.dirty.is_empty() {
             self.pump_once(out);
         }
-        out.append(&mut self.cuts);
     }
 
     fn pump_once(&mut self, out: &mut Vec<Command>) {
@@ -515,11 +485,7 @@ impl Protocol for Driver {
             .map(|t| self.held[self.slot(t.seed, task)].ones().collect())
             .unwrap_or_default();
         let rng = self.config.rng_seed ^ (u64::from(host) << 20) ^ u64::from(task);
-        let picker_config = PickerConfig {
-            endgame: self.config.endgame,
-            ..PickerConfig::new(self.config.concurrent)
-        };
-        let mut picker = Picker::new(picker_config, rng);
+        let mut picker = Picker::new(PickerConfig::new(self.config.concurrent), rng);
         picker.handle(PickEvent::Layout {
             pieces: layout.piece_count(),
         });

@@ -389,17 +389,6 @@ impl<P: Protocol> Engine<P> {
         let now = self.now;
         match c {
             Command::Wake { at, token } => self.queue.push(at.max(now), Event::Wake { token }),
-            Command::Cut {
-                task,
-                piece,
-                from,
-                to,
-            } => {
-                if let Some(id) = self.net.find(from, to, FlowTag { task, piece }) {
-                    self.net.finish(now, id, false, &mut self.reschedules);
-                    self.outcome.cut_transfers += 1;
-                }
-            }
             Command::Fetch {
                 task,
                 piece,

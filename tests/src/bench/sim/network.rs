@@ -207,20 +207,6 @@ impl Network {
         })
     }
 
-    /// The live flow from `from` to `to` carrying `tag`, if any.
-    pub fn find(&self, from: NodeIx, to: NodeIx, tag: FlowTag) -> Option<FlowId> {
-        self.nodes
-            .get(from as usize)?
-            .up
-            .iter()
-            .copied()
-            .find(|&id| {
-                self.flows[id as usize]
-                    .as_ref()
-                    .is_some_and(|f| f.to == to && f.tag == tag)
-            })
-    }
-
     /// Every live flow leaving or entering `node` (to cut them when the node dies).
     pub fn flows_of(&self, node: NodeIx) -> Vec<FlowId> {
         let n = &self.nodes[node as usize];

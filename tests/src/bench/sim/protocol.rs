@@ -24,14 +24,6 @@ pub enum Command {
         from: NodeIx,
         to: NodeIx,
     },
-    /// Stop moving piece `piece` of `task` from `from` to `to` (a redundant endgame copy).
-    /// Nothing is reported back: the protocol asked for it. No such transfer: nothing happens.
-    Cut {
-        task: u32,
-        piece: u32,
-        from: NodeIx,
-        to: NodeIx,
-    },
     /// Call [`Protocol::wake`] with `token` at `at` (timers: scheduler ticks, timeouts).
     Wake { at: SimTime, token: u64 },
 }
