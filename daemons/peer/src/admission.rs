@@ -41,10 +41,10 @@ pub fn answer(r: Request<'_>) -> Answer {
     if !r.held.get(r.piece) {
         return Answer::NotHeld;
     }
-    if let Some(sent) = r.sent {
-        if !crate::superseed::serves(r.held, sent, r.piece) {
-            return Answer::NotHeld;
-        }
+    if let Some(sent) = r.sent
+        && !crate::superseed::serves(r.held, sent, r.piece)
+    {
+        return Answer::NotHeld;
     }
     if is_full(r.uploads, r.slots) {
         return Answer::Busy;

@@ -419,11 +419,11 @@ impl Picker {
 
     fn lose(&mut self, source: PeerId) {
         let len = self.have.len();
-        if let Some(s) = self.sources.remove(&source) {
-            if s.bitmap.len() == len {
-                for n in s.bitmap.ones() {
-                    self.touch(n, |p| p.count(n, s.seed, -1));
-                }
+        if let Some(s) = self.sources.remove(&source)
+            && s.bitmap.len() == len
+        {
+            for n in s.bitmap.ones() {
+                self.touch(n, |p| p.count(n, s.seed, -1));
             }
         }
         self.lost.insert(source);
