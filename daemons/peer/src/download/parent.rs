@@ -1,7 +1,9 @@
 //! A child's view of one parent: a long-poll watcher that keeps the parent's piece bitmap and
 //! upload load current (pieces are shared while still in flight, so a child follows a parent
-//! that is itself downloading), and fetching one piece from it. After the parent answered
-//! *busy*, the watcher re-polls with `full=1`, so the parent answers as soon as a slot frees.
+//! that is itself downloading), and fetching one piece from it. While the parent's last reply
+//! said its slots were full, or after it answered *busy* once it is complete (its bitmap no
+//! longer changes), the watcher polls with `full=1`, so the parent also answers as soon as a
+//! slot frees.
 
 use std::time::{Duration, Instant};
 
@@ -109,18 +111,10 @@ async fn watch_parent(
                 .error_for_status()?;
             resp.json::<BitmapReply>().await
         };
-        let reply = tokio::select! {
-            r = poll => r,
-            // Told busy while this poll waits for pieces only: poll again for a free slot.
-            changed = busy.changed(), if !full => {
-                if changed.is_err() {
-                    return;
-                }
-                full = true;
-                continue;
-            }
-        };
-        match reply {
+        // A poll in flight is not cut when the parent answers busy (cutting an HTTP/1.1
+        // request costs its connection): its reply carries the parent's load anyway, and
+        // the next poll asks for a free slot if the parent is still full.
+        match poll.await {
             Ok(r) => {
                 failures = 0;
                 let Some(bitmap) = Bitmap::from_hex(r.piece_count, &r.bitmap) else {
