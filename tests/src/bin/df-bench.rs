@@ -131,6 +131,9 @@ struct SwarmArgs {
     /// `download.concurrent_pieces` of every daemon [default: the daemon's].
     #[arg(long, value_name = "N")]
     concurrent_pieces: Option<usize>,
+    /// `upload.slots` (uploads of one task at once) of every daemon [default: the daemon's].
+    #[arg(long, value_name = "N")]
+    upload_slots: Option<u32>,
     /// `scheduler.candidate_parents` (mesh neighbours per peer) [default: the scheduler's].
     #[arg(long, value_name = "N")]
     candidate_parents: Option<usize>,
@@ -286,6 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 peer_upload: a.peer_upload.0,
                 peer_download: a.peer_download.0,
                 concurrent_pieces: a.concurrent_pieces,
+                upload_slots: a.upload_slots,
                 candidate_parents: a.candidate_parents,
                 piece_length: a.piece_length.map(|b| b.0),
                 runs: a.runs,
