@@ -113,6 +113,52 @@ async fn a_swarm_of_four_reads_the_origin_about_once() {
     );
 }
 
+/// Every daemon uploads one piece at a time: most requests are answered busy, and the
+/// children go to other holders or wait for a free slot; every byte still arrives, verified,
+/// with the origin read once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_told_busy_ask_elsewhere_and_still_finish() {
+    let size = 64 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    let cluster = Cluster::start(1, 1, 6, &|_, c| c.upload_slots = 1).await;
+    let url = origin.blob_url(size, 11);
+    let want = digests(size, 11).await;
+    let downloads = cluster.peers.iter().map(|p| fetch(p.admin, &url, None));
+    let results = futures_util::future::join_all(downloads).await;
+    for (peer, got) in cluster.peers.iter().zip(&results) {
+        assert_eq!(got.status, 200, "{}", peer.name);
+        assert_eq!(
+            got.sha256, want.sha256,
+            "{} received different bytes",
+            peer.name
+        );
+    }
+    let piece = df_core::piece::piece_length_for(size);
+    assert!(origin.stats.bytes_served() <= size + piece);
+    let mut busy = 0.0;
+    for daemon in cluster.peers.iter().chain(&cluster.seeds) {
+        let metrics = crate::cluster::http_client()
+            .get(daemon.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        busy += metrics
+            .lines()
+            .filter(|l| l.contains("source=\"upload\"") && l.contains("outcome=\"busy\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    assert!(
+        busy > 0.0,
+        "with one slot each, some requests were answered busy"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_of_a_parent_that_dies_mid_transfer_still_finish() {
     let size = 96 * MIB;

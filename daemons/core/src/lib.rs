@@ -22,3 +22,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const HEADER_TASK_ID: &str = "x-dragonfly-task-id";
 /// Response header: where the bytes of a response came from (`local`, `peer`, `seed`, `origin`).
 pub const HEADER_SOURCE: &str = "x-dragonfly-source";
+/// Response header of a peer's piece server on `503 Service Unavailable`: the piece is held but
+/// every upload slot is taken (`upload.slots`); ask another holder, or this one once its
+/// bitmap advertises a free slot. A 503 without it is an ordinary failure.
+pub const HEADER_UPLOAD_BUSY: &str = "x-dragonfly-upload-busy";

@@ -8,6 +8,7 @@
 
 pub(crate) mod accept;
 pub(crate) mod admin;
+pub mod admission;
 pub(crate) mod announcer;
 mod commands;
 pub mod config;
@@ -209,6 +210,7 @@ pub async fn run(
     let uploads = Uploads {
         store: store.clone(),
         seed: config.seed,
+        slots: config.upload_slots,
         per_connection_rate: config.upload_rate_per_connection,
         limiter: RateLimiter::new(config.upload_rate),
         counters: counters.clone(),

@@ -1,9 +1,12 @@
 //! The piece server other peers download from (HTTP/1.1, keep-alive):
 //!
 //! - `GET /pieces/<task id>/<piece number>`: the piece's bytes, only if this peer holds it;
-//! - `GET /tasks/<task id>/bitmap?have=N&pieces=P&wait_ms=W`: the piece bitmap, held open up to
-//!   W ms until this peer holds more than N pieces or learns a layout other than P pieces, so
-//!   children follow a parent that is itself still downloading.
+//!   `503` with [`df_core::HEADER_UPLOAD_BUSY`] when every upload slot of the task
+//!   (`upload.slots`) is taken (the rules are `crate::admission`);
+//! - `GET /tasks/<task id>/bitmap?have=N&pieces=P&wait_ms=W[&full=1]`: the piece bitmap and
+//!   this daemon's upload load, held open up to W ms until this peer holds more than N pieces
+//!   or learns a layout other than P pieces (so children follow a parent that is itself
+//!   still downloading), or, with `full=1` (the child was told busy), until a slot is free.
 //!
 //! No part of a request path reaches the filesystem: the task id must parse as a task id and be
 //! a task this peer knows, the piece number must parse and be held. Uploads are throttled by a
@@ -26,15 +29,18 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::accept::Stopping;
+use crate::admission::{self, Answer};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
-use crate::storage::PieceStore;
+use crate::storage::{PieceStore, StoredTask};
 
 /// What the piece server needs: the cache it reads, its limits, and the counters it moves.
 pub(crate) struct Uploads {
     pub(crate) store: Arc<PieceStore>,
     /// A seed sends each piece once while it has unsent ones ([`crate::superseed`]).
     pub(crate) seed: bool,
+    /// Uploads each task sends at once (`upload.slots`); more are answered busy.
+    pub(crate) slots: u32,
     /// Bytes per second per connection; 0 is unlimited.
     pub(crate) per_connection_rate: u64,
     /// The daemon-wide upload limit.
@@ -71,6 +77,12 @@ pub struct BitmapReply {
     /// Hex of the packed bitmap.
     pub bitmap: String,
     pub complete: bool,
+    /// Uploads of this task in progress on this peer.
+    #[serde(default)]
+    pub uploads: u32,
+    /// Every upload slot is taken: piece requests are answered busy.
+    #[serde(default)]
+    pub full: bool,
 }
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -138,22 +150,30 @@ async fn piece(
     let Some(task) = ctx.store.get(&id) else {
         return text(StatusCode::NOT_FOUND, "unknown task\n");
     };
-    let range = {
+    let admitted = {
         let mut st = task.state();
-        let layout = st.layout.filter(|_| st.bitmap.get(n));
-        match layout {
-            Some(l) if served_now(ctx.seed, &mut st, n) => l.range(n),
-            _ => None,
-        }
+        admit(ctx, &task, &mut st, n)
     };
-    let Some((offset, len)) = range else {
+    let (offset, len, active) = match admitted {
+        Ok(a) => a,
+        Err(Answer::Busy) => {
+            ctx.metrics.piece("upload", "busy");
+            let mut resp = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "every upload slot is taken\n",
+            );
+            resp.headers_mut().insert(
+                df_core::HEADER_UPLOAD_BUSY,
+                http::HeaderValue::from_static("1"),
+            );
+            return resp;
+        }
         // Also a seed's answer for a piece it already sent (super-seeding): the child asks
         // another neighbour, or the seed for another piece.
-        return text(StatusCode::NOT_FOUND, "piece not held\n");
+        Err(_) => return text(StatusCode::NOT_FOUND, "piece not held\n"),
     };
     task.touch();
     let hold = task.hold();
-    let active = ActiveUpload::start(ctx.clone());
     let ctx = ctx.clone();
     let body = futures_util::stream::unfold(0u64, move |sent| {
         let (task, ctx, per_conn) = (task.clone(), ctx.clone(), per_conn.clone());
@@ -187,37 +207,69 @@ async fn piece(
     resp
 }
 
-/// Whether piece `n` (held) is sent now; a seed sends each piece once while it has unsent
-/// ones ([`crate::superseed`]) and records what it sent.
-fn served_now(seed: bool, st: &mut crate::storage::TaskState, n: u32) -> bool {
-    if !seed {
-        return true;
-    }
-    if st.sent.len() != st.bitmap.len() {
+/// Whether piece `n` is sent now ([`crate::admission`]): held, not already sent by a
+/// super-seeding seed, and one of the task's upload slots free. On yes the slot is taken and a
+/// seed records the piece as sent; returns the piece's range and the slot.
+fn admit(
+    ctx: &Arc<Uploads>,
+    task: &Arc<StoredTask>,
+    st: &mut crate::storage::TaskState,
+    n: u32,
+) -> Result<(u64, u64, ActiveUpload), Answer> {
+    let Some((offset, len)) = st.layout.and_then(|l| l.range(n)) else {
+        return Err(Answer::NotHeld);
+    };
+    if ctx.seed && st.sent.len() != st.bitmap.len() {
         st.sent = df_core::piece::Bitmap::new(st.bitmap.len());
     }
-    let serves = crate::superseed::serves(&st.bitmap, &st.sent, n);
-    if serves {
+    let slots = ctx.slots;
+    let answer = admission::answer(admission::Request {
+        held: &st.bitmap,
+        sent: ctx.seed.then_some(&st.sent),
+        piece: n,
+        uploads: st.uploads,
+        slots,
+    });
+    if answer != Answer::Send {
+        return Err(answer);
+    }
+    st.uploads += 1;
+    if ctx.seed {
         st.sent.set(n);
     }
-    serves
+    Ok((offset, len, ActiveUpload::start(ctx.clone(), task.clone())))
 }
 
-/// Counts an upload in progress for heartbeats and metrics while alive.
-struct ActiveUpload(Arc<Uploads>);
+/// An upload in progress, holding one of its task's `upload.slots`; counted daemon-wide for
+/// heartbeats and metrics.
+struct ActiveUpload {
+    ctx: Arc<Uploads>,
+    task: Arc<StoredTask>,
+}
 
 impl ActiveUpload {
-    fn start(ctx: Arc<Uploads>) -> Self {
+    /// Counts an upload whose slot the caller took (`TaskState::uploads`).
+    fn start(ctx: Arc<Uploads>, task: Arc<StoredTask>) -> Self {
         ctx.counters.active.fetch_add(1, Ordering::AcqRel);
         ctx.metrics.active_uploads.inc();
-        Self(ctx)
+        Self { ctx, task }
     }
 }
 
 impl Drop for ActiveUpload {
     fn drop(&mut self) {
-        self.0.counters.active.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.active_uploads.dec();
+        self.ctx.counters.active.fetch_sub(1, Ordering::AcqRel);
+        self.ctx.metrics.active_uploads.dec();
+        let was_full = {
+            let mut st = self.task.state();
+            let before = st.uploads;
+            st.uploads = before.saturating_sub(1);
+            admission::is_full(before, self.ctx.slots)
+        };
+        // Neighbours told busy wait on the task's bitmap long-poll with `full=1`.
+        if was_full {
+            self.task.notify();
+        }
     }
 }
 
@@ -229,6 +281,9 @@ struct BitmapQuery {
     pieces: u32,
     #[serde(default)]
     wait_ms: u64,
+    /// The requester was told busy: a free slot is news.
+    #[serde(default)]
+    full: bool,
 }
 
 async fn bitmap(
@@ -247,10 +302,13 @@ async fn bitmap(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms).min(MAX_WAIT);
     let mut changes = task.subscribe();
     let mut woken = false;
+    let slots = ctx.slots;
     let reply = loop {
         changes.borrow_and_update();
         let (reply, news) = {
             let st = task.state();
+            let uploads = st.uploads;
+            let full = admission::is_full(uploads, slots);
             let count = st.layout.map_or(0, |l| l.piece_count());
             // A seed shows what it will send (super-seeding); that set also shrinks, so any
             // change is news to its neighbours, not only a larger count.
@@ -263,15 +321,18 @@ async fn bitmap(
             // watching then.
             let complete = st.complete && shown.count() == st.bitmap.count();
             let news = shown.count() > q.have
+                || (q.full && !full)
                 || any_change
                 || count != q.pieces
-                || complete
+                || (complete && !q.full)
                 || (!st.downloading && st.failure.is_some());
             (
                 BitmapReply {
                     piece_count: count,
                     bitmap: shown.to_hex(),
                     complete,
+                    uploads,
+                    full,
                 },
                 news,
             )
@@ -312,6 +373,7 @@ fn parse_bitmap_query(query: &str) -> BitmapQuery {
             "have" => q.have = v.parse().unwrap_or(0),
             "pieces" => q.pieces = v.parse().unwrap_or(0),
             "wait_ms" => q.wait_ms = v.parse().unwrap_or(0),
+            "full" => q.full = v == "1",
             _ => {}
         }
     }

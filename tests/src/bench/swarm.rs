@@ -52,6 +52,8 @@ pub struct SwarmConfig {
     pub peer_download: u64,
     /// `download.concurrent_pieces` of every daemon; `None` keeps the daemon's default.
     pub concurrent_pieces: Option<usize>,
+    /// `upload.slots` of every daemon; `None` keeps the daemon's default.
+    pub upload_slots: Option<u32>,
     /// `scheduler.candidate_parents`; `None` keeps the scheduler's default.
     #[serde(default)]
     pub candidate_parents: Option<usize>,
@@ -595,12 +597,16 @@ fn peer_yaml(
         .concurrent_pieces
         .map(|c| format!("  concurrent_pieces: {c}\n"))
         .unwrap_or_default();
+    let slots = cfg
+        .upload_slots
+        .map(|n| format!("  slots: {n}\n"))
+        .unwrap_or_default();
     format!(
         "seed: {seed}\n\
          host:\n  hostname: \"{name}\"\n  ip: {ip}\n\
          schedulers: [\"{scheduler}\"]\n\
          server:\n  upload_addr: \"{ip}:{}\"\n  proxy_addr: \"{ip}:{}\"\n  admin_addr: \"{ip}:{}\"\n\
-         upload:\n  rate_limit: {}\n\
+         upload:\n  rate_limit: {}\n{slots}\
          download:\n  rate_limit: {}\n{concurrent}\
          storage:\n  dir: \"{}\"\n\
          proxy:\n  enabled: false\n\

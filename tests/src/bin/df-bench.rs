@@ -85,6 +85,13 @@ struct SimArgs {
     /// Fetches in flight per peer [default: the daemon's download.concurrent_pieces].
     #[arg(long, value_name = "N")]
     concurrent_pieces: Option<usize>,
+    /// Uploads at once per host before it answers busy [default: the daemon's upload.slots];
+    /// 0: no cap.
+    #[arg(long, value_name = "N")]
+    upload_slots: Option<u32>,
+    /// Hosts do not advertise their upload load with their bitmaps.
+    #[arg(long)]
+    no_load_advert: bool,
     /// Spread the peers' starts uniformly over this many milliseconds (0: all at once).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     start_spread_ms: u64,
@@ -124,6 +131,9 @@ struct SwarmArgs {
     /// `download.concurrent_pieces` of every daemon [default: the daemon's].
     #[arg(long, value_name = "N")]
     concurrent_pieces: Option<usize>,
+    /// `upload.slots` (uploads of one task at once) of every daemon [default: the daemon's].
+    #[arg(long, value_name = "N")]
+    upload_slots: Option<u32>,
     /// `scheduler.candidate_parents` (mesh neighbours per peer) [default: the scheduler's].
     #[arg(long, value_name = "N")]
     candidate_parents: Option<usize>,
@@ -279,6 +289,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 peer_upload: a.peer_upload.0,
                 peer_download: a.peer_download.0,
                 concurrent_pieces: a.concurrent_pieces,
+                upload_slots: a.upload_slots,
                 candidate_parents: a.candidate_parents,
                 piece_length: a.piece_length.map(|b| b.0),
                 runs: a.runs,
@@ -366,6 +377,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut driver = DriverConfig::daemon_defaults(a.rng_seed);
             driver.degree = a.degree.unwrap_or(driver.degree);
             driver.concurrent = a.concurrent_pieces.unwrap_or(driver.concurrent);
+            driver.upload_slots = a.upload_slots.unwrap_or(driver.upload_slots);
+            driver.advertise_load = !a.no_load_advert;
             let report = sim::run(
                 SimConfig {
                     label: a.label,

@@ -173,7 +173,10 @@ pub struct RawUpload {
     pub rate_limit: ByteSize,
     /// Upload rate of one connection, bytes per second; 0 is unlimited.
     pub per_connection_rate_limit: ByteSize,
-    /// Concurrent uploads advertised to the scheduler, which uses it to spread children.
+    /// Uploads of one task at once; a piece request beyond is answered busy (HTTP 503) and the
+    /// neighbour asks another holder. Matches `download.concurrent_pieces` so every transfer
+    /// gets about an equal share at both ends (README "Benchmarks"). Also advertised to the
+    /// scheduler.
     pub slots: u32,
 }
 
@@ -182,7 +185,7 @@ impl Default for RawUpload {
         Self {
             rate_limit: ByteSize(0),
             per_connection_rate_limit: ByteSize(0),
-            slots: 32,
+            slots: 3,
         }
     }
 }
@@ -208,7 +211,7 @@ pub struct RawDownload {
 impl Default for RawDownload {
     fn default() -> Self {
         Self {
-            concurrent_pieces: 8,
+            concurrent_pieces: 3,
             rate_limit: ByteSize(0),
             schedule_timeout: Duration::from_secs(3),
             piece_timeout: Duration::from_secs(30),

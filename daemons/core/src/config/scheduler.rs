@@ -110,7 +110,7 @@ pub struct RawScheduling {
 impl Default for RawScheduling {
     fn default() -> Self {
         Self {
-            candidate_parents: 4,
+            candidate_parents: 8,
             retry_limit: 5,
             seed_wait: Duration::from_secs(5),
         }

@@ -243,6 +243,16 @@ impl Conductor {
                 self.task.save_if_due().await.map_err(storage_failure)
             }
             Err(PieceError::Storage(e)) => Err(storage_failure(e)),
+            Err(PieceError::Busy) => {
+                // Not a failure: the parent keeps the piece and is asked again once its
+                // bitmap long-poll says a slot is free.
+                ctx.metrics.piece("peer", "busy");
+                if let Some(parent) = swarm.sources.get(&source) {
+                    parent.saw_busy();
+                }
+                swarm.picker.handle(PickEvent::Busy { piece: n, source });
+                Ok(())
+            }
             Err(e) => {
                 let reason = match &e {
                     PieceError::DigestMismatch { .. } => pb::PieceFailure::DigestMismatch,
@@ -281,15 +291,25 @@ impl Conductor {
 /// A neighbour's bitmap changed, or its long-poll gave up.
 fn on_source_event(swarm: &mut Swarm, link: &Link, ev: ParentEvent) {
     match ev {
-        ParentEvent::Bitmap { parent, bitmap } => {
+        ParentEvent::Bitmap {
+            parent,
+            bitmap,
+            uploads,
+            full,
+        } => {
             if let Some(source) = swarm.sources.get_mut(&parent) {
                 if bitmap.count() > source.held {
                     source.held = bitmap.count();
                     swarm.last_progress = Instant::now();
                 }
                 swarm.picker.handle(PickEvent::SourceBitmap {
-                    source: parent,
+                    source: parent.clone(),
                     bitmap,
+                });
+                swarm.picker.handle(PickEvent::SourceLoad {
+                    source: parent,
+                    uploads,
+                    full,
                 });
             }
         }

@@ -1,12 +1,15 @@
-//! A child's view of one parent: a long-poll watcher that keeps the parent's piece bitmap
-//! current (pieces are shared while still in flight, so a child follows a parent that is itself
-//! downloading), and fetching one piece from it.
+//! A child's view of one parent: a long-poll watcher that keeps the parent's piece bitmap and
+//! upload load current (pieces are shared while still in flight, so a child follows a parent
+//! that is itself downloading), and fetching one piece from it. While the parent's last reply
+//! said its slots were full, or after it answered *busy* once it is complete (its bitmap no
+//! longer changes), the watcher polls with `full=1`, so the parent also answers as soon as a
+//! slot frees.
 
 use std::time::{Duration, Instant};
 
 use df_core::ids::{PeerId, PieceDigest, TaskId};
 use df_core::piece::{Bitmap, PieceLayout};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use super::origin::error_chain;
@@ -19,8 +22,17 @@ use crate::upload::BitmapReply;
 const LONG_POLL: Duration = Duration::from_secs(5);
 
 pub enum ParentEvent {
-    Bitmap { parent: PeerId, bitmap: Bitmap },
-    Gone { parent: PeerId, error: String },
+    Bitmap {
+        parent: PeerId,
+        bitmap: Bitmap,
+        /// The parent's uploads in progress and whether every slot is taken.
+        uploads: u32,
+        full: bool,
+    },
+    Gone {
+        parent: PeerId,
+        error: String,
+    },
 }
 
 pub struct ParentLink {
@@ -28,6 +40,8 @@ pub struct ParentLink {
     pub is_seed: bool,
     /// Pieces its last bitmap showed; a larger count is progress.
     pub held: u32,
+    /// Tells the watcher the parent answered busy (poll for a free slot).
+    busy: watch::Sender<u64>,
     watcher: AbortHandle,
 }
 
@@ -46,31 +60,49 @@ impl ParentLink {
         is_seed: bool,
         events: mpsc::UnboundedSender<ParentEvent>,
     ) -> Self {
-        let watcher = tokio::spawn(watch(client, task, id, base.clone(), events)).abort_handle();
+        let (busy, busy_rx) = watch::channel(0);
+        let watcher = tokio::spawn(watch_parent(
+            client,
+            task,
+            id,
+            base.clone(),
+            events,
+            busy_rx,
+        ))
+        .abort_handle();
         Self {
             base,
             is_seed,
             held: 0,
+            busy,
             watcher,
         }
     }
+
+    /// The parent answered busy: the watcher's next poll waits for a free slot.
+    pub fn saw_busy(&self) {
+        self.busy.send_modify(|n| *n += 1);
+    }
 }
 
-async fn watch(
+async fn watch_parent(
     client: reqwest::Client,
     task: TaskId,
     parent: PeerId,
     base: String,
     events: mpsc::UnboundedSender<ParentEvent>,
+    mut busy: watch::Receiver<u64>,
 ) {
     let (mut have, mut pieces) = (0u32, 0u32);
+    let mut full = false;
     let mut failures = 0;
     loop {
         let url = format!(
-            "{base}/tasks/{task}/bitmap?have={have}&pieces={pieces}&wait_ms={}",
-            LONG_POLL.as_millis()
+            "{base}/tasks/{task}/bitmap?have={have}&pieces={pieces}&wait_ms={}&full={}",
+            LONG_POLL.as_millis(),
+            u8::from(full)
         );
-        let reply = async {
+        let poll = async {
             let resp = client
                 .get(&url)
                 .timeout(LONG_POLL * 3)
@@ -78,9 +110,11 @@ async fn watch(
                 .await?
                 .error_for_status()?;
             resp.json::<BitmapReply>().await
-        }
-        .await;
-        match reply {
+        };
+        // A poll in flight is not cut when the parent answers busy (cutting an HTTP/1.1
+        // request costs its connection): its reply carries the parent's load anyway, and
+        // the next poll asks for a free slot if the parent is still full.
+        match poll.await {
             Ok(r) => {
                 failures = 0;
                 let Some(bitmap) = Bitmap::from_hex(r.piece_count, &r.bitmap) else {
@@ -90,18 +124,26 @@ async fn watch(
                     });
                     return;
                 };
-                (have, pieces) = (bitmap.count(), r.piece_count);
+                (have, pieces, full) = (bitmap.count(), r.piece_count, r.full);
+                busy.borrow_and_update();
                 let complete = r.complete;
                 if events
                     .send(ParentEvent::Bitmap {
                         parent: parent.clone(),
                         bitmap,
+                        uploads: r.uploads,
+                        full: r.full,
                     })
                     .is_err()
-                    || complete
                 {
                     return;
                 }
+                // A complete parent's bitmap never changes: poll again only to learn that a
+                // slot freed after it answered busy.
+                if complete && !full && busy.changed().await.is_err() {
+                    return;
+                }
+                full |= complete;
             }
             Err(e) => {
                 failures += 1;
@@ -143,6 +185,9 @@ pub async fn fetch_piece(
     match resp.status().as_u16() {
         200 => {}
         404 => return Err(PieceError::NotFound),
+        503 if resp.headers().contains_key(df_core::HEADER_UPLOAD_BUSY) => {
+            return Err(PieceError::Busy);
+        }
         s => return Err(PieceError::Status(s)),
     }
     let mut body = BodyReader::new(resp.bytes_stream());

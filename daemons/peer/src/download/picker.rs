@@ -11,21 +11,30 @@
 //! - at most `concurrent` fetches in flight, and no source gets more than an equal share of
 //!   them (rarest-first alone queues every request at the source furthest ahead while the
 //!   others' uplinks idle);
+//! - among the holders of a piece, the one with the fewest uploads (ours in flight plus the
+//!   load it last advertised) is asked; a source that answered *busy* (its upload slots are
+//!   full) keeps its pieces but is not asked again until it advertises a free slot;
 //! - seeds are the last resort: while normal sources exist, a piece is taken from a seed only
 //!   when no normal source holds it, and at most `seed_requests` fetches are at seeds (a seed
 //!   serves each piece about once; the swarm spreads it);
 //! - a source that failed (unreachable, bad digest) is never used again; one that lacked a
 //!   piece it advertised keeps serving the rest.
 //!
-//! No endgame duplicates: two fetches of one piece would write the same bytes of the task
-//! file, and a corrupt copy landing after the good one would go unnoticed. Small pieces keep
-//! the tail short instead.
+//! No endgame duplicates: asking a second holder for the last pieces made no difference in
+//! the simulator (N = 64 and 256, README "Simulated swarms"), and two fetches of one piece
+//! would write the same bytes of the task file, where a corrupt copy landing after the good
+//! one would go unnoticed.
+//!
+//! Cost: the wanted pieces (missing, verifiable, not in flight, held by a source) are kept
+//! ordered by rarity as bitmaps and fetches change, so [`Picker::decide`] walks them from the
+//! rarest and stops at the first `concurrent` it can place; a neighbour's new bitmap costs
+//! one byte compare per 8 pieces plus a re-rank per changed piece.
 //!
 //! Driving it: feed [`PickEvent`]s to [`Picker::handle`], call [`Picker::decide`] after each
-//! batch and start the returned [`Fetch`]es; report each one's end with `Fetched` or
+//! batch and start the returned [`Fetch`]es; report each one's end with `Fetched`, `Busy` or
 //! `FetchFailed`. [`Picker::is_complete`] says when every piece is held.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use df_core::ids::PeerId;
 use df_core::piece::Bitmap;
@@ -59,10 +68,20 @@ pub enum PickEvent {
     SourceAdded { source: PeerId, seed: bool },
     /// `source`'s current bitmap.
     SourceBitmap { source: PeerId, bitmap: Bitmap },
+    /// `source`'s upload load as it last advertised it: uploads in progress, and whether its
+    /// upload slots are all taken (it answers *busy* until one frees).
+    SourceLoad {
+        source: PeerId,
+        uploads: u32,
+        full: bool,
+    },
     /// `source` is unusable (unreachable, served a corrupt piece): dropped for good.
     SourceLost { source: PeerId },
     /// A fetch ended with the piece verified and stored.
     Fetched { piece: u32, source: PeerId },
+    /// `source` refused the fetch because its upload slots are full. It still holds the
+    /// piece and stays a source, but is not asked until it advertises a free slot.
+    Busy { piece: u32, source: PeerId },
     /// A fetch failed. `missing`: the source did not have the piece (it stays a source);
     /// otherwise the source is dropped for good.
     FetchFailed {
@@ -83,8 +102,17 @@ pub struct Fetch {
 struct Source {
     seed: bool,
     bitmap: Bitmap,
+    /// Our fetches in flight there.
     inflight: usize,
+    /// Uploads it last advertised.
+    load: u32,
+    /// Said busy (or advertised full) and has not advertised a free slot since.
+    busy: bool,
 }
+
+/// Rank of a wanted piece; the smallest is fetched first: pieces some normal source holds,
+/// then fewer holders, then nearer the head (window), then a per-piece random draw.
+type Rank = (bool, u32, u32, u64, u32);
 
 #[derive(Debug)]
 pub struct Picker {
@@ -92,9 +120,18 @@ pub struct Picker {
     have: Bitmap,
     /// Pieces with a known digest.
     verifiable: Bitmap,
-    sources: HashMap<PeerId, Source>,
+    /// Ordered so that every walk over them, and so a run, is reproducible for a seed.
+    sources: BTreeMap<PeerId, Source>,
     lost: HashSet<PeerId>,
-    inflight: HashMap<u32, PeerId>,
+    /// Pieces in flight and their sources.
+    inflight: BTreeMap<u32, PeerId>,
+    fetches: usize,
+    /// Per piece: normal and seed sources that show it.
+    normal: Vec<u32>,
+    seeds: Vec<u32>,
+    /// Per piece: the random tie-break, drawn once.
+    tie: Vec<u64>,
+    wanted: BTreeSet<Rank>,
     rng: fastrand::Rng,
 }
 
@@ -104,49 +141,62 @@ impl Picker {
             config,
             have: Bitmap::default(),
             verifiable: Bitmap::default(),
-            sources: HashMap::new(),
+            sources: BTreeMap::new(),
             lost: HashSet::new(),
-            inflight: HashMap::new(),
+            inflight: BTreeMap::new(),
+            fetches: 0,
+            normal: Vec::new(),
+            seeds: Vec::new(),
+            tie: Vec::new(),
+            wanted: BTreeSet::new(),
             rng: fastrand::Rng::with_seed(rng_seed),
         }
     }
 
     pub fn handle(&mut self, event: PickEvent) {
         match event {
-            PickEvent::Layout { pieces } => {
-                if self.have.len() != pieces {
-                    self.have = Bitmap::new(pieces);
-                    self.verifiable = Bitmap::new(pieces);
-                }
-            }
-            PickEvent::Digest { piece } => {
-                self.verifiable.set(piece);
-            }
-            PickEvent::Held { piece } => {
-                self.have.set(piece);
-            }
+            PickEvent::Layout { pieces } => self.layout(pieces),
+            PickEvent::Digest { piece } => self.touch(piece, |p| {
+                p.verifiable.set(piece);
+            }),
+            PickEvent::Held { piece } => self.touch(piece, |p| {
+                p.have.set(piece);
+            }),
             PickEvent::SourceAdded { source, seed } => {
                 if !self.lost.contains(&source) && !self.sources.contains_key(&source) {
-                    let bitmap = Bitmap::new(self.have.len());
-                    self.sources.insert(
-                        source,
-                        Source {
-                            seed,
-                            bitmap,
-                            inflight: 0,
-                        },
-                    );
+                    let source_state = Source {
+                        seed,
+                        bitmap: Bitmap::new(self.have.len()),
+                        inflight: 0,
+                        load: 0,
+                        busy: false,
+                    };
+                    self.sources.insert(source, source_state);
                 }
             }
-            PickEvent::SourceBitmap { source, bitmap } => {
+            PickEvent::SourceBitmap { source, bitmap } => self.source_bitmap(&source, bitmap),
+            PickEvent::SourceLoad {
+                source,
+                uploads,
+                full,
+            } => {
                 if let Some(s) = self.sources.get_mut(&source) {
-                    s.bitmap = bitmap;
+                    s.load = uploads;
+                    s.busy = full;
                 }
             }
             PickEvent::SourceLost { source } => self.lose(source),
             PickEvent::Fetched { piece, source } => {
                 self.end_fetch(piece, &source);
-                self.have.set(piece);
+                self.touch(piece, |p| {
+                    p.have.set(piece);
+                });
+            }
+            PickEvent::Busy { piece, source } => {
+                self.end_fetch(piece, &source);
+                if let Some(s) = self.sources.get_mut(&source) {
+                    s.busy = true;
+                }
             }
             PickEvent::FetchFailed {
                 piece,
@@ -155,8 +205,14 @@ impl Picker {
             } => {
                 self.end_fetch(piece, &source);
                 if missing {
-                    if let Some(s) = self.sources.get_mut(&source) {
-                        s.bitmap.clear(piece);
+                    let seed = self.sources.get(&source).map(|s| s.seed);
+                    if let Some(seed) = seed.filter(|_| self.shows(&source, piece)) {
+                        self.touch(piece, |p| {
+                            if let Some(s) = p.sources.get_mut(&source) {
+                                s.bitmap.clear(piece);
+                            }
+                            p.count(piece, seed, -1);
+                        });
                     }
                 } else {
                     self.lose(source);
@@ -168,7 +224,7 @@ impl Picker {
     /// Fetches to start now (possibly none); they count as in flight until reported.
     pub fn decide(&mut self) -> Vec<Fetch> {
         let limit = self.config.concurrent;
-        if self.inflight.len() >= limit || self.sources.is_empty() {
+        if self.fetches >= limit || self.sources.is_empty() {
             return Vec::new();
         }
         let any_normal = self.sources.values().any(|s| !s.seed);
@@ -177,60 +233,45 @@ impl Picker {
         } else {
             limit
         };
-        let per_source = limit.div_ceil(self.sources.len()).max(1);
-        let mut at_seeds: usize = self
-            .sources
-            .values()
-            .filter(|s| s.seed)
-            .map(|s| s.inflight)
-            .sum();
-        let first = self.have.count() == 0 && self.inflight.is_empty();
-        let window = u32::try_from(limit * 2).unwrap_or(u32::MAX).max(1);
-        let mut candidates: Vec<(bool, usize, u32, u64, u32)> = self
-            .have
-            .missing()
-            .filter(|n| self.verifiable.get(*n) && !self.inflight.contains_key(n))
-            .filter_map(|n| {
-                let (normal, seeds) = self.sources.values().filter(|s| s.bitmap.get(n)).fold(
-                    (0, 0),
-                    |(p, s), src| {
-                        if src.seed { (p, s + 1) } else { (p + 1, s) }
-                    },
-                );
-                let key = if first {
-                    (false, 0, 0, self.rng.u64(..), n)
-                } else {
-                    (normal == 0, normal, n / window, self.rng.u64(..), n)
-                };
-                (normal + seeds > 0).then_some(key)
-            })
-            .collect();
-        candidates.sort_unstable();
+        let mut room = Room {
+            per_source: limit.div_ceil(self.sources.len()).max(1),
+            seed_cap,
+            at_seeds: self
+                .sources
+                .values()
+                .filter(|s| s.seed)
+                .map(|s| s.inflight)
+                .sum(),
+        };
+        let order: Vec<u32> = if self.have.count() == 0 && self.fetches == 0 {
+            // The first piece: random among the available ones, not the rarest.
+            let mut v: Vec<(u64, u32)> = self.wanted.iter().map(|r| (r.3, r.4)).collect();
+            v.sort_unstable();
+            v.into_iter().map(|(_, n)| n).collect()
+        } else {
+            Vec::new()
+        };
         let mut out = Vec::new();
-        for (_, _, _, _, n) in candidates {
-            if self.inflight.len() >= limit {
+        let ranked = self.wanted.iter().map(|r| r.4);
+        let walk: Box<dyn Iterator<Item = u32>> = if order.is_empty() {
+            Box::new(ranked)
+        } else {
+            Box::new(order.into_iter())
+        };
+        for n in walk {
+            if self.fetches + out.len() >= limit || !room.any(&self.sources) {
                 break;
             }
-            let chosen = self
-                .sources
-                .iter()
-                .filter(|(_, s)| s.bitmap.get(n) && s.inflight < per_source)
-                .filter(|(_, s)| !s.seed || at_seeds < seed_cap)
-                .map(|(id, s)| ((s.seed, s.inflight, self.rng.u32(..)), id))
-                .min_by(|a, b| a.0.cmp(&b.0))
-                .map(|(_, id)| id.clone());
-            let Some(source) = chosen else {
-                continue;
-            };
-            if let Some(s) = self.sources.get_mut(&source) {
-                s.inflight += 1;
-                if s.seed {
-                    at_seeds += 1;
-                }
+            if let Some(source) = room.choose(&mut self.sources, &mut self.rng, n) {
+                out.push(Fetch { piece: n, source });
             }
-            self.inflight.insert(n, source.clone());
-            out.push(Fetch { piece: n, source });
         }
+        for f in &out {
+            self.touch(f.piece, |p| {
+                p.inflight.insert(f.piece, f.source.clone());
+            });
+        }
+        self.fetches += out.len();
         out
     }
 
@@ -252,32 +293,190 @@ impl Picker {
         self.lost.contains(source)
     }
 
+    /// Whether `source` is marked busy (it refused a fetch and has not advertised a free slot).
+    pub fn is_busy(&self, source: &PeerId) -> bool {
+        self.sources.get(source).is_some_and(|s| s.busy)
+    }
+
     /// Whether every source is a seed (the bytes then count as coming from seeds).
     pub fn only_seeds(&self) -> bool {
         self.sources.values().all(|s| s.seed)
     }
 
     pub fn in_flight(&self) -> usize {
-        self.inflight.len()
+        self.fetches
+    }
+
+    fn layout(&mut self, pieces: u32) {
+        if self.have.len() == pieces {
+            return;
+        }
+        let len = pieces as usize;
+        self.have = Bitmap::new(pieces);
+        self.verifiable = Bitmap::new(pieces);
+        self.normal = vec![0; len];
+        self.seeds = vec![0; len];
+        self.tie = (0..len).map(|_| self.rng.u64(..)).collect();
+        self.wanted.clear();
+        // Bitmaps that came before the layout and match it count now.
+        let shown: Vec<(bool, Vec<u32>)> = self
+            .sources
+            .values()
+            .filter(|s| s.bitmap.len() == pieces)
+            .map(|s| (s.seed, s.bitmap.ones().collect()))
+            .collect();
+        for (seed, ones) in shown {
+            for n in ones {
+                self.count(n, seed, 1);
+            }
+        }
+    }
+
+    fn source_bitmap(&mut self, source: &PeerId, bitmap: Bitmap) {
+        let len = self.have.len();
+        let Some(s) = self.sources.get_mut(source) else {
+            return;
+        };
+        let old = std::mem::replace(&mut s.bitmap, bitmap);
+        let seed = s.seed;
+        let new = &s.bitmap;
+        let changes: Vec<(u32, i32)> = match (old.len() == len, new.len() == len) {
+            (true, true) => old
+                .differing(new)
+                .map(|n| (n, if new.get(n) { 1 } else { -1 }))
+                .collect(),
+            (true, false) => old.ones().map(|n| (n, -1)).collect(),
+            (false, true) => new.ones().map(|n| (n, 1)).collect(),
+            (false, false) => Vec::new(),
+        };
+        for (n, delta) in changes {
+            self.touch(n, |p| p.count(n, seed, delta));
+        }
+    }
+
+    /// Whether `source`'s counted bitmap shows `piece`.
+    fn shows(&self, source: &PeerId, piece: u32) -> bool {
+        self.sources
+            .get(source)
+            .is_some_and(|s| s.bitmap.len() == self.have.len() && s.bitmap.get(piece))
+    }
+
+    fn count(&mut self, n: u32, seed: bool, delta: i32) {
+        let list = if seed {
+            &mut self.seeds
+        } else {
+            &mut self.normal
+        };
+        if let Some(c) = list.get_mut(n as usize) {
+            *c = c.saturating_add_signed(delta);
+        }
+    }
+
+    fn rank(&self, n: u32) -> Rank {
+        let i = n as usize;
+        let normal = self.normal.get(i).copied().unwrap_or(0);
+        let window = u32::try_from(self.config.concurrent * 2)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let tie = self.tie.get(i).copied().unwrap_or(0);
+        (normal == 0, normal, n / window, tie, n)
+    }
+
+    fn is_wanted(&self, n: u32) -> bool {
+        let i = n as usize;
+        n < self.have.len()
+            && !self.have.get(n)
+            && self.verifiable.get(n)
+            && !self.inflight.contains_key(&n)
+            && self.normal[i] + self.seeds[i] > 0
+    }
+
+    /// Applies `change` to what piece `n`'s rank or wantedness depends on, keeping `wanted`
+    /// in step.
+    fn touch(&mut self, n: u32, change: impl FnOnce(&mut Self)) {
+        if n >= self.have.len() {
+            return;
+        }
+        self.wanted.remove(&self.rank(n));
+        change(self);
+        if self.is_wanted(n) {
+            self.wanted.insert(self.rank(n));
+        }
     }
 
     fn end_fetch(&mut self, piece: u32, source: &PeerId) {
-        if self.inflight.get(&piece) == Some(source) {
-            self.inflight.remove(&piece);
+        if self.inflight.get(&piece) != Some(source) {
+            return;
         }
+        self.touch(piece, |p| {
+            p.inflight.remove(&piece);
+        });
+        self.fetches = self.fetches.saturating_sub(1);
         if let Some(s) = self.sources.get_mut(source) {
             s.inflight = s.inflight.saturating_sub(1);
         }
     }
 
     fn lose(&mut self, source: PeerId) {
-        self.sources.remove(&source);
+        let len = self.have.len();
+        if let Some(s) = self.sources.remove(&source)
+            && s.bitmap.len() == len
+        {
+            for n in s.bitmap.ones() {
+                self.touch(n, |p| p.count(n, s.seed, -1));
+            }
+        }
         self.lost.insert(source);
+    }
+}
+
+/// The per-source limits of one `decide`.
+struct Room {
+    per_source: usize,
+    seed_cap: usize,
+    at_seeds: usize,
+}
+
+impl Room {
+    fn open(&self, s: &Source) -> bool {
+        !s.busy && s.inflight < self.per_source && (!s.seed || self.at_seeds < self.seed_cap)
+    }
+
+    fn any(&self, sources: &BTreeMap<PeerId, Source>) -> bool {
+        sources.values().any(|s| self.open(s))
+    }
+
+    /// The holder of `n` to ask: normal before seeds, then the least loaded; counts the
+    /// fetch against it.
+    fn choose(
+        &mut self,
+        sources: &mut BTreeMap<PeerId, Source>,
+        rng: &mut fastrand::Rng,
+        n: u32,
+    ) -> Option<PeerId> {
+        let id = sources
+            .iter()
+            .filter(|(_, s)| s.bitmap.get(n) && self.open(s))
+            .map(|(id, s)| {
+                let load = s.inflight as u64 + u64::from(s.load);
+                ((s.seed, load, rng.u32(..)), id)
+            })
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, id)| id.clone())?;
+        if let Some(s) = sources.get_mut(&id) {
+            s.inflight += 1;
+            if s.seed {
+                self.at_seeds += 1;
+            }
+        }
+        Some(id)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn id(s: &str) -> PeerId {
@@ -442,5 +641,138 @@ mod tests {
         }
         assert!(p.is_complete());
         assert_eq!(p.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_busy_source_is_skipped_until_it_advertises_a_free_slot() {
+        let mut p = picker(8, 1);
+        p.handle(PickEvent::Held { piece: 0 });
+        add(&mut p, "a", false, [7]);
+        add(&mut p, "b", false, 1..7);
+        add(&mut p, "c", false, 1..7);
+        let f = p.decide().remove(0);
+        assert_eq!((f.piece, &f.source), (7, &id("a")), "rarest first");
+        p.handle(PickEvent::Busy {
+            piece: 7,
+            source: id("a"),
+        });
+        assert!(p.is_busy(&id("a")) && p.has_source(&id("a")));
+        let f = p.decide().remove(0);
+        assert_ne!(f.source, id("a"), "another holder's piece instead");
+        p.handle(PickEvent::Fetched {
+            piece: f.piece,
+            source: f.source,
+        });
+        p.handle(PickEvent::SourceLoad {
+            source: id("a"),
+            uploads: 3,
+            full: false,
+        });
+        assert_eq!(p.decide()[0].piece, 7, "a takes requests again");
+    }
+
+    #[test]
+    fn the_least_loaded_holder_is_asked() {
+        let mut p = picker(8, 1);
+        p.handle(PickEvent::Held { piece: 0 });
+        add(&mut p, "a", false, 1..8);
+        add(&mut p, "b", false, 1..8);
+        p.handle(PickEvent::SourceLoad {
+            source: id("a"),
+            uploads: 5,
+            full: false,
+        });
+        p.handle(PickEvent::SourceLoad {
+            source: id("b"),
+            uploads: 1,
+            full: false,
+        });
+        assert_eq!(p.decide()[0].source, id("b"));
+    }
+
+    #[test]
+    fn a_piece_is_asked_of_one_holder_at_a_time() {
+        let mut p = picker(2, 4);
+        p.handle(PickEvent::Held { piece: 0 });
+        add(&mut p, "a", false, [1]);
+        add(&mut p, "b", false, [1]);
+        assert_eq!(p.decide().len(), 1);
+        assert!(p.decide().is_empty());
+    }
+
+    /// The incrementally kept ranking equals a recount from scratch after any events.
+    #[test]
+    fn the_kept_ranking_matches_a_recount() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        for round in 0..40 {
+            let pieces = rng.u32(1..40);
+            let mut p = Picker::new(PickerConfig::new(rng.usize(1..6)), round);
+            p.handle(PickEvent::Layout { pieces });
+            let names = ["a", "b", "c", "s"];
+            for _ in 0..200 {
+                let name = names[rng.usize(..names.len())];
+                let n = rng.u32(..pieces);
+                match rng.u8(..8) {
+                    0 => p.handle(PickEvent::Digest { piece: n }),
+                    1 => p.handle(PickEvent::SourceAdded {
+                        source: id(name),
+                        seed: name == "s",
+                    }),
+                    2 | 3 => {
+                        let ones: Vec<u32> = (0..pieces).filter(|_| rng.bool()).collect();
+                        p.handle(PickEvent::SourceBitmap {
+                            source: id(name),
+                            bitmap: bitmap(pieces, ones),
+                        });
+                    }
+                    4 => {
+                        for f in p.decide() {
+                            match rng.u8(..3) {
+                                0 => p.handle(PickEvent::Fetched {
+                                    piece: f.piece,
+                                    source: f.source,
+                                }),
+                                1 => p.handle(PickEvent::Busy {
+                                    piece: f.piece,
+                                    source: f.source,
+                                }),
+                                _ => p.handle(PickEvent::FetchFailed {
+                                    piece: f.piece,
+                                    source: f.source,
+                                    missing: rng.bool(),
+                                }),
+                            }
+                        }
+                    }
+                    5 => p.handle(PickEvent::SourceLoad {
+                        source: id(name),
+                        uploads: rng.u32(..4),
+                        full: false,
+                    }),
+                    6 if rng.u8(..10) == 0 => p.handle(PickEvent::SourceLost { source: id(name) }),
+                    _ => p.handle(PickEvent::Held { piece: n }),
+                }
+                for n in 0..pieces {
+                    let holders = p.sources.values().filter(|s| s.bitmap.get(n));
+                    let (normal, seeds) =
+                        holders.fold(
+                            (0, 0),
+                            |(a, b), s| {
+                                if s.seed { (a, b + 1) } else { (a + 1, b) }
+                            },
+                        );
+                    assert_eq!((p.normal[n as usize], p.seeds[n as usize]), (normal, seeds));
+                    let wanted = !p.have.get(n)
+                        && p.verifiable.get(n)
+                        && !p.inflight.contains_key(&n)
+                        && normal + seeds > 0;
+                    assert_eq!(p.wanted.contains(&p.rank(n)), wanted, "piece {n}");
+                }
+                assert_eq!(
+                    p.wanted.len(),
+                    (0..pieces).filter(|&n| p.is_wanted(n)).count()
+                );
+            }
+        }
     }
 }

@@ -27,6 +27,8 @@ pub enum PieceError {
     Short { got: u64, want: u64 },
     #[error("parent does not have the piece")]
     NotFound,
+    #[error("parent's upload slots are all taken")]
+    Busy,
     #[error("HTTP {0}")]
     Status(u16),
     #[error("digest mismatch: expected {expected:?}, got {got:?}")]

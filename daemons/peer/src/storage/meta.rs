@@ -96,6 +96,7 @@ impl TaskMeta {
             bytes_from_seeds: self.bytes_from_seeds,
             uploaded_bytes: self.uploaded_bytes,
             sent: Bitmap::default(),
+            uploads: 0,
             last_access: self.last_access,
             pieces_since_save: 0,
         })

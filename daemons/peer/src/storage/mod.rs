@@ -119,6 +119,9 @@ pub struct TaskState {
     /// Pieces sent to another peer at least once since start (for a seed's super-seeding,
     /// [`crate::superseed`]); not persisted.
     pub sent: Bitmap,
+    /// Uploads of this task in progress (at most `upload.slots`, `crate::admission`); not
+    /// persisted.
+    pub uploads: u32,
     pub last_access: u64,
     pub pieces_since_save: u32,
 }
@@ -537,6 +540,7 @@ impl PieceStore {
             bytes_from_seeds: 0,
             uploaded_bytes: 0,
             sent: Bitmap::default(),
+            uploads: 0,
             last_access: unix_now(),
             pieces_since_save: 0,
         };

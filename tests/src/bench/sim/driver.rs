@@ -6,12 +6,16 @@
 //! What stands in for what:
 //! - a download starting is the peer registering (`MeshEvent::Joined`); the first one of a
 //!   task also makes the task's seed (the seeds are hashed by task number) join and fetch the
-//!   object from the origin in order, `ORIGIN_CONCURRENCY` pieces at a time, like the seed's
+//!   object from the origin in order, `concurrent` pieces at a time, like the seed's
 //!   back-to-source path; each piece the seed gets is a digest the scheduler relays to every
 //!   downloader (`PickEvent::Digest`);
-//! - the seed super-seeds as its upload server does (`df_peer::superseed`): it shows only the
-//!   pieces it never sent and refuses the others (`FetchFailed { missing: true }`) until it
-//!   holds and has sent everything;
+//! - every host answers piece requests as its upload server does (`df_peer::admission`): a
+//!   seed super-seeds (`df_peer::superseed`: it shows only the pieces it never sent and
+//!   refuses the others, `FetchFailed { missing: true }`, until it holds and has sent
+//!   everything), and a host with every upload slot taken answers busy (`PickEvent::Busy`);
+//!   a slot freeing is advertised at once to the neighbours that saw it busy (their bitmap
+//!   long-polls return), and with every new bitmap the host advertises its load
+//!   (`PickEvent::SourceLoad`);
 //! - a `MeshDecision::Link` tells both ends of the new link about each other
 //!   (`SourceAdded` and the other's current bitmap);
 //! - a piece landing is the picker's `Fetched`, a progress report to the mesh, and a new bitmap
@@ -29,6 +33,7 @@ use std::time::Instant;
 
 use df_core::ids::{HostId, PeerId};
 use df_core::piece::{Bitmap, PieceLayout};
+use df_peer::admission::{self, Answer};
 use df_peer::download::picker::{PickEvent, Picker, PickerConfig};
 use df_peer::superseed;
 use df_scheduler::topology::{Member, Mesh, MeshConfig, MeshDecision, MeshEvent, Role};
@@ -40,8 +45,6 @@ use super::report::ModuleCost;
 
 /// The scheduler's tick, as the real scheduler's.
 const TICK: SimTime = SimTime(df_scheduler::TICK.as_nanos() as u64);
-/// Ranged GETs a seed keeps open to the origin (`fetch_from_origin`).
-const ORIGIN_CONCURRENCY: u32 = 8;
 const TICK_TOKEN: u64 = 1;
 
 /// Knobs of the modules under test.
@@ -51,6 +54,11 @@ pub struct DriverConfig {
     pub degree: usize,
     /// Fetches in flight per peer and task (`download.concurrent_pieces`).
     pub concurrent: usize,
+    /// Uploads of one task at once per host before it answers busy (`upload.slots`; 0: no
+    /// cap).
+    pub upload_slots: u32,
+    /// Hosts advertise their upload load with every bitmap.
+    pub advertise_load: bool,
     pub rng_seed: u64,
 }
 
@@ -81,7 +89,11 @@ pub struct Driver {
     /// What each host holds, as the bitmap its neighbours poll.
     held: Vec<Bitmap>,
     alive: Vec<bool>,
+    /// Uploads in progress, `uploads[node * tasks + task]`, as its upload server counts them.
+    uploads: Vec<u32>,
     dirty: Vec<(NodeIx, u32)>,
+    /// Orders the neighbours racing for a freed upload slot.
+    rng: fastrand::Rng,
     ticking: bool,
     pending: usize,
     cost: ModuleCost,
@@ -93,6 +105,8 @@ impl DriverConfig {
         Self {
             degree: df_core::config::scheduler::RawScheduling::default().candidate_parents,
             concurrent: df_core::config::peer::RawDownload::default().concurrent_pieces,
+            upload_slots: df_core::config::peer::RawUpload::default().slots,
+            advertise_load: true,
             rng_seed,
         }
     }
@@ -115,9 +129,10 @@ impl Driver {
             .enumerate()
             .map(|(i, id)| (id.clone(), NodeIx::try_from(i).unwrap_or(NodeIx::MAX)))
             .collect();
-        let held = (0..nodes)
+        let held: Vec<Bitmap> = (0..nodes)
             .flat_map(|_| layouts.iter().map(|l| Bitmap::new(l.piece_count())))
             .collect();
+        let held_len = held.len();
         Self {
             config,
             tasks: (0..layouts.len()).map(|_| None).collect(),
@@ -129,7 +144,9 @@ impl Driver {
             index,
             held,
             alive: vec![true; nodes],
+            uploads: vec![0; held_len],
             dirty: Vec::new(),
+            rng: fastrand::Rng::with_seed(config.rng_seed),
             ticking: false,
             pending: 0,
             cost: ModuleCost::default(),
@@ -188,21 +205,79 @@ impl Driver {
         }
     }
 
-    /// Whether the task's seed answers a request for `piece` (marking it sent), as its upload
-    /// server does; any other node always does.
-    fn serves(&mut self, from: NodeIx, task: u32, piece: u32) -> bool {
+    /// How `from`'s upload server answers a request for `piece` (`df_peer::admission`); on
+    /// `Send` the upload is counted and a seed marks the piece sent.
+    fn admit(&mut self, from: NodeIx, task: u32, piece: u32) -> Answer {
         let slot = self.slot(from, task);
-        let Some(t) = self.tasks[task as usize]
+        let state = self.tasks[task as usize]
             .as_mut()
-            .filter(|t| t.seed == from)
-        else {
-            return true;
-        };
-        let ok = superseed::serves(&self.held[slot], &t.seed_sent, piece);
-        if ok {
-            t.seed_sent.set(piece);
+            .filter(|t| t.seed == from);
+        let answer = admission::answer(admission::Request {
+            held: &self.held[slot],
+            sent: state.as_ref().map(|t| &t.seed_sent),
+            piece,
+            uploads: self.uploads[slot],
+            slots: self.config.upload_slots,
+        });
+        if answer == Answer::Send {
+            self.uploads[slot] += 1;
+            if let Some(t) = state {
+                t.seed_sent.set(piece);
+            }
         }
-        ok
+        answer
+    }
+
+    /// An upload of `task` from `from` ended: a slot frees, and neighbours that saw it full
+    /// hear so.
+    fn upload_done(&mut self, from: NodeIx, task: u32) {
+        if from == ORIGIN {
+            return;
+        }
+        let slot = self.slot(from, task);
+        let before = self.uploads[slot];
+        self.uploads[slot] = before.saturating_sub(1);
+        let slots = self.config.upload_slots;
+        if !admission::is_full(before, slots) || admission::is_full(before - 1, slots) {
+            return;
+        }
+        let id = self.ids[from as usize].clone();
+        {
+            let mut waiting: Vec<NodeIx> = self
+                .neighbours(from, task)
+                .into_iter()
+                .filter(|&n| {
+                    self.pickers[self.slot(n, task)]
+                        .as_ref()
+                        .is_some_and(|p| p.is_busy(&id))
+                })
+                .collect();
+            // Their long-polls race for the slot: whoever asks first gets it.
+            self.rng.shuffle(&mut waiting);
+            for n in waiting {
+                self.pick(n, task, self.load_event(from, task));
+            }
+        }
+    }
+
+    fn load_event(&self, node: NodeIx, task: u32) -> PickEvent {
+        let uploads = self.uploads[self.slot(node, task)];
+        PickEvent::SourceLoad {
+            source: self.ids[node as usize].clone(),
+            uploads,
+            full: admission::is_full(uploads, self.config.upload_slots),
+        }
+    }
+
+    fn neighbours(&self, node: NodeIx, task: u32) -> Vec<NodeIx> {
+        let Some(state) = self.tasks[task as usize].as_ref() else {
+            return Vec::new();
+        };
+        state
+            .mesh
+            .neighbours(&self.ids[node as usize])
+            .filter_map(|n| self.index.get(n).copied())
+            .collect()
     }
 
     /// Tells `to`'s picker (if `to` downloads the task) that `source` is a neighbour.
@@ -258,18 +333,19 @@ impl Driver {
                 let Some(&from) = self.index.get(&f.source) else {
                     continue;
                 };
-                if self.serves(from, task, f.piece) {
-                    if self.is_seed[from as usize] {
-                        seeds_sent.push((from, task));
+                match self.admit(from, task, f.piece) {
+                    Answer::Send => {
+                        if self.is_seed[from as usize] {
+                            seeds_sent.push((from, task));
+                        }
+                        out.push(Command::Fetch {
+                            task,
+                            piece: f.piece,
+                            from,
+                            to: node,
+                        });
                     }
-                    out.push(Command::Fetch {
-                        task,
-                        piece: f.piece,
-                        from,
-                        to: node,
-                    });
-                } else {
-                    self.pick(
+                    Answer::NotHeld => self.pick(
                         node,
                         task,
                         PickEvent::FetchFailed {
@@ -277,7 +353,15 @@ impl Driver {
                             source: f.source,
                             missing: true,
                         },
-                    );
+                    ),
+                    Answer::Busy => self.pick(
+                        node,
+                        task,
+                        PickEvent::Busy {
+                            piece: f.piece,
+                            source: f.source,
+                        },
+                    ),
                 }
             }
         }
@@ -288,7 +372,8 @@ impl Driver {
         }
     }
 
-    /// The seed's back-to-source loop: keep `ORIGIN_CONCURRENCY` ranged GETs open, in order.
+    /// The seed's back-to-source loop: keep `concurrent` ranged GETs open, in order (the
+    /// daemon's back-to-source path uses `download.concurrent_pieces` too).
     fn seed_fetch(&mut self, task: u32, out: &mut Vec<Command>, free: u32) {
         let count = self.layouts[task as usize].piece_count();
         let Some(state) = self.tasks.get_mut(task as usize).and_then(Option::as_mut) else {
@@ -332,7 +417,8 @@ impl Driver {
                 complete: false,
             },
         );
-        self.seed_fetch(task, out, ORIGIN_CONCURRENCY);
+        let origin_gets = u32::try_from(self.config.concurrent).unwrap_or(u32::MAX);
+        self.seed_fetch(task, out, origin_gets);
         if !self.ticking {
             self.ticking = true;
             out.push(Command::Wake {
@@ -380,6 +466,9 @@ impl Driver {
                         bitmap: bitmap.clone(),
                     },
                 );
+                if self.config.advertise_load {
+                    self.pick(n, task, self.load_event(node, task));
+                }
             }
         }
     }
@@ -430,6 +519,7 @@ impl Protocol for Driver {
         piece: u32,
         out: &mut Vec<Command>,
     ) {
+        self.upload_done(from, task);
         let slot = self.slot(to, task);
         self.held[slot].set(piece);
         let count = self.held[slot].count();
@@ -469,6 +559,7 @@ impl Protocol for Driver {
         piece: u32,
         out: &mut Vec<Command>,
     ) {
+        self.upload_done(from, task);
         if !self.alive[to as usize] {
             return;
         }

@@ -1,0 +1,112 @@
+//! Which piece requests the upload server answers, as pure code: send the piece, say it is not
+//! held (HTTP 404), or say *busy* (HTTP 503 with [`df_core::HEADER_UPLOAD_BUSY`]).
+//!
+//! Why a cap on uploads at once (`upload.slots`): the uplink is shared by every transfer on
+//! it, so a peer holding a piece many neighbours want would otherwise take all their requests
+//! at a fraction of its rate each, while those neighbours' downlinks wait on it and other
+//! holders' uplinks idle. Answering *busy* when every slot is taken sends the requester to
+//! another holder at once. Busy is distinct from not held: the requester keeps the piece in
+//! this peer's bitmap and asks again once this peer advertises a free slot (its bitmap
+//! long-poll returns when a slot frees for a requester that saw it full).
+//!
+//! Order of the checks: a piece not held (or, for a super-seeding seed, already sent: see
+//! [`crate::superseed`]) is *not held* whatever the load, so the requester drops it from
+//! this peer's bitmap instead of waiting for a slot that would not help.
+
+use df_core::piece::Bitmap;
+
+/// The upload server's answer to a piece request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    Send,
+    NotHeld,
+    Busy,
+}
+
+/// What the server knows when a request for piece `piece` arrives.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub held: &'a Bitmap,
+    /// For a seed: the pieces it sent (super-seeding); `None` for a normal peer.
+    pub sent: Option<&'a Bitmap>,
+    pub piece: u32,
+    /// Uploads in progress on this daemon (every task).
+    pub uploads: u32,
+    /// `upload.slots`; 0 is no cap.
+    pub slots: u32,
+}
+
+/// The answer; on `Send` the caller counts the upload and, for a seed, marks the piece sent.
+pub fn answer(r: Request<'_>) -> Answer {
+    if !r.held.get(r.piece) {
+        return Answer::NotHeld;
+    }
+    if let Some(sent) = r.sent
+        && !crate::superseed::serves(r.held, sent, r.piece)
+    {
+        return Answer::NotHeld;
+    }
+    if is_full(r.uploads, r.slots) {
+        return Answer::Busy;
+    }
+    Answer::Send
+}
+
+/// Whether every upload slot is taken (what the bitmap reply advertises as `full`).
+pub fn is_full(uploads: u32, slots: u32) -> bool {
+    slots > 0 && uploads >= slots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bitmap(len: u32, ones: &[u32]) -> Bitmap {
+        let mut b = Bitmap::new(len);
+        for &n in ones {
+            b.set(n);
+        }
+        b
+    }
+
+    fn req<'a>(
+        held: &'a Bitmap,
+        sent: Option<&'a Bitmap>,
+        piece: u32,
+        uploads: u32,
+    ) -> Request<'a> {
+        Request {
+            held,
+            sent,
+            piece,
+            uploads,
+            slots: 4,
+        }
+    }
+
+    #[test]
+    fn held_pieces_are_sent_until_every_slot_is_taken() {
+        let held = bitmap(4, &[0, 1]);
+        assert_eq!(answer(req(&held, None, 1, 3)), Answer::Send);
+        assert_eq!(answer(req(&held, None, 1, 4)), Answer::Busy);
+        assert_eq!(
+            answer(Request {
+                slots: 0,
+                ..req(&held, None, 1, 100)
+            }),
+            Answer::Send,
+            "0 slots: no cap"
+        );
+    }
+
+    #[test]
+    fn not_held_beats_busy_so_the_requester_forgets_the_piece() {
+        let held = bitmap(4, &[0, 1]);
+        assert_eq!(answer(req(&held, None, 2, 9)), Answer::NotHeld);
+        // A super-seeding seed that already sent piece 0 says not held, full or not.
+        let sent = bitmap(4, &[0]);
+        assert_eq!(answer(req(&held, Some(&sent), 0, 9)), Answer::NotHeld);
+        assert_eq!(answer(req(&held, Some(&sent), 1, 9)), Answer::Busy);
+        assert_eq!(answer(req(&held, Some(&sent), 1, 0)), Answer::Send);
+    }
+}
