@@ -142,6 +142,9 @@ pub fn start_peer(
     config.proxy_addr = proxy_addr;
     config.schedule_timeout = Duration::from_secs(2);
     config.piece_timeout = Duration::from_secs(10);
+    // Origins, registries and peers of these tests are all on 127.0.0.1.
+    config.proxy.allow_private_destinations = true;
+    config.proxy.destination_ports = Vec::new();
     tweak(&mut config);
     let rt = runtime(name);
     let shutdown = CancellationToken::new();

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use df_core::ids::{ObjectDigest, TaskId};
+use df_core::piece::{MAX_PIECE_LENGTH, MIN_EXPLICIT_PIECE_LENGTH};
 use df_core::routes;
 use df_core::telemetry::{LogQuery, ndjson_stream};
 use serde::Deserialize;
@@ -91,6 +92,7 @@ async fn info(State(s): State<AdminState>) -> Response {
             .and_then(|(cert, _)| crate::proxy::leaf_certs::not_after(cert)),
         high_watermark_percent: ctx.store.high_watermark_percent(),
         task_ttl_secs: ctx.config.task_ttl.as_secs(),
+        warnings: ctx.config.warnings(),
     })
     .into_response()
 }
@@ -135,10 +137,6 @@ struct DownloadQuery {
     piece_length: Option<u64>,
 }
 
-/// Smallest explicit piece length accepted: bounds the piece count (and so the bitmap, the
-/// requests and the scheduler's per-piece messages) of a task a client can ask for.
-const MIN_EXPLICIT_PIECE_LENGTH: u64 = 64 * 1024;
-
 async fn download(
     State(s): State<AdminState>,
     Query(q): Query<DownloadQuery>,
@@ -149,12 +147,10 @@ async fn download(
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
     if let Some(len) = q.piece_length
-        && !(MIN_EXPLICIT_PIECE_LENGTH..=df_core::piece::MAX_PIECE_LENGTH).contains(&len)
+        && !(MIN_EXPLICIT_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&len)
     {
-        let msg = format!(
-            "piece_length {len} is outside {MIN_EXPLICIT_PIECE_LENGTH}..={}\n",
-            df_core::piece::MAX_PIECE_LENGTH
-        );
+        let msg =
+            format!("piece_length {len} is outside {MIN_EXPLICIT_PIECE_LENGTH}..={MAX_PIECE_LENGTH}\n");
         return (StatusCode::BAD_REQUEST, msg).into_response();
     }
     let range = headers
@@ -178,6 +174,9 @@ async fn download(
         }
         Err(DeliveryError::Upstream(m)) => {
             (StatusCode::BAD_GATEWAY, format!("{m}\n")).into_response()
+        }
+        Err(DeliveryError::Forbidden(m)) => {
+            (StatusCode::FORBIDDEN, format!("{m}\n")).into_response()
         }
     }
 }

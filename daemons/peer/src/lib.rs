@@ -12,6 +12,7 @@ pub(crate) mod announcer;
 mod commands;
 pub mod config;
 pub mod download;
+pub mod egress;
 mod gc;
 pub(crate) mod metrics;
 pub(crate) mod preheat;
@@ -86,8 +87,6 @@ pub enum RunError {
     Client(#[from] reqwest::Error),
     #[error(transparent)]
     Origin(#[from] OriginClientError),
-    #[error("admin server: {0}")]
-    Admin(std::io::Error),
     #[error(transparent)]
     Proxy(#[from] proxy::leaf_certs::MintError),
 }
@@ -155,10 +154,23 @@ pub async fn run(
         host_info.clone(),
         Duration::from_secs(1),
     )?);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let mut known = vec![ip, upload_addr.ip(), admin_addr.ip()];
+    known.extend(proxy_addr.map(|a| a.ip()));
+    let own = egress::own_addresses(&known);
+    let clients = egress::ClientAllow::new(config.proxy.allow.clone(), own.clone());
+    let policy = egress::EgressPolicy::new(
+        config.proxy.allow_private_destinations,
+        config.proxy.destination_ports.clone(),
+        own,
+    );
     let origin = OriginClients::new(
         &config.origin,
         config.origin_connect_timeout,
         config.piece_timeout,
+        Arc::new(policy),
     )?;
     let peers = reqwest::Client::builder()
         .no_proxy()
@@ -223,7 +235,7 @@ pub async fn run(
 
     tracker.spawn(upload::run(listeners.upload, ctx.clone(), shutdown.clone()));
     if let Some(listener) = listeners.proxy {
-        let proxy = Arc::new(proxy::Proxy::new(ctx.clone(), manager.clone())?);
+        let proxy = Arc::new(proxy::Proxy::new(ctx.clone(), manager.clone(), clients)?);
         tracker.spawn(proxy.run(listener, shutdown.clone()));
     }
     tracing::info!(
@@ -238,11 +250,15 @@ pub async fn run(
         ctx: ctx.clone(),
         tasks: manager,
     });
-    let admin_shutdown = shutdown.clone();
-    axum::serve(listeners.admin, admin)
-        .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
-        .await
-        .map_err(RunError::Admin)?;
+    let admin = df_core::admin_auth::protect(admin, ctx.config.admin.clone());
+    df_core::serve::serve_router(
+        listeners.admin,
+        "admin",
+        admin,
+        ctx.config.server_limits,
+        shutdown.clone(),
+    )
+    .await;
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await

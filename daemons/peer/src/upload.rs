@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::Context;
@@ -30,6 +31,8 @@ use crate::ratelimit::RateLimiter;
 
 const READ_CHUNK: u64 = 256 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How long a piece request waits for a free upload slot before 503.
+const SLOT_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BitmapReply {
@@ -53,16 +56,19 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 
 /// Serves uploads on `listener` until `shutdown`; open connections are cut at shutdown.
 pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) {
-    crate::accept::serve(listener, "upload", shutdown, move |stream| {
+    let limits = ctx.config.server_limits;
+    let slots = Arc::new(Semaphore::new(ctx.config.upload_slots as usize));
+    crate::accept::serve(listener, "upload", limits.max_connections, shutdown, move |stream, _| {
         let ctx = ctx.clone();
+        let slots = slots.clone();
         let per_conn = Arc::new(RateLimiter::new(ctx.config.upload_rate_per_connection));
         let service = hyper::service::service_fn(move |req| {
             let ctx = ctx.clone();
             let per_conn = per_conn.clone();
-            async move { Ok::<_, Infallible>(route(ctx, per_conn, req).await) }
+            let slots = slots.clone();
+            async move { Ok::<_, Infallible>(route(ctx, per_conn, slots, req).await) }
         });
-        hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
+        df_core::serve::http1(limits.header_read_timeout)
             .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
     })
     .await;
@@ -71,6 +77,7 @@ pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: Cancellatio
 async fn route(
     ctx: Arc<Context>,
     per_conn: Arc<RateLimiter>,
+    slots: Arc<Semaphore>,
     req: Request<Incoming>,
 ) -> Response<Body> {
     if req.method() != http::Method::GET {
@@ -80,7 +87,7 @@ async fn route(
     let query = req.uri().query().unwrap_or_default().to_owned();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
-        ["pieces", task, number] => piece(&ctx, per_conn, task, number).await,
+        ["pieces", task, number] => piece(&ctx, per_conn, &slots, task, number).await,
         ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query).await,
         ["healthz"] => text(StatusCode::OK, "ok"),
         _ => text(StatusCode::NOT_FOUND, "no such route\n"),
@@ -90,6 +97,7 @@ async fn route(
 async fn piece(
     ctx: &Arc<Context>,
     per_conn: Arc<RateLimiter>,
+    slots: &Arc<Semaphore>,
     task: &str,
     number: &str,
 ) -> Response<Body> {
@@ -112,6 +120,17 @@ async fn piece(
         // another neighbour, or the seed for another piece.
         return text(StatusCode::NOT_FOUND, "piece not held\n");
     };
+    // `upload.slots` pieces go out at once; a request beyond waits its turn, then gives up so
+    // the child asks another neighbour.
+    let slot = match tokio::time::timeout(SLOT_WAIT, slots.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("all {} upload slots busy\n", ctx.config.upload_slots),
+            );
+        }
+    };
     task.touch();
     let hold = task.hold();
     let active = ActiveUpload::start(ctx.clone());
@@ -120,7 +139,7 @@ async fn piece(
         let (task, ctx, per_conn) = (task.clone(), ctx.clone(), per_conn.clone());
         // Referenced so the closure owns them: the task stays unevictable and the upload
         // counted until the body is dropped.
-        let _keep = (&hold, &active);
+        let _keep = (&hold, &active, &slot);
         async move {
             if sent >= len {
                 return None;

@@ -7,7 +7,9 @@
 //! port 0 inside one process.
 
 pub(crate) mod admin;
+pub(crate) mod admission;
 pub mod config;
+pub(crate) mod listener;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod preheat;
@@ -38,11 +40,6 @@ pub enum RunError {
         addr: String,
         source: tonic::transport::Error,
     },
-    #[error("admin HTTP server on {addr}: {source}")]
-    Http {
-        addr: String,
-        source: std::io::Error,
-    },
 }
 
 /// Serves gRPC on `grpc` and the admin API on `http` until `shutdown` is cancelled.
@@ -55,6 +52,12 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let grpc_addr = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let limits = config.server_limits;
+    let max_streams = config.max_streams_per_connection;
+    let admin_auth = config.admin.clone();
     let scheduler = Arc::new(Scheduler::new(config));
 
     let ticker = {
@@ -79,6 +82,7 @@ pub async fn run(
         })
     };
 
+    let http_shutdown = shutdown.clone();
     let feed = watch::WatchFeed::new(scheduler.clone());
     let producer = tokio::spawn(feed.clone().run(shutdown.clone()));
     let admin = admin::router(admin::AdminState {
@@ -87,24 +91,26 @@ pub async fn run(
         hub,
         grpc_addr: grpc_addr.clone(),
     });
-    let http_shutdown = shutdown.clone();
+    let admin = df_core::admin_auth::protect(admin, admin_auth);
+    tracing::debug!(addr = %http_addr, "admin HTTP server");
+    // The jobs API and the admin token check read the client address (ConnectInfo) that
+    // serve_router attaches.
     let http_task = async move {
-        // The jobs API checks where a request comes from when no token is configured.
-        let service = admin.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(http, service)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-            .map_err(|source| RunError::Http {
-                addr: http_addr,
-                source,
-            })
+        df_core::serve::serve_router(http, "scheduler-http", admin, limits, shutdown.clone())
+            .await;
+        Ok::<(), RunError>(())
     };
 
-    let grpc_shutdown = shutdown.clone();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let grpc_shutdown = http_shutdown;
+    let incoming = listener::incoming(
+        grpc,
+        df_core::serve::ConnectionLimit::new("scheduler-grpc", limits.max_connections),
+        limits.header_read_timeout,
+    );
     let grpc_task = async move {
         tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .http2_keepalive_interval(Some(listener::keepalive(limits.header_read_timeout)))
+            .max_concurrent_streams(Some(max_streams))
             .add_service(SchedulerServer::new(service::SchedulerService {
                 scheduler: scheduler.clone(),
             }))

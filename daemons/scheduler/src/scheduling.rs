@@ -28,6 +28,7 @@ use df_proto::scheduler::v1 as pb;
 use pb::peer_request::Request as PeerMsg;
 use pb::peer_response::Response as PeerReply;
 
+use crate::admission::{self, Refused};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{Edge, Host, HostSender, HostType, Peer, PeerSender, PeerState, State, Task};
@@ -41,12 +42,20 @@ pub enum RegisterError {
     NoHost(String),
     #[error("scheduler state lock poisoned")]
     Poisoned,
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("registration for task {task}: {source}")]
+    Layout {
+        task: String,
+        source: df_core::piece::LayoutError,
+    },
 }
 
 impl From<RegisterError> for tonic::Status {
     fn from(e: RegisterError) -> Self {
         match e {
             RegisterError::Poisoned => tonic::Status::internal(e.to_string()),
+            RegisterError::Refused(_) => tonic::Status::resource_exhausted(e.to_string()),
             _ => tonic::Status::invalid_argument(e.to_string()),
         }
     }
@@ -96,12 +105,18 @@ impl Scheduler {
 
     // ---- host stream -------------------------------------------------------------------
 
-    /// A host (re)connected its announce stream. Returns the stream generation.
-    pub fn host_connected(&self, info: pb::HostInfo, commands: HostSender) -> (HostId, u64) {
+    /// A host (re)connected its announce stream. Returns the stream generation; a new host
+    /// beyond `limits.max_hosts` is refused.
+    pub fn host_connected(
+        &self,
+        info: pb::HostInfo,
+        commands: HostSender,
+    ) -> Result<(HostId, u64), Refused> {
         let now = Instant::now();
         let mut state = self.lock();
-        let generation = state.generation();
         let id = HostId::from(info.host_id.clone());
+        admission::admit_host(&state, &self.config.limits, &id)?;
+        let generation = state.generation();
         let host = state
             .hosts
             .entry(id.clone())
@@ -117,7 +132,7 @@ impl Scheduler {
         host.commands = Some(commands);
         self.metrics.host_announces.inc();
         tracing::info!(host_id = %id, seed = host.host_type == HostType::Seed, "host connected");
-        (id, generation)
+        Ok((id, generation))
     }
 
     pub fn host_heartbeat(&self, host: &HostId, heartbeat: pb::HostHeartbeat) {
@@ -146,14 +161,28 @@ impl Scheduler {
                 tracing::warn!(host_id = %host_id, task = %item.task_id, "ignoring held task with an invalid id");
                 continue;
             };
+            let layout =
+                match admission::layout(&self.config.limits, item.content_length, item.piece_length)
+                    .map_err(|e| e.to_string())
+                    .and_then(|l| {
+                        admission::admit_task(&state, &self.config.limits, &task_id)
+                            .map(|()| l)
+                            .map_err(|e| e.to_string())
+                    }) {
+                    Ok(l) => l,
+                    Err(error) => {
+                        tracing::warn!(host_id = %host_id, task_id = %task_id, %error, "ignoring held task");
+                        continue;
+                    }
+                };
             let task = state
                 .tasks
                 .entry(task_id.clone())
                 .or_insert_with(|| new_task(task_id.clone(), item.url.clone(), now, self.mesh));
-            task.set_layout(PieceLayout::new(
-                item.content_length,
-                Some(item.piece_length),
-            ));
+            if task.peers.len() >= self.config.limits.max_peers_per_task {
+                continue;
+            }
+            task.set_layout(layout);
             for p in &item.pieces {
                 if let (Some(slot), Some(d)) = (
                     task.digests.get_mut(p.number as usize),
@@ -168,23 +197,10 @@ impl Scheduler {
                 bitmap.set(n);
             }
             let peer_id = PeerId::from(item.peer_id.clone());
-            let peer = task.peers.entry(peer_id.clone()).or_insert_with(|| Peer {
-                id: peer_id.clone(),
-                host_id: host_id.clone(),
-                state: PeerState::Succeeded,
-                is_seed: false,
-                bitmap: Bitmap::default(),
-                content_path: String::new(),
-                tx: None,
-                stream_generation: 0,
-                blocklist: Default::default(),
-                reschedules: 0,
-                corrupt: false,
-                bytes_from_origin: 0,
-                bytes_from_peers: 0,
-                registered_at: now,
-                updated_at: now,
-            });
+            let peer = task
+                .peers
+                .entry(peer_id.clone())
+                .or_insert_with(|| Peer::pending(peer_id.clone(), host_id.clone()));
             peer.state = PeerState::Succeeded;
             peer.bitmap = bitmap;
             peer.content_path = item.content_path;
@@ -273,12 +289,21 @@ impl Scheduler {
             .host
             .clone()
             .ok_or_else(|| RegisterError::NoHost(reg.task_id.clone()))?;
+        if reg.piece_length != 0 {
+            admission::layout(&self.config.limits, 0, reg.piece_length).map_err(|source| {
+                RegisterError::Layout {
+                    task: reg.task_id.clone(),
+                    source,
+                }
+            })?;
+        }
         let now = Instant::now();
         let peer_id = PeerId::from(reg.peer_id.clone());
+        let host_id = HostId::from(host_info.host_id.clone());
         let mut guard = self.lock();
         let state = &mut *guard;
+        admission::admit_peer(state, &self.config.limits, &host_id, &task_id, &peer_id)?;
         let generation = state.generation();
-        let host_id = HostId::from(host_info.host_id.clone());
         // A host seen first through a peer registration (failover scheduler) is usable until
         // its host stream arrives.
         let host = state.hosts.entry(host_id.clone()).or_insert_with(|| {
@@ -369,7 +394,17 @@ impl Scheduler {
                     return;
                 };
                 if task.layout.is_none() {
-                    let layout = PieceLayout::new(meta.content_length, Some(meta.piece_length));
+                    let layout = match admission::layout(
+                        &self.config.limits,
+                        meta.content_length,
+                        meta.piece_length,
+                    ) {
+                        Ok(l) => l,
+                        Err(error) => {
+                            tracing::warn!(task_id = %task_id, peer_id = %peer_id, %error, "ignoring metadata");
+                            return;
+                        }
+                    };
                     task.set_layout(layout);
                     task.response_headers = meta.headers;
                     for peer in task.peers.values_mut() {
@@ -395,7 +430,11 @@ impl Scheduler {
                 let mut failed_links = Vec::new();
                 for failed in req.failed_parent_ids {
                     let failed = PeerId::from(failed);
-                    peer.blocklist.insert(failed.clone());
+                    admission::blocklist(
+                        &mut peer.blocklist,
+                        failed.clone(),
+                        self.config.limits.max_blocklist,
+                    );
                     failed_links.push(failed);
                 }
                 peer.reschedules += 1;
@@ -624,7 +663,11 @@ impl Scheduler {
                     p.corrupt = true;
                 }
                 if let Some(child) = task.peers.get_mut(peer_id) {
-                    child.blocklist.insert(parent.clone());
+                    admission::blocklist(
+                        &mut child.blocklist,
+                        parent.clone(),
+                        self.config.limits.max_blocklist,
+                    );
                 }
                 task.mesh.handle(MeshEvent::Corrupt {
                     peer: parent.clone(),
@@ -634,7 +677,11 @@ impl Scheduler {
             pb::PieceFailure::Unreachable | pb::PieceFailure::Timeout => {
                 edge.active = false;
                 if let Some(child) = task.peers.get_mut(peer_id) {
-                    child.blocklist.insert(parent.clone());
+                    admission::blocklist(
+                        &mut child.blocklist,
+                        parent.clone(),
+                        self.config.limits.max_blocklist,
+                    );
                 }
                 task.mesh.handle(MeshEvent::LinkFailed {
                     peer: peer_id.clone(),
@@ -1083,7 +1130,7 @@ mod tests {
     fn with_a_seed_host_the_first_peer_waits_and_gets_the_seed_as_parent() {
         let s = Scheduler::new(Config::default());
         let (seed_tx, mut seed_rx) = mpsc::unbounded_channel();
-        s.host_connected(host("seed", true), seed_tx);
+        s.host_connected(host("seed", true), seed_tx).expect("admitted");
         let t = task_id();
         let (_, mut child) = register(&s, &t, "h1", false);
         assert!(replies(&mut child).is_empty(), "child waits for the seed");
@@ -1108,7 +1155,7 @@ mod tests {
     fn peers_are_meshed_both_ways_and_each_is_told_of_its_neighbours() {
         let s = Scheduler::new(Config::default());
         let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
-        s.host_connected(host("seed", true), seed_tx);
+        s.host_connected(host("seed", true), seed_tx).expect("admitted");
         let t = task_id();
         let mut peers = Vec::new();
         for i in 0..12 {
@@ -1200,7 +1247,7 @@ mod tests {
     fn when_the_seed_fails_its_waiting_children_go_to_the_origin_at_once() {
         let s = Scheduler::new(Config::default());
         let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
-        s.host_connected(host("seed", true), seed_tx);
+        s.host_connected(host("seed", true), seed_tx).expect("admitted");
         let t = task_id();
         let (_, mut child) = register(&s, &t, "h1", false);
         let (seed_peer, _seed_peer_rx) = register_seed(&s, &t);

@@ -42,7 +42,10 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             return Err(Status::invalid_argument("register names no host_id"));
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let (host_id, generation) = self.scheduler.host_connected(info, tx);
+        let (host_id, generation) = self
+            .scheduler
+            .host_connected(info, tx)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let scheduler = self.scheduler.clone();
         tokio::spawn(async move {
             loop {

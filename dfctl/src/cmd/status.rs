@@ -455,6 +455,7 @@ mod tests {
             ca_not_after: None,
             high_watermark_percent: 90,
             task_ttl_secs: 86400,
+            warnings: Vec::new(),
         }
     }
 
@@ -472,6 +473,7 @@ mod tests {
                     hosts: 4,
                     tasks: 1,
                     peers: 3,
+                    warnings: Vec::new(),
                 }),
             }],
             peers: vec![

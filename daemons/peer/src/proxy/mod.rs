@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Context;
 use crate::download::origin::{end_to_end_headers, error_chain};
 use crate::download::{DeliveryError, DownloadRequest, ResponseBody, TaskManager};
+use crate::egress::ClientAllow;
 use leaf_certs::LeafMinter;
 use plan::Plan;
 
@@ -71,6 +72,8 @@ pub struct Proxy {
     minter: Option<LeafMinter>,
     /// `proxy.hijack.certs`, by lower-case host name.
     fixed: HashMap<String, Arc<rustls::ServerConfig>>,
+    /// Which clients are served (`proxy.allow`).
+    clients: ClientAllow,
 }
 
 /// Where requests inside an intercepted CONNECT go.
@@ -101,7 +104,11 @@ pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<ResponseBody
 }
 
 impl Proxy {
-    pub fn new(ctx: Arc<Context>, tasks: Arc<TaskManager>) -> Result<Self, leaf_certs::MintError> {
+    pub fn new(
+        ctx: Arc<Context>,
+        tasks: Arc<TaskManager>,
+        clients: ClientAllow,
+    ) -> Result<Self, leaf_certs::MintError> {
         let minter = match &ctx.config.proxy.hijack_ca {
             Some((cert, key)) => Some(LeafMinter::new(cert, key)?),
             None => None,
@@ -121,16 +128,45 @@ impl Proxy {
             tasks,
             minter,
             fixed,
+            clients,
         })
     }
 
-    /// Serves the proxy on `listener` until `shutdown`.
+    /// Serves the proxy on `listener` until `shutdown`. A client outside `proxy.allow` gets
+    /// 403 on every request.
     pub async fn run(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        crate::accept::serve(listener, "proxy", shutdown, move |stream| {
-            self.clone()
-                .serve_http(hyper_util::rt::TokioIo::new(stream), None)
+        let max = self.ctx.config.server_limits.max_connections;
+        crate::accept::serve(listener, "proxy", max, shutdown, move |stream, remote| {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let allowed = self.clients.allows(remote.ip());
+            let proxy = self.clone();
+            async move {
+                if allowed {
+                    proxy.serve_http(io, None).await
+                } else {
+                    tracing::info!(client = %remote, "proxy client refused (proxy.allow)");
+                    proxy.refuse(io, remote).await
+                }
+            }
         })
         .await;
+    }
+
+    /// Answers every request on the connection with 403.
+    async fn refuse<I>(&self, io: I, remote: std::net::SocketAddr) -> Result<(), hyper::Error>
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+            Ok::<_, Infallible>(text(
+                StatusCode::FORBIDDEN,
+                format!("client {} is not allowed to use this proxy (proxy.allow)", remote.ip()),
+            ))
+        });
+        df_core::serve::http1(self.ctx.config.server_limits.header_read_timeout)
+            .keep_alive(false)
+            .serve_connection(io, service)
+            .await
     }
 
     /// HTTP/1.1 on one connection (plain, or the TLS inside an intercepted CONNECT).
@@ -142,13 +178,13 @@ impl Proxy {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        let header_timeout = self.ctx.config.server_limits.header_read_timeout;
         let service = hyper::service::service_fn(move |req| {
             let proxy = self.clone();
             let tunnel = tunnel.clone();
             async move { Ok::<_, Infallible>(proxy.handle(req, tunnel.as_ref()).await) }
         });
-        hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
+        df_core::serve::http1(header_timeout)
             .max_header_size(MAX_HEAD_BYTES)
             .serve_connection(io, service)
             .with_upgrades()
@@ -207,11 +243,15 @@ impl Proxy {
             Ok(d) => d.into_response(),
             Err(DeliveryError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, m),
             Err(DeliveryError::Upstream(m)) => text(StatusCode::BAD_GATEWAY, m),
+            Err(DeliveryError::Forbidden(m)) => text(StatusCode::FORBIDDEN, m),
         }
     }
 
     /// Passes the request to the origin and its answer back, headers as they are.
     async fn direct(&self, req: Request<Incoming>, url: &str) -> Response<ResponseBody> {
+        if let Err(m) = self.ctx.origin.check(url) {
+            return text(StatusCode::FORBIDDEN, m);
+        }
         let (parts, body) = req.into_parts();
         let Ok(method) = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) else {
             return text(StatusCode::METHOD_NOT_ALLOWED, "unsupported method");

@@ -53,6 +53,11 @@ pub enum StorageError {
     PieceRange { task: TaskId, piece: u32 },
     #[error("storage worker failed: {0}")]
     Join(String),
+    #[error("task {task}: {source}")]
+    Layout {
+        task: TaskId,
+        source: df_core::piece::LayoutError,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -414,8 +419,15 @@ impl PieceStore {
     /// files disagree with their sidecar.
     pub async fn open(opts: StoreOptions) -> Result<Arc<Self>, StorageError> {
         let root = opts.dir.join("content").join("tasks");
-        let root2 = root.clone();
-        let loaded = tokio::task::spawn_blocking(move || meta::load_all(&root2))
+        let (root2, dir) = (root.clone(), opts.dir.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            // The cache directory is owner-only (0700), whatever mode it was created with.
+            use std::os::unix::fs::PermissionsExt as _;
+            meta::private_dirs(&dir).map_err(io_err(&dir))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err(&dir))?;
+            meta::load_all(&root2)
+        })
             .await
             .map_err(|e| StorageError::Join(e.to_string()))??;
         let capacity = if opts.capacity > 0 {
@@ -557,20 +569,19 @@ impl PieceStore {
         if task.layout().is_some() {
             return Ok(Vec::new());
         }
+        // Per-piece state (bitmap, digests) is allocated below: never for an unbounded count.
+        layout.check_count().map_err(|source| StorageError::Layout {
+            task: task.id.clone(),
+            source,
+        })?;
         let evicted = self.reserve(&task.id, layout.content_length).await?;
         let data_path = task.data_path.clone();
         let len = layout.content_length;
         let created = tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
             if let Some(dir) = data_path.parent() {
-                std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+                meta::private_dirs(dir).map_err(io_err(dir))?;
             }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&data_path)
-                .map_err(io_err(&data_path))?;
+            let f = meta::private_file(&data_path).map_err(io_err(&data_path))?;
             f.set_len(len).map_err(io_err(&data_path))
         })
         .await
