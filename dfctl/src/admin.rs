@@ -32,11 +32,7 @@ pub fn use_token_file(file: &std::path::Path) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read token file {}", file.display()))?;
     let token = text.trim();
-    anyhow::ensure!(
-        !token.is_empty(),
-        "token file {} is empty",
-        file.display()
-    );
+    anyhow::ensure!(!token.is_empty(), "token file {} is empty", file.display());
     *ADMIN_TOKEN.lock().unwrap_or_else(|e| e.into_inner()) = Some((token.to_owned(), true));
     Ok(())
 }

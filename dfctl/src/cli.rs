@@ -80,7 +80,9 @@ impl Cli {
             Some(file) => crate::admin::use_token_file(file)?,
             // Commands that take --dir look in that directory when they resolve it.
             None => {
-                let dir = std::env::var_os("DFCTL_CLUSTER_DIR").map(PathBuf::from);
+                // Clients are built before some commands resolve their --dir: look at it now.
+                let dir = dir_flag(std::env::args())
+                    .or_else(|| std::env::var_os("DFCTL_CLUSTER_DIR").map(PathBuf::from));
                 if let Ok(dir) = (ClusterDirArg { dir }).resolve() {
                     crate::admin::discover_token(&dir);
                 }
@@ -103,6 +105,20 @@ impl Cli {
             Command::Top(args) => cmd::top::run(args).await,
         }
     }
+}
+
+/// The value of `--dir DIR` / `--dir=DIR` in an argument list clap has already accepted.
+fn dir_flag(args: impl Iterator<Item = String>) -> Option<PathBuf> {
+    let mut args = args.skip(1);
+    while let Some(a) = args.next() {
+        if a == "--dir" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--dir=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
 }
 
 /// `--dir`: where a local cluster keeps its state, configs, data and logs.

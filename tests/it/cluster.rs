@@ -249,9 +249,19 @@ impl Cluster {
     }
 }
 
+/// The admin token the harness client sends; daemons without a token ignore it (they answer
+/// loopback), and a test that configures a token uses this one.
+pub const HARNESS_TOKEN: &str = "harness-admin-token";
+
 pub fn http_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static("Bearer harness-admin-token"),
+    );
     reqwest::Client::builder()
         .no_proxy()
+        .default_headers(headers)
         .build()
         .expect("client")
 }

@@ -854,7 +854,7 @@ async fn the_daemons_start_with_the_generated_configs() {
     );
     let sched = with_line(
         &sched,
-        "http_addr: 0.0.0.0:8080",
+        "http_addr: 127.0.0.1:8080",
         &format!("http_addr: 127.0.0.1:{http}"),
     );
     std::fs::write(etc.join("dfscheduler.yaml"), sched).expect("write");
@@ -878,7 +878,7 @@ async fn the_daemons_start_with_the_generated_configs() {
     );
     let peer = with_line(
         &peer,
-        "admin_addr: 0.0.0.0:4002",
+        "admin_addr: 127.0.0.1:4002",
         &format!("admin_addr: 127.0.0.1:{admin}"),
     );
     let peer = with_line(

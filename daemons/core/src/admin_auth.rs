@@ -176,7 +176,10 @@ pub async fn require(State(auth): State<Arc<AdminAuth>>, req: Request, next: Nex
 
 /// `router` with [`require`] in front of every route.
 pub fn protect(router: axum::Router, auth: AdminAuth) -> axum::Router {
-    router.layer(axum::middleware::from_fn_with_state(Arc::new(auth), require))
+    router.layer(axum::middleware::from_fn_with_state(
+        Arc::new(auth),
+        require,
+    ))
 }
 
 #[cfg(test)]
@@ -215,7 +218,10 @@ mod tests {
             auth.check(routes::P2P, REMOTE, None),
             Err(Denied::NotLoopback)
         );
-        assert_eq!(auth.check(routes::P2P, None, None), Err(Denied::NotLoopback));
+        assert_eq!(
+            auth.check(routes::P2P, None, None),
+            Err(Denied::NotLoopback)
+        );
         assert!(auth.warning().is_some());
     }
 

@@ -31,7 +31,9 @@ pub enum LayoutError {
     PieceLength(u64),
     #[error("content_length {content_length} is above the maximum {max}")]
     ContentLength { content_length: u64, max: u64 },
-    #[error("{content_length} bytes in pieces of {piece_length} make more than {MAX_PIECE_COUNT} pieces")]
+    #[error(
+        "{content_length} bytes in pieces of {piece_length} make more than {MAX_PIECE_COUNT} pieces"
+    )]
     PieceCount {
         content_length: u64,
         piece_length: u64,

@@ -149,8 +149,9 @@ async fn download(
     if let Some(len) = q.piece_length
         && !(MIN_EXPLICIT_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&len)
     {
-        let msg =
-            format!("piece_length {len} is outside {MIN_EXPLICIT_PIECE_LENGTH}..={MAX_PIECE_LENGTH}\n");
+        let msg = format!(
+            "piece_length {len} is outside {MIN_EXPLICIT_PIECE_LENGTH}..={MAX_PIECE_LENGTH}\n"
+        );
         return (StatusCode::BAD_REQUEST, msg).into_response();
     }
     let range = headers

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use df_core::admin_auth::AdminAuth;
 use df_core::config::{ConfigError, load_yaml, socket_addr};
-use df_core::serve::ServerLimits;
 use df_core::ids::HostId;
+use df_core::serve::ServerLimits;
 use df_core::telemetry::StderrFormat;
 use regex::Regex;
 

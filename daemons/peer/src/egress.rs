@@ -76,13 +76,14 @@ impl EgressPolicy {
         let host = url
             .host()
             .ok_or_else(|| EgressError::NoHost(url.to_string()))?;
-        if let Some(port) = url.port_or_known_default() {
-            self.check_port(port)?;
-        }
         match host {
-            url::Host::Ipv4(ip) => self.check_ip(&ip.to_string(), IpAddr::V4(ip)),
-            url::Host::Ipv6(ip) => self.check_ip(&ip.to_string(), IpAddr::V6(ip)),
-            url::Host::Domain(_) => Ok(()),
+            url::Host::Ipv4(ip) => self.check_ip(&ip.to_string(), IpAddr::V4(ip))?,
+            url::Host::Ipv6(ip) => self.check_ip(&ip.to_string(), IpAddr::V6(ip))?,
+            url::Host::Domain(_) => {}
+        }
+        match url.port_or_known_default() {
+            Some(port) => self.check_port(port),
+            None => Ok(()),
         }
     }
 
@@ -123,9 +124,7 @@ pub enum ResolveError {
 /// IPv4-mapped IPv6 addresses are their IPv4 address (`::ffff:127.0.0.1` is loopback).
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map_or(IpAddr::V6(v6), IpAddr::V4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
         v4 => v4,
     }
 }
@@ -189,7 +188,11 @@ impl ClientAllow {
 /// This node's addresses: the configured and listening ones plus every local address the
 /// kernel routes to this host (`/proc/net/fib_trie` "host LOCAL" entries, `/proc/net/if_inet6`).
 pub fn own_addresses(known: &[IpAddr]) -> Vec<IpAddr> {
-    let mut out: Vec<IpAddr> = known.iter().copied().filter(|ip| !ip.is_unspecified()).collect();
+    let mut out: Vec<IpAddr> = known
+        .iter()
+        .copied()
+        .filter(|ip| !ip.is_unspecified())
+        .collect();
     if let Ok(trie) = std::fs::read_to_string("/proc/net/fib_trie") {
         out.extend(local_v4_from_fib_trie(&trie));
     }
@@ -280,7 +283,13 @@ mod tests {
         let err = p.resolve("localhost", 80).await.expect_err("loopback");
         assert!(matches!(err, ResolveError::Refused(_)), "{err}");
         let open = EgressPolicy::new(true, vec![], vec![]);
-        assert!(!open.resolve("localhost", 80).await.expect("allowed").is_empty());
+        assert!(
+            !open
+                .resolve("localhost", 80)
+                .await
+                .expect("allowed")
+                .is_empty()
+        );
     }
 
     #[test]

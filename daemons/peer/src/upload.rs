@@ -58,19 +58,25 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 pub async fn run(listener: TcpListener, ctx: Arc<Context>, shutdown: CancellationToken) {
     let limits = ctx.config.server_limits;
     let slots = Arc::new(Semaphore::new(ctx.config.upload_slots as usize));
-    crate::accept::serve(listener, "upload", limits.max_connections, shutdown, move |stream, _| {
-        let ctx = ctx.clone();
-        let slots = slots.clone();
-        let per_conn = Arc::new(RateLimiter::new(ctx.config.upload_rate_per_connection));
-        let service = hyper::service::service_fn(move |req| {
+    crate::accept::serve(
+        listener,
+        "upload",
+        limits.max_connections,
+        shutdown,
+        move |stream, _| {
             let ctx = ctx.clone();
-            let per_conn = per_conn.clone();
             let slots = slots.clone();
-            async move { Ok::<_, Infallible>(route(ctx, per_conn, slots, req).await) }
-        });
-        df_core::serve::http1(limits.header_read_timeout)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-    })
+            let per_conn = Arc::new(RateLimiter::new(ctx.config.upload_rate_per_connection));
+            let service = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                let per_conn = per_conn.clone();
+                let slots = slots.clone();
+                async move { Ok::<_, Infallible>(route(ctx, per_conn, slots, req).await) }
+            });
+            df_core::serve::http1(limits.header_read_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        },
+    )
     .await;
 }
 

@@ -154,10 +154,7 @@ mod tests {
             layout(&l, 2 << 30, 4 << 20),
             Err(LayoutError::ContentLength { .. })
         ));
-        assert_eq!(
-            layout(&l, 8 << 20, 4 << 20).map(|x| x.piece_count()),
-            Ok(2)
-        );
+        assert_eq!(layout(&l, 8 << 20, 4 << 20).map(|x| x.piece_count()), Ok(2));
         let mut list = HashSet::new();
         assert!(blocklist(&mut list, PeerId::from("x".to_owned()), 1));
         assert!(!blocklist(&mut list, PeerId::from("y".to_owned()), 1));

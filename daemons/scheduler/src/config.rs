@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use df_core::admin_auth::AdminAuth;
 use df_core::config::scheduler::{RawJobs, RawLimits};
-use df_core::serve::ServerLimits;
 use df_core::config::{ConfigError, load_yaml, socket_addr};
+use df_core::serve::ServerLimits;
 use df_core::telemetry::StderrFormat;
 
 pub use df_core::config::scheduler::DEFAULT_PATH as DEFAULT_CONFIG_PATH;

@@ -96,8 +96,7 @@ pub async fn run(
     // The jobs API and the admin token check read the client address (ConnectInfo) that
     // serve_router attaches.
     let http_task = async move {
-        df_core::serve::serve_router(http, "scheduler-http", admin, limits, shutdown.clone())
-            .await;
+        df_core::serve::serve_router(http, "scheduler-http", admin, limits, shutdown.clone()).await;
         Ok::<(), RunError>(())
     };
 

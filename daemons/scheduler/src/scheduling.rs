@@ -161,20 +161,23 @@ impl Scheduler {
                 tracing::warn!(host_id = %host_id, task = %item.task_id, "ignoring held task with an invalid id");
                 continue;
             };
-            let layout =
-                match admission::layout(&self.config.limits, item.content_length, item.piece_length)
+            let layout = match admission::layout(
+                &self.config.limits,
+                item.content_length,
+                item.piece_length,
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|l| {
+                admission::admit_task(&state, &self.config.limits, &task_id)
+                    .map(|()| l)
                     .map_err(|e| e.to_string())
-                    .and_then(|l| {
-                        admission::admit_task(&state, &self.config.limits, &task_id)
-                            .map(|()| l)
-                            .map_err(|e| e.to_string())
-                    }) {
-                    Ok(l) => l,
-                    Err(error) => {
-                        tracing::warn!(host_id = %host_id, task_id = %task_id, %error, "ignoring held task");
-                        continue;
-                    }
-                };
+            }) {
+                Ok(l) => l,
+                Err(error) => {
+                    tracing::warn!(host_id = %host_id, task_id = %task_id, %error, "ignoring held task");
+                    continue;
+                }
+            };
             let task = state
                 .tasks
                 .entry(task_id.clone())
@@ -1130,7 +1133,8 @@ mod tests {
     fn with_a_seed_host_the_first_peer_waits_and_gets_the_seed_as_parent() {
         let s = Scheduler::new(Config::default());
         let (seed_tx, mut seed_rx) = mpsc::unbounded_channel();
-        s.host_connected(host("seed", true), seed_tx).expect("admitted");
+        s.host_connected(host("seed", true), seed_tx)
+            .expect("admitted");
         let t = task_id();
         let (_, mut child) = register(&s, &t, "h1", false);
         assert!(replies(&mut child).is_empty(), "child waits for the seed");
@@ -1155,7 +1159,8 @@ mod tests {
     fn peers_are_meshed_both_ways_and_each_is_told_of_its_neighbours() {
         let s = Scheduler::new(Config::default());
         let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
-        s.host_connected(host("seed", true), seed_tx).expect("admitted");
+        s.host_connected(host("seed", true), seed_tx)
+            .expect("admitted");
         let t = task_id();
         let mut peers = Vec::new();
         for i in 0..12 {
@@ -1247,7 +1252,8 @@ mod tests {
     fn when_the_seed_fails_its_waiting_children_go_to_the_origin_at_once() {
         let s = Scheduler::new(Config::default());
         let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
-        s.host_connected(host("seed", true), seed_tx).expect("admitted");
+        s.host_connected(host("seed", true), seed_tx)
+            .expect("admitted");
         let t = task_id();
         let (_, mut child) = register(&s, &t, "h1", false);
         let (seed_peer, _seed_peer_rx) = register_seed(&s, &t);

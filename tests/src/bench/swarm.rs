@@ -603,7 +603,7 @@ fn peer_yaml(
          upload:\n  rate_limit: {}\n\
          download:\n  rate_limit: {}\n{concurrent}\
          storage:\n  dir: \"{}\"\n\
-         proxy:\n  enabled: false\n\
+         proxy:\n  enabled: false\n  allow_private_destinations: true\n  destination_ports: []\n\
          log:\n  dir: \"{}\"\n  level: info\n  stderr: \"off\"\n",
         ports[0],
         ports[1],

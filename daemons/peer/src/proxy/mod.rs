@@ -160,7 +160,10 @@ impl Proxy {
         let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
             Ok::<_, Infallible>(text(
                 StatusCode::FORBIDDEN,
-                format!("client {} is not allowed to use this proxy (proxy.allow)", remote.ip()),
+                format!(
+                    "client {} is not allowed to use this proxy (proxy.allow)",
+                    remote.ip()
+                ),
             ))
         });
         df_core::serve::http1(self.ctx.config.server_limits.header_read_timeout)

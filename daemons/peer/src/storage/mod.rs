@@ -428,8 +428,8 @@ impl PieceStore {
                 .map_err(io_err(&dir))?;
             meta::load_all(&root2)
         })
-            .await
-            .map_err(|e| StorageError::Join(e.to_string()))??;
+        .await
+        .map_err(|e| StorageError::Join(e.to_string()))??;
         let capacity = if opts.capacity > 0 {
             opts.capacity
         } else {
@@ -570,10 +570,12 @@ impl PieceStore {
             return Ok(Vec::new());
         }
         // Per-piece state (bitmap, digests) is allocated below: never for an unbounded count.
-        layout.check_count().map_err(|source| StorageError::Layout {
-            task: task.id.clone(),
-            source,
-        })?;
+        layout
+            .check_count()
+            .map_err(|source| StorageError::Layout {
+                task: task.id.clone(),
+                source,
+            })?;
         let evicted = self.reserve(&task.id, layout.content_length).await?;
         let data_path = task.data_path.clone();
         let len = layout.content_length;
