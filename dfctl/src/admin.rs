@@ -25,7 +25,7 @@ use url::Url;
 static ADMIN_TOKEN: std::sync::Mutex<Option<(String, bool)>> = std::sync::Mutex::new(None);
 
 /// Where a node's daemons read their admin token (`dfctl init` configs name it).
-pub const NODE_TOKEN_FILE: &str = "/etc/dragonfly/admin-token";
+pub const NODE_TOKEN_FILE: &str = "/etc/dragonfly/pki/admin-token";
 
 /// Uses the token in `file` for every admin call, whatever cluster directory is used.
 pub fn use_token_file(file: &std::path::Path) -> anyhow::Result<()> {

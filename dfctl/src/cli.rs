@@ -27,7 +27,7 @@ use crate::render::OutputFormat;
 )]
 pub struct Cli {
     /// File holding the daemons' admin token [default: DIR/admin-token of the local cluster,
-    /// else /etc/dragonfly/admin-token].
+    /// else /etc/dragonfly/pki/admin-token].
     #[arg(long, global = true, value_name = "FILE", env = "DFCTL_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
     #[command(subcommand)]
