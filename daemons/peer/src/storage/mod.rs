@@ -785,6 +785,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_layout_of_too_many_pieces_is_refused_and_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tmp");
+        let peer = PeerId::from("p".to_owned());
+        let store = PieceStore::open(opts(dir.path(), 1 << 40))
+            .await
+            .expect("open");
+        let t = store.get_or_create(&tid('a'), "u", &peer);
+        // 141 GB in 1-byte pieces: refused before a bitmap or digest list is allocated.
+        let err = store
+            .set_layout(&t, PieceLayout::new(141_000_000_000, Some(1)), vec![])
+            .await
+            .expect_err("too many pieces");
+        assert!(matches!(err, StorageError::Layout { .. }), "{err}");
+        assert!(t.layout().is_none());
+        store
+            .set_layout(&t, PieceLayout::new(10, Some(4)), vec![])
+            .await
+            .expect("small layout");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&t.data_path), 0o600);
+        assert_eq!(mode(&t.meta_path), 0o600);
+        assert_eq!(mode(t.data_path.parent().expect("shard")), 0o700);
+    }
+
+    #[tokio::test]
     async fn over_the_high_watermark_lru_complete_tasks_go_first() {
         let dir = tempfile::tempdir().expect("tmp");
         let peer = PeerId::from("p".to_owned());
