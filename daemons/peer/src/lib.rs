@@ -177,6 +177,9 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(config.piece_timeout)
         .pool_max_idle_per_host(16)
+        // Parents close keep-alive connections idle for their header-read timeout; dropping
+        // ours first avoids sending a piece request on a connection being closed.
+        .pool_idle_timeout(config.server_limits.header_read_timeout / 2)
         .tcp_nodelay(true)
         .build()?;
     let ctx = Arc::new(Context {
