@@ -5,8 +5,10 @@
 //! - `/healthz` (and Harbor's `/healthy`) are always open; `/metrics` is open when
 //!   `admin.open_metrics` says so; the scheduler's jobs API keeps its own token (`jobs.token`).
 //! - With a token configured, every other path needs it, from loopback too.
-//! - Without one, every other path answers loopback clients only (the admin API binds loopback
-//!   by default), and the daemon reports that as a weakened setting.
+//! - Without one, every other path answers local clients only: loopback, or a client whose
+//!   address is the address it connected to (a process on this host, or in this network
+//!   namespace). The admin API binds loopback by default, and the daemon reports the missing
+//!   token as a weakened setting.
 //! - The token is compared in constant time and never logged.
 
 use std::net::{IpAddr, SocketAddr};
@@ -75,11 +77,12 @@ impl AdminAuth {
     /// The weakened setting to report at start and in `dfctl status`, if any.
     pub fn warning(&self) -> Option<String> {
         self.token.is_none().then(|| {
-            "admin API without a token (admin.token_file unset): loopback clients only".to_owned()
+            "admin API without a token (admin.token_file unset): local clients only".to_owned()
         })
     }
 
     /// The decision for one request: `path` asked by `remote` with this `Authorization` value.
+    /// `remote` is local when it is loopback or equals the address the client connected to.
     pub fn check(
         &self,
         path: &str,
@@ -150,10 +153,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// Axum middleware enforcing [`AdminAuth::check`]; the client address comes from the
 /// `ConnectInfo` that [`crate::serve::serve_router`] attaches.
 pub async fn require(State(auth): State<Arc<AdminAuth>>, req: Request, next: Next) -> Response {
+    let local = req
+        .extensions()
+        .get::<crate::serve::LocalAddr>()
+        .map(|l| l.0.ip());
+    // A client connecting from the very address it connected to is on this host: as local
+    // as loopback.
     let remote = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip());
+        .map(|c| c.0.ip())
+        .map(|ip| match local {
+            Some(l) if l == ip => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            _ => ip,
+        });
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -168,7 +181,7 @@ pub async fn require(State(auth): State<Arc<AdminAuth>>, req: Request, next: Nex
             .into_response(),
         Err(Denied::NotLoopback) => (
             StatusCode::FORBIDDEN,
-            "no admin.token_file is configured, so this admin API answers loopback clients only\n",
+            "no admin.token_file is configured, so this admin API answers local clients only\n",
         )
             .into_response(),
     }

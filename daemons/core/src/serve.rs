@@ -128,8 +128,13 @@ pub async fn accept_loop<F, Fut, E>(
     }
 }
 
+/// The server-side address of a request's connection (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddr(pub SocketAddr);
+
 /// Serves an axum `router` (an admin API) on `listener` within `limits` until `shutdown`.
-/// Each request carries the client's address as `ConnectInfo<SocketAddr>`.
+/// Each request carries the client's address as `ConnectInfo<SocketAddr>` and the server's
+/// as [`LocalAddr`].
 pub async fn serve_router(
     listener: TcpListener,
     name: &'static str,
@@ -140,9 +145,13 @@ pub async fn serve_router(
     let limit = ConnectionLimit::new(name, limits.max_connections);
     accept_loop(listener, limit, shutdown, move |stream, remote| {
         let router = router.clone();
+        let local = stream.local_addr().ok().map(LocalAddr);
         let service = hyper::service::service_fn(
             move |mut req: axum::http::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(remote));
+                if let Some(local) = local {
+                    req.extensions_mut().insert(local);
+                }
                 let mut router = router.clone();
                 async move { tower_service::Service::call(&mut router, req).await }
             },

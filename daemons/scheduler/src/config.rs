@@ -138,7 +138,7 @@ impl Config {
         let mut out: Vec<String> = self.admin.warning().into_iter().collect();
         if !self.http_addr.ip().is_loopback() && !self.admin.has_token() {
             out.push(format!(
-                "admin API on {} without admin.token_file: only loopback clients are served",
+                "admin API on {} without admin.token_file: only local clients are served",
                 self.http_addr
             ));
         }

@@ -71,7 +71,8 @@ fn loopback_addr(port: u16) -> String {
 pub struct RawAdmin {
     /// File holding the bearer token (one line, mode 0600) that every admin endpoint which
     /// changes state or returns data requires (`Authorization: Bearer <token>`); `dfctl init`
-    /// and `dfctl up` generate it. Unset: those endpoints answer loopback clients only, and
+    /// and `dfctl up` generate it. Unset: those endpoints answer local clients only (loopback,
+    /// or a client on this host's own address), and
     /// the daemon warns at start and in `dfctl status`.
     pub token_file: Option<std::path::PathBuf>,
     /// Serve `/metrics` without the token (Prometheus scrapers); `/healthz` is always open.
