@@ -287,12 +287,16 @@ _dfctl() {
 
     case "${cmd}" in
         dfctl)
-            opts="-h -V --help --version init cert gen-config up down status get task logs deploy disable enable preheat top help"
+            opts="-h -V --token-file --help --version init cert gen-config up down status get task logs deploy disable enable preheat top help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -301,12 +305,16 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__cert)
-            opts="-h -V --help --version ca issue inspect trust help"
+            opts="-h -V --token-file --help --version ca issue inspect trust help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -315,7 +323,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__cert__subcmd__ca)
-            opts="-h -V --dir --cn --key-type --days --force --help --version"
+            opts="-h -V --dir --cn --key-type --days --force --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -334,6 +342,10 @@ _dfctl() {
                     return 0
                     ;;
                 --days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -429,7 +441,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__cert__subcmd__inspect)
-            opts="-o -h -V --output --help --version"
+            opts="-o -h -V --output --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,6 +455,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -451,7 +467,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__cert__subcmd__issue)
-            opts="-h -V --san --ca-dir --out-dir --name --cn --usage --key-type --days --force --help --version"
+            opts="-h -V --san --ca-dir --out-dir --name --cn --usage --key-type --days --force --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -489,6 +505,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -497,7 +517,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__cert__subcmd__trust)
-            opts="-h -V --ca --registry --apply --root --help --version"
+            opts="-h -V --ca --registry --apply --root --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -515,6 +535,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -523,12 +547,16 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__deploy)
-            opts="-h -V --help --version systemd helm help"
+            opts="-h -V --token-file --help --version systemd helm help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -537,7 +565,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__deploy__subcmd__helm)
-            opts="-f -n -h -V --values --image --image-tag --pull-policy --runtime --registry --schedulers --seeds --seed-cache-size --seed-storage-class --proxy-port --ca-cert --ca-key --ca-secret --release --namespace --kube-context --workdir --helm --dry-run --help --version"
+            opts="-f -n -h -V --values --image --image-tag --pull-policy --runtime --registry --schedulers --seeds --seed-cache-size --seed-storage-class --proxy-port --ca-cert --ca-key --ca-secret --release --namespace --kube-context --workdir --helm --dry-run --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -627,6 +655,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -691,7 +723,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__deploy__subcmd__systemd)
-            opts="-h -V --role --root --config --bin-dir --dry-run --help --version"
+            opts="-h -V --role --root --config --bin-dir --dry-run --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -713,6 +745,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -721,7 +757,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__disable)
-            opts="-h -V --reason --soft --root --dry-run --no-restart --peer-admin --help --version"
+            opts="-h -V --reason --soft --root --dry-run --no-restart --peer-admin --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -739,6 +775,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -747,13 +787,17 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__down)
-            opts="-h -V --dir --purge --help --version"
+            opts="-h -V --dir --purge --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -765,7 +809,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__enable)
-            opts="-h -V --root --dry-run --no-restart --peer-admin --help --version"
+            opts="-h -V --root --dry-run --no-restart --peer-admin --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -779,6 +823,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -787,12 +835,16 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__gen__subcmd__config)
-            opts="-h -V --help --version docker containerd crio podman daemons helm help"
+            opts="-h -V --token-file --help --version docker containerd crio podman daemons helm help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -801,7 +853,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__gen__subcmd__config__subcmd__containerd)
-            opts="-h -V --root --dry-run --force --peer --registry --default-mirror --config --help --version"
+            opts="-h -V --root --dry-run --force --peer --registry --default-mirror --config --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -823,6 +875,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -831,7 +887,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__gen__subcmd__config__subcmd__crio)
-            opts="-h -V --root --dry-run --force --peer --registry --help --version"
+            opts="-h -V --root --dry-run --force --peer --registry --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -849,6 +905,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -857,13 +917,17 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__gen__subcmd__config__subcmd__daemons)
-            opts="-h -V --root --dry-run --force --help --version"
+            opts="-h -V --root --dry-run --force --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --root)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -875,7 +939,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__gen__subcmd__config__subcmd__docker)
-            opts="-h -V --root --dry-run --force --peer --no-proxy --registry-mirror --restart --help --version"
+            opts="-h -V --root --dry-run --force --peer --no-proxy --registry-mirror --restart --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -893,6 +957,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -901,7 +969,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__gen__subcmd__config__subcmd__helm)
-            opts="-O -h -V --out --dry-run --force --image --image-tag --pull-policy --runtime --registry --schedulers --seeds --seed-cache-size --seed-storage-class --proxy-port --ca-cert --ca-key --ca-secret --help --version"
+            opts="-O -h -V --out --dry-run --force --image --image-tag --pull-policy --runtime --registry --schedulers --seeds --seed-cache-size --seed-storage-class --proxy-port --ca-cert --ca-key --ca-secret --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -964,6 +1032,10 @@ _dfctl() {
                     return 0
                     ;;
                 --ca-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1087,7 +1159,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__gen__subcmd__config__subcmd__podman)
-            opts="-h -V --root --dry-run --force --peer --registry --help --version"
+            opts="-h -V --root --dry-run --force --peer --registry --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1105,6 +1177,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1113,7 +1189,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__get)
-            opts="-O -H -o -h -V --output-file --peer --dir --digest --header --output --help --version"
+            opts="-O -H -o -h -V --output-file --peer --dir --digest --header --output --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1153,6 +1229,10 @@ _dfctl() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1611,7 +1691,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__init)
-            opts="-h -V --dir --scheduler --registry --peer --key-type --no-prompt --force --help --version"
+            opts="-h -V --dir --scheduler --registry --peer --key-type --no-prompt --force --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1637,6 +1717,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -W "ecdsa-p256 ecdsa-p384 rsa2048 rsa3072" -- "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1645,7 +1729,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__logs)
-            opts="-f -o -h -V --node --follow --task --since --tail --local --dir --scheduler --peer --output --help --version scheduler peer seed all"
+            opts="-f -o -h -V --node --follow --task --since --tail --local --dir --scheduler --peer --output --token-file --help --version scheduler peer seed all"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1687,6 +1771,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1695,7 +1783,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__preheat)
-            opts="-o -h -V --platform --scope --peers --username --password --docker-config --plain-http --wait --dir --scheduler --token --output --help --version ls status help"
+            opts="-o -h -V --platform --scope --peers --username --password --docker-config --plain-http --wait --dir --scheduler --token --output --token-file --help --version ls status help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1743,6 +1831,10 @@ _dfctl() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1809,7 +1901,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__preheat__subcmd__ls)
-            opts="-o -h -V --dir --scheduler --token --output --help --version"
+            opts="-o -h -V --dir --scheduler --token --output --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1833,6 +1925,10 @@ _dfctl() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -1843,7 +1939,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__preheat__subcmd__status)
-            opts="-o -h -V --dir --scheduler --token --output --help --version"
+            opts="-o -h -V --dir --scheduler --token --output --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1869,6 +1965,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1877,7 +1977,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__status)
-            opts="-o -h -V --dir --scheduler --peer --schedulers-only --output --help --version"
+            opts="-o -h -V --dir --scheduler --peer --schedulers-only --output --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1903,6 +2003,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1911,12 +2015,16 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__task)
-            opts="-h -V --help --version locate ls help"
+            opts="-h -V --token-file --help --version locate ls help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -1981,7 +2089,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__task__subcmd__locate)
-            opts="-o -h -V --dir --scheduler --output --help --version"
+            opts="-o -h -V --dir --scheduler --output --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2001,6 +2109,10 @@ _dfctl() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)
@@ -2011,7 +2123,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__task__subcmd__ls)
-            opts="-o -h -V --dir --scheduler --output --help --version"
+            opts="-o -h -V --dir --scheduler --output --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2033,6 +2145,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2041,7 +2157,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__top)
-            opts="-o -h -V --dir --scheduler --once --task --output --help --version"
+            opts="-o -h -V --dir --scheduler --once --task --output --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2067,6 +2183,10 @@ _dfctl() {
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -2075,7 +2195,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__up)
-            opts="-o -h -V --dir --peers --seed-peers --schedulers --upload-rate-limit --capacity --intercept --mirror --origin-ca --bin-dir --output --help --version"
+            opts="-o -h -V --dir --peers --seed-peers --schedulers --upload-rate-limit --capacity --intercept --mirror --origin-ca --bin-dir --output --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2127,6 +2247,10 @@ _dfctl() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 *)

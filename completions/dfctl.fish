@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_dfctl_global_optspecs
-    string join \n h/help V/version
+    string join \n token-file= h/help V/version
 end
 
 function __fish_dfctl_needs_command
@@ -24,6 +24,7 @@ function __fish_dfctl_using_subcommand
     contains -- $cmd[1] $argv
 end
 
+complete -c dfctl -n "__fish_dfctl_needs_command" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_needs_command" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_needs_command" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_needs_command" -f -a "init" -d 'Write a cluster profile directory: CA, daemon configs, runtime configs per node kind, and a README of what to run next'
@@ -49,10 +50,12 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand init" -l key-type -d 'Key ty
 ecdsa-p384\t'ECDSA on P-384 with SHA-384'
 rsa2048\t'RSA 2048 with SHA-256, for legacy clients'
 rsa3072\t'RSA 3072 with SHA-256'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand init" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand init" -l no-prompt -d 'Never prompt, even on a terminal'
 complete -c dfctl -n "__fish_dfctl_using_subcommand init" -l force -d 'Write into DIR even when it holds something other than a profile'
 complete -c dfctl -n "__fish_dfctl_using_subcommand init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand init" -s V -l version -d 'Print version'
+complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and not __fish_seen_subcommand_from ca issue inspect trust help" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and not __fish_seen_subcommand_from ca issue inspect trust help" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and not __fish_seen_subcommand_from ca issue inspect trust help" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and not __fish_seen_subcommand_from ca issue inspect trust help" -f -a "ca" -d 'Create a CA (CA:TRUE, path length 0) in DIR/ca.crt and DIR/ca.key (0400)'
@@ -67,6 +70,7 @@ ecdsa-p384\t'ECDSA on P-384 with SHA-384'
 rsa2048\t'RSA 2048 with SHA-256, for legacy clients'
 rsa3072\t'RSA 3072 with SHA-256'"
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l days -d 'Validity in days' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l force -d 'Replace an existing CA (every certificate it signed stops being trusted with it)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s V -l version -d 'Print version'
@@ -82,16 +86,19 @@ ecdsa-p384\t'ECDSA on P-384 with SHA-384'
 rsa2048\t'RSA 2048 with SHA-256, for legacy clients'
 rsa3072\t'RSA 3072 with SHA-256'"
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -l days -d 'Validity in days (short-lived by default: rotate, don\'t renew by hand)' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -l force -d 'Replace existing NAME.crt / NAME.key'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from inspect" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from inspect" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from inspect" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from trust" -l ca -d 'The CA certificate to trust' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from trust" -l registry -d 'A registry (HOST[:PORT]) whose certificate the CA signed (repeatable): its Docker certs.d/<registry>/ca.crt and containerd certs.d/<registry>/ CA file' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from trust" -l root -d 'With --apply: write under this filesystem root; system-store updates only run for /' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from trust" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from trust" -l apply -d 'Perform the steps instead of printing them'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from trust" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from trust" -s V -l version -d 'Print version'
@@ -100,6 +107,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcom
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "inspect" -d 'Show subject, SANs, issuer, validity and days left of every certificate in FILE; exits 1 when one is expired or not yet valid'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "trust" -d 'Print (or with --apply perform) the steps that make this node trust the CA: the system store, Docker\'s certs.d and containerd\'s hosts.toml `ca`'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and not __fish_seen_subcommand_from docker containerd crio podman daemons helm help" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and not __fish_seen_subcommand_from docker containerd crio podman daemons helm help" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and not __fish_seen_subcommand_from docker containerd crio podman daemons helm help" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and not __fish_seen_subcommand_from docker containerd crio podman daemons helm help" -f -a "docker" -d 'Docker: HTTP(S)_PROXY drop-in for docker.service, optionally a Docker Hub `registry-mirrors` entry in daemon.json'
@@ -112,6 +120,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and not __fish_s
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from docker" -l root -d 'Write under this filesystem root instead of / (e.g. /host in an init container)' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from docker" -l peer -d 'The node\'s dfdaemon proxy/mirror address' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from docker" -l no-proxy -d 'Extra NO_PROXY entries (comma-separated or repeated: cluster CIDRs, internal domains); localhost, 127.0.0.0/8 and ::1 are always there' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from docker" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from docker" -l dry-run -d 'Print a unified diff of what would change and write nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from docker" -l force -d 'Replace drop-ins and daemon configs that dfctl did not write (or that were edited since it did); a backup is kept'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from docker" -l registry-mirror -d 'Also add the dfdaemon to `registry-mirrors` in /etc/docker/daemon.json (Docker Hub only; other keys are kept)'
@@ -122,6 +131,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from containerd" -l peer -d 'The node\'s dfdaemon proxy/mirror address' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from containerd" -l registry -d 'A registry to mirror (repeatable): HOST[:PORT], or http://HOST[:PORT] for a registry served over plain HTTP. One certs.d/<registry>/hosts.toml each' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from containerd" -l config -d 'containerd\'s config file (a path on the node, under --root)' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from containerd" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from containerd" -l dry-run -d 'Print a unified diff of what would change and write nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from containerd" -l force -d 'Replace drop-ins and daemon configs that dfctl did not write (or that were edited since it did); a backup is kept'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from containerd" -l default-mirror -d 'Also write certs.d/_default/hosts.toml, the catch-all for every other registry'
@@ -130,6 +140,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from crio" -l root -d 'Write under this filesystem root instead of / (e.g. /host in an init container)' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from crio" -l peer -d 'The node\'s dfdaemon proxy/mirror address' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from crio" -l registry -d 'A registry to mirror (repeatable): HOST[:PORT], or http://HOST[:PORT] for a registry served over plain HTTP. One [[registry]] with the dfdaemon as [[registry.mirror]] each' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from crio" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from crio" -l dry-run -d 'Print a unified diff of what would change and write nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from crio" -l force -d 'Replace drop-ins and daemon configs that dfctl did not write (or that were edited since it did); a backup is kept'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from crio" -s h -l help -d 'Print help'
@@ -137,11 +148,13 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from podman" -l root -d 'Write under this filesystem root instead of / (e.g. /host in an init container)' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from podman" -l peer -d 'The node\'s dfdaemon proxy/mirror address' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from podman" -l registry -d 'A registry to mirror (repeatable): HOST[:PORT], or http://HOST[:PORT] for a registry served over plain HTTP. One [[registry]] with the dfdaemon as [[registry.mirror]] each' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from podman" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from podman" -l dry-run -d 'Print a unified diff of what would change and write nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from podman" -l force -d 'Replace drop-ins and daemon configs that dfctl did not write (or that were edited since it did); a backup is kept'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from podman" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from podman" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from daemons" -l root -d 'Write under this filesystem root instead of / (e.g. /host in an init container)' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from daemons" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from daemons" -l dry-run -d 'Print a unified diff of what would change and write nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from daemons" -l force -d 'Replace drop-ins and daemon configs that dfctl did not write (or that were edited since it did); a backup is kept'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from daemons" -s h -l help -d 'Print help'
@@ -164,6 +177,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l ca-cert -d 'CA certificate (PEM) the peers intercept registry TLS with; needs --ca-key' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l ca-key -d 'The CA\'s private key (PEM)' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l ca-secret -d 'An existing Secret holding the CA (keys ca.crt, ca.key) instead of --ca-cert/--ca-key' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l dry-run -d 'Print a unified diff of what would change and write nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l force -d 'Replace a file with other content (a backup is kept)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -s h -l help -d 'Print help'
@@ -187,9 +201,11 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l origin-ca -d 'A PEM C
 complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l bin-dir -d 'Directory to take dfscheduler and dfdaemon from, before the one holding dfctl and PATH' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand up" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand up" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand up" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand up" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand down" -l dir -d 'Local cluster directory [default: $XDG_STATE_HOME/dragonfly-lite/cluster, else ~/.local/state/dragonfly-lite/cluster]' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand down" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand down" -l purge -d 'Also remove DIR with all configs, data and logs'
 complete -c dfctl -n "__fish_dfctl_using_subcommand down" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand down" -s V -l version -d 'Print version'
@@ -198,6 +214,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand status" -l scheduler -d 'A s
 complete -c dfctl -n "__fish_dfctl_using_subcommand status" -l peer -d 'A peer\'s admin address (HOST:PORT); repeatable. Replaces the cluster file' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand status" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand status" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand status" -l schedulers-only -d 'Check only the schedulers (no peers, none discovered): a readiness check that must not fail because some other node\'s peer is down'
 complete -c dfctl -n "__fish_dfctl_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand status" -s V -l version -d 'Print version'
@@ -208,8 +225,10 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand get" -l digest -d 'Expected 
 complete -c dfctl -n "__fish_dfctl_using_subcommand get" -s H -l header -d 'Header sent to the origin, e.g. \'Authorization: Bearer x\'; repeatable' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand get" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand get" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand get" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand get" -s V -l version -d 'Print version'
+complete -c dfctl -n "__fish_dfctl_using_subcommand task; and not __fish_seen_subcommand_from locate ls help" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and not __fish_seen_subcommand_from locate ls help" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and not __fish_seen_subcommand_from locate ls help" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and not __fish_seen_subcommand_from locate ls help" -f -a "locate" -d 'Show which peers hold a task\'s pieces'
@@ -219,12 +238,14 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcom
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from locate" -l scheduler -d 'A scheduler\'s admin HTTP address (HOST:PORT); repeatable. Replaces the cluster file' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from locate" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from locate" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from locate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from locate" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from ls" -l dir -d 'Local cluster directory [default: $XDG_STATE_HOME/dragonfly-lite/cluster, else ~/.local/state/dragonfly-lite/cluster]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from ls" -l scheduler -d 'A scheduler\'s admin HTTP address (HOST:PORT); repeatable. Replaces the cluster file' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from ls" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from ls" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand task; and __fish_seen_subcommand_from help" -f -a "locate" -d 'Show which peers hold a task\'s pieces'
@@ -239,10 +260,12 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l scheduler -d 'A sch
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l peer -d 'A peer\'s admin address (HOST:PORT); repeatable. Replaces the cluster file' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -s o -l output -d '`table` prints one readable line per record; `json` the records as NDJSON, each with its daemon under `node`' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -s f -l follow -d 'Keep printing new records until interrupted'
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -l local -d 'Read the local cluster\'s log files instead of asking the daemons'
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand logs" -s V -l version -d 'Print version'
+complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and not __fish_seen_subcommand_from systemd helm help" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and not __fish_seen_subcommand_from systemd helm help" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and not __fish_seen_subcommand_from systemd helm help" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and not __fish_seen_subcommand_from systemd helm help" -f -a "systemd" -d 'Install a daemon as a systemd service: unit file, config, then enable and start it'
@@ -254,6 +277,7 @@ peer\t''"
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from systemd" -l root -d 'Write under this directory instead of `/` (image builds, tests); never runs systemctl' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from systemd" -l config -d 'The daemon config to install (`dfctl gen-config daemons` writes one)' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from systemd" -l bin-dir -d 'Where the binaries are installed on the node' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from systemd" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from systemd" -l dry-run -d 'Show what would change; write nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from systemd" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from systemd" -s V -l version -d 'Print version'
@@ -280,6 +304,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subc
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l kube-context -d 'kubeconfig context [default: the current one]' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l workdir -d 'Where the chart and values are written for helm [default: the dfctl state directory]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l helm -d 'The helm binary' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l dry-run -d 'Print the values and the command; write and run nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -s V -l version -d 'Print version'
@@ -289,6 +314,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subc
 complete -c dfctl -n "__fish_dfctl_using_subcommand disable" -l reason -d 'Why (shown by `dfctl status` and recorded in the marker)' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand disable" -l root -d 'Work under this filesystem root instead of / (never restarts anything there)' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand disable" -l peer-admin -d 'The local peer\'s admin address' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand disable" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand disable" -l soft -d 'Keep the runtime config; switch the local peer to pass-through only'
 complete -c dfctl -n "__fish_dfctl_using_subcommand disable" -l dry-run -d 'Say what would change; change nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand disable" -l no-restart -d 'Print the runtime restart/reload step instead of running it'
@@ -296,6 +322,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand disable" -s h -l help -d 'Pr
 complete -c dfctl -n "__fish_dfctl_using_subcommand disable" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand enable" -l root -d 'Work under this filesystem root instead of / (never restarts anything there)' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand enable" -l peer-admin -d 'The local peer\'s admin address' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand enable" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand enable" -l dry-run -d 'Say what would change; change nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand enable" -l no-restart -d 'Print the runtime restart/reload step instead of running it'
 complete -c dfctl -n "__fish_dfctl_using_subcommand enable" -s h -l help -d 'Print help'
@@ -313,6 +340,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l token -d 'Bearer token of the jobs API (the scheduler\'s `jobs.token`; not needed on loopback when the scheduler has none)' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l plain-http -d 'Talk to image registries over plain HTTP (image references only)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -l wait -d 'Wait until every job ends, with progress; exit 1 if any failed'
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and not __fish_seen_subcommand_from ls status help" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -325,6 +353,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_sub
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -l token -d 'Bearer token of the jobs API (the scheduler\'s `jobs.token`; not needed on loopback when the scheduler has none)' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -l dir -d 'Local cluster directory [default: $XDG_STATE_HOME/dragonfly-lite/cluster, else ~/.local/state/dragonfly-lite/cluster]' -r -F
@@ -332,6 +361,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_sub
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -l token -d 'Bearer token of the jobs API (the scheduler\'s `jobs.token`; not needed on loopback when the scheduler has none)' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from status" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand preheat; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List the scheduler\'s preheat jobs, newest first'
@@ -342,6 +372,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand top" -l scheduler -d 'A sche
 complete -c dfctl -n "__fish_dfctl_using_subcommand top" -l task -d 'Select this task at start (id or URL): its DAG and piece bitmaps are fetched (and, with --once, included as `task`)' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand top" -s o -l output -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document for scripts'"
+complete -c dfctl -n "__fish_dfctl_using_subcommand top" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand top" -l once -d 'Print the current view once and exit, instead of the live screen'
 complete -c dfctl -n "__fish_dfctl_using_subcommand top" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand top" -s V -l version -d 'Print version'

@@ -18,6 +18,71 @@ use df_core::routes;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+/// The admin token every client sends (`Authorization: Bearer`): `--token-file` when given,
+/// else the one of the cluster directory in use (`DIR/admin-token`), else the node's
+/// (`/etc/dragonfly/admin-token`). Process-wide, because every command builds its clients
+/// after resolving which cluster it talks to.
+static ADMIN_TOKEN: std::sync::Mutex<Option<(String, bool)>> = std::sync::Mutex::new(None);
+
+/// Where a node's daemons read their admin token (`dfctl init` configs name it).
+pub const NODE_TOKEN_FILE: &str = "/etc/dragonfly/pki/admin-token";
+
+/// Uses the token in `file` for every admin call, whatever cluster directory is used.
+pub fn use_token_file(file: &std::path::Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read token file {}", file.display()))?;
+    let token = text.trim();
+    anyhow::ensure!(!token.is_empty(), "token file {} is empty", file.display());
+    *ADMIN_TOKEN.lock().unwrap_or_else(|e| e.into_inner()) = Some((token.to_owned(), true));
+    Ok(())
+}
+
+/// Uses `DIR/admin-token` (if readable) unless a token file was given explicitly.
+pub fn discover_token(dir: &std::path::Path) {
+    let mut slot = ADMIN_TOKEN.lock().unwrap_or_else(|e| e.into_inner());
+    if slot.as_ref().is_some_and(|(_, explicit)| *explicit) {
+        return;
+    }
+    let found = std::fs::read_to_string(dir.join(crate::cluster::ADMIN_TOKEN_FILE))
+        .or_else(|_| std::fs::read_to_string(NODE_TOKEN_FILE))
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    if let Some(token) = found {
+        *slot = Some((token, false));
+    }
+}
+
+fn admin_token() -> Option<String> {
+    ADMIN_TOKEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map(|(t, _)| t.clone())
+}
+
+/// A new random admin token: 32 bytes from the kernel, hex.
+pub fn new_token() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom")?;
+    Ok(hex::encode(bytes))
+}
+
+/// The default headers of every admin client: the admin token, when there is one.
+fn auth_headers() -> anyhow::Result<reqwest::header::HeaderMap> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = admin_token() {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .context("the admin token is not a valid header value")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
 /// A reqwest client configured for admin calls.
 #[derive(Debug, Clone)]
 pub struct AdminClient {
@@ -33,6 +98,7 @@ impl AdminClient {
             .no_proxy()
             .connect_timeout(timeout)
             .timeout(timeout)
+            .default_headers(auth_headers()?)
             .user_agent(concat!("dfctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTP client")?;
@@ -46,6 +112,7 @@ impl AdminClient {
             .no_proxy()
             .connect_timeout(connect)
             .read_timeout(idle)
+            .default_headers(auth_headers()?)
             .user_agent(concat!("dfctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTP client")?;
@@ -134,7 +201,11 @@ impl AdminClient {
             .send()
             .await
             .map_err(|e| anyhow::anyhow!("PUT {url}: {}", describe(&e)))?;
-        anyhow::ensure!(resp.status().is_success(), "PUT {url}: {}", resp.status());
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let line = first_body_line(resp).await;
+            anyhow::bail!("PUT {url}: {status}{}", suffix(&line));
+        }
         Ok(())
     }
 

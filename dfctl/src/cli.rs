@@ -26,6 +26,10 @@ use crate::render::OutputFormat;
     max_term_width = 100
 )]
 pub struct Cli {
+    /// File holding the daemons' admin token [default: DIR/admin-token of the local cluster,
+    /// else /etc/dragonfly/pki/admin-token].
+    #[arg(long, global = true, value_name = "FILE", env = "DFCTL_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -72,6 +76,18 @@ pub enum Command {
 
 impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match &self.token_file {
+            Some(file) => crate::admin::use_token_file(file)?,
+            // Commands that take --dir look in that directory when they resolve it.
+            None => {
+                // Clients are built before some commands resolve their --dir: look at it now.
+                let dir = dir_flag(std::env::args())
+                    .or_else(|| std::env::var_os("DFCTL_CLUSTER_DIR").map(PathBuf::from));
+                if let Ok(dir) = (ClusterDirArg { dir }).resolve() {
+                    crate::admin::discover_token(&dir);
+                }
+            }
+        }
         match self.command {
             Command::Init(args) => cmd::init::run(args).await,
             Command::Cert(command) => command.run().await,
@@ -89,6 +105,20 @@ impl Cli {
             Command::Top(args) => cmd::top::run(args).await,
         }
     }
+}
+
+/// The value of `--dir DIR` / `--dir=DIR` in an argument list clap has already accepted.
+fn dir_flag(args: impl Iterator<Item = String>) -> Option<PathBuf> {
+    let mut args = args.skip(1);
+    while let Some(a) = args.next() {
+        if a == "--dir" {
+            return args.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--dir=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    None
 }
 
 /// `--dir`: where a local cluster keeps its state, configs, data and logs.
@@ -111,8 +141,11 @@ impl ClusterDirArg {
                 std::env::var_os("HOME").map(PathBuf::from),
             )?,
         };
-        std::path::absolute(&dir)
-            .with_context(|| format!("cannot make cluster directory '{}' absolute", dir.display()))
+        let dir = std::path::absolute(&dir).with_context(|| {
+            format!("cannot make cluster directory '{}' absolute", dir.display())
+        })?;
+        crate::admin::discover_token(&dir);
+        Ok(dir)
     }
 
     /// True when the user named a directory, so a missing cluster there is their mistake.

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 pub const STATE_FILE: &str = "cluster.json";
 pub const MARKER_FILE: &str = ".dfctl-cluster";
+/// The bearer token every daemon of the cluster requires on its admin API (0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// Bumped when the state file changes incompatibly; older dfctl refuse newer files.
 pub const STATE_FORMAT: u32 = 1;
 

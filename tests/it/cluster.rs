@@ -159,6 +159,9 @@ pub fn start_peer(
     config.proxy_addr = proxy_addr;
     config.schedule_timeout = Duration::from_secs(2);
     config.piece_timeout = Duration::from_secs(10);
+    // Origins, registries and peers of these tests are all on 127.0.0.1.
+    config.proxy.allow_private_destinations = true;
+    config.proxy.destination_ports = Vec::new();
     tweak(&mut config);
     let rt = runtime(name);
     let shutdown = CancellationToken::new();
@@ -266,9 +269,19 @@ impl Cluster {
     }
 }
 
+/// The admin token the harness client sends; daemons without a token ignore it (they answer
+/// loopback), and a test that configures a token uses this one.
+pub const HARNESS_TOKEN: &str = "harness-admin-token";
+
 pub fn http_client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static("Bearer harness-admin-token"),
+    );
     reqwest::Client::builder()
         .no_proxy()
+        .default_headers(headers)
         .build()
         .expect("client")
 }

@@ -175,6 +175,7 @@ async fn the_image_runs_a_podman_cluster_that_containerd_pulls_through_p2p() {
         let config = format!(
             "seed: {seed}\nhost:\n  hostname: {name}\n  ip: 127.0.0.1\nschedulers: [\"{grpc}\"]\n\
              server:\n  upload_addr: \"{upload}\"\n  proxy_addr: \"{proxy}\"\n  admin_addr: \"{admin}\"\n\
+             proxy:\n  allow_private_destinations: true\n  destination_ports: []\n\
              log:\n  stderr: json\n",
             seed = n == 0,
         );

@@ -113,6 +113,9 @@ async fn docker_nodes_from_dfctl_init_intercept_the_registry_with_its_own_certif
     let cluster = Cluster::start(1, 1, 2, &|_, c| {
         c.proxy = loaded.proxy.clone();
         c.origin = loaded.origin.clone();
+        // The test registry is registry.test on 127.0.0.1 (a real node's is not).
+        c.proxy.allow_private_destinations = true;
+        c.proxy.destination_ports = Vec::new();
     })
     .await;
     // Again with the peers' real addresses: the CA and the leaf stay, the drop-in follows.

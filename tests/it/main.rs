@@ -13,6 +13,7 @@ mod destinations;
 mod docker_path;
 mod e2e;
 mod helm;
+mod hostile;
 mod node_config;
 mod p2p;
 mod preheat;

@@ -630,11 +630,34 @@ fn init_writes_a_profile_whose_daemon_configs_the_daemons_load() {
     assert!(!peer.seed);
     assert_eq!(peer.schedulers, ["10.0.0.10:8002", "10.0.0.11:8002"]);
     assert_eq!(peer.proxy_addr.to_string(), "127.0.0.1:4001");
-    let seed = df_peer::config::Config::load(&profile.join("daemons/dfdaemon-seed.yaml"))
-        .expect("seed config loads");
+    let install = |name: &str| {
+        let text = std::fs::read_to_string(profile.join("daemons").join(name)).expect("config");
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            text.replace(
+                "/etc/dragonfly/pki/",
+                &format!("{}/", profile.join("pki").display()),
+            ),
+        )
+        .expect("write");
+        path
+    };
+    let seed =
+        df_peer::config::Config::load(&install("dfdaemon-seed.yaml")).expect("seed config loads");
     assert!(seed.seed);
-    df_scheduler::config::Config::load(&profile.join("daemons/dfscheduler.yaml"))
+    let scheduler = df_scheduler::config::Config::load(&install("dfscheduler.yaml"))
         .expect("scheduler config loads");
+    // Every daemon requires the profile's admin token, which is owner-only.
+    assert!(peer.admin.has_token() && seed.admin.has_token() && scheduler.admin.has_token());
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(profile.join("pki/admin-token"))
+            .expect("token")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     for f in [
         "pki/ca.crt",
         "nodes/containerd/etc/containerd/certs.d/ghcr.io/hosts.toml",
@@ -854,7 +877,7 @@ async fn the_daemons_start_with_the_generated_configs() {
     );
     let sched = with_line(
         &sched,
-        "http_addr: 0.0.0.0:8080",
+        "http_addr: 127.0.0.1:8080",
         &format!("http_addr: 127.0.0.1:{http}"),
     );
     std::fs::write(etc.join("dfscheduler.yaml"), sched).expect("write");
@@ -878,7 +901,7 @@ async fn the_daemons_start_with_the_generated_configs() {
     );
     let peer = with_line(
         &peer,
-        "admin_addr: 0.0.0.0:4002",
+        "admin_addr: 127.0.0.1:4002",
         &format!("admin_addr: 127.0.0.1:{admin}"),
     );
     let peer = with_line(

@@ -152,11 +152,18 @@ fn gen_config_and_init_configs_survive_pyyaml() {
 
 #[test]
 fn up_configs_survive_pyyaml_with_stderr_off_rewritten_as_false() {
+    // The loaders read the files the configs name: the admin token `dfctl up` writes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "t0ken\n").expect("write token");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .expect("chmod token");
+    let dir_arg = dir.path().to_string_lossy().into_owned();
     let cli = dfctl::cli::Cli::try_parse_from([
         "dfctl",
         "up",
         "--dir",
-        "/c",
+        &dir_arg,
         "--schedulers",
         "2",
         "--peers",
@@ -171,7 +178,7 @@ fn up_configs_survive_pyyaml_with_stderr_off_rewritten_as_false() {
     let ports: Vec<u16> = (9000..9000 + 2 * 2 + 2 * 3).collect();
     let plans = dfctl::cmd::up::plan_cluster(
         &args,
-        Path::new("/c"),
+        dir.path(),
         &ports,
         Path::new("/bin/dfscheduler"),
         Some(Path::new("/bin/dfdaemon")),

@@ -72,6 +72,9 @@ pub struct SchedulerInfo {
     pub hosts: usize,
     pub tasks: usize,
     pub peers: usize,
+    /// Settings that weaken security (`dfctl status` shows them).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +209,9 @@ pub struct PeerInfo {
     /// Idle tasks are collected after this long without access.
     #[serde(default)]
     pub task_ttl_secs: u64,
+    /// Settings that weaken security (`dfctl status` shows them).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Bytes a peer moved in the last `window_secs` seconds, by where they came from.

@@ -1,9 +1,11 @@
 //! What two or more dragonfly-lite binaries share, and nothing else: identifiers and digests,
 //! piece maths, the scheduler hash ring, the daemon config contract ([`config`]: the raw
 //! config types both daemons read and dfctl writes, and [`ports`]: their default ports),
-//! telemetry (logs that the admin APIs can stream), shutdown wiring, and the HTTP contract
+//! telemetry (logs that the admin APIs can stream), shutdown wiring, bounded HTTP serving
+//! ([`serve`]) and the admin APIs' token check ([`admin_auth`]), and the HTTP contract
 //! dfctl reads: [`routes`] (paths), [`api`] (JSON types) and [`manifest_url`].
 
+pub mod admin_auth;
 pub mod api;
 pub mod config;
 pub mod ids;
@@ -12,6 +14,7 @@ pub mod piece;
 pub mod ports;
 pub mod ring;
 pub mod routes;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 
 pub const MIN_PIECE_LENGTH: u64 = 4 * 1024 * 1024;
 pub const MAX_PIECE_LENGTH: u64 = 64 * 1024 * 1024;
+/// Smallest piece length a request or a peer may set explicitly (the automatic length is never
+/// below [`MIN_PIECE_LENGTH`]).
+pub const MIN_EXPLICIT_PIECE_LENGTH: u64 = 64 * 1024;
+/// Most pieces one task may have: bounds every bitmap (16 KiB), digest list (4 MiB) and the
+/// per-piece messages a task costs, whatever a peer or an origin claims.
+pub const MAX_PIECE_COUNT: u32 = 1 << 17;
 /// The automatic piece length aims for at most this many pieces.
 const TARGET_PIECE_COUNT: u64 = 500;
 
@@ -16,6 +22,22 @@ pub fn piece_length_for(content_length: u64) -> u64 {
     raw.checked_next_power_of_two()
         .unwrap_or(MAX_PIECE_LENGTH)
         .clamp(MIN_PIECE_LENGTH, MAX_PIECE_LENGTH)
+}
+
+/// A layout read from the network that must not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LayoutError {
+    #[error("piece_length {0} is outside {MIN_EXPLICIT_PIECE_LENGTH}..={MAX_PIECE_LENGTH}")]
+    PieceLength(u64),
+    #[error("content_length {content_length} is above the maximum {max}")]
+    ContentLength { content_length: u64, max: u64 },
+    #[error(
+        "{content_length} bytes in pieces of {piece_length} make more than {MAX_PIECE_COUNT} pieces"
+    )]
+    PieceCount {
+        content_length: u64,
+        piece_length: u64,
+    },
 }
 
 /// How an object of a known length is divided.
@@ -34,6 +56,44 @@ impl PieceLayout {
                 .filter(|&l| l > 0)
                 .unwrap_or_else(|| piece_length_for(content_length)),
         }
+    }
+
+    /// [`PieceLayout::new`] for lengths that came from the network: an explicit piece length
+    /// outside [`MIN_EXPLICIT_PIECE_LENGTH`]..=[`MAX_PIECE_LENGTH`], a content length above
+    /// `max_content_length`, or more than [`MAX_PIECE_COUNT`] pieces are refused, so that no
+    /// claim makes anyone allocate per-piece state beyond those bounds.
+    pub fn bounded(
+        content_length: u64,
+        piece_length: Option<u64>,
+        max_content_length: u64,
+    ) -> Result<Self, LayoutError> {
+        if let Some(len) = piece_length.filter(|&l| l > 0)
+            && !(MIN_EXPLICIT_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&len)
+        {
+            return Err(LayoutError::PieceLength(len));
+        }
+        if content_length > max_content_length {
+            return Err(LayoutError::ContentLength {
+                content_length,
+                max: max_content_length,
+            });
+        }
+        let layout = Self::new(content_length, piece_length);
+        layout.check_count()?;
+        Ok(layout)
+    }
+
+    /// Refuses a layout of more than [`MAX_PIECE_COUNT`] pieces (or of zero-length pieces).
+    pub fn check_count(&self) -> Result<(), LayoutError> {
+        let too_many = self.piece_length == 0
+            || self.content_length.div_ceil(self.piece_length) > u64::from(MAX_PIECE_COUNT);
+        if too_many {
+            return Err(LayoutError::PieceCount {
+                content_length: self.content_length,
+                piece_length: self.piece_length,
+            });
+        }
+        Ok(())
     }
 
     pub fn piece_count(&self) -> u32 {
@@ -156,6 +216,34 @@ mod tests {
     use proptest::prelude::*;
 
     const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn hostile_layouts_are_refused_before_anything_is_allocated() {
+        const TIB: u64 = 1 << 40;
+        // The crash of issue 15: one byte per piece of a 141 GB object.
+        assert_eq!(
+            PieceLayout::bounded(141_000_000_000, Some(1), TIB),
+            Err(LayoutError::PieceLength(1))
+        );
+        assert_eq!(
+            PieceLayout::bounded(2 * TIB, None, TIB),
+            Err(LayoutError::ContentLength {
+                content_length: 2 * TIB,
+                max: TIB
+            })
+        );
+        // Smallest explicit pieces over a large object: too many of them.
+        assert!(matches!(
+            PieceLayout::bounded(TIB, Some(MIN_EXPLICIT_PIECE_LENGTH), TIB),
+            Err(LayoutError::PieceCount { .. })
+        ));
+        // The automatic length keeps any allowed object within the piece count.
+        let auto = PieceLayout::bounded(TIB, None, TIB).expect("automatic layout");
+        assert!(auto.piece_count() <= MAX_PIECE_COUNT);
+        let explicit = PieceLayout::bounded(8 * MIB, Some(MIB), TIB).expect("1 MiB pieces");
+        assert_eq!(explicit.piece_count(), 8);
+        assert!(PieceLayout::new(10, Some(0)).check_count().is_ok());
+    }
 
     #[test]
     fn piece_length_table_matches_upstream() {

@@ -198,6 +198,24 @@ pub enum StderrFormat {
     Off,
 }
 
+/// Creates `dir` if needed and makes it, and every file directly in it, owner-only (0700 and
+/// 0600), whatever an older version or a package left behind.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
 /// Installs the global subscriber: the hub (file + stream) and, unless off, stderr.
 /// `filter` is an `EnvFilter` directive such as `info` or `df_peer=debug`.
 pub fn init(
@@ -208,7 +226,10 @@ pub fn init(
 ) -> Result<(LogHub, TelemetryGuard), std::io::Error> {
     let (hub, guard) = match log_dir {
         Some(dir) => {
-            std::fs::create_dir_all(dir)?;
+            // Logs name URLs, hosts and tasks: owner-only, like the cache. The umask covers the
+            // files the appender creates later (rotation); this is the daemon's process.
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+            private_dir(dir)?;
             let appender = tracing_appender::rolling::Builder::new()
                 .rotation(tracing_appender::rolling::Rotation::DAILY)
                 .filename_prefix(component)

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use df_core::ids::{ObjectDigest, TaskId};
+use df_core::piece::{MAX_PIECE_LENGTH, MIN_EXPLICIT_PIECE_LENGTH};
 use df_core::routes;
 use df_core::telemetry::{LogQuery, ndjson_stream};
 use serde::Deserialize;
@@ -41,6 +42,8 @@ pub(crate) struct AdminState {
     pub(crate) task_ttl: Duration,
     /// When the interception CA expires, if this peer intercepts with one.
     pub(crate) ca_not_after: Option<i64>,
+    /// Settings that weaken the defaults (shown by `dfctl status`).
+    pub(crate) warnings: Vec<String>,
 }
 
 type Shared = State<Arc<AdminState>>;
@@ -111,6 +114,7 @@ async fn info(State(s): Shared) -> Response {
         ca_not_after: ctx.ca_not_after,
         high_watermark_percent: ctx.store.high_watermark_percent(),
         task_ttl_secs: ctx.task_ttl.as_secs(),
+        warnings: ctx.warnings.clone(),
     })
     .into_response()
 }
@@ -154,10 +158,6 @@ struct DownloadQuery {
     piece_length: Option<u64>,
 }
 
-/// Smallest explicit piece length accepted: bounds the piece count (and so the bitmap, the
-/// requests and the scheduler's per-piece messages) of a task a client can ask for.
-const MIN_EXPLICIT_PIECE_LENGTH: u64 = 64 * 1024;
-
 async fn download(
     State(s): Shared,
     Query(q): Query<DownloadQuery>,
@@ -168,11 +168,10 @@ async fn download(
         Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
     };
     if let Some(len) = q.piece_length
-        && !(MIN_EXPLICIT_PIECE_LENGTH..=df_core::piece::MAX_PIECE_LENGTH).contains(&len)
+        && !(MIN_EXPLICIT_PIECE_LENGTH..=MAX_PIECE_LENGTH).contains(&len)
     {
         let msg = format!(
-            "piece_length {len} is outside {MIN_EXPLICIT_PIECE_LENGTH}..={}\n",
-            df_core::piece::MAX_PIECE_LENGTH
+            "piece_length {len} is outside {MIN_EXPLICIT_PIECE_LENGTH}..={MAX_PIECE_LENGTH}\n"
         );
         return (StatusCode::BAD_REQUEST, msg).into_response();
     }
@@ -197,6 +196,9 @@ async fn download(
         }
         Err(DeliveryError::Upstream(m)) => {
             (StatusCode::BAD_GATEWAY, format!("{m}\n")).into_response()
+        }
+        Err(DeliveryError::Forbidden(m)) => {
+            (StatusCode::FORBIDDEN, format!("{m}\n")).into_response()
         }
     }
 }

@@ -5,8 +5,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use df_core::admin_auth::AdminAuth;
 use df_core::config::{ConfigError, load_yaml, socket_addr};
 use df_core::ids::HostId;
+use df_core::serve::ServerLimits;
 use df_core::telemetry::StderrFormat;
 use regex::Regex;
 
@@ -48,6 +50,13 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub proxy: ProxyConfig,
     pub origin: OriginConfig,
+    /// Bounds of each server (connections, header-read timeout).
+    pub server_limits: ServerLimits,
+    /// A CONNECT tunnel idle this long is closed.
+    pub idle_timeout: Duration,
+    /// Largest object cached and shared.
+    pub max_content_length: u64,
+    pub admin: AdminAuth,
 }
 
 /// Validated `proxy:` section.
@@ -62,6 +71,12 @@ pub struct ProxyConfig {
     /// Fixed certificates per intercepted host, read at load time.
     pub hijack_certs: Vec<HostCert>,
     pub connect_ports: Vec<u16>,
+    /// Client networks served; empty: loopback and this node's own addresses.
+    pub allow: Vec<ipnet::IpNet>,
+    pub allow_private_destinations: bool,
+    /// Ports forward, mirror and download requests may reach (with `connect_ports` and the
+    /// mirror's port); empty: any.
+    pub destination_ports: Vec<u16>,
 }
 
 /// One `proxy.hijack.certs` entry: PEM text of the chain and key for `host` (lower case).
@@ -182,8 +197,34 @@ impl ProxyConfig {
                 "intercepting hosts needs proxy.hijack.ca_cert and ca_key",
             ));
         }
+        let allow = raw
+            .allow
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.parse::<ipnet::IpNet>()
+                    .or_else(|_| a.parse::<IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::invalid(
+                            path,
+                            &format!("proxy.allow[{i}]"),
+                            format!("'{a}' is not an IP address or CIDR like 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let mut destination_ports = raw.destination_ports;
+        if !destination_ports.is_empty() {
+            destination_ports.extend(&raw.connect_ports);
+            destination_ports.extend(mirror_default.port_or_known_default());
+            destination_ports.sort_unstable();
+            destination_ports.dedup();
+        }
         Ok(Self {
             enabled: raw.enabled,
+            allow,
+            allow_private_destinations: raw.allow_private_destinations,
+            destination_ports,
             rules,
             mirror_default,
             hijack_hosts,
@@ -285,6 +326,13 @@ impl Config {
                 "must not be empty",
             ));
         }
+        if raw.server.max_connections == 0 || raw.server.header_read_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                path,
+                "server.max_connections",
+                "max_connections must be at least 1 and header_read_timeout more than 0s",
+            ));
+        }
         let hostname = if raw.host.hostname.is_empty() {
             system_hostname()
         } else {
@@ -316,11 +364,32 @@ impl Config {
             gc_interval: raw.storage.gc_interval,
             proxy: ProxyConfig::validate(path, raw.proxy)?,
             origin: OriginConfig::validate(path, raw.origin)?,
+            server_limits: ServerLimits {
+                max_connections: raw.server.max_connections,
+                header_read_timeout: raw.server.header_read_timeout,
+            },
+            idle_timeout: raw.server.idle_timeout,
+            max_content_length: raw.download.max_content_length.0,
+            admin: AdminAuth::load(path, &raw.admin)?,
             log_dir: raw.log.dir,
             log_level: raw.log.level,
             log_stderr: raw.log.stderr,
             shutdown_grace: raw.shutdown_grace.0,
         })
+    }
+
+    /// Settings that weaken security, logged at start and shown by `dfctl status`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.admin.warning().into_iter().collect();
+        if self.proxy.allow_private_destinations {
+            out.push(
+                "proxy.allow_private_destinations: the proxy and download API may reach loopback, link-local and this node's own addresses".to_owned(),
+            );
+        }
+        if self.proxy.enabled && self.proxy.allow.iter().any(|n| n.prefix_len() == 0) {
+            out.push("proxy.allow admits every client address".to_owned());
+        }
+        out
     }
 
     pub fn host_id(&self, ip: &IpAddr) -> HostId {

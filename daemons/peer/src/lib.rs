@@ -6,13 +6,13 @@
 //! [`run`] takes already-bound listeners and a shutdown token, so tests boot whole clusters in
 //! one process.
 
-pub(crate) mod accept;
 pub(crate) mod admin;
 pub mod admission;
 pub(crate) mod announcer;
 mod commands;
 pub mod config;
 pub mod download;
+pub mod egress;
 mod gc;
 pub(crate) mod metrics;
 pub(crate) mod preheat;
@@ -29,6 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use df_core::serve::Stopping;
 use df_core::telemetry::LogHub;
 use df_proto::scheduler::v1 as pb;
 use tokio::net::TcpListener;
@@ -67,8 +68,6 @@ pub enum RunError {
     Client(#[from] reqwest::Error),
     #[error(transparent)]
     Origin(#[from] OriginClientError),
-    #[error("admin server: {0}")]
-    Admin(std::io::Error),
     #[error(transparent)]
     Proxy(#[from] proxy::leaf_certs::MintError),
 }
@@ -136,16 +135,32 @@ pub async fn run(
         host_info.clone(),
         Duration::from_secs(1),
     )?);
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let mut known = vec![ip, upload_addr.ip(), admin_addr.ip()];
+    known.extend(proxy_addr.map(|a| a.ip()));
+    let own = egress::own_addresses(&known);
+    let clients = egress::ClientAllow::new(config.proxy.allow.clone(), own.clone());
+    let policy = egress::EgressPolicy::new(
+        config.proxy.allow_private_destinations,
+        config.proxy.destination_ports.clone(),
+        own,
+    );
     let origin = OriginClients::new(
         &config.origin,
         config.origin_connect_timeout,
         config.piece_timeout,
+        Arc::new(policy),
     )?;
     let peers = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(config.piece_timeout)
         .pool_max_idle_per_host(16)
+        // Parents close keep-alive connections idle for their header-read timeout; dropping
+        // ours first avoids sending a piece request on a connection being closed.
+        .pool_idle_timeout(config.server_limits.header_read_timeout / 2)
         .tcp_nodelay(true)
         .build()?;
     // The shared pieces, each handed only to the components that need it.
@@ -193,24 +208,12 @@ pub async fn run(
     // Stopping: `shutdown` ends accepting and lets in-flight responses finish; `cut`, the
     // grace period later, drops what is left.
     let grace = config.shutdown_grace;
-    let stopping = accept::Stopping {
-        stop: shutdown.clone(),
-        cut: CancellationToken::new(),
-        connections: TaskTracker::new(),
-    };
-    // Not on a tracker: it is what ends the wait for the trackers, and ends itself at the grace.
-    tokio::spawn({
-        let (stop, cut) = (shutdown.clone(), stopping.cut.clone());
-        async move {
-            stop.cancelled().await;
-            tokio::time::sleep(grace).await;
-            cut.cancel();
-        }
-    });
+    let stopping = Stopping::with_grace(shutdown.clone(), grace);
     let uploads = Uploads {
         store: store.clone(),
         seed: config.seed,
         slots: config.upload_slots,
+        limits: config.server_limits,
         per_connection_rate: config.upload_rate_per_connection,
         limiter: RateLimiter::new(config.upload_rate),
         counters: counters.clone(),
@@ -229,6 +232,9 @@ pub async fn run(
                 p2p: p2p.clone(),
                 metrics: metrics.clone(),
                 tasks: manager.clone(),
+                clients,
+                limits: config.server_limits,
+                idle_timeout: config.idle_timeout,
             },
             stopping.clone(),
         )?);
@@ -254,20 +260,23 @@ pub async fn run(
         started: Instant::now(),
         seed: config.seed,
         task_ttl: config.task_ttl,
+        warnings: config.warnings(),
         ca_not_after: config
             .proxy
             .hijack_ca
             .as_ref()
             .and_then(|(cert, _)| proxy::leaf_certs::not_after(cert)),
     });
-    let admin_shutdown = shutdown.clone();
     // Client downloads through the admin API are responses in flight too: they get the grace.
-    let admin_server = axum::serve(listeners.admin, admin)
-        .with_graceful_shutdown(async move { admin_shutdown.cancelled().await });
-    tokio::select! {
-        served = admin_server => served.map_err(RunError::Admin)?,
-        () = stopping.cut.cancelled() => {}
-    }
+    let admin = df_core::admin_auth::protect(admin, config.admin.clone());
+    df_core::serve::serve_router(
+        listeners.admin,
+        "admin",
+        admin,
+        config.server_limits,
+        stopping.clone(),
+    )
+    .await;
     tracing::info!(
         ?grace,
         "stopping: no new connections; finishing responses in flight"

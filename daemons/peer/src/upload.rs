@@ -28,11 +28,11 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::accept::Stopping;
 use crate::admission::{self, Answer};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{PieceStore, StoredTask};
+use df_core::serve::{ConnectionLimit, Stopping};
 
 /// What the piece server needs: the cache it reads, its limits, and the counters it moves.
 pub(crate) struct Uploads {
@@ -41,6 +41,9 @@ pub(crate) struct Uploads {
     pub(crate) seed: bool,
     /// Uploads each task sends at once (`upload.slots`); more are answered busy.
     pub(crate) slots: u32,
+    /// Connection cap and header timeout. Each connection sends one piece at a time, so the
+    /// cap also bounds uploads across all tasks.
+    pub(crate) limits: df_core::serve::ServerLimits,
     /// Bytes per second per connection; 0 is unlimited.
     pub(crate) per_connection_rate: u64,
     /// The daemon-wide upload limit.
@@ -101,20 +104,25 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 /// finished (bounded by `shutdown_grace`), and held-open bitmap polls answer at once.
 pub(crate) async fn run(listener: TcpListener, ctx: Arc<Uploads>, stopping: Stopping) {
     let stop = stopping.stop.clone();
-    crate::accept::serve(listener, "upload", stopping, move |stream| {
-        let ctx = ctx.clone();
-        let stop = stop.clone();
-        let per_conn = Arc::new(RateLimiter::new(ctx.per_connection_rate));
-        let service = hyper::service::service_fn(move |req| {
+    let limits = ctx.limits;
+    df_core::serve::accept_loop(
+        listener,
+        ConnectionLimit::new("upload", limits.max_connections),
+        stopping,
+        move |stream, _| {
             let ctx = ctx.clone();
-            let per_conn = per_conn.clone();
             let stop = stop.clone();
-            async move { Ok::<_, Infallible>(route(ctx, per_conn, &stop, req).await) }
-        });
-        hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-    })
+            let per_conn = Arc::new(RateLimiter::new(ctx.per_connection_rate));
+            let service = hyper::service::service_fn(move |req| {
+                let ctx = ctx.clone();
+                let per_conn = per_conn.clone();
+                let stop = stop.clone();
+                async move { Ok::<_, Infallible>(route(ctx, per_conn, &stop, req).await) }
+            });
+            df_core::serve::http1(limits.header_read_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        },
+    )
     .await;
 }
 

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use df_core::config::scheduler::RawJobs;
+use df_core::admin_auth::AdminAuth;
+use df_core::config::scheduler::{RawJobs, RawLimits};
 use df_core::config::{ConfigError, load_yaml, socket_addr};
+use df_core::serve::ServerLimits;
 use df_core::telemetry::StderrFormat;
 
 pub use df_core::config::scheduler::DEFAULT_PATH as DEFAULT_CONFIG_PATH;
@@ -68,11 +70,47 @@ impl JobsConfig {
     }
 }
 
+/// Validated `limits` section: what peers can make the scheduler hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_hosts: usize,
+    pub max_tasks: usize,
+    pub max_peers_per_task: usize,
+    pub max_blocklist: usize,
+    pub max_content_length: u64,
+}
+
+impl Limits {
+    fn validate(path: &Path, raw: &RawLimits) -> Result<Self, ConfigError> {
+        for (key, v) in [
+            ("limits.max_hosts", raw.max_hosts),
+            ("limits.max_tasks", raw.max_tasks),
+            ("limits.max_peers_per_task", raw.max_peers_per_task),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::invalid(path, key, "must be at least 1"));
+            }
+        }
+        Ok(Self {
+            max_hosts: raw.max_hosts,
+            max_tasks: raw.max_tasks,
+            max_peers_per_task: raw.max_peers_per_task,
+            max_blocklist: raw.max_blocklist,
+            max_content_length: raw.max_content_length.0,
+        })
+    }
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// Bounds of each server (connections, header-read timeout).
+    pub server_limits: ServerLimits,
+    pub max_streams_per_connection: u32,
+    pub limits: Limits,
+    pub admin: AdminAuth,
     pub candidate_parents: usize,
     pub retry_limit: u32,
     pub seed_wait: Duration,
@@ -97,6 +135,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Settings that weaken security, logged at start and shown by `dfctl status`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.admin.warning().into_iter().collect();
+        if !self.http_addr.ip().is_loopback() && !self.admin.has_token() {
+            out.push(format!(
+                "admin API on {} without admin.token_file: only local clients are served",
+                self.http_addr
+            ));
+        }
+        out
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         Self::validate(path, load_yaml(path)?)
     }
@@ -117,9 +167,30 @@ impl Config {
                 "must be more than 0s",
             ));
         }
+        if raw.server.max_connections == 0 || raw.server.max_streams_per_connection == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "server.max_connections",
+                "max_connections and max_streams_per_connection must be at least 1",
+            ));
+        }
+        if raw.server.header_read_timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                path,
+                "server.header_read_timeout",
+                "must be more than 0s",
+            ));
+        }
         Ok(Self {
             grpc_addr: addr("server.grpc_addr", &raw.server.grpc_addr)?,
             http_addr: addr("server.http_addr", &raw.server.http_addr)?,
+            server_limits: ServerLimits {
+                max_connections: raw.server.max_connections,
+                header_read_timeout: raw.server.header_read_timeout,
+            },
+            max_streams_per_connection: raw.server.max_streams_per_connection,
+            limits: Limits::validate(path, &raw.limits)?,
+            admin: AdminAuth::load(path, &raw.admin)?,
             candidate_parents: raw.scheduler.candidate_parents,
             retry_limit: raw.scheduler.retry_limit,
             seed_wait: raw.scheduler.seed_wait,

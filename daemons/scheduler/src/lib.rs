@@ -7,7 +7,9 @@
 //! port 0 inside one process.
 
 pub(crate) mod admin;
+pub(crate) mod admission;
 pub mod config;
+pub(crate) mod listener;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod preheat;
@@ -46,11 +48,6 @@ pub enum RunError {
         addr: String,
         source: tonic::transport::Error,
     },
-    #[error("admin HTTP server on {addr}: {source}")]
-    Http {
-        addr: String,
-        source: std::io::Error,
-    },
 }
 
 /// Serves gRPC on `grpc` and the admin API on `http` until `shutdown` is cancelled.
@@ -63,6 +60,12 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let grpc_addr = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let limits = config.server_limits;
+    let max_streams = config.max_streams_per_connection;
+    let admin_auth = config.admin.clone();
     let scheduler = Arc::new(Scheduler::new(config));
     // Every task the scheduler spawns is tracked, so shutdown can wait for them (bounded).
     let tracker = TaskTracker::new();
@@ -108,17 +111,16 @@ pub async fn run(
         hub,
         grpc_addr: grpc_addr.clone(),
     });
-    let http_shutdown = shutdown.clone();
+    let admin = df_core::admin_auth::protect(admin, admin_auth);
+    tracing::debug!(addr = %http_addr, "admin HTTP server");
+    // The jobs API and the admin token check read the client address (ConnectInfo) that
+    // serve_router attaches.
+    // Its connections are cut at shutdown, not drained: they are short requests or watch and
+    // log streams that would otherwise hold a restart for the whole grace period.
+    let http_stopping = df_core::serve::Stopping::immediate(shutdown.clone());
     let http_task = async move {
-        // The jobs API checks where a request comes from when no token is configured.
-        let service = admin.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(http, service)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await
-            .map_err(|source| RunError::Http {
-                addr: http_addr,
-                source,
-            })
+        df_core::serve::serve_router(http, "scheduler-http", admin, limits, http_stopping).await;
+        Ok::<(), RunError>(())
     };
 
     let grace = scheduler.config().shutdown_grace;
@@ -138,11 +140,16 @@ pub async fn run(
         }
     };
     let service_tracker = tracker.clone();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let incoming = listener::incoming(
+        grpc,
+        df_core::serve::ConnectionLimit::new("scheduler-grpc", limits.max_connections),
+        limits.header_read_timeout,
+    );
     let stopping = shutdown.clone();
     let grpc_task = async move {
         tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
+            .http2_keepalive_interval(Some(listener::keepalive(limits.header_read_timeout)))
+            .max_concurrent_streams(Some(max_streams))
             .add_service(SchedulerServer::new(service::SchedulerService {
                 scheduler: scheduler.clone(),
                 jobs,

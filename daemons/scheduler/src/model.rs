@@ -123,6 +123,30 @@ pub struct Peer {
     pub updated_at: Instant,
 }
 
+impl Peer {
+    /// A peer just registered (or learnt from a re-announce), with nothing known yet.
+    pub fn pending(id: PeerId, host_id: HostId) -> Self {
+        let now = Instant::now();
+        Self {
+            id,
+            host_id,
+            state: PeerState::Pending,
+            is_seed: false,
+            bitmap: Bitmap::default(),
+            content_path: String::new(),
+            tx: None,
+            stream_generation: 0,
+            blocklist: HashSet::new(),
+            reschedules: 0,
+            corrupt: false,
+            bytes_from_origin: 0,
+            bytes_from_peers: 0,
+            registered_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Edge {
     pub bytes: u64,

@@ -62,7 +62,10 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             return Err(going_away());
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        let (host_id, generation) = self.scheduler.host_connected(info, tx);
+        let (host_id, generation) = self
+            .scheduler
+            .host_connected(info, tx)
+            .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         if self.stopping.is_cancelled() {
             self.scheduler.host_disconnected(&host_id, generation);
             return Err(going_away());

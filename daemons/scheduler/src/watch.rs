@@ -204,7 +204,7 @@ mod tests {
             ip: "127.0.0.1".into(),
             ..Default::default()
         };
-        feed.scheduler.host_connected(info, tx);
+        feed.scheduler.host_connected(info, tx).expect("admitted");
         feed.publish();
         let next = stream.next().await.expect("line").expect("infallible");
         let event: WatchEvent = serde_json::from_slice(&next).expect("valid JSON line");

@@ -198,10 +198,24 @@ fn helm_values_file(args: &HelmArgs) -> anyhow::Result<ExitCode> {
     let text = args.values.render()?;
     let out = std::path::absolute(&args.out)
         .with_context(|| format!("cannot make '{}' absolute", args.out.display()))?;
+    // A values file that carries the CA private key is the key's file: owner-only, always.
+    let mode = if args.values.ca_key.is_some() {
+        Mode::Exact(0o600)
+    } else {
+        Mode::New(0o644)
+    };
     let mut plan = WritePlan::new("/", "gen-config helm");
     plan.add_whole(&out, text.clone(), 0o644);
     let current = plan.current(&out)?;
     if current.as_deref() == Some(text.as_bytes()) {
+        if let Mode::Exact(bits) = mode
+            && !args.dry_run
+        {
+            // An older dfctl wrote it 0644: the key must not stay readable.
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(bits))
+                .with_context(|| format!("cannot chmod {}", out.display()))?;
+        }
         write_stdout(&format!("unchanged {}\n", out.display()))?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -223,7 +237,7 @@ fn helm_values_file(args: &HelmArgs) -> anyhow::Result<ExitCode> {
         let backup = crate::write_plan::free_backup_name(Path::new("/"), &out);
         destination::write(&backup, None, &old, Mode::New(old_mode & 0o7777))?;
     }
-    destination::write(&out, None, text.as_bytes(), Mode::New(0o644))?;
+    destination::write(&out, None, text.as_bytes(), mode)?;
     write_stdout(&format!(
         "wrote {}\nnext: dfctl deploy helm --values {}\n",
         out.display(),

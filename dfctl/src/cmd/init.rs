@@ -45,6 +45,22 @@ pub const DEFAULT_REGISTRY: &str = "docker.io";
 /// Where a node keeps the profile's `pki/` files it needs: the CA certificate and the
 /// registries' certificates and keys, never the CA key.
 pub const NODE_PKI_DIR: &str = "/etc/dragonfly/pki";
+/// The admin token in `pki/` (0600), installed as `NODE_PKI_DIR/admin-token` on every node.
+pub const TOKEN_FILE: &str = "admin-token";
+
+/// Makes `pki/admin-token` unless it exists (kept across runs, like the CA).
+fn ensure_token(pki: &Path) -> anyhow::Result<String> {
+    let path = pki.join(TOKEN_FILE);
+    if path.exists() {
+        return Ok(format!("kept      {}\n", path.display()));
+    }
+    let token = format!("{}\n", crate::admin::new_token()?);
+    destination::write(&path, None, token.as_bytes(), Mode::Exact(0o600))?;
+    Ok(format!(
+        "created   {} (0600): the admin token every daemon requires\n",
+        path.display()
+    ))
+}
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -97,6 +113,10 @@ pub const PROFILE_FILES: &[(&str, &str)] = &[
     (
         "pki/ca.key",
         "its key (0400): signs certificates for any host; keep it off the nodes",
+    ),
+    (
+        "pki/admin-token",
+        "the daemons' admin API token (0600): install it beside the certificates on every node",
     ),
     (
         "daemons/dfscheduler.yaml",
@@ -342,6 +362,8 @@ fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
          - runtimes reach the node's dfdaemon at: `{peer}`\n\n\
          | file | what |\n| --- | --- |\n{files}\n\
          ## Next steps\n\n\
+         0. Every daemon requires the admin token: install `pki/admin-token` as\n   \
+            `/etc/dragonfly/pki/admin-token` (mode 0600) on every node; dfctl on a node reads it there.\n\
          1. Scheduler hosts: install `daemons/dfscheduler.yaml` as `/etc/dragonfly/dfscheduler.yaml`,\n   \
             start `dfscheduler`.\n\
          2. Seed peers: install `daemons/dfdaemon-seed.yaml` as `/etc/dragonfly/dfdaemon.yaml`,\n   \
@@ -475,15 +497,31 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
         vec![Path::new(NODE_PKI_DIR).join(CA_CERT)]
     };
     daemon_yaml::intercept(&mut peer_raw, certs, &ports, origin_cas);
+    // Every daemon requires the cluster's admin token, installed with the certificates.
+    let token_note = ensure_token(&pki)?;
+    out.push_str(&token_note);
+    let admin = df_core::config::RawAdmin {
+        token_file: Some(Path::new(NODE_PKI_DIR).join(TOKEN_FILE)),
+        ..df_core::config::RawAdmin::default()
+    };
+    peer_raw.admin = admin.clone();
     let peer_config = daemon_yaml::render_peer(&peer_raw)?;
+    let mut seed_raw = daemon_yaml::peer_raw(true, &profile.schedulers, None);
+    seed_raw.admin = admin.clone();
+    let scheduler_raw = df_core::config::scheduler::RawConfig {
+        admin,
+        ..df_core::config::scheduler::RawConfig::default()
+    };
+    let scheduler_config = df_core::config::to_yaml(
+        df_core::config::scheduler::HEADER,
+        &scheduler_raw,
+        "dfscheduler.yaml",
+    )?;
     let mut files: Vec<(PathBuf, String)> = vec![
-        (
-            dir.join("daemons/dfscheduler.yaml"),
-            daemon_yaml::scheduler_yaml()?,
-        ),
+        (dir.join("daemons/dfscheduler.yaml"), scheduler_config),
         (
             dir.join("daemons/dfdaemon-seed.yaml"),
-            daemon_yaml::peer_yaml(true, &profile.schedulers, None)?,
+            daemon_yaml::render_peer(&seed_raw)?,
         ),
         (dir.join("daemons/dfdaemon-peer.yaml"), peer_config),
     ];

@@ -111,6 +111,8 @@ fn assess(info: &PeerInfo, now: i64) -> (Vec<String>, Vec<String>, Option<i64>) 
             render::bytes(info.disk_high_watermark)
         ));
     }
+    // Settings that weaken security, as the daemon reports them.
+    warnings.extend(info.warnings.iter().map(|w| format!("weakened: {w}")));
     (problems, warnings, ca_days_left)
 }
 
@@ -333,8 +335,16 @@ pub fn render_table(report: &StatusReport, palette: Palette) -> String {
         "TASKS",
         "PEERS",
     ]);
+    let mut scheduler_notes = Vec::new();
     for s in &report.schedulers {
         let i = s.info.as_ref();
+        for w in i.map(|i| i.warnings.as_slice()).unwrap_or_default() {
+            scheduler_notes.push(palette.yellow(&format!(
+                "warning: {} ({}): weakened: {w}",
+                s.name.as_deref().unwrap_or("-"),
+                s.addr
+            )));
+        }
         schedulers.row([
             Cell::from(s.name.clone().unwrap_or_else(|| "-".to_owned())),
             Cell::from(s.addr.clone()),
@@ -361,7 +371,7 @@ pub fn render_table(report: &StatusReport, palette: Palette) -> String {
         "CA",
         "SCHEDULERS",
     ]);
-    let mut notes = Vec::new();
+    let mut notes = scheduler_notes;
     for p in &report.peers {
         let i = p.info.as_ref();
         let name = p.name.clone().unwrap_or_else(|| "-".to_owned());
@@ -477,6 +487,7 @@ mod tests {
             ca_not_after: None,
             high_watermark_percent: 90,
             task_ttl_secs: 86400,
+            warnings: Vec::new(),
         }
     }
 
@@ -494,6 +505,7 @@ mod tests {
                     hosts: 4,
                     tasks: 1,
                     peers: 3,
+                    warnings: Vec::new(),
                 }),
             }],
             peers: vec![

@@ -118,6 +118,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         &proxy,
     )?;
 
+    {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || ensure_admin_token(&dir))
+            .await
+            .context("token task failed")??;
+    }
+    crate::admin::discover_token(&dir);
     let marker = dir.join(MARKER_FILE);
     crate::cluster::write_atomically(
         &marker,
@@ -246,7 +253,9 @@ pub fn plan_cluster(
             server: scheduler::RawServer {
                 grpc_addr: grpc_addr.to_string(),
                 http_addr: http_addr.to_string(),
+                ..scheduler::RawServer::default()
             },
+            admin: admin_section(dir),
             log: files_only_log(&rec.log_dir),
             ..scheduler::RawConfig::default()
         };
@@ -281,7 +290,16 @@ pub fn plan_cluster(
                 upload_addr: upload_addr.to_string(),
                 proxy_addr: proxy_addr.to_string(),
                 admin_addr: admin_addr.to_string(),
+                ..defaults.server
             },
+            // A local cluster's origins and registries are on this machine: let the proxy reach
+            // them (the daemons warn, and `dfctl status` shows it).
+            proxy: peer::RawProxy {
+                allow_private_destinations: true,
+                destination_ports: Vec::new(),
+                ..defaults.proxy
+            },
+            admin: admin_section(dir),
             upload: peer::RawUpload {
                 rate_limit: args.upload_rate_limit,
                 ..defaults.upload
@@ -302,6 +320,31 @@ pub fn plan_cluster(
         });
     }
     Ok(plans)
+}
+
+/// Every daemon of a local cluster requires the cluster's admin token
+/// (`DIR/admin-token`, written by [`ensure_admin_token`]).
+fn admin_section(dir: &Path) -> df_core::config::RawAdmin {
+    df_core::config::RawAdmin {
+        token_file: Some(dir.join(crate::cluster::ADMIN_TOKEN_FILE)),
+        ..df_core::config::RawAdmin::default()
+    }
+}
+
+/// Makes `DIR/admin-token` (random, 0600) unless it exists; kept across `up`s so profiles and
+/// scripts holding it stay valid.
+pub fn ensure_admin_token(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(crate::cluster::ADMIN_TOKEN_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    crate::destination::write(
+        &path,
+        None,
+        format!("{}\n", crate::admin::new_token()?).as_bytes(),
+        crate::destination::Mode::Exact(0o600),
+    )?;
+    Ok(())
 }
 
 /// A local cluster logs to files only: its daemons' stderr is a file too.

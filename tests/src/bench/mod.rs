@@ -436,9 +436,33 @@ pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-/// An HTTP client for talking to the daemons: no proxy, no overall timeout (bodies are long).
+/// The admin token of every daemon df-bench starts (their `admin.token_file` holds it).
+pub const BENCH_TOKEN: &str = "df-bench-admin-token";
+
+/// Writes [`BENCH_TOKEN`] to `path` as an owner-only token file.
+pub fn write_token(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(BENCH_TOKEN.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// An HTTP client for talking to the daemons: no proxy, no overall timeout (bodies are long),
+/// the daemons' admin token.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_static("Bearer df-bench-admin-token"),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .connect_timeout(Duration::from_secs(5))
         .tcp_nodelay(true)

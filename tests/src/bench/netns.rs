@@ -230,6 +230,10 @@ pub(crate) async fn herd(
     for (i, (host, admin)) in admins.iter().enumerate() {
         let mut cmd = lab.launch(*host).command(Path::new("curl"));
         cmd.args(["-sS", "-o", "/dev/null", "-D", "-", "--get"])
+            .args([
+                "-H",
+                &format!("Authorization: Bearer {}", super::BENCH_TOKEN),
+            ])
             .args(["--data-urlencode", &format!("url={url}")])
             .args(
                 piece_length

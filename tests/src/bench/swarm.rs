@@ -412,6 +412,7 @@ async fn run_cluster(
         }
         let limits = (limit(cfg.peer_upload), limit(cfg.peer_download));
         let config_path = home.join("dfdaemon.yaml");
+        super::write_token(&home.join("admin-token"))?;
         write_file(
             &config_path,
             &peer_yaml(cfg, (&name, ip, limits), i == 0, &grpc, p, &home),
@@ -609,7 +610,8 @@ fn peer_yaml(
          upload:\n  rate_limit: {}\n{slots}\
          download:\n  rate_limit: {}\n{concurrent}\
          storage:\n  dir: \"{}\"\n\
-         proxy:\n  enabled: false\n\
+         proxy:\n  enabled: false\n  allow_private_destinations: true\n  destination_ports: []\n\
+         admin:\n  token_file: \"{}\"\n\
          log:\n  dir: \"{}\"\n  level: info\n  stderr: \"off\"\n",
         ports[0],
         ports[1],
@@ -617,6 +619,7 @@ fn peer_yaml(
         upload,
         download,
         home.join("data").display(),
+        home.join("admin-token").display(),
         home.join("log").display(),
     )
 }

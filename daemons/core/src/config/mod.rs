@@ -61,6 +61,34 @@ fn any_addr(port: u16) -> String {
     std::net::SocketAddr::from(([0, 0, 0, 0], port)).to_string()
 }
 
+/// `127.0.0.1:port`: where an admin API listens unless configured otherwise.
+fn loopback_addr(port: u16) -> String {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port)).to_string()
+}
+
+/// The `admin:` section both daemons have: who may use their HTTP admin API.
+#[derive(Debug, Clone, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// File holding the bearer token (one line, mode 0600) that every admin endpoint which
+    /// changes state or returns data requires (`Authorization: Bearer <token>`); `dfctl init`
+    /// and `dfctl up` generate it. Unset: those endpoints answer local clients only (loopback,
+    /// or a client on this host's own address), and
+    /// the daemon warns at start and in `dfctl status`.
+    pub token_file: Option<std::path::PathBuf>,
+    /// Serve `/metrics` without the token (Prometheus scrapers); `/healthz` is always open.
+    pub open_metrics: bool,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            token_file: None,
+            open_metrics: true,
+        }
+    }
+}
+
 /// `config` as YAML under `header` (comment lines, each ending in a newline). `what` names the
 /// file in errors.
 pub fn to_yaml<T: Serialize>(header: &str, config: &T, what: &str) -> Result<String, ConfigError> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ByteSize, LogSection, ShutdownGrace, any_addr};
+use super::{ByteSize, LogSection, RawAdmin, ShutdownGrace, any_addr, loopback_addr};
 use crate::ports;
 
 /// Where the daemon looks for its config unless told otherwise.
@@ -41,6 +41,7 @@ pub struct RawConfig {
     pub storage: RawStorage,
     pub proxy: RawProxy,
     pub origin: RawOrigin,
+    pub admin: RawAdmin,
     pub log: LogSection,
     /// After SIGTERM: stop accepting, finish in-flight pieces and responses for up to this
     /// long, save task metadata, exit (see `ShutdownGrace`).
@@ -59,6 +60,17 @@ pub struct RawProxy {
     pub hijack: RawHijack,
     /// Ports a CONNECT may reach.
     pub connect_ports: Vec<u16>,
+    /// Client addresses (IPs or CIDRs, `10.0.0.0/8`) the proxy serves. Empty: loopback and
+    /// this node's own addresses only.
+    pub allow: Vec<String>,
+    /// Let forward, CONNECT, mirror and download-API requests reach loopback, link-local and
+    /// this node's own addresses (after DNS resolution). Off by default, so the proxy cannot be
+    /// used to reach the node's local services; `dfctl up` turns it on for local clusters, and
+    /// the daemon warns at start and in `dfctl status` when it is on.
+    pub allow_private_destinations: bool,
+    /// Ports forward, mirror and download-API requests may reach, besides `connect_ports` and
+    /// the mirror's own port. Empty: any port.
+    pub destination_ports: Vec<u16>,
 }
 
 impl Default for RawProxy {
@@ -71,6 +83,9 @@ impl Default for RawProxy {
             registry_mirror: RawMirror::default(),
             hijack: RawHijack::default(),
             connect_ports: vec![443],
+            allow: Vec::new(),
+            allow_private_destinations: false,
+            destination_ports: vec![80, 443, 5000],
         }
     }
 }
@@ -152,8 +167,18 @@ pub struct RawServer {
     pub upload_addr: String,
     /// HTTP(S) proxy and registry mirror for docker, containerd, CRI-O and podman.
     pub proxy_addr: String,
-    /// Health, metrics, task API, log stream.
+    /// Health, metrics, task API, log stream. Loopback unless configured otherwise.
     pub admin_addr: String,
+    /// Connections each server (upload, proxy, admin) holds at most; more are closed at accept.
+    pub max_connections: usize,
+    /// A client that has not sent a whole request head this long after connecting, or after
+    /// its previous request on a keep-alive connection, is disconnected (slowloris, idle).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A CONNECT tunnel (blind or intercepted) that carries no byte either way this long is
+    /// closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
 }
 
 impl Default for RawServer {
@@ -161,7 +186,10 @@ impl Default for RawServer {
         Self {
             upload_addr: any_addr(ports::PEER_UPLOAD),
             proxy_addr: any_addr(ports::PEER_PROXY),
-            admin_addr: any_addr(ports::PEER_ADMIN),
+            admin_addr: loopback_addr(ports::PEER_ADMIN),
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -206,6 +234,9 @@ pub struct RawDownload {
     /// Connecting to the origin.
     #[serde(with = "humantime_serde")]
     pub origin_connect_timeout: Duration,
+    /// Largest object this peer caches and shares; a larger one (as the origin, a request or
+    /// the scheduler says) is not stored, and layouts claiming more are refused.
+    pub max_content_length: ByteSize,
 }
 
 impl Default for RawDownload {
@@ -216,6 +247,7 @@ impl Default for RawDownload {
             schedule_timeout: Duration::from_secs(3),
             piece_timeout: Duration::from_secs(30),
             origin_connect_timeout: Duration::from_secs(10),
+            max_content_length: ByteSize(1 << 40),
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{LogSection, ShutdownGrace, any_addr};
+use super::{ByteSize, LogSection, RawAdmin, ShutdownGrace, any_addr, loopback_addr};
 use crate::ports;
 
 /// Where the scheduler looks for its config unless told otherwise.
@@ -33,10 +33,41 @@ pub struct RawConfig {
     pub scheduler: RawScheduling,
     pub gc: RawGc,
     pub jobs: RawJobs,
+    pub limits: RawLimits,
+    pub admin: RawAdmin,
     pub log: LogSection,
     /// After SIGTERM: tell every connected peer to reconnect, stop accepting, and exit within
     /// this long (see `ShutdownGrace`).
     pub shutdown_grace: ShutdownGrace,
+}
+
+/// Bounds on what peers can make the scheduler hold. A registration or announce beyond one is
+/// refused (gRPC `RESOURCE_EXHAUSTED`); the peer then fetches from the origin itself.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// Hosts known at once (connected, or remembered until `gc.host_ttl`).
+    pub max_hosts: usize,
+    /// Tasks known at once (a task without peers is forgotten after `gc.task_ttl`).
+    pub max_tasks: usize,
+    /// Peers of one task.
+    pub max_peers_per_task: usize,
+    /// Parents one peer can have blocklisted; reports beyond are ignored.
+    pub max_blocklist: usize,
+    /// Largest object a task may describe; larger layouts are refused.
+    pub max_content_length: ByteSize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            max_hosts: 10_000,
+            max_tasks: 100_000,
+            max_peers_per_task: 10_000,
+            max_blocklist: 256,
+            max_content_length: ByteSize(1 << 40),
+        }
+    }
 }
 
 /// Preheat jobs (`/oapi/v1/jobs`, Harbor-compatible).
@@ -80,15 +111,27 @@ impl Default for RawJobs {
 pub struct RawServer {
     /// gRPC for peers (announce, schedule).
     pub grpc_addr: String,
-    /// Health, metrics, the REST API dfctl uses and the jobs API.
+    /// Health, metrics, the REST API dfctl uses and the jobs API. Loopback unless configured
+    /// otherwise (set `admin.token_file` when exposing it).
     pub http_addr: String,
+    /// Connections each server (gRPC, HTTP) holds at most; more are closed at accept.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams (downloads plus the host stream) on one gRPC connection.
+    pub max_streams_per_connection: u32,
+    /// An HTTP client that has not sent a whole request head this long after connecting, or
+    /// after its previous request, is disconnected (slowloris, idle keep-alive).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for RawServer {
     fn default() -> Self {
         Self {
             grpc_addr: any_addr(ports::SCHEDULER_GRPC),
-            http_addr: any_addr(ports::SCHEDULER_HTTP),
+            http_addr: loopback_addr(ports::SCHEDULER_HTTP),
+            max_connections: 16_384,
+            max_streams_per_connection: 1024,
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }

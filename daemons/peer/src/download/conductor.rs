@@ -126,6 +126,20 @@ impl Conductor {
         headers: Vec<(String, String)>,
         link: &Link,
     ) -> Result<(), TaskFailure> {
+        // A layout from the origin or the scheduler that this peer will not hold: the client is
+        // served straight from the origin instead (as for an object that does not fit).
+        if let Err(e) = PieceLayout::bounded(
+            layout.content_length,
+            Some(layout.piece_length),
+            self.ctx.config.max_content_length,
+        ) {
+            let msg = format!("not cached: {e} (download.max_content_length)");
+            link.send(PeerMsg::Failed(pb::DownloadFailed {
+                message: msg.clone(),
+                origin_status: 0,
+            }));
+            return Err(TaskFailure::NoSpace(msg));
+        }
         match self.ctx.store.set_layout(&self.task, layout, headers).await {
             Ok(evicted) => {
                 for (task, peer) in evicted {

@@ -128,6 +128,9 @@ pub enum DeliveryError {
     BadRequest(String),
     #[error("{0}")]
     Upstream(String),
+    /// The destination is not allowed (`proxy.allow_private_destinations`, ports).
+    #[error("{0}")]
+    Forbidden(String),
 }
 
 pub struct TaskManager {
@@ -168,6 +171,10 @@ impl TaskManager {
     /// Makes sure a download of the task runs (or has finished) on this peer.
     pub fn start(&self, mut req: DownloadRequest) -> Result<Arc<StoredTask>, DeliveryError> {
         validate_http_url(&req.url).map_err(|e| DeliveryError::BadRequest(e.to_string()))?;
+        self.ctx
+            .origin
+            .check(&req.url)
+            .map_err(DeliveryError::Forbidden)?;
         if req.digest.is_none() {
             req.digest = ObjectDigest::from_blob_url(&req.url);
         }
@@ -246,6 +253,10 @@ impl TaskManager {
     ) -> Result<Delivery, DeliveryError> {
         if self.ctx.p2p.is_disabled() {
             validate_http_url(&req.url).map_err(|e| DeliveryError::BadRequest(e.to_string()))?;
+            self.ctx
+                .origin
+                .check(&req.url)
+                .map_err(DeliveryError::Forbidden)?;
             return self.pass_through(req, range, None).await;
         }
         let was_complete = Self::task_id(&req)

@@ -10,7 +10,10 @@ use df_core::piece::{MIN_PIECE_LENGTH, PieceLayout};
 use futures_util::StreamExt as _;
 use http::StatusCode;
 
+use std::sync::Arc;
+
 use super::piece_io::PieceError;
+use crate::egress::{EgressPolicy, GuardedResolver};
 use crate::storage::TaskFailure;
 
 /// Origin error bodies kept for passing through to the client.
@@ -61,6 +64,8 @@ pub struct OriginClients {
     direct: reqwest::Client,
     direct_insecure: reqwest::Client,
     insecure_hosts: Vec<regex::Regex>,
+    /// Where these clients may connect (enforced by their resolver and redirect policy).
+    egress: Arc<EgressPolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +84,7 @@ impl OriginClients {
         cfg: &crate::config::OriginConfig,
         connect_timeout: std::time::Duration,
         read_timeout: std::time::Duration,
+        egress: Arc<EgressPolicy>,
     ) -> Result<Self, OriginClientError> {
         let mut roots = Vec::new();
         for (path, pem) in &cfg.ca_pems {
@@ -92,14 +98,26 @@ impl OriginClients {
             );
         }
         let build = |follow: bool, insecure: bool| {
+            let policy = egress.clone();
             reqwest::Client::builder()
                 .no_proxy()
                 .connect_timeout(connect_timeout)
                 .read_timeout(read_timeout)
                 .tls_certs_merge(roots.clone())
                 .tls_danger_accept_invalid_certs(insecure)
+                .dns_resolver(GuardedResolver(egress.clone()))
                 .redirect(if follow {
-                    reqwest::redirect::Policy::limited(10)
+                    // Names in a redirect go through the resolver; literal IPs and ports are
+                    // checked here.
+                    reqwest::redirect::Policy::custom(move |attempt| {
+                        if attempt.previous().len() >= 10 {
+                            attempt.error("more than 10 redirects")
+                        } else if let Err(e) = policy.check_url(attempt.url()) {
+                            attempt.error(e)
+                        } else {
+                            attempt.follow()
+                        }
+                    })
                 } else {
                     reqwest::redirect::Policy::none()
                 })
@@ -111,7 +129,19 @@ impl OriginClients {
             direct: build(false, false)?,
             direct_insecure: build(false, true)?,
             insecure_hosts: cfg.insecure_hosts.clone(),
+            egress,
         })
+    }
+
+    /// Where a client's request may go; checked before any request for it is made.
+    pub fn egress(&self) -> &EgressPolicy {
+        &self.egress
+    }
+
+    /// [`EgressPolicy::check_url`] for a URL string.
+    pub fn check(&self, url: &str) -> Result<(), String> {
+        let parsed = url::Url::parse(url).map_err(|e| format!("'{url}': {e}"))?;
+        self.egress.check_url(&parsed).map_err(|e| e.to_string())
     }
 
     fn insecure(&self, url: &str) -> bool {

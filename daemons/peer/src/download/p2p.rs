@@ -132,7 +132,12 @@ impl Conductor {
                 swarm.last_progress = Instant::now();
             }
             Some(PeerReply::Digests(d)) => {
-                for p in d.pieces {
+                // Only pieces the layout has (or, before it, no more than any layout has).
+                let count = self
+                    .task
+                    .layout()
+                    .map_or(df_core::piece::MAX_PIECE_COUNT, |l| l.piece_count());
+                for p in d.pieces.into_iter().filter(|p| p.number < count) {
                     if let Some(digest) = PieceDigest::from_slice(&p.digest) {
                         swarm.expected.insert(p.number, digest);
                         swarm.picker.handle(PickEvent::Digest { piece: p.number });

@@ -10,6 +10,7 @@ use hyper_util::rt::TokioIo;
 
 use super::{Proxy, Tunnel, text};
 use crate::download::ResponseBody;
+use crate::egress::ResolveError;
 
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -67,9 +68,15 @@ impl Proxy {
             return ok();
         }
         self.ctx.metrics.proxy_request("connect_tunnel");
+        // Resolved and checked here, and the connection goes to the checked addresses only.
+        let addrs = match self.ctx.origin.egress().resolve(&host, port).await {
+            Ok(a) => a,
+            Err(ResolveError::Refused(e)) => return text(StatusCode::FORBIDDEN, e.to_string()),
+            Err(e) => return text(StatusCode::BAD_GATEWAY, e.to_string()),
+        };
         let upstream = match tokio::time::timeout(
             UPSTREAM_CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect((host.as_str(), port)),
+            tokio::net::TcpStream::connect(addrs.as_slice()),
         )
         .await
         {
@@ -87,12 +94,14 @@ impl Proxy {
                 );
             }
         };
+        let idle = self.ctx.idle_timeout;
         self.stopping.spawn(async move {
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
-                    let mut client = TokioIo::new(upgraded);
-                    let mut upstream = upstream;
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    let client = TokioIo::new(upgraded);
+                    if tunnel(client, upstream, idle).await.is_err() {
+                        tracing::debug!(host = %host, port, "CONNECT tunnel closed after {idle:?} idle");
+                    }
                 }
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
@@ -109,8 +118,11 @@ impl Proxy {
         connect_host: &str,
         tunnel: Tunnel,
     ) -> Result<(), String> {
-        let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io)
+        // The hello must come within the header-read timeout, like any request head.
+        let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io);
+        let start = tokio::time::timeout(self.ctx.limits.header_read_timeout, hello)
             .await
+            .map_err(|_| "no TLS hello within server.header_read_timeout".to_owned())?
             .map_err(|e| format!("TLS hello: {e}"))?;
         let name = start
             .client_hello()
@@ -132,5 +144,62 @@ impl Proxy {
         self.serve_http(TokioIo::new(tls), Some(tunnel))
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Copies both ways until either side closes, or until nothing moved either way for `idle`
+/// (`Err(())`): a CONNECT tunnel holds a connection slot, so it must not be held open silently.
+async fn tunnel<A, B>(mut a: A, mut b: B, idle: Duration) -> Result<(), ()>
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let (mut ar, mut aw) = tokio::io::split(&mut a);
+    let (mut br, mut bw) = tokio::io::split(&mut b);
+    let mut up = vec![0u8; 16 * 1024];
+    let mut down = vec![0u8; 16 * 1024];
+    loop {
+        let moved = tokio::time::timeout(idle, async {
+            tokio::select! {
+                r = ar.read(&mut up) => match r {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => bw.write_all(&up[..n]).await.ok(),
+                },
+                r = br.read(&mut down) => match r {
+                    Ok(0) | Err(_) => None,
+                    Ok(n) => aw.write_all(&down[..n]).await.ok(),
+                },
+            }
+        })
+        .await;
+        match moved {
+            Ok(Some(())) => {}
+            Ok(None) => {
+                let _ = bw.shutdown().await;
+                let _ = aw.shutdown().await;
+                return Ok(());
+            }
+            Err(_) => return Err(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_tunnel_is_closed_and_a_busy_one_carries_bytes() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (client, mut client_far) = tokio::io::duplex(64);
+        let (upstream, mut upstream_far) = tokio::io::duplex(64);
+        let pump = tokio::spawn(tunnel(client, upstream, Duration::from_secs(5)));
+        client_far.write_all(b"ping").await.expect("write");
+        let mut buf = [0u8; 4];
+        upstream_far.read_exact(&mut buf).await.expect("read");
+        assert_eq!(&buf, b"ping");
+        // Nothing moves now: the paused clock jumps to the idle deadline.
+        assert_eq!(pump.await.expect("joined"), Err(()));
     }
 }

@@ -24,21 +24,24 @@ pub mod plan;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, BodyStream, Full};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
-use crate::accept::{Drain, Stopping};
 use crate::config::ProxyConfig;
 use crate::download::origin::OriginClients;
 use crate::download::origin::{end_to_end_headers, error_chain};
 use crate::download::{DeliveryError, DownloadRequest, ResponseBody, TaskManager};
+use crate::egress::ClientAllow;
 use crate::metrics::Metrics;
 use crate::switch::P2pSwitch;
+use df_core::serve::{ConnectionLimit, Drain, Stopping};
 use leaf_certs::LeafMinter;
 use plan::Plan;
 
@@ -76,6 +79,12 @@ pub(crate) struct ProxyHandle {
     pub(crate) origin: Arc<OriginClients>,
     pub(crate) p2p: Arc<P2pSwitch>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Which clients are served (`proxy.allow`).
+    pub(crate) clients: ClientAllow,
+    /// Connection cap and header timeout (`server`).
+    pub(crate) limits: df_core::serve::ServerLimits,
+    /// A CONNECT tunnel with nothing moving for this long is closed (`server.idle_timeout`).
+    pub(crate) idle_timeout: Duration,
 }
 
 pub struct Proxy {
@@ -138,12 +147,18 @@ impl Proxy {
     }
 
     /// Serves the proxy on `listener` until told to stop; responses in flight then finish
-    /// (bounded by `shutdown_grace`).
+    /// (bounded by `shutdown_grace`). A client outside `proxy.allow` gets 403 on every request.
     pub(crate) async fn run(self: Arc<Self>, listener: TcpListener) {
         let stopping = self.stopping.clone();
-        crate::accept::serve(listener, "proxy", stopping, move |stream| {
-            self.clone()
-                .connection(hyper_util::rt::TokioIo::new(stream), None)
+        let limit = ConnectionLimit::new("proxy", self.ctx.limits.max_connections);
+        df_core::serve::accept_loop(listener, limit, stopping, move |stream, remote| {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if self.ctx.clients.allows(remote.ip()) {
+                Either::Left(self.clone().connection(io, None))
+            } else {
+                tracing::info!(client = %remote, "proxy client refused (proxy.allow)");
+                Either::Right(refusal(self.ctx.limits.header_read_timeout, io, remote))
+            }
         })
         .await;
     }
@@ -169,13 +184,13 @@ impl Proxy {
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
+        let header_timeout = self.ctx.limits.header_read_timeout;
         let service = hyper::service::service_fn(move |req| {
             let proxy = self.clone();
             let tunnel = tunnel.clone();
             async move { Ok::<_, Infallible>(proxy.handle(req, tunnel.as_ref()).await) }
         });
-        hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
+        df_core::serve::http1(header_timeout)
             .max_header_size(MAX_HEAD_BYTES)
             .serve_connection(io, service)
             .with_upgrades()
@@ -233,11 +248,15 @@ impl Proxy {
             Ok(d) => d.into_response(),
             Err(DeliveryError::BadRequest(m)) => text(StatusCode::BAD_REQUEST, m),
             Err(DeliveryError::Upstream(m)) => text(StatusCode::BAD_GATEWAY, m),
+            Err(DeliveryError::Forbidden(m)) => text(StatusCode::FORBIDDEN, m),
         }
     }
 
     /// Passes the request to the origin and its answer back, headers as they are.
     async fn direct(&self, req: Request<Incoming>, url: &str) -> Response<ResponseBody> {
+        if let Err(m) = self.ctx.origin.check(url) {
+            return text(StatusCode::FORBIDDEN, m);
+        }
         let (parts, body) = req.into_parts();
         let Ok(method) = reqwest::Method::from_bytes(parts.method.as_str().as_bytes()) else {
             return text(StatusCode::METHOD_NOT_ALLOWED, "unsupported method");
@@ -277,4 +296,27 @@ impl Proxy {
         out.body(http_body_util::StreamBody::new(body.boxed()).boxed_unsync())
             .unwrap_or_else(|e| text(StatusCode::BAD_GATEWAY, format!("bad origin response: {e}")))
     }
+}
+
+/// The connection that answers every request with 403, drainable at shutdown.
+fn refusal<I>(
+    header_read_timeout: Duration,
+    io: I,
+    remote: std::net::SocketAddr,
+) -> impl Drain<Output = Result<(), hyper::Error>> + Send + 'static
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
+        Ok::<_, Infallible>(text(
+            StatusCode::FORBIDDEN,
+            format!(
+                "client {} is not allowed to use this proxy (proxy.allow)",
+                remote.ip()
+            ),
+        ))
+    });
+    df_core::serve::http1(header_read_timeout)
+        .keep_alive(false)
+        .serve_connection(io, service)
 }

@@ -58,7 +58,11 @@ impl TaskMeta {
     /// The in-memory state this sidecar describes, or `None` when it contradicts itself.
     fn validated_state(&self) -> Option<TaskState> {
         let layout = match (self.content_length, self.piece_length) {
-            (Some(c), Some(p)) if p > 0 => Some(PieceLayout::new(c, Some(p))),
+            (Some(c), Some(p)) if p > 0 => {
+                let layout = PieceLayout::new(c, Some(p));
+                layout.check_count().ok()?;
+                Some(layout)
+            }
             (None, None) => None,
             _ => return None,
         };
@@ -117,9 +121,9 @@ impl TaskMeta {
             source: std::io::Error::other(e),
         })?;
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+            private_dirs(dir).map_err(io_err(dir))?;
         }
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut f = private_file(&tmp).map_err(io_err(&tmp))?;
         f.write_all(&body).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
         std::fs::rename(&tmp, path).map_err(io_err(path))
@@ -130,7 +134,7 @@ impl TaskMeta {
 /// that do not parse, contradict themselves, or whose data file is missing or of the wrong
 /// size are deleted with their data; leftover temp files are deleted.
 pub fn load_all(root: &Path) -> Result<Vec<(TaskMeta, PathBuf, PathBuf)>, StorageError> {
-    std::fs::create_dir_all(root).map_err(io_err(root))?;
+    private_dirs(root).map_err(io_err(root))?;
     let mut out = Vec::new();
     for shard in std::fs::read_dir(root).map_err(io_err(root))? {
         let shard = shard.map_err(io_err(root))?.path();
@@ -172,4 +176,25 @@ pub fn load_all(root: &Path) -> Result<Vec<(TaskMeta, PathBuf, PathBuf)>, Storag
         }
     }
     Ok(out)
+}
+
+/// Creates `dir` and its missing parents owner-only (0700): cached objects may be private blobs.
+pub(crate) fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates (or truncates) `path` as an owner-only (0600) file, for reading and writing.
+pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
 }

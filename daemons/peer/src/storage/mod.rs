@@ -53,6 +53,11 @@ pub enum StorageError {
     PieceRange { task: TaskId, piece: u32 },
     #[error("storage worker failed: {0}")]
     Join(String),
+    #[error("task {task}: {source}")]
+    Layout {
+        task: TaskId,
+        source: df_core::piece::LayoutError,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
@@ -417,10 +422,17 @@ impl PieceStore {
     /// files disagree with their sidecar.
     pub async fn open(opts: StoreOptions) -> Result<Arc<Self>, StorageError> {
         let root = opts.dir.join("content").join("tasks");
-        let root2 = root.clone();
-        let loaded = tokio::task::spawn_blocking(move || meta::load_all(&root2))
-            .await
-            .map_err(|e| StorageError::Join(e.to_string()))??;
+        let (root2, dir) = (root.clone(), opts.dir.clone());
+        let loaded = tokio::task::spawn_blocking(move || {
+            // The cache directory is owner-only (0700), whatever mode it was created with.
+            use std::os::unix::fs::PermissionsExt as _;
+            meta::private_dirs(&dir).map_err(io_err(&dir))?;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(io_err(&dir))?;
+            meta::load_all(&root2)
+        })
+        .await
+        .map_err(|e| StorageError::Join(e.to_string()))??;
         let capacity = if opts.capacity > 0 {
             opts.capacity
         } else {
@@ -561,20 +573,21 @@ impl PieceStore {
         if task.layout().is_some() {
             return Ok(Vec::new());
         }
+        // Per-piece state (bitmap, digests) is allocated below: never for an unbounded count.
+        layout
+            .check_count()
+            .map_err(|source| StorageError::Layout {
+                task: task.id.clone(),
+                source,
+            })?;
         let evicted = self.reserve(&task.id, layout.content_length).await?;
         let data_path = task.data_path.clone();
         let len = layout.content_length;
         let created = tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
             if let Some(dir) = data_path.parent() {
-                std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+                meta::private_dirs(dir).map_err(io_err(dir))?;
             }
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .read(true)
-                .write(true)
-                .open(&data_path)
-                .map_err(io_err(&data_path))?;
+            let f = meta::private_file(&data_path).map_err(io_err(&data_path))?;
             f.set_len(len).map_err(io_err(&data_path))
         })
         .await
@@ -773,6 +786,33 @@ mod tests {
         );
         assert_eq!(store.used(), 10);
         assert_eq!(t.state().digests[1], Some(PieceDigest::of(b"5678")));
+    }
+
+    #[tokio::test]
+    async fn a_layout_of_too_many_pieces_is_refused_and_files_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tmp");
+        let peer = PeerId::from("p".to_owned());
+        let store = PieceStore::open(opts(dir.path(), 1 << 40))
+            .await
+            .expect("open");
+        let t = store.get_or_create(&tid('a'), "u", &peer);
+        // 141 GB in 1-byte pieces: refused before a bitmap or digest list is allocated.
+        let err = store
+            .set_layout(&t, PieceLayout::new(141_000_000_000, Some(1)), vec![])
+            .await
+            .expect_err("too many pieces");
+        assert!(matches!(err, StorageError::Layout { .. }), "{err}");
+        assert!(t.layout().is_none());
+        store
+            .set_layout(&t, PieceLayout::new(10, Some(4)), vec![])
+            .await
+            .expect("small layout");
+        let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(&t.data_path), 0o600);
+        assert_eq!(mode(&t.meta_path), 0o600);
+        assert_eq!(mode(t.data_path.parent().expect("shard")), 0o700);
     }
 
     #[tokio::test]

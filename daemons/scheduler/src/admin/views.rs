@@ -24,6 +24,7 @@ impl Scheduler {
             hosts: state.hosts.len(),
             tasks: state.tasks.len(),
             peers: state.tasks.values().map(|t| t.peers.len()).sum(),
+            warnings: self.config().warnings(),
         }
     }
 

@@ -6,12 +6,18 @@ use super::*;
 impl Scheduler {
     // ---- host stream -------------------------------------------------------------------
 
-    /// A host (re)connected its announce stream. Returns the stream generation.
-    pub fn host_connected(&self, info: pb::HostInfo, commands: HostSender) -> (HostId, u64) {
+    /// A host (re)connected its announce stream. Returns the stream generation; a new host
+    /// beyond `limits.max_hosts` is refused.
+    pub fn host_connected(
+        &self,
+        info: pb::HostInfo,
+        commands: HostSender,
+    ) -> Result<(HostId, u64), Refused> {
         let now = Instant::now();
         let mut state = self.lock();
-        let generation = state.generation();
         let id = HostId::from(info.host_id.clone());
+        admission::admit_host(&state, &self.config.limits, &id)?;
+        let generation = state.generation();
         let host = state
             .hosts
             .entry(id.clone())
@@ -27,7 +33,7 @@ impl Scheduler {
         host.commands = Some(commands);
         self.metrics.host_announces.inc();
         tracing::info!(host_id = %id, seed = host.host_type == HostType::Seed, "host connected");
-        (id, generation)
+        Ok((id, generation))
     }
 
     pub fn host_heartbeat(&self, host: &HostId, heartbeat: pb::HostHeartbeat) {
@@ -56,14 +62,31 @@ impl Scheduler {
                 tracing::warn!(host_id = %host_id, task = %item.task_id, "ignoring held task with an invalid id");
                 continue;
             };
+            let layout = match admission::layout(
+                &self.config.limits,
+                item.content_length,
+                item.piece_length,
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|l| {
+                admission::admit_task(&state, &self.config.limits, &task_id)
+                    .map(|()| l)
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok(l) => l,
+                Err(error) => {
+                    tracing::warn!(host_id = %host_id, task_id = %task_id, %error, "ignoring held task");
+                    continue;
+                }
+            };
             let task = state
                 .tasks
                 .entry(task_id.clone())
                 .or_insert_with(|| new_task(task_id.clone(), item.url.clone(), now, self.mesh));
-            task.set_layout(PieceLayout::new(
-                item.content_length,
-                Some(item.piece_length),
-            ));
+            if task.peers.len() >= self.config.limits.max_peers_per_task {
+                continue;
+            }
+            task.set_layout(layout);
             for p in &item.pieces {
                 if let (Some(slot), Some(d)) = (
                     task.digests.get_mut(p.number as usize),
@@ -78,23 +101,10 @@ impl Scheduler {
                 bitmap.set(n);
             }
             let peer_id = PeerId::from(item.peer_id.clone());
-            let peer = task.peers.entry(peer_id.clone()).or_insert_with(|| Peer {
-                id: peer_id.clone(),
-                host_id: host_id.clone(),
-                state: PeerState::Succeeded,
-                is_seed: false,
-                bitmap: Bitmap::default(),
-                content_path: String::new(),
-                tx: None,
-                stream_generation: 0,
-                blocklist: Default::default(),
-                reschedules: 0,
-                corrupt: false,
-                bytes_from_origin: 0,
-                bytes_from_peers: 0,
-                registered_at: now,
-                updated_at: now,
-            });
+            let peer = task
+                .peers
+                .entry(peer_id.clone())
+                .or_insert_with(|| Peer::pending(peer_id.clone(), host_id.clone()));
             peer.state = PeerState::Succeeded;
             peer.bitmap = bitmap;
             peer.content_path = item.content_path;

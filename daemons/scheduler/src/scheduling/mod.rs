@@ -28,6 +28,7 @@ use df_proto::scheduler::v1 as pb;
 use pb::peer_request::Request as PeerMsg;
 use pb::peer_response::Response as PeerReply;
 
+use crate::admission::{self, Refused};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{
@@ -46,12 +47,20 @@ pub enum RegisterError {
     NoHost(String),
     #[error("scheduler state lock poisoned")]
     Poisoned,
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    #[error("registration for task {task}: {source}")]
+    Layout {
+        task: String,
+        source: df_core::piece::LayoutError,
+    },
 }
 
 impl From<RegisterError> for tonic::Status {
     fn from(e: RegisterError) -> Self {
         match e {
             RegisterError::Poisoned => tonic::Status::internal(e.to_string()),
+            RegisterError::Refused(_) => tonic::Status::resource_exhausted(e.to_string()),
             _ => tonic::Status::invalid_argument(e.to_string()),
         }
     }
@@ -102,12 +111,21 @@ impl Scheduler {
             .host
             .clone()
             .ok_or_else(|| RegisterError::NoHost(reg.task_id.clone()))?;
+        if reg.piece_length != 0 {
+            admission::layout(&self.config.limits, 0, reg.piece_length).map_err(|source| {
+                RegisterError::Layout {
+                    task: reg.task_id.clone(),
+                    source,
+                }
+            })?;
+        }
         let now = Instant::now();
         let peer_id = PeerId::from(reg.peer_id.clone());
+        let host_id = HostId::from(host_info.host_id.clone());
         let mut guard = self.lock();
         let state = &mut *guard;
+        admission::admit_peer(state, &self.config.limits, &host_id, &task_id, &peer_id)?;
         let generation = state.generation();
-        let host_id = HostId::from(host_info.host_id.clone());
         // A host seen first through a peer registration (failover scheduler) is usable until
         // its host stream arrives.
         let host = state.hosts.entry(host_id.clone()).or_insert_with(|| {
@@ -199,7 +217,17 @@ impl Scheduler {
                     return;
                 };
                 if task.layout.is_none() {
-                    let layout = PieceLayout::new(meta.content_length, Some(meta.piece_length));
+                    let layout = match admission::layout(
+                        &self.config.limits,
+                        meta.content_length,
+                        meta.piece_length,
+                    ) {
+                        Ok(l) => l,
+                        Err(error) => {
+                            tracing::warn!(task_id = %task_id, peer_id = %peer_id, %error, "ignoring metadata");
+                            return;
+                        }
+                    };
                     task.set_layout(layout);
                     task.response_headers = meta.headers;
                     for peer in task.peers.values_mut() {
@@ -225,7 +253,11 @@ impl Scheduler {
                 let mut failed_links = Vec::new();
                 for failed in req.failed_parent_ids {
                     let failed = PeerId::from(failed);
-                    peer.blocklist.insert(failed.clone());
+                    admission::blocklist(
+                        &mut peer.blocklist,
+                        failed.clone(),
+                        self.config.limits.max_blocklist,
+                    );
                     failed_links.push(failed);
                 }
                 peer.reschedules += 1;
@@ -454,7 +486,11 @@ impl Scheduler {
                     p.corrupt = true;
                 }
                 if let Some(child) = task.peers.get_mut(peer_id) {
-                    child.blocklist.insert(parent.clone());
+                    admission::blocklist(
+                        &mut child.blocklist,
+                        parent.clone(),
+                        self.config.limits.max_blocklist,
+                    );
                 }
                 task.mesh.handle(MeshEvent::Corrupt {
                     peer: parent.clone(),
@@ -464,7 +500,11 @@ impl Scheduler {
             pb::PieceFailure::Unreachable | pb::PieceFailure::Timeout => {
                 edge.active = false;
                 if let Some(child) = task.peers.get_mut(peer_id) {
-                    child.blocklist.insert(parent.clone());
+                    admission::blocklist(
+                        &mut child.blocklist,
+                        parent.clone(),
+                        self.config.limits.max_blocklist,
+                    );
                 }
                 task.mesh.handle(MeshEvent::LinkFailed {
                     peer: peer_id.clone(),

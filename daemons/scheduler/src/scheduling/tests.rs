@@ -88,7 +88,8 @@ fn without_a_seed_the_first_peer_goes_to_the_origin_and_the_next_use_it() {
 fn with_a_seed_host_the_first_peer_waits_and_gets_the_seed_as_parent() {
     let s = Scheduler::new(Config::default());
     let (seed_tx, mut seed_rx) = mpsc::unbounded_channel();
-    s.host_connected(host("seed", true), seed_tx);
+    s.host_connected(host("seed", true), seed_tx)
+        .expect("admitted");
     let t = task_id();
     let (_, mut child) = register(&s, &t, "h1", false);
     assert!(replies(&mut child).is_empty(), "child waits for the seed");
@@ -113,7 +114,8 @@ fn with_a_seed_host_the_first_peer_waits_and_gets_the_seed_as_parent() {
 fn peers_are_meshed_both_ways_and_each_is_told_of_its_neighbours() {
     let s = Scheduler::new(Config::default());
     let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
-    s.host_connected(host("seed", true), seed_tx);
+    s.host_connected(host("seed", true), seed_tx)
+        .expect("admitted");
     let t = task_id();
     let mut peers = Vec::new();
     for i in 0..12 {
@@ -205,7 +207,8 @@ fn a_peer_whose_neighbours_left_gets_new_ones_at_the_next_tick() {
 fn when_the_seed_fails_its_waiting_children_go_to_the_origin_at_once() {
     let s = Scheduler::new(Config::default());
     let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
-    s.host_connected(host("seed", true), seed_tx);
+    s.host_connected(host("seed", true), seed_tx)
+        .expect("admitted");
     let t = task_id();
     let (_, mut child) = register(&s, &t, "h1", false);
     let (seed_peer, _seed_peer_rx) = register_seed(&s, &t);

@@ -122,7 +122,7 @@ key is "a" or "a.b".
       "server" (dict
         "upload_addr" (printf "0.0.0.0:%d" (int .Values.peer.ports.upload))
         "proxy_addr" (printf "0.0.0.0:%d" (int .Values.peer.ports.proxy))
-        "admin_addr" (printf "0.0.0.0:%d" (int .Values.peer.ports.admin)))
+        "admin_addr" (printf "%s:%d" .Values.peer.adminAddress (int .Values.peer.ports.admin)))
       "storage" (dict "dir" "/var/lib/dragonfly")
       "proxy" $proxy -}}
 {{- $config := mergeOverwrite $chart (deepCopy .Values.peer.config) -}}
@@ -182,17 +182,29 @@ that name must resolve by then, or the peer would advertise 127.0.0.1.
 
 {{/* Liveness and readiness probes on the named port "admin". */}}
 {{- define "dfl.probes" -}}
+{{- $port := "admin" -}}
+{{- if hasKey . "probePort" -}}{{- $port = .probePort -}}{{- end -}}
 livenessProbe:
+  {{- if eq $port "admin" }}
   httpGet:
     path: /healthz
     port: admin
+  {{- else }}
+  tcpSocket:
+    port: {{ $port }}
+  {{- end }}
   initialDelaySeconds: {{ .Values.livenessProbe.initialDelaySeconds }}
   periodSeconds: {{ .Values.livenessProbe.periodSeconds }}
   failureThreshold: {{ .Values.livenessProbe.failureThreshold }}
 readinessProbe:
+  {{- if eq $port "admin" }}
   httpGet:
     path: /healthz
     port: admin
+  {{- else }}
+  tcpSocket:
+    port: {{ $port }}
+  {{- end }}
   initialDelaySeconds: {{ .Values.readinessProbe.initialDelaySeconds }}
   periodSeconds: {{ .Values.readinessProbe.periodSeconds }}
   failureThreshold: {{ .Values.readinessProbe.failureThreshold }}
