@@ -1,11 +1,13 @@
 //! What two or more dragonfly-lite binaries share, and nothing else: identifiers and digests,
 //! piece maths, the scheduler hash ring, the daemon config contract ([`config`]: the raw
 //! config types both daemons read and dfctl writes, and [`ports`]: their default ports),
-//! telemetry (logs that the admin APIs can stream), shutdown wiring, and the HTTP contract
+//! telemetry (logs that the admin APIs can stream), shutdown wiring, the cluster identity
+//! ([`identity`]) and the mutual TLS of every daemon link ([`tls`]), and the HTTP contract
 //! dfctl reads: [`routes`] (paths), [`api`] (JSON types) and [`manifest_url`].
 
 pub mod api;
 pub mod config;
+pub mod identity;
 pub mod ids;
 pub mod manifest_url;
 pub mod piece;
@@ -14,6 +16,7 @@ pub mod ring;
 pub mod routes;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 /// Version reported by every binary and admin API.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

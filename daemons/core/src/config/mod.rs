@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub mod peer;
 pub mod scheduler;
+pub mod tls;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

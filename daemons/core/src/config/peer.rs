@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::tls::RawTls;
 use super::{ByteSize, LogSection, any_addr};
 use crate::ports;
 
@@ -41,6 +42,8 @@ pub struct RawConfig {
     pub storage: RawStorage,
     pub proxy: RawProxy,
     pub origin: RawOrigin,
+    /// Mutual TLS with the cluster identity (required unless `plaintext: true`).
+    pub tls: RawTls,
     pub log: LogSection,
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::tls::RawTls;
 use super::{LogSection, any_addr};
 use crate::ports;
 
@@ -33,6 +34,8 @@ pub struct RawConfig {
     pub scheduler: RawScheduling,
     pub gc: RawGc,
     pub jobs: RawJobs,
+    /// Mutual TLS with the cluster identity (required unless `plaintext: true`).
+    pub tls: RawTls,
     pub log: LogSection,
 }
 
