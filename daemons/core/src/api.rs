@@ -72,6 +72,12 @@ pub struct SchedulerInfo {
     pub hosts: usize,
     pub tasks: usize,
     pub peers: usize,
+    /// Its gRPC is plaintext (`tls.plaintext: true`): any host can announce anything.
+    #[serde(default)]
+    pub plaintext: bool,
+    /// The identity in its certificate (`dragonfly://scheduler/<name>`), when TLS is on.
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,6 +206,12 @@ pub struct PeerInfo {
     /// Idle tasks are collected after this long without access.
     #[serde(default)]
     pub task_ttl_secs: u64,
+    /// Its links to schedulers and peers are plaintext (`tls.plaintext: true`).
+    #[serde(default)]
+    pub plaintext: bool,
+    /// The identity in its certificate (`dragonfly://<seed|peer>/<hostname>`), when TLS is on.
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 /// Bytes a peer moved in the last `window_secs` seconds, by where they came from.

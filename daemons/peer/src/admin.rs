@@ -41,6 +41,8 @@ pub(crate) struct AdminState {
     pub(crate) task_ttl: Duration,
     /// When the interception CA expires, if this peer intercepts with one.
     pub(crate) ca_not_after: Option<i64>,
+    /// The cluster identity this peer's links present; `None` under `tls.plaintext`.
+    pub(crate) identity: Option<String>,
 }
 
 type Shared = State<Arc<AdminState>>;
@@ -106,6 +108,8 @@ async fn info(State(s): Shared) -> Response {
         ca_not_after: ctx.ca_not_after,
         high_watermark_percent: ctx.store.high_watermark_percent(),
         task_ttl_secs: ctx.task_ttl.as_secs(),
+        plaintext: ctx.identity.is_none(),
+        identity: ctx.identity.clone(),
     })
     .into_response()
 }

@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use df_core::config::tls::{RawTls, TlsSetting};
 use df_core::config::{ConfigError, load_yaml, socket_addr};
 use df_core::ids::HostId;
 use df_core::telemetry::StderrFormat;
@@ -46,6 +47,8 @@ pub struct Config {
     pub log_stderr: StderrFormat,
     pub proxy: ProxyConfig,
     pub origin: OriginConfig,
+    /// Mutual TLS on scheduler links and piece transfer, or the explicit plaintext opt-out.
+    pub tls: TlsSetting,
 }
 
 /// Validated `proxy:` section.
@@ -223,9 +226,15 @@ impl Config {
         Self::validate(path, load_yaml(path)?)
     }
 
-    /// A config for tests and embedding: defaults, data under `data_dir`, loopback addresses.
+    /// A config for tests and embedding: defaults, data under `data_dir`, loopback addresses,
+    /// and the plaintext opt-out (TLS needs files only the caller has; set `tls` for it). A
+    /// YAML file without a `tls:` section is refused instead.
     pub fn for_dir(data_dir: &Path) -> Self {
         let raw = RawConfig {
+            tls: RawTls {
+                plaintext: true,
+                ..RawTls::default()
+            },
             storage: RawStorage {
                 dir: data_dir.to_owned(),
                 ..RawStorage::default()
@@ -314,6 +323,7 @@ impl Config {
             gc_interval: raw.storage.gc_interval,
             proxy: ProxyConfig::validate(path, raw.proxy)?,
             origin: OriginConfig::validate(path, raw.origin)?,
+            tls: raw.tls.validate(path)?,
             log_dir: raw.log.dir,
             log_level: raw.log.level,
             log_stderr: raw.log.stderr,

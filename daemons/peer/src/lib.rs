@@ -13,6 +13,7 @@ mod commands;
 pub mod config;
 pub mod download;
 mod gc;
+pub(crate) mod links;
 pub(crate) mod metrics;
 pub(crate) mod preheat;
 pub mod proxy;
@@ -72,6 +73,8 @@ pub enum RunError {
     Admin(std::io::Error),
     #[error(transparent)]
     Proxy(#[from] proxy::leaf_certs::MintError),
+    #[error(transparent)]
+    Tls(#[from] df_core::tls::TlsError),
 }
 
 /// The IP other peers should use: configured, else the upload listener's, else the address
@@ -125,6 +128,9 @@ pub async fn run(
         upload_rate: config.upload_rate,
         version: df_core::VERSION.to_owned(),
     };
+    // Every long-lived task is spawned here, so shutdown can wait for them (bounded).
+    let tracker = TaskTracker::new();
+    let links = links::setup(&config, &tracker, &shutdown)?;
     let store = PieceStore::open(StoreOptions {
         dir: config.data_dir.clone(),
         capacity: config.capacity,
@@ -136,13 +142,18 @@ pub async fn run(
         &config.schedulers,
         host_info.clone(),
         Duration::from_secs(1),
+        links.scheduler.clone(),
     )?);
     let origin = OriginClients::new(
         &config.origin,
         config.origin_connect_timeout,
         config.piece_timeout,
     )?;
-    let peers = reqwest::Client::builder()
+    let mut peers = reqwest::Client::builder();
+    if let Some(tls) = links.parents.clone() {
+        peers = peers.tls_backend_preconfigured(tls);
+    }
+    let peers = peers
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(config.piece_timeout)
@@ -155,8 +166,6 @@ pub async fn run(
     let counters = Arc::new(UploadCounters::default());
     let origin = Arc::new(origin);
 
-    // Every long-lived task is spawned here, so shutdown can wait for them (bounded).
-    let tracker = TaskTracker::new();
     let engine = Arc::new(Engine {
         download_limiter: RateLimiter::new(config.download_rate),
         host_info: host_info.clone(),
@@ -204,6 +213,7 @@ pub async fn run(
         listeners.upload,
         Arc::new(uploads),
         connections.clone(),
+        links.upload,
     ));
     if let Some(listener) = listeners.proxy {
         let proxy = Arc::new(proxy::Proxy::new(
@@ -243,6 +253,7 @@ pub async fn run(
             .hijack_ca
             .as_ref()
             .and_then(|(cert, _)| proxy::leaf_certs::not_after(cert)),
+        identity: links.identity,
     });
     let admin_shutdown = shutdown.clone();
     axum::serve(listeners.admin, admin)

@@ -24,6 +24,8 @@ use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use df_core::tls::ClusterAcceptor;
+
 use crate::accept::ConnectionSpawner;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -84,9 +86,15 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
     resp
 }
 
-/// Serves uploads on `listener` until `shutdown`; open connections are cut at shutdown.
-pub(crate) async fn run(listener: TcpListener, ctx: Arc<Uploads>, connections: ConnectionSpawner) {
-    crate::accept::serve(listener, "upload", connections, move |stream| {
+/// Serves uploads on `listener` until `shutdown`; open connections are cut at shutdown. Each
+/// connection first passes `tls` (the cluster identity's handshake, bounded in time).
+pub(crate) async fn run(
+    listener: TcpListener,
+    ctx: Arc<Uploads>,
+    connections: ConnectionSpawner,
+    tls: ClusterAcceptor,
+) {
+    crate::accept::serve(listener, "upload", connections, move |tcp| {
         let ctx = ctx.clone();
         let per_conn = Arc::new(RateLimiter::new(ctx.per_connection_rate));
         let service = hyper::service::service_fn(move |req| {
@@ -94,11 +102,26 @@ pub(crate) async fn run(listener: TcpListener, ctx: Arc<Uploads>, connections: C
             let per_conn = per_conn.clone();
             async move { Ok::<_, Infallible>(route(ctx, per_conn, req).await) }
         });
-        hyper::server::conn::http1::Builder::new()
-            .keep_alive(true)
-            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        let tls = tls.clone();
+        async move {
+            let stream = tls.accept(tcp).await.map_err(ConnectionError::Tls)?.stream;
+            hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+                .map_err(ConnectionError::Http)
+        }
     })
     .await;
+}
+
+/// Why an upload connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Tls(df_core::tls::AcceptError),
+    #[error(transparent)]
+    Http(hyper::Error),
 }
 
 async fn route(

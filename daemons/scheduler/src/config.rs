@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use df_core::config::tls::TlsSetting;
 use df_core::config::scheduler::RawJobs;
 use df_core::config::{ConfigError, load_yaml, socket_addr};
 use df_core::telemetry::StderrFormat;
@@ -81,6 +82,8 @@ pub struct Config {
     pub peer_ttl: Duration,
     pub task_ttl: Duration,
     pub jobs: JobsConfig,
+    /// Mutual TLS on gRPC with the cluster identity, or the explicit plaintext opt-out.
+    pub tls: TlsSetting,
     pub log_dir: Option<PathBuf>,
     pub log_level: String,
     pub log_stderr: StderrFormat,
@@ -88,8 +91,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        // The defaults are valid by construction; validation can only fail on user input.
-        Self::validate(Path::new("<defaults>"), RawConfig::default())
+        // For tests and embedding: the defaults with the plaintext opt-out, because TLS needs
+        // files only the caller has. A YAML file without a `tls:` section is refused instead.
+        let mut raw = RawConfig::default();
+        raw.tls.plaintext = true;
+        Self::validate(Path::new("<defaults>"), raw)
             .unwrap_or_else(|_| unreachable!("default scheduler config is valid"))
     }
 }
@@ -126,6 +132,7 @@ impl Config {
             peer_ttl: raw.gc.peer_ttl,
             task_ttl: raw.gc.task_ttl,
             jobs: JobsConfig::validate(path, raw.jobs)?,
+            tls: raw.tls.validate(path)?,
             log_dir: raw.log.dir,
             log_level: raw.log.level,
             log_stderr: raw.log.stderr,

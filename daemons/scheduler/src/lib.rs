@@ -8,6 +8,7 @@
 
 pub(crate) mod admin;
 pub mod config;
+pub(crate) mod link;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod preheat;
@@ -23,7 +24,10 @@ pub use scheduling::TICK;
 
 use std::sync::Arc;
 
+use df_core::config::tls::TlsSetting;
+use df_core::identity::Role;
 use df_core::telemetry::LogHub;
+use df_core::tls::{ClusterAcceptor, ClusterTls};
 use df_proto::scheduler::v1::scheduler_server::SchedulerServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +49,8 @@ pub enum RunError {
         addr: String,
         source: tonic::transport::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] df_core::tls::TlsError),
     #[error("admin HTTP server on {addr}: {source}")]
     Http {
         addr: String,
@@ -62,9 +68,11 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let grpc_addr = grpc.local_addr().map(|a| a.to_string()).unwrap_or_default();
     let http_addr = http.local_addr().map(|a| a.to_string()).unwrap_or_default();
-    let scheduler = Arc::new(Scheduler::new(config));
     // Every task the scheduler spawns is tracked, so shutdown can wait for them (bounded).
     let tracker = TaskTracker::new();
+    let (acceptor, identity) = grpc_acceptor(&config.tls, &tracker, &shutdown)?;
+    let identity_required = acceptor.is_tls();
+    let scheduler = Arc::new(Scheduler::new(config));
     // Preheat jobs see the scheduler only as a directory of connected hosts; the job store is
     // shared between them and the host streams (reports, departures).
     let jobs = Arc::new(preheat::JobStore::default());
@@ -106,6 +114,7 @@ pub async fn run(
         feed,
         hub,
         grpc_addr: grpc_addr.clone(),
+        identity,
     });
     let http_shutdown = shutdown.clone();
     let http_task = async move {
@@ -122,7 +131,7 @@ pub async fn run(
 
     let grpc_shutdown = shutdown.clone();
     let (service_tracker, service_shutdown) = (tracker.clone(), shutdown.clone());
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+    let incoming = link::incoming(grpc, acceptor, &tracker, shutdown.clone());
     let grpc_task = async move {
         tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(std::time::Duration::from_secs(10)))
@@ -131,6 +140,7 @@ pub async fn run(
                 jobs,
                 tracker: service_tracker,
                 shutdown: service_shutdown,
+                identity_required,
             }))
             .serve_with_incoming_shutdown(incoming, async move { grpc_shutdown.cancelled().await })
             .await
@@ -152,6 +162,27 @@ pub async fn run(
         );
     }
     result
+}
+
+/// The gRPC listener's TLS (certificate checked against the scheduler role, reloaded on a
+/// tracked task) and the identity it presents, or the logged plaintext opt-out.
+fn grpc_acceptor(
+    setting: &TlsSetting,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(ClusterAcceptor, Option<String>), RunError> {
+    let TlsSetting::Mutual(paths) = setting else {
+        tracing::warn!(
+            "tls.plaintext: gRPC is unauthenticated; any host can announce any host ID or claim to be a seed"
+        );
+        return Ok((ClusterAcceptor::plaintext(), None));
+    };
+    let tls = ClusterTls::load(paths)?;
+    tls.expect(Role::Scheduler, None, &paths.cert)?;
+    let acceptor = tls.acceptor(df_core::tls::PEER_ROLES, df_core::tls::ALPN_GRPC)?;
+    tracker.spawn(tls.keys().watch(shutdown.clone()));
+    tracing::info!(identity = %tls.identity(), "gRPC is mutual TLS");
+    Ok((acceptor, Some(tls.identity().uri())))
 }
 
 /// How long shutdown waits for the tracked tasks (tick, watch feed, stream readers, preheat

@@ -1,4 +1,9 @@
 //! The gRPC face of the scheduler: turns the two announce streams into [`Scheduler`] calls.
+//!
+//! With TLS on, a stream is served only when what it announces belongs to the certificate it
+//! came with ([`df_core::identity`]): its host ID, hostname and host type on a host stream,
+//! its host and peer IDs on a download stream. Anything else is `PermissionDenied` with the
+//! reason, before the scheduler's state is touched.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
+use df_core::identity::{Denied, HostClaim, Identity, check_host, check_peer};
+
+use crate::link::LinkInfo;
 use crate::preheat::JobStore;
 use crate::scheduling::Scheduler;
 
@@ -24,6 +32,64 @@ pub struct SchedulerService {
     pub tracker: TaskTracker,
     /// Fired at shutdown: readers stop, which ends the replies and so the streams.
     pub shutdown: CancellationToken,
+    /// TLS is on: every stream must come with a verified identity.
+    pub identity_required: bool,
+}
+
+/// The connection `request` came on (its address and verified identity).
+fn link_of<T>(request: &Request<T>) -> Option<LinkInfo> {
+    request.extensions().get::<LinkInfo>().cloned()
+}
+
+/// Logs a refused stream with where it came from.
+fn refused(link: Option<&LinkInfo>, status: &Status) {
+    tracing::warn!(remote = ?link.map(|l| l.remote), error = %status.message(), "refused an announcement");
+}
+
+fn host_claim(info: &pb::HostInfo) -> HostClaim<'_> {
+    HostClaim {
+        host_id: &info.host_id,
+        hostname: &info.hostname,
+        ip: &info.ip,
+        seed: info.host_type == pb::HostType::Seed as i32,
+    }
+}
+
+impl SchedulerService {
+    /// Whether `id` may announce host `info` (anything goes under the plaintext opt-out).
+    fn authorize_host(&self, id: Option<&Identity>, info: &pb::HostInfo) -> Result<(), Status> {
+        match id {
+            Some(id) => check_host(id, &host_claim(info)).map_err(denied),
+            None if self.identity_required => Err(Status::unauthenticated(
+                "no client certificate on this connection",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `id` may open the download stream `reg`.
+    fn authorize_peer(&self, id: Option<&Identity>, reg: &pb::RegisterPeer) -> Result<(), Status> {
+        if let Some(host) = &reg.host {
+            self.authorize_host(id, host)?;
+            if host.host_id != reg.host_id {
+                return Err(Status::permission_denied(format!(
+                    "register names host_id '{}' but its host is '{}'",
+                    reg.host_id, host.host_id
+                )));
+            }
+        }
+        match id {
+            Some(id) => check_peer(id, &reg.host_id, &reg.peer_id, reg.seed).map_err(denied),
+            None if self.identity_required => Err(Status::unauthenticated(
+                "no client certificate on this connection",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+fn denied(e: Denied) -> Status {
+    Status::permission_denied(e.to_string())
 }
 
 type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -37,6 +103,8 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<Streaming<pb::HostRequest>>,
     ) -> Result<Response<Self::AnnounceHostStream>, Status> {
+        let link = link_of(&request);
+        let identity = link.as_ref().and_then(|l| l.identity.clone());
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -50,6 +118,8 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         if info.host_id.is_empty() {
             return Err(Status::invalid_argument("register names no host_id"));
         }
+        self.authorize_host(identity.as_deref(), &info)
+            .inspect_err(|s| refused(link.as_ref(), s))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (host_id, generation) = self.scheduler.host_connected(info, tx);
         let scheduler = self.scheduler.clone();
@@ -86,6 +156,8 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<Streaming<pb::PeerRequest>>,
     ) -> Result<Response<Self::AnnouncePeerStream>, Status> {
+        let link = link_of(&request);
+        let identity = link.as_ref().and_then(|l| l.identity.clone());
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -96,6 +168,8 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
                 "the first peer message must be register",
             ));
         };
+        self.authorize_peer(identity.as_deref(), &reg)
+            .inspect_err(|s| refused(link.as_ref(), s))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (task_id, peer_id, generation) = self.scheduler.peer_register(reg, tx)?;
         let scheduler = self.scheduler.clone();

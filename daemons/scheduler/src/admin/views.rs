@@ -15,7 +15,7 @@ fn secs_since(t: Instant, now: Instant) -> u64 {
 }
 
 impl Scheduler {
-    pub fn info(&self, grpc_addr: &str) -> api::SchedulerInfo {
+    pub fn info(&self, grpc_addr: &str, identity: Option<String>) -> api::SchedulerInfo {
         let state = self.lock();
         api::SchedulerInfo {
             version: df_core::VERSION.to_owned(),
@@ -24,6 +24,8 @@ impl Scheduler {
             hosts: state.hosts.len(),
             tasks: state.tasks.len(),
             peers: state.tasks.values().map(|t| t.peers.len()).sum(),
+            plaintext: self.config().tls.is_plaintext(),
+            identity,
         }
     }
 
