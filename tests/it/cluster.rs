@@ -2,10 +2,18 @@
 //!
 //! Each daemon runs on its own tokio runtime (one worker thread), so [`Daemon::kill`] drops
 //! every task and socket it owns at once, the way a crash would, instead of a polite shutdown.
+//!
+//! Daemons talk mutual TLS, as deployed: every one gets a certificate from one test cluster
+//! CA ([`cluster_pki`]) for its role and name (peers also bound to 127.0.0.1) before the
+//! caller's tweak, which may replace it (another CA, the plaintext opt-out).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use df_core::identity::Role;
+use df_tests::pki::ClusterPki;
 
 use df_core::telemetry::LogHub;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +27,17 @@ pub struct Daemon {
     pub proxy: Option<SocketAddr>,
     runtime: Option<tokio::runtime::Runtime>,
     shutdown: CancellationToken,
+    /// Files a scheduler's certificate lives in (peers keep theirs beside their data).
+    _files: Option<tempfile::TempDir>,
 }
+
+/// The cluster identity CA every harness daemon's certificate comes from.
+pub fn cluster_pki() -> &'static ClusterPki {
+    static PKI: OnceLock<ClusterPki> = OnceLock::new();
+    PKI.get_or_init(|| ClusterPki::new("test-cluster").expect("test CA"))
+}
+
+const LOOPBACK: [std::net::IpAddr; 1] = [std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
 
 impl Daemon {
     /// Drops everything the daemon runs, mid-transfer if need be.
@@ -88,10 +106,14 @@ pub fn start_scheduler_with(
         grpc_l.local_addr().expect("addr"),
         http_l.local_addr().expect("addr"),
     );
+    let files = tempfile::tempdir().expect("tempdir");
     let mut config = df_scheduler::Config {
         grpc_addr,
         http_addr,
         seed_wait: Duration::from_secs(3),
+        tls: cluster_pki()
+            .setting(files.path(), Role::Scheduler, name, &[])
+            .expect("scheduler certificate"),
         ..Default::default()
     };
     tweak(&mut config);
@@ -113,6 +135,7 @@ pub fn start_scheduler_with(
         proxy: None,
         runtime: Some(rt),
         shutdown,
+        _files: Some(files),
     }
 }
 
@@ -142,6 +165,14 @@ pub fn start_peer(
     config.proxy_addr = proxy_addr;
     config.schedule_timeout = Duration::from_secs(2);
     config.piece_timeout = Duration::from_secs(10);
+    config.tls = cluster_pki()
+        .setting(
+            &dir.with_extension("tls"),
+            Role::of_peer(seed),
+            name,
+            &LOOPBACK,
+        )
+        .expect("peer certificate");
     tweak(&mut config);
     let rt = runtime(name);
     let shutdown = CancellationToken::new();
@@ -164,6 +195,7 @@ pub fn start_peer(
         proxy: Some(proxy_addr),
         runtime: Some(rt),
         shutdown,
+        _files: None,
     }
 }
 
