@@ -2,7 +2,7 @@
 //! binaries driven as an operator would (`cli`), where dfctl writes and what it leaves there
 //! (`destinations`), the Helm chart checked with the real helm and kubernetes-validate
 //! (`helm`), the node/cluster configuration dfctl writes, checked by its real readers
-//! (`node_config`), preheat jobs (`preheat`), `dfctl top` on a real terminal (`top`), and the
+//! (`node_config`), the cluster identity against hostile hosts (`identity`), preheat jobs (`preheat`), `dfctl top` on a real terminal (`top`), and the
 //! benchmarks at toy size (`bench`).
 
 mod bench;
@@ -13,6 +13,7 @@ mod destinations;
 mod docker_path;
 mod e2e;
 mod helm;
+mod identity;
 mod node_config;
 mod p2p;
 mod preheat;

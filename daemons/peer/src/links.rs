@@ -39,7 +39,11 @@ pub(crate) struct PeerLinks {
 
 /// The scheme of parent URLs under `setting`.
 pub(crate) fn scheme(setting: &TlsSetting) -> &'static str {
-    if setting.is_plaintext() { "http" } else { "https" }
+    if setting.is_plaintext() {
+        "http"
+    } else {
+        "https"
+    }
 }
 
 /// Loads the identity and builds every link's TLS; the certificate reload runs on `tracker`.
@@ -60,7 +64,11 @@ pub(crate) fn setup(
         });
     };
     let tls = ClusterTls::load(paths)?;
-    tls.expect(Role::of_peer(config.seed), Some(&config.hostname), &paths.cert)?;
+    tls.expect(
+        Role::of_peer(config.seed),
+        Some(&config.hostname),
+        &paths.cert,
+    )?;
     tracker.spawn(tls.keys().watch(shutdown.clone()));
     Ok(PeerLinks {
         scheduler: Some(Arc::new(tls.client_config(SCHEDULER_ROLES, ALPN_GRPC)?)),
@@ -95,9 +103,15 @@ impl tower_service::Service<http::Uri> for TlsConnector {
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let config = self.config.clone();
         Box::pin(async move {
-            let addr = uri.authority().map(|a| a.as_str().to_owned()).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("no host:port in {uri}"))
-            })?;
+            let addr = uri
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .ok_or_else(|| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("no host:port in {uri}"),
+                    )
+                })?;
             df_core::tls::connect(config, &addr).await.map(TokioIo::new)
         })
     }

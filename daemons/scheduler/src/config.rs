@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use df_core::config::tls::TlsSetting;
 use df_core::config::scheduler::RawJobs;
+use df_core::config::tls::TlsSetting;
 use df_core::config::{ConfigError, load_yaml, socket_addr};
 use df_core::telemetry::StderrFormat;
 
