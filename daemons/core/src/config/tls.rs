@@ -31,6 +31,23 @@ pub struct RawTls {
     pub plaintext: bool,
 }
 
+/// Where a node keeps its identity, in the cert-manager layout (`ca.crt`, `tls.crt`,
+/// `tls.key`): what `dfctl init` and `gen-config daemons` write into configs and the chart
+/// mounts its Secret at.
+pub const NODE_DIR: &str = "/etc/dragonfly/tls";
+
+impl RawTls {
+    /// `ca.crt`, `tls.crt` and `tls.key` under `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            ca: Some(dir.join("ca.crt")),
+            cert: Some(dir.join("tls.crt")),
+            key: Some(dir.join("tls.key")),
+            plaintext: false,
+        }
+    }
+}
+
 /// The validated `tls:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TlsSetting {
