@@ -242,8 +242,7 @@ pub async fn start_scheduler(
     bin_dir: &Path,
     dir: &Path,
     (grpc, http_addr): (&str, &str),
-    candidate_parents: Option<usize>,
-    tls: &TlsSetting,
+    (candidate_parents, tls): (Option<usize>, &TlsSetting),
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
     let home = dir.join("scheduler");

@@ -402,8 +402,10 @@ async fn run_cluster(
         &cfg.bin_dir,
         dir,
         (&grpc, &sched_http),
-        cfg.candidate_parents,
-        &tls(&dir.join("scheduler"), Role::Scheduler, "scheduler", &[])?,
+        (
+            cfg.candidate_parents,
+            &tls(&dir.join("scheduler"), Role::Scheduler, "scheduler", &[])?,
+        ),
         http,
     )
     .await?;
