@@ -360,7 +360,7 @@ mod tests {
     fn sizes_and_watermarks_validate() {
         let raw: RawConfig = parse_yaml(
             Path::new("d.yaml"),
-            "storage:\n  dir: /x\n  capacity: 1GiB\n  low_watermark_percent: 95\n",
+            "storage:\n  dir: /x\n  capacity: 1GiB\n  low_watermark_percent: 95\ntls:\n  plaintext: true\n",
         )
         .expect("parses");
         let err = Config::validate(Path::new("d.yaml"), raw).expect_err("low above high");
@@ -368,10 +368,32 @@ mod tests {
             err.to_string().contains("storage.high_watermark_percent"),
             "{err}"
         );
-        let raw: RawConfig =
-            parse_yaml(Path::new("d.yaml"), "upload:\n  rate_limit: 10MiB\n").expect("parses");
+        let raw: RawConfig = parse_yaml(
+            Path::new("d.yaml"),
+            "upload:\n  rate_limit: 10MiB\ntls:\n  plaintext: true\n",
+        )
+        .expect("parses");
         let cfg = Config::validate(Path::new("d.yaml"), raw).expect("valid");
         assert_eq!(cfg.upload_rate, 10 << 20);
+    }
+
+    #[test]
+    fn tls_paths_are_read_and_a_missing_section_is_named() {
+        let raw: RawConfig = parse_yaml(
+            Path::new("d.yaml"),
+            "tls:\n  ca: /t/ca.crt\n  cert: /t/tls.crt\n  key: /t/tls.key\n",
+        )
+        .expect("parses");
+        let cfg = Config::validate(Path::new("d.yaml"), raw).expect("valid");
+        assert!(matches!(cfg.tls, TlsSetting::Mutual(ref p) if p.key == Path::new("/t/tls.key")));
+        let raw: RawConfig =
+            parse_yaml(Path::new("d.yaml"), "tls:\n  ca: /t/ca.crt\n").expect("parses");
+        let err = Config::validate(Path::new("d.yaml"), raw).expect_err("no cert");
+        assert!(
+            err.to_string()
+                .starts_with("d.yaml: key 'tls.cert': missing"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -382,7 +404,7 @@ mod tests {
         std::fs::write(&key, "PEM").expect("key");
         let yaml = |host: &str| {
             format!(
-                "proxy:\n  hijack:\n    certs:\n      - host: {host}\n        cert: {}\n        key: {}\n",
+                "tls:\n  plaintext: true\nproxy:\n  hijack:\n    certs:\n      - host: {host}\n        cert: {}\n        key: {}\n",
                 cert.display(),
                 key.display()
             )

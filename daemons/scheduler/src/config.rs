@@ -163,7 +163,7 @@ mod tests {
     fn jobs_section_validates() {
         let ok: RawConfig = parse_yaml(
             Path::new("s.yaml"),
-            "jobs:\n  token: s3cret\n  timeout: 5m\n",
+            "jobs:\n  token: s3cret\n  timeout: 5m\ntls:\n  plaintext: true\n",
         )
         .expect("parses");
         let cfg = Config::validate(Path::new("s.yaml"), ok).expect("valid");
@@ -185,9 +185,26 @@ mod tests {
 
     #[test]
     fn durations_are_human() {
-        let raw: RawConfig =
-            parse_yaml(Path::new("s.yaml"), "gc:\n  host_ttl: 90s\n").expect("parses");
+        let raw: RawConfig = parse_yaml(
+            Path::new("s.yaml"),
+            "gc:\n  host_ttl: 90s\ntls:\n  plaintext: true\n",
+        )
+        .expect("parses");
         let cfg = Config::validate(Path::new("s.yaml"), raw).expect("valid");
         assert_eq!(cfg.host_ttl, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_config_without_tls_is_refused_and_the_opt_out_is_recorded() {
+        let raw: RawConfig =
+            parse_yaml(Path::new("s.yaml"), "gc:\n  host_ttl: 90s\n").expect("parses");
+        let err = Config::validate(Path::new("s.yaml"), raw).expect_err("secure by default");
+        assert_eq!(
+            err.to_string().lines().count(),
+            1,
+            "one line naming the key: {err}"
+        );
+        assert!(err.to_string().contains("key 'tls.ca': missing"), "{err}");
+        assert!(Config::default().tls.is_plaintext());
     }
 }
