@@ -3,7 +3,8 @@
 //! With TLS on, a stream is served only when what it announces belongs to the certificate it
 //! came with ([`df_core::identity`]): its host ID, hostname and host type on a host stream,
 //! its host and peer IDs on a download stream. Anything else is `PermissionDenied` with the
-//! reason, before the scheduler's state is touched.
+//! reason, before the scheduler's state is touched. The tasks a bound host re-announces as
+//! held keep only its own peer IDs.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -88,6 +89,23 @@ impl SchedulerService {
     }
 }
 
+/// The held tasks whose peer IDs belong to `host_id` (`<host id>-<uuid>`); a certificate
+/// bound host cannot plant copies under another host's peers.
+fn own_tasks(host_id: &str, mut held: pb::HeldTasks) -> pb::HeldTasks {
+    held.tasks.retain(|t| {
+        let own = t
+            .peer_id
+            .strip_prefix(host_id)
+            // `<ip>-<name>-seed-<uuid>` is the seed host of the same name, not this one.
+            .is_some_and(|rest| rest.len() > 1 && rest.starts_with('-') && !rest.starts_with("-seed-"));
+        if !own {
+            tracing::warn!(host_id, peer_id = %t.peer_id, "ignoring a held task under another host's peer ID");
+        }
+        own
+    });
+    held
+}
+
 fn denied(e: Denied) -> Status {
     Status::permission_denied(e.to_string())
 }
@@ -120,6 +138,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         }
         self.authorize_host(identity.as_deref(), &info)
             .inspect_err(|s| refused(link.as_ref(), s))?;
+        let bound = identity.is_some();
         let (tx, rx) = mpsc::unbounded_channel();
         let (host_id, generation) = self.scheduler.host_connected(info, tx);
         let scheduler = self.scheduler.clone();
@@ -134,7 +153,14 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
                 match next {
                     Ok(Some(msg)) => match msg.request {
                         Some(HostMsg::Heartbeat(hb)) => scheduler.host_heartbeat(&host_id, hb),
-                        Some(HostMsg::Held(held)) => scheduler.host_held(&host_id, held),
+                        Some(HostMsg::Held(held)) => {
+                            let held = if bound {
+                                own_tasks(host_id.as_str(), held)
+                            } else {
+                                held
+                            };
+                            scheduler.host_held(&host_id, held);
+                        }
                         Some(HostMsg::Evicted(ev)) => scheduler.host_evicted(&host_id, ev),
                         Some(HostMsg::PreheatReport(r)) => jobs.report(&host_id, r),
                         Some(HostMsg::Register(_)) | None => {}
@@ -195,5 +221,33 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             scheduler.peer_stream_closed(&task_id, &peer_id, generation);
         });
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_tasks_under_other_hosts_peer_ids_are_dropped() {
+        let task = |peer_id: &str| pb::HeldTask {
+            peer_id: peer_id.into(),
+            ..Default::default()
+        };
+        let held = pb::HeldTasks {
+            tasks: vec![
+                task("10.0.0.1-a-1234"),
+                task("10.0.0.1-b-1234"),
+                task("10.0.0.1-a"),
+                task("10.0.0.1-ab-1"),
+                task("10.0.0.1-a-seed-1234"),
+            ],
+        };
+        let kept: Vec<String> = own_tasks("10.0.0.1-a", held)
+            .tasks
+            .into_iter()
+            .map(|t| t.peer_id)
+            .collect();
+        assert_eq!(kept, ["10.0.0.1-a-1234"]);
     }
 }
