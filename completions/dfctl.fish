@@ -74,7 +74,7 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcom
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l force -d 'Replace an existing CA (every certificate it signed stops being trusted with it)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s V -l version -d 'Print version'
-complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -l san -d 'Subject alternative name (repeatable): DNS:name, IP:addr, or bare (IP if it parses)' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -l san -d 'Subject alternative name (repeatable): DNS:name, IP:addr, URI:dragonfly://ROLE/NAME (a daemon\'s cluster identity; with --usage server --usage client), or bare (IP if it parses)' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -l ca-dir -d 'Directory holding the CA\'s ca.crt and ca.key' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -l out-dir -d 'Output directory [default: the CA directory]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from issue" -l name -d 'File name stem: writes NAME.crt and NAME.key [default: the first SAN]' -r

@@ -82,11 +82,14 @@ pub struct PemPair {
     pub key_pem: String,
 }
 
-/// A subject alternative name: `DNS:name`, `IP:addr`, or bare (an IP if it parses as one).
+/// A subject alternative name: `DNS:name`, `IP:addr`, `URI:dragonfly://<role>/<name>` (a
+/// daemon's cluster identity), or bare (an IP if it parses as one).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum San {
     Dns(String),
     Ip(IpAddr),
+    /// A daemon identity, `dragonfly://<scheduler|seed|peer>/<name>` ([`df_core::identity`]).
+    Uri(String),
 }
 
 impl std::str::FromStr for San {
@@ -98,6 +101,11 @@ impl std::str::FromStr for San {
             message: message.to_owned(),
         };
         let (kind, value) = match s.split_once(':') {
+            Some((k, v)) if k.eq_ignore_ascii_case("uri") => {
+                return df_core::identity::parse_uri(v)
+                    .map(|_| Self::Uri(v.to_owned()))
+                    .map_err(|e| bad(&e.to_string()));
+            }
             Some((k, v)) if k.eq_ignore_ascii_case("dns") => ("dns", v),
             Some((k, v)) if k.eq_ignore_ascii_case("ip") => ("ip", v),
             _ => ("auto", s),
@@ -130,6 +138,7 @@ impl std::fmt::Display for San {
         match self {
             Self::Dns(n) => write!(f, "DNS:{n}"),
             Self::Ip(ip) => write!(f, "IP:{ip}"),
+            Self::Uri(u) => write!(f, "URI:{u}"),
         }
     }
 }
@@ -204,6 +213,7 @@ pub fn issue(ca_cert_pem: &str, ca_key_pem: &str, spec: &LeafSpec) -> Result<Pem
     let cn = spec.common_name.clone().unwrap_or_else(|| match first {
         San::Dns(n) => n.clone(),
         San::Ip(ip) => ip.to_string(),
+        San::Uri(u) => u.clone(),
     });
     params.distinguished_name = name(&cn);
     params.is_ca = IsCa::ExplicitNoCa;
@@ -218,6 +228,12 @@ pub fn issue(ca_cert_pem: &str, ca_key_pem: &str, spec: &LeafSpec) -> Result<Pem
                     message: e.to_string(),
                 }),
             San::Ip(ip) => Ok(SanType::IpAddress(*ip)),
+            San::Uri(u) => rcgen::string::Ia5String::try_from(u.as_str())
+                .map(SanType::URI)
+                .map_err(|e| PkiError::San {
+                    san: u.clone(),
+                    message: e.to_string(),
+                }),
         })
         .collect::<Result<_, _>>()?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -483,5 +499,32 @@ mod tests {
             issue(&ca.cert_pem, &ca.key_pem, &spec),
             Err(PkiError::NoSan)
         ));
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    #[test]
+    fn a_daemon_identity_san_reads_back_as_its_identity() {
+        let san: San = "URI:dragonfly://seed/node-1".parse().expect("uri san");
+        assert_eq!(san.to_string(), "URI:dragonfly://seed/node-1");
+        assert!("URI:dragonfly://admin/x".parse::<San>().is_err());
+        let ca = new_ca("t", KeyType::EcdsaP256, 1).expect("ca");
+        let now = OffsetDateTime::now_utc();
+        let spec = LeafSpec {
+            sans: vec![san, "IP:10.0.0.5".parse().expect("ip")],
+            common_name: Some("node-1".into()),
+            key_type: KeyType::EcdsaP256,
+            usages: vec![Usage::Server, Usage::Client],
+            not_before: now,
+            not_after: now + time::Duration::days(1),
+        };
+        let leaf = issue(&ca.cert_pem, &ca.key_pem, &spec).expect("leaf");
+        let (_, pem) = x509_parser::pem::parse_x509_pem(leaf.cert_pem.as_bytes()).expect("pem");
+        let id = df_core::identity::Identity::from_der(&pem.contents).expect("identity");
+        assert_eq!(id.uri(), "dragonfly://seed/node-1");
+        assert_eq!(id.ips, vec!["10.0.0.5".parse::<IpAddr>().expect("ip")]);
     }
 }

@@ -1041,7 +1041,7 @@ async fn deploy_systemd_writes_units_systemd_accepts_and_is_idempotent() {
     let bin_dir = bin_dir();
     let bin_dir_s = bin_dir.to_str().expect("utf-8 path");
     let config = scratch.path().join("dfdaemon.yaml");
-    let yaml = "schedulers:\n  - 10.0.0.1:8002\nstorage:\n  dir: /data/dragonfly\n";
+    let yaml = "schedulers:\n  - 10.0.0.1:8002\nstorage:\n  dir: /data/dragonfly\ntls:\n  plaintext: true\n";
     std::fs::write(&config, yaml).expect("write config");
     // The config deploy installs is one the daemon accepts.
     df_peer::Config::load(&config).expect("the test's peer config is valid");

@@ -2,10 +2,18 @@
 //!
 //! Each daemon runs on its own tokio runtime (one worker thread), so [`Daemon::kill`] drops
 //! every task and socket it owns at once, the way a crash would, instead of a polite shutdown.
+//!
+//! Daemons talk mutual TLS, as deployed: every one gets a certificate from one test cluster
+//! CA ([`cluster_pki`]) for its role and name (peers also bound to 127.0.0.1) before the
+//! caller's tweak, which may replace it (another CA, the plaintext opt-out).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use df_core::identity::Role;
+use df_tests::pki::ClusterPki;
 
 use df_core::telemetry::LogHub;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +29,17 @@ pub struct Daemon {
     shutdown: CancellationToken,
     /// Fires when the daemon's `run` returned.
     done: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Files a scheduler's certificate lives in (peers keep theirs beside their data).
+    _files: Option<tempfile::TempDir>,
 }
+
+/// The cluster identity CA every harness daemon's certificate comes from.
+pub fn cluster_pki() -> &'static ClusterPki {
+    static PKI: OnceLock<ClusterPki> = OnceLock::new();
+    PKI.get_or_init(|| ClusterPki::new("test-cluster").expect("test CA"))
+}
+
+const LOOPBACK: [std::net::IpAddr; 1] = [std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)];
 
 impl Daemon {
     /// SIGTERM, as the binaries take it: cancels the shutdown token and waits up to `within`
@@ -102,10 +120,14 @@ pub fn start_scheduler_with(
         grpc_l.local_addr().expect("addr"),
         http_l.local_addr().expect("addr"),
     );
+    let files = tempfile::tempdir().expect("tempdir");
     let mut config = df_scheduler::Config {
         grpc_addr,
         http_addr,
         seed_wait: Duration::from_secs(3),
+        tls: cluster_pki()
+            .setting(files.path(), Role::Scheduler, name, &[])
+            .expect("scheduler certificate"),
         ..Default::default()
     };
     tweak(&mut config);
@@ -130,6 +152,7 @@ pub fn start_scheduler_with(
         runtime: Some(rt),
         shutdown,
         done: Some(done),
+        _files: Some(files),
     }
 }
 
@@ -162,6 +185,14 @@ pub fn start_peer(
     // Origins, registries and peers of these tests are all on 127.0.0.1.
     config.proxy.allow_private_destinations = true;
     config.proxy.destination_ports = Vec::new();
+    config.tls = cluster_pki()
+        .setting(
+            &dir.with_extension("tls"),
+            Role::of_peer(seed),
+            name,
+            &LOOPBACK,
+        )
+        .expect("peer certificate");
     tweak(&mut config);
     let rt = runtime(name);
     let shutdown = CancellationToken::new();
@@ -187,6 +218,7 @@ pub fn start_peer(
         runtime: Some(rt),
         shutdown,
         done: Some(done),
+        _files: None,
     }
 }
 

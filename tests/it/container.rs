@@ -162,7 +162,8 @@ async fn the_image_runs_a_podman_cluster_that_containerd_pulls_through_p2p() {
         work.path(),
         "scheduler",
         &format!(
-            "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http}\"\nlog:\n  stderr: json\n"
+            "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http}\"\nlog:\n  stderr: json\n\
+             tls:\n  plaintext: true\n"
         ),
     );
     containers
@@ -176,7 +177,7 @@ async fn the_image_runs_a_podman_cluster_that_containerd_pulls_through_p2p() {
             "seed: {seed}\nhost:\n  hostname: {name}\n  ip: 127.0.0.1\nschedulers: [\"{grpc}\"]\n\
              server:\n  upload_addr: \"{upload}\"\n  proxy_addr: \"{proxy}\"\n  admin_addr: \"{admin}\"\n\
              proxy:\n  allow_private_destinations: true\n  destination_ports: []\n\
-             log:\n  stderr: json\n",
+             log:\n  stderr: json\ntls:\n  plaintext: true\n",
             seed = n == 0,
         );
         let path = write_config(work.path(), name, &config);

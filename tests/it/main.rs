@@ -2,8 +2,9 @@
 //! binaries driven as an operator would (`cli`), where dfctl writes and what it leaves there
 //! (`destinations`), the Helm chart checked with the real helm and kubernetes-validate
 //! (`helm`), the node/cluster configuration dfctl writes, checked by its real readers
-//! (`node_config`), preheat jobs (`preheat`), `dfctl top` on a real terminal (`top`), daemon configs
-//! through a YAML 1.1 tool (`yaml11`), and the benchmarks at toy size (`bench`).
+//! (`node_config`), the cluster identity against hostile hosts (`identity`), preheat jobs
+//! (`preheat`), `dfctl top` on a real terminal (`top`), daemon configs through a YAML 1.1 tool
+//! (`yaml11`), and the benchmarks at toy size (`bench`).
 
 mod bench;
 mod cli;
@@ -14,6 +15,7 @@ mod docker_path;
 mod e2e;
 mod helm;
 mod hostile;
+mod identity;
 mod node_config;
 mod p2p;
 mod preheat;

@@ -149,19 +149,36 @@ fn generated_daemon_configs_load_unchanged_to_the_daemons_defaults() {
     let peer_file = root.path().join("etc/dragonfly/dfdaemon.yaml");
     let sched_file = root.path().join("etc/dragonfly/dfscheduler.yaml");
 
-    // The daemons' own loaders (deny_unknown_fields) give exactly their built-in defaults.
+    // The daemons' own loaders (deny_unknown_fields) give exactly their built-in defaults,
+    // plus the node's identity files: without them (secure by default) nothing starts.
+    let node_tls =
+        || df_core::config::tls::RawTls::in_dir(Path::new(df_core::config::tls::NODE_DIR));
     let peer = df_peer::config::Config::load(&peer_file).expect("dfdaemon loads it");
     let peer_default = df_peer::config::Config::validate(
         Path::new("<defaults>"),
-        df_peer::config::RawConfig::default(),
+        df_peer::config::RawConfig {
+            tls: node_tls(),
+            ..df_peer::config::RawConfig::default()
+        },
     )
     .expect("defaults");
     assert_eq!(format!("{peer:?}"), format!("{peer_default:?}"));
     let sched = df_scheduler::config::Config::load(&sched_file).expect("dfscheduler loads it");
-    assert_eq!(
-        format!("{sched:?}"),
-        format!("{:?}", df_scheduler::config::Config::default())
-    );
+    let sched_default = df_scheduler::config::Config::validate(
+        Path::new("<defaults>"),
+        df_scheduler::config::RawConfig {
+            tls: node_tls(),
+            ..df_scheduler::config::RawConfig::default()
+        },
+    )
+    .expect("defaults");
+    assert_eq!(format!("{sched:?}"), format!("{sched_default:?}"));
+    let err = df_peer::config::Config::validate(
+        Path::new("dfdaemon.yaml"),
+        df_peer::config::RawConfig::default(),
+    )
+    .expect_err("no tls section");
+    assert!(err.to_string().contains("key 'tls.ca': missing"), "{err}");
 
     // ... and the files name every key the daemons know, so none is silently missing.
     let known = debug_paths(&format!("{:#?}", df_peer::config::RawConfig::default()));
@@ -909,7 +926,17 @@ async fn the_daemons_start_with_the_generated_configs() {
         "dir: /var/lib/dragonfly",
         &format!("dir: {}", data.display()),
     );
-    std::fs::write(etc.join("dfdaemon.yaml"), peer).expect("write");
+    // The node's identity files are not on this machine: both daemons on the opt-out
+    // (the identity itself is tested in-process, `identity.rs`).
+    let plaintext = |text: &str| {
+        let text = with_line(text, "ca: /etc/dragonfly/tls/ca.crt", "ca: null");
+        let text = with_line(&text, "cert: /etc/dragonfly/tls/tls.crt", "cert: null");
+        let text = with_line(&text, "key: /etc/dragonfly/tls/tls.key", "key: null");
+        with_line(&text, "plaintext: false", "plaintext: true")
+    };
+    std::fs::write(etc.join("dfdaemon.yaml"), plaintext(&peer)).expect("write");
+    let sched = std::fs::read_to_string(etc.join("dfscheduler.yaml")).expect("read");
+    std::fs::write(etc.join("dfscheduler.yaml"), plaintext(&sched)).expect("write");
 
     let mut scheduler = Daemon::start(
         "dfscheduler",

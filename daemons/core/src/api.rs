@@ -75,6 +75,12 @@ pub struct SchedulerInfo {
     /// Settings that weaken security (`dfctl status` shows them).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Its gRPC is plaintext (`tls.plaintext: true`): any host can announce anything.
+    #[serde(default)]
+    pub plaintext: bool,
+    /// The identity in its certificate (`dragonfly://scheduler/<name>`), when TLS is on.
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +218,12 @@ pub struct PeerInfo {
     /// Settings that weaken security (`dfctl status` shows them).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Its links to schedulers and peers are plaintext (`tls.plaintext: true`).
+    #[serde(default)]
+    pub plaintext: bool,
+    /// The identity in its certificate (`dragonfly://<seed|peer>/<hostname>`), when TLS is on.
+    #[serde(default)]
+    pub identity: Option<String>,
 }
 
 /// Bytes a peer moved in the last `window_secs` seconds, by where they came from.

@@ -2,12 +2,14 @@
 //! piece maths, the scheduler hash ring, the daemon config contract ([`config`]: the raw
 //! config types both daemons read and dfctl writes, and [`ports`]: their default ports),
 //! telemetry (logs that the admin APIs can stream), shutdown wiring, bounded HTTP serving
-//! ([`serve`]) and the admin APIs' token check ([`admin_auth`]), and the HTTP contract
+//! ([`serve`]), the admin APIs' token check ([`admin_auth`]), the cluster identity
+//! ([`identity`]) and the mutual TLS of every daemon link ([`tls`]), and the HTTP contract
 //! dfctl reads: [`routes`] (paths), [`api`] (JSON types) and [`manifest_url`].
 
 pub mod admin_auth;
 pub mod api;
 pub mod config;
+pub mod identity;
 pub mod ids;
 pub mod manifest_url;
 pub mod piece;
@@ -17,6 +19,7 @@ pub mod routes;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 /// Version reported by every binary and admin API.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

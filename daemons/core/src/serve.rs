@@ -193,6 +193,43 @@ where
     }
 }
 
+/// A connection that watches `stop` itself (one that must first finish a TLS handshake, say,
+/// before there is an HTTP connection to drain): the loop's drain is a no-op for it.
+pub struct DrainsItself<F>(Pin<Box<F>>);
+
+impl<F: std::future::Future> DrainsItself<F> {
+    pub fn new(connection: F) -> Self {
+        Self(Box::pin(connection))
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for DrainsItself<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+impl<F: std::future::Future> Drain for DrainsItself<F> {
+    fn drain(self: Pin<&mut Self>) {}
+}
+
+/// Runs `connection` until it ends; once `stop` fires, asks it to finish its current exchange
+/// and close, and waits for that.
+pub async fn drained<C: Drain>(connection: C, stop: &CancellationToken) -> C::Output {
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        r = connection.as_mut() => return r,
+        _ = stop.cancelled() => {}
+    }
+    connection.as_mut().drain();
+    connection.await
+}
+
 /// Accepts on `listener` until `stopping.stop`, within `limit`, running `on_connection` for
 /// each admitted connection on its own tracked task; Nagle is off (pieces and proxied bodies
 /// are streamed, latency matters more than packet count).

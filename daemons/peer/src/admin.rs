@@ -44,6 +44,8 @@ pub(crate) struct AdminState {
     pub(crate) ca_not_after: Option<i64>,
     /// Settings that weaken the defaults (shown by `dfctl status`).
     pub(crate) warnings: Vec<String>,
+    /// The cluster identity this peer's links present; `None` under `tls.plaintext`.
+    pub(crate) identity: Option<String>,
 }
 
 type Shared = State<Arc<AdminState>>;
@@ -115,6 +117,8 @@ async fn info(State(s): Shared) -> Response {
         high_watermark_percent: ctx.store.high_watermark_percent(),
         task_ttl_secs: ctx.task_ttl.as_secs(),
         warnings: ctx.warnings.clone(),
+        plaintext: ctx.identity.is_none(),
+        identity: ctx.identity.clone(),
     })
     .into_response()
 }

@@ -141,6 +141,7 @@ impl SchedulerClient {
         addrs: &[String],
         host: pb::HostInfo,
         connect_timeout: Duration,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, AnnouncerError> {
         let mut links = HashMap::new();
         for addr in addrs {
@@ -150,12 +151,19 @@ impl SchedulerClient {
                     reason: e.to_string(),
                 }
             })?;
-            let channel = endpoint
+            let endpoint = endpoint
                 .connect_timeout(connect_timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(5))
-                .connect_lazy();
+                .keep_alive_timeout(Duration::from_secs(5));
+            // With TLS the URL stays http:// so tonic adds no TLS of its own: the connector
+            // runs the cluster identity's handshake and checks the scheduler's role.
+            let channel = match &tls {
+                Some(config) => endpoint.connect_with_connector_lazy(crate::links::TlsConnector {
+                    config: config.clone(),
+                }),
+                None => endpoint.connect_lazy(),
+            };
             links.insert(
                 addr.clone(),
                 Link {

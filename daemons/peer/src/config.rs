@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use df_core::admin_auth::AdminAuth;
+use df_core::config::tls::{RawTls, TlsSetting};
 use df_core::config::{ConfigError, load_yaml, socket_addr};
 use df_core::ids::HostId;
 use df_core::serve::ServerLimits;
@@ -57,6 +58,8 @@ pub struct Config {
     /// Largest object cached and shared.
     pub max_content_length: u64,
     pub admin: AdminAuth,
+    /// Mutual TLS on scheduler links and piece transfer, or the explicit plaintext opt-out.
+    pub tls: TlsSetting,
 }
 
 /// Validated `proxy:` section.
@@ -266,9 +269,15 @@ impl Config {
         Self::validate(path, load_yaml(path)?)
     }
 
-    /// A config for tests and embedding: defaults, data under `data_dir`, loopback addresses.
+    /// A config for tests and embedding: defaults, data under `data_dir`, loopback addresses,
+    /// and the plaintext opt-out (TLS needs files only the caller has; set `tls` for it). A
+    /// YAML file without a `tls:` section is refused instead.
     pub fn for_dir(data_dir: &Path) -> Self {
         let raw = RawConfig {
+            tls: RawTls {
+                plaintext: true,
+                ..RawTls::default()
+            },
             storage: RawStorage {
                 dir: data_dir.to_owned(),
                 ..RawStorage::default()
@@ -371,6 +380,7 @@ impl Config {
             idle_timeout: raw.server.idle_timeout,
             max_content_length: raw.download.max_content_length.0,
             admin: AdminAuth::load(path, &raw.admin)?,
+            tls: raw.tls.validate(path)?,
             log_dir: raw.log.dir,
             log_level: raw.log.level,
             log_stderr: raw.log.stderr,
@@ -422,7 +432,7 @@ mod tests {
     fn sizes_and_watermarks_validate() {
         let raw: RawConfig = parse_yaml(
             Path::new("d.yaml"),
-            "storage:\n  dir: /x\n  capacity: 1GiB\n  low_watermark_percent: 95\n",
+            "storage:\n  dir: /x\n  capacity: 1GiB\n  low_watermark_percent: 95\ntls:\n  plaintext: true\n",
         )
         .expect("parses");
         let err = Config::validate(Path::new("d.yaml"), raw).expect_err("low above high");
@@ -430,10 +440,32 @@ mod tests {
             err.to_string().contains("storage.high_watermark_percent"),
             "{err}"
         );
-        let raw: RawConfig =
-            parse_yaml(Path::new("d.yaml"), "upload:\n  rate_limit: 10MiB\n").expect("parses");
+        let raw: RawConfig = parse_yaml(
+            Path::new("d.yaml"),
+            "upload:\n  rate_limit: 10MiB\ntls:\n  plaintext: true\n",
+        )
+        .expect("parses");
         let cfg = Config::validate(Path::new("d.yaml"), raw).expect("valid");
         assert_eq!(cfg.upload_rate, 10 << 20);
+    }
+
+    #[test]
+    fn tls_paths_are_read_and_a_missing_section_is_named() {
+        let raw: RawConfig = parse_yaml(
+            Path::new("d.yaml"),
+            "tls:\n  ca: /t/ca.crt\n  cert: /t/tls.crt\n  key: /t/tls.key\n",
+        )
+        .expect("parses");
+        let cfg = Config::validate(Path::new("d.yaml"), raw).expect("valid");
+        assert!(matches!(cfg.tls, TlsSetting::Mutual(ref p) if p.key == Path::new("/t/tls.key")));
+        let raw: RawConfig =
+            parse_yaml(Path::new("d.yaml"), "tls:\n  ca: /t/ca.crt\n").expect("parses");
+        let err = Config::validate(Path::new("d.yaml"), raw).expect_err("no cert");
+        assert!(
+            err.to_string()
+                .starts_with("d.yaml: key 'tls.cert': missing"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -444,7 +476,7 @@ mod tests {
         std::fs::write(&key, "PEM").expect("key");
         let yaml = |host: &str| {
             format!(
-                "proxy:\n  hijack:\n    certs:\n      - host: {host}\n        cert: {}\n        key: {}\n",
+                "tls:\n  plaintext: true\nproxy:\n  hijack:\n    certs:\n      - host: {host}\n        cert: {}\n        key: {}\n",
                 cert.display(),
                 key.display()
             )

@@ -14,6 +14,7 @@ pub mod config;
 pub mod download;
 pub mod egress;
 mod gc;
+pub(crate) mod links;
 pub(crate) mod metrics;
 pub(crate) mod preheat;
 pub mod proxy;
@@ -70,6 +71,8 @@ pub enum RunError {
     Origin(#[from] OriginClientError),
     #[error(transparent)]
     Proxy(#[from] proxy::leaf_certs::MintError),
+    #[error(transparent)]
+    Tls(#[from] df_core::tls::TlsError),
 }
 
 /// The IP other peers should use: configured, else the upload listener's, else the address
@@ -123,6 +126,9 @@ pub async fn run(
         upload_rate: config.upload_rate,
         version: df_core::VERSION.to_owned(),
     };
+    // Every long-lived task is spawned here, so shutdown can wait for them (bounded).
+    let tracker = TaskTracker::new();
+    let links = links::setup(&config, &tracker, &shutdown)?;
     let store = PieceStore::open(StoreOptions {
         dir: config.data_dir.clone(),
         capacity: config.capacity,
@@ -134,6 +140,7 @@ pub async fn run(
         &config.schedulers,
         host_info.clone(),
         Duration::from_secs(1),
+        links.scheduler.clone(),
     )?);
     for warning in config.warnings() {
         tracing::warn!("{warning}");
@@ -153,7 +160,11 @@ pub async fn run(
         config.piece_timeout,
         Arc::new(policy),
     )?;
-    let peers = reqwest::Client::builder()
+    let mut peers = reqwest::Client::builder();
+    if let Some(tls) = links.parents.clone() {
+        peers = peers.tls_backend_preconfigured(tls);
+    }
+    let peers = peers
         .no_proxy()
         .connect_timeout(Duration::from_secs(2))
         .read_timeout(config.piece_timeout)
@@ -169,8 +180,6 @@ pub async fn run(
     let counters = Arc::new(UploadCounters::default());
     let origin = Arc::new(origin);
 
-    // Every long-lived task is spawned here, so shutdown can wait for them (bounded).
-    let tracker = TaskTracker::new();
     let engine = Arc::new(Engine {
         download_limiter: RateLimiter::new(config.download_rate),
         host_info: host_info.clone(),
@@ -223,6 +232,7 @@ pub async fn run(
         listeners.upload,
         Arc::new(uploads),
         stopping.clone(),
+        links.upload,
     ));
     if let Some(listener) = listeners.proxy {
         let proxy = Arc::new(proxy::Proxy::new(
@@ -266,6 +276,7 @@ pub async fn run(
             .hijack_ca
             .as_ref()
             .and_then(|(cert, _)| proxy::leaf_certs::not_after(cert)),
+        identity: links.identity,
     });
     // Client downloads through the admin API are responses in flight too: they get the grace.
     let admin = df_core::admin_auth::protect(admin, config.admin.clone());

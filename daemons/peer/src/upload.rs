@@ -32,7 +32,8 @@ use crate::admission::{self, Answer};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{PieceStore, StoredTask};
-use df_core::serve::{ConnectionLimit, Stopping};
+use df_core::serve::{ConnectionLimit, DrainsItself, Stopping};
+use df_core::tls::ClusterAcceptor;
 
 /// What the piece server needs: the cache it reads, its limits, and the counters it moves.
 pub(crate) struct Uploads {
@@ -101,29 +102,54 @@ fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
 }
 
 /// Serves uploads on `listener` until told to stop; a piece being sent when it is told is
-/// finished (bounded by `shutdown_grace`), and held-open bitmap polls answer at once.
-pub(crate) async fn run(listener: TcpListener, ctx: Arc<Uploads>, stopping: Stopping) {
+/// finished (bounded by `shutdown_grace`), and held-open bitmap polls answer at once. Each
+/// connection first passes `tls` (the cluster identity's handshake, bounded in time).
+pub(crate) async fn run(
+    listener: TcpListener,
+    ctx: Arc<Uploads>,
+    stopping: Stopping,
+    tls: ClusterAcceptor,
+) {
     let stop = stopping.stop.clone();
     let limits = ctx.limits;
     df_core::serve::accept_loop(
         listener,
         ConnectionLimit::new("upload", limits.max_connections),
         stopping,
-        move |stream, _| {
+        move |tcp, _| {
             let ctx = ctx.clone();
             let stop = stop.clone();
             let per_conn = Arc::new(RateLimiter::new(ctx.per_connection_rate));
-            let service = hyper::service::service_fn(move |req| {
-                let ctx = ctx.clone();
-                let per_conn = per_conn.clone();
+            let service = hyper::service::service_fn({
                 let stop = stop.clone();
-                async move { Ok::<_, Infallible>(route(ctx, per_conn, &stop, req).await) }
+                move |req| {
+                    let ctx = ctx.clone();
+                    let per_conn = per_conn.clone();
+                    let stop = stop.clone();
+                    async move { Ok::<_, Infallible>(route(ctx, per_conn, &stop, req).await) }
+                }
             });
-            df_core::serve::http1(limits.header_read_timeout)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            let tls = tls.clone();
+            DrainsItself::new(async move {
+                let stream = tls.accept(tcp).await.map_err(ConnectionError::Tls)?.stream;
+                let connection = df_core::serve::http1(limits.header_read_timeout)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+                df_core::serve::drained(connection, &stop)
+                    .await
+                    .map_err(ConnectionError::Http)
+            })
         },
     )
     .await;
+}
+
+/// Why an upload connection ended early.
+#[derive(Debug, thiserror::Error)]
+enum ConnectionError {
+    #[error(transparent)]
+    Tls(df_core::tls::AcceptError),
+    #[error(transparent)]
+    Http(hyper::Error),
 }
 
 async fn route(

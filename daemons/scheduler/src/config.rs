@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use df_core::admin_auth::AdminAuth;
 use df_core::config::scheduler::{RawJobs, RawLimits};
+use df_core::config::tls::TlsSetting;
 use df_core::config::{ConfigError, load_yaml, socket_addr};
 use df_core::serve::ServerLimits;
 use df_core::telemetry::StderrFormat;
@@ -119,6 +120,8 @@ pub struct Config {
     pub peer_ttl: Duration,
     pub task_ttl: Duration,
     pub jobs: JobsConfig,
+    /// Mutual TLS on gRPC with the cluster identity, or the explicit plaintext opt-out.
+    pub tls: TlsSetting,
     pub log_dir: Option<PathBuf>,
     pub log_level: String,
     pub log_stderr: StderrFormat,
@@ -128,8 +131,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        // The defaults are valid by construction; validation can only fail on user input.
-        Self::validate(Path::new("<defaults>"), RawConfig::default())
+        // For tests and embedding: the defaults with the plaintext opt-out, because TLS needs
+        // files only the caller has. A YAML file without a `tls:` section is refused instead.
+        let mut raw = RawConfig::default();
+        raw.tls.plaintext = true;
+        Self::validate(Path::new("<defaults>"), raw)
             .unwrap_or_else(|_| unreachable!("default scheduler config is valid"))
     }
 }
@@ -199,6 +205,7 @@ impl Config {
             peer_ttl: raw.gc.peer_ttl,
             task_ttl: raw.gc.task_ttl,
             jobs: JobsConfig::validate(path, raw.jobs)?,
+            tls: raw.tls.validate(path)?,
             log_dir: raw.log.dir,
             log_level: raw.log.level,
             log_stderr: raw.log.stderr,
@@ -230,7 +237,7 @@ mod tests {
     fn jobs_section_validates() {
         let ok: RawConfig = parse_yaml(
             Path::new("s.yaml"),
-            "jobs:\n  token: s3cret\n  timeout: 5m\n",
+            "jobs:\n  token: s3cret\n  timeout: 5m\ntls:\n  plaintext: true\n",
         )
         .expect("parses");
         let cfg = Config::validate(Path::new("s.yaml"), ok).expect("valid");
@@ -252,9 +259,26 @@ mod tests {
 
     #[test]
     fn durations_are_human() {
-        let raw: RawConfig =
-            parse_yaml(Path::new("s.yaml"), "gc:\n  host_ttl: 90s\n").expect("parses");
+        let raw: RawConfig = parse_yaml(
+            Path::new("s.yaml"),
+            "gc:\n  host_ttl: 90s\ntls:\n  plaintext: true\n",
+        )
+        .expect("parses");
         let cfg = Config::validate(Path::new("s.yaml"), raw).expect("valid");
         assert_eq!(cfg.host_ttl, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_config_without_tls_is_refused_and_the_opt_out_is_recorded() {
+        let raw: RawConfig =
+            parse_yaml(Path::new("s.yaml"), "gc:\n  host_ttl: 90s\n").expect("parses");
+        let err = Config::validate(Path::new("s.yaml"), raw).expect_err("secure by default");
+        assert_eq!(
+            err.to_string().lines().count(),
+            1,
+            "one line naming the key: {err}"
+        );
+        assert!(err.to_string().contains("key 'tls.ca': missing"), "{err}");
+        assert!(Config::default().tls.is_plaintext());
     }
 }

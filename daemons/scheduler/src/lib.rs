@@ -9,7 +9,7 @@
 pub(crate) mod admin;
 pub(crate) mod admission;
 pub mod config;
-pub(crate) mod listener;
+pub(crate) mod link;
 pub(crate) mod metrics;
 pub(crate) mod model;
 pub(crate) mod preheat;
@@ -26,7 +26,10 @@ pub use scheduling::TICK;
 
 use std::sync::Arc;
 
+use df_core::config::tls::TlsSetting;
+use df_core::identity::Role;
 use df_core::telemetry::LogHub;
+use df_core::tls::{ClusterAcceptor, ClusterTls};
 use df_proto::scheduler::v1::scheduler_server::SchedulerServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +51,8 @@ pub enum RunError {
         addr: String,
         source: tonic::transport::Error,
     },
+    #[error(transparent)]
+    Tls(#[from] df_core::tls::TlsError),
 }
 
 /// Serves gRPC on `grpc` and the admin API on `http` until `shutdown` is cancelled.
@@ -66,9 +71,11 @@ pub async fn run(
     let limits = config.server_limits;
     let max_streams = config.max_streams_per_connection;
     let admin_auth = config.admin.clone();
-    let scheduler = Arc::new(Scheduler::new(config));
     // Every task the scheduler spawns is tracked, so shutdown can wait for them (bounded).
     let tracker = TaskTracker::new();
+    let (acceptor, identity) = grpc_acceptor(&config.tls, &tracker, &shutdown)?;
+    let identity_required = acceptor.is_tls();
+    let scheduler = Arc::new(Scheduler::new(config));
     // Preheat jobs see the scheduler only as a directory of connected hosts; the job store is
     // shared between them and the host streams (reports, departures).
     let jobs = Arc::new(preheat::JobStore::default());
@@ -110,6 +117,7 @@ pub async fn run(
         feed,
         hub,
         grpc_addr: grpc_addr.clone(),
+        identity,
     });
     let admin = df_core::admin_auth::protect(admin, admin_auth);
     tracing::debug!(addr = %http_addr, "admin HTTP server");
@@ -140,21 +148,23 @@ pub async fn run(
         }
     };
     let service_tracker = tracker.clone();
-    let incoming = listener::incoming(
-        grpc,
-        df_core::serve::ConnectionLimit::new("scheduler-grpc", limits.max_connections),
-        limits.header_read_timeout,
-    );
+    let admission = link::Admission {
+        acceptor,
+        limit: df_core::serve::ConnectionLimit::new("scheduler-grpc", limits.max_connections),
+        idle: limits.header_read_timeout,
+    };
+    let incoming = link::incoming(grpc, admission, &tracker, shutdown.clone());
     let stopping = shutdown.clone();
     let grpc_task = async move {
         tonic::transport::Server::builder()
-            .http2_keepalive_interval(Some(listener::keepalive(limits.header_read_timeout)))
+            .http2_keepalive_interval(Some(link::keepalive(limits.header_read_timeout)))
             .max_concurrent_streams(Some(max_streams))
             .add_service(SchedulerServer::new(service::SchedulerService {
                 scheduler: scheduler.clone(),
                 jobs,
                 tracker: service_tracker,
                 stopping,
+                identity_required,
             }))
             .serve_with_incoming_shutdown(incoming, grpc_shutdown)
             .await
@@ -189,4 +199,25 @@ pub async fn run(
     }
     tracing::info!("scheduler stopped");
     result
+}
+
+/// The gRPC listener's TLS (certificate checked against the scheduler role, reloaded on a
+/// tracked task) and the identity it presents, or the logged plaintext opt-out.
+fn grpc_acceptor(
+    setting: &TlsSetting,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> Result<(ClusterAcceptor, Option<String>), RunError> {
+    let TlsSetting::Mutual(paths) = setting else {
+        tracing::warn!(
+            "tls.plaintext: gRPC is unauthenticated; any host can announce any host ID or claim to be a seed"
+        );
+        return Ok((ClusterAcceptor::plaintext(), None));
+    };
+    let tls = ClusterTls::load(paths)?;
+    tls.expect(Role::Scheduler, None, &paths.cert)?;
+    let acceptor = tls.acceptor(df_core::tls::PEER_ROLES, df_core::tls::ALPN_GRPC)?;
+    tracker.spawn(tls.keys().watch(shutdown.clone()));
+    tracing::info!(identity = %tls.identity(), "gRPC is mutual TLS");
+    Ok((acceptor, Some(tls.identity().uri())))
 }

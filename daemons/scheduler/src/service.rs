@@ -3,6 +3,12 @@
 //! Once `stopping` is cancelled, new streams are refused (`UNAVAILABLE`), so a peer told to
 //! reconnect does not land on this dying process again; a stream accepted in the same instant
 //! is closed again at once (see `crate::restart`).
+//!
+//! With TLS on, a stream is served only when what it announces belongs to the certificate it
+//! came with ([`df_core::identity`]): its host ID, hostname and host type on a host stream,
+//! its host and peer IDs on a download stream. Anything else is `PermissionDenied` with the
+//! reason, before the scheduler's state is touched. The tasks a bound host re-announces as
+//! held keep only its own peer IDs.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +23,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
 
+use df_core::identity::{Denied, HostClaim, Identity, check_host, check_peer};
+
+use crate::link::LinkInfo;
 use crate::preheat::JobStore;
 use crate::scheduling::Scheduler;
 
@@ -28,10 +37,85 @@ pub struct SchedulerService {
     pub tracker: TaskTracker,
     /// Cancelled when the scheduler starts going away.
     pub stopping: CancellationToken,
+    /// TLS is on: every stream must come with a verified identity.
+    pub identity_required: bool,
 }
 
 fn going_away() -> Status {
     Status::unavailable("scheduler is shutting down; reconnect")
+}
+
+/// The connection `request` came on (its address and verified identity).
+fn link_of<T>(request: &Request<T>) -> Option<LinkInfo> {
+    request.extensions().get::<LinkInfo>().cloned()
+}
+
+/// Logs a refused stream with where it came from.
+fn refused(link: Option<&LinkInfo>, status: &Status) {
+    tracing::warn!(remote = ?link.map(|l| l.remote), error = %status.message(), "refused an announcement");
+}
+
+fn host_claim(info: &pb::HostInfo) -> HostClaim<'_> {
+    HostClaim {
+        host_id: &info.host_id,
+        hostname: &info.hostname,
+        ip: &info.ip,
+        seed: info.host_type == pb::HostType::Seed as i32,
+    }
+}
+
+impl SchedulerService {
+    /// Whether `id` may announce host `info` (anything goes under the plaintext opt-out).
+    fn authorize_host(&self, id: Option<&Identity>, info: &pb::HostInfo) -> Result<(), Status> {
+        match id {
+            Some(id) => check_host(id, &host_claim(info)).map_err(denied),
+            None if self.identity_required => Err(Status::unauthenticated(
+                "no client certificate on this connection",
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `id` may open the download stream `reg`.
+    fn authorize_peer(&self, id: Option<&Identity>, reg: &pb::RegisterPeer) -> Result<(), Status> {
+        if let Some(host) = &reg.host {
+            self.authorize_host(id, host)?;
+            if host.host_id != reg.host_id {
+                return Err(Status::permission_denied(format!(
+                    "register names host_id '{}' but its host is '{}'",
+                    reg.host_id, host.host_id
+                )));
+            }
+        }
+        match id {
+            Some(id) => check_peer(id, &reg.host_id, &reg.peer_id, reg.seed).map_err(denied),
+            None if self.identity_required => Err(Status::unauthenticated(
+                "no client certificate on this connection",
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The held tasks whose peer IDs belong to `host_id` (`<host id>-<uuid>`); a certificate
+/// bound host cannot plant copies under another host's peers.
+fn own_tasks(host_id: &str, mut held: pb::HeldTasks) -> pb::HeldTasks {
+    held.tasks.retain(|t| {
+        let own = t
+            .peer_id
+            .strip_prefix(host_id)
+            // `<ip>-<name>-seed-<uuid>` is the seed host of the same name, not this one.
+            .is_some_and(|rest| rest.len() > 1 && rest.starts_with('-') && !rest.starts_with("-seed-"));
+        if !own {
+            tracing::warn!(host_id, peer_id = %t.peer_id, "ignoring a held task under another host's peer ID");
+        }
+        own
+    });
+    held
+}
+
+fn denied(e: Denied) -> Status {
+    Status::permission_denied(e.to_string())
 }
 
 type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -45,6 +129,8 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<Streaming<pb::HostRequest>>,
     ) -> Result<Response<Self::AnnounceHostStream>, Status> {
+        let link = link_of(&request);
+        let identity = link.as_ref().and_then(|l| l.identity.clone());
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -61,6 +147,9 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         if self.stopping.is_cancelled() {
             return Err(going_away());
         }
+        self.authorize_host(identity.as_deref(), &info)
+            .inspect_err(|s| refused(link.as_ref(), s))?;
+        let bound = identity.is_some();
         let (tx, rx) = mpsc::unbounded_channel();
         let (host_id, generation) = self
             .scheduler
@@ -79,7 +168,14 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
                 match inbound.message().await {
                     Ok(Some(msg)) => match msg.request {
                         Some(HostMsg::Heartbeat(hb)) => scheduler.host_heartbeat(&host_id, hb),
-                        Some(HostMsg::Held(held)) => scheduler.host_held(&host_id, held),
+                        Some(HostMsg::Held(held)) => {
+                            let held = if bound {
+                                own_tasks(host_id.as_str(), held)
+                            } else {
+                                held
+                            };
+                            scheduler.host_held(&host_id, held);
+                        }
                         Some(HostMsg::Evicted(ev)) => scheduler.host_evicted(&host_id, ev),
                         Some(HostMsg::PreheatReport(r)) => jobs.report(&host_id, r),
                         Some(HostMsg::Register(_)) | None => {}
@@ -101,6 +197,8 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         &self,
         request: Request<Streaming<pb::PeerRequest>>,
     ) -> Result<Response<Self::AnnouncePeerStream>, Status> {
+        let link = link_of(&request);
+        let identity = link.as_ref().and_then(|l| l.identity.clone());
         let mut inbound = request.into_inner();
         let first = inbound
             .message()
@@ -114,6 +212,8 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         if self.stopping.is_cancelled() {
             return Err(going_away());
         }
+        self.authorize_peer(identity.as_deref(), &reg)
+            .inspect_err(|s| refused(link.as_ref(), s))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let (task_id, peer_id, generation) = self.scheduler.peer_register(reg, tx)?;
         if self.stopping.is_cancelled() {
@@ -141,5 +241,33 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             scheduler.peer_stream_closed(&task_id, &peer_id, generation);
         });
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_tasks_under_other_hosts_peer_ids_are_dropped() {
+        let task = |peer_id: &str| pb::HeldTask {
+            peer_id: peer_id.into(),
+            ..Default::default()
+        };
+        let held = pb::HeldTasks {
+            tasks: vec![
+                task("10.0.0.1-a-1234"),
+                task("10.0.0.1-b-1234"),
+                task("10.0.0.1-a"),
+                task("10.0.0.1-ab-1"),
+                task("10.0.0.1-a-seed-1234"),
+            ],
+        };
+        let kept: Vec<String> = own_tasks("10.0.0.1-a", held)
+            .tasks
+            .into_iter()
+            .map(|t| t.peer_id)
+            .collect();
+        assert_eq!(kept, ["10.0.0.1-a-1234"]);
     }
 }

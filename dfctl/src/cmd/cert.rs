@@ -57,7 +57,9 @@ pub struct CaArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IssueArgs {
-    /// Subject alternative name (repeatable): DNS:name, IP:addr, or bare (IP if it parses).
+    /// Subject alternative name (repeatable): DNS:name, IP:addr, URI:dragonfly://ROLE/NAME (a
+    /// daemon's cluster identity; with --usage server --usage client), or bare (IP if it
+    /// parses).
     #[arg(long = "san", value_name = "SAN", required = true)]
     pub sans: Vec<San>,
     /// Directory holding the CA's ca.crt and ca.key.
@@ -210,6 +212,9 @@ fn stem_of(san: &San) -> String {
     match san {
         San::Dns(n) => n.replace('*', "_"),
         San::Ip(ip) => ip.to_string().replace(':', "_"),
+        San::Uri(u) => u
+            .trim_start_matches(df_core::identity::URI_PREFIX)
+            .replace('/', "-"),
     }
 }
 
@@ -253,6 +258,51 @@ pub fn server_leaf(ca_dir: &Path, host: &str, renew: bool) -> anyhow::Result<(Pa
         not_before: now - time::Duration::minutes(5),
         not_after: now + time::Duration::days(i64::from(LEAF_DAYS)),
     };
+    sign_and_write(
+        &read_text(&ca_dir.join(CA_CERT))?,
+        &read_text(&ca_dir.join(CA_KEY))?,
+        &spec,
+        &cert_path,
+        &key_path,
+    )?;
+    Ok((cert_path, key_path))
+}
+
+/// The files of a daemon's cluster identity: `tls.crt` and `tls.key` (the cert-manager
+/// layout, as the chart mounts them) under `out_dir`.
+pub fn daemon_cert_paths(out_dir: &Path) -> (PathBuf, PathBuf) {
+    (out_dir.join("tls.crt"), out_dir.join("tls.key"))
+}
+
+/// Issues a daemon its cluster identity from the CA in `ca_dir`: the URI SAN
+/// `dragonfly://<role>/<name>`, `name` as a DNS SAN when it is one, `ips` as IP SANs (they
+/// bind the IP it may announce), serverAuth and clientAuth, [`LEAF_DAYS`] long. Writes the
+/// key (0600) and certificate into `out_dir` ([`daemon_cert_paths`]) and returns their paths.
+/// Used by `up` (every start) and `init` (the scheduler).
+pub fn daemon_leaf(
+    ca_dir: &Path,
+    out_dir: &Path,
+    role: df_core::identity::Role,
+    name: &str,
+    ips: &[std::net::IpAddr],
+) -> anyhow::Result<(PathBuf, PathBuf)> {
+    df_core::identity::check_name(name)
+        .with_context(|| format!("cannot issue a {role} certificate"))?;
+    let mut sans = vec![San::Uri(df_core::identity::uri(role, name))];
+    if let Ok(dns @ San::Dns(_)) = name.parse::<San>() {
+        sans.push(dns);
+    }
+    sans.extend(ips.iter().map(|ip| San::Ip(*ip)));
+    let now = OffsetDateTime::now_utc();
+    let spec = LeafSpec {
+        sans,
+        common_name: Some(name.to_owned()),
+        key_type: KeyType::EcdsaP256,
+        usages: vec![Usage::Server, Usage::Client],
+        not_before: now - time::Duration::minutes(5),
+        not_after: now + time::Duration::days(i64::from(LEAF_DAYS)),
+    };
+    let (cert_path, key_path) = daemon_cert_paths(out_dir);
     sign_and_write(
         &read_text(&ca_dir.join(CA_CERT))?,
         &read_text(&ca_dir.join(CA_KEY))?,

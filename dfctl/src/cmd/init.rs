@@ -9,7 +9,12 @@
 //!   the CA, which the node peers present when they intercept Docker's (and skopeo's) CONNECTs
 //!   to that registry (`proxy.hijack.certs`); so the CA key never goes on a node. Kept with
 //!   the CA, re-issued when the CA is new;
-//! - `daemons/dfscheduler.yaml`, `daemons/dfdaemon-seed.yaml`, `daemons/dfdaemon-peer.yaml`;
+//! - `identity/ca.crt`, `identity/ca.key` (0400): the cluster identity CA, separate from the
+//!   interception CA above (it vouches for daemons, not registries), kept when present;
+//!   `identity/scheduler/<host>/tls.{crt,key}`: each scheduler's identity, re-issued every
+//!   run (short-lived); every daemon link is mutual TLS with these;
+//! - `daemons/dfscheduler.yaml`, `daemons/dfdaemon-seed.yaml`, `daemons/dfdaemon-peer.yaml`,
+//!   whose `tls:` names the node's identity under `/etc/dragonfly/tls/`;
 //! - `nodes/<docker|containerd|crio|podman>/...`: exactly what `dfctl gen-config <runtime>`
 //!   writes on a node that has no runtime config yet (a reference and a dry-run aid);
 //! - `helm/values.yaml`: values for the project's chart (`dfctl deploy helm -f`), with the CA
@@ -28,7 +33,9 @@ use anyhow::Context as _;
 
 use df_core::config::peer::RawHostCert;
 
-use crate::cmd::cert::{CA_CERT, CA_KEY, docker_registry_ca, server_leaf, system_store, write_ca};
+use crate::cmd::cert::{
+    CA_CERT, CA_KEY, daemon_leaf, docker_registry_ca, server_leaf, system_store, write_ca,
+};
 use crate::destination::{self, Mode};
 use crate::pki::KeyType;
 use crate::render::write_stdout;
@@ -117,6 +124,18 @@ pub const PROFILE_FILES: &[(&str, &str)] = &[
     (
         "pki/admin-token",
         "the daemons' admin API token (0600): install it beside the certificates on every node",
+    ),
+    (
+        "identity/ca.crt",
+        "the cluster identity CA: every daemon's /etc/dragonfly/tls/ca.crt",
+    ),
+    (
+        "identity/ca.key",
+        "its key (0400): issues daemon identities (a seed certificate makes a seed); keep it off the nodes",
+    ),
+    (
+        "identity/scheduler/<host>/",
+        "each scheduler's tls.crt and tls.key, for its /etc/dragonfly/tls/",
     ),
     (
         "daemons/dfscheduler.yaml",
@@ -334,6 +353,49 @@ fn interceptions(
     Ok((certs, ports))
 }
 
+/// The cluster identity CA (once) and each scheduler's certificate (every run); what was done.
+fn identities(dir: &Path, p: &Profile, key_type: KeyType) -> anyhow::Result<String> {
+    let ca_dir = dir.join("identity");
+    let mut out = String::new();
+    if ca_dir.join(CA_CERT).exists() && ca_dir.join(CA_KEY).exists() {
+        out.push_str(&format!("kept      {}\n", ca_dir.join(CA_CERT).display()));
+    } else {
+        write_ca(
+            &ca_dir,
+            Some("dragonfly-lite cluster identity CA"),
+            key_type,
+            3650,
+            false,
+        )?;
+        out.push_str(&format!(
+            "created   {} (the cluster identity CA)\n",
+            ca_dir.join(CA_CERT).display()
+        ));
+    }
+    for s in &p.schedulers {
+        let host = s
+            .rsplit_once(':')
+            .map_or(s.as_str(), |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let ips: Vec<std::net::IpAddr> = host.parse().into_iter().collect();
+        let out_dir = ca_dir.join("scheduler").join(host.replace(':', "_"));
+        let (cert, _) = daemon_leaf(
+            &ca_dir,
+            &out_dir,
+            df_core::identity::Role::Scheduler,
+            host,
+            &ips,
+        )?;
+        out.push_str(&format!(
+            "identity  {} for {}\n",
+            cert.display(),
+            df_core::identity::uri(df_core::identity::Role::Scheduler, host)
+        ));
+    }
+    Ok(out)
+}
+
 /// The dfdaemon's proxy bind address for runtimes that reach it at `peer`.
 fn proxy_bind(peer: &PeerAddr) -> String {
     let url = peer.url();
@@ -362,8 +424,14 @@ fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
          - runtimes reach the node's dfdaemon at: `{peer}`\n\n\
          | file | what |\n| --- | --- |\n{files}\n\
          ## Next steps\n\n\
-         0. Every daemon requires the admin token: install `pki/admin-token` as\n   \
-            `/etc/dragonfly/pki/admin-token` (mode 0600) on every node; dfctl on a node reads it there.\n\
+         0. On every host: the admin token every daemon requires, `pki/admin-token` installed as\n   \
+            `/etc/dragonfly/pki/admin-token` (mode 0600; dfctl on a node reads it there), and the\n   \
+            cluster identity (every daemon link is mutual TLS): `/etc/dragonfly/tls/` holds\n   \
+            `ca.crt` (= `identity/ca.crt`), `tls.crt` and `tls.key` (0600). Schedulers:\n   \
+            `identity/scheduler/<host>/`. Seeds and peers, per node (ROLE `seed` or `peer`, NAME its\n   \
+            hostname, or `host.hostname` in its config):\n   \
+            `dfctl cert issue --ca-dir identity --out-dir <dir> --name tls --san URI:dragonfly://ROLE/NAME\n   \
+            --san IP:<node ip> --usage server --usage client` (90 days; the daemons reload renewed files).\n\
          1. Scheduler hosts: install `daemons/dfscheduler.yaml` as `/etc/dragonfly/dfscheduler.yaml`,\n   \
             start `dfscheduler`.\n\
          2. Seed peers: install `daemons/dfdaemon-seed.yaml` as `/etc/dragonfly/dfdaemon.yaml`,\n   \
@@ -478,6 +546,7 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
         "created by this run"
     };
 
+    out.push_str(&identities(dir, &profile, args.key_type)?);
     let ca_pem = std::fs::read_to_string(pki.join(CA_CERT))
         .with_context(|| format!("cannot read {}", pki.join(CA_CERT).display()))?;
     let (certs, ports) = interceptions(&pki, &profile, !ca_kept)?;
@@ -510,6 +579,7 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
     seed_raw.admin = admin.clone();
     let scheduler_raw = df_core::config::scheduler::RawConfig {
         admin,
+        tls: daemon_yaml::node_tls(),
         ..df_core::config::scheduler::RawConfig::default()
     };
     let scheduler_config = df_core::config::to_yaml(

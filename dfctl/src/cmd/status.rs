@@ -81,6 +81,10 @@ pub struct PeerStatus {
     pub p2p_share: Option<f64>,
 }
 
+/// What `tls.plaintext: true` means, said wherever a daemon runs with it.
+const PLAINTEXT: &str =
+    "plaintext links (tls.plaintext: true): no cluster identity, anyone can join as any host";
+
 /// CA lifetimes shorter than this are warned about.
 const CA_WARN_DAYS: i64 = 30;
 
@@ -103,6 +107,9 @@ fn assess(info: &PeerInfo, now: i64) -> (Vec<String>, Vec<String>, Option<i64>) 
             Some(r) => format!("P2P switched off: {r}"),
             None => "P2P switched off".to_owned(),
         });
+    }
+    if info.plaintext {
+        warnings.push(PLAINTEXT.to_owned());
     }
     if info.disk_high_watermark > 0 && info.disk_used > info.disk_high_watermark {
         warnings.push(format!(
@@ -345,6 +352,13 @@ pub fn render_table(report: &StatusReport, palette: Palette) -> String {
                 s.addr
             )));
         }
+        if i.is_some_and(|i| i.plaintext) {
+            scheduler_notes.push(palette.yellow(&format!(
+                "warning: {} ({}): {PLAINTEXT}",
+                s.name.as_deref().unwrap_or("scheduler"),
+                s.addr
+            )));
+        }
         schedulers.row([
             Cell::from(s.name.clone().unwrap_or_else(|| "-".to_owned())),
             Cell::from(s.addr.clone()),
@@ -488,6 +502,8 @@ mod tests {
             high_watermark_percent: 90,
             task_ttl_secs: 86400,
             warnings: Vec::new(),
+            plaintext: false,
+            identity: Some("dragonfly://peer/peer-0".into()),
         }
     }
 
@@ -506,6 +522,8 @@ mod tests {
                     tasks: 1,
                     peers: 3,
                     warnings: Vec::new(),
+                    plaintext: false,
+                    identity: None,
                 }),
             }],
             peers: vec![
@@ -642,6 +660,7 @@ mod tests {
             disabled_since: Some(now as u64),
         };
         info.disk_used = 950 << 20;
+        info.plaintext = true;
         let (problems, warnings, days) = assess(&info, now);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(days, Some(10));
@@ -650,6 +669,7 @@ mod tests {
             [
                 "hijack CA expires in 10 days",
                 "P2P switched off: INC-42",
+                PLAINTEXT,
                 "cache 950.0 MiB over its high watermark 900.0 MiB"
             ]
         );

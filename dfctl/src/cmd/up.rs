@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::admin::AdminClient;
 use crate::cli::{ClusterDirArg, OutputArg};
 use crate::cluster::{ClusterState, MARKER_FILE, ProcessRecord, Role};
-use crate::cmd::cert::{CA_CERT, server_leaf, write_ca};
+use crate::cmd::cert::{CA_CERT, daemon_cert_paths, daemon_leaf, server_leaf, write_ca};
 use crate::pki::KeyType;
 use crate::process::{self, Liveness};
 use crate::render::{OutputFormat, Palette, Table, write_stdout};
@@ -105,9 +105,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let proxy = {
         let (args, dir) = (args.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || ProxySetup::prepare(&args, &dir))
-            .await
-            .context("certificate task failed")??
+        tokio::task::spawn_blocking(move || {
+            prepare_identity(&dir)?;
+            ProxySetup::prepare(&args, &dir)
+        })
+        .await
+        .context("certificate task failed")??
     };
     let plans = plan_cluster(
         &args,
@@ -133,6 +136,17 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     .await?;
     for plan in &plans {
         write_daemon_files(plan).await?;
+    }
+    {
+        let (dir, records) = (
+            dir.clone(),
+            plans.iter().map(|p| p.record.clone()).collect::<Vec<_>>(),
+        );
+        tokio::task::spawn_blocking(move || {
+            records.iter().try_for_each(|rec| issue_identity(&dir, rec))
+        })
+        .await
+        .context("certificate task failed")??;
     }
 
     let mut starter = Starter::new(ClusterState::new(dir.clone()))?;
@@ -256,6 +270,7 @@ pub fn plan_cluster(
                 ..scheduler::RawServer::default()
             },
             admin: admin_section(dir),
+            tls: identity_tls(dir, &rec),
             log: files_only_log(&rec.log_dir),
             ..scheduler::RawConfig::default()
         };
@@ -309,6 +324,7 @@ pub fn plan_cluster(
                 capacity: args.capacity,
                 ..defaults.storage
             },
+            tls: identity_tls(dir, &rec),
             log: files_only_log(&rec.log_dir),
             ..defaults
         };
@@ -343,6 +359,65 @@ pub fn ensure_admin_token(dir: &Path) -> anyhow::Result<()> {
         None,
         format!("{}\n", crate::admin::new_token()?).as_bytes(),
         crate::destination::Mode::Exact(0o600),
+    )?;
+    Ok(())
+}
+
+/// The subdirectory of DIR with the cluster identity CA (separate from the interception CA
+/// in [`PKI_DIR`]: it vouches for daemons, not for registries).
+const IDENTITY_DIR: &str = "identity";
+
+/// Where a daemon's cluster identity lives: its own `tls/` directory (cert-manager names).
+fn tls_dir(rec: &ProcessRecord) -> PathBuf {
+    rec.config_path
+        .parent()
+        .map_or_else(|| PathBuf::from("tls"), |home| home.join("tls"))
+}
+
+/// A daemon's `tls:` section: the identity CA and the certificate [`issue_identity`] writes.
+fn identity_tls(dir: &Path, rec: &ProcessRecord) -> df_core::config::tls::RawTls {
+    let (cert, key) = daemon_cert_paths(&tls_dir(rec));
+    df_core::config::tls::RawTls {
+        ca: Some(dir.join(IDENTITY_DIR).join(CA_CERT)),
+        cert: Some(cert),
+        key: Some(key),
+        plaintext: false,
+    }
+}
+
+/// Makes the identity CA once per DIR (key 0400).
+fn prepare_identity(dir: &Path) -> anyhow::Result<()> {
+    let ca_dir = dir.join(IDENTITY_DIR);
+    if !ca_dir.join(CA_CERT).exists() {
+        write_ca(
+            &ca_dir,
+            Some("dragonfly-lite cluster identity CA"),
+            KeyType::EcdsaP256,
+            3650,
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+/// Issues `rec` a fresh certificate for its role and name (on every start: they are short-
+/// lived), bound to 127.0.0.1 for seeds and peers.
+fn issue_identity(dir: &Path, rec: &ProcessRecord) -> anyhow::Result<()> {
+    let role = match rec.role {
+        Role::Scheduler => df_core::identity::Role::Scheduler,
+        Role::Seed => df_core::identity::Role::Seed,
+        Role::Peer => df_core::identity::Role::Peer,
+    };
+    let ips = match rec.role {
+        Role::Scheduler => vec![],
+        Role::Seed | Role::Peer => vec![std::net::IpAddr::V4(Ipv4Addr::LOCALHOST)],
+    };
+    daemon_leaf(
+        &dir.join(IDENTITY_DIR),
+        &tls_dir(rec),
+        role,
+        &rec.name,
+        &ips,
     )?;
     Ok(())
 }

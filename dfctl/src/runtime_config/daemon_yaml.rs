@@ -3,22 +3,30 @@
 //!
 //! Invariant (checked by the integration test `daemon_configs`, which may link the daemons):
 //! each file loads with its daemon's own loader, `deny_unknown_fields` included, to exactly
-//! the daemon's built-in defaults (except what the caller sets), and names every key the
-//! daemon knows, because it is the serialization of the type the daemon reads.
+//! the daemon's built-in defaults (except what the caller sets, and the `tls:` paths, which
+//! have no default: secure by default means a daemon without them does not start), and names
+//! every key the daemon knows, because it is the serialization of the type the daemon reads.
 
-use df_core::config::{ConfigError, peer, scheduler, to_yaml};
+use df_core::config::{ConfigError, peer, scheduler, tls, to_yaml};
 
 use crate::write_plan::WritePlan;
 
 pub const PEER_PATH: &str = peer::DEFAULT_PATH;
 pub const SCHEDULER_PATH: &str = scheduler::DEFAULT_PATH;
 
-/// The raw `dfdaemon.yaml` with the defaults, except `seed`, `schedulers` and (when given) the
-/// proxy address, for a node of a cluster; callers set more keys before [`render_peer`].
+/// The `tls:` section of a node's configs: its identity under [`tls::NODE_DIR`].
+pub fn node_tls() -> tls::RawTls {
+    tls::RawTls::in_dir(std::path::Path::new(tls::NODE_DIR))
+}
+
+/// The raw `dfdaemon.yaml` with the defaults, except `seed`, `schedulers`, the node's
+/// identity files ([`node_tls`]) and (when given) the proxy address, for a node of a
+/// cluster; callers set more keys before [`render_peer`].
 pub fn peer_raw(seed: bool, schedulers: &[String], proxy_addr: Option<&str>) -> peer::RawConfig {
     let mut raw = peer::RawConfig {
         seed,
         schedulers: schedulers.to_vec(),
+        tls: node_tls(),
         ..peer::RawConfig::default()
     };
     if let Some(addr) = proxy_addr {
@@ -56,11 +64,14 @@ pub fn intercept(
     raw.origin.ca_certs.extend(origin_ca_certs);
 }
 
-/// `dfscheduler.yaml` with every default.
+/// `dfscheduler.yaml` with every default and the node's identity files ([`node_tls`]).
 pub fn scheduler_yaml() -> Result<String, ConfigError> {
     to_yaml(
         scheduler::HEADER,
-        &scheduler::RawConfig::default(),
+        &scheduler::RawConfig {
+            tls: node_tls(),
+            ..scheduler::RawConfig::default()
+        },
         "dfscheduler.yaml",
     )
 }

@@ -23,6 +23,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use df_core::config::tls::TlsSetting;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::Child;
@@ -241,7 +242,7 @@ pub async fn start_scheduler(
     bin_dir: &Path,
     dir: &Path,
     (grpc, http_addr): (&str, &str),
-    candidate_parents: Option<usize>,
+    (candidate_parents, tls): (Option<usize>, &TlsSetting),
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
     let home = dir.join("scheduler");
@@ -250,11 +251,12 @@ pub async fn start_scheduler(
     write_file(
         &config_path,
         &format!(
-            "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http_addr}\"\n{}\
+            "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http_addr}\"\n{}{}\
              log:\n  dir: \"{}\"\n  level: info\n  stderr: \"off\"\n",
             candidate_parents
                 .map(|n| format!("scheduler:\n  candidate_parents: {n}\n"))
                 .unwrap_or_default(),
+            tls_yaml(tls),
             home.join("log").display()
         ),
     )?;
@@ -269,6 +271,19 @@ pub async fn start_scheduler(
         )
         .await?;
     procs.wait_healthy("scheduler", http_addr, http).await
+}
+
+/// A daemon config's `tls:` section for `setting`.
+pub fn tls_yaml(setting: &TlsSetting) -> String {
+    match setting {
+        TlsSetting::Plaintext => "tls:\n  plaintext: true\n".to_owned(),
+        TlsSetting::Mutual(p) => format!(
+            "tls:\n  ca: \"{}\"\n  cert: \"{}\"\n  key: \"{}\"\n",
+            p.ca.display(),
+            p.cert.display(),
+            p.key.display()
+        ),
+    }
 }
 
 pub fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {

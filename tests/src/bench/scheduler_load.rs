@@ -151,7 +151,9 @@ async fn load(
         &cfg.bin_dir,
         dir,
         (&grpc, &admin),
-        None,
+        // The simulated hosts are raw gRPC clients, many per process; they measure the
+        // scheduler's logic, not TLS, so this one scheduler runs on the opt-out.
+        (None, &df_core::config::tls::TlsSetting::Plaintext),
         &http,
     )
     .await?;

@@ -17,13 +17,15 @@
 //! Each run gets a fresh cluster in its own temp dir and a fresh object (random blob seed), so
 //! no run sees another's cache.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use df_core::api::{HostView, LocalTask, PeerInfo, TaskDetail};
+use df_core::config::tls::TlsSetting;
+use df_core::identity::Role;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -69,6 +71,10 @@ pub struct SwarmConfig {
     /// Fraction of the peers killed mid-swarm (`--churn`, see `churn.rs`); 0: none.
     #[serde(default)]
     pub churn: f64,
+    /// Daemon links plaintext (`tls.plaintext: true`) instead of mutual TLS with a cluster CA
+    /// made for the run (`--plaintext`).
+    #[serde(default)]
+    pub plaintext: bool,
     /// Also run the direct baseline.
     pub baseline: bool,
     /// SHA-256 every peer's stored file against the origin's after the run.
@@ -378,6 +384,15 @@ async fn run_cluster(
     .await?;
     let n = cfg.peers as usize;
     let ports = free_ports(2 + 3 * (n + 1)).await?;
+    let pki = if cfg.plaintext {
+        None
+    } else {
+        Some(crate::pki::ClusterPki::new("df-bench")?)
+    };
+    let tls = |home: &Path, role: Role, name: &str, ips: &[IpAddr]| match &pki {
+        Some(pki) => pki.setting(&home.join("tls"), role, name, ips),
+        None => Ok(TlsSetting::Plaintext),
+    };
     let (sched_launch, sched_ip) = netns::place(lab, netns::SCHEDULER_HOST);
     let (grpc, sched_http) = (
         format!("{sched_ip}:{}", ports[0]),
@@ -389,7 +404,10 @@ async fn run_cluster(
         &cfg.bin_dir,
         dir,
         (&grpc, &sched_http),
-        cfg.candidate_parents,
+        (
+            cfg.candidate_parents,
+            &tls(&dir.join("scheduler"), Role::Scheduler, "scheduler", &[])?,
+        ),
         http,
     )
     .await?;
@@ -413,9 +431,15 @@ async fn run_cluster(
         let limits = (limit(cfg.peer_upload), limit(cfg.peer_download));
         let config_path = home.join("dfdaemon.yaml");
         super::write_token(&home.join("admin-token"))?;
+        let role = Role::of_peer(i == 0);
+        let tls = tls(&home, role, &name, &[IpAddr::V4(ip)])?;
         write_file(
             &config_path,
-            &peer_yaml(cfg, (&name, ip, limits), i == 0, &grpc, p, &home),
+            &format!(
+                "{}{}",
+                peer_yaml(cfg, (&name, ip, limits), i == 0, &grpc, p, &home),
+                super::tls_yaml(&tls)
+            ),
         )?;
         let path_arg = config_path.display().to_string();
         procs

@@ -153,6 +153,10 @@ struct SwarmArgs {
     /// Skip the direct baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Daemon links in plaintext (`tls.plaintext: true`) instead of mutual TLS with a
+    /// cluster CA made for the run, to measure what TLS costs.
+    #[arg(long)]
+    plaintext: bool,
     /// Skip the SHA-256 check of every peer's file after the run.
     #[arg(long)]
     no_verify: bool,
@@ -295,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 runs: a.runs,
                 churn: 0.0,
                 netns: a.netns,
+                plaintext: a.plaintext,
                 baseline: !a.no_baseline,
                 verify: !a.no_verify,
                 timeout_s: a.timeout,

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 pub mod peer;
 pub mod scheduler;
+pub mod tls;
 pub mod yaml11;
 
 #[derive(Debug, thiserror::Error)]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::tls::RawTls;
 use super::{ByteSize, LogSection, RawAdmin, ShutdownGrace, any_addr, loopback_addr};
 use crate::ports;
 
@@ -42,6 +43,8 @@ pub struct RawConfig {
     pub proxy: RawProxy,
     pub origin: RawOrigin,
     pub admin: RawAdmin,
+    /// Mutual TLS with the cluster identity (required unless `plaintext: true`).
+    pub tls: RawTls,
     pub log: LogSection,
     /// After SIGTERM: stop accepting, finish in-flight pieces and responses for up to this
     /// long, save task metadata, exit (see `ShutdownGrace`).

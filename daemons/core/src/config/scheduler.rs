@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::tls::RawTls;
 use super::{ByteSize, LogSection, RawAdmin, ShutdownGrace, any_addr, loopback_addr};
 use crate::ports;
 
@@ -35,6 +36,8 @@ pub struct RawConfig {
     pub jobs: RawJobs,
     pub limits: RawLimits,
     pub admin: RawAdmin,
+    /// Mutual TLS with the cluster identity (required unless `plaintext: true`).
+    pub tls: RawTls,
     pub log: LogSection,
     /// After SIGTERM: tell every connected peer to reconnect, stop accepting, and exit within
     /// this long (see `ShutdownGrace`).

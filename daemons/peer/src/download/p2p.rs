@@ -170,7 +170,8 @@ impl Conductor {
             return;
         }
         let base = format!(
-            "http://{}",
+            "{}://{}",
+            crate::links::scheme(&self.ctx.config.tls),
             super::conductor::join_host_port(&parent.ip, parent.upload_port)
         );
         let seed = parent.host_type == pb::HostType::Seed as i32;

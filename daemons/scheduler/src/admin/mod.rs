@@ -32,6 +32,8 @@ pub struct AdminState {
     pub feed: Arc<WatchFeed>,
     pub hub: LogHub,
     pub grpc_addr: String,
+    /// The identity its gRPC certificate carries; `None` under the plaintext opt-out.
+    pub identity: Option<String>,
 }
 
 pub fn router(state: AdminState) -> axum::Router {
@@ -67,7 +69,7 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 }
 
 async fn info(State(s): State<AdminState>) -> Response {
-    Json(s.scheduler.info(&s.grpc_addr)).into_response()
+    Json(s.scheduler.info(&s.grpc_addr, s.identity.clone())).into_response()
 }
 
 async fn hosts(State(s): State<AdminState>) -> Response {

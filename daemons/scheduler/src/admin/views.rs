@@ -15,7 +15,7 @@ fn secs_since(t: Instant, now: Instant) -> u64 {
 }
 
 impl Scheduler {
-    pub fn info(&self, grpc_addr: &str) -> api::SchedulerInfo {
+    pub fn info(&self, grpc_addr: &str, identity: Option<String>) -> api::SchedulerInfo {
         let state = self.lock();
         api::SchedulerInfo {
             version: df_core::VERSION.to_owned(),
@@ -25,6 +25,8 @@ impl Scheduler {
             tasks: state.tasks.len(),
             peers: state.tasks.values().map(|t| t.peers.len()).sum(),
             warnings: self.config().warnings(),
+            plaintext: self.config().tls.is_plaintext(),
+            identity,
         }
     }
 
