@@ -185,6 +185,62 @@ async fn a_registration_flood_and_piece_length_one_leave_the_scheduler_bounded_a
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    // On the plaintext opt-out, so the rogue needs no certificate: the authority rule must
+    // hold without the cluster identity too.
+    let cluster = Cluster::start_with(1, 1, 1, &|c| c.tls = TlsSetting::Plaintext, &|_, c| {
+        c.tls = TlsSetting::Plaintext
+    })
+    .await;
+    let size = 8 * MIB;
+    let url = origin.blob_url(size, 21);
+    let task = df_core::ids::TaskId::from_url(&url, &Default::default())
+        .expect("id")
+        .to_string();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.schedulers[0].data))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+    // The rogue registers first (the seed is asked to fetch; the rogue waits, unappointed),
+    // then claims a layout, response headers and origin digests for every piece.
+    let mut reg = registration(7, &task, 0);
+    reg.url = url.clone();
+    let mut forged = vec![PeerMsg::Metadata(pb::TaskMetadata {
+        content_length: size,
+        piece_length: 4 * MIB,
+        headers: vec![pb::Header {
+            name: "Set-Cookie".into(),
+            value: "session=rogue".into(),
+        }],
+    })];
+    for number in 0..2 {
+        forged.push(PeerMsg::PieceFinished(pb::PieceFinished {
+            number,
+            length: 4 * MIB,
+            source: pb::PieceSource::Origin as i32,
+            digest: vec![0xEE; 32],
+            ..Default::default()
+        }));
+    }
+    announce(channel, reg, forged)
+        .await
+        .expect("the registration itself is fine");
+    honest_download(&cluster.peers[0], &origin, size, 21).await;
+    // Had the forged digests counted, every piece from the seed would have failed its check
+    // and the peer gone to the origin itself: the origin would have served the object twice.
+    let served = origin.stats.bytes_served();
+    assert!(
+        served <= size + size / 20,
+        "origin served {served} bytes for a {size}-byte object"
+    );
+}
+
 /// Opens a connection, sends half a request head, and waits (bounded) for the server to cut
 /// it; returns what the server sent before closing.
 async fn slowloris(addr: SocketAddr, partial: &[u8]) -> Vec<u8> {

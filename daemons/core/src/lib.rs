@@ -14,6 +14,7 @@ pub mod ids;
 pub mod manifest_url;
 pub mod piece;
 pub mod ports;
+pub mod relayed;
 pub mod ring;
 pub mod routes;
 pub mod serve;

@@ -40,15 +40,65 @@ fn seed(seed_host: bool, manager: &TaskManager, s: pb::SeedTask) {
         tracing::warn!(task_id = %s.task_id, "asked to seed a task, but this peer is not a seed");
         return;
     }
-    let req = DownloadRequest {
+    let task_id = s.task_id.clone();
+    let req = match seed_request(s) {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::warn!(task_id = %task_id, error = %e, "refused to seed");
+            return;
+        }
+    };
+    if let Err(e) = manager.start(req) {
+        tracing::warn!(task_id = %task_id, error = %e, "cannot seed task");
+    }
+}
+
+/// The download a seed request asks for, once its task ID is the one its URL gives. A seed's
+/// copy is the task's authority (its layout and digests are what every other peer verifies
+/// against), so a registration that paired a popular task ID with another URL must not make
+/// the seed fetch that URL under that ID.
+fn seed_request(s: pb::SeedTask) -> Result<DownloadRequest, String> {
+    let mut req = DownloadRequest {
         url: s.url,
         headers: s.headers.into_iter().map(|h| (h.name, h.value)).collect(),
         piece_length: (s.piece_length > 0).then_some(s.piece_length),
         digest: df_core::ids::ObjectDigest::try_from(s.digest).ok(),
         seed: true,
-        task_id: s.task_id.parse().ok(),
+        task_id: None,
     };
-    if let Err(e) = manager.start(req) {
-        tracing::warn!(task_id = %s.task_id, error = %e, "cannot seed task");
+    let id = TaskManager::task_id(&req).map_err(|e| e.to_string())?;
+    if id.as_str() != s.task_id {
+        return Err(format!(
+            "task ID {} is not the one {} gives ({id})",
+            s.task_id, req.url
+        ));
+    }
+    req.task_id = Some(id);
+    Ok(req)
+}
+
+#[cfg(test)]
+mod tests {
+    use df_core::ids::{TaskId, TaskIdParams};
+
+    use super::*;
+
+    fn request(task_id: &str, url: &str) -> pb::SeedTask {
+        pb::SeedTask {
+            task_id: task_id.into(),
+            url: url.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_seed_fetches_only_the_url_its_task_id_names() {
+        let url = "https://registry.example/v2/app/blobs/sha256:00";
+        let id = TaskId::from_url(url, &TaskIdParams::default()).expect("id");
+        let req = seed_request(request(id.as_str(), url)).expect("matches");
+        assert_eq!(req.task_id, Some(id.clone()));
+        let err = seed_request(request(id.as_str(), "http://evil.example/x"))
+            .expect_err("another url under that id");
+        assert!(err.contains("is not the one"), "{err}");
     }
 }

@@ -8,6 +8,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod admission;
+pub(crate) mod authority;
 pub mod config;
 pub(crate) mod link;
 pub(crate) mod metrics;

@@ -18,6 +18,7 @@ use df_core::piece::{Bitmap, PieceLayout};
 use df_proto::scheduler::v1 as pb;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::authority::Appointment;
 use crate::topology::{Mesh, MeshConfig};
 
 pub type PeerSender = UnboundedSender<Result<pb::PeerResponse, tonic::Status>>;
@@ -115,8 +116,13 @@ pub struct Peer {
     /// Parents this peer must not be given again (failed or served a bad piece).
     pub blocklist: HashSet<PeerId>,
     pub reschedules: u32,
-    /// A peer that served a piece whose digest did not match: no child gets it again.
+    /// A peer that served a piece whose digest did not match: no child gets it again
+    /// (decided by [`crate::authority::corruption_report`]).
     pub corrupt: bool,
+    /// Hosts whose children reported a corrupt piece from this peer (bounded by the quorum).
+    pub corruption_reporters: Vec<HostId>,
+    /// Whether its reports set the task's layout and digests ([`crate::authority`]).
+    pub appointment: Appointment,
     pub bytes_from_origin: u64,
     pub bytes_from_peers: u64,
     pub registered_at: Instant,
@@ -139,6 +145,8 @@ impl Peer {
             blocklist: HashSet::new(),
             reschedules: 0,
             corrupt: false,
+            corruption_reporters: Vec::new(),
+            appointment: Appointment::None,
             bytes_from_origin: 0,
             bytes_from_peers: 0,
             registered_at: now,
@@ -176,6 +184,19 @@ pub struct Task {
     pub seed_requested_at: Option<Instant>,
     pub created_at: Instant,
     pub updated_at: Instant,
+    /// Complete copies re-announced by hosts that do not speak for the task, waiting for an
+    /// authority to state its layout ([`crate::authority`]); at most `limits.max_peers_per_task`.
+    pub pending_holders: Vec<PendingHolder>,
+}
+
+/// A complete copy held by a host whose word does not set the task's layout.
+#[derive(Debug, Clone)]
+pub struct PendingHolder {
+    pub peer: PeerId,
+    pub host: HostId,
+    /// The layout it claims; it becomes a holder only if the authority's is the same.
+    pub layout: PieceLayout,
+    pub content_path: String,
 }
 
 impl Task {
@@ -196,6 +217,7 @@ impl Task {
             seed_requested_at: None,
             created_at: now,
             updated_at: now,
+            pending_holders: Vec::new(),
         }
     }
 

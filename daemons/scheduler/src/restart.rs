@@ -8,17 +8,21 @@
 //! streams from then on.
 //!
 //! Coming back ([`resume`]): a download registering again says what it already holds. Its
-//! pieces become its bitmap here; when it fetches from the origin (the appointed seed, or a
-//! peer sent back to source), its layout and piece digests are taken too, as its
-//! `PieceFinished` reports from the origin would have been, and relayed to the task's other
-//! downloaders, so they keep verifying pieces. A peer fetching from the peers is never trusted
-//! for digests: they come from the origin fetcher's own registration.
+//! pieces become its bitmap here. When it fetches from the origin and runs on a seed host, it
+//! is the task's authority again ([`crate::authority`]): its layout and piece digests are
+//! taken, as its `PieceFinished` reports from the origin would have been, and relayed to the
+//! task's other downloaders, so they keep verifying pieces. Any other download's word on the
+//! task's bytes is not taken (this scheduler never appointed it): a peer that was sent back to
+//! source keeps fetching, and the others get digests from an authority this scheduler appoints.
 
 use df_core::ids::{PeerId, PieceDigest};
-use df_core::piece::{Bitmap, PieceLayout};
+use df_core::piece::Bitmap;
 use df_proto::scheduler::v1 as pb;
 use pb::peer_response::Response as PeerReply;
 
+use crate::admission;
+use crate::authority::{self, Appointment};
+use crate::config::Limits;
 use crate::model::{PeerState, Task};
 use crate::scheduling::Scheduler;
 
@@ -61,12 +65,19 @@ impl Scheduler {
 /// are re-registering too (and the seed's host stream reconnecting), so it waits for the
 /// tick to link it; only after `seed_wait` with nobody does the tick send it to the origin.
 /// One that fetches from the origin is marked so.
-pub(crate) fn resume(task: &mut Task, peer: &PeerId, resume: Option<&pb::ResumedDownload>) -> bool {
+pub(crate) fn resume(
+    task: &mut Task,
+    peer: &PeerId,
+    resume: Option<&pb::ResumedDownload>,
+    seed_host: bool,
+    limits: &Limits,
+) -> bool {
     let Some(resume) = resume else {
         return false;
     };
-    if resume.from_origin {
-        learn_from_origin_fetcher(task, peer, resume);
+    let authority = resume.from_origin && authority::held_copy_speaks_for_task(seed_host);
+    if authority {
+        learn_from_origin_fetcher(task, peer, resume, limits);
     }
     let count = task.piece_count();
     if let Some(p) = task.peers.get_mut(peer) {
@@ -80,25 +91,37 @@ pub(crate) fn resume(task: &mut Task, peer: &PeerId, resume: Option<&pb::Resumed
         if resume.from_origin {
             p.state = PeerState::BackToSource;
         }
+        if authority {
+            p.appointment = Appointment::Appointed;
+        }
     }
     true
 }
 
 /// Layout and digests from a download that fetches from the origin, relayed to the others.
-fn learn_from_origin_fetcher(task: &mut Task, peer: &PeerId, resume: &pb::ResumedDownload) {
+fn learn_from_origin_fetcher(
+    task: &mut Task,
+    peer: &PeerId,
+    resume: &pb::ResumedDownload,
+    limits: &Limits,
+) {
     if task.layout.is_none()
         && let Some(m) = resume.metadata.as_ref().filter(|m| m.content_length > 0)
+        && let Ok(layout) = admission::layout(limits, m.content_length, m.piece_length)
     {
-        let layout = PieceLayout::new(m.content_length, Some(m.piece_length));
         task.set_layout(layout);
-        task.response_headers = m.headers.clone();
+        task.response_headers = crate::scheduling::relayed_headers(m.headers.clone());
+        let m = pb::TaskMetadata {
+            headers: task.response_headers.clone(),
+            ..m.clone()
+        };
         for p in task.peers.values_mut() {
             if p.bitmap.len() != layout.piece_count() {
                 p.bitmap = Bitmap::new(layout.piece_count());
             }
         }
         let reply = pb::PeerResponse {
-            response: Some(PeerReply::Metadata(m.clone())),
+            response: Some(PeerReply::Metadata(m)),
         };
         task.send_to_downloaders(Some(peer), &reply);
     }
@@ -134,8 +157,14 @@ mod tests {
         TaskId::from_url("http://o/x", &Default::default()).expect("id")
     }
 
+    /// Registers `name`'s download; a host named "seed" is a seed host.
     fn register(s: &Scheduler, name: &str, resume: Option<pb::ResumedDownload>) -> Rx {
         let (tx, rx) = mpsc::unbounded_channel();
+        let host_type = if name == "seed" {
+            pb::HostType::Seed
+        } else {
+            pb::HostType::Normal
+        };
         s.peer_register(
             pb::RegisterPeer {
                 task_id: task_id().to_string(),
@@ -147,6 +176,7 @@ mod tests {
                     ip: "127.0.0.1".into(),
                     upload_port: 1,
                     upload_slots: 8,
+                    host_type: host_type as i32,
                     ..Default::default()
                 }),
                 resume,
@@ -198,6 +228,26 @@ mod tests {
         s.with_state(|st| {
             let task = st.tasks.get(&task_id()).expect("task");
             assert!(task.layout.is_none());
+        });
+    }
+
+    #[test]
+    fn a_resumed_origin_fetcher_on_a_normal_host_does_not_speak_for_the_task() {
+        let s = Scheduler::new(Config::default());
+        let mut waiting = register(&s, "a", Some(resume(&[], false)));
+        // It claims to fetch from the origin, with digests: a rogue or a peer this scheduler
+        // never appointed. It keeps its own download; nobody gets its layout or digests.
+        let _rogue = register(&s, "b", Some(resume(&[0, 1, 2], true)));
+        let got = replies(&mut waiting);
+        assert!(
+            !got.iter()
+                .any(|r| matches!(r, PeerReply::Metadata(_) | PeerReply::Digests(_))),
+            "{got:?}"
+        );
+        s.with_state(|st| {
+            let task = st.tasks.get(&task_id()).expect("task");
+            assert!(task.layout.is_none());
+            assert!(task.digests.iter().all(Option::is_none));
         });
     }
 

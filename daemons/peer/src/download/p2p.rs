@@ -125,7 +125,12 @@ impl Conductor {
     ) -> Result<Option<P2pEnd>, TaskFailure> {
         match reply {
             Some(PeerReply::Metadata(m)) => {
-                let headers = m.headers.into_iter().map(|h| (h.name, h.value)).collect();
+                // Filtered on receipt: the clients of this peer see only what describes the
+                // bytes, whatever the report said (`df_core::relayed`).
+                let headers = df_core::relayed::filter(
+                    m.headers.into_iter().map(|h| (h.name, h.value)),
+                    |h| (h.0.as_str(), h.1.as_str()),
+                );
                 let layout = PieceLayout::new(m.content_length, Some(m.piece_length));
                 self.set_layout(layout, headers, link).await?;
                 self.picker_layout(&mut swarm.picker, layout);

@@ -2,6 +2,7 @@
 //! what they evicted, and leave.
 
 use super::*;
+use crate::model::PendingHolder;
 
 impl Scheduler {
     // ---- host stream -------------------------------------------------------------------
@@ -49,73 +50,24 @@ impl Scheduler {
         }
     }
 
-    /// A host re-announced the tasks it holds (after connecting): rebuild holders from it.
+    /// A host re-announced the tasks it holds (after connecting): rebuild holders from it. Only
+    /// a seed host's copies set a task's layout and digests ([`crate::authority`]); another
+    /// host's copy joins once an authority stated the same layout (until then it waits in
+    /// `Task::pending_holders`).
     pub fn host_held(&self, host_id: &HostId, held_tasks: pb::HeldTasks) {
         let now = Instant::now();
         let mut state = self.lock();
-        let mut held = Vec::new();
-        for item in held_tasks.tasks {
-            if !item.complete {
-                continue;
-            }
-            let Ok(task_id) = item.task_id.parse::<TaskId>() else {
-                tracing::warn!(host_id = %host_id, task = %item.task_id, "ignoring held task with an invalid id");
-                continue;
-            };
-            let layout = match admission::layout(
-                &self.config.limits,
-                item.content_length,
-                item.piece_length,
-            )
-            .map_err(|e| e.to_string())
-            .and_then(|l| {
-                admission::admit_task(&state, &self.config.limits, &task_id)
-                    .map(|()| l)
-                    .map_err(|e| e.to_string())
-            }) {
-                Ok(l) => l,
-                Err(error) => {
-                    tracing::warn!(host_id = %host_id, task_id = %task_id, %error, "ignoring held task");
-                    continue;
-                }
-            };
-            let task = state
-                .tasks
-                .entry(task_id.clone())
-                .or_insert_with(|| new_task(task_id.clone(), item.url.clone(), now, self.mesh));
-            if task.peers.len() >= self.config.limits.max_peers_per_task {
-                continue;
-            }
-            task.set_layout(layout);
-            for p in &item.pieces {
-                if let (Some(slot), Some(d)) = (
-                    task.digests.get_mut(p.number as usize),
-                    PieceDigest::from_slice(&p.digest),
-                ) && slot.is_none()
-                {
-                    *slot = Some(d);
-                }
-            }
-            let mut bitmap = Bitmap::new(task.piece_count());
-            for n in 0..bitmap.len() {
-                bitmap.set(n);
-            }
-            let peer_id = PeerId::from(item.peer_id.clone());
-            let peer = task
-                .peers
-                .entry(peer_id.clone())
-                .or_insert_with(|| Peer::pending(peer_id.clone(), host_id.clone()));
-            peer.state = PeerState::Succeeded;
-            peer.bitmap = bitmap;
-            peer.content_path = item.content_path;
-            peer.updated_at = now;
-            task.updated_at = now;
-            held.push((task_id, peer_id));
-        }
         let is_seed = state
             .hosts
             .get(host_id)
             .is_some_and(|h| h.host_type == HostType::Seed);
+        let speaks = authority::held_copy_speaks_for_task(is_seed);
+        let mut held = Vec::new();
+        for item in held_tasks.tasks.into_iter().filter(|t| t.complete) {
+            if let Some(entry) = self.take_held(&mut state, host_id, item, speaks, now) {
+                held.push(entry);
+            }
+        }
         for task in state.tasks.values_mut() {
             for peer in task.peers.values_mut() {
                 if &peer.host_id == host_id {
@@ -123,13 +75,100 @@ impl Scheduler {
                 }
             }
         }
-        // Complete copies are sources; the decisions are links for peers still downloading.
+        if speaks {
+            let mut promoted = Vec::new();
+            for (task_id, _) in &held {
+                if let Some(task) = state.tasks.get_mut(task_id) {
+                    promoted.extend(promote_pending(task, now));
+                }
+            }
+            held.extend(promoted);
+        }
+        self.join_holders(&mut state, held, now);
+    }
+
+    /// One re-announced complete copy: a holder now (returned), a pending one, or ignored.
+    fn take_held(
+        &self,
+        state: &mut State,
+        host_id: &HostId,
+        item: pb::HeldTask,
+        speaks: bool,
+        now: Instant,
+    ) -> Option<(TaskId, PeerId)> {
+        let Ok(task_id) = item.task_id.parse::<TaskId>() else {
+            tracing::warn!(host_id = %host_id, task = %item.task_id, "ignoring held task with an invalid id");
+            return None;
+        };
+        let layout = admission::layout(&self.config.limits, item.content_length, item.piece_length)
+            .map_err(|e| e.to_string())
+            .and_then(|l| {
+                admission::admit_task(state, &self.config.limits, &task_id)
+                    .map(|()| l)
+                    .map_err(|e| e.to_string())
+            });
+        let layout = match layout {
+            Ok(l) => l,
+            Err(error) => {
+                tracing::warn!(host_id = %host_id, task_id = %task_id, %error, "ignoring held task");
+                return None;
+            }
+        };
+        let max_peers = self.config.limits.max_peers_per_task;
+        let task = state
+            .tasks
+            .entry(task_id.clone())
+            .or_insert_with(|| new_task(task_id.clone(), item.url.clone(), now, self.mesh));
+        if task.peers.len() + task.pending_holders.len() >= max_peers {
+            return None;
+        }
+        let peer_id = PeerId::from(item.peer_id.clone());
+        if !speaks {
+            match task.layout {
+                Some(known) if known == layout => {}
+                Some(_) => {
+                    tracing::warn!(host_id = %host_id, task_id = %task_id, "held copy's layout is not the task's; ignored");
+                    return None;
+                }
+                None => {
+                    task.pending_holders.retain(|h| h.peer != peer_id);
+                    task.pending_holders.push(PendingHolder {
+                        peer: peer_id,
+                        host: host_id.clone(),
+                        layout,
+                        content_path: item.content_path,
+                    });
+                    return None;
+                }
+            }
+        } else {
+            task.set_layout(layout);
+            for p in &item.pieces {
+                if let (Some(slot @ None), Some(d)) = (
+                    task.digests.get_mut(p.number as usize),
+                    PieceDigest::from_slice(&p.digest),
+                ) {
+                    *slot = Some(d);
+                }
+            }
+        }
+        add_holder(task, &peer_id, host_id, item.content_path, now);
+        Some((task_id, peer_id))
+    }
+
+    /// Complete copies are sources; the decisions are links for peers still downloading.
+    pub(super) fn join_holders(
+        &self,
+        state: &mut State,
+        held: Vec<(TaskId, PeerId)>,
+        now: Instant,
+    ) {
         for (task_id, peer_id) in held {
             let Some(member) = state
                 .tasks
                 .get(&task_id)
                 .and_then(|t| t.peers.get(&peer_id))
-                .map(|p| member_of(&state, p))
+                .map(|p| member_of(state, p))
             else {
                 continue;
             };
@@ -141,7 +180,7 @@ impl Scheduler {
                 member,
                 complete: true,
             });
-            self.apply(&mut state, &task_id, decisions, now);
+            self.apply(state, &task_id, decisions, now);
         }
     }
 
@@ -174,4 +213,39 @@ impl Scheduler {
             leave_mesh(&mut state, host_id);
         }
     }
+}
+
+/// `peer` on `host` holds the whole task.
+fn add_holder(task: &mut Task, peer: &PeerId, host: &HostId, content_path: String, now: Instant) {
+    let mut bitmap = Bitmap::new(task.piece_count());
+    for n in 0..bitmap.len() {
+        bitmap.set(n);
+    }
+    let p = task
+        .peers
+        .entry(peer.clone())
+        .or_insert_with(|| Peer::pending(peer.clone(), host.clone()));
+    p.state = PeerState::Succeeded;
+    p.bitmap = bitmap;
+    p.content_path = content_path;
+    p.updated_at = now;
+    task.updated_at = now;
+}
+
+/// Once an authority stated the task's layout: the pending copies with that layout become
+/// holders (returned, to join the mesh); the others are dropped.
+pub(super) fn promote_pending(task: &mut Task, now: Instant) -> Vec<(TaskId, PeerId)> {
+    let Some(layout) = task.layout else {
+        return Vec::new();
+    };
+    let mut promoted = Vec::new();
+    for h in std::mem::take(&mut task.pending_holders) {
+        if h.layout == layout {
+            add_holder(task, &h.peer, &h.host, h.content_path, now);
+            promoted.push((task.id.clone(), h.peer));
+        } else {
+            tracing::warn!(task_id = %task.id, peer_id = %h.peer, "held copy's layout is not the authority's; dropped");
+        }
+    }
+    promoted
 }

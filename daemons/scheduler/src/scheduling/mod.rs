@@ -29,6 +29,7 @@ use pb::peer_request::Request as PeerMsg;
 use pb::peer_response::Response as PeerReply;
 
 use crate::admission::{self, Refused};
+use crate::authority::{self, Appointment, Verdict};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::model::{
@@ -153,24 +154,22 @@ impl Scheduler {
         task.peers.insert(
             peer_id.clone(),
             Peer {
-                id: peer_id.clone(),
-                host_id: host_id.clone(),
-                state: PeerState::Pending,
                 is_seed,
                 bitmap,
                 content_path: reg.content_path.clone(),
                 tx: Some(tx.clone()),
                 stream_generation: generation,
-                blocklist: Default::default(),
-                reschedules: 0,
-                corrupt: false,
-                bytes_from_origin: 0,
-                bytes_from_peers: 0,
-                registered_at: now,
-                updated_at: now,
+                ..Peer::pending(peer_id.clone(), host_id.clone())
             },
         );
-        let resumed = crate::restart::resume(task, &peer_id, reg.resume.as_ref());
+        let resumed = crate::restart::resume(
+            task,
+            &peer_id,
+            reg.resume.as_ref(),
+            is_seed,
+            &self.config.limits,
+        );
+        let promoted = hosts::promote_pending(task, now);
         self.metrics.peer_registrations.inc();
         tracing::info!(task_id = %task_id, peer_id = %peer_id, seed = reg.seed, resumed = reg.resume.is_some(), "peer registered");
 
@@ -181,7 +180,13 @@ impl Scheduler {
                 send(&tx, PeerReply::Digests(pb::PieceDigests { pieces: known }));
             }
         }
-        if reg.seed {
+        // Only a seed host answers a seed request; anyone else claiming to is scheduled like
+        // any peer (under the cluster identity the service refused it already).
+        let seed_answer = reg.seed && is_seed;
+        if reg.seed && !is_seed {
+            tracing::warn!(task_id = %task_id, peer_id = %peer_id, "a registration from a non-seed host claims to be a seed; scheduled as a peer");
+        }
+        if seed_answer {
             self.back_to_source(task, &peer_id, "seed peer fetches from the origin");
             task.seed_requested_at = None;
         }
@@ -198,7 +203,8 @@ impl Scheduler {
             complete: false,
         });
         self.apply(state, &task_id, decisions, now);
-        if !reg.seed && !resumed {
+        self.join_holders(state, promoted, now);
+        if !seed_answer && !resumed {
             self.schedule(state, &task_id, &peer_id, now);
         }
         Ok((task_id, peer_id, generation))
@@ -216,6 +222,14 @@ impl Scheduler {
                 let Some(task) = state.tasks.get_mut(task_id) else {
                     return;
                 };
+                let appointed = task
+                    .peers
+                    .get(peer_id)
+                    .is_some_and(|p| p.appointment.speaks_for_task());
+                if !appointed {
+                    tracing::warn!(task_id = %task_id, peer_id = %peer_id, "ignoring metadata from a peer not appointed to fetch from the origin");
+                    return;
+                }
                 if task.layout.is_none() {
                     let layout = match admission::layout(
                         &self.config.limits,
@@ -229,7 +243,7 @@ impl Scheduler {
                         }
                     };
                     task.set_layout(layout);
-                    task.response_headers = meta.headers;
+                    task.response_headers = relayed_headers(meta.headers);
                     for peer in task.peers.values_mut() {
                         if peer.bitmap.len() != layout.piece_count() {
                             peer.bitmap = Bitmap::new(layout.piece_count());
@@ -239,6 +253,8 @@ impl Scheduler {
                         response: Some(metadata_reply(layout, &task.response_headers)),
                     };
                     task.send_to_downloaders(Some(peer_id), &reply);
+                    let promoted = hosts::promote_pending(task, now);
+                    self.join_holders(state, promoted, now);
                 }
             }
             PeerMsg::PieceFinished(pf) => self.piece_finished(state, task_id, peer_id, pf, now),
@@ -389,7 +405,17 @@ impl Scheduler {
         };
         task.updated_at = now;
         let from_origin = pf.source == pb::PieceSource::Origin as i32;
-        if from_origin {
+        let authority = task
+            .peers
+            .get(peer_id)
+            .is_some_and(|p| p.appointment.speaks_for_task());
+        if from_origin && !authority {
+            // Bytes it fetched for itself: counted, but its digests describe nothing for others.
+            self.metrics
+                .piece_bytes
+                .get_or_create(&vec![("source", "origin")])
+                .inc_by(pf.length);
+        } else if from_origin {
             let Some(digest) = PieceDigest::from_slice(&pf.digest) else {
                 tracing::warn!(task_id = %task_id, peer_id = %peer_id, piece = pf.number, "origin piece reported without a digest");
                 return;
@@ -482,9 +508,19 @@ impl Scheduler {
             pb::PieceFailure::DigestMismatch => {
                 edge.active = false;
                 edge.blocklisted = true;
-                if let Some(p) = task.peers.get_mut(&parent) {
-                    p.corrupt = true;
-                }
+                let (reporter, by_authority) = task.peers.get(peer_id).map_or_else(
+                    || (HostId::from(String::new()), false),
+                    |c| (c.host_id.clone(), c.appointment.speaks_for_task()),
+                );
+                let verdict = task.peers.get_mut(&parent).map(|p| {
+                    let v = authority::corruption_report(
+                        &mut p.corruption_reporters,
+                        &reporter,
+                        by_authority,
+                    );
+                    p.corrupt |= v == Verdict::ForEveryone;
+                    v
+                });
                 if let Some(child) = task.peers.get_mut(peer_id) {
                     admission::blocklist(
                         &mut child.blocklist,
@@ -492,10 +528,18 @@ impl Scheduler {
                         self.config.limits.max_blocklist,
                     );
                 }
-                task.mesh.handle(MeshEvent::Corrupt {
-                    peer: parent.clone(),
-                });
-                tracing::warn!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, "parent served a corrupt piece; blocklisted for this task");
+                if verdict == Some(Verdict::ForEveryone) {
+                    task.mesh.handle(MeshEvent::Corrupt {
+                        peer: parent.clone(),
+                    });
+                    tracing::warn!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, "parent served a corrupt piece; reported from enough hosts, shunned for this task");
+                } else {
+                    task.mesh.handle(MeshEvent::LinkFailed {
+                        peer: peer_id.clone(),
+                        neighbour: parent.clone(),
+                    });
+                    tracing::warn!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, "parent served a corrupt piece; blocklisted for this child");
+                }
             }
             pb::PieceFailure::Unreachable | pb::PieceFailure::Timeout => {
                 edge.active = false;
@@ -644,6 +688,7 @@ impl Scheduler {
     fn back_to_source(&self, task: &mut Task, peer_id: &PeerId, reason: &str) {
         if let Some(peer) = task.peers.get_mut(peer_id) {
             peer.state = PeerState::BackToSource;
+            peer.appointment = Appointment::Appointed;
             peer.updated_at = Instant::now();
             if let Some(tx) = &peer.tx {
                 send(
@@ -693,6 +738,11 @@ fn known_digests(task: &Task) -> Vec<pb::PieceDigest> {
             })
         })
         .collect()
+}
+
+/// The headers of an authority's report that may reach clients ([`df_core::relayed`]).
+pub(crate) fn relayed_headers(headers: Vec<pb::Header>) -> Vec<pb::Header> {
+    df_core::relayed::filter(headers, |h| (h.name.as_str(), h.value.as_str()))
 }
 
 fn metadata_reply(layout: PieceLayout, headers: &[pb::Header]) -> PeerReply {

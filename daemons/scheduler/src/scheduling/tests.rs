@@ -264,3 +264,151 @@ fn a_corrupt_parent_is_not_offered_again() {
             .any(|e| e.parent == a.to_string() && e.blocklisted)
     );
 }
+
+fn corrupt(s: &Scheduler, t: &TaskId, child: &PeerId, parent: &PeerId) {
+    s.peer_message(
+        t,
+        child,
+        PeerMsg::PieceFailed(pb::PieceFailed {
+            number: 0,
+            parent_peer_id: parent.to_string(),
+            reason: pb::PieceFailure::DigestMismatch as i32,
+            message: String::new(),
+        }),
+    );
+}
+
+fn is_corrupt(s: &Scheduler, t: &TaskId, p: &PeerId) -> bool {
+    s.with_state(|st| st.tasks[t].peers[p].corrupt)
+}
+
+#[test]
+fn one_lying_child_cannot_shun_an_honest_parent_for_everyone() {
+    let s = Scheduler::new(Config::default());
+    let t = task_id();
+    let (origin_fetcher, _r0) = register(&s, &t, "h0", false);
+    let (honest, _r1) = register(&s, &t, "h1", false);
+    let (liar, _r2) = register(&s, &t, "h2", false);
+    let (other, _r3) = register(&s, &t, "h3", false);
+    for _ in 0..5 {
+        corrupt(&s, &t, &liar, &honest);
+    }
+    assert!(!is_corrupt(&s, &t, &honest), "one host's reports");
+    // A second host's child confirms: the parent is shunned for the task.
+    corrupt(&s, &t, &other, &honest);
+    assert!(is_corrupt(&s, &t, &honest));
+    // The appointed origin fetcher's word alone is enough: its digests define the task.
+    let (suspect, _r4) = register(&s, &t, "h4", false);
+    corrupt(&s, &t, &origin_fetcher, &suspect);
+    assert!(is_corrupt(&s, &t, &suspect));
+}
+
+#[test]
+fn only_the_appointed_origin_fetcher_sets_layout_and_digests() {
+    let s = Scheduler::new(Config::default());
+    let t = task_id();
+    let (fetcher, _r0) = register(&s, &t, "h0", false);
+    let (rogue, _r1) = register(&s, &t, "h1", false);
+    let (_, mut watcher) = register(&s, &t, "h2", false);
+    replies(&mut watcher);
+    let metadata = |len: u64| {
+        PeerMsg::Metadata(pb::TaskMetadata {
+            content_length: len,
+            piece_length: 4 << 20,
+            headers: vec![
+                pb::Header {
+                    name: "Content-Type".into(),
+                    value: "application/octet-stream".into(),
+                },
+                pb::Header {
+                    name: "Set-Cookie".into(),
+                    value: "session=1".into(),
+                },
+            ],
+        })
+    };
+    let origin_piece = |digest: u8| {
+        PeerMsg::PieceFinished(pb::PieceFinished {
+            number: 0,
+            length: 4 << 20,
+            source: pb::PieceSource::Origin as i32,
+            digest: vec![digest; 32],
+            ..Default::default()
+        })
+    };
+    // The rogue goes first, and says it fetched from the origin: ignored.
+    s.peer_message(&t, &rogue, metadata(1 << 40));
+    s.peer_message(&t, &rogue, origin_piece(0xEE));
+    assert!(s.with_state(|st| st.tasks[&t].layout.is_none()));
+    s.peer_message(&t, &fetcher, metadata(8 << 20));
+    s.peer_message(&t, &fetcher, origin_piece(0x11));
+    s.peer_message(&t, &rogue, origin_piece(0xEE));
+    s.with_state(|st| {
+        let task = &st.tasks[&t];
+        assert_eq!(task.layout.map(|l| l.content_length), Some(8 << 20));
+        assert_eq!(
+            task.digests[0].map(|d| d.as_bytes()[0]),
+            Some(0x11),
+            "the authority's digest stands"
+        );
+        let names: Vec<&str> = task
+            .response_headers
+            .iter()
+            .map(|h| h.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["Content-Type"],
+            "relayed headers are filtered on receipt"
+        );
+    });
+    let got = replies(&mut watcher);
+    assert!(
+        got.iter()
+            .any(|r| matches!(r, PeerReply::Metadata(m) if m.content_length == 8 << 20))
+    );
+}
+
+#[test]
+fn a_held_copy_from_a_normal_host_sets_nothing_and_joins_once_an_authority_states_the_layout() {
+    let s = Scheduler::new(Config::default());
+    let t = task_id();
+    let held = |peer: &str| pb::HeldTasks {
+        tasks: vec![pb::HeldTask {
+            task_id: t.to_string(),
+            peer_id: peer.into(),
+            url: "http://o/x".into(),
+            content_length: 8 << 20,
+            piece_length: 4 << 20,
+            complete: true,
+            pieces: vec![pb::PieceDigest {
+                number: 0,
+                digest: vec![0xEE; 32],
+            }],
+            ..Default::default()
+        }],
+    };
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let (normal, _) = s.host_connected(host("n", false), tx).expect("admitted");
+    s.host_held(&normal, held("127.0.0.1-n-1"));
+    s.with_state(|st| {
+        let task = &st.tasks[&t];
+        assert!(task.layout.is_none(), "no authority yet");
+        assert!(task.peers.is_empty());
+        assert_eq!(task.pending_holders.len(), 1);
+    });
+    // The seed host speaks for the task; the waiting copy has its layout and joins.
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let (seed, _) = s.host_connected(host("seed", true), tx).expect("admitted");
+    s.host_held(&seed, held("127.0.0.1-seed-1"));
+    s.with_state(|st| {
+        let task = &st.tasks[&t];
+        assert_eq!(task.layout.map(|l| l.content_length), Some(8 << 20));
+        assert!(
+            task.peers
+                .contains_key(&PeerId::from("127.0.0.1-n-1".to_owned()))
+        );
+        assert_eq!(task.peers.len(), 2);
+        assert!(task.pending_holders.is_empty());
+    });
+}
