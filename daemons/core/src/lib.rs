@@ -33,3 +33,6 @@ pub const HEADER_SOURCE: &str = "x-dragonfly-source";
 /// every upload slot is taken (`upload.slots`); ask another holder, or this one once its
 /// bitmap advertises a free slot. A 503 without it is an ordinary failure.
 pub const HEADER_UPLOAD_BUSY: &str = "x-dragonfly-upload-busy";
+/// On the download API: the `Authorization` to send to the origin. The request's own
+/// `Authorization` is the admin API's bearer token and never leaves the node.
+pub const HEADER_ORIGIN_AUTHORIZATION: &str = "x-dragonfly-origin-authorization";

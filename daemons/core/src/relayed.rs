@@ -8,6 +8,10 @@
 //! no hop-by-hop or security headers.
 //!
 //! Invariant: at most [`MAX_RELAYED`] headers of at most [`MAX_VALUE_LEN`] bytes each survive.
+//!
+//! The other direction: a client's credentials ([`is_credential`]) never leave its node except
+//! to the origin. A peer does not put them in its registration; it says it withheld some, and
+//! the scheduler then has that peer fetch from the origin instead of a seed.
 
 /// Lower-case names of the headers that describe an object's bytes.
 pub const RELAYED: &[&str] = &[
@@ -27,6 +31,14 @@ pub const RELAYED: &[&str] = &[
 pub const MAX_RELAYED: usize = 16;
 /// Longest value kept (an ETag or a content type is far shorter).
 pub const MAX_VALUE_LEN: usize = 1024;
+
+/// Request headers that carry a client's credentials.
+pub const CREDENTIALS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
+/// Whether a request header named `name` (any case) carries credentials.
+pub fn is_credential(name: &str) -> bool {
+    CREDENTIALS.iter().any(|c| c.eq_ignore_ascii_case(name))
+}
 
 /// Whether a header named `name` (any case) with `value` may be relayed.
 pub fn is_relayed(name: &str, value: &str) -> bool {

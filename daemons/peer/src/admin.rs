@@ -185,10 +185,7 @@ async fn download(
         .map(str::to_owned);
     let req = DownloadRequest {
         url: q.url,
-        headers: headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect(),
+        headers: origin_headers(&headers),
         digest,
         piece_length: q.piece_length,
         ..DownloadRequest::default()
@@ -205,6 +202,24 @@ async fn download(
             (StatusCode::FORBIDDEN, format!("{m}\n")).into_response()
         }
     }
+}
+
+/// The download API request's headers that go to the origin: its `Authorization` is this
+/// API's own credential and stays here; [`df_core::HEADER_ORIGIN_AUTHORIZATION`] becomes the
+/// origin's `Authorization`.
+fn origin_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| *k != header::AUTHORIZATION)
+        .filter_map(|(k, v)| {
+            let name = if k.as_str() == df_core::HEADER_ORIGIN_AUTHORIZATION {
+                header::AUTHORIZATION.as_str()
+            } else {
+                k.as_str()
+            };
+            Some((name.to_owned(), v.to_str().ok()?.to_owned()))
+        })
+        .collect()
 }
 
 pub fn delivery_response(d: Delivery) -> Response {
@@ -244,4 +259,32 @@ async fn logs(State(s): Shared, Query(q): Query<LogQuery>) -> Response {
         Body::from_stream(ndjson_stream(&s.hub, q)),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_admin_token_never_reaches_the_origin_and_the_origin_credential_does() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            "Bearer admin-token".parse().expect("value"),
+        );
+        h.insert(
+            df_core::HEADER_ORIGIN_AUTHORIZATION,
+            "Basic b3JpZ2lu".parse().expect("value"),
+        );
+        h.insert(header::ACCEPT, "*/*".parse().expect("value"));
+        let mut got = origin_headers(&h);
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("accept".to_owned(), "*/*".to_owned()),
+                ("authorization".to_owned(), "Basic b3JpZ2lu".to_owned()),
+            ]
+        );
+    }
 }

@@ -170,7 +170,12 @@ pub struct Task {
     pub url: String,
     /// Headers the first requester sent, forwarded to the seed for origin authentication.
     /// Never shown by the admin API.
+    /// Request headers for the seed this scheduler asks to fetch the task (the client's
+    /// credentials among them, when they came over mutual TLS); moved into that request.
     pub origin_headers: Vec<pb::Header>,
+    /// A registrant withheld its client's credentials: the origin is read by a peer that has
+    /// them, never by a seed (which would need them).
+    pub credentials_withheld: bool,
     pub requested_piece_length: u64,
     pub object_digest: String,
     pub layout: Option<PieceLayout>,
@@ -206,6 +211,7 @@ impl Task {
             id,
             url,
             origin_headers: Vec::new(),
+            credentials_withheld: false,
             requested_piece_length: 0,
             object_digest: String::new(),
             layout: None,

@@ -129,7 +129,14 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|d| ObjectDigest::try_from(d.to_owned()))
         .transpose()?;
-    let headers = parse_headers(&args.headers)?;
+    // The download API's own Authorization is the admin token; the origin's goes in its header.
+    let mut headers = parse_headers(&args.headers)?;
+    if let Some(auth) = headers.remove(reqwest::header::AUTHORIZATION) {
+        headers.insert(
+            HeaderName::from_static(df_core::HEADER_ORIGIN_AUTHORIZATION),
+            auth,
+        );
+    }
     let output = args.output_file.clone().filter(|p| p.as_os_str() != "-");
     if args.output.output == OutputFormat::Json && output.is_none() {
         anyhow::bail!("-o json needs -O FILE: without it stdout carries the object itself");

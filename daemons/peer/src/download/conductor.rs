@@ -44,6 +44,29 @@ pub struct Conductor {
     pub peer_id: PeerId,
 }
 
+/// The client's request headers a registration carries, and whether credentials were kept
+/// back. Credentials go to the scheduler (which hands them to the seed it asks, for that one
+/// fetch) only over the cluster identity's mutual TLS; on the plaintext opt-out they stay on
+/// this node and the registration says so, and the scheduler then has a peer with them fetch
+/// from the origin rather than a seed.
+fn registration_headers(headers: &[(String, String)], plaintext: bool) -> (Vec<pb::Header>, bool) {
+    let mut withheld = false;
+    let kept = headers
+        .iter()
+        .filter(|(k, _)| super::origin::forwardable(k))
+        .filter(|(k, _)| {
+            let keep_back = plaintext && df_core::relayed::is_credential(k);
+            withheld |= keep_back;
+            !keep_back
+        })
+        .map(|(k, v)| pb::Header {
+            name: k.clone(),
+            value: v.clone(),
+        })
+        .collect();
+    (kept, withheld)
+}
+
 impl Conductor {
     pub async fn run(self) -> Result<(), TaskFailure> {
         if self.task.is_complete() {
@@ -55,21 +78,14 @@ impl Conductor {
                 .fetch_from_origin(&mut Link::none(), "no scheduler configured")
                 .await;
         }
+        let (headers, credentials_withheld) =
+            registration_headers(&self.req.headers, ctx.config.tls.is_plaintext());
         let register = pb::RegisterPeer {
             task_id: self.task.id.to_string(),
             peer_id: self.peer_id.to_string(),
             host_id: ctx.host_info.host_id.clone(),
             url: self.req.url.clone(),
-            headers: self
-                .req
-                .headers
-                .iter()
-                .filter(|(k, _)| super::origin::forwardable(k))
-                .map(|(k, v)| pb::Header {
-                    name: k.clone(),
-                    value: v.clone(),
-                })
-                .collect(),
+            headers,
             piece_length: self.req.piece_length.unwrap_or(0),
             digest: self
                 .req
@@ -78,6 +94,7 @@ impl Conductor {
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             content_path: self.task.data_path.display().to_string(),
+            credentials_withheld,
             seed: self.req.seed,
             host: Some(ctx.host_info.clone()),
             resume: None,
@@ -411,4 +428,26 @@ fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hex::encode(hasher.finalize()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_reach_the_scheduler_only_over_mutual_tls() {
+        let headers = vec![
+            ("Authorization".to_owned(), "Bearer t".to_owned()),
+            ("Cookie".to_owned(), "c=1".to_owned()),
+            ("Accept".to_owned(), "*/*".to_owned()),
+            ("Host".to_owned(), "x".to_owned()),
+        ];
+        let names = |h: &[pb::Header]| h.iter().map(|h| h.name.clone()).collect::<Vec<_>>();
+        let (tls, withheld) = registration_headers(&headers, false);
+        assert_eq!(names(&tls), ["Authorization", "Cookie", "Accept"]);
+        assert!(!withheld);
+        let (plain, withheld) = registration_headers(&headers, true);
+        assert_eq!(names(&plain), ["Accept"]);
+        assert!(withheld);
+    }
 }

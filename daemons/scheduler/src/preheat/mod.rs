@@ -714,12 +714,16 @@ fn assign(
             return Err(format!("{what}{filtered} is connected to this scheduler"));
         }
         let mut targets = Vec::with_capacity(chosen.len());
+        let seed_chosen = chosen
+            .iter()
+            .any(|h| h.is_seed && seed_owner.as_deref() == Some(h.id.as_str()));
         for h in chosen {
             let digest = if b.digest.starts_with("sha256:") {
                 b.digest.clone()
             } else {
                 String::new()
             };
+            let fetches_from_origin = h.is_seed && seed_owner.as_deref() == Some(h.id.as_str());
             commands.push((
                 h.id.clone(),
                 pb::HostResponse {
@@ -727,10 +731,17 @@ fn assign(
                         job_id: id,
                         task_id: task_id.to_string(),
                         url: b.url.clone(),
-                        headers: headers.clone(),
+                        // The registry token goes only to the host that reads the origin; the
+                        // others get the blob from it. Without a seed among the chosen, any of
+                        // them may be sent to the origin, so all get it.
+                        headers: if fetches_from_origin || !seed_chosen {
+                            headers.clone()
+                        } else {
+                            Vec::new()
+                        },
                         piece_length: plan.piece_length.unwrap_or(0),
                         digest,
-                        seed: h.is_seed && seed_owner.as_deref() == Some(h.id.as_str()),
+                        seed: fetches_from_origin,
                     })),
                 },
             ));

@@ -73,6 +73,21 @@ pub enum ResolveError {
     },
     #[error("HTTP client: {0}")]
     Client(String),
+    #[error(
+        "{url}: the registry names token realm {realm}, which is neither https nor the registry's own host; the job's credentials are not sent there"
+    )]
+    Realm { url: String, realm: String },
+}
+
+/// Whether the job's credentials may go to the token `realm` a registry at `registry` named:
+/// over https, or to the registry's own host (the registry has them anyway).
+fn realm_may_get_credentials(realm: &str, registry: &str) -> bool {
+    let (Ok(realm), Ok(registry)) = (reqwest::Url::parse(realm), reqwest::Url::parse(registry))
+    else {
+        return false;
+    };
+    realm.scheme() == "https"
+        || (realm.host_str().is_some() && realm.host_str() == registry.host_str())
 }
 
 /// Which manifests of an index to take.
@@ -489,6 +504,12 @@ impl Session<'_> {
                 }
                 let mut rb = self.client.http.get(&realm).query(&query);
                 if let Some((user, pass)) = self.credentials {
+                    if !realm_may_get_credentials(&realm, url) {
+                        return Err(ResolveError::Realm {
+                            url: url.to_owned(),
+                            realm,
+                        });
+                    }
                     rb = rb.basic_auth(user, Some(pass));
                 }
                 let token_resp = rb.send().await.map_err(|e| ResolveError::Request {
@@ -782,5 +803,23 @@ mod tests {
             is_index("", &index),
             "an index without mediaType is still an index"
         );
+    }
+
+    #[test]
+    fn credentials_go_only_to_https_realms_or_the_registry_itself() {
+        let registry = "http://registry.internal:5000/v2/app/manifests/1";
+        assert!(realm_may_get_credentials(
+            "https://auth.example/token",
+            registry
+        ));
+        assert!(realm_may_get_credentials(
+            "http://registry.internal:5000/token",
+            registry
+        ));
+        assert!(!realm_may_get_credentials(
+            "http://evil.example/token",
+            registry
+        ));
+        assert!(!realm_may_get_credentials("not a url", registry));
     }
 }

@@ -141,8 +141,11 @@ impl Scheduler {
             .entry(task_id.clone())
             .or_insert_with(|| new_task(task_id.clone(), reg.url.clone(), now, self.mesh));
         if task.origin_headers.is_empty() {
+            // May hold the client's credentials (they came over mutual TLS): kept only until
+            // the seed request that needs them, never logged.
             task.origin_headers = reg.headers.clone();
         }
+        task.credentials_withheld |= reg.credentials_withheld;
         if task.requested_piece_length == 0 {
             task.requested_piece_length = reg.piece_length;
         }
@@ -568,7 +571,16 @@ impl Scheduler {
         if task.mesh.neighbours(peer_id).next().is_some() {
             return;
         }
-        let seed_host = self.pick_seed(state, task_id, peer_id);
+        // A task behind credentials is read by a peer that has them: a seed has none.
+        let private = state
+            .tasks
+            .get(task_id)
+            .is_some_and(|t| t.credentials_withheld);
+        let seed_host = if private {
+            None
+        } else {
+            self.pick_seed(state, task_id, peer_id)
+        };
         let Some(task) = state.tasks.get_mut(task_id) else {
             return;
         };
@@ -584,7 +596,8 @@ impl Scheduler {
                 let seed_task = pb::SeedTask {
                     task_id: task.id.to_string(),
                     url: task.url.clone(),
-                    headers: task.origin_headers.clone(),
+                    // Handed over, not kept: the next registrant's refill a later request.
+                    headers: std::mem::take(&mut task.origin_headers),
                     piece_length: task.requested_piece_length,
                     digest: task.object_digest.clone(),
                 };
@@ -601,6 +614,11 @@ impl Scheduler {
                     self.back_to_source(task, peer_id, "seed peer unreachable");
                 }
             }
+            None if private => self.back_to_source(
+                task,
+                peer_id,
+                "no parent; the origin needs the client's credentials",
+            ),
             None => self.back_to_source(task, peer_id, "no parent and no seed peer"),
         }
     }

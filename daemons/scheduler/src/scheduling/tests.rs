@@ -412,3 +412,61 @@ fn a_held_copy_from_a_normal_host_sets_nothing_and_joins_once_an_authority_state
         assert!(task.pending_holders.is_empty());
     });
 }
+
+#[test]
+fn a_task_behind_withheld_credentials_is_read_by_the_peer_that_has_them_never_a_seed() {
+    let s = Scheduler::new(Config::default());
+    let (seed_tx, mut seed_rx) = mpsc::unbounded_channel();
+    s.host_connected(host("seed", true), seed_tx)
+        .expect("admitted");
+    let t = task_id();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    s.peer_register(
+        pb::RegisterPeer {
+            task_id: t.to_string(),
+            peer_id: "peer-h1".into(),
+            url: "http://o/x".into(),
+            host: Some(host("h1", false)),
+            credentials_withheld: true,
+            ..Default::default()
+        },
+        tx,
+    )
+    .expect("registers");
+    assert!(matches!(
+        replies(&mut rx).as_slice(),
+        [PeerReply::BackToSource(b)] if b.reason.contains("credentials")
+    ));
+    assert!(seed_rx.try_recv().is_err(), "the seed is not asked");
+}
+
+#[test]
+fn credentials_for_a_seed_are_handed_over_once_not_kept() {
+    let s = Scheduler::new(Config::default());
+    let (seed_tx, mut seed_rx) = mpsc::unbounded_channel();
+    s.host_connected(host("seed", true), seed_tx)
+        .expect("admitted");
+    let t = task_id();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    s.peer_register(
+        pb::RegisterPeer {
+            task_id: t.to_string(),
+            peer_id: "peer-h1".into(),
+            url: "http://o/x".into(),
+            host: Some(host("h1", false)),
+            headers: vec![pb::Header {
+                name: "Authorization".into(),
+                value: "Bearer secret".into(),
+            }],
+            ..Default::default()
+        },
+        tx,
+    )
+    .expect("registers");
+    let cmd = seed_rx.try_recv().expect("seed asked").expect("ok");
+    let Some(pb::host_response::Response::SeedTask(seed)) = cmd.response else {
+        panic!("expected a seed task");
+    };
+    assert_eq!(seed.headers.len(), 1, "the seed gets them for its fetch");
+    s.with_state(|st| assert!(st.tasks[&t].origin_headers.is_empty(), "not kept"));
+}
