@@ -13,6 +13,7 @@ pub mod config;
 pub(crate) mod link;
 pub(crate) mod metrics;
 pub(crate) mod model;
+pub mod outbox;
 pub(crate) mod preheat;
 pub(crate) mod restart;
 pub(crate) mod scheduling;

@@ -16,13 +16,13 @@ use std::time::Instant;
 use df_core::ids::{HostId, PeerId, PieceDigest, TaskId};
 use df_core::piece::{Bitmap, PieceLayout};
 use df_proto::scheduler::v1 as pb;
-use tokio::sync::mpsc::UnboundedSender;
 
 use crate::authority::Appointment;
+use crate::outbox::Outbox;
 use crate::topology::{Mesh, MeshConfig};
 
-pub type PeerSender = UnboundedSender<Result<pb::PeerResponse, tonic::Status>>;
-pub type HostSender = UnboundedSender<Result<pb::HostResponse, tonic::Status>>;
+pub type PeerSender = Outbox<pb::PeerResponse>;
+pub type HostSender = Outbox<pb::HostResponse>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostType {
@@ -267,7 +267,7 @@ impl Task {
                 continue;
             }
             if let Some(tx) = &peer.tx {
-                let _ = tx.send(Ok(msg.clone()));
+                tx.send(msg.clone());
             }
         }
     }

@@ -39,7 +39,7 @@ impl Scheduler {
                         reason: reason.to_owned(),
                     })),
                 };
-                hosts += usize::from(tx.send(Ok(msg)).is_ok());
+                hosts += usize::from(tx.send(msg));
             }
             host.connected = false;
         }
@@ -52,7 +52,7 @@ impl Scheduler {
                             reason: reason.to_owned(),
                         })),
                     };
-                    downloads += usize::from(tx.send(Ok(msg)).is_ok());
+                    downloads += usize::from(tx.send(msg));
                 }
             }
         }
@@ -146,12 +146,11 @@ fn learn_from_origin_fetcher(
 #[cfg(test)]
 mod tests {
     use df_core::ids::TaskId;
-    use tokio::sync::mpsc;
 
     use super::*;
     use crate::config::Config;
 
-    type Rx = mpsc::UnboundedReceiver<Result<pb::PeerResponse, tonic::Status>>;
+    type Rx = crate::outbox::Inbox<pb::PeerResponse>;
 
     fn task_id() -> TaskId {
         TaskId::from_url("http://o/x", &Default::default()).expect("id")
@@ -159,7 +158,7 @@ mod tests {
 
     /// Registers `name`'s download; a host named "seed" is a seed host.
     fn register(s: &Scheduler, name: &str, resume: Option<pb::ResumedDownload>) -> Rx {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
         let host_type = if name == "seed" {
             pb::HostType::Seed
         } else {

@@ -13,12 +13,11 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::outbox::{DOWNLOAD_BOUND, HOST_BOUND, outbox};
 use df_proto::scheduler::v1 as pb;
 use futures_util::Stream;
 use pb::host_request::Request as HostMsg;
 use pb::peer_request::Request as PeerMsg;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::UnboundedReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status, Streaming};
@@ -150,7 +149,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         self.authorize_host(identity.as_deref(), &info)
             .inspect_err(|s| refused(link.as_ref(), s))?;
         let bound = identity.is_some();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = outbox(HOST_BOUND);
         let (host_id, generation) = self
             .scheduler
             .host_connected(info, tx)
@@ -190,7 +189,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             scheduler.host_disconnected(&host_id, generation);
             jobs.host_departed();
         });
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(rx.into_stream())))
     }
 
     async fn announce_peer(
@@ -214,7 +213,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
         }
         self.authorize_peer(identity.as_deref(), &reg)
             .inspect_err(|s| refused(link.as_ref(), s))?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = outbox(DOWNLOAD_BOUND);
         let (task_id, peer_id, generation) = self.scheduler.peer_register(reg, tx)?;
         if self.stopping.is_cancelled() {
             self.scheduler
@@ -240,7 +239,7 @@ impl pb::scheduler_server::Scheduler for SchedulerService {
             }
             scheduler.peer_stream_closed(&task_id, &peer_id, generation);
         });
-        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(rx.into_stream())))
     }
 }
 

@@ -197,7 +197,7 @@ mod tests {
             "{event:?}"
         );
         // A host joins: the next line is a new snapshot that shows it.
-        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, _rx) = crate::outbox::outbox(crate::outbox::HOST_BOUND);
         let info = df_proto::scheduler::v1::HostInfo {
             host_id: "127.0.0.1-peer-0".into(),
             hostname: "peer-0".into(),

@@ -779,9 +779,7 @@ fn send(preheat: &Preheat, id: u64, hosts: &[ConnectedHost], commands: Commands)
             Some(pb::host_response::Response::PreheatTask(t)) => t.task_id.clone(),
             _ => String::new(),
         };
-        let sent = senders
-            .get(&host)
-            .is_some_and(|h| h.commands.send(Ok(command)).is_ok());
+        let sent = senders.get(&host).is_some_and(|h| h.commands.send(command));
         if !sent {
             unsent.push((host, task));
         }

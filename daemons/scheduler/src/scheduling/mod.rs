@@ -1,7 +1,8 @@
 //! [`Scheduler`]: everything the scheduler decides, behind one lock over the [`State`].
 //!
 //! The gRPC service turns stream messages into calls here; nothing in this module awaits while
-//! holding the lock (replies go out on unbounded channels), so one slow peer never stalls the
+//! holding the lock (replies go out through bounded [`crate::outbox`] queues that never wait:
+//! a reader too far behind loses its stream), so one slow peer never stalls the
 //! others.
 //!
 //! The life of a task: every peer that registers joins the task's mesh
@@ -601,11 +602,9 @@ impl Scheduler {
                     piece_length: task.requested_piece_length,
                     digest: task.object_digest.clone(),
                 };
-                let sent = commands
-                    .send(Ok(pb::HostResponse {
-                        response: Some(pb::host_response::Response::SeedTask(seed_task)),
-                    }))
-                    .is_ok();
+                let sent = commands.send(pb::HostResponse {
+                    response: Some(pb::host_response::Response::SeedTask(seed_task)),
+                });
                 if sent {
                     task.seed_requested_at = Some(now);
                     self.metrics.decision("seed_triggered");
@@ -772,9 +771,9 @@ fn metadata_reply(layout: PieceLayout, headers: &[pb::Header]) -> PeerReply {
 }
 
 fn send(tx: &PeerSender, reply: PeerReply) {
-    let _ = tx.send(Ok(pb::PeerResponse {
+    tx.send(pb::PeerResponse {
         response: Some(reply),
-    }));
+    });
 }
 
 fn new_task(id: TaskId, url: String, now: Instant, mesh: MeshConfig) -> Task {

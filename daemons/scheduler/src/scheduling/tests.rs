@@ -1,5 +1,4 @@
 use super::*;
-use tokio::sync::mpsc;
 
 fn host(name: &str, seed: bool) -> pb::HostInfo {
     pb::HostInfo {
@@ -17,10 +16,10 @@ fn host(name: &str, seed: bool) -> pb::HostInfo {
     }
 }
 
-type Rx = mpsc::UnboundedReceiver<Result<pb::PeerResponse, tonic::Status>>;
+type Rx = crate::outbox::Inbox<pb::PeerResponse>;
 
 fn register(s: &Scheduler, task: &TaskId, name: &str, seed_flag: bool) -> (PeerId, Rx) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     let (_, peer, _) = s
         .peer_register(
             pb::RegisterPeer {
@@ -39,7 +38,7 @@ fn register(s: &Scheduler, task: &TaskId, name: &str, seed_flag: bool) -> (PeerI
 
 /// The seed answering a seed request: registers from the seed host with the seed flag.
 fn register_seed(s: &Scheduler, task: &TaskId) -> (PeerId, Rx) {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     let (_, peer, _) = s
         .peer_register(
             pb::RegisterPeer {
@@ -87,7 +86,7 @@ fn without_a_seed_the_first_peer_goes_to_the_origin_and_the_next_use_it() {
 #[test]
 fn with_a_seed_host_the_first_peer_waits_and_gets_the_seed_as_parent() {
     let s = Scheduler::new(Config::default());
-    let (seed_tx, mut seed_rx) = mpsc::unbounded_channel();
+    let (seed_tx, mut seed_rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     s.host_connected(host("seed", true), seed_tx)
         .expect("admitted");
     let t = task_id();
@@ -113,7 +112,7 @@ fn with_a_seed_host_the_first_peer_waits_and_gets_the_seed_as_parent() {
 #[test]
 fn peers_are_meshed_both_ways_and_each_is_told_of_its_neighbours() {
     let s = Scheduler::new(Config::default());
-    let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
+    let (seed_tx, _seed_rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     s.host_connected(host("seed", true), seed_tx)
         .expect("admitted");
     let t = task_id();
@@ -206,7 +205,7 @@ fn a_peer_whose_neighbours_left_gets_new_ones_at_the_next_tick() {
 #[test]
 fn when_the_seed_fails_its_waiting_children_go_to_the_origin_at_once() {
     let s = Scheduler::new(Config::default());
-    let (seed_tx, _seed_rx) = mpsc::unbounded_channel();
+    let (seed_tx, _seed_rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     s.host_connected(host("seed", true), seed_tx)
         .expect("admitted");
     let t = task_id();
@@ -388,7 +387,7 @@ fn a_held_copy_from_a_normal_host_sets_nothing_and_joins_once_an_authority_state
             ..Default::default()
         }],
     };
-    let (tx, _rx) = mpsc::unbounded_channel();
+    let (tx, _rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     let (normal, _) = s.host_connected(host("n", false), tx).expect("admitted");
     s.host_held(&normal, held("127.0.0.1-n-1"));
     s.with_state(|st| {
@@ -398,7 +397,7 @@ fn a_held_copy_from_a_normal_host_sets_nothing_and_joins_once_an_authority_state
         assert_eq!(task.pending_holders.len(), 1);
     });
     // The seed host speaks for the task; the waiting copy has its layout and joins.
-    let (tx, _rx) = mpsc::unbounded_channel();
+    let (tx, _rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     let (seed, _) = s.host_connected(host("seed", true), tx).expect("admitted");
     s.host_held(&seed, held("127.0.0.1-seed-1"));
     s.with_state(|st| {
@@ -416,11 +415,11 @@ fn a_held_copy_from_a_normal_host_sets_nothing_and_joins_once_an_authority_state
 #[test]
 fn a_task_behind_withheld_credentials_is_read_by_the_peer_that_has_them_never_a_seed() {
     let s = Scheduler::new(Config::default());
-    let (seed_tx, mut seed_rx) = mpsc::unbounded_channel();
+    let (seed_tx, mut seed_rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     s.host_connected(host("seed", true), seed_tx)
         .expect("admitted");
     let t = task_id();
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     s.peer_register(
         pb::RegisterPeer {
             task_id: t.to_string(),
@@ -443,11 +442,11 @@ fn a_task_behind_withheld_credentials_is_read_by_the_peer_that_has_them_never_a_
 #[test]
 fn credentials_for_a_seed_are_handed_over_once_not_kept() {
     let s = Scheduler::new(Config::default());
-    let (seed_tx, mut seed_rx) = mpsc::unbounded_channel();
+    let (seed_tx, mut seed_rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     s.host_connected(host("seed", true), seed_tx)
         .expect("admitted");
     let t = task_id();
-    let (tx, _rx) = mpsc::unbounded_channel();
+    let (tx, _rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     s.peer_register(
         pb::RegisterPeer {
             task_id: t.to_string(),
