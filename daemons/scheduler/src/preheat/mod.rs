@@ -264,7 +264,7 @@ pub fn create(preheat: &Preheat, req: &api::CreateJob) -> Result<api::JobView, J
                 job_id = view.id,
                 "same preheat already running; returning it"
             );
-            return Ok(view);
+            return Ok(*view);
         }
     };
     tracing::info!(job_id = id, url = %req.args.url, scope = %req.args.scope, "preheat job created");

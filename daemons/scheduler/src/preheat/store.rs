@@ -38,7 +38,7 @@ struct Inner {
 pub(super) enum Created {
     New(u64),
     /// The same preheat was still running: that job.
-    Running(api::JobView),
+    Running(Box<api::JobView>),
 }
 
 impl JobStore {
@@ -91,7 +91,7 @@ impl JobStore {
             .values()
             .find(|j| j.state == JobState::Pending && j.key == key)
         {
-            return Created::Running(running.view());
+            return Created::Running(Box::new(running.view()));
         }
         let finished = inner
             .jobs
