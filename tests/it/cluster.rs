@@ -130,6 +130,9 @@ pub fn start_scheduler_with(
             .expect("scheduler certificate"),
         ..Default::default()
     };
+    // Its own job journal, gone with the daemon; a test restarting a scheduler on the same
+    // jobs points `tweak` at a directory it keeps.
+    config.jobs.state_dir = files.path().join("jobs");
     tweak(&mut config);
     let rt = runtime(name);
     let shutdown = CancellationToken::new();

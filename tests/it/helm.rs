@@ -250,6 +250,15 @@ fn check_daemon_configs(objects: &[Value], ns: &str, ca: Option<(&str, &str)>) -
             "/etc/dragonfly-lite/dfscheduler.yaml"
         ])
     );
+    // The job journal is on a volume, in a directory below its root (which the scheduler
+    // could not make 0700).
+    let state = mount_path(&sts["spec"]["template"]["spec"]["containers"][0], "state");
+    assert!(
+        scheduler.jobs.state_dir.starts_with(state) && scheduler.jobs.state_dir != Path::new(state),
+        "jobs.state_dir {} is not inside the state volume at {state}",
+        scheduler.jobs.state_dir.display()
+    );
+    assert!(volume(sts, "state")["emptyDir"].is_mapping());
     let service = find(objects, "Service", "rel-dragonfly-lite-scheduler");
     assert_eq!(service["spec"]["clusterIP"].as_str(), Some("None"));
     assert_eq!(

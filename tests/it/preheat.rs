@@ -11,7 +11,7 @@ use df_tests::origin::{OriginConfig, OriginHandle, blob_bytes};
 use serde_json::Value;
 use sha2::Digest as _;
 
-use crate::cluster::{Cluster, Daemon, fetch, get_json, http_client};
+use crate::cluster::{Cluster, Daemon, fetch, get_json, http_client, start_scheduler_with};
 
 const TOKEN: &str = "harbor-secret";
 const KIB: u64 = 1024;
@@ -589,4 +589,108 @@ async fn a_host_that_dies_mid_job_fails_its_part_after_the_grace_not_the_timeout
             assert_eq!(p.state, want, "{} {p:?}", b.digest);
         }
     }
+}
+
+/// The job as the API shows it, as JSON (to compare views across a restart field by field).
+async fn job_json(scheduler: &Daemon, id: u64) -> (u16, Value) {
+    let resp = http_client()
+        .get(scheduler.admin_url(&format!("/oapi/v1/jobs/{id}")))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("scheduler answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_survive_a_scheduler_restart_and_ids_are_not_reused() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let state = tempfile::tempdir().expect("tempdir");
+    let (quick, slow) = ("restart/quick", "restart/slow");
+    write_image(root.path(), quick, "t", &[64 * KIB], 8);
+    let (_, slow_blobs) = write_image(root.path(), slow, "t", &[16 * MIB], 9);
+    // 16 MiB at 2 MiB/s: the slow job is still running when the scheduler stops.
+    let origin = OriginHandle::start(OriginConfig {
+        rate_limit_bytes_per_sec: Some(2 * MIB),
+        ..registry_origin(root.path(), None)
+    })
+    .await
+    .expect("origin");
+    let tweak = |c: &mut df_scheduler::Config| {
+        with_token(c);
+        c.jobs.state_dir = state.path().to_owned();
+        c.shutdown_grace = Duration::from_secs(2);
+    };
+    let mut cluster = Cluster::start_with(1, 1, 0, &tweak, &|_, _| {}).await;
+    let quick_body = harbor_body(&origin.url(&format!("/v2/{quick}/manifests/t")));
+    let slow_body = harbor_body(&origin.url(&format!("/v2/{slow}/manifests/t")));
+
+    let (_, created) = post_job(&cluster.schedulers[0], Some(TOKEN), &quick_body).await;
+    let done_id = created["id"].as_u64().expect("id");
+    assert_eq!(
+        finished(&cluster.schedulers[0], done_id).await.state,
+        "SUCCESS"
+    );
+    let (_, before) = job_json(&cluster.schedulers[0], done_id).await;
+    let (_, created) = post_job(&cluster.schedulers[0], Some(TOKEN), &slow_body).await;
+    let running_id = created["id"].as_u64().expect("id");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while job(&cluster.schedulers[0], running_id)
+        .await
+        .blobs
+        .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never dispatched");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The same scheduler, on the same addresses and the same state directory.
+    let (grpc, http) = (cluster.schedulers[0].data, cluster.schedulers[0].admin);
+    cluster.schedulers[0]
+        .stop(Duration::from_secs(20))
+        .await
+        .expect("the scheduler exits");
+    cluster.schedulers[0] = start_scheduler_with("scheduler-0", Some(grpc), Some(http), &tweak);
+    cluster.wait_connected().await;
+    let scheduler = &cluster.schedulers[0];
+
+    let (status, after) = job_json(scheduler, done_id).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after, before, "a finished job shows what it showed before");
+    let (status, interrupted) = job_json(scheduler, running_id).await;
+    assert_eq!(status, 200, "{interrupted}");
+    assert_eq!(interrupted["state"], "FAILURE");
+    assert!(
+        interrupted["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the scheduler restarted while this job ran")),
+        "{interrupted}"
+    );
+    let shown: Vec<&str> = interrupted["blobs"]
+        .as_array()
+        .map(|b| b.iter().filter_map(|b| b["digest"].as_str()).collect())
+        .unwrap_or_default();
+    let want: Vec<&str> = slow_blobs.iter().map(|b| b.digest.as_str()).collect();
+    assert_eq!(shown, want, "the blobs it was preheating are still shown");
+    let (status, _) = job_json(scheduler, running_id + 100).await;
+    assert_eq!(status, 404, "an ID never issued is still unknown");
+
+    // Run again, as the message says: a fresh ID, and the seed's cache (or its download, still
+    // going) serves it, so the registry reads the layer once in all.
+    let (_, created) = post_job(scheduler, Some(TOKEN), &slow_body).await;
+    let rerun_id = created["id"].as_u64().expect("id");
+    assert_eq!(
+        rerun_id,
+        running_id + 1,
+        "IDs are not reused after a restart"
+    );
+    let rerun = finished(scheduler, rerun_id).await;
+    assert_eq!(rerun.state, "SUCCESS", "{}", rerun.error);
+    let layer = &slow_blobs[1];
+    assert_eq!(
+        origin.stats.path_bytes(&layer.path(slow)),
+        layer.size,
+        "the rerun read the layer again"
+    );
 }

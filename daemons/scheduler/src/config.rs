@@ -27,6 +27,8 @@ pub struct JobsConfig {
     pub timeout: Duration,
     pub keep_finished: usize,
     pub host_grace: Duration,
+    /// The job journal's directory (`jobs.state_dir`).
+    pub state_dir: PathBuf,
 }
 
 impl JobsConfig {
@@ -60,6 +62,13 @@ impl JobsConfig {
                 return Err(ConfigError::invalid(path, key, "must be more than 0s"));
             }
         }
+        if raw.state_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                "jobs.state_dir",
+                "must not be empty (the directory that keeps jobs across restarts)",
+            ));
+        }
         Ok(Self {
             token: raw.token,
             registry_ca_pems,
@@ -67,6 +76,7 @@ impl JobsConfig {
             timeout: raw.timeout,
             keep_finished: raw.keep_finished,
             host_grace: raw.host_grace,
+            state_dir: raw.state_dir,
         })
     }
 }
@@ -244,8 +254,13 @@ mod tests {
         assert_eq!(cfg.jobs.token.as_deref(), Some("s3cret"));
         assert_eq!(cfg.jobs.timeout, Duration::from_secs(300));
         assert!(Config::default().jobs.token.is_none());
+        assert_eq!(
+            Config::default().jobs.state_dir,
+            Path::new("/var/lib/dragonfly/scheduler")
+        );
         for (yaml, key) in [
             ("jobs:\n  token: ''\n", "jobs.token"),
+            ("jobs:\n  state_dir: ''\n", "jobs.state_dir"),
             (
                 "jobs:\n  registry_ca_certs: [/nonexistent/ca.pem]\n",
                 "jobs.registry_ca_certs[0]",

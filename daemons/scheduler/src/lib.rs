@@ -1,7 +1,8 @@
 //! dfscheduler: the tracker. It knows which peer holds which pieces of which task, links each
 //! task's peers into a mesh of neighbours that exchange pieces both ways, asks seed peers to
 //! fetch from the origin first, and sends peers back to the origin when P2P cannot serve them.
-//! All state is in memory.
+//! All state is in memory except preheat jobs, which are also journaled under
+//! `jobs.state_dir` so they outlive a restart.
 //!
 //! [`run`] takes already-bound listeners and a shutdown token, so tests boot schedulers on
 //! port 0 inside one process.
@@ -55,6 +56,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Tls(#[from] df_core::tls::TlsError),
+    #[error(transparent)]
+    Jobs(#[from] preheat::journal::JournalError),
 }
 
 /// Serves gRPC on `grpc` and the admin API on `http` until `shutdown` is cancelled.
@@ -77,10 +80,11 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let (acceptor, identity) = grpc_acceptor(&config.tls, &tracker, &shutdown)?;
     let identity_required = acceptor.is_tls();
+    // Loaded before anything is served, so a job ID asked for is known or was never issued.
+    let jobs = Arc::new(preheat::JobStore::open(&config.jobs).await?);
     let scheduler = Arc::new(Scheduler::new(config));
     // Preheat jobs see the scheduler only as a directory of connected hosts; the job store is
     // shared between them and the host streams (reports, departures).
-    let jobs = Arc::new(preheat::JobStore::default());
     let preheat = preheat::Preheat::new(
         scheduler.clone(),
         jobs.clone(),
@@ -150,6 +154,7 @@ pub async fn run(
         }
     };
     let service_tracker = tracker.clone();
+    let journal = jobs.clone();
     let admission = link::Admission {
         acceptor,
         limit: df_core::serve::ConnectionLimit::new("scheduler-grpc", limits.max_connections),
@@ -199,6 +204,8 @@ pub async fn run(
             "tasks still running after shutdown_grace; exiting without them"
         ),
     }
+    // Whatever the jobs did until now is on disk before the process goes.
+    journal.flush().await;
     tracing::info!("scheduler stopped");
     result
 }

@@ -328,7 +328,8 @@ fn render_unit(template: &str, bin_dir: &Path, config: &Path, writable: &[PathBu
 }
 
 /// The directories the daemon writes, from its config: `storage.dir` (peers; default
-/// `/var/lib/dragonfly`) and `log.dir` when set. `ProtectSystem=strict` makes everything else
+/// `/var/lib/dragonfly`), `jobs.state_dir` (schedulers; default under `/var/lib/dragonfly`)
+/// and `log.dir` when set. `ProtectSystem=strict` makes everything else
 /// read-only, so a directory missing here would be a daemon that cannot start.
 fn writable_dirs(config: &str, name: &str, role: Role) -> anyhow::Result<Vec<PathBuf>> {
     let value: yaml_serde::Value = yaml_serde::from_str(config)
@@ -363,6 +364,8 @@ fn writable_dirs(config: &str, name: &str, role: Role) -> anyhow::Result<Vec<Pat
     };
     if role.is_daemon() {
         add(&["storage", "dir"])?;
+    } else {
+        add(&["jobs", "state_dir"])?;
     }
     add(&["log", "dir"])?;
     Ok(dirs)
@@ -415,6 +418,15 @@ mod tests {
         assert_eq!(
             writable_dirs("log:\n  dir: /l\n", "s.yaml", Role::Scheduler).expect("dirs"),
             [PathBuf::from("/var/lib/dragonfly"), PathBuf::from("/l")]
+        );
+        // A scheduler's job journal elsewhere is writable too.
+        assert_eq!(
+            writable_dirs("jobs:\n  state_dir: /srv/jobs\n", "s.yaml", Role::Scheduler)
+                .expect("dirs"),
+            [
+                PathBuf::from("/var/lib/dragonfly"),
+                PathBuf::from("/srv/jobs")
+            ]
         );
         // The generated defaults say `log.dir: null`: no log directory to add.
         assert_eq!(

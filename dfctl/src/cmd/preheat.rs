@@ -6,7 +6,8 @@
 //!   other URL is a file. The scheduler resolves the image (auth flow, platform) and tells the
 //!   chosen peers to fetch the blobs. Prints the job ids, or with `--wait` shows one progress
 //!   bar per blob (bytes summed over the chosen peers) and ends with a table per job.
-//! - `preheat ls`, `preheat status ID`: the scheduler's jobs (they live in its memory only).
+//! - `preheat ls`, `preheat status ID`: the scheduler's jobs (journaled in its `jobs.state_dir`,
+//!   so they outlive a restart).
 //!
 //! Registry credentials: `--username`/`--password`, else the registry's entry in a Docker
 //! `config.json` (`--docker-config`, else `$DOCKER_CONFIG/config.json` or

@@ -272,6 +272,11 @@ pub fn plan_cluster(
             admin: admin_section(dir),
             tls: identity_tls(dir, &rec),
             log: files_only_log(&rec.log_dir),
+            // Each scheduler's jobs journal in its own directory of the cluster.
+            jobs: scheduler::RawJobs {
+                state_dir: rec.data_dir.clone(),
+                ..scheduler::RawJobs::default()
+            },
             ..scheduler::RawConfig::default()
         };
         plans.push(DaemonPlan {
@@ -800,6 +805,12 @@ mod tests {
         let s1 = &plans[1].record;
         assert_eq!(s1.grpc_addr, Some(SocketAddr::from(([127, 0, 0, 1], 9002))));
         assert_eq!(s1.config_path, Path::new("/c/scheduler-1/dfscheduler.yaml"));
+        let s1_yaml: yaml_serde::Value = yaml_serde::from_str(&plans[1].config_yaml).expect("yaml");
+        assert_eq!(
+            s1_yaml["jobs"]["state_dir"].as_str(),
+            Some("/c/scheduler-1/data"),
+            "each scheduler journals its jobs in its own directory"
+        );
         let seed = &plans[2];
         assert_eq!(
             seed.record.config_path,

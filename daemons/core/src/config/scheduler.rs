@@ -18,6 +18,10 @@ use crate::ports;
 /// Where the scheduler looks for its config unless told otherwise.
 pub const DEFAULT_PATH: &str = "/etc/dragonfly/dfscheduler.yaml";
 
+/// `jobs.state_dir` unless configured: beside the peer's cache under the directory the
+/// packages and the systemd unit (`StateDirectory=dragonfly`) make writable.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dragonfly/scheduler";
+
 /// The comment block at the top of every `dfscheduler.yaml` dfctl writes.
 pub const HEADER: &str = "\
 # dfscheduler.yaml: the dragonfly-lite scheduler. dfscheduler loads it with
@@ -88,12 +92,17 @@ pub struct RawJobs {
     /// A job whose peers have not all reported by then ends in FAILURE (Harbor may send its own).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Finished jobs kept for inspection; the oldest finished ones are forgotten beyond this.
+    /// Finished jobs kept for inspection; the oldest finished ones are forgotten beyond this
+    /// (in memory and in `state_dir`).
     pub keep_finished: usize,
     /// A chosen host whose host stream stays down this long fails its part of a job (instead
     /// of the job waiting for `timeout`).
     #[serde(with = "humantime_serde")]
     pub host_grace: Duration,
+    /// Where the job journal lives (created 0700; `jobs.journal` in it is 0600), so jobs and
+    /// their IDs survive a restart. One directory per scheduler: two sharing it would
+    /// overwrite each other's jobs.
+    pub state_dir: PathBuf,
 }
 
 impl Default for RawJobs {
@@ -105,6 +114,7 @@ impl Default for RawJobs {
             timeout: Duration::from_secs(30 * 60),
             keep_finished: 1000,
             host_grace: Duration::from_secs(60),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         }
     }
 }

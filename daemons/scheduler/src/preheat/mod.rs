@@ -10,21 +10,26 @@
 //! for a task fetches it from the origin (as a seed trigger would); the others go through P2P,
 //! so the origin is read about once per blob whatever the scope.
 //!
-//! Jobs live in memory only: they survive nothing more than the scheduler process (a restart
-//! forgets them; the preheated caches stay on the peers). A job is PENDING until every chosen
-//! host reported every blob, then SUCCESS, or FAILURE if any failed, resolving failed, no host
-//! could be chosen, a chosen host's stream stayed down for `jobs.host_grace`, or `jobs.timeout`
-//! passed. The same preheat asked again while one is PENDING
-//! returns that job.
+//! Jobs are kept in memory and journaled ([`store`], [`journal`]) under `jobs.state_dir`, so
+//! a restarted scheduler still answers for every job it took and never reuses an ID. A job is
+//! PENDING until every chosen host reported every blob, then SUCCESS, or FAILURE if any
+//! failed, resolving failed, no host could be chosen, a chosen host's stream stayed down for
+//! `jobs.host_grace`, or `jobs.timeout` passed. A job still PENDING when its scheduler stopped
+//! is FAILURE after the restart, saying so ([`job::RESTARTED`]): its commands and reports
+//! went with the old process, and resuming it would need its credentials on disk (see
+//! `docs/architecture.md`). The same preheat asked again while one is PENDING returns that job.
 //!
 //! A running job is driven by events, not a poll: [`JobStore::report`] and a host's departure
 //! wake it (`JobStore::changed`), and so do a departed host's grace and the job's deadline.
 
+mod job;
+pub mod journal;
 pub mod registry;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use df_core::api;
@@ -36,7 +41,10 @@ use crate::config::JobsConfig;
 use crate::metrics::Counters;
 use crate::model::ConnectedHost;
 use df_core::manifest_url::ManifestUrl;
+use job::{JobBlob, JobState, Target, TargetState, settled};
 use registry::{PlatformChoice, RegistryClient, ResolvedBlob};
+use store::Created;
+pub use store::JobStore;
 
 /// Why a job request is refused (a 400 with this message).
 #[derive(Debug, thiserror::Error)]
@@ -198,256 +206,6 @@ impl Plan {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum JobState {
-    Pending,
-    Success,
-    Failure,
-}
-
-impl JobState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "PENDING",
-            Self::Success => "SUCCESS",
-            Self::Failure => "FAILURE",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TargetState {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-impl TargetState {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-        }
-    }
-
-    fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed)
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Target {
-    host_id: HostId,
-    hostname: String,
-    ip: String,
-    state: TargetState,
-    completed_length: u64,
-    content_length: u64,
-    source: String,
-    error: String,
-    cost_millis: u64,
-}
-
-#[derive(Debug, Clone)]
-struct JobBlob {
-    resolved: ResolvedBlob,
-    task_id: TaskId,
-    targets: Vec<Target>,
-}
-
-#[derive(Debug)]
-struct Job {
-    id: u64,
-    /// As requested, secrets included (never shown: see [`redacted`]).
-    args: api::PreheatArgs,
-    key: String,
-    state: JobState,
-    error: String,
-    created: SystemTime,
-    created_at: Instant,
-    updated: SystemTime,
-    finished_at: Option<Instant>,
-    blobs: Vec<JobBlob>,
-}
-
-impl Job {
-    fn finish(&mut self, state: JobState, error: String) {
-        if self.state != JobState::Pending {
-            return;
-        }
-        self.state = state;
-        self.error = error;
-        self.updated = SystemTime::now();
-        self.finished_at = Some(Instant::now());
-    }
-
-    fn view(&self) -> api::JobView {
-        let rfc3339 = |t: SystemTime| humantime::format_rfc3339_seconds(t).to_string();
-        let mut success = Vec::new();
-        let mut failure = Vec::new();
-        let blobs =
-            self.blobs
-                .iter()
-                .map(|b| {
-                    for t in &b.targets {
-                        let task = api::HostTask {
-                            url: b.resolved.url.clone(),
-                            hostname: t.hostname.clone(),
-                            ip: t.ip.clone(),
-                            description: t.error.clone(),
-                        };
-                        match t.state {
-                            TargetState::Succeeded => success.push(task),
-                            TargetState::Failed => failure.push(task),
-                            _ => {}
-                        }
-                    }
-                    api::BlobView {
-                        url: b.resolved.url.clone(),
-                        task_id: b.task_id.to_string(),
-                        digest: b.resolved.digest.clone(),
-                        size: b.resolved.size.or_else(|| {
-                            b.targets.iter().map(|t| t.content_length).find(|l| *l > 0)
-                        }),
-                        media_type: b.resolved.media_type.clone(),
-                        platform: b.resolved.platform.clone(),
-                        peers: b
-                            .targets
-                            .iter()
-                            .map(|t| api::BlobPeerView {
-                                host_id: t.host_id.to_string(),
-                                hostname: t.hostname.clone(),
-                                ip: t.ip.clone(),
-                                state: t.state.as_str().to_owned(),
-                                completed_length: t.completed_length,
-                                content_length: t.content_length,
-                                source: t.source.clone(),
-                                error: t.error.clone(),
-                                cost_millis: t.cost_millis,
-                            })
-                            .collect(),
-                    }
-                })
-                .collect();
-        let elapsed = self
-            .finished_at
-            .unwrap_or_else(Instant::now)
-            .saturating_duration_since(self.created_at);
-        api::JobView {
-            id: self.id,
-            job_type: "preheat".into(),
-            state: self.state.as_str().into(),
-            created_at: rfc3339(self.created),
-            updated_at: rfc3339(self.updated),
-            args: redacted(&self.args),
-            result: api::JobResult {
-                state: self.state.as_str().into(),
-                job_states: vec![api::JobStateView {
-                    state: self.state.as_str().into(),
-                    error: self.error.clone(),
-                    results: vec![api::ClusterResult {
-                        success_tasks: success,
-                        failure_tasks: failure,
-                        scheduler_cluster_id: 0,
-                    }],
-                }],
-            },
-            error: self.error.clone(),
-            elapsed_secs: elapsed.as_secs_f64(),
-            blobs,
-        }
-    }
-}
-
-/// The request as shown back: no password, header values hidden (they are credentials).
-fn redacted(args: &api::PreheatArgs) -> api::PreheatArgs {
-    let mut out = args.clone();
-    out.password = String::new();
-    if let Some(h) = &mut out.headers {
-        for v in h.values_mut() {
-            *v = "<redacted>".into();
-        }
-    }
-    out
-}
-
-/// Every job this scheduler took, in memory.
-#[derive(Default)]
-pub struct JobStore {
-    inner: Mutex<Inner>,
-    /// Woken on every report and host departure, so running jobs re-check their state.
-    changed: tokio::sync::Notify,
-}
-
-#[derive(Default)]
-struct Inner {
-    next_id: u64,
-    jobs: BTreeMap<u64, Job>,
-}
-
-impl JobStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub fn get(&self, id: u64) -> Option<api::JobView> {
-        self.lock().jobs.get(&id).map(Job::view)
-    }
-
-    /// Newest first.
-    pub fn list(&self) -> Vec<api::JobView> {
-        self.lock().jobs.values().rev().map(Job::view).collect()
-    }
-
-    /// A host's progress report for one blob of one job.
-    pub fn report(&self, host: &HostId, r: pb::PreheatReport) {
-        let mut inner = self.lock();
-        let Some(job) = inner.jobs.get_mut(&r.job_id) else {
-            return;
-        };
-        if job.state != JobState::Pending {
-            return;
-        }
-        let Some(target) = job
-            .blobs
-            .iter_mut()
-            .filter(|b| b.task_id.as_str() == r.task_id)
-            .flat_map(|b| b.targets.iter_mut())
-            .find(|t| &t.host_id == host)
-        else {
-            return;
-        };
-        if target.state.is_final() {
-            return;
-        }
-        target.state = match pb::PreheatState::try_from(r.state) {
-            Ok(pb::PreheatState::Succeeded) => TargetState::Succeeded,
-            Ok(pb::PreheatState::Failed) => TargetState::Failed,
-            _ => TargetState::Running,
-        };
-        target.completed_length = r.completed_length;
-        target.content_length = r.content_length;
-        target.source = r.source;
-        target.error = r.error;
-        target.cost_millis = r.cost_millis;
-        job.updated = SystemTime::now();
-        drop(inner);
-        self.changed.notify_waiters();
-    }
-
-    /// A host left: the jobs waiting on it re-check whether its grace has begun.
-    pub fn host_departed(&self) {
-        self.changed.notify_waiters();
-    }
-
-    fn with_job<R>(&self, id: u64, f: impl FnOnce(&mut Job) -> R) -> Option<R> {
-        self.lock().jobs.get_mut(&id).map(f)
-    }
-}
-
 /// What a job needs from the scheduler's host model: the hosts it can command right now.
 /// Implemented by the scheduler's `Scheduler` where `lib.rs` wires the two together,
 /// so this module never sees the scheduler and the scheduler never sees jobs.
@@ -496,40 +254,18 @@ impl Preheat {
 pub fn create(preheat: &Preheat, req: &api::CreateJob) -> Result<api::JobView, JobError> {
     let cfg = &preheat.config;
     let plan = Plan::from_request(req, cfg.timeout)?;
-    let key = plan.dedup_key();
-    let id = {
-        let mut inner = preheat.jobs.lock();
-        if let Some(running) = inner
-            .jobs
-            .values()
-            .find(|j| j.state == JobState::Pending && j.key == key)
-        {
+    let id = match preheat
+        .jobs
+        .create(&req.args, plan.dedup_key(), cfg.keep_finished)
+    {
+        Created::New(id) => id,
+        Created::Running(view) => {
             tracing::info!(
-                job_id = running.id,
+                job_id = view.id,
                 "same preheat already running; returning it"
             );
-            return Ok(running.view());
+            return Ok(*view);
         }
-        prune(&mut inner, cfg.keep_finished);
-        inner.next_id += 1;
-        let id = inner.next_id;
-        let now = SystemTime::now();
-        inner.jobs.insert(
-            id,
-            Job {
-                id,
-                args: req.args.clone(),
-                key,
-                state: JobState::Pending,
-                error: String::new(),
-                created: now,
-                created_at: Instant::now(),
-                updated: now,
-                finished_at: None,
-                blobs: Vec::new(),
-            },
-        );
-        id
     };
     tracing::info!(job_id = id, url = %req.args.url, scope = %req.args.scope, "preheat job created");
     let view = preheat
@@ -540,21 +276,6 @@ pub fn create(preheat: &Preheat, req: &api::CreateJob) -> Result<api::JobView, J
     Ok(view)
 }
 
-/// Forgets the oldest finished jobs beyond `keep`.
-fn prune(inner: &mut Inner, keep: usize) {
-    let finished: Vec<u64> = inner
-        .jobs
-        .values()
-        .filter(|j| j.state != JobState::Pending)
-        .map(|j| j.id)
-        .collect();
-    if finished.len() > keep {
-        for id in &finished[..finished.len() - keep] {
-            inner.jobs.remove(id);
-        }
-    }
-}
-
 /// One job from resolution to its final state; every failure ends the job with its reason.
 async fn run(preheat: Preheat, id: u64, plan: Plan) {
     let deadline = tokio::time::Instant::now() + plan.timeout;
@@ -563,10 +284,7 @@ async fn run(preheat: Preheat, id: u64, plan: Plan) {
         let hosts = preheat.hosts.connected_hosts();
         let (job_blobs, commands) = assign(&plan, id, blobs, authorization.as_deref(), &hosts)?;
         let blob_count = job_blobs.len();
-        preheat.jobs.with_job(id, |j| {
-            j.blobs = job_blobs;
-            j.updated = SystemTime::now();
-        });
+        preheat.jobs.dispatched(id, job_blobs);
         send(&preheat, id, &hosts, commands);
         tracing::info!(job_id = id, blobs = blob_count, "preheat commands sent");
         watch(&preheat, id, &plan, &hosts, deadline).await
@@ -574,9 +292,7 @@ async fn run(preheat: Preheat, id: u64, plan: Plan) {
     .await;
     if let Err(error) = outcome {
         tracing::warn!(job_id = id, %error, "preheat job failed");
-        preheat
-            .jobs
-            .with_job(id, |j| j.finish(JobState::Failure, error));
+        preheat.jobs.finish(id, JobState::Failure, error);
         count(&preheat, JobState::Failure);
     }
 }
@@ -837,31 +553,6 @@ fn fail_departed(
     });
 }
 
-/// The job's state once every target has reported a final state; `None` while some have not.
-fn settled(j: &Job) -> Option<(JobState, String)> {
-    let targets: Vec<&Target> = j.blobs.iter().flat_map(|b| &b.targets).collect();
-    if !targets.iter().all(|t| t.state.is_final()) {
-        return None;
-    }
-    let failed: Vec<&&Target> = targets
-        .iter()
-        .filter(|t| t.state == TargetState::Failed)
-        .collect();
-    Some(match failed.first() {
-        None => (JobState::Success, String::new()),
-        Some(first) => (
-            JobState::Failure,
-            format!(
-                "{} of {} downloads failed; first: {} on {}",
-                failed.len(),
-                targets.len(),
-                first.error,
-                first.hostname
-            ),
-        ),
-    })
-}
-
 /// Waits for the job's reports (and its hosts' departures) until it settles or times out. It
 /// wakes when a report arrives or a host disconnects ([`JobStore::changed`]), and when a
 /// departed host's grace or the job's deadline runs out; nothing polls.
@@ -885,7 +576,7 @@ async fn watch(
             None => return Ok(()), // forgotten
             Some(Some((state, error))) => {
                 tracing::info!(job_id = id, state = state.as_str(), %error, "preheat job finished");
-                preheat.jobs.with_job(id, |j| j.finish(state, error));
+                preheat.jobs.finish(id, state, error);
                 count(preheat, state);
                 return Ok(());
             }
@@ -921,6 +612,7 @@ async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use job::redacted;
 
     /// The body Harbor's Dragonfly provider posts (Go's encoding of its request struct: zero
     /// values included, `scheduler_cluster_ids` null, `timeout` as nanoseconds).

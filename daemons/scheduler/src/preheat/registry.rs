@@ -165,7 +165,7 @@ impl std::fmt::Display for PlatformChoice {
 }
 
 /// One object to preheat.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct ResolvedBlob {
     pub url: String,
     pub digest: String,
