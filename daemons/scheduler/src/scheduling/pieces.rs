@@ -1,0 +1,175 @@
+//! The piece reports of a download stream: a piece finished (from the origin: its digest, if
+//! the reporter speaks for the task; from a parent: the link's bytes) or failed (a corrupt
+//! piece, an unreachable or slow parent), applied under the scheduler's lock.
+
+use super::*;
+
+impl Scheduler {
+    pub(super) fn piece_finished(
+        &self,
+        state: &mut State,
+        task_id: &TaskId,
+        peer_id: &PeerId,
+        pf: pb::PieceFinished,
+        now: Instant,
+    ) {
+        let Some(task) = state.tasks.get_mut(task_id) else {
+            return;
+        };
+        task.updated_at = now;
+        let from_origin = pf.source == pb::PieceSource::Origin as i32;
+        let authority = task
+            .peers
+            .get(peer_id)
+            .is_some_and(|p| p.appointment.speaks_for_task());
+        if from_origin && !authority {
+            // Bytes it fetched for itself: counted, but its digests describe nothing for others.
+            self.metrics
+                .piece_bytes
+                .get_or_create(&vec![("source", "origin")])
+                .inc_by(pf.length);
+        } else if from_origin {
+            let Some(digest) = PieceDigest::from_slice(&pf.digest) else {
+                tracing::warn!(task_id = %task_id, peer_id = %peer_id, piece = pf.number, "origin piece reported without a digest");
+                return;
+            };
+            match task.digests.get_mut(pf.number as usize) {
+                Some(slot @ None) => {
+                    *slot = Some(digest);
+                    let reply = pb::PeerResponse {
+                        response: Some(PeerReply::Digests(pb::PieceDigests {
+                            pieces: vec![pb::PieceDigest {
+                                number: pf.number,
+                                digest: digest.as_bytes().to_vec(),
+                            }],
+                        })),
+                    };
+                    task.send_to_downloaders(Some(peer_id), &reply);
+                }
+                Some(Some(known)) if *known != digest => {
+                    tracing::warn!(task_id = %task_id, peer_id = %peer_id, piece = pf.number, "origin returned different bytes for a piece than before; keeping the first digest");
+                }
+                _ => {}
+            }
+            self.metrics
+                .piece_bytes
+                .get_or_create(&vec![("source", "origin")])
+                .inc_by(pf.length);
+        } else {
+            let parent = PeerId::from(pf.parent_peer_id.clone());
+            let edge = task
+                .edges
+                .entry((parent.clone(), peer_id.clone()))
+                .or_insert_with(|| Edge {
+                    active: true,
+                    ..Edge::default()
+                });
+            edge.bytes += pf.length;
+            edge.pieces += 1;
+            if let Some(parent_host) = task.peers.get(&parent).map(|p| p.host_id.clone())
+                && let Some(h) = state.hosts.get_mut(&parent_host)
+            {
+                h.upload_successes += 1;
+            }
+            self.metrics
+                .piece_bytes
+                .get_or_create(&vec![("source", "peer")])
+                .inc_by(pf.length);
+        }
+        if let Some(peer) = task.peers.get_mut(peer_id) {
+            peer.bitmap.set(pf.number);
+            task.mesh.handle(MeshEvent::Progress {
+                peer: peer_id.clone(),
+                pieces: peer.bitmap.count(),
+            });
+            peer.updated_at = now;
+            if from_origin {
+                peer.bytes_from_origin += pf.length;
+            } else {
+                peer.bytes_from_peers += pf.length;
+            }
+        }
+    }
+
+    pub(super) fn piece_failed(
+        &self,
+        state: &mut State,
+        task_id: &TaskId,
+        peer_id: &PeerId,
+        pf: pb::PieceFailed,
+    ) {
+        let Some(task) = state.tasks.get_mut(task_id) else {
+            return;
+        };
+        let parent = PeerId::from(pf.parent_peer_id.clone());
+        let reason = pb::PieceFailure::try_from(pf.reason).unwrap_or(pb::PieceFailure::Unreachable);
+        self.metrics
+            .piece_failures
+            .get_or_create(&vec![("reason", reason.as_str_name())])
+            .inc();
+        let edge = task
+            .edges
+            .entry((parent.clone(), peer_id.clone()))
+            .or_default();
+        edge.failures += 1;
+        if let Some(parent_host) = task.peers.get(&parent).map(|p| p.host_id.clone())
+            && let Some(h) = state.hosts.get_mut(&parent_host)
+        {
+            h.upload_failures += 1;
+        }
+        match reason {
+            pb::PieceFailure::DigestMismatch => {
+                edge.active = false;
+                edge.blocklisted = true;
+                let (reporter, by_authority) = task.peers.get(peer_id).map_or_else(
+                    || (HostId::from(String::new()), false),
+                    |c| (c.host_id.clone(), c.appointment.speaks_for_task()),
+                );
+                let verdict = task.peers.get_mut(&parent).map(|p| {
+                    let v = authority::corruption_report(
+                        &mut p.corruption_reporters,
+                        &reporter,
+                        by_authority,
+                    );
+                    p.corrupt |= v == Verdict::ForEveryone;
+                    v
+                });
+                if let Some(child) = task.peers.get_mut(peer_id) {
+                    admission::blocklist(
+                        &mut child.blocklist,
+                        parent.clone(),
+                        self.config.limits.max_blocklist,
+                    );
+                }
+                if verdict == Some(Verdict::ForEveryone) {
+                    task.mesh.handle(MeshEvent::Corrupt {
+                        peer: parent.clone(),
+                    });
+                    tracing::warn!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, "parent served a corrupt piece; reported from enough hosts, shunned for this task");
+                } else {
+                    task.mesh.handle(MeshEvent::LinkFailed {
+                        peer: peer_id.clone(),
+                        neighbour: parent.clone(),
+                    });
+                    tracing::warn!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, "parent served a corrupt piece; blocklisted for this child");
+                }
+            }
+            pb::PieceFailure::Unreachable | pb::PieceFailure::Timeout => {
+                edge.active = false;
+                if let Some(child) = task.peers.get_mut(peer_id) {
+                    admission::blocklist(
+                        &mut child.blocklist,
+                        parent.clone(),
+                        self.config.limits.max_blocklist,
+                    );
+                }
+                task.mesh.handle(MeshEvent::LinkFailed {
+                    peer: peer_id.clone(),
+                    neighbour: parent.clone(),
+                });
+                tracing::info!(task_id = %task_id, peer_id = %peer_id, parent = %parent, piece = pf.number, error = %pf.message, "parent failed a piece");
+            }
+            pb::PieceFailure::NotFound => {}
+        }
+    }
+}
