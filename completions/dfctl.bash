@@ -323,7 +323,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__cert__subcmd__ca)
-            opts="-h -V --dir --cn --key-type --days --force --token-file --help --version"
+            opts="-h -V --dir --cn --key-type --days --force --permit --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -342,6 +342,10 @@ _dfctl() {
                     return 0
                     ;;
                 --days)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --permit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -70,6 +70,7 @@ ecdsa-p384\t'ECDSA on P-384 with SHA-384'
 rsa2048\t'RSA 2048 with SHA-256, for legacy clients'
 rsa3072\t'RSA 3072 with SHA-256'"
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l days -d 'Validity in days' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l permit -d 'Name constraints (repeatable): the CA may sign only for this host name (and its subdomains) or IP address; e.g. the registries it intercepts. None: any name' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -l force -d 'Replace an existing CA (every certificate it signed stops being trusted with it)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand cert; and __fish_seen_subcommand_from ca" -s h -l help -d 'Print help (see more with \'--help\')'

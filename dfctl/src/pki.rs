@@ -152,6 +152,60 @@ pub enum Usage {
     Client,
 }
 
+/// The subtree permitting exactly `name`: a host name (and its subdomains) or one address.
+fn subtree(name: &str) -> rcgen::GeneralSubtree {
+    match name.parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let prefix = if ip.is_ipv4() { 32 } else { 128 };
+            rcgen::GeneralSubtree::IpAddress(rcgen::CidrSubnet::from_addr_prefix(ip, prefix))
+        }
+        Err(_) => rcgen::GeneralSubtree::DnsName(name.to_ascii_lowercase()),
+    }
+}
+
+/// The names a CA certificate's name constraints permit (DNS names and addresses, as text);
+/// `None` when it has no constraints, so it may sign for any name.
+pub fn permitted_names(ca_pem: &str) -> Result<Option<Vec<String>>, PkiError> {
+    use x509_parser::extensions::GeneralName;
+    let read_err = |message: String| PkiError::Read {
+        what: "CA certificate".into(),
+        message,
+    };
+    let (_, pem) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .map_err(|e| read_err(format!("not PEM: {e}")))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| read_err(format!("not an X.509 certificate: {e}")))?;
+    let constraints = cert
+        .name_constraints()
+        .map_err(|e| read_err(format!("name constraints: {e}")))?;
+    Ok(constraints.map(|ext| {
+        ext.value
+            .permitted_subtrees
+            .iter()
+            .flatten()
+            .filter_map(|s| match s.base {
+                GeneralName::DNSName(n) => Some(n.to_owned()),
+                GeneralName::IPAddress(bytes) => ip_of_subtree(bytes),
+                _ => None,
+            })
+            .collect()
+    }))
+}
+
+/// The address of an IP subtree (address followed by mask: 8 or 32 bytes).
+fn ip_of_subtree(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        8 => <[u8; 4]>::try_from(&bytes[..4])
+            .ok()
+            .map(|a| std::net::Ipv4Addr::from(a).to_string()),
+        32 => <[u8; 16]>::try_from(&bytes[..16])
+            .ok()
+            .map(|a| std::net::Ipv6Addr::from(a).to_string()),
+        _ => None,
+    }
+}
+
 fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(uuid::Uuid::new_v4().as_bytes())
 }
@@ -163,12 +217,26 @@ fn name(common_name: &str) -> DistinguishedName {
     dn
 }
 
-/// A new CA valid from an hour ago (clock skew) for `days`.
-pub fn new_ca(common_name: &str, key_type: KeyType, days: u32) -> Result<PemPair, PkiError> {
+/// A new CA valid from an hour ago (clock skew) for `days`. With `permitted` names (DNS names
+/// or IP addresses), it carries name constraints: a certificate it signs for any other name
+/// is refused by verifiers (RFC 5280 4.2.1.10), so its key can intercept only those
+/// registries, not every site the nodes visit.
+pub fn new_ca(
+    common_name: &str,
+    key_type: KeyType,
+    days: u32,
+    permitted: &[String],
+) -> Result<PemPair, PkiError> {
     let key = key_type.generate()?;
     let now = OffsetDateTime::now_utc();
     let mut params = CertificateParams::default();
     params.distinguished_name = name(common_name);
+    if !permitted.is_empty() {
+        params.name_constraints = Some(rcgen::NameConstraints {
+            permitted_subtrees: permitted.iter().map(|n| subtree(n)).collect(),
+            excluded_subtrees: Vec::new(),
+        });
+    }
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -428,7 +496,7 @@ mod tests {
 
     #[test]
     fn ca_and_leaf_have_the_promised_extensions() {
-        let ca = new_ca("test CA", KeyType::EcdsaP256, 3650).expect("ca");
+        let ca = new_ca("test CA", KeyType::EcdsaP256, 3650, &[]).expect("ca");
         let now = OffsetDateTime::now_utc();
         let info = inspect("ca", ca.cert_pem.as_bytes(), now).expect("inspect");
         assert!(info[0].is_ca);
@@ -462,7 +530,7 @@ mod tests {
 
     #[test]
     fn validity_follows_the_lifetime() {
-        let ca = new_ca("test CA", KeyType::EcdsaP256, 3650).expect("ca");
+        let ca = new_ca("test CA", KeyType::EcdsaP256, 3650, &[]).expect("ca");
         let now = OffsetDateTime::now_utc();
         let at = |days_ago, days_valid| {
             let leaf =
@@ -477,7 +545,7 @@ mod tests {
 
     #[test]
     fn rsa_keys_work_and_bad_input_is_named() {
-        let ca = new_ca("rsa CA", KeyType::Rsa2048, 30).expect("ca");
+        let ca = new_ca("rsa CA", KeyType::Rsa2048, 30, &[]).expect("ca");
         let info =
             inspect("ca", ca.cert_pem.as_bytes(), OffsetDateTime::now_utc()).expect("inspect");
         assert_eq!(info[0].key, "RSA 2048 bits");
@@ -511,7 +579,7 @@ mod identity_tests {
         let san: San = "URI:dragonfly://seed/node-1".parse().expect("uri san");
         assert_eq!(san.to_string(), "URI:dragonfly://seed/node-1");
         assert!("URI:dragonfly://admin/x".parse::<San>().is_err());
-        let ca = new_ca("t", KeyType::EcdsaP256, 1).expect("ca");
+        let ca = new_ca("t", KeyType::EcdsaP256, 1, &[]).expect("ca");
         let now = OffsetDateTime::now_utc();
         let spec = LeafSpec {
             sans: vec![san, "IP:10.0.0.5".parse().expect("ip")],

@@ -255,3 +255,57 @@ async fn dfctl_up_intercepts_for_skopeo_and_mirrors_for_podman() {
         "X-Dragonfly-Source {source}: the mirror default did not reach the registry"
     );
 }
+
+/// The interception CA `dfctl init` and `up --intercept` make carries name constraints: a
+/// certificate it signs for another host is refused by a verifier (rustls' webpki here, as
+/// Go's and OpenSSL's do), so its key cannot intercept anything but the registries.
+#[test]
+fn the_interception_ca_signs_only_for_its_registries() {
+    use rustls::client::danger::ServerCertVerifier as _;
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    let permitted = vec!["registry.test".to_owned(), "10.0.0.5".to_owned()];
+    let ca = dfctl::pki::new_ca("t", dfctl::pki::KeyType::EcdsaP256, 30, &permitted).expect("ca");
+    assert_eq!(
+        dfctl::pki::permitted_names(&ca.cert_pem).expect("read"),
+        Some(permitted)
+    );
+    let leaf = |san: dfctl::pki::San| {
+        let now = time::OffsetDateTime::now_utc();
+        let spec = dfctl::pki::LeafSpec {
+            sans: vec![san],
+            common_name: None,
+            key_type: dfctl::pki::KeyType::EcdsaP256,
+            usages: vec![dfctl::pki::Usage::Server],
+            not_before: now - time::Duration::hours(1),
+            not_after: now + time::Duration::days(1),
+        };
+        let pair = dfctl::pki::issue(&ca.cert_pem, &ca.key_pem, &spec).expect("leaf");
+        CertificateDer::from_pem_slice(pair.cert_pem.as_bytes()).expect("der")
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.cert_pem.as_bytes()).expect("der"))
+        .expect("root");
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+    )
+    .build()
+    .expect("verifier");
+    let verify = |cert: &CertificateDer<'_>, name: &str| {
+        let name = ServerName::try_from(name.to_owned()).expect("name");
+        verifier.verify_server_cert(cert, &[], &name, &[], UnixTime::now())
+    };
+    let registry = leaf(dfctl::pki::San::Dns("registry.test".into()));
+    verify(&registry, "registry.test").expect("a permitted registry verifies");
+    let elsewhere = leaf(dfctl::pki::San::Dns("bank.example".into()));
+    let err = verify(&elsewhere, "bank.example").expect_err("outside the constraints");
+    assert!(format!("{err:?}").contains("NameConstraint"), "{err:?}");
+    let by_ip = leaf(dfctl::pki::San::Ip("10.0.0.6".parse().expect("ip")));
+    assert!(
+        verify(&by_ip, "10.0.0.6").is_err(),
+        "another address is refused too"
+    );
+}

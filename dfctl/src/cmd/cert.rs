@@ -53,6 +53,10 @@ pub struct CaArgs {
     /// Replace an existing CA (every certificate it signed stops being trusted with it).
     #[arg(long)]
     pub force: bool,
+    /// Name constraints (repeatable): the CA may sign only for this host name (and its
+    /// subdomains) or IP address; e.g. the registries it intercepts. None: any name.
+    #[arg(long, value_name = "HOST")]
+    pub permit: Vec<String>,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -164,6 +168,7 @@ pub fn write_ca(
     key_type: KeyType,
     days: u32,
     force: bool,
+    permitted: &[String],
 ) -> anyhow::Result<String> {
     let (cert_path, key_path) = (dir.join(CA_CERT), dir.join(CA_KEY));
     check_free(&[&cert_path, &key_path], force)?;
@@ -172,7 +177,7 @@ pub fn write_ca(
         || format!("dragonfly-lite CA ({})", hostname()),
         str::to_owned,
     );
-    let pair = pki::new_ca(&cn, key_type, days)?;
+    let pair = pki::new_ca(&cn, key_type, days, permitted)?;
     // Key first: a cert without its key is useless, a key without a cert is only a retry.
     destination::write(&key_path, None, pair.key_pem.as_bytes(), Mode::Exact(0o400))?;
     destination::write(&cert_path, None, pair.cert_pem.as_bytes(), Mode::New(0o644))?;
@@ -182,10 +187,19 @@ pub fn write_ca(
         OffsetDateTime::now_utc(),
     )?;
     let fp = info.first().map_or("", |i| i.sha256_fingerprint.as_str());
+    let reach = if permitted.is_empty() {
+        "The key can sign a certificate for any host: whoever holds it can intercept TLS on \
+         every node that trusts this CA."
+            .to_owned()
+    } else {
+        format!(
+            "Name constraints: it signs only for {} (verifiers refuse anything else).",
+            permitted.join(", ")
+        )
+    };
     Ok(format!(
         "created CA {} (key {}, mode 0400)\n  subject  CN={cn}\n  sha256   {fp}\n  expires  in {days} days\n\
-         The key can sign a certificate for any host: whoever holds it can intercept TLS on \
-         every node that trusts this CA. Keep it off the nodes.\n",
+         {reach} Keep the key off the nodes.\n",
         cert_path.display(),
         key_path.display(),
     ))
@@ -198,13 +212,36 @@ fn ca(args: CaArgs) -> anyhow::Result<ExitCode> {
         args.key_type,
         args.days,
         args.force,
+        &args.permit,
     )?;
     write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_text(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_text(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Whether the CA `ca_pem` may sign for every one of `hosts`: it has no name constraints, or
+/// each host is one of its permitted names or below one. `Err` names the first that is not.
+pub fn check_permits(ca_path: &Path, ca_pem: &str, hosts: &[String]) -> anyhow::Result<()> {
+    let Some(permitted) = pki::permitted_names(ca_pem)? else {
+        return Ok(());
+    };
+    let covered = |host: &str| {
+        let host = host.to_ascii_lowercase();
+        permitted
+            .iter()
+            .any(|p| host == *p || host.ends_with(&format!(".{p}")))
+    };
+    match hosts.iter().find(|h| !covered(h)) {
+        None => Ok(()),
+        Some(h) => anyhow::bail!(
+            "{}: its name constraints permit only {}, not {h}; make a new CA for the new set of registries (move ca.crt and ca.key away; every node must then trust the new CA)",
+            ca_path.display(),
+            permitted.join(", ")
+        ),
+    }
 }
 
 /// The file stem for a SAN: `registry.test`, `_.example.com` for a wildcard.
@@ -550,4 +587,32 @@ fn trust(args: TrustArgs) -> anyhow::Result<ExitCode> {
     }
     write_stdout(&out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_ca_must_permit_every_registry_it_is_asked_to_intercept() {
+        let permitted = vec!["registry.test".to_owned()];
+        let ca = pki::new_ca("t", KeyType::EcdsaP256, 1, &permitted).expect("ca");
+        let path = Path::new("pki/ca.crt");
+        let hosts = |h: &[&str]| h.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        check_permits(
+            path,
+            &ca.cert_pem,
+            &hosts(&["registry.test", "eu.registry.test"]),
+        )
+        .expect("permitted and below");
+        let err = check_permits(path, &ca.cert_pem, &hosts(&["registry.test", "other.test"]))
+            .expect_err("outside");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("pki/ca.crt") && msg.contains("other.test"),
+            "{msg}"
+        );
+        let open = pki::new_ca("t", KeyType::EcdsaP256, 1, &[]).expect("ca");
+        check_permits(path, &open.cert_pem, &hosts(&["anything.test"])).expect("unconstrained");
+    }
 }

@@ -34,7 +34,8 @@ use anyhow::Context as _;
 use df_core::config::peer::RawHostCert;
 
 use crate::cmd::cert::{
-    CA_CERT, CA_KEY, daemon_leaf, docker_registry_ca, server_leaf, system_store, write_ca,
+    CA_CERT, CA_KEY, check_permits, daemon_leaf, docker_registry_ca, read_text, server_leaf,
+    system_store, write_ca,
 };
 use crate::destination::{self, Mode};
 use crate::pki::KeyType;
@@ -366,6 +367,7 @@ fn identities(dir: &Path, p: &Profile, key_type: KeyType) -> anyhow::Result<Stri
             key_type,
             3650,
             false,
+            &[],
         )?;
         out.push_str(&format!(
             "created   {} (the cluster identity CA)\n",
@@ -533,11 +535,18 @@ fn run_blocking(args: &Args) -> anyhow::Result<ExitCode> {
     let pki = dir.join("pki");
     let mut out = String::new();
     let ca_kept = pki.join(CA_CERT).exists() && pki.join(CA_KEY).exists();
+    // The interception CA may sign only for the registries it intercepts.
+    let intercepted: Vec<String> = https_servers(&profile)
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
     let ca_note = if ca_kept {
+        let pem = read_text(&pki.join(CA_CERT))?;
+        check_permits(&pki.join(CA_CERT), &pem, &intercepted)?;
         out.push_str(&format!("kept      {}\n", pki.join(CA_CERT).display()));
         "kept from an earlier run"
     } else {
-        write_ca(&pki, None, args.key_type, 3650, false)?;
+        write_ca(&pki, None, args.key_type, 3650, false, &intercepted)?;
         out.push_str(&format!(
             "created   {} and {}\n",
             pki.join(CA_CERT).display(),

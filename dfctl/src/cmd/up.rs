@@ -25,7 +25,9 @@ use tokio::time::Instant;
 use crate::admin::AdminClient;
 use crate::cli::{ClusterDirArg, OutputArg};
 use crate::cluster::{ClusterState, MARKER_FILE, ProcessRecord, Role};
-use crate::cmd::cert::{CA_CERT, daemon_cert_paths, daemon_leaf, server_leaf, write_ca};
+use crate::cmd::cert::{
+    CA_CERT, check_permits, daemon_cert_paths, daemon_leaf, server_leaf, write_ca,
+};
 use crate::pki::KeyType;
 use crate::process::{self, Liveness};
 use crate::render::{OutputFormat, Palette, Table, write_stdout};
@@ -400,6 +402,7 @@ fn prepare_identity(dir: &Path) -> anyhow::Result<()> {
             KeyType::EcdsaP256,
             3650,
             false,
+            &[],
         )?;
     }
     Ok(())
@@ -487,13 +490,28 @@ impl ProxySetup {
         };
         if !args.intercept.is_empty() {
             let pki = dir.join(PKI_DIR);
-            if !pki.join(CA_CERT).exists() {
+            let hosts = args
+                .intercept
+                .iter()
+                .map(|r| {
+                    r.https_server()
+                        .map(|(host, _)| host)
+                        .with_context(|| format!("--intercept {r}: only HTTPS registries"))
+                })
+                .collect::<anyhow::Result<Vec<String>>>()?;
+            // A local cluster's CA is remade when the intercepted set outgrows its name
+            // constraints (DIR/trust gets the new one below).
+            let fits = std::fs::read_to_string(pki.join(CA_CERT))
+                .ok()
+                .is_some_and(|pem| check_permits(&pki.join(CA_CERT), &pem, &hosts).is_ok());
+            if !fits {
                 write_ca(
                     &pki,
                     Some("dragonfly-lite local cluster CA"),
                     KeyType::EcdsaP256,
                     3650,
-                    false,
+                    true,
+                    &hosts,
                 )?;
             }
             let trust = dir.join(TRUST_DIR);
