@@ -4,9 +4,10 @@
 //! Invariants:
 //! - A task's layout, relayed headers and piece digests come only from a peer the scheduler
 //!   appointed to fetch it from the origin ([`Appointment`]): one it sent back to source, or
-//!   the seed answering its seed request. A peer that went to the origin on its own, a
-//!   peer's held copy and a resumed download count only when they come from a seed host
-//!   (under the cluster identity a seed host is one with a seed certificate).
+//!   the seed answering its seed request. A peer that went to the origin on its own does not
+//!   count; a held copy counts only from a seed host (under the cluster identity, a host with
+//!   a seed certificate), a resumed origin download from a seed host or while the task has no
+//!   authority on this scheduler ([`resumed_fetcher_speaks_for_task`]).
 //! - The first authoritative digest of a piece stands; a different one from another authority
 //!   is logged, never swapped in (a downloader already verified pieces against the first).
 //! - A child's report that a parent served a corrupt piece blocklists that parent for the
@@ -40,6 +41,16 @@ impl Appointment {
 /// a task's layout and digests: only a seed host's.
 pub(crate) fn held_copy_speaks_for_task(host_is_seed: bool) -> bool {
     host_is_seed
+}
+
+/// Whether a download that re-registers after losing its scheduler, saying it fetches from the
+/// origin, speaks for the task here: on a seed host always; on another host only while the
+/// task has no authority on this scheduler yet. A previous scheduler appointed it; without it
+/// the task's other downloaders would wait for digests until this scheduler appointed someone
+/// (the rolling-restart test then read the origin up to 6.25x the object under load). The
+/// trust is that of a first registrant appointed when no seed is connected.
+pub(crate) fn resumed_fetcher_speaks_for_task(seed_host: bool, task_has_authority: bool) -> bool {
+    seed_host || !task_has_authority
 }
 
 /// The outcome of one corruption report.

@@ -8,12 +8,11 @@
 //! streams from then on.
 //!
 //! Coming back ([`resume`]): a download registering again says what it already holds. Its
-//! pieces become its bitmap here. When it fetches from the origin and runs on a seed host, it
-//! is the task's authority again ([`crate::authority`]): its layout and piece digests are
-//! taken, as its `PieceFinished` reports from the origin would have been, and relayed to the
-//! task's other downloaders, so they keep verifying pieces. Any other download's word on the
-//! task's bytes is not taken (this scheduler never appointed it): a peer that was sent back to
-//! source keeps fetching, and the others get digests from an authority this scheduler appoints.
+//! pieces become its bitmap here. When it fetches from the origin it may be the task's
+//! authority again ([`crate::authority::resumed_fetcher_speaks_for_task`]): its layout and
+//! piece digests are taken, as its `PieceFinished` reports from the origin would have been,
+//! and relayed to the task's other downloaders, so they keep verifying pieces. A download
+//! fetching from the peers never speaks for the task.
 
 use df_core::ids::{PeerId, PieceDigest};
 use df_core::piece::Bitmap;
@@ -75,7 +74,10 @@ pub(crate) fn resume(
     let Some(resume) = resume else {
         return false;
     };
-    let authority = resume.from_origin && authority::held_copy_speaks_for_task(seed_host);
+    let task_has_authority = task.peers.values().any(|p| p.appointment.speaks_for_task())
+        || task.digests.iter().any(Option::is_some);
+    let authority = resume.from_origin
+        && authority::resumed_fetcher_speaks_for_task(seed_host, task_has_authority);
     if authority {
         learn_from_origin_fetcher(task, peer, resume, limits);
     }
@@ -231,22 +233,23 @@ mod tests {
     }
 
     #[test]
-    fn a_resumed_origin_fetcher_on_a_normal_host_does_not_speak_for_the_task() {
+    fn a_resumed_origin_fetcher_on_a_normal_host_speaks_only_while_nobody_does() {
         let s = Scheduler::new(Config::default());
         let mut waiting = register(&s, "a", Some(resume(&[], false)));
-        // It claims to fetch from the origin, with digests: a rogue or a peer this scheduler
-        // never appointed. It keeps its own download; nobody gets its layout or digests.
-        let _rogue = register(&s, "b", Some(resume(&[0, 1, 2], true)));
+        // The seed host speaks for the task first; a normal host claiming to fetch from the
+        // origin afterwards (a rogue, or a peer another scheduler sent there) does not.
+        let _seed = register(&s, "seed", Some(resume(&[0], true)));
+        replies(&mut waiting);
+        let _other = register(&s, "b", Some(resume(&[0, 1, 2], true)));
         let got = replies(&mut waiting);
         assert!(
-            !got.iter()
-                .any(|r| matches!(r, PeerReply::Metadata(_) | PeerReply::Digests(_))),
+            !got.iter().any(|r| matches!(r, PeerReply::Digests(_))),
             "{got:?}"
         );
         s.with_state(|st| {
             let task = st.tasks.get(&task_id()).expect("task");
-            assert!(task.layout.is_none());
-            assert!(task.digests.iter().all(Option::is_none));
+            assert!(task.digests[0].is_some());
+            assert!(task.digests[1].is_none(), "not taken from the normal host");
         });
     }
 
