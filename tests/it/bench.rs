@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use df_tests::bench::chaos::ChaosReport;
 use df_tests::bench::scheduler_load::LoadReport;
 use df_tests::bench::swarm::SwarmReport;
 
@@ -196,4 +197,81 @@ async fn the_scheduler_load_bench_answers_every_simulated_peer() {
     assert!(0.0 < l.p50 && l.p50 <= l.p99 && l.p99 <= l.max, "{l:?}");
     assert!(report.registrations_per_s > 0.0);
     assert!(report.scheduler.peak_rss_kib > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chaos_bench_serves_every_client_verified_bytes() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).expect("work dir");
+    let out = root.path().join("chaos.json");
+    // Capped rates (T* = 2 s) so the events land mid-swarm; a short outage keeps the test short.
+    let stdout = df_bench(
+        &work,
+        &[
+            "chaos",
+            "--size",
+            "16MiB",
+            "--peers",
+            "4",
+            "--origin-rate",
+            "8MiB",
+            "--peer-upload",
+            "8MiB",
+            "--peer-download",
+            "8MiB",
+            "--piece-length",
+            "1MiB",
+            "--outage-ms",
+            "2000",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    assert!(stdout.contains("scheduler restart"), "{stdout}");
+    assert!(
+        leftovers(&work).is_empty(),
+        "left behind: {:?}",
+        leftovers(&work)
+    );
+    let r: ChaosReport =
+        serde_json::from_str(&std::fs::read_to_string(&out).expect("result written"))
+            .expect("result parses");
+    let o = &r.outcome;
+    // A quarter of 4 peers, never the full-disk one.
+    assert_eq!(r.killed, 1, "{o:?}");
+    let events: Vec<&str> = o.events.iter().map(|e| e.event.as_str()).collect();
+    for want in ["scheduler restart", "origin 503", "kill -9"] {
+        assert!(events.contains(&want), "{events:?}");
+    }
+    assert!(r.survivors_verified, "{:?}", r.chaotic.runs[0].peers);
+    assert!(r.all_clients_served, "{o:?}");
+    // The killed peer's client saw a clean error and a retry delivered verified bytes.
+    let run = &r.chaotic.runs[0];
+    for victim in run.peers.iter().filter(|p| p.killed_at_s.is_some()) {
+        assert!(
+            o.client_errors.iter().any(|e| e.client == victim.name),
+            "{victim:?} {o:?}"
+        );
+        assert!(
+            o.retries
+                .iter()
+                .any(|t| t.client == victim.name && t.via != victim.name && t.verified),
+            "{o:?}"
+        );
+    }
+    // The full-disk peer cached nothing and still gave its client the origin's bytes.
+    let full = o.full_disk_peer.as_deref().expect("a full-disk peer");
+    let peer = run
+        .peers
+        .iter()
+        .find(|p| p.name == full)
+        .expect("full-disk peer ran");
+    assert_eq!(peer.sha256_ok, Some(true), "{peer:?}");
+    assert_eq!(
+        r.retries_verified,
+        o.retries.iter().filter(|t| t.verified).count()
+    );
+    assert!(r.reference.summary.all_verified == Some(true));
 }

@@ -8,6 +8,9 @@
 //! - `GET|HEAD /files/{*path}`: a file under [`OriginConfig::root`] (404 without a root)
 //! - `GET|HEAD /status/{code}`: answers `code` with the body `origin says {code}`
 //! - `GET /_stats`: [`StatsSnapshot`] as JSON; `POST /_stats/reset`: zeroes the counters
+//! - `POST /_outage?ms=M`: for the next M milliseconds every new object request (blob, file,
+//!   registry path) answers 503 (counted in `refused_requests`, not `requests`); bodies already
+//!   flowing are not cut, as an origin whose front end restarts behind a load balancer does.
 //!
 //! Invariants:
 //! - Blob content is a pure function of `(size, seed, offset)`: any byte range is computed
@@ -254,6 +257,7 @@ pub struct OriginStats {
     bytes_served: AtomicU64,
     requests: AtomicU64,
     head_requests: AtomicU64,
+    refused: AtomicU64,
     paths: Mutex<BTreeMap<String, PathCounters>>,
 }
 
@@ -272,6 +276,9 @@ pub struct StatsSnapshot {
     pub requests: u64,
     /// HEAD requests to object routes.
     pub head_requests: u64,
+    /// Object requests answered 503 during an outage (`POST /_outage`).
+    #[serde(default)]
+    pub refused_requests: u64,
     /// Body bytes per request path (without the query).
     pub paths: BTreeMap<String, u64>,
     /// GET requests per request path.
@@ -307,6 +314,7 @@ impl OriginStats {
             bytes_served: self.bytes_served(),
             requests: self.requests(),
             head_requests: self.head_requests(),
+            refused_requests: self.refused.load(Ordering::Relaxed),
             paths: paths.iter().map(|(p, c)| (p.clone(), c.bytes)).collect(),
             path_requests: paths.iter().map(|(p, c)| (p.clone(), c.requests)).collect(),
         }
@@ -318,6 +326,7 @@ impl OriginStats {
         paths.clear();
         self.bytes_served.store(0, Ordering::Relaxed);
         self.requests.store(0, Ordering::Relaxed);
+        self.refused.store(0, Ordering::Relaxed);
         self.head_requests.store(0, Ordering::Relaxed);
     }
 
@@ -407,6 +416,8 @@ struct Origin {
     stats: Arc<OriginStats>,
     bucket: Option<TokenBucket>,
     shutdown: CancellationToken,
+    /// New object requests answer 503 until then (`POST /_outage`).
+    outage_until: Mutex<Option<Instant>>,
 }
 
 impl Origin {
@@ -414,6 +425,19 @@ impl Origin {
         self.bucket
             .as_ref()
             .map_or(CHUNK_SIZE, TokenBucket::chunk_size)
+    }
+
+    /// Inside an outage window: counts the refusal and says so.
+    fn refuses(&self) -> bool {
+        let until = *self
+            .outage_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let refused = until.is_some_and(|t| Instant::now() < t);
+        if refused {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        refused
     }
 
     /// Waits out the configured first-byte latency; false when shutdown came first.
@@ -559,6 +583,9 @@ async fn object_response(
     total: u64,
     content: Content,
 ) -> Response {
+    if origin.refuses() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "origin outage\n").into_response();
+    }
     origin.stats.count_request(&method, &path);
     if !origin.first_byte_delay().await {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -710,6 +737,24 @@ async fn reset(State(origin): State<Arc<Origin>>) -> StatusCode {
     StatusCode::NO_CONTENT
 }
 
+#[derive(Debug, Deserialize)]
+struct OutageQuery {
+    ms: u64,
+}
+
+/// Starts (or, with `ms=0`, ends) an outage of the object routes.
+async fn outage(
+    State(origin): State<Arc<Origin>>,
+    axum::extract::Query(q): axum::extract::Query<OutageQuery>,
+) -> StatusCode {
+    *origin
+        .outage_until
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) =
+        Some(Instant::now() + Duration::from_millis(q.ms));
+    StatusCode::NO_CONTENT
+}
+
 fn router(origin: Arc<Origin>) -> Router {
     Router::new()
         .route("/blob/{size}/{seed}", get(blob))
@@ -718,6 +763,7 @@ fn router(origin: Arc<Origin>) -> Router {
         .route("/status/{code}", get(status))
         .route("/_stats", get(stats))
         .route("/_stats/reset", post(reset))
+        .route("/_outage", post(outage))
         .with_state(origin)
 }
 
@@ -749,6 +795,7 @@ pub async fn serve_with_stats(
         config,
         stats,
         shutdown: shutdown.clone(),
+        outage_until: Mutex::new(None),
     });
     axum::serve(listener, router(origin))
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -920,6 +967,38 @@ mod tests {
             .no_proxy()
             .build()
             .expect("client builds")
+    }
+
+    #[tokio::test]
+    async fn an_outage_refuses_object_requests_until_it_ends() {
+        let origin = OriginHandle::start(OriginConfig::default())
+            .await
+            .expect("origin starts");
+        let http = client();
+        let url = origin.blob_url(1000, 1);
+        let start = http
+            .post(origin.url("/_outage?ms=60000"))
+            .send()
+            .await
+            .expect("outage");
+        assert_eq!(start.status(), 204);
+        let refused = http.get(&url).send().await.expect("get");
+        assert_eq!(refused.status(), 503);
+        http.post(origin.url("/_outage?ms=0"))
+            .send()
+            .await
+            .expect("end outage");
+        let served = http.get(&url).send().await.expect("get");
+        assert_eq!(served.status(), 200);
+        let stats: StatsSnapshot = http
+            .get(origin.url("/_stats"))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats json");
+        assert_eq!((stats.refused_requests, stats.requests), (1, 1));
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@ const KILL_WINDOW: (f64, f64) = (0.3, 0.7);
 /// Kills the chosen peers on schedule; started just before the herd.
 pub struct Killer {
     task: Option<JoinHandle<Vec<(String, f64)>>>,
+    planned: usize,
 }
 
 impl Killer {
@@ -33,7 +34,10 @@ impl Killer {
     /// when `fraction` is 0.
     pub fn start(fraction: f64, t_star_s: f64, peers: &[(String, u32)]) -> Self {
         if fraction <= 0.0 || peers.is_empty() {
-            return Self { task: None };
+            return Self {
+                task: None,
+                planned: 0,
+            };
         }
         let count = ((fraction * peers.len() as f64).round() as usize).clamp(1, peers.len());
         let mut rng = fastrand::Rng::new();
@@ -62,7 +66,15 @@ impl Killer {
             }
             killed
         });
-        Self { task: Some(task) }
+        Self {
+            task: Some(task),
+            planned: count,
+        }
+    }
+
+    /// How many peers are to be killed.
+    pub fn planned(&self) -> usize {
+        self.planned
     }
 
     /// The peers killed so far and when (seconds after the start); stops the kills still

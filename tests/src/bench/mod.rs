@@ -1,7 +1,8 @@
 //! Benchmarks that run the real release binaries as separate OS processes on 127.0.0.1 and
 //! report figures (they assert nothing): [`swarm`] (a thundering herd through a capped origin,
 //! measured against the physical lower bound and against pulling directly) and
-//! [`scheduler_load`] (thousands of simulated peers on one real `dfscheduler` over gRPC).
+//! [`scheduler_load`] (thousands of simulated peers on one real `dfscheduler` over gRPC), and
+//! their failure cases, [`churn`] and [`chaos`].
 //! `df-bench` is their command line; `scripts/bench-swarm` runs the configured matrix.
 //!
 //! Invariants shared by both:
@@ -11,8 +12,10 @@
 //! - Ports come from [`free_ports`] (all held until all are chosen), never fixed numbers.
 //! - CPU and memory figures come from `/proc/<pid>/{stat,status}` of the daemons themselves.
 
+pub mod chaos;
 pub mod churn;
 pub mod netns;
+mod pull;
 pub mod scheduler_load;
 pub mod sim;
 pub mod swarm;
@@ -159,6 +162,31 @@ impl ProcessSet {
         }
     }
 
+    /// SIGTERM to one daemon, SIGKILL if it still runs after `grace`; it leaves the set, so a
+    /// new one may be started under the same name (a restart). Returns how long it took to exit.
+    pub async fn stop(&mut self, name: &str, grace: Duration) -> anyhow::Result<Duration> {
+        let at = self
+            .daemons
+            .iter()
+            .position(|d| d.name == name)
+            .with_context(|| format!("internal error: no daemon named {name}"))?;
+        let mut daemon = self.daemons.remove(at);
+        let started = Instant::now();
+        if let Some(pid) = i32::try_from(daemon.pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        if tokio::time::timeout(grace, daemon.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = daemon.child.kill().await;
+        }
+        Ok(started.elapsed())
+    }
+
     /// SIGTERM to every daemon, then SIGKILL to those still running after `grace`.
     pub async fn stop_all(&mut self, grace: Duration) {
         for d in &self.daemons {
@@ -271,6 +299,56 @@ pub async fn start_scheduler(
         )
         .await?;
     procs.wait_healthy("scheduler", http_addr, http).await
+}
+
+/// Where and how a run's scheduler is started, kept so it can be started again on the same
+/// addresses with the same config and identity (a restart).
+#[derive(Debug, Clone)]
+pub struct SchedulerSpec {
+    pub launch: Launch,
+    pub bin_dir: PathBuf,
+    /// The run's dir; the scheduler's files are under `dir/scheduler`.
+    pub dir: PathBuf,
+    pub grpc: String,
+    pub http: String,
+    pub candidate_parents: Option<usize>,
+    pub tls: TlsSetting,
+}
+
+impl SchedulerSpec {
+    /// [`start_scheduler`] with this spec; the set must not hold a running `scheduler`.
+    pub async fn start(
+        &self,
+        procs: &mut ProcessSet,
+        http: &reqwest::Client,
+    ) -> anyhow::Result<()> {
+        start_scheduler(
+            procs,
+            &self.launch,
+            &self.bin_dir,
+            &self.dir,
+            (&self.grpc, &self.http),
+            (self.candidate_parents, &self.tls),
+            http,
+        )
+        .await
+    }
+}
+
+/// POSTs to a control route of the test origin (`/_stats/reset`, `/_outage?ms=...`).
+pub async fn post_origin(http: &reqwest::Client, origin: &str, path: &str) -> anyhow::Result<()> {
+    http.post(format!("{origin}{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .with_context(|| format!("POST {origin}{path}"))?;
+    Ok(())
+}
+
+/// Zeroes the test origin's counters.
+pub async fn reset_origin(http: &reqwest::Client, origin: &str) -> anyhow::Result<()> {
+    post_origin(http, origin, "/_stats/reset").await
 }
 
 /// A daemon config's `tls:` section for `setting`.

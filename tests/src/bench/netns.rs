@@ -29,7 +29,7 @@ use tokio::process::Command;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::swarm::Pull;
+use super::pull::Pull;
 
 /// Host numbers of the fixed roles.
 pub const ORIGIN_HOST: usize = 1;

@@ -19,7 +19,6 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -27,13 +26,14 @@ use df_core::api::{HostView, LocalTask, PeerInfo, TaskDetail};
 use df_core::config::tls::TlsSetting;
 use df_core::identity::Role;
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::chaos::{self, ChaosOutcome, ChaosPlan};
 use super::netns::{self, Lab};
+use super::pull::{self, sha256_file};
 use super::{
-    MIB, MachineInfo, ProcUsage, ProcessSet, binary, free_ports, get_json, http_client, proc_usage,
-    round3, start_origin, start_scheduler, write_file,
+    MIB, MachineInfo, ProcUsage, ProcessSet, SchedulerSpec, binary, free_ports, get_json,
+    http_client, proc_usage, reset_origin, round3, start_origin, write_file,
 };
 use crate::origin::{StatsSnapshot, blob_digests};
 
@@ -71,6 +71,9 @@ pub struct SwarmConfig {
     /// Fraction of the peers killed mid-swarm (`--churn`, see `churn.rs`); 0: none.
     #[serde(default)]
     pub churn: f64,
+    /// Chaos during the herd (`df-bench chaos`, see `chaos.rs`); `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosPlan>,
     /// Daemon links plaintext (`tls.plaintext: true`) instead of mutual TLS with a cluster CA
     /// made for the run (`--plaintext`).
     #[serde(default)]
@@ -177,6 +180,9 @@ pub struct SwarmRun {
     pub peers_back_to_source: usize,
     pub baseline: Option<BaselineResult>,
     pub speedup: Option<f64>,
+    /// What the chaos did and what the clients saw (`df-bench chaos` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosOutcome>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -398,19 +404,16 @@ async fn run_cluster(
         format!("{sched_ip}:{}", ports[0]),
         format!("{sched_ip}:{}", ports[1]),
     );
-    start_scheduler(
-        procs,
-        &sched_launch,
-        &cfg.bin_dir,
-        dir,
-        (&grpc, &sched_http),
-        (
-            cfg.candidate_parents,
-            &tls(&dir.join("scheduler"), Role::Scheduler, "scheduler", &[])?,
-        ),
-        http,
-    )
-    .await?;
+    let sched = SchedulerSpec {
+        launch: sched_launch,
+        bin_dir: cfg.bin_dir.clone(),
+        dir: dir.to_owned(),
+        grpc: grpc.clone(),
+        http: sched_http.clone(),
+        candidate_parents: cfg.candidate_parents,
+        tls: tls(&dir.join("scheduler"), Role::Scheduler, "scheduler", &[])?,
+    };
+    sched.start(procs, http).await?;
 
     let mut nodes = Vec::with_capacity(n + 1);
     for i in 0..=n {
@@ -475,19 +478,49 @@ async fn run_cluster(
         .map(|(_, pid)| proc_usage(*pid).map_or(0.0, |u| u.cpu_s))
         .collect();
 
-    let killer =
-        super::churn::Killer::start(cfg.churn, bound.t_star_s, pids.get(2..).unwrap_or_default());
-    let pulls = match lab {
-        Some(lab) => {
-            let admins: Vec<(usize, String)> = nodes[1..]
-                .iter()
-                .map(|p| (p.host, p.admin.clone()))
-                .collect();
-            netns::herd(lab, &admins, &url, cfg.piece_length).await
+    let admins: Vec<(String, String)> = nodes[1..]
+        .iter()
+        .map(|p| (p.name.clone(), p.admin.clone()))
+        .collect();
+    let (pulls, killed, chaos) = match (&cfg.chaos, lab) {
+        (Some(plan), _) => {
+            let env = chaos::Env {
+                http,
+                origin: &origin,
+                sched: &sched,
+                t_star_s: bound.t_star_s,
+                peers: pids.get(2..).unwrap_or_default(),
+                admins: &admins,
+                url: &url,
+                piece_length: cfg.piece_length,
+                size: cfg.size,
+                blob_seed,
+            };
+            let (pulls, killed, outcome) = chaos::herd(plan, &env, procs).await?;
+            (pulls, killed, Some(outcome))
         }
-        None => herd(http, &nodes[1..], &url, cfg.piece_length).await,
+        (None, lab) => {
+            let killer = super::churn::Killer::start(
+                cfg.churn,
+                bound.t_star_s,
+                pids.get(2..).unwrap_or_default(),
+            );
+            let pulls = match lab {
+                Some(lab) => {
+                    let admins: Vec<(usize, String)> = nodes[1..]
+                        .iter()
+                        .map(|p| (p.host, p.admin.clone()))
+                        .collect();
+                    netns::herd(lab, &admins, &url, cfg.piece_length).await
+                }
+                None => {
+                    let admins: Vec<String> = admins.into_iter().map(|(_, a)| a).collect();
+                    pull::herd(http, &admins, &url, cfg.piece_length, false).await
+                }
+            };
+            (pulls, killer.finish().await, None)
+        }
     };
-    let killed = killer.finish().await;
 
     let usage_after: Vec<ProcUsage> = pids
         .iter()
@@ -552,7 +585,7 @@ async fn run_cluster(
     };
 
     let baseline = if cfg.baseline {
-        Some(direct(http, &origin, cfg.size, blob_seed ^ 1, n).await?)
+        Some(pull::direct(http, &origin, cfg.size, blob_seed ^ 1, n).await?)
     } else {
         None
     };
@@ -562,18 +595,25 @@ async fn run_cluster(
         let want = tokio::task::spawn_blocking(move || blob_digests(size, seed).sha256)
             .await
             .context("hashing the origin's object")?;
-        for (path, node) in results.iter_mut().skip(1) {
+        for ((path, node), pull) in results.iter_mut().skip(1).zip(&pulls) {
             if node.killed_at_s.is_some() {
                 continue;
             }
+            // The bytes the client read, when hashed (a peer that could not cache the object
+            // has no file; it streamed them).
+            let body_ok = pull
+                .sha256
+                .as_ref()
+                .filter(|_| pull.error.is_none() && pull.bytes == cfg.size)
+                .map(|h| *h == want);
             node.sha256_ok = Some(match path.clone() {
                 Some(path) => {
                     let got = tokio::task::spawn_blocking(move || sha256_file(Path::new(&path)))
                         .await
                         .context("hashing a peer's file")?;
-                    got.is_ok_and(|g| g == want)
+                    got.is_ok_and(|g| g == want) && body_ok.unwrap_or(true)
                 }
-                None => false,
+                None => body_ok.unwrap_or(false),
             });
         }
     }
@@ -607,6 +647,7 @@ async fn run_cluster(
         dag_edges,
         baseline,
         speedup,
+        chaos,
     })
 }
 
@@ -626,6 +667,13 @@ fn peer_yaml(
         .upload_slots
         .map(|n| format!("  slots: {n}\n"))
         .unwrap_or_default();
+    // Chaos: one peer whose disk cannot hold the object (see `chaos.rs`).
+    let capacity = cfg
+        .chaos
+        .as_ref()
+        .filter(|c| c.full_disk_peer.as_deref() == Some(name))
+        .map(|c| format!("  capacity: {}\n", c.full_disk_capacity))
+        .unwrap_or_default();
     format!(
         "seed: {seed}\n\
          host:\n  hostname: \"{name}\"\n  ip: {ip}\n\
@@ -633,7 +681,7 @@ fn peer_yaml(
          server:\n  upload_addr: \"{ip}:{}\"\n  proxy_addr: \"{ip}:{}\"\n  admin_addr: \"{ip}:{}\"\n\
          upload:\n  rate_limit: {}\n{slots}\
          download:\n  rate_limit: {}\n{concurrent}\
-         storage:\n  dir: \"{}\"\n\
+         storage:\n  dir: \"{}\"\n{capacity}\
          proxy:\n  enabled: false\n  allow_private_destinations: true\n  destination_ports: []\n\
          admin:\n  token_file: \"{}\"\n\
          log:\n  dir: \"{}\"\n  level: info\n  stderr: \"off\"\n",
@@ -646,15 +694,6 @@ fn peer_yaml(
         home.join("admin-token").display(),
         home.join("log").display(),
     )
-}
-
-async fn reset_origin(http: &reqwest::Client, origin: &str) -> anyhow::Result<()> {
-    http.post(format!("{origin}/_stats/reset"))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .with_context(|| format!("POST {origin}/_stats/reset"))?;
-    Ok(())
 }
 
 /// Waits until the scheduler lists `want` connected hosts, so the seed is known before the
@@ -678,146 +717,6 @@ async fn wait_hosts_connected(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// One client's download through its peer.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Pull {
-    pub(crate) seconds: f64,
-    pub(crate) first_byte_s: f64,
-    pub(crate) bytes: u64,
-    pub(crate) task_id: Option<String>,
-    pub(crate) source: String,
-    pub(crate) error: Option<String>,
-}
-
-/// Fires one download per peer at the same moment and reads every body to the end.
-async fn herd(
-    http: &reqwest::Client,
-    peers: &[DaemonAddrs],
-    url: &str,
-    piece_length: Option<u64>,
-) -> Vec<Pull> {
-    let start = Arc::new(tokio::sync::Barrier::new(peers.len() + 1));
-    let mut set = JoinSet::new();
-    for (i, peer) in peers.iter().enumerate() {
-        let (http, start) = (http.clone(), start.clone());
-        let request = match piece_length {
-            Some(len) => format!("http://{}/api/v1/download?piece_length={len}", peer.admin),
-            None => format!("http://{}/api/v1/download", peer.admin),
-        };
-        let url = url.to_owned();
-        set.spawn(async move {
-            start.wait().await;
-            let t0 = Instant::now();
-            let mut pull = Pull::default();
-            if let Err(e) = pull_through(&http, &request, &url, t0, &mut pull).await {
-                pull.error = Some(format!("{e:#}"));
-            }
-            pull.seconds = t0.elapsed().as_secs_f64();
-            (i, pull)
-        });
-    }
-    start.wait().await;
-    let mut pulls = vec![Pull::default(); peers.len()];
-    while let Some(joined) = set.join_next().await {
-        if let Ok((i, pull)) = joined {
-            pulls[i] = pull;
-        }
-    }
-    pulls
-}
-
-async fn pull_through(
-    http: &reqwest::Client,
-    request: &str,
-    url: &str,
-    t0: Instant,
-    pull: &mut Pull,
-) -> anyhow::Result<()> {
-    let mut resp = http
-        .get(request)
-        .query(&[("url", url)])
-        .send()
-        .await
-        .with_context(|| format!("GET {request}"))?;
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    pull.task_id = header(df_core::HEADER_TASK_ID);
-    pull.source = header(df_core::HEADER_SOURCE).unwrap_or_default();
-    anyhow::ensure!(resp.status().is_success(), "HTTP {}", resp.status());
-    while let Some(chunk) = resp.chunk().await.context("reading the body")? {
-        if pull.bytes == 0 {
-            pull.first_byte_s = t0.elapsed().as_secs_f64();
-        }
-        pull.bytes += chunk.len() as u64;
-    }
-    Ok(())
-}
-
-/// The baseline: `n` clients pulling `size` bytes straight from the origin at the same moment.
-async fn direct(
-    http: &reqwest::Client,
-    origin: &str,
-    size: u64,
-    blob_seed: u64,
-    n: usize,
-) -> anyhow::Result<BaselineResult> {
-    reset_origin(http, origin).await?;
-    let start = Arc::new(tokio::sync::Barrier::new(n + 1));
-    let mut set = JoinSet::new();
-    for i in 0..n {
-        let (http, start) = (http.clone(), start.clone());
-        // One object per client, as N nodes pulling one layer would each fetch it whole.
-        let url = format!("{origin}/blob/{size}/{blob_seed}");
-        set.spawn(async move {
-            start.wait().await;
-            let t0 = Instant::now();
-            let mut bytes = 0u64;
-            let mut resp = http
-                .get(&url)
-                .send()
-                .await
-                .and_then(reqwest::Response::error_for_status)
-                .with_context(|| format!("GET {url}"))?;
-            while let Some(chunk) = resp.chunk().await.context("reading the body")? {
-                bytes += chunk.len() as u64;
-            }
-            anyhow::ensure!(bytes == size, "client {i} got {bytes} of {size} bytes");
-            Ok::<_, anyhow::Error>(t0.elapsed().as_secs_f64())
-        });
-    }
-    start.wait().await;
-    let mut per_client = Vec::with_capacity(n);
-    while let Some(joined) = set.join_next().await {
-        per_client.push(round3(joined.context("a direct client panicked")??));
-    }
-    let stats: StatsSnapshot = get_json(http, &format!("{origin}/_stats")).await?;
-    Ok(BaselineResult {
-        makespan_s: per_client.iter().copied().fold(0.0, f64::max),
-        per_client_s: per_client,
-        origin_bytes: stats.bytes_served,
-    })
-}
-
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::Digest as _;
-    use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
 }
 
 /// A markdown table of several reports, one row per case, for the README.

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use df_core::config::ByteSize;
+use df_tests::bench::chaos::{self, ChaosPlan};
 use df_tests::bench::churn;
 use df_tests::bench::scheduler_load::{self, LoadConfig};
 use df_tests::bench::sim::{self, driver::DriverConfig, report::SimReport, scenario::SimConfig};
@@ -33,6 +34,10 @@ enum Command {
     /// A thundering herd of N peers through a seed and a capped origin, against the physical
     /// lower bound and against N clients pulling directly from the origin.
     Swarm(SwarmArgs),
+    /// One swarm run with chaos (a quarter of the peers killed, the scheduler restarted, one
+    /// peer's disk too small, the origin answering 503 for a while) against the same run
+    /// without; clients retry like real ones and every byte they read is SHA-256-checked.
+    Chaos(ChaosArgs),
     /// Thousands of simulated peers registering and reporting pieces on one real scheduler.
     SchedulerLoad(LoadArgs),
     /// Merges `swarm` results into one JSON file and prints them as a markdown table.
@@ -169,6 +174,52 @@ struct SwarmArgs {
 }
 
 #[derive(Debug, clap::Args)]
+struct ChaosArgs {
+    /// Case name in tables.
+    #[arg(long, default_value = "chaos")]
+    label: String,
+    /// Object size S.
+    #[arg(long, value_name = "BYTES", default_value = "64MiB")]
+    size: ByteSize,
+    /// Normal peers N; a seed comes on top.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    peers: u32,
+    /// Origin egress cap U0, bytes per second (must be capped: events are placed by T*).
+    #[arg(long, value_name = "BYTES", default_value = "16MiB")]
+    origin_rate: ByteSize,
+    /// Upload cap U of every peer and the seed.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB")]
+    peer_upload: ByteSize,
+    /// Download cap D of every peer and the seed.
+    #[arg(long, value_name = "BYTES", default_value = "16MiB")]
+    peer_download: ByteSize,
+    /// Explicit piece length of the download [default: S/500, >= 4 MiB].
+    #[arg(long, value_name = "BYTES")]
+    piece_length: Option<ByteSize>,
+    /// Share of the peers killed with SIGKILL mid-swarm.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.25)]
+    kill: f64,
+    /// How long the origin answers 503, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    outage_ms: u64,
+    /// `storage.capacity` of the peer whose disk cannot hold the object (below S).
+    #[arg(long, value_name = "BYTES", default_value = "1MiB")]
+    full_disk_capacity: ByteSize,
+    /// Daemon links in plaintext instead of mutual TLS.
+    #[arg(long)]
+    plaintext: bool,
+    /// Fail a run that takes longer, seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600)]
+    timeout: u64,
+    /// What to print: a summary for people or the JSON result.
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    output: Output,
+    /// Result file.
+    #[arg(long, value_name = "FILE", default_value = "target/bench/chaos.json")]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 struct LoadArgs {
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     peers: u32,
@@ -298,6 +349,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 piece_length: a.piece_length.map(|b| b.0),
                 runs: a.runs,
                 churn: 0.0,
+                chaos: None,
                 netns: a.netns,
                 plaintext: a.plaintext,
                 baseline: !a.no_baseline,
@@ -331,6 +383,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("wrote {}", out.display());
         }
+        Command::Chaos(a) => run_chaos(a, bin_dir, cli.work_dir).await?,
         Command::SchedulerLoad(a) => {
             let out = a.out.clone();
             let report = scheduler_load::run(LoadConfig {
@@ -446,6 +499,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             write_json(&a.out, &serde_json::json!({ "cases": cases }))?;
             println!("wrote {}", a.out.display());
         }
+    }
+    Ok(())
+}
+
+async fn run_chaos(
+    a: ChaosArgs,
+    bin_dir: PathBuf,
+    work_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let config = SwarmConfig {
+        label: a.label,
+        size: a.size.0,
+        peers: a.peers,
+        origin_rate: a.origin_rate.0,
+        peer_upload: a.peer_upload.0,
+        peer_download: a.peer_download.0,
+        concurrent_pieces: None,
+        upload_slots: None,
+        candidate_parents: None,
+        piece_length: a.piece_length.map(|b| b.0),
+        runs: 1,
+        churn: 0.0,
+        chaos: None,
+        netns: false,
+        plaintext: a.plaintext,
+        baseline: false,
+        verify: true,
+        timeout_s: a.timeout,
+        bin_dir,
+        work_dir,
+    };
+    // The last peer has the small disk; the victims are drawn from the others.
+    let plan = ChaosPlan {
+        kill_fraction: a.kill,
+        outage_ms: a.outage_ms,
+        full_disk_peer: Some(format!("peer-{}", a.peers.saturating_sub(1))),
+        full_disk_capacity: a.full_disk_capacity.0,
+    };
+    let report = chaos::run(config, plan).await?;
+    match a.output {
+        Output::Table => {
+            print_swarm(&report.reference);
+            print_swarm(&report.chaotic);
+            print!("{}", chaos::text(&report));
+        }
+        Output::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("cannot encode the result")?
+        ),
+    }
+    write_json(&a.out, &report)?;
+    if a.output == Output::Table {
+        println!("wrote {}", a.out.display());
     }
     Ok(())
 }
