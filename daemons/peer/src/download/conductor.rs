@@ -35,7 +35,19 @@ use crate::download::Engine;
 use crate::storage::{StorageError, StoredTask, TaskFailure};
 
 /// Attempts per piece against the origin before the download fails.
-const ORIGIN_ATTEMPTS: u32 = 3;
+/// Tries of one piece from the origin: with [`origin_backoff`] between them, a piece rides
+/// out about 7.5 s of origin errors (a registry's brief 503s, a restarting backend) before
+/// the download fails.
+const ORIGIN_ATTEMPTS: u32 = 5;
+
+/// The wait before try `attempt` (1-based) of a piece from the origin: none before the
+/// first, then 0.5 s doubling (0.5, 1, 2, 4 s), so retries do not hammer an origin in trouble.
+fn origin_backoff(attempt: u32) -> Duration {
+    match attempt {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(500) * 2u32.saturating_pow(n.saturating_sub(2).min(6)),
+    }
+}
 
 pub struct Conductor {
     pub ctx: Arc<Engine>,
@@ -288,6 +300,7 @@ impl Conductor {
                 };
                 let task = self.task.clone();
                 running.push(async move {
+                    tokio::time::sleep(origin_backoff(attempt)).await;
                     let started = Instant::now();
                     let result = async {
                         let resp = origin.piece(offset, len).await?;
@@ -449,5 +462,15 @@ mod tests {
         let (plain, withheld) = registration_headers(&headers, true);
         assert_eq!(names(&plain), ["Accept"]);
         assert!(withheld);
+    }
+
+    #[test]
+    fn origin_retries_back_off_long_enough_to_ride_out_a_short_outage() {
+        assert_eq!(origin_backoff(1), Duration::ZERO);
+        assert_eq!(origin_backoff(2), Duration::from_millis(500));
+        assert_eq!(origin_backoff(5), Duration::from_secs(4));
+        let total: Duration = (1..=ORIGIN_ATTEMPTS).map(origin_backoff).sum();
+        assert!(total >= Duration::from_secs(7), "{total:?}");
+        assert!(origin_backoff(u32::MAX) <= Duration::from_secs(32));
     }
 }
