@@ -42,8 +42,9 @@ use crate::origin::blob_digests;
 const RESTART_AT: f64 = 0.35;
 /// When the origin outage starts, as a fraction of T*.
 const OUTAGE_AT: f64 = 0.5;
-/// Retries per client after its first pull failed.
-pub const MAX_RETRIES: u32 = 3;
+/// Retries per client after its first pull failed: 0.5 s doubling, 15.5 s of waiting in all,
+/// which outlasts the default 5 s outage (kubelet's image-pull backoff retries for minutes).
+pub const MAX_RETRIES: u32 = 5;
 /// First retry backoff; doubles per retry.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 /// How long the daemons get to reconnect to the new scheduler before the figure is "not yet".
