@@ -198,6 +198,18 @@ pub fn write_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 /// Bytes in binary units: `512 B`, `1.5 KiB`, `10.0 MiB`.
+/// A host's state in the tables: `gone`, `disabled`, `reconn Ns` (reconnected N s ago; for the first
+/// `RECENT` seconds after a reconnect, so a restart shows up where the operator looks) or `ok`.
+pub fn host_state(connected: bool, disabled: bool, last_reconnect_secs_ago: Option<u64>) -> String {
+    const RECENT: u64 = 120;
+    match (connected, disabled, last_reconnect_secs_ago) {
+        (false, _, _) => "gone".into(),
+        (true, true, _) => "disabled".into(),
+        (true, false, Some(s)) if s < RECENT => format!("reconn {s}s"),
+        _ => "ok".into(),
+    }
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
@@ -250,6 +262,15 @@ pub fn or_dash<T: ToString>(value: Option<T>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recent_reconnect_shows_in_the_host_state_for_two_minutes() {
+        assert_eq!(host_state(true, false, Some(3)), "reconn 3s");
+        assert_eq!(host_state(true, false, Some(600)), "ok");
+        assert_eq!(host_state(true, false, None), "ok");
+        assert_eq!(host_state(true, true, Some(3)), "disabled");
+        assert_eq!(host_state(false, false, Some(3)), "gone");
+    }
 
     #[test]
     fn tables_align_columns_and_trim_trailing_space() {

@@ -69,12 +69,26 @@ async fn a_stopping_scheduler_sends_its_peers_back_and_they_reconnect() {
         }
     }
     // The new scheduler knows the seed again, so a download is seeded, not sent to the origin
-    // by each peer.
-    let hosts: Vec<df_core::api::HostView> =
-        get_json(&cluster.schedulers[0].admin_url("/api/v1/hosts"))
-            .await
-            .expect("hosts");
-    assert_eq!(hosts.iter().filter(|h| h.connected).count(), 3, "{hosts:?}");
+    // by each peer; and their heartbeats tell it (and so `dfctl top`) that they reconnected.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let hosts: Vec<df_core::api::HostView> =
+            get_json(&cluster.schedulers[0].admin_url("/api/v1/hosts"))
+                .await
+                .expect("hosts");
+        let reconnected = hosts
+            .iter()
+            .filter(|h| h.connected && h.reconnects == 1 && h.last_reconnect_secs_ago.is_some())
+            .count();
+        if reconnected == 3 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the scheduler does not show 3 reconnected hosts: {hosts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -107,6 +107,12 @@ pub struct HostView {
     pub connected: bool,
     pub last_seen_secs_ago: u64,
     pub version: String,
+    /// Host-stream reconnects of the peer (to any scheduler) since it started.
+    #[serde(default)]
+    pub reconnects: u64,
+    /// Seconds since its last reconnect; `None`: never.
+    #[serde(default)]
+    pub last_reconnect_secs_ago: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

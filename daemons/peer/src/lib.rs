@@ -202,7 +202,12 @@ pub async fn run(
     schedulers.spawn_links(
         &tracker,
         store.clone(),
-        heartbeat(store.clone(), counters.clone(), p2p.clone()),
+        heartbeat(
+            store.clone(),
+            counters.clone(),
+            p2p.clone(),
+            Arc::downgrade(&schedulers),
+        ),
         commands_tx,
         shutdown.clone(),
     );
@@ -322,13 +327,27 @@ fn heartbeat(
     store: Arc<PieceStore>,
     uploads: Arc<UploadCounters>,
     p2p: Arc<P2pSwitch>,
+    schedulers: std::sync::Weak<SchedulerClient>,
 ) -> Arc<dyn Fn() -> pb::HostHeartbeat + Send + Sync> {
-    Arc::new(move || pb::HostHeartbeat {
-        active_uploads: uploads.active(),
-        disk_used: store.used(),
-        disk_capacity: store.capacity(),
-        disabled: p2p.is_disabled(),
-        uploaded_bytes: uploads.bytes(),
-        high_watermark_percent: u32::from(store.high_watermark_percent()),
+    // Weak: the scheduler client holds this closure.
+    Arc::new(move || {
+        let links = schedulers
+            .upgrade()
+            .map(|s| s.connections())
+            .unwrap_or_default();
+        pb::HostHeartbeat {
+            active_uploads: uploads.active(),
+            disk_used: store.used(),
+            disk_capacity: store.capacity(),
+            disabled: p2p.is_disabled(),
+            uploaded_bytes: uploads.bytes(),
+            high_watermark_percent: u32::from(store.high_watermark_percent()),
+            reconnects: links.iter().map(|l| l.reconnects).sum(),
+            last_reconnect_unix: links
+                .iter()
+                .filter_map(|l| l.last_reconnect)
+                .max()
+                .unwrap_or(0),
+        }
     })
 }

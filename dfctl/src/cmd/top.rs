@@ -134,14 +134,7 @@ fn once_text(view: &TopView) -> String {
             format!("{}/{}", h.active_uploads, h.upload_slots),
             render::bytes(h.disk_used),
             render::bytes(h.disk_capacity),
-            if !h.connected {
-                "gone"
-            } else if h.disabled {
-                "disabled"
-            } else {
-                "ok"
-            }
-            .to_owned(),
+            render::host_state(h.connected, h.disabled, h.last_reconnect_secs_ago),
         ]);
     }
     text.push_str(&hosts.render(render::Palette::stdout()));

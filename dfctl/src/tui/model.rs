@@ -123,6 +123,9 @@ pub struct HostRow {
     pub disabled: bool,
     pub connected: bool,
     pub scheduler: String,
+    /// The peer's host-stream reconnects since it started, and how long ago the last was.
+    pub reconnects: u64,
+    pub last_reconnect_secs_ago: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -289,6 +292,8 @@ impl ClusterModel {
                         disabled: h.disabled,
                         connected: h.connected,
                         scheduler: feed.addr.clone(),
+                        reconnects: h.reconnects,
+                        last_reconnect_secs_ago: h.last_reconnect_secs_ago,
                     },
                 );
             }

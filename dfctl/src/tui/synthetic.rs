@@ -119,6 +119,8 @@ pub fn host(i: usize, seq: u64) -> HostView {
         connected: i % 31 != 11,
         last_seen_secs_ago: 1,
         version: "0.1.0".into(),
+        reconnects: u64::from(i % 13 == 4),
+        last_reconnect_secs_ago: (i % 13 == 4).then_some(3),
     }
 }
 

@@ -69,6 +69,9 @@ impl Scheduler {
                 connected: h.connected,
                 last_seen_secs_ago: secs_since(h.last_seen, now),
                 version: h.info.version.clone(),
+                reconnects: h.heartbeat.reconnects,
+                last_reconnect_secs_ago: (h.heartbeat.last_reconnect_unix > 0)
+                    .then(|| unix_now().saturating_sub(h.heartbeat.last_reconnect_unix)),
             })
             .collect();
         out.sort_by(|a, b| a.host_id.cmp(&b.host_id));
@@ -161,4 +164,11 @@ fn summary(t: &Task, now: Instant) -> api::TaskSummary {
         created_secs_ago: secs_since(t.created_at, now),
         updated_secs_ago: secs_since(t.updated_at, now),
     }
+}
+
+/// Seconds since the Unix epoch (peers report their reconnect times so).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -1,5 +1,5 @@
 //! The Hosts pane: uploads against slots, upload rate, disk against the high watermark, and
-//! the host's state (ok, disabled, evicting, gone).
+//! the host's state (ok, reconnected lately, disabled, evicting, gone).
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -32,14 +32,10 @@ pub(super) fn draw_hosts(frame: &mut Frame<'_>, area: Rect, app: &App, theme: Th
             0.0
         };
         let over = h.high_watermark_percent > 0 && disk_pct >= f64::from(h.high_watermark_percent);
-        let state = if !h.connected {
-            "gone"
-        } else if h.disabled {
-            "disabled"
-        } else if over {
-            "evicting"
+        let state = if over && h.connected && !h.disabled {
+            "evicting".to_owned()
         } else {
-            "ok"
+            render::host_state(h.connected, h.disabled, h.last_reconnect_secs_ago)
         };
         let disk = format!(
             "{}/{} {:>3.0}%",
@@ -62,12 +58,12 @@ pub(super) fn draw_hosts(frame: &mut Frame<'_>, area: Rect, app: &App, theme: Th
         );
         let style = if i == app.host_cursor {
             theme.selected()
-        } else if state == "ok" {
-            Style::default()
-        } else if state == "disabled" || state == "evicting" {
-            theme.warn()
         } else {
-            theme.bad()
+            match state.as_str() {
+                "gone" => theme.bad(),
+                "disabled" | "evicting" => theme.warn(),
+                _ => Style::default(),
+            }
         };
         out.push(Line::styled(keep_start(&text, width), style));
     }
