@@ -34,47 +34,24 @@ pub(crate) async fn dispatch(
     }
 }
 
-/// Starts the seed download a scheduler asked for.
+/// Starts the seed download a scheduler asked for (`TaskManager` refuses a task ID that is
+/// not its URL's: a seed's copy is what the other peers verify against).
 fn seed(seed_host: bool, manager: &TaskManager, s: pb::SeedTask) {
     if !seed_host {
         tracing::warn!(task_id = %s.task_id, "asked to seed a task, but this peer is not a seed");
         return;
     }
-    let task_id = s.task_id.clone();
-    let req = match seed_request(s) {
-        Ok(req) => req,
-        Err(e) => {
-            tracing::warn!(task_id = %task_id, error = %e, "refused to seed");
-            return;
-        }
-    };
-    if let Err(e) = manager.start(req) {
-        tracing::warn!(task_id = %task_id, error = %e, "cannot seed task");
-    }
-}
-
-/// The download a seed request asks for, once its task ID is the one its URL gives. A seed's
-/// copy is the task's authority (its layout and digests are what every other peer verifies
-/// against), so a registration that paired a popular task ID with another URL must not make
-/// the seed fetch that URL under that ID.
-fn seed_request(s: pb::SeedTask) -> Result<DownloadRequest, String> {
-    let mut req = DownloadRequest {
+    let req = DownloadRequest {
         url: s.url,
         headers: s.headers.into_iter().map(|h| (h.name, h.value)).collect(),
         piece_length: (s.piece_length > 0).then_some(s.piece_length),
         digest: df_core::ids::ObjectDigest::try_from(s.digest).ok(),
         seed: true,
-        task_id: None,
+        task_id: s.task_id.parse().ok(),
     };
-    let id = TaskManager::task_id(&req).map_err(|e| e.to_string())?;
-    if id.as_str() != s.task_id {
-        return Err(format!(
-            "task ID {} is not the one {} gives ({id})",
-            s.task_id, req.url
-        ));
+    if let Err(e) = manager.start(req) {
+        tracing::warn!(task_id = %s.task_id, error = %e, "cannot seed task");
     }
-    req.task_id = Some(id);
-    Ok(req)
 }
 
 #[cfg(test)]
@@ -83,22 +60,25 @@ mod tests {
 
     use super::*;
 
-    fn request(task_id: &str, url: &str) -> pb::SeedTask {
-        pb::SeedTask {
-            task_id: task_id.into(),
+    fn request(task_id: &TaskId, url: &str) -> DownloadRequest {
+        DownloadRequest {
             url: url.into(),
+            seed: true,
+            task_id: Some(task_id.clone()),
             ..Default::default()
         }
     }
 
     #[test]
-    fn a_seed_fetches_only_the_url_its_task_id_names() {
+    fn a_commanded_download_fetches_only_the_url_its_task_id_names() {
         let url = "https://registry.example/v2/app/blobs/sha256:00";
         let id = TaskId::from_url(url, &TaskIdParams::default()).expect("id");
-        let req = seed_request(request(id.as_str(), url)).expect("matches");
-        assert_eq!(req.task_id, Some(id.clone()));
-        let err = seed_request(request(id.as_str(), "http://evil.example/x"))
+        assert_eq!(
+            TaskManager::task_id(&request(&id, url)).expect("matches"),
+            id
+        );
+        let err = TaskManager::task_id(&request(&id, "http://evil.example/x"))
             .expect_err("another url under that id");
-        assert!(err.contains("is not the one"), "{err}");
+        assert!(err.to_string().contains("is not the one"), "{err}");
     }
 }

@@ -154,18 +154,25 @@ impl TaskManager {
         &self.ctx.schedulers
     }
 
+    /// The request's task: the ID its URL gives. An ID the request names (a scheduler's seed
+    /// or preheat command) must be that one: what this peer stores under an ID is what other
+    /// peers verify against, so a command pairing a popular ID with another URL is refused.
     pub fn task_id(req: &DownloadRequest) -> Result<TaskId, DeliveryError> {
-        if let Some(id) = &req.task_id {
-            return Ok(id.clone());
-        }
-        TaskId::from_url(
+        let id = TaskId::from_url(
             &req.url,
             &TaskIdParams {
                 piece_length: req.piece_length,
                 ..TaskIdParams::default()
             },
         )
-        .map_err(|e| DeliveryError::BadRequest(e.to_string()))
+        .map_err(|e| DeliveryError::BadRequest(e.to_string()))?;
+        match &req.task_id {
+            Some(named) if *named != id => Err(DeliveryError::BadRequest(format!(
+                "task ID {named} is not the one {} gives ({id})",
+                req.url
+            ))),
+            _ => Ok(id),
+        }
     }
 
     /// Makes sure a download of the task runs (or has finished) on this peer.

@@ -18,38 +18,15 @@ impl Scheduler {
         };
         task.updated_at = now;
         let from_origin = pf.source == pb::PieceSource::Origin as i32;
-        let authority = task
-            .peers
-            .get(peer_id)
-            .is_some_and(|p| p.appointment.speaks_for_task());
-        if from_origin && !authority {
-            // Bytes it fetched for itself: counted, but its digests describe nothing for others.
-            self.metrics
-                .piece_bytes
-                .get_or_create(&vec![("source", "origin")])
-                .inc_by(pf.length);
-        } else if from_origin {
-            let Some(digest) = PieceDigest::from_slice(&pf.digest) else {
-                tracing::warn!(task_id = %task_id, peer_id = %peer_id, piece = pf.number, "origin piece reported without a digest");
+        if from_origin {
+            // Only the task's authority's digests describe the task for others; anyone else
+            // fetched for itself and is only counted.
+            let authority = task
+                .peers
+                .get(peer_id)
+                .is_some_and(|p| p.appointment.speaks_for_task());
+            if authority && !record_origin_digest(task, peer_id, &pf) {
                 return;
-            };
-            match task.digests.get_mut(pf.number as usize) {
-                Some(slot @ None) => {
-                    *slot = Some(digest);
-                    let reply = pb::PeerResponse {
-                        response: Some(PeerReply::Digests(pb::PieceDigests {
-                            pieces: vec![pb::PieceDigest {
-                                number: pf.number,
-                                digest: digest.as_bytes().to_vec(),
-                            }],
-                        })),
-                    };
-                    task.send_to_downloaders(Some(peer_id), &reply);
-                }
-                Some(Some(known)) if *known != digest => {
-                    tracing::warn!(task_id = %task_id, peer_id = %peer_id, piece = pf.number, "origin returned different bytes for a piece than before; keeping the first digest");
-                }
-                _ => {}
             }
             self.metrics
                 .piece_bytes
@@ -121,18 +98,20 @@ impl Scheduler {
             pb::PieceFailure::DigestMismatch => {
                 edge.active = false;
                 edge.blocklisted = true;
-                let (reporter, by_authority) = task.peers.get(peer_id).map_or_else(
-                    || (HostId::from(String::new()), false),
-                    |c| (c.host_id.clone(), c.appointment.speaks_for_task()),
-                );
-                let verdict = task.peers.get_mut(&parent).map(|p| {
+                // A report counts only from a child this scheduler knows (its host is the vote).
+                let reporter = task
+                    .peers
+                    .get(peer_id)
+                    .map(|c| (c.host_id.clone(), c.appointment.speaks_for_task()));
+                let verdict = reporter.and_then(|(host, by_authority)| {
+                    let p = task.peers.get_mut(&parent)?;
                     let v = authority::corruption_report(
                         &mut p.corruption_reporters,
-                        &reporter,
+                        &host,
                         by_authority,
                     );
                     p.corrupt |= v == Verdict::ForEveryone;
-                    v
+                    Some(v)
                 });
                 if let Some(child) = task.peers.get_mut(peer_id) {
                     admission::blocklist(
@@ -172,4 +151,32 @@ impl Scheduler {
             pb::PieceFailure::NotFound => {}
         }
     }
+}
+
+/// The authority's digest of an origin piece: kept if it is the first, and relayed to the
+/// downloaders. `false` when the report carries none (the report is then dropped).
+fn record_origin_digest(task: &mut Task, peer_id: &PeerId, pf: &pb::PieceFinished) -> bool {
+    let Some(digest) = PieceDigest::from_slice(&pf.digest) else {
+        tracing::warn!(task_id = %task.id, peer_id = %peer_id, piece = pf.number, "origin piece reported without a digest");
+        return false;
+    };
+    match task.digests.get_mut(pf.number as usize) {
+        Some(slot @ None) => {
+            *slot = Some(digest);
+            let reply = pb::PeerResponse {
+                response: Some(PeerReply::Digests(pb::PieceDigests {
+                    pieces: vec![pb::PieceDigest {
+                        number: pf.number,
+                        digest: digest.as_bytes().to_vec(),
+                    }],
+                })),
+            };
+            task.send_to_downloaders(Some(peer_id), &reply);
+        }
+        Some(Some(known)) if *known != digest => {
+            tracing::warn!(task_id = %task.id, peer_id = %peer_id, piece = pf.number, "origin returned different bytes for a piece than before; keeping the first digest");
+        }
+        _ => {}
+    }
+    true
 }
