@@ -125,6 +125,7 @@ async fn a_registration_flood_and_piece_length_one_leave_the_scheduler_bounded_a
         content_length: 141_000_000_000,
         piece_length: 1,
         headers: Vec::new(),
+        private: false,
     });
     announce(
         channel.clone(),
@@ -218,6 +219,7 @@ async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
             name: "Set-Cookie".into(),
             value: "session=rogue".into(),
         }],
+        private: false,
     })];
     for number in 0..2 {
         forged.push(PeerMsg::PieceFinished(pb::PieceFinished {

@@ -2,10 +2,12 @@
 //! binaries driven as an operator would (`cli`), where dfctl writes and what it leaves there
 //! (`destinations`), the Helm chart checked with the real helm and kubernetes-validate
 //! (`helm`), the node/cluster configuration dfctl writes, checked by its real readers
-//! (`node_config`), the cluster identity against hostile hosts (`identity`), preheat jobs
+//! (`node_config`), the cluster identity against hostile hosts (`identity`), private blobs in
+//! the shared cache (`access`), preheat jobs
 //! (`preheat`), `dfctl top` on a real terminal (`top`), daemon configs through a YAML 1.1 tool
 //! (`yaml11`), and the benchmarks at toy size (`bench`).
 
+mod access;
 mod bench;
 mod cli;
 mod cluster;

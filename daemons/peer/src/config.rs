@@ -15,7 +15,7 @@ use regex::Regex;
 
 pub use df_core::config::peer::DEFAULT_PATH as DEFAULT_CONFIG_PATH;
 pub use df_core::config::peer::RawConfig;
-use df_core::config::peer::{RawHostCert, RawOrigin, RawProxy, RawStorage};
+use df_core::config::peer::{RawAccessCheck, RawHostCert, RawOrigin, RawProxy, RawStorage};
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
@@ -57,6 +57,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Largest object cached and shared.
     pub max_content_length: u64,
+    /// Who may read a private cached object (`download.access_check`).
+    pub access_check: AccessCheckConfig,
     pub admin: AdminAuth,
     /// Mutual TLS on scheduler links and piece transfer, or the explicit plaintext opt-out.
     pub tls: TlsSetting,
@@ -107,6 +109,40 @@ pub struct OriginConfig {
     /// PEM text of each extra CA bundle.
     pub ca_pems: Vec<(PathBuf, Vec<u8>)>,
     pub insecure_hosts: Vec<Regex>,
+}
+
+/// Validated `download.access_check`.
+#[derive(Debug, Clone, Default)]
+pub struct AccessCheckConfig {
+    pub enabled: bool,
+    pub skip_hosts: Vec<Regex>,
+}
+
+impl AccessCheckConfig {
+    fn validate(path: &Path, raw: RawAccessCheck) -> Result<Self, ConfigError> {
+        let skip_hosts = raw
+            .skip_hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| host_regex(path, &format!("download.access_check.skip_hosts[{i}]"), h))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            enabled: raw.enabled,
+            skip_hosts,
+        })
+    }
+
+    /// Whether a private object from `url` is served only after the origin confirms access.
+    pub fn applies_to(&self, url: &str) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        !self.skip_hosts.iter().any(|re| re.is_match(&host))
+    }
 }
 
 /// A regex that must match the whole host name.
@@ -379,6 +415,7 @@ impl Config {
             },
             idle_timeout: raw.server.idle_timeout,
             max_content_length: raw.download.max_content_length.0,
+            access_check: AccessCheckConfig::validate(path, raw.download.access_check)?,
             admin: AdminAuth::load(path, &raw.admin)?,
             tls: raw.tls.validate(path)?,
             log_dir: raw.log.dir,
@@ -395,6 +432,20 @@ impl Config {
             out.push(
                 "proxy.allow_private_destinations: the proxy and download API may reach loopback, link-local and this node's own addresses".to_owned(),
             );
+        }
+        if !self.access_check.enabled {
+            out.push("download.access_check.enabled: false: any client of this node reads any private object cached here".to_owned());
+        } else if !self.access_check.skip_hosts.is_empty() {
+            let hosts: Vec<&str> = self
+                .access_check
+                .skip_hosts
+                .iter()
+                .map(Regex::as_str)
+                .collect();
+            out.push(format!(
+                "download.access_check.skip_hosts: private objects from {} are served to any client of this node",
+                hosts.join(", ")
+            ));
         }
         if self.proxy.enabled && self.proxy.allow.iter().any(|n| n.prefix_len() == 0) {
             out.push("proxy.allow admits every client address".to_owned());

@@ -6,6 +6,7 @@
 //! [`run`] takes already-bound listeners and a shutdown token, so tests boot whole clusters in
 //! one process.
 
+pub(crate) mod access;
 pub(crate) mod admin;
 pub mod admission;
 pub(crate) mod announcer;

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub back_to_source: Family<Labels, Counter>,
     /// Proxy requests by route: p2p, direct, connect_tunnel, connect_intercepted.
     pub proxy_requests: Family<Labels, Counter>,
+    /// Origin access probes for private cached objects, by outcome: confirmed, refused (the
+    /// origin's answer relayed to the client), error (the origin could not be asked).
+    pub access_checks: Family<Labels, Counter>,
     pub active_uploads: Gauge,
     pub storage_used: Gauge,
     pub storage_capacity: Gauge,
@@ -45,6 +48,7 @@ impl Metrics {
             tasks: Family::default(),
             back_to_source: Family::default(),
             proxy_requests: Family::default(),
+            access_checks: Family::default(),
             active_uploads: Gauge::default(),
             storage_used: Gauge::default(),
             storage_capacity: Gauge::default(),
@@ -80,6 +84,11 @@ impl Metrics {
             "proxy_requests",
             "Proxy and mirror requests, by route (p2p, direct, connect_tunnel, connect_intercepted)",
             m.proxy_requests.clone(),
+        );
+        registry.register(
+            "access_checks",
+            "Origin access probes before serving a private cached object, by outcome (confirmed, refused, error)",
+            m.access_checks.clone(),
         );
         registry.register(
             "active_uploads",
@@ -124,6 +133,12 @@ impl Metrics {
     pub fn went_back_to_source(&self, reason: &'static str) {
         self.back_to_source
             .get_or_create(&vec![("reason", reason)])
+            .inc();
+    }
+
+    pub fn access_check(&self, outcome: &'static str) {
+        self.access_checks
+            .get_or_create(&vec![("outcome", outcome)])
             .inc();
     }
 

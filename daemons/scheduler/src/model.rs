@@ -180,6 +180,9 @@ pub struct Task {
     pub object_digest: String,
     pub layout: Option<PieceLayout>,
     pub response_headers: Vec<pb::Header>,
+    /// The authority fetched the object with a client's credentials; relayed with the layout so
+    /// every peer checks a local client's access with the origin before serving it.
+    pub private: bool,
     pub digests: Vec<Option<PieceDigest>>,
     pub peers: HashMap<PeerId, Peer>,
     pub edges: HashMap<(PeerId, PeerId), Edge>,
@@ -216,6 +219,7 @@ impl Task {
             object_digest: String::new(),
             layout: None,
             response_headers: Vec::new(),
+            private: false,
             digests: Vec::new(),
             peers: HashMap::new(),
             edges: HashMap::new(),

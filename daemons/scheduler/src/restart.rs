@@ -113,6 +113,7 @@ fn learn_from_origin_fetcher(
     {
         task.set_layout(layout);
         task.response_headers = crate::scheduling::relayed_headers(m.headers.clone());
+        task.private = m.private;
         let m = pb::TaskMetadata {
             headers: task.response_headers.clone(),
             ..m.clone()
@@ -203,6 +204,7 @@ mod tests {
                 content_length: 3 << 22,
                 piece_length: 1 << 22,
                 headers: vec![],
+                private: true,
             }),
             pieces: pieces
                 .iter()
@@ -259,10 +261,9 @@ mod tests {
         let mut waiting = register(&s, "a", Some(resume(&[], false)));
         let mut fetcher = register(&s, "seed", Some(resume(&[0, 2], true)));
         let got = replies(&mut waiting);
-        assert!(
-            got.iter()
-                .any(|r| matches!(r, PeerReply::Metadata(m) if m.content_length == 3 << 22))
-        );
+        assert!(got.iter().any(
+            |r| matches!(r, PeerReply::Metadata(m) if m.content_length == 3 << 22 && m.private)
+        ));
         let relayed: Vec<u32> = got
             .iter()
             .filter_map(|r| match r {

@@ -354,6 +354,7 @@ fn report_pieces(sim: &SimPeer, pieces: u32) -> u64 {
             content_length: u64::from(pieces) * PIECE_LENGTH,
             piece_length: PIECE_LENGTH,
             headers: Vec::new(),
+            private: false,
         }));
     }
     for n in 0..pieces {

@@ -240,6 +240,33 @@ pub struct RawDownload {
     /// Largest object this peer caches and shares; a larger one (as the origin, a request or
     /// the scheduler says) is not stored, and layouts claiming more are refused.
     pub max_content_length: ByteSize,
+    /// Who may read a private object from this node's cache.
+    pub access_check: RawAccessCheck,
+}
+
+/// A private object is one the origin gave out for a client's credentials (`Authorization`,
+/// `Cookie`), on this node or, as the scheduler relays, on the node that fetched it.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccessCheck {
+    /// Before serving a private cached object to a client whose credentials this node has not
+    /// seen the origin accept for it, ask the origin: a one-byte ranged GET with the client's
+    /// own credentials, whose refusal (e.g. 401 with its challenge) the client gets instead.
+    /// Off: any client of this node reads any object cached here (a warning at start, shown by
+    /// `dfctl status`).
+    pub enabled: bool,
+    /// Origin hosts (regexes, whole host name) whose private objects are served without
+    /// asking: registries where every client of every node may read everything.
+    pub skip_hosts: Vec<String>,
+}
+
+impl Default for RawAccessCheck {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            skip_hosts: Vec::new(),
+        }
+    }
 }
 
 impl Default for RawDownload {
@@ -251,6 +278,7 @@ impl Default for RawDownload {
             piece_timeout: Duration::from_secs(30),
             origin_connect_timeout: Duration::from_secs(10),
             max_content_length: ByteSize(1 << 40),
+            access_check: RawAccessCheck::default(),
         }
     }
 }

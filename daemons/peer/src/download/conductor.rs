@@ -235,6 +235,9 @@ impl Conductor {
                     body,
                 } => (layout, headers, body, layout.content_length, true),
             };
+            // The origin answered with the object: the client's credentials (if any) are
+            // cleared, and the object is private, before any client can see the layout.
+            crate::access::fetched_with(&self.task, &self.req.headers);
             self.set_layout(layout, headers.clone(), link).await?;
             link.send(PeerMsg::Metadata(pb::TaskMetadata {
                 content_length: layout.content_length,
@@ -243,6 +246,7 @@ impl Conductor {
                     .into_iter()
                     .map(|(name, value)| pb::Header { name, value })
                     .collect(),
+                private: self.task.state().private,
             }));
             // Keep the pieces the first body carries: all of them for a 200, piece 0 for a 206
             // whose range matches the piece length.
@@ -272,6 +276,7 @@ impl Conductor {
             }
         }
         self.remaining_from_origin(link, &origin).await?;
+        crate::access::fetched_with(&self.task, &self.req.headers);
         self.complete(link).await
     }
 

@@ -208,6 +208,7 @@ fn resumed(rejoin: &Rejoin, from_origin: bool) -> (pb::RegisterPeer, Bitmap) {
                 value: value.clone(),
             })
             .collect(),
+        private: st.private,
     });
     let pieces = st
         .bitmap

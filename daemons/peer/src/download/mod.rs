@@ -283,6 +283,9 @@ impl TaskManager {
                 return self.on_failure(&task, f, req, range).await;
             }
             if let Some(layout) = layout {
+                if let Some(refusal) = self.refusal(&task, &req).await? {
+                    return self.on_failure(&task, refusal, req, range).await;
+                }
                 let source = if was_complete {
                     ByteSource::Local
                 } else {
@@ -303,6 +306,32 @@ impl TaskManager {
                 ));
             }
         }
+    }
+
+    /// The origin's refusal when `task` is private and the client's credentials are not
+    /// cleared for it ([`crate::access`]); `None`: serve it.
+    async fn refusal(
+        &self,
+        task: &StoredTask,
+        req: &DownloadRequest,
+    ) -> Result<Option<TaskFailure>, DeliveryError> {
+        if !self.ctx.config.access_check.applies_to(&req.url) {
+            return Ok(None);
+        }
+        let verdict = crate::access::check(&self.ctx.origin, task, &req.url, &req.headers).await;
+        let outcome = match &verdict {
+            Ok(crate::access::Verdict::Serve) => None,
+            Ok(crate::access::Verdict::Confirmed) => Some("confirmed"),
+            Ok(crate::access::Verdict::Refused(_)) => Some("refused"),
+            Err(_) => Some("error"),
+        };
+        if let Some(outcome) = outcome {
+            self.ctx.metrics.access_check(outcome);
+        }
+        Ok(match verdict? {
+            crate::access::Verdict::Serve | crate::access::Verdict::Confirmed => None,
+            crate::access::Verdict::Refused(failure) => Some(failure),
+        })
     }
 
     fn serve_from_cache(

@@ -132,6 +132,10 @@ impl Conductor {
                     |h| (h.0.as_str(), h.1.as_str()),
                 );
                 let layout = PieceLayout::new(m.content_length, Some(m.piece_length));
+                if m.private {
+                    // Before the layout, which is what lets clients at the bytes.
+                    self.task.state().private = true;
+                }
                 self.set_layout(layout, headers, link).await?;
                 self.picker_layout(&mut swarm.picker, layout);
                 swarm.last_progress = Instant::now();

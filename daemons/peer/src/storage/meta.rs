@@ -25,12 +25,19 @@ pub struct TaskMeta {
     pub digests: Vec<Option<PieceDigest>>,
     pub response_headers: Vec<(String, String)>,
     pub object_digest: Option<ObjectDigest>,
+    /// Absent in sidecars written before the flag existed: unknown counts as private.
+    #[serde(default = "unknown_is_private")]
+    pub private: bool,
     pub complete: bool,
     pub last_access: u64,
     pub bytes_from_origin: u64,
     pub bytes_from_peers: u64,
     pub bytes_from_seeds: u64,
     pub uploaded_bytes: u64,
+}
+
+fn unknown_is_private() -> bool {
+    true
 }
 
 impl TaskMeta {
@@ -46,6 +53,7 @@ impl TaskMeta {
             digests: st.digests.clone(),
             response_headers: st.response_headers.clone(),
             object_digest: st.object_digest.clone(),
+            private: st.private,
             complete: st.complete,
             last_access: st.last_access,
             bytes_from_origin: st.bytes_from_origin,
@@ -91,6 +99,8 @@ impl TaskMeta {
             digests: self.digests.clone(),
             response_headers: self.response_headers.clone(),
             object_digest: self.object_digest.clone(),
+            private: self.private,
+            cleared: crate::access::Cleared::default(),
             complete,
             downloading: false,
             failure: None,

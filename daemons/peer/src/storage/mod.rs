@@ -111,6 +111,10 @@ pub struct TaskState {
     pub digests: Vec<Option<PieceDigest>>,
     pub response_headers: Vec<(String, String)>,
     pub object_digest: Option<ObjectDigest>,
+    /// The origin gave the object out for a client's credentials ([`crate::access`]).
+    pub private: bool,
+    /// Credential prints the origin accepted for this object; not persisted.
+    pub cleared: crate::access::Cleared,
     pub complete: bool,
     /// A download is running for this task right now.
     pub downloading: bool,
@@ -543,6 +547,8 @@ impl PieceStore {
             digests: Vec::new(),
             response_headers: Vec::new(),
             object_digest: None,
+            private: false,
+            cleared: crate::access::Cleared::default(),
             complete: false,
             downloading: false,
             failure: None,

@@ -179,7 +179,7 @@ impl Scheduler {
         tracing::info!(task_id = %task_id, peer_id = %peer_id, seed = reg.seed, resumed = reg.resume.is_some(), "peer registered");
 
         if let Some(layout) = task.layout {
-            send(&tx, metadata_reply(layout, &task.response_headers));
+            send(&tx, metadata_reply(layout, task));
             let known: Vec<pb::PieceDigest> = known_digests(task);
             if !known.is_empty() {
                 send(&tx, PeerReply::Digests(pb::PieceDigests { pieces: known }));
@@ -249,13 +249,14 @@ impl Scheduler {
                     };
                     task.set_layout(layout);
                     task.response_headers = relayed_headers(meta.headers);
+                    task.private = meta.private;
                     for peer in task.peers.values_mut() {
                         if peer.bitmap.len() != layout.piece_count() {
                             peer.bitmap = Bitmap::new(layout.piece_count());
                         }
                     }
                     let reply = pb::PeerResponse {
-                        response: Some(metadata_reply(layout, &task.response_headers)),
+                        response: Some(metadata_reply(layout, task)),
                     };
                     task.send_to_downloaders(Some(peer_id), &reply);
                     let promoted = hosts::promote_pending(task, now);
@@ -595,11 +596,12 @@ pub(crate) fn relayed_headers(headers: Vec<pb::Header>) -> Vec<pb::Header> {
     df_core::relayed::filter(headers, |h| (h.name.as_str(), h.value.as_str()))
 }
 
-fn metadata_reply(layout: PieceLayout, headers: &[pb::Header]) -> PeerReply {
+fn metadata_reply(layout: PieceLayout, task: &Task) -> PeerReply {
     PeerReply::Metadata(pb::TaskMetadata {
         content_length: layout.content_length,
         piece_length: layout.piece_length,
-        headers: headers.to_vec(),
+        headers: task.response_headers.clone(),
+        private: task.private,
     })
 }
 

@@ -324,6 +324,7 @@ fn only_the_appointed_origin_fetcher_sets_layout_and_digests() {
                     value: "session=1".into(),
                 },
             ],
+            private: true,
         })
     };
     let origin_piece = |digest: u8| {
@@ -363,8 +364,10 @@ fn only_the_appointed_origin_fetcher_sets_layout_and_digests() {
     });
     let got = replies(&mut watcher);
     assert!(
-        got.iter()
-            .any(|r| matches!(r, PeerReply::Metadata(m) if m.content_length == 8 << 20))
+        got.iter().any(
+            |r| matches!(r, PeerReply::Metadata(m) if m.content_length == 8 << 20 && m.private)
+        ),
+        "the layout reaches the others, with the authority's word that the object is private"
     );
 }
 
