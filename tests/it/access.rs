@@ -3,8 +3,8 @@
 //! it only once the origin accepts that client's own credentials (`df_peer::access`).
 //!
 //! The origin here is a registry-like gate in front of the counting test origin: it answers
-//! `GET /v2/private/blobs/sha256:<hex>` for two tokens, and 401 with a Bearer challenge to
-//! anyone else, and it counts the access probes (one-byte ranged GETs) by token.
+//! `GET|HEAD /v2/private/blobs/sha256:<hex>` for two tokens, and 401 with a Bearer challenge
+//! to anyone else, and it counts the access probes (`HEAD`s) by token.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +27,8 @@ const TENANTS: [&str; 2] = ["Bearer tenant-a", "Bearer tenant-b"];
 struct Gate {
     upstream: String,
     client: reqwest::Client,
-    /// Probes (`Range: bytes=0-0`) by the Authorization they carried ("" for none).
+    /// Probes (`HEAD`, as the distribution spec checks a blob) by the Authorization they
+    /// carried ("" for none).
     probes: Arc<Mutex<HashMap<String, u32>>>,
 }
 
@@ -50,7 +51,7 @@ async fn gate(State(gate): State<Gate>, req: Request) -> Response {
         .unwrap_or_default()
         .to_owned();
     let range = req.headers().get(header::RANGE).cloned();
-    if range.as_ref().is_some_and(|r| r == "bytes=0-0") {
+    if req.method() == axum::http::Method::HEAD {
         *gate
             .probes
             .lock()
@@ -68,7 +69,8 @@ async fn gate(State(gate): State<Gate>, req: Request) -> Response {
             .body(Body::from("authentication required\n"))
             .expect("response");
     }
-    let mut up = gate.client.get(&gate.upstream);
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).expect("method");
+    let mut up = gate.client.request(method, &gate.upstream);
     if let Some(r) = range {
         up = up.header(header::RANGE, r);
     }
@@ -216,7 +218,7 @@ async fn a_private_blob_reaches_only_clients_the_origin_accepts() {
         "download.access_check.enabled: false serves the cache without asking"
     );
 
-    // The origin sent the blob about once: the probes are a byte each.
+    // The origin sent the blob about once: the probes carry no body.
     let served = origin.stats.bytes_served();
     assert!(
         served < SIZE + SIZE / 4,

@@ -8,12 +8,14 @@
 //!
 //! Rule: a private task's bytes reach a client only when its credentials are *cleared* for the
 //! task: this node's own origin fetch succeeded with them, or the origin answered an access
-//! probe with them. The probe is a one-byte ranged `GET` with the client's own credentials,
-//! redirects not followed: a 2xx, a 3xx (the registry sends authorised clients to its storage)
-//! or a 416 (a zero-length object) clears them; any other answer is what the client gets, so
-//! a 401 carries the registry's challenge and the runtime fetches a token and retries. A
-//! `GET` and not a `HEAD`, for the reason the first origin request is one: URLs signed for
-//! `GET` refuse `HEAD`. An origin that cannot be reached fails the request (502): never open.
+//! probe with them. The probe carries the client's own credentials and does not follow
+//! redirects: a 2xx, a 3xx (the registry sends authorised clients to its storage) or a 416 (a
+//! zero-length object) clears them; any other answer is what the client gets, so a 401 carries
+//! the registry's challenge and the runtime fetches a token and retries. For a registry blob
+//! URL the probe is the `HEAD` the distribution spec defines for "may I see this blob"; for any
+//! other URL it is a one-byte ranged `GET`, for the reason the first origin request is one:
+//! URLs signed for `GET` refuse `HEAD`. An origin that cannot be reached fails the request
+//! (502): never open.
 //!
 //! Invariants: a cleared set holds credential prints (BLAKE3 of the credential headers), never
 //! the credentials; it is bounded ([`CLEARED_PER_TASK`]) and not persisted, so after a restart
@@ -22,6 +24,7 @@
 
 use std::collections::VecDeque;
 
+use df_core::ids::ObjectDigest;
 use futures_util::StreamExt as _;
 
 use crate::download::DeliveryError;
@@ -132,20 +135,21 @@ pub async fn check(
             return Ok(Verdict::Serve);
         }
     }
-    let mut rb = origin.direct(url).get(url);
+    let client = origin.direct(url);
+    let mut rb = if ObjectDigest::from_blob_url(url).is_some() {
+        client.head(url)
+    } else {
+        client.get(url).header(http::header::RANGE, "bytes=0-0")
+    };
     for (k, v) in headers.iter().filter(|(k, _)| forwardable(k)) {
         rb = rb.header(k.as_str(), v.as_str());
     }
-    let resp = rb
-        .header(http::header::RANGE, "bytes=0-0")
-        .send()
-        .await
-        .map_err(|e| {
-            DeliveryError::Upstream(format!(
-                "cannot confirm with origin {url} that this client may read the cached object: {}",
-                error_chain(&e)
-            ))
-        })?;
+    let resp = rb.send().await.map_err(|e| {
+        DeliveryError::Upstream(format!(
+            "cannot confirm with origin {url} that this client may read the cached object: {}",
+            error_chain(&e)
+        ))
+    })?;
     let status = resp.status();
     if status.is_success()
         || status.is_redirection()

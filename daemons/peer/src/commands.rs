@@ -48,6 +48,7 @@ fn seed(seed_host: bool, manager: &TaskManager, s: pb::SeedTask) {
         digest: df_core::ids::ObjectDigest::try_from(s.digest).ok(),
         seed: true,
         task_id: s.task_id.parse().ok(),
+        awaits_fetcher: false,
     };
     if let Err(e) = manager.start(req) {
         tracing::warn!(task_id = %s.task_id, error = %e, "cannot seed task");

@@ -107,6 +107,7 @@ pub(crate) fn spawn(
             digest: df_core::ids::ObjectDigest::try_from(cmd.digest.clone()).ok(),
             seed: cmd.seed && seed_host,
             task_id: Some(task_id),
+            awaits_fetcher: cmd.awaits_fetcher,
         };
         tracing::info!(job_id = cmd.job_id, task_id = %cmd.task_id, url = %cmd.url, seed = req.seed, "preheating");
         let task = match tasks.start(req) {

@@ -123,6 +123,9 @@ pub struct Peer {
     pub corruption_reporters: Vec<HostId>,
     /// Whether its reports set the task's layout and digests ([`crate::authority`]).
     pub appointment: Appointment,
+    /// It lacks the origin's credentials, which another host has (a preheat job's fetcher):
+    /// never sent to the origin, never the reason to ask a seed.
+    pub awaits_fetcher: bool,
     pub bytes_from_origin: u64,
     pub bytes_from_peers: u64,
     pub registered_at: Instant,
@@ -147,6 +150,7 @@ impl Peer {
             corrupt: false,
             corruption_reporters: Vec::new(),
             appointment: Appointment::None,
+            awaits_fetcher: false,
             bytes_from_origin: 0,
             bytes_from_peers: 0,
             registered_at: now,
@@ -263,6 +267,15 @@ impl Task {
         self.peers
             .values()
             .any(|p| p.state == PeerState::BackToSource && p.tx.is_some())
+    }
+
+    /// Whether every other peer of the task is a download waiting for a fetcher and nobody
+    /// fetches yet: `peer` must then fetch (or have a seed fetch), whatever neighbours it has.
+    pub fn awaits_its_fetcher(&self, peer: &PeerId) -> bool {
+        let mut others = self.peers.values().filter(|p| p.id != *peer).peekable();
+        others.peek().is_some()
+            && !self.has_origin_fetcher()
+            && others.all(|p| p.awaits_fetcher && p.state != PeerState::Succeeded)
     }
 
     pub fn send_to_downloaders(&self, except: Option<&PeerId>, msg: &pb::PeerResponse) {

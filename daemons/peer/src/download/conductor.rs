@@ -107,6 +107,7 @@ impl Conductor {
                 .unwrap_or_default(),
             content_path: self.task.data_path.display().to_string(),
             credentials_withheld,
+            awaits_fetcher: self.req.awaits_fetcher,
             seed: self.req.seed,
             host: Some(ctx.host_info.clone()),
             resume: None,

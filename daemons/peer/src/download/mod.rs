@@ -59,6 +59,9 @@ pub struct DownloadRequest {
     pub seed: bool,
     /// Set for seed requests, which name the task; otherwise derived from the URL.
     pub task_id: Option<TaskId>,
+    /// Another host reads the origin for this task (a preheat job gave it the credentials):
+    /// the scheduler has this download wait for it.
+    pub awaits_fetcher: bool,
 }
 
 /// Parses a single-range `Range` header value (`bytes=a-b`, `bytes=a-`, `bytes=-n`) against an

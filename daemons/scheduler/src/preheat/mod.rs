@@ -389,6 +389,30 @@ fn choose<'a>(
     }
 }
 
+/// The one chosen host that reads the origin for a blob, and so the only one given the job's
+/// credentials: the seed that owns the task if it was chosen, else the chosen host the task
+/// hashes to (seeds first), so a job's repeated commands land on the same host.
+fn origin_fetcher(
+    chosen: &[&ConnectedHost],
+    seed_owner: Option<&str>,
+    task_id: &TaskId,
+) -> Option<String> {
+    if let Some(owner) =
+        seed_owner.filter(|o| chosen.iter().any(|h| h.is_seed && h.id.as_str() == *o))
+    {
+        return Some(owner.to_owned());
+    }
+    let seeds: Vec<&&ConnectedHost> = chosen.iter().filter(|h| h.is_seed).collect();
+    let pool: Vec<String> = if seeds.is_empty() {
+        chosen.iter().map(|h| h.id.to_string()).collect()
+    } else {
+        seeds.iter().map(|h| h.id.to_string()).collect()
+    };
+    HashRing::new(pool)
+        .owner(task_id.as_str())
+        .map(str::to_owned)
+}
+
 /// Commands for hosts, in sending order.
 type Commands = Vec<(HostId, pb::HostResponse)>;
 
@@ -412,6 +436,9 @@ fn assign(
         })
         .collect();
     let headers = command_headers(plan, authorization);
+    let credentials = headers
+        .iter()
+        .any(|h| df_core::relayed::is_credential(&h.name));
     let mut job_blobs = Vec::with_capacity(blobs.len());
     let mut commands: Commands = Vec::new();
     for (b, task_id) in blobs {
@@ -430,9 +457,7 @@ fn assign(
             return Err(format!("{what}{filtered} is connected to this scheduler"));
         }
         let mut targets = Vec::with_capacity(chosen.len());
-        let seed_chosen = chosen
-            .iter()
-            .any(|h| h.is_seed && seed_owner.as_deref() == Some(h.id.as_str()));
+        let fetcher = origin_fetcher(&chosen, seed_owner.as_deref(), &task_id);
         for h in chosen {
             let digest = if b.digest.starts_with("sha256:") {
                 b.digest.clone()
@@ -440,6 +465,9 @@ fn assign(
                 String::new()
             };
             let fetches_from_origin = h.is_seed && seed_owner.as_deref() == Some(h.id.as_str());
+            // With credentials, one host reads the origin and the others wait for it; without,
+            // any of them may be sent there, as for a client's pull.
+            let reads_origin = !credentials || fetcher.as_deref() == Some(h.id.as_str());
             commands.push((
                 h.id.clone(),
                 pb::HostResponse {
@@ -448,9 +476,8 @@ fn assign(
                         task_id: task_id.to_string(),
                         url: b.url.clone(),
                         // The registry token goes only to the host that reads the origin; the
-                        // others get the blob from it. Without a seed among the chosen, any of
-                        // them may be sent to the origin, so all get it.
-                        headers: if fetches_from_origin || !seed_chosen {
+                        // others get the blob from it.
+                        headers: if reads_origin {
                             headers.clone()
                         } else {
                             Vec::new()
@@ -458,6 +485,7 @@ fn assign(
                         piece_length: plan.piece_length.unwrap_or(0),
                         digest,
                         seed: fetches_from_origin,
+                        awaits_fetcher: !reads_origin,
                     })),
                 },
             ));
@@ -479,9 +507,9 @@ fn assign(
             targets,
         });
     }
-    // The seed owners first: the others then find them registered as parents.
+    // The origin fetchers first: the others then find them registered as parents.
     commands.sort_by_key(|(_, c)| {
-        !matches!(&c.response, Some(pb::host_response::Response::PreheatTask(t)) if t.seed)
+        matches!(&c.response, Some(pb::host_response::Response::PreheatTask(t)) if t.awaits_fetcher)
     });
     Ok((job_blobs, commands))
 }
@@ -684,6 +712,77 @@ mod tests {
         other.args.scope = String::new();
         let d = Plan::from_request(&other, Duration::from_secs(1)).expect("valid");
         assert_ne!(a.dedup_key(), d.dedup_key());
+    }
+
+    fn connected(name: &str, seed: bool) -> ConnectedHost {
+        let (commands, _) = crate::outbox::outbox(4);
+        ConnectedHost {
+            id: HostId::new("10.0.0.1", name, seed),
+            hostname: name.into(),
+            ip: "10.0.0.1".into(),
+            is_seed: seed,
+            commands,
+        }
+    }
+
+    /// Per command: (host, carries the token, waits for a fetcher, seed flag).
+    fn assigned(scope: &str, hosts: &[ConnectedHost]) -> Vec<(String, bool, bool, bool)> {
+        let mut req: api::CreateJob = serde_json::from_str(HARBOR_BODY).expect("parses");
+        req.args.scope = scope.into();
+        let plan = Plan::from_request(&req, Duration::from_secs(1)).expect("valid");
+        let url = "https://harbor.example.com/v2/library/alpine/blobs/sha256:00";
+        let blob = ResolvedBlob {
+            url: url.into(),
+            digest: "sha256:00".into(),
+            size: Some(1),
+            media_type: String::new(),
+            platform: String::new(),
+        };
+        let task = plan.task_id(url).expect("id");
+        let (_, commands) =
+            assign(&plan, 1, vec![(blob, task)], Some("Bearer t"), hosts).expect("assigned");
+        commands
+            .into_iter()
+            .map(|(host, c)| match c.response {
+                Some(pb::host_response::Response::PreheatTask(t)) => (
+                    host.to_string(),
+                    t.headers.iter().any(|h| h.name == "Authorization"),
+                    t.awaits_fetcher,
+                    t.seed,
+                ),
+                other => panic!("not a preheat command: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_token_goes_only_to_the_one_host_that_reads_the_origin() {
+        // With a seed among the chosen: the seed that owns the task reads the origin, first.
+        let hosts = [
+            connected("seed", true),
+            connected("a", false),
+            connected("b", false),
+        ];
+        let got = assigned("all_peers", &hosts);
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            got[0],
+            (hosts[0].id.to_string(), true, false, true),
+            "{got:?}"
+        );
+        assert!(got[1..].iter().all(|c| !c.1 && c.2 && !c.3), "{got:?}");
+        // Without a seed: one peer gets the token and goes first, the others wait for it.
+        let peers = [
+            connected("a", false),
+            connected("b", false),
+            connected("c", false),
+        ];
+        let got = assigned("all_peers", &peers);
+        assert_eq!(got.iter().filter(|c| c.1).count(), 1, "{got:?}");
+        assert!(got[0].1 && !got[0].2, "the fetcher is sent first: {got:?}");
+        assert!(got[1..].iter().all(|c| !c.1 && c.2), "{got:?}");
+        // The same host every time, so a repeated job does not spread the token.
+        assert_eq!(assigned("all_peers", &peers)[0].0, got[0].0);
     }
 
     #[test]

@@ -164,6 +164,7 @@ impl Scheduler {
                 content_path: reg.content_path.clone(),
                 tx: Some(tx.clone()),
                 stream_generation: generation,
+                awaits_fetcher: reg.awaits_fetcher,
                 ..Peer::pending(peer_id.clone(), host_id.clone())
             },
         );
@@ -403,7 +404,14 @@ impl Scheduler {
         let Some(task) = state.tasks.get(task_id) else {
             return;
         };
-        if task.mesh.neighbours(peer_id).next().is_some() {
+        if task.mesh.neighbours(peer_id).next().is_some() && !task.awaits_its_fetcher(peer_id) {
+            return;
+        }
+        if task.peers.get(peer_id).is_some_and(|p| p.awaits_fetcher) {
+            // Its preheat job gave the origin's credentials to another host; it joins that
+            // host's swarm when the host registers, and asking the origin or a seed for it
+            // would go without credentials.
+            self.metrics.decision("wait");
             return;
         }
         // A task behind credentials is read by a peer that has them: a seed has none.

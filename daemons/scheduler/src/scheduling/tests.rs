@@ -68,6 +68,44 @@ fn task_id() -> TaskId {
 }
 
 #[test]
+fn a_download_awaiting_a_fetcher_is_never_sent_to_the_origin_and_joins_the_fetcher() {
+    let s = Scheduler::new(Config::default());
+    let t = task_id();
+    // A preheat job gave the credentials to h1 only; h2's command arrives first.
+    let (tx, mut waiter) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
+    s.peer_register(
+        pb::RegisterPeer {
+            task_id: t.to_string(),
+            peer_id: "peer-h2".into(),
+            url: "http://o/x".into(),
+            awaits_fetcher: true,
+            host: Some(host("h2", false)),
+            ..Default::default()
+        },
+        tx,
+    )
+    .expect("registers");
+    assert!(
+        !replies(&mut waiter)
+            .iter()
+            .any(|r| matches!(r, PeerReply::BackToSource(_))),
+        "without credentials it would only get the origin's refusal"
+    );
+    let (_, mut fetcher) = register(&s, &t, "h1", false);
+    let got = replies(&mut fetcher);
+    assert!(
+        got.iter().any(|r| matches!(r, PeerReply::BackToSource(_))),
+        "the host with the credentials reads the origin: {got:?}"
+    );
+    let got = replies(&mut waiter);
+    assert!(
+        got.iter().any(|r| matches!(r, PeerReply::Parents(p)
+            if p.parents.iter().any(|p| p.peer_id == "peer-h1"))),
+        "the waiter is linked to the fetcher: {got:?}"
+    );
+}
+
+#[test]
 fn without_a_seed_the_first_peer_goes_to_the_origin_and_the_next_use_it() {
     let s = Scheduler::new(Config::default());
     let t = task_id();
