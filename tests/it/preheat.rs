@@ -694,3 +694,40 @@ async fn jobs_survive_a_scheduler_restart_and_ids_are_not_reused() {
         "the rerun read the layer again"
     );
 }
+
+/// Without a seed, one chosen peer gets the registry token and reads the origin; the others
+/// register as downloads awaiting it and get every blob from it, none stuck or refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_seed_one_peer_reads_the_origin_for_all_peers() {
+    let cluster = Cluster::start_with(1, 0, 3, &with_token, &|_, _| {}).await;
+    let root = tempfile::tempdir().expect("tempdir");
+    let origin = OriginHandle::start(registry_origin(root.path(), None))
+        .await
+        .expect("origin");
+    let repo = "seedless/image";
+    let (_, blobs) = write_image(root.path(), repo, "t", &[2 * MIB, 512 * KIB], 9);
+    let body = harbor_body(&origin.url(&format!("/v2/{repo}/manifests/t")))
+        .replace(r#""scope":"single_peer""#, r#""scope":"all_peers""#);
+    let (status, created) = post_job(&cluster.schedulers[0], Some(TOKEN), &body).await;
+    assert_eq!(status, 200, "{created}");
+    let done = finished(&cluster.schedulers[0], created["id"].as_u64().expect("id")).await;
+    assert_eq!(done.state, "SUCCESS", "{}", done.error);
+    for b in &done.blobs {
+        assert_eq!(b.peers.len(), 3, "{}", b.digest);
+        assert!(
+            b.peers.iter().all(|p| p.state == "succeeded"),
+            "{:?}",
+            b.peers
+        );
+        let from_origin = b.peers.iter().filter(|p| p.source == "origin").count();
+        assert_eq!(from_origin, 1, "one reader of the origin: {:?}", b.peers);
+    }
+    for b in &blobs {
+        assert_eq!(
+            origin.stats.path_bytes(&b.path(repo)),
+            b.size,
+            "{}: the origin is read once for 3 peers",
+            b.digest
+        );
+    }
+}
