@@ -20,7 +20,7 @@ fn dfctl(args: &[&str]) -> Output {
         .expect("run dfctl")
 }
 
-fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let out = dfctl(args);
     assert!(
         out.status.success(),
@@ -821,17 +821,23 @@ fn cert_trust_prints_the_steps_and_applies_them_under_a_root() {
 }
 
 /// A daemon process killed when the test ends, however it ends.
-struct Daemon {
+pub(crate) struct Daemon {
     child: std::process::Child,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Daemon {
     fn start(name: &str, config: &Path, log: PathBuf) -> Self {
+        let argv = [name, "--config", s(config)].map(str::to_owned);
+        Self::spawn(&argv, log)
+    }
+
+    /// Starts the workspace binary `argv[0]` with the rest as its arguments.
+    pub(crate) fn spawn(argv: &[String], log: PathBuf) -> Self {
+        let name = &argv[0];
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(bin(name))
-            .arg("--config")
-            .arg(config)
+            .args(&argv[1..])
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
@@ -840,8 +846,13 @@ impl Daemon {
         Self { child, log }
     }
 
+    /// The exit status once the daemon has exited.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Panics with the daemon's log when it has exited.
-    fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!(
                 "exited ({status}):\n{}",
@@ -868,7 +879,7 @@ fn with_line(text: &str, from: &str, to: &str) -> String {
     text.replace(from, to)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind")
