@@ -16,7 +16,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use clap::Parser as _;
-use dfctl::helm_values::{CaSource, HelmValues, HelmValuesOptions, PullPolicy, RuntimeKind};
+use dfctl::helm_values::{
+    CaSource, HelmValues, HelmValuesOptions, IDENTITY_SECRETS, IdentitySource, PullPolicy,
+    RuntimeKind,
+};
 use serde::Deserialize as _;
 use tokio::io::AsyncWriteExt as _;
 use yaml_serde::Value;
@@ -453,6 +456,14 @@ async fn helm_lint_passes_with_default_and_dfctl_values() {
                 registries: Vec::new(),
                 seed_replicas: 0,
                 ca: CaSource::ExistingSecret("dragonfly-ca".into()),
+                identity: IdentitySource::ExistingSecrets(IDENTITY_SECRETS.map(str::to_owned)),
+                ..HelmValuesOptions::default()
+            },
+        ),
+        (
+            "dfctl-plaintext.yaml",
+            HelmValuesOptions {
+                identity: IdentitySource::Plaintext,
                 ..HelmValuesOptions::default()
             },
         ),
@@ -590,6 +601,11 @@ async fn dfctl_values_with_a_ca_drive_the_rendered_cluster() {
             cert: cert.clone(),
             key: key.clone(),
         },
+        identity: IdentitySource::CertManager {
+            issuer: "cluster-identity".into(),
+            cluster_issuer: true,
+            per_pod: false,
+        },
     };
     let file = helm.values_file("values.yaml", &dfctl_values(&options));
     // Hijacking needs the CA; the daemon config keys come from peer.config, as an operator sets them.
@@ -601,10 +617,24 @@ async fn dfctl_values_with_a_ca_drive_the_rendered_cluster() {
     let manifests = helm
         .template("dragonfly", &["-f", &file, "-f", &user])
         .await;
-    validate_strict(&manifests, "1.37.0").await;
+    validate_strict(&crate::helm_identity::core_objects(&manifests), "1.37.0").await;
     let objects = parse_objects(&manifests);
 
     let peer = check_daemon_configs(&objects, "dragonfly", Some((&cert, &key)));
+    let shared = ["scheduler", "seed", "peer"].map(|r| format!("rel-dragonfly-lite-{r}-identity"));
+    crate::helm_identity::check_identity(
+        &objects,
+        &crate::helm_identity::Expect::Shared {
+            secrets: shared,
+            seed_name: "dragonfly-lite".into(),
+            peer_name: "dragonfly-lite".into(),
+        },
+    );
+    let issuer = find(&objects, "Certificate", "rel-dragonfly-lite-peer-identity");
+    assert_eq!(
+        issuer["spec"]["issuerRef"]["kind"].as_str(),
+        Some("ClusterIssuer")
+    );
     assert_eq!(peer.schedulers.len(), 3);
     assert_eq!(peer.proxy_addr.port(), 65001);
     let hijack: Vec<&str> = peer.proxy.hijack_hosts.iter().map(|r| r.as_str()).collect();

@@ -71,8 +71,13 @@ fn load(objects: &[Value], role: &str) -> (TlsSetting, Option<String>) {
         let config = df_scheduler::Config::validate(&path, raw).unwrap_or_else(|e| panic!("{e}"));
         return (config.tls, None);
     }
-    let raw: df_peer::config::RawConfig =
+    let mut raw: df_peer::config::RawConfig =
         df_core::config::parse_yaml(&path, text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // The interception CA's files exist only in the pod (helm::check_daemon_configs checks
+    // them); the identity is what is checked here.
+    raw.proxy.hijack.ca_cert = None;
+    raw.proxy.hijack.ca_key = None;
+    raw.proxy.hijack.hosts.clear();
     let named = (!raw.host.hostname.is_empty()).then(|| raw.host.hostname.clone());
     let config = df_peer::Config::validate(&path, raw).unwrap_or_else(|e| panic!("{e}"));
     (config.tls, named)
@@ -217,7 +222,7 @@ pub(crate) fn check_identity(objects: &[Value], expect: &Expect) {
 
 /// The manifests without the cert-manager objects, whose CRD schemas kubernetes-validate
 /// does not bundle.
-fn core_objects(manifests: &str) -> String {
+pub(crate) fn core_objects(manifests: &str) -> String {
     manifests
         .split("\n---")
         .filter(|doc| !doc.contains("apiVersion: cert-manager.io/"))

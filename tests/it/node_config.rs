@@ -9,6 +9,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use rustls_pki_types::pem::PemObject as _;
+
 use crate::cli::bin;
 
 fn dfctl(args: &[&str]) -> Output {
@@ -704,6 +706,29 @@ fn init_writes_a_profile_whose_daemon_configs_the_daemons_load() {
         "{readme}"
     );
     helm_lint(&values);
+    // The chart's identities: one Secret per role, made by the README's commands from
+    // identity/helm/<role>/, each certificate named as the rendered daemons announce.
+    assert!(text.contains("mode: existingSecrets"), "{text}");
+    for (role, secret) in ["scheduler", "seed", "peer"]
+        .into_iter()
+        .zip(dfctl::helm_values::IDENTITY_SECRETS)
+    {
+        assert!(
+            readme.contains(&format!(
+                "create secret generic {secret} --from-file=ca.crt=identity/ca.crt \\\n  \
+                 --from-file=identity/helm/{role}/tls.crt --from-file=identity/helm/{role}/tls.key"
+            )),
+            "{readme}"
+        );
+        let pem =
+            std::fs::read(profile.join(format!("identity/helm/{role}/tls.crt"))).expect("identity");
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("PEM");
+        let id = df_core::identity::Identity::from_der(&der).expect("an identity");
+        assert_eq!(id.role.as_str(), role);
+        if role != "scheduler" {
+            assert_eq!(id.name, dfctl::helm_values::SHARED_IDENTITY_NAME, "{role}");
+        }
+    }
     // Re-running keeps the CA (certificates issued from it stay valid).
     let ca = std::fs::read(profile.join("pki/ca.crt")).expect("ca");
     let out = ok(&args);
