@@ -569,7 +569,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__deploy__subcmd__helm)
-            opts="-f -n -h -V --values --image --image-tag --pull-policy --runtime --registry --schedulers --seeds --seed-cache-size --seed-storage-class --proxy-port --ca-cert --ca-key --ca-secret --release --namespace --kube-context --workdir --helm --dry-run --token-file --help --version"
+            opts="-f -n -h -V --values --image --image-tag --pull-policy --runtime --registry --schedulers --seeds --seed-cache-size --seed-storage-class --proxy-port --ca-cert --ca-key --ca-secret --identity --issuer --cluster-issuer --identity-per-role --release --namespace --kube-context --workdir --helm --dry-run --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -632,6 +632,14 @@ _dfctl() {
                     return 0
                     ;;
                 --ca-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -W "cert-manager existing-secrets plaintext" -- "${cur}"))
+                    return 0
+                    ;;
+                --issuer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -973,7 +981,7 @@ _dfctl() {
             return 0
             ;;
         dfctl__subcmd__gen__subcmd__config__subcmd__helm)
-            opts="-O -h -V --out --dry-run --force --image --image-tag --pull-policy --runtime --registry --schedulers --seeds --seed-cache-size --seed-storage-class --proxy-port --ca-cert --ca-key --ca-secret --token-file --help --version"
+            opts="-O -h -V --out --dry-run --force --image --image-tag --pull-policy --runtime --registry --schedulers --seeds --seed-cache-size --seed-storage-class --proxy-port --ca-cert --ca-key --ca-secret --identity --issuer --cluster-issuer --identity-per-role --token-file --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1036,6 +1044,14 @@ _dfctl() {
                     return 0
                     ;;
                 --ca-secret)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -W "cert-manager existing-secrets plaintext" -- "${cur}"))
+                    return 0
+                    ;;
+                --issuer)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

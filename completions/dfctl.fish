@@ -178,9 +178,15 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l ca-cert -d 'CA certificate (PEM) the peers intercept registry TLS with; needs --ca-key' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l ca-key -d 'The CA\'s private key (PEM)' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l ca-secret -d 'An existing Secret holding the CA (keys ca.crt, ca.key) instead of --ca-cert/--ca-key' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l identity -d 'Where the daemons\' cluster identities come from: cert-manager (--issuer), the Secrets dragonfly-lite-{scheduler,seed,peer}-identity that `dfctl init` says how to make, or the plaintext opt-out (no authentication between daemons)' -r -f -a "cert-manager\t''
+existing-secrets\t''
+plaintext\t''"
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l issuer -d 'The cert-manager issuer holding the cluster identity CA' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l dry-run -d 'Print a unified diff of what would change and write nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l force -d 'Replace a file with other content (a backup is kept)'
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l cluster-issuer -d '--issuer is a ClusterIssuer'
+complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -l identity-per-role -d 'One cert-manager Certificate per role, shared by its pods, instead of one per pod from cert-manager\'s csi-driver (weaker: any peer can claim another peer\'s host ID)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from helm" -s V -l version -d 'Print version'
 complete -c dfctl -n "__fish_dfctl_using_subcommand gen-config; and __fish_seen_subcommand_from help" -f -a "docker" -d 'Docker: HTTP(S)_PROXY drop-in for docker.service, optionally a Docker Hub `registry-mirrors` entry in daemon.json'
@@ -300,12 +306,18 @@ complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subc
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l ca-cert -d 'CA certificate (PEM) the peers intercept registry TLS with; needs --ca-key' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l ca-key -d 'The CA\'s private key (PEM)' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l ca-secret -d 'An existing Secret holding the CA (keys ca.crt, ca.key) instead of --ca-cert/--ca-key' -r
+complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l identity -d 'Where the daemons\' cluster identities come from: cert-manager (--issuer), the Secrets dragonfly-lite-{scheduler,seed,peer}-identity that `dfctl init` says how to make, or the plaintext opt-out (no authentication between daemons)' -r -f -a "cert-manager\t''
+existing-secrets\t''
+plaintext\t''"
+complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l issuer -d 'The cert-manager issuer holding the cluster identity CA' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l release -d 'Helm release name' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -s n -l namespace -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l kube-context -d 'kubeconfig context [default: the current one]' -r
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l workdir -d 'Where the chart and values are written for helm [default: the dfctl state directory]' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l helm -d 'The helm binary' -r -F
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l token-file -d 'File holding the daemons\' admin token [default: DIR/admin-token of the local cluster, else /etc/dragonfly/pki/admin-token]' -r -F
+complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l cluster-issuer -d '--issuer is a ClusterIssuer'
+complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l identity-per-role -d 'One cert-manager Certificate per role, shared by its pods, instead of one per pod from cert-manager\'s csi-driver (weaker: any peer can claim another peer\'s host ID)'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -l dry-run -d 'Print the values and the command; write and run nothing'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -s h -l help -d 'Print help'
 complete -c dfctl -n "__fish_dfctl_using_subcommand deploy; and __fish_seen_subcommand_from helm" -s V -l version -d 'Print version'

@@ -25,6 +25,7 @@ pub const FILES: &[(&str, &str)] = &[
     chart_file!("values.yaml"),
     chart_file!("templates/NOTES.txt"),
     chart_file!("templates/_helpers.tpl"),
+    chart_file!("templates/identity.yaml"),
     chart_file!("templates/ca-secret.yaml"),
     chart_file!("templates/peer.yaml"),
     chart_file!("templates/scheduler.yaml"),

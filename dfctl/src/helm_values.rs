@@ -42,6 +42,8 @@ pub struct HelmValuesOptions {
     /// The peers' proxy port on every node; the runtime is pointed at `127.0.0.1:<port>`.
     pub proxy_port: u16,
     pub ca: CaSource,
+    /// Where the daemons' cluster identities come from (mutual TLS between daemons).
+    pub identity: IdentitySource,
 }
 
 impl Default for HelmValuesOptions {
@@ -58,8 +60,59 @@ impl Default for HelmValuesOptions {
             seed_storage_class: None,
             proxy_port: df_core::ports::PEER_PROXY,
             ca: CaSource::None,
+            identity: IdentitySource::default(),
         }
     }
+}
+
+/// The chart's default cert-manager issuer of the cluster identity CA (`identity.issuerRef`).
+pub const DEFAULT_ISSUER: &str = "dragonfly-lite-identity";
+/// The name the chart's shared (per-role) seed and peer identities carry
+/// (`identity.names`), which `dfctl init` issues them for.
+pub const SHARED_IDENTITY_NAME: &str = "dragonfly-lite";
+/// The Secrets `dfctl init`'s values name for existingSecrets mode: scheduler, seed, peer.
+pub const IDENTITY_SECRETS: [&str; 3] = [
+    "dragonfly-lite-scheduler-identity",
+    "dragonfly-lite-seed-identity",
+    "dragonfly-lite-peer-identity",
+];
+
+/// Where the chart's daemons get their cluster identities (`identity.*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// cert-manager issues them from `issuer`: per pod through its csi-driver, or one
+    /// Certificate per role (`per_pod: false`).
+    CertManager {
+        issuer: String,
+        cluster_issuer: bool,
+        per_pod: bool,
+    },
+    /// Secrets the operator made (scheduler, seed, peer), each with ca.crt, tls.crt, tls.key.
+    ExistingSecrets([String; 3]),
+    /// The explicit opt-out: no authentication between daemons.
+    Plaintext,
+}
+
+impl Default for IdentitySource {
+    /// The chart's default: per-pod certificates from the default issuer.
+    fn default() -> Self {
+        Self::CertManager {
+            issuer: DEFAULT_ISSUER.to_owned(),
+            cluster_issuer: false,
+            per_pod: true,
+        }
+    }
+}
+
+/// `identity.mode` as the chart spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+pub enum IdentityMode {
+    #[serde(rename = "cert-manager")]
+    CertManager,
+    #[serde(rename = "existingSecrets")]
+    ExistingSecrets,
+    #[serde(rename = "plaintext")]
+    Plaintext,
 }
 
 /// Where the peers' proxy gets the CA it intercepts HTTPS with.
@@ -119,6 +172,7 @@ pub struct HelmValues {
     pub image: Image,
     pub runtime: Runtime,
     pub ca: Ca,
+    pub identity: Identity,
     pub scheduler: Scheduler,
     pub seed: Seed,
     pub peer: Peer,
@@ -146,6 +200,31 @@ pub struct Ca {
     pub cert: String,
     pub key: String,
     pub existing_secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Identity {
+    pub mode: IdentityMode,
+    pub issuer_ref: IssuerRef,
+    pub per_pod: bool,
+    pub existing_secrets: IdentitySecrets,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerRef {
+    pub name: String,
+    /// `Issuer` or `ClusterIssuer`.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySecrets {
+    pub scheduler: String,
+    pub seed: String,
+    pub peer: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,6 +350,7 @@ impl HelmValues {
                 }
             }
         };
+        let identity = identity(&options.identity, options.seed_replicas)?;
         Ok(Self {
             image: Image {
                 repository: repo.clone(),
@@ -282,6 +362,7 @@ impl HelmValues {
                 registries: options.registries.clone(),
             },
             ca,
+            identity,
             scheduler: Scheduler {
                 replicas: options.scheduler_replicas,
             },
@@ -314,6 +395,73 @@ impl HelmValues {
         };
         Ok(format!("{HEADER}{secret}{body}"))
     }
+}
+
+/// The chart's `identity` values for `source`; the keys a mode does not use keep the chart's
+/// defaults, so switching modes later is one edit.
+fn identity(source: &IdentitySource, seed_replicas: u32) -> Result<Identity, HelmValuesError> {
+    let mut identity = Identity {
+        mode: IdentityMode::CertManager,
+        issuer_ref: IssuerRef {
+            name: DEFAULT_ISSUER.to_owned(),
+            kind: "Issuer".to_owned(),
+        },
+        per_pod: true,
+        existing_secrets: IdentitySecrets {
+            scheduler: String::new(),
+            seed: String::new(),
+            peer: String::new(),
+        },
+    };
+    match source {
+        IdentitySource::CertManager {
+            issuer,
+            cluster_issuer,
+            per_pod,
+        } => {
+            if !is_dns_subdomain(issuer) {
+                return Err(invalid(
+                    "identity.issuerRef.name",
+                    issuer,
+                    "is not a cert-manager issuer name (lower-case DNS subdomain)",
+                ));
+            }
+            identity.issuer_ref.name = issuer.clone();
+            if *cluster_issuer {
+                identity.issuer_ref.kind = "ClusterIssuer".to_owned();
+            }
+            identity.per_pod = *per_pod;
+        }
+        IdentitySource::ExistingSecrets(secrets) => {
+            let keys = [
+                "identity.existingSecrets.scheduler",
+                "identity.existingSecrets.seed",
+                "identity.existingSecrets.peer",
+            ];
+            for (key, name) in keys.into_iter().zip(secrets) {
+                // Without seeds the seed Secret is not mounted, so it may be left empty.
+                if name.is_empty() && key.ends_with(".seed") && seed_replicas == 0 {
+                    continue;
+                }
+                if !is_dns_subdomain(name) {
+                    return Err(invalid(
+                        key,
+                        name,
+                        "is not a Secret name (lower-case DNS subdomain)",
+                    ));
+                }
+            }
+            identity.mode = IdentityMode::ExistingSecrets;
+            let [scheduler, seed, peer] = secrets.clone();
+            identity.existing_secrets = IdentitySecrets {
+                scheduler,
+                seed,
+                peer,
+            };
+        }
+        IdentitySource::Plaintext => identity.mode = IdentityMode::Plaintext,
+    }
+    Ok(identity)
 }
 
 /// The comment at the top of every values file dfctl writes. The keys are documented once, in
@@ -476,6 +624,21 @@ pub struct HelmValuesArgs {
     /// An existing Secret holding the CA (keys ca.crt, ca.key) instead of --ca-cert/--ca-key.
     #[arg(long, value_name = "NAME")]
     pub ca_secret: Option<String>,
+    /// Where the daemons' cluster identities come from: cert-manager (--issuer), the
+    /// Secrets dragonfly-lite-{scheduler,seed,peer}-identity that `dfctl init` says how to
+    /// make, or the plaintext opt-out (no authentication between daemons).
+    #[arg(long, value_enum, default_value_t = IdentityMode::CertManager)]
+    pub identity: IdentityMode,
+    /// The cert-manager issuer holding the cluster identity CA.
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_ISSUER)]
+    pub issuer: String,
+    /// --issuer is a ClusterIssuer.
+    #[arg(long)]
+    pub cluster_issuer: bool,
+    /// One cert-manager Certificate per role, shared by its pods, instead of one per pod from
+    /// cert-manager's csi-driver (weaker: any peer can claim another peer's host ID).
+    #[arg(long)]
+    pub identity_per_role: bool,
 }
 
 impl HelmValuesArgs {
@@ -491,6 +654,17 @@ impl HelmValuesArgs {
             },
             (_, _, Some(secret)) => CaSource::ExistingSecret(secret.clone()),
             _ => CaSource::None,
+        };
+        let identity = match self.identity {
+            IdentityMode::CertManager => IdentitySource::CertManager {
+                issuer: self.issuer.clone(),
+                cluster_issuer: self.cluster_issuer,
+                per_pod: !self.identity_per_role,
+            },
+            IdentityMode::ExistingSecrets => {
+                IdentitySource::ExistingSecrets(IDENTITY_SECRETS.map(str::to_owned))
+            }
+            IdentityMode::Plaintext => IdentitySource::Plaintext,
         };
         let defaults = HelmValuesOptions::default();
         let options = HelmValuesOptions {
@@ -509,6 +683,7 @@ impl HelmValuesArgs {
             seed_storage_class: self.seed_storage_class.clone(),
             proxy_port: self.proxy_port,
             ca,
+            identity,
         };
         Ok(HelmValues::from_options(&options)?.render()?)
     }
@@ -549,6 +724,11 @@ mod tests {
                 cert: format!("\n{CERT}\n\n"),
                 key: KEY.replace('\n', "\r\n"),
             },
+            identity: IdentitySource::CertManager {
+                issuer: "cluster-identity".to_owned(),
+                cluster_issuer: true,
+                per_pod: false,
+            },
         }
     }
 
@@ -569,6 +749,7 @@ mod tests {
             registries: Vec::new(),
             seed_replicas: 0,
             ca: CaSource::ExistingSecret("dragonfly-ca".to_owned()),
+            identity: IdentitySource::ExistingSecrets(IDENTITY_SECRETS.map(str::to_owned)),
             ..HelmValuesOptions::default()
         };
         insta::assert_snapshot!("existing_secret_values", render(&options));
@@ -616,7 +797,7 @@ mod tests {
         let mut checked = 0;
         assert_same_shape("", &ours, &chart, &mut checked);
         assert_eq!(
-            checked, 13,
+            checked, 20,
             "every scalar and list dfctl writes was compared"
         );
     }
@@ -649,7 +830,31 @@ mod tests {
 
     #[test]
     fn bad_options_name_the_key_and_value() {
-        let cases: [(HelmValuesOptions, &str, &str); 9] = [
+        let cases: [(HelmValuesOptions, &str, &str); 11] = [
+            (
+                HelmValuesOptions {
+                    identity: IdentitySource::CertManager {
+                        issuer: "Vault Issuer".to_owned(),
+                        cluster_issuer: false,
+                        per_pod: true,
+                    },
+                    ..HelmValuesOptions::default()
+                },
+                "identity.issuerRef.name",
+                "Vault Issuer",
+            ),
+            (
+                HelmValuesOptions {
+                    identity: IdentitySource::ExistingSecrets([
+                        "s".to_owned(),
+                        String::new(),
+                        "p".to_owned(),
+                    ]),
+                    ..HelmValuesOptions::default()
+                },
+                "identity.existingSecrets.seed",
+                "''",
+            ),
             (
                 HelmValuesOptions {
                     registries: vec!["https://docker.io".to_owned()],
@@ -738,6 +943,36 @@ mod tests {
             );
             assert!(!text.contains('\n'), "one line: {text}");
         }
+    }
+
+    /// The names dfctl issues and writes for the chart's identities are the chart's own.
+    #[test]
+    fn identity_constants_are_the_charts_defaults() {
+        let chart_path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../templates/helm/dragonfly-lite/values.yaml"
+        );
+        let chart_text = std::fs::read_to_string(chart_path).expect("the chart's values.yaml");
+        let chart: yaml_serde::Value = yaml_serde::from_str(&chart_text).expect("chart yaml");
+        let identity = &chart["identity"];
+        assert_eq!(identity["issuerRef"]["name"].as_str(), Some(DEFAULT_ISSUER));
+        assert_eq!(
+            identity["names"]["seed"].as_str(),
+            Some(SHARED_IDENTITY_NAME)
+        );
+        assert_eq!(
+            identity["names"]["peer"].as_str(),
+            Some(SHARED_IDENTITY_NAME)
+        );
+        assert_eq!(identity["mode"].as_str(), Some("cert-manager"));
+        assert_eq!(identity["perPod"].as_bool(), Some(true));
+        // No seeds: the seed Secret may stay empty.
+        let options = HelmValuesOptions {
+            seed_replicas: 0,
+            identity: IdentitySource::ExistingSecrets(["s".into(), String::new(), "p".into()]),
+            ..HelmValuesOptions::default()
+        };
+        assert!(HelmValues::from_options(&options).is_ok());
     }
 
     #[test]

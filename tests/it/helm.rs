@@ -16,7 +16,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use clap::Parser as _;
-use dfctl::helm_values::{CaSource, HelmValues, HelmValuesOptions, PullPolicy, RuntimeKind};
+use dfctl::helm_values::{
+    CaSource, HelmValues, HelmValuesOptions, IDENTITY_SECRETS, IdentitySource, PullPolicy,
+    RuntimeKind,
+};
 use serde::Deserialize as _;
 use tokio::io::AsyncWriteExt as _;
 use yaml_serde::Value;
@@ -25,7 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(120);
 /// Where the peer containers mount the CA Secret; `proxy.hijack.ca_*` point into it.
 const CA_DIR: &str = "/etc/dragonfly-lite/ca";
 
-fn chart_dir() -> PathBuf {
+pub(crate) fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../templates/helm/dragonfly-lite")
         .canonicalize()
@@ -46,25 +49,25 @@ pub(crate) fn tool(name: &str) -> PathBuf {
 }
 
 /// A hermetic helm: its homes in a temp dir that lives as long as this value.
-struct Helm {
+pub(crate) struct Helm {
     home: tempfile::TempDir,
 }
 
 #[derive(Debug)]
-struct Run {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) ok: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Helm {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             home: tempfile::tempdir().expect("temp dir"),
         }
     }
 
-    async fn run(&self, args: &[&str]) -> Run {
+    pub(crate) async fn run(&self, args: &[&str]) -> Run {
         let mut cmd = tokio::process::Command::new(tool("helm"));
         cmd.args(args)
             .env("HELM_CACHE_HOME", self.home.path().join("cache"))
@@ -75,14 +78,14 @@ impl Helm {
     }
 
     /// Writes `text` as a values file in the temp dir and returns its path.
-    fn values_file(&self, name: &str, text: &str) -> String {
+    pub(crate) fn values_file(&self, name: &str, text: &str) -> String {
         let path = self.home.path().join(name);
         std::fs::write(&path, text).expect("write values");
         path.to_str().expect("utf-8 temp path").to_owned()
     }
 
     /// `helm template` of the chart into namespace `ns`; panics with helm's stderr on failure.
-    async fn template(&self, ns: &str, extra: &[&str]) -> String {
+    pub(crate) async fn template(&self, ns: &str, extra: &[&str]) -> String {
         let chart = chart_dir();
         let mut args = vec![
             "template",
@@ -137,21 +140,21 @@ pub(crate) async fn validate_strict(manifests: &str, version: &str) {
 }
 
 /// The rendered objects, in order.
-fn parse_objects(manifests: &str) -> Vec<Value> {
+pub(crate) fn parse_objects(manifests: &str) -> Vec<Value> {
     yaml_serde::Deserializer::from_str(manifests)
         .map(|doc| Value::deserialize(doc).expect("rendered YAML parses"))
         .filter(|v| !v.is_null())
         .collect()
 }
 
-fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+pub(crate) fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
     objects
         .iter()
         .find(|o| o["kind"].as_str() == Some(kind) && o["metadata"]["name"].as_str() == Some(name))
         .unwrap_or_else(|| panic!("no {kind} {name} rendered"))
 }
 
-fn kinds(objects: &[Value]) -> Vec<String> {
+pub(crate) fn kinds(objects: &[Value]) -> Vec<String> {
     let mut kinds: Vec<String> = objects
         .iter()
         .map(|o| {
@@ -166,7 +169,7 @@ fn kinds(objects: &[Value]) -> Vec<String> {
     kinds
 }
 
-fn strings(value: &Value) -> Vec<String> {
+pub(crate) fn strings(value: &Value) -> Vec<String> {
     value
         .as_sequence()
         .unwrap_or_else(|| panic!("not a list: {value:?}"))
@@ -187,7 +190,7 @@ fn container_port(workload: &Value, name: &str) -> u16 {
         .unwrap_or_else(|| panic!("no container port {name}"))
 }
 
-fn mount_path<'a>(container: &'a Value, volume: &str) -> &'a str {
+pub(crate) fn mount_path<'a>(container: &'a Value, volume: &str) -> &'a str {
     container["volumeMounts"]
         .as_sequence()
         .expect("volumeMounts")
@@ -197,7 +200,7 @@ fn mount_path<'a>(container: &'a Value, volume: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no mount of volume {volume}"))
 }
 
-fn volume<'a>(workload: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn volume<'a>(workload: &'a Value, name: &str) -> &'a Value {
     workload["spec"]["template"]["spec"]["volumes"]
         .as_sequence()
         .expect("volumes")
@@ -320,13 +323,10 @@ fn check_daemon_configs(objects: &[Value], ns: &str, ca: Option<(&str, &str)>) -
     assert_eq!(peer.proxy_addr.port(), container_port(ds, "proxy"));
     assert_eq!(peer.admin_addr.port(), container_port(ds, "admin"));
     let peer_container = &ds["spec"]["template"]["spec"]["containers"][0];
+    // The rest of the command line (`--hostname` of per-pod identities) is helm_identity's.
     assert_eq!(
-        peer_container["command"],
-        Value::from(vec![
-            "dfdaemon",
-            "--config",
-            "/etc/dragonfly-lite/dfdaemon.yaml"
-        ])
+        strings(&peer_container["command"])[..3],
+        ["dfdaemon", "--config", "/etc/dragonfly-lite/dfdaemon.yaml"]
     );
     assert_eq!(
         Path::new(mount_path(peer_container, "data")),
@@ -456,6 +456,14 @@ async fn helm_lint_passes_with_default_and_dfctl_values() {
                 registries: Vec::new(),
                 seed_replicas: 0,
                 ca: CaSource::ExistingSecret("dragonfly-ca".into()),
+                identity: IdentitySource::ExistingSecrets(IDENTITY_SECRETS.map(str::to_owned)),
+                ..HelmValuesOptions::default()
+            },
+        ),
+        (
+            "dfctl-plaintext.yaml",
+            HelmValuesOptions {
+                identity: IdentitySource::Plaintext,
                 ..HelmValuesOptions::default()
             },
         ),
@@ -559,6 +567,8 @@ async fn every_runtime_kind_renders_strictly_valid_manifests_and_loadable_config
             "{kind}: no CA, no ServiceMonitor by default"
         );
         check_daemon_configs(&objects, "p2p", None);
+        // Secure by default: every daemon's identity from its own certificate.
+        crate::helm_identity::check_identity(&objects, &crate::helm_identity::Expect::PerPod);
         let (argv, mounts) = init_container(&objects);
         assert_eq!(argv, want_argv, "{kind}: the gen-config contract");
         let want_mounts: Vec<(String, String)> = want_mounts
@@ -591,6 +601,11 @@ async fn dfctl_values_with_a_ca_drive_the_rendered_cluster() {
             cert: cert.clone(),
             key: key.clone(),
         },
+        identity: IdentitySource::CertManager {
+            issuer: "cluster-identity".into(),
+            cluster_issuer: true,
+            per_pod: false,
+        },
     };
     let file = helm.values_file("values.yaml", &dfctl_values(&options));
     // Hijacking needs the CA; the daemon config keys come from peer.config, as an operator sets them.
@@ -602,10 +617,24 @@ async fn dfctl_values_with_a_ca_drive_the_rendered_cluster() {
     let manifests = helm
         .template("dragonfly", &["-f", &file, "-f", &user])
         .await;
-    validate_strict(&manifests, "1.37.0").await;
+    validate_strict(&crate::helm_identity::core_objects(&manifests), "1.37.0").await;
     let objects = parse_objects(&manifests);
 
     let peer = check_daemon_configs(&objects, "dragonfly", Some((&cert, &key)));
+    let shared = ["scheduler", "seed", "peer"].map(|r| format!("rel-dragonfly-lite-{r}-identity"));
+    crate::helm_identity::check_identity(
+        &objects,
+        &crate::helm_identity::Expect::Shared {
+            secrets: shared,
+            seed_name: "dragonfly-lite".into(),
+            peer_name: "dragonfly-lite".into(),
+        },
+    );
+    let issuer = find(&objects, "Certificate", "rel-dragonfly-lite-peer-identity");
+    assert_eq!(
+        issuer["spec"]["issuerRef"]["kind"].as_str(),
+        Some("ClusterIssuer")
+    );
     assert_eq!(peer.schedulers.len(), 3);
     assert_eq!(peer.proxy_addr.port(), 65001);
     let hijack: Vec<&str> = peer.proxy.hijack_hosts.iter().map(|r| r.as_str()).collect();

@@ -1,9 +1,10 @@
 //! The workspace's one integration test binary: in-process clusters (`p2p`), the real
 //! binaries driven as an operator would (`cli`), where dfctl writes and what it leaves there
 //! (`destinations`), the Helm chart checked with the real helm and kubernetes-validate
-//! (`helm`), the node/cluster configuration dfctl writes, checked by its real readers
-//! (`node_config`), the cluster identity against hostile hosts (`identity`), private blobs in
-//! the shared cache (`access`), preheat jobs
+//! (`helm`) with its cluster identity in every mode (`helm_identity`), the node/cluster
+//! configuration dfctl writes, checked by its real readers (`node_config`), the cluster
+//! identity against hostile hosts (`identity`), private blobs in the shared cache (`access`),
+//! preheat jobs
 //! (`preheat`), `dfctl top` on a real terminal (`top`), daemon configs through a YAML 1.1 tool
 //! (`yaml11`), and the benchmarks at toy size (`bench`).
 
@@ -16,6 +17,7 @@ mod destinations;
 mod docker_path;
 mod e2e;
 mod helm;
+mod helm_identity;
 mod hostile;
 mod identity;
 mod node_config;

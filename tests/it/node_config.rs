@@ -9,6 +9,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use rustls_pki_types::pem::PemObject as _;
+
 use crate::cli::bin;
 
 fn dfctl(args: &[&str]) -> Output {
@@ -20,7 +22,7 @@ fn dfctl(args: &[&str]) -> Output {
         .expect("run dfctl")
 }
 
-fn ok(args: &[&str]) -> String {
+pub(crate) fn ok(args: &[&str]) -> String {
     let out = dfctl(args);
     assert!(
         out.status.success(),
@@ -704,6 +706,29 @@ fn init_writes_a_profile_whose_daemon_configs_the_daemons_load() {
         "{readme}"
     );
     helm_lint(&values);
+    // The chart's identities: one Secret per role, made by the README's commands from
+    // identity/helm/<role>/, each certificate named as the rendered daemons announce.
+    assert!(text.contains("mode: existingSecrets"), "{text}");
+    for (role, secret) in ["scheduler", "seed", "peer"]
+        .into_iter()
+        .zip(dfctl::helm_values::IDENTITY_SECRETS)
+    {
+        assert!(
+            readme.contains(&format!(
+                "create secret generic {secret} --from-file=ca.crt=identity/ca.crt \\\n  \
+                 --from-file=identity/helm/{role}/tls.crt --from-file=identity/helm/{role}/tls.key"
+            )),
+            "{readme}"
+        );
+        let pem =
+            std::fs::read(profile.join(format!("identity/helm/{role}/tls.crt"))).expect("identity");
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("PEM");
+        let id = df_core::identity::Identity::from_der(&der).expect("an identity");
+        assert_eq!(id.role.as_str(), role);
+        if role != "scheduler" {
+            assert_eq!(id.name, dfctl::helm_values::SHARED_IDENTITY_NAME, "{role}");
+        }
+    }
     // Re-running keeps the CA (certificates issued from it stay valid).
     let ca = std::fs::read(profile.join("pki/ca.crt")).expect("ca");
     let out = ok(&args);
@@ -821,17 +846,23 @@ fn cert_trust_prints_the_steps_and_applies_them_under_a_root() {
 }
 
 /// A daemon process killed when the test ends, however it ends.
-struct Daemon {
+pub(crate) struct Daemon {
     child: std::process::Child,
-    log: PathBuf,
+    pub(crate) log: PathBuf,
 }
 
 impl Daemon {
     fn start(name: &str, config: &Path, log: PathBuf) -> Self {
+        let argv = [name, "--config", s(config)].map(str::to_owned);
+        Self::spawn(&argv, log)
+    }
+
+    /// Starts the workspace binary `argv[0]` with the rest as its arguments.
+    pub(crate) fn spawn(argv: &[String], log: PathBuf) -> Self {
+        let name = &argv[0];
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(bin(name))
-            .arg("--config")
-            .arg(config)
+            .args(&argv[1..])
             .stdin(std::process::Stdio::null())
             .stdout(out.try_clone().expect("log file"))
             .stderr(out)
@@ -840,8 +871,13 @@ impl Daemon {
         Self { child, log }
     }
 
+    /// The exit status once the daemon has exited.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// Panics with the daemon's log when it has exited.
-    fn assert_running(&mut self) {
+    pub(crate) fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!(
                 "exited ({status}):\n{}",
@@ -868,7 +904,7 @@ fn with_line(text: &str, from: &str, to: &str) -> String {
     text.replace(from, to)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind")

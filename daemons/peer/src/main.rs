@@ -14,6 +14,12 @@ struct Args {
     /// Configuration file (YAML).
     #[arg(long, short, default_value = df_peer::config::DEFAULT_CONFIG_PATH)]
     config: PathBuf,
+    /// This host's name, instead of `host.hostname`: the NAME of its cluster identity
+    /// (`dragonfly://<seed|peer>/NAME`) and of its host ID. A flag because one config file
+    /// often serves many hosts, each with its own identity: the Helm chart passes
+    /// `--hostname $(POD_NAME)` so a pod's name matches its per-pod certificate.
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
 }
 
 #[tokio::main]
@@ -29,7 +35,12 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> anyhow::Result<()> {
     let args = Args::parse();
-    let config = df_peer::Config::load(&args.config)?;
+    let mut config = df_peer::Config::load(&args.config)?;
+    if let Some(name) = args.hostname {
+        // The name becomes part of host IDs and is matched against the certificate's URI.
+        df_core::identity::check_name(&name).context("--hostname")?;
+        config.hostname = name;
+    }
     let (hub, _guard) = df_core::telemetry::init(
         "dfdaemon",
         config.log_dir.as_deref(),

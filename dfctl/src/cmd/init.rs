@@ -13,13 +13,15 @@
 //!   interception CA above (it vouches for daemons, not registries), kept when present;
 //!   `identity/scheduler/<host>/tls.{crt,key}`: each scheduler's identity, re-issued every
 //!   run (short-lived); every daemon link is mutual TLS with these;
+//!   `identity/helm/<scheduler|seed|peer>/tls.{crt,key}`: the Helm chart's per-role
+//!   identities (its existingSecrets mode), re-issued every run too;
 //! - `daemons/dfscheduler.yaml`, `daemons/dfdaemon-seed.yaml`, `daemons/dfdaemon-peer.yaml`,
 //!   whose `tls:` names the node's identity under `/etc/dragonfly/tls/`;
 //! - `nodes/<docker|containerd|crio|podman>/...`: exactly what `dfctl gen-config <runtime>`
 //!   writes on a node that has no runtime config yet (a reference and a dry-run aid);
 //! - `helm/values.yaml`: values for the project's chart (`dfctl deploy helm -f`), with the CA
-//!   taken from a Secret the README says how to create, so the CA key is not copied into a
-//!   values file that tends to end up in a git repository;
+//!   and the identities taken from Secrets the README says how to create, so no key is copied
+//!   into a values file that tends to end up in a git repository;
 //! - `README.md`: the summary.
 //!
 //! Everything but the CA is derived from the flags and rewritten on every run (atomically).
@@ -137,6 +139,10 @@ pub const PROFILE_FILES: &[(&str, &str)] = &[
     (
         "identity/scheduler/<host>/",
         "each scheduler's tls.crt and tls.key, for its /etc/dragonfly/tls/",
+    ),
+    (
+        "identity/helm/<role>/",
+        "the Helm chart's scheduler, seed and peer identities, one per role (its Secrets)",
     ),
     (
         "daemons/dfscheduler.yaml",
@@ -395,7 +401,47 @@ fn identities(dir: &Path, p: &Profile, key_type: KeyType) -> anyhow::Result<Stri
             df_core::identity::uri(df_core::identity::Role::Scheduler, host)
         ));
     }
+    for (role, name) in helm_identities() {
+        let out_dir = ca_dir.join("helm").join(role.as_str());
+        let (cert, _) = daemon_leaf(&ca_dir, &out_dir, role, name, &[])?;
+        out.push_str(&format!(
+            "identity  {} for {} (Helm)\n",
+            cert.display(),
+            df_core::identity::uri(role, name)
+        ));
+    }
     Ok(out)
+}
+
+/// The chart's per-role identities and their names: what its existingSecrets mode mounts
+/// (seeds and peers announce `identity.names`, [`crate::helm_values::SHARED_IDENTITY_NAME`];
+/// the scheduler is checked by role only).
+fn helm_identities() -> [(df_core::identity::Role, &'static str); 3] {
+    use df_core::identity::Role;
+    let name = crate::helm_values::SHARED_IDENTITY_NAME;
+    [
+        (Role::Scheduler, name),
+        (Role::Seed, name),
+        (Role::Peer, name),
+    ]
+}
+
+/// The kubectl commands that make the chart's identity Secrets from `identity/`, one a line;
+/// `apply` so a re-run after `dfctl init` renewed the certificates updates them (the daemons
+/// reload the files).
+fn identity_secret_commands() -> String {
+    let mut out = String::new();
+    for ((role, _), secret) in helm_identities()
+        .into_iter()
+        .zip(crate::helm_values::IDENTITY_SECRETS)
+    {
+        let dir = format!("identity/helm/{role}");
+        out.push_str(&format!(
+            "kubectl -n dragonfly-system create secret generic {secret} --from-file=ca.crt=identity/ca.crt \\\n  \
+             --from-file={dir}/tls.crt --from-file={dir}/tls.key --dry-run=client -o yaml | kubectl apply -f -\n"
+        ));
+    }
+    out
 }
 
 /// The dfdaemon's proxy bind address for runtimes that reach it at `peer`.
@@ -453,10 +499,18 @@ fn readme(dir: &Path, p: &Profile, ca_note: &str) -> String {
          5. Check: `dfctl status`; pull an image and look for `X-Dragonfly-Task-ID` in the\n   \
             dfdaemon's responses.\n\n\
          On Kubernetes instead of steps 1-3: `kubectl -n dragonfly-system create secret generic\n\
-         {secret} --from-file=ca.crt=pki/ca.crt --from-file=ca.key=pki/ca.key`, then\n\
-         `dfctl deploy helm -f helm/values.yaml` (set `runtime.kind` there for docker or CRI-O\n\
-         nodes).\n",
+         {secret} --from-file=ca.crt=pki/ca.crt --from-file=ca.key=pki/ca.key`, the daemons'\n\
+         identities (one per role, shared by its pods; run these again after each `dfctl init`,\n\
+         which renews them for 90 days, and the daemons reload them):\n\n\
+         ```sh\n{identity_secrets}```\n\n\
+         then `dfctl deploy helm -f helm/values.yaml` (set `runtime.kind` there for docker or CRI-O\n\
+         nodes). With cert-manager and its csi-driver, every pod gets its own identity instead (a\n\
+         peer cannot then pose as another): make a CA Issuer `{issuer}` from `identity/ca.crt` and\n\
+         `identity/ca.key` and set `identity.mode: cert-manager` (the chart's README, \"Cluster\n\
+         identity\").\n",
         secret = CA_SECRET,
+        identity_secrets = identity_secret_commands(),
+        issuer = crate::helm_values::DEFAULT_ISSUER,
         pki_step = pki_step(p),
         dir = dir.display(),
         schedulers = p.schedulers.join(", "),
@@ -506,12 +560,16 @@ fn pki_step(p: &Profile) -> String {
 pub const CA_SECRET: &str = "dragonfly-lite-ca";
 
 /// The chart values for this profile: its registries, on containerd nodes, the CA from
-/// [`CA_SECRET`].
+/// [`CA_SECRET`], the identities `identity/helm/` holds from
+/// [`crate::helm_values::IDENTITY_SECRETS`] (what init can give without cert-manager).
 fn helm_values(p: &Profile) -> anyhow::Result<String> {
     let options = crate::helm_values::HelmValuesOptions {
         registries: p.registries.iter().map(|r| r.host().to_owned()).collect(),
         proxy_port: p.peer.port(),
         ca: crate::helm_values::CaSource::ExistingSecret(CA_SECRET.to_owned()),
+        identity: crate::helm_values::IdentitySource::ExistingSecrets(
+            crate::helm_values::IDENTITY_SECRETS.map(str::to_owned),
+        ),
         ..crate::helm_values::HelmValuesOptions::default()
     };
     Ok(crate::helm_values::HelmValues::from_options(&options)?.render()?)
