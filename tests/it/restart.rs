@@ -191,8 +191,11 @@ async fn swarm_of_16(size: u64, blob: u64, rolling: bool) -> (Duration, u64) {
         pulls.spawn(async move { fetch(admin, &url, None).await });
     }
     if rolling {
+        // Spread over the swarm: about S / (8 MiB/s) long, so a quarter of that apart (0.7 s
+        // at least, for the small default size).
+        let apart = Duration::from_secs_f64((size as f64 / (8 * MIB) as f64 / 4.0).max(0.7));
         for i in 0..3 {
-            tokio::time::sleep(Duration::from_millis(700)).await;
+            tokio::time::sleep(apart).await;
             let took = restart_scheduler(&mut cluster, i, grace).await;
             eprintln!(
                 "restarted scheduler-{i} at {:?} (old one exited in {took:?})",

@@ -11,7 +11,16 @@ impl Scheduler {
         let now = Instant::now();
         let mut guard = self.lock();
         let state = &mut *guard;
-        let task_ids: Vec<TaskId> = state.tasks.keys().cloned().collect();
+        // Only tasks whose mesh may link someone now, or with a peer waiting for a parent:
+        // the rest would cost a pass over their peers for nothing, under the one lock.
+        let task_ids: Vec<TaskId> = state
+            .tasks
+            .values()
+            .filter(|t| {
+                t.mesh.needs_tick() || t.peers.values().any(|p| p.state == PeerState::Pending)
+            })
+            .map(|t| t.id.clone())
+            .collect();
         for task_id in task_ids {
             let Some(task) = state.tasks.get_mut(&task_id) else {
                 continue;
