@@ -21,6 +21,8 @@ pub enum Refused {
     Tasks(usize),
     #[error("task {task} has {count} peers, the limit (limits.max_peers_per_task)")]
     Peers { task: TaskId, count: usize },
+    #[error("the scheduler holds {0} peers, its limit (limits.max_peers)")]
+    AllPeers(usize),
 }
 
 /// A host announcing itself: known hosts always, new ones while below `max_hosts`.
@@ -50,14 +52,18 @@ pub(crate) fn admit_peer(
 ) -> Result<(), Refused> {
     admit_host(state, limits, host)?;
     admit_task(state, limits, task)?;
-    if let Some(t) = state.tasks.get(task)
-        && !t.peers.contains_key(peer)
-        && t.peers.len() >= limits.max_peers_per_task
-    {
+    let known = state.tasks.get(task);
+    if known.is_some_and(|t| t.peers.contains_key(peer)) {
+        return Ok(());
+    }
+    if let Some(t) = known.filter(|t| t.peers.len() >= limits.max_peers_per_task) {
         return Err(Refused::Peers {
             task: task.clone(),
             count: t.peers.len(),
         });
+    }
+    if state.peer_count >= limits.max_peers {
+        return Err(Refused::AllPeers(state.peer_count));
     }
     Ok(())
 }
@@ -98,6 +104,7 @@ mod tests {
             max_hosts: 2,
             max_tasks: 1,
             max_peers_per_task: 1,
+            max_peers: 2,
             max_blocklist: 1,
             max_content_length: 1 << 30,
         }
@@ -139,6 +146,22 @@ mod tests {
         // The same peer registering again keeps its place.
         assert_eq!(
             admit_peer(&state, &l, &host, &a, &PeerId::from("p1".to_owned())),
+            Ok(())
+        );
+        // All tasks' peers together: a new peer on a task with room is refused at the cap,
+        // a known one still passes.
+        let roomy = Limits {
+            max_tasks: 10,
+            max_peers_per_task: 10,
+            ..l
+        };
+        state.peer_count = roomy.max_peers;
+        assert_eq!(
+            admit_peer(&state, &roomy, &host, &b, &PeerId::from("p3".to_owned())),
+            Err(Refused::AllPeers(2))
+        );
+        assert_eq!(
+            admit_peer(&state, &roomy, &host, &a, &PeerId::from("p1".to_owned())),
             Ok(())
         );
     }

@@ -87,6 +87,7 @@ pub struct Limits {
     pub max_hosts: usize,
     pub max_tasks: usize,
     pub max_peers_per_task: usize,
+    pub max_peers: usize,
     pub max_blocklist: usize,
     pub max_content_length: u64,
 }
@@ -97,6 +98,7 @@ impl Limits {
             ("limits.max_hosts", raw.max_hosts),
             ("limits.max_tasks", raw.max_tasks),
             ("limits.max_peers_per_task", raw.max_peers_per_task),
+            ("limits.max_peers", raw.max_peers),
         ] {
             if v == 0 {
                 return Err(ConfigError::invalid(path, key, "must be at least 1"));
@@ -106,6 +108,7 @@ impl Limits {
             max_hosts: raw.max_hosts,
             max_tasks: raw.max_tasks,
             max_peers_per_task: raw.max_peers_per_task,
+            max_peers: raw.max_peers,
             max_blocklist: raw.max_blocklist,
             max_content_length: raw.max_content_length.0,
         })

@@ -295,6 +295,10 @@ pub struct State {
     pub hosts: HashMap<HostId, Host>,
     pub tasks: HashMap<TaskId, Task>,
     pub next_generation: u64,
+    /// Peers of all tasks: recounted at each gc, counted up as registrations add peers, so
+    /// an upper bound between gcs (removals are not subtracted), which `limits.max_peers`
+    /// admission is checked against.
+    pub peer_count: usize,
 }
 
 impl State {

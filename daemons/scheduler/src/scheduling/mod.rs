@@ -156,7 +156,7 @@ impl Scheduler {
         }
         task.updated_at = now;
         let bitmap = Bitmap::new(task.piece_count());
-        task.peers.insert(
+        let replaced = task.peers.insert(
             peer_id.clone(),
             Peer {
                 is_seed,
@@ -168,6 +168,9 @@ impl Scheduler {
                 ..Peer::pending(peer_id.clone(), host_id.clone())
             },
         );
+        if replaced.is_none() {
+            state.peer_count += 1;
+        }
         let resumed = crate::restart::resume(
             task,
             &peer_id,

@@ -510,3 +510,22 @@ fn credentials_for_a_seed_are_handed_over_once_not_kept() {
     assert_eq!(seed.headers.len(), 1, "the seed gets them for its fetch");
     s.with_state(|st| assert!(st.tasks[&t].origin_headers.is_empty(), "not kept"));
 }
+
+#[test]
+fn the_peer_count_grows_with_registrations_and_is_recounted_at_gc() {
+    let s = Scheduler::new(Config::default());
+    let t = task_id();
+    let (p1, _r1) = register(&s, &t, "h1", false);
+    let _second = register(&s, &t, "h2", false);
+    // Registering again is not a new peer.
+    let _again = register(&s, &t, "h1", false);
+    assert_eq!(s.with_state(|st| st.peer_count), 2);
+    s.with_state(|st| {
+        if let Some(task) = st.tasks.get_mut(&t) {
+            remove_peer(task, &p1);
+        }
+    });
+    assert_eq!(s.with_state(|st| st.peer_count), 2, "an upper bound until gc");
+    s.gc();
+    assert_eq!(s.with_state(|st| st.peer_count), 1);
+}

@@ -82,6 +82,7 @@ impl Scheduler {
             .tasks
             .retain(|_, t| !t.peers.is_empty() || now.duration_since(t.updated_at) <= cfg.task_ttl);
         let removed_tasks = before - state.tasks.len();
+        state.peer_count = state.tasks.values().map(|t| t.peers.len()).sum();
         if removed_peers + removed_tasks + silent.len() > 0 {
             tracing::info!(
                 hosts = silent.len(),
