@@ -34,19 +34,27 @@ use super::piece_io::{BodyReader, PieceError};
 use crate::download::Engine;
 use crate::storage::{StorageError, StoredTask, TaskFailure};
 
-/// Attempts per piece against the origin before the download fails.
 /// Tries of one piece from the origin: with [`origin_backoff`] between them, a piece rides
-/// out about 7.5 s of origin errors (a registry's brief 503s, a restarting backend) before
+/// out about 8.5 s of origin errors (a registry's brief 503s, a restarting backend) before
 /// the download fails.
-const ORIGIN_ATTEMPTS: u32 = 5;
+const ORIGIN_ATTEMPTS: u32 = 10;
 
-/// The wait before try `attempt` (1-based) of a piece from the origin: none before the
-/// first, then 0.5 s doubling (0.5, 1, 2, 4 s), so retries do not hammer an origin in trouble.
+/// The wait before try `attempt` (1-based) of a piece from the origin, before jitter: none
+/// before the first, 0.5 s before the second, then 1 s. Not doubling: an origin back from an
+/// outage is found within a second (doubling to 4 s found it up to 2.5 s late, the tail of
+/// `df-bench chaos`), and one request a second per piece in flight does not hammer it.
 fn origin_backoff(attempt: u32) -> Duration {
     match attempt {
         0 | 1 => Duration::ZERO,
-        n => Duration::from_millis(500) * 2u32.saturating_pow(n.saturating_sub(2).min(6)),
+        2 => Duration::from_millis(500),
+        _ => Duration::from_secs(1),
     }
+}
+
+/// [`origin_backoff`] spread by ±25 %, so the pieces that failed together do not retry
+/// together.
+fn jittered(wait: Duration) -> Duration {
+    wait.mul_f64(0.75 + fastrand::f64() / 2.0)
 }
 
 pub struct Conductor {
@@ -306,7 +314,7 @@ impl Conductor {
                 };
                 let task = self.task.clone();
                 running.push(async move {
-                    tokio::time::sleep(origin_backoff(attempt)).await;
+                    tokio::time::sleep(jittered(origin_backoff(attempt))).await;
                     let started = Instant::now();
                     let result = async {
                         let resp = origin.piece(offset, len).await?;
@@ -474,9 +482,15 @@ mod tests {
     fn origin_retries_back_off_long_enough_to_ride_out_a_short_outage() {
         assert_eq!(origin_backoff(1), Duration::ZERO);
         assert_eq!(origin_backoff(2), Duration::from_millis(500));
-        assert_eq!(origin_backoff(5), Duration::from_secs(4));
+        assert_eq!(origin_backoff(5), Duration::from_secs(1));
+        // The shortest jitter still outlasts `df-bench chaos`'s 5 s outage.
         let total: Duration = (1..=ORIGIN_ATTEMPTS).map(origin_backoff).sum();
-        assert!(total >= Duration::from_secs(7), "{total:?}");
-        assert!(origin_backoff(u32::MAX) <= Duration::from_secs(32));
+        assert!(total.mul_f64(0.75) >= Duration::from_secs(6), "{total:?}");
+        // Found within about a second of coming back.
+        assert!(origin_backoff(u32::MAX) <= Duration::from_secs(1));
+        for _ in 0..100 {
+            let j = jittered(Duration::from_secs(1));
+            assert!((Duration::from_millis(750)..=Duration::from_millis(1250)).contains(&j));
+        }
     }
 }
