@@ -33,6 +33,12 @@ pub const HEADER_SOURCE: &str = "x-dragonfly-source";
 /// every upload slot is taken (`upload.slots`); ask another holder, or this one once its
 /// bitmap advertises a free slot. A 503 without it is an ordinary failure.
 pub const HEADER_UPLOAD_BUSY: &str = "x-dragonfly-upload-busy";
+/// On a piece response of a peer's piece server: the upload slot sending it (an unguessable
+/// token). The child may send its next piece request to the same parent with this header
+/// while the piece is still arriving: instead of *busy*, that request waits and takes the slot
+/// over when the current piece ends (one waiting request per slot), so the slot streams pieces
+/// back to back instead of idling a round trip between them.
+pub const HEADER_UPLOAD_SLOT: &str = "x-dragonfly-upload-slot";
 /// On the download API: the `Authorization` to send to the origin. The request's own
 /// `Authorization` is the admin API's bearer token and never leaves the node.
 pub const HEADER_ORIGIN_AUTHORIZATION: &str = "x-dragonfly-origin-authorization";

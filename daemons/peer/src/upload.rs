@@ -2,7 +2,9 @@
 //!
 //! - `GET /pieces/<task id>/<piece number>`: the piece's bytes, only if this peer holds it;
 //!   `503` with [`df_core::HEADER_UPLOAD_BUSY`] when every upload slot of the task
-//!   (`upload.slots`) is taken (the rules are `crate::admission`);
+//!   (`upload.slots`) is taken (the rules are `crate::admission`). The response names its slot
+//!   ([`df_core::HEADER_UPLOAD_SLOT`]); a request naming a slot still sending waits (at most
+//!   [`QUEUE_WAIT`], one per slot) and takes that slot over when its piece ends;
 //! - `GET /tasks/<task id>/bitmap?have=N&pieces=P&wait_ms=W[&full=1]`: the piece bitmap and
 //!   this daemon's upload load, held open up to W ms until this peer holds more than N pieces
 //!   or learns a layout other than P pieces (so children follow a parent that is itself
@@ -12,6 +14,7 @@
 //! a task this peer knows, the piece number must parse and be held. Uploads are throttled by a
 //! daemon-wide and a per-connection rate limit.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -26,9 +29,10 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::admission::{self, Answer};
+use crate::admission::{self, Answer, Follows};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{PieceStore, StoredTask};
@@ -72,8 +76,45 @@ impl UploadCounters {
     }
 }
 
-const READ_CHUNK: u64 = 256 * 1024;
+/// Bytes read from the task file and handed to the connection at once; small, so a slot
+/// tracks what has left rather than what was queued (with [`WRITE_BUFFER`], [`UNSENT_LOWAT`]).
+const READ_CHUNK: u64 = 32 * 1024;
+/// hyper's buffer per upload connection (its floor is 8 KiB; request headers fit easily).
+const WRITE_BUFFER: usize = 64 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Unsent bytes an upload connection may hold in the kernel (`TCP_NOTSENT_LOWAT`): a body
+/// write waits while more are queued, so a slot ends at most this much (plus what is in
+/// flight) before its piece has left.
+const UNSENT_LOWAT: u32 = 64 * 1024;
+/// How long a request queued behind a slot waits for the slot's current piece to end before it
+/// is answered busy. A piece normally ends well within this (256 KiB at a third of 4 MiB/s is
+/// 0.2 s, 4 MiB at a third of 16 MiB/s 0.75 s); only a stalled transfer makes it wait this long,
+/// and then the child is better told busy and asks elsewhere.
+const QUEUE_WAIT: Duration = Duration::from_secs(5);
+
+/// One task's upload slots still sending, by token, each with the request (if any) waiting to
+/// take it over. At most one entry per slot taken (`TaskState::uploads`), so bounded by
+/// `upload.slots`.
+#[derive(Default)]
+pub struct SlotTable(HashMap<u128, Option<oneshot::Sender<ActiveUpload>>>);
+
+impl std::fmt::Debug for SlotTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let queued = self.0.values().filter(|w| w.is_some()).count();
+        write!(f, "{} slots sending, {queued} queued", self.0.len())
+    }
+}
+
+impl SlotTable {
+    /// What the slot `token` names is doing, for [`admission::answer`].
+    fn follows(&self, token: Option<u128>) -> Follows {
+        match token.and_then(|t| self.0.get(&t)) {
+            None => Follows::Nothing,
+            Some(Some(waiter)) if !waiter.is_closed() => Follows::SlotQueued,
+            Some(_) => Follows::Slot,
+        }
+    }
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BitmapReply {
@@ -117,6 +158,15 @@ pub(crate) async fn run(
         ConnectionLimit::new("upload", limits.max_connections),
         stopping,
         move |tcp, _| {
+            // An upload slot lasts while its piece's body is being written, so the body must
+            // not finish long before its bytes leave: without this the kernel takes a whole
+            // piece into the send buffer at once (it grows to MiBs), the slot frees at once
+            // and the cap on uploads at once means nothing on a real link (measured under
+            // `df-bench swarm --netns`: no slot ever stayed taken). Only unsent bytes are
+            // limited, not bytes in flight, so a connection's rate is not.
+            if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(UNSENT_LOWAT) {
+                tracing::debug!(error = %e, "cannot set TCP_NOTSENT_LOWAT on an upload connection");
+            }
             let ctx = ctx.clone();
             let stop = stop.clone();
             let per_conn = Arc::new(RateLimiter::new(ctx.per_connection_rate));
@@ -132,7 +182,10 @@ pub(crate) async fn run(
             let tls = tls.clone();
             DrainsItself::new(async move {
                 let stream = tls.accept(tcp).await.map_err(ConnectionError::Tls)?.stream;
+                // Few buffered bytes above the socket too, for the same reason as
+                // UNSENT_LOWAT: hyper would otherwise queue a whole piece (up to ~400 KiB).
                 let connection = df_core::serve::http1(limits.header_read_timeout)
+                    .max_buf_size(WRITE_BUFFER)
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
                 df_core::serve::drained(connection, &stop)
                     .await
@@ -165,7 +218,15 @@ async fn route(
     let query = req.uri().query().unwrap_or_default().to_owned();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
-        ["pieces", task, number] => piece(&ctx, per_conn, task, number).await,
+        ["pieces", task, number] => {
+            // A malformed token is no token: the request is admitted as a new one.
+            let follows = req
+                .headers()
+                .get(df_core::HEADER_UPLOAD_SLOT)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| u128::from_str_radix(v, 16).ok());
+            piece(&ctx, per_conn, task, number, follows, stop).await
+        }
         ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query, stop).await,
         ["healthz"] => text(StatusCode::OK, "ok"),
         _ => text(StatusCode::NOT_FOUND, "no such route\n"),
@@ -177,6 +238,8 @@ async fn piece(
     per_conn: Arc<RateLimiter>,
     task: &str,
     number: &str,
+    follows: Option<u128>,
+    stop: &CancellationToken,
 ) -> Response<Body> {
     let (Ok(id), Ok(n)) = (task.parse::<TaskId>(), number.parse::<u32>()) else {
         return text(StatusCode::BAD_REQUEST, "bad task id or piece number\n");
@@ -186,26 +249,20 @@ async fn piece(
     };
     let admitted = {
         let mut st = task.state();
-        admit(ctx, &task, &mut st, n)
+        admit(ctx, &task, &mut st, n, follows)
     };
     let (offset, len, active) = match admitted {
-        Ok(a) => a,
-        Err(Answer::Busy) => {
-            ctx.metrics.piece("upload", "busy");
-            let mut resp = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "every upload slot is taken\n",
-            );
-            resp.headers_mut().insert(
-                df_core::HEADER_UPLOAD_BUSY,
-                http::HeaderValue::from_static("1"),
-            );
-            return resp;
-        }
+        Ok(Admitted::Now(offset, len, active)) => (offset, len, active),
+        Ok(Admitted::Queued(offset, len, waiting)) => match take_over(waiting, stop).await {
+            Some(active) => (offset, len, active),
+            None => return busy(ctx),
+        },
+        Err(Answer::Busy) => return busy(ctx),
         // Also a seed's answer for a piece it already sent (super-seeding): the child asks
         // another neighbour, or the seed for another piece.
         Err(_) => return text(StatusCode::NOT_FOUND, "piece not held\n"),
     };
+    let token = active.token;
     task.touch();
     let hold = task.hold();
     let ctx = ctx.clone();
@@ -238,18 +295,60 @@ async fn piece(
     let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(body.boxed())));
     resp.headers_mut()
         .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
+    if let Ok(v) = http::HeaderValue::from_str(&format!("{token:032x}")) {
+        resp.headers_mut().insert(df_core::HEADER_UPLOAD_SLOT, v);
+    }
     resp
 }
 
-/// Whether piece `n` is sent now ([`crate::admission`]): held, not already sent by a
-/// super-seeding seed, and one of the task's upload slots free. On yes the slot is taken and a
-/// seed records the piece as sent; returns the piece's range and the slot.
+fn busy(ctx: &Uploads) -> Response<Body> {
+    ctx.metrics.piece("upload", "busy");
+    let mut resp = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "every upload slot is taken\n",
+    );
+    resp.headers_mut().insert(
+        df_core::HEADER_UPLOAD_BUSY,
+        http::HeaderValue::from_static("1"),
+    );
+    resp
+}
+
+/// Waits for the slot a queued request is behind; `None` (answer busy) if it is still sending
+/// after [`QUEUE_WAIT`], the slot went away, or the server is stopping.
+async fn take_over(
+    mut waiting: oneshot::Receiver<ActiveUpload>,
+    stop: &CancellationToken,
+) -> Option<ActiveUpload> {
+    tokio::select! {
+        handed = &mut waiting => return handed.ok(),
+        _ = tokio::time::sleep(QUEUE_WAIT) => {}
+        _ = stop.cancelled() => {}
+    }
+    // Closed first so the slot cannot be handed over any more; one handed over just before
+    // is taken (dropping it would free the slot, which is also fine, but it is ours to use).
+    waiting.close();
+    waiting.try_recv().ok()
+}
+
+/// A request [`admit`] let through: sent now on a new slot, or queued behind the slot it named.
+enum Admitted {
+    Now(u64, u64, ActiveUpload),
+    Queued(u64, u64, oneshot::Receiver<ActiveUpload>),
+}
+
+/// Whether piece `n` is sent now or after the slot `follows` names ([`crate::admission`]):
+/// held, not already sent by a super-seeding seed, and one of the task's upload slots free, or
+/// the named slot still sending with nobody waiting behind it. On yes the slot is taken (or the
+/// request registered as its successor) and a seed records the piece as sent (so no other
+/// neighbour is offered it meanwhile); returns the piece's range and the slot or the wait.
 fn admit(
     ctx: &Arc<Uploads>,
     task: &Arc<StoredTask>,
     st: &mut crate::storage::TaskState,
     n: u32,
-) -> Result<(u64, u64, ActiveUpload), Answer> {
+    follows: Option<u128>,
+) -> Result<Admitted, Answer> {
     let Some((offset, len)) = st.layout.and_then(|l| l.range(n)) else {
         return Err(Answer::NotHeld);
     };
@@ -263,43 +362,92 @@ fn admit(
         piece: n,
         uploads: st.uploads,
         slots,
+        follows: st.upload_slots.follows(follows),
     });
-    if answer != Answer::Send {
-        return Err(answer);
+    match answer {
+        Answer::Send => {
+            st.uploads += 1;
+            if ctx.seed {
+                st.sent.set(n);
+            }
+            // Unguessable (OS randomness), so only the child that was sent the slot's header
+            // can queue behind it.
+            let token = uuid::Uuid::new_v4().as_u128();
+            st.upload_slots.0.insert(token, None);
+            let active = ActiveUpload::start(ctx.clone(), task.clone(), token);
+            Ok(Admitted::Now(offset, len, active))
+        }
+        Answer::Queue => {
+            let (tx, rx) = oneshot::channel();
+            let slot = follows.and_then(|t| st.upload_slots.0.get_mut(&t));
+            let Some(slot) = slot else {
+                // Cannot happen (the answer was Queue because the slot is there).
+                return Err(Answer::Busy);
+            };
+            *slot = Some(tx);
+            if ctx.seed {
+                st.sent.set(n);
+            }
+            Ok(Admitted::Queued(offset, len, rx))
+        }
+        other => Err(other),
     }
-    st.uploads += 1;
-    if ctx.seed {
-        st.sent.set(n);
-    }
-    Ok((offset, len, ActiveUpload::start(ctx.clone(), task.clone())))
 }
 
-/// An upload in progress, holding one of its task's `upload.slots`; counted daemon-wide for
-/// heartbeats and metrics.
-struct ActiveUpload {
+/// An upload in progress, holding one of its task's `upload.slots` (named `token` in
+/// [`SlotTable`]); counted daemon-wide for heartbeats and metrics. Dropped when its piece's
+/// last byte is handed to the connection: the slot then passes to the request queued behind it,
+/// if any, else it is freed.
+pub struct ActiveUpload {
     ctx: Arc<Uploads>,
     task: Arc<StoredTask>,
+    token: u128,
 }
 
 impl ActiveUpload {
-    /// Counts an upload whose slot the caller took (`TaskState::uploads`).
-    fn start(ctx: Arc<Uploads>, task: Arc<StoredTask>) -> Self {
+    /// Counts an upload whose slot the caller took (`TaskState::uploads`, `upload_slots`).
+    fn start(ctx: Arc<Uploads>, task: Arc<StoredTask>, token: u128) -> Self {
         ctx.counters.active.fetch_add(1, Ordering::AcqRel);
         ctx.metrics.active_uploads.inc();
-        Self { ctx, task }
+        Self { ctx, task, token }
     }
 }
 
 impl Drop for ActiveUpload {
     fn drop(&mut self) {
+        // One lock for both outcomes, so no request can queue behind a slot being freed.
+        let (waiter, was_full) = {
+            let mut st = self.task.state();
+            let waiter = st
+                .upload_slots
+                .0
+                .get_mut(&self.token)
+                .and_then(Option::take)
+                .filter(|w| !w.is_closed());
+            if waiter.is_some() {
+                (waiter, false)
+            } else {
+                st.upload_slots.0.remove(&self.token);
+                let before = st.uploads;
+                st.uploads = before.saturating_sub(1);
+                (None, admission::is_full(before, self.ctx.slots))
+            }
+        };
+        if let Some(waiter) = waiter {
+            // The slot, still counted, goes to the queued request. If that request gave up
+            // in between, the slot comes back and dropping it frees it (outside the lock).
+            let next = ActiveUpload {
+                ctx: self.ctx.clone(),
+                task: self.task.clone(),
+                token: self.token,
+            };
+            if let Err(back) = waiter.send(next) {
+                drop(back);
+            }
+            return;
+        }
         self.ctx.counters.active.fetch_sub(1, Ordering::AcqRel);
         self.ctx.metrics.active_uploads.dec();
-        let was_full = {
-            let mut st = self.task.state();
-            let before = st.uploads;
-            st.uploads = before.saturating_sub(1);
-            admission::is_full(before, self.ctx.slots)
-        };
         // Neighbours told busy wait on the task's bitmap long-poll with `full=1`.
         if was_full {
             self.task.notify();

@@ -276,15 +276,20 @@ pub async fn start_scheduler(
     let home = dir.join("scheduler");
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let config_path = home.join("dfscheduler.yaml");
+    // The token as the daemons have it: under `--netns` the admin API is not on loopback,
+    // and without a token the scheduler answers local clients only (403).
+    write_token(&home.join("admin-token"))?;
     write_file(
         &config_path,
         &format!(
             "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http_addr}\"\n{}{}\
+             admin:\n  token_file: \"{}\"\n\
              log:\n  dir: \"{}\"\n  level: info\n  stderr: \"off\"\n",
             candidate_parents
                 .map(|n| format!("scheduler:\n  candidate_parents: {n}\n"))
                 .unwrap_or_default(),
             tls_yaml(tls),
+            home.join("admin-token").display(),
             home.join("log").display()
         ),
     )?;

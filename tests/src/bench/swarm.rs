@@ -68,6 +68,10 @@ pub struct SwarmConfig {
     /// Every process on its own network-namespace host, caps by `tc` (see `netns.rs`).
     #[serde(default)]
     pub netns: bool,
+    /// Under `netns`, keep the daemons' own limiters on as well (at the same caps): they pace
+    /// what each daemon sends, where without them TCP bursts into the `tbf` queue and loses.
+    #[serde(default)]
+    pub netns_limiters: bool,
     /// Fraction of the peers killed mid-swarm (`--churn`, see `churn.rs`); 0: none.
     #[serde(default)]
     pub churn: f64,
@@ -372,8 +376,15 @@ async fn run_cluster(
     dir: &Path,
     procs: &mut ProcessSet,
 ) -> anyhow::Result<SwarmRun> {
-    // Under --netns the kernel enforces the caps and the daemons' own limiters are off.
-    let limit = |rate: u64| if lab.is_some() { 0 } else { rate };
+    // Under --netns the kernel enforces the caps and the daemons' own limiters are off,
+    // unless asked for too (`netns_limiters`).
+    let limit = |rate: u64| {
+        if lab.is_some() && !cfg.netns_limiters {
+            0
+        } else {
+            rate
+        }
+    };
     if let Some(lab) = lab {
         lab.shape(netns::ORIGIN_HOST, cfg.origin_rate, 0)?;
     }

@@ -155,6 +155,10 @@ struct SwarmArgs {
     /// kernel (tc tbf) and the daemons' limiters off; needs root.
     #[arg(long)]
     netns: bool,
+    /// With --netns: keep the daemons' own rate limiters on too, at the same caps (they pace
+    /// each daemon's sending under the kernel's caps).
+    #[arg(long, requires = "netns")]
+    netns_limiters: bool,
     /// Skip the direct baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -351,6 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 churn: 0.0,
                 chaos: None,
                 netns: a.netns,
+                netns_limiters: a.netns_limiters,
                 plaintext: a.plaintext,
                 baseline: !a.no_baseline,
                 verify: !a.no_verify,
@@ -523,6 +528,7 @@ async fn run_chaos(
         churn: 0.0,
         chaos: None,
         netns: false,
+        netns_limiters: false,
         plaintext: a.plaintext,
         baseline: false,
         verify: true,

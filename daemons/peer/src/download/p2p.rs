@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::conductor::{Conductor, Link, storage_failure};
-use super::parent::{ParentEvent, ParentLink, fetch_piece};
+use super::parent::{ParentEvent, ParentLink, PieceRequest, fetch_piece};
 use super::picker::{Fetch, PickEvent, Picker, PickerConfig};
 use super::piece_io::PieceError;
 use crate::storage::TaskFailure;
@@ -41,6 +41,9 @@ struct Swarm {
     expected: HashMap<u32, PieceDigest>,
     sources: HashMap<PeerId, ParentLink>,
     fetches: JoinSet<PieceResult>,
+    /// The upload slot each streaming fetch holds at its source, by piece, for the fetch the
+    /// picker queues behind it.
+    slots: HashMap<u32, String>,
     events_tx: mpsc::UnboundedSender<ParentEvent>,
     last_progress: Instant,
 }
@@ -56,6 +59,7 @@ impl Conductor {
             expected: HashMap::new(),
             sources: HashMap::new(),
             fetches: JoinSet::new(),
+            slots: HashMap::new(),
             events_tx,
             last_progress: Instant::now(),
         };
@@ -201,7 +205,11 @@ impl Conductor {
     }
 
     fn start_fetch(&self, swarm: &mut Swarm, layout: PieceLayout, fetch: Fetch) {
-        let Fetch { piece, source } = fetch;
+        let Fetch {
+            piece,
+            source,
+            behind,
+        } = fetch;
         let (Some(&digest), Some(link)) = (swarm.expected.get(&piece), swarm.sources.get(&source))
         else {
             // Cannot happen (the picker only picks verifiable pieces from known sources); if
@@ -214,8 +222,18 @@ impl Conductor {
             return;
         };
         let (ctx, task, base) = (self.ctx.clone(), self.task.clone(), link.base.clone());
+        // The slot may be gone already (the piece ahead just ended): the fetch then goes as a
+        // new request, answered busy if every slot is taken.
+        let behind = behind.and_then(|b| swarm.slots.get(&b).cloned());
+        let events = swarm.events_tx.clone();
         swarm.fetches.spawn(async move {
-            let r = fetch_piece(&ctx, &task, layout, piece, &base, digest).await;
+            let req = PieceRequest {
+                base: &base,
+                parent: &source,
+                behind: behind.as_deref(),
+                events: &events,
+            };
+            let r = fetch_piece(&ctx, &task, layout, piece, req, digest).await;
             (piece, source, r)
         });
     }
@@ -231,6 +249,7 @@ impl Conductor {
         result: Result<(u64, Duration), PieceError>,
     ) -> Result<(), TaskFailure> {
         let ctx = &self.ctx;
+        swarm.slots.remove(&n);
         match result {
             Ok((len, cost)) => {
                 let seed = swarm.sources.get(&source).is_some_and(|p| p.is_seed);
@@ -325,6 +344,20 @@ fn on_source_event(swarm: &mut Swarm, link: &Link, ev: ParentEvent) {
                     source: parent,
                     uploads,
                     full,
+                });
+            }
+        }
+        ParentEvent::Slot {
+            parent,
+            piece,
+            slot,
+        } => {
+            // Only while the fetch is in flight: its end removes the slot.
+            if swarm.picker.in_flight_from(piece, &parent) {
+                swarm.slots.insert(piece, slot);
+                swarm.picker.handle(PickEvent::Streaming {
+                    piece,
+                    source: parent,
                 });
             }
         }

@@ -33,6 +33,13 @@ pub enum ParentEvent {
         parent: PeerId,
         error: String,
     },
+    /// A fetch of `piece` got an upload slot at `parent`, named `slot`: its response headers
+    /// arrived and the bytes follow.
+    Slot {
+        parent: PeerId,
+        piece: u32,
+        slot: String,
+    },
 }
 
 pub struct ParentLink {
@@ -160,22 +167,36 @@ async fn watch_parent(
     }
 }
 
-/// Fetches piece `n` from the parent at `base` into the task file and checks it against the
+/// Where one piece fetch goes: the parent, and the upload slot it queues behind (if any).
+pub struct PieceRequest<'a> {
+    pub base: &'a str,
+    pub parent: &'a PeerId,
+    /// The slot of a fetch from this parent still streaming ([`df_core::HEADER_UPLOAD_SLOT`]).
+    pub behind: Option<&'a str>,
+    /// Told the slot this fetch gets, so a fetch can be queued behind it.
+    pub events: &'a mpsc::UnboundedSender<ParentEvent>,
+}
+
+/// Fetches piece `n` from the parent of `req` into the task file and checks it against the
 /// scheduler's digest. Returns the bytes written and how long it took.
 pub async fn fetch_piece(
     ctx: &Engine,
     task: &StoredTask,
     layout: PieceLayout,
     n: u32,
-    base: &str,
+    req: PieceRequest<'_>,
     expected: PieceDigest,
 ) -> Result<(u64, Duration), PieceError> {
     let started = Instant::now();
     let Some((offset, len)) = layout.range(n) else {
         return Err(PieceError::NotFound);
     };
-    let url = format!("{base}/pieces/{}/{n}", task.id);
-    let resp = ctx.peers.get(&url).send().await.map_err(|e| {
+    let url = format!("{}/pieces/{}/{n}", req.base, task.id);
+    let mut get = ctx.peers.get(&url);
+    if let Some(slot) = req.behind {
+        get = get.header(df_core::HEADER_UPLOAD_SLOT, slot);
+    }
+    let resp = get.send().await.map_err(|e| {
         if e.is_timeout() {
             PieceError::Timeout(ctx.config.piece_timeout)
         } else {
@@ -189,6 +210,18 @@ pub async fn fetch_piece(
             return Err(PieceError::Busy);
         }
         s => return Err(PieceError::Status(s)),
+    }
+    if let Some(slot) = resp
+        .headers()
+        .get(df_core::HEADER_UPLOAD_SLOT)
+        .and_then(|v| v.to_str().ok())
+    {
+        // Ignored if the download has ended (the receiver is gone).
+        let _ = req.events.send(ParentEvent::Slot {
+            parent: req.parent.clone(),
+            piece: n,
+            slot: slot.to_owned(),
+        });
     }
     let mut body = BodyReader::new(resp.bytes_stream());
     let got = body

@@ -18,7 +18,14 @@
 //!   when no normal source holds it, and at most `seed_requests` fetches are at seeds (a seed
 //!   serves each piece about once; the swarm spreads it);
 //! - a source that failed (unreachable, bad digest) is never used again; one that lacked a
-//!   piece it advertised keeps serving the rest.
+//!   piece it advertised keeps serving the rest;
+//! - pipelining: once a fetch is *streaming* (the source gave it an upload slot), one more
+//!   fetch from the same source is queued behind it, for the best-ranked wanted piece that
+//!   source holds (at a seed, while normal sources exist, only one no normal source holds).
+//!   The source holds it and hands it the slot when the current piece ends
+//!   (`crate::admission`), so the slot streams back to back instead of idling the round trip
+//!   a request takes to cross queued links. A queued fetch does not count against
+//!   `concurrent` or the source's share until its predecessor ends and it takes its place.
 //!
 //! No endgame duplicates: asking a second holder for the last pieces made no difference in
 //! the simulator (N = 64 and 256, README "Simulated swarms"), and two fetches of one piece
@@ -79,6 +86,9 @@ pub enum PickEvent {
     SourceLost { source: PeerId },
     /// A fetch ended with the piece verified and stored.
     Fetched { piece: u32, source: PeerId },
+    /// The fetch of `piece` from `source` got an upload slot and its bytes are arriving: a
+    /// fetch may be queued behind it.
+    Streaming { piece: u32, source: PeerId },
     /// `source` refused the fetch because its upload slots are full. It still holds the
     /// piece and stays a source, but is not asked until it advertises a free slot.
     Busy { piece: u32, source: PeerId },
@@ -91,11 +101,13 @@ pub enum PickEvent {
     },
 }
 
-/// Fetch `piece` from `source`.
+/// Fetch `piece` from `source`; with `behind`, queued behind that piece's streaming fetch from
+/// the same source (the request names that fetch's upload slot).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetch {
     pub piece: u32,
     pub source: PeerId,
+    pub behind: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -123,9 +135,13 @@ pub struct Picker {
     /// Ordered so that every walk over them, and so a run, is reproducible for a seed.
     sources: BTreeMap<PeerId, Source>,
     lost: HashSet<PeerId>,
-    /// Pieces in flight and their sources.
+    /// Pieces in flight and their sources, queued fetches included.
     inflight: BTreeMap<u32, PeerId>,
     fetches: usize,
+    /// Fetches in flight that hold a slot at their source (`Streaming`).
+    streaming: BTreeSet<u32>,
+    /// Queued fetches: the piece streaming ahead -> the piece queued behind it.
+    queued: BTreeMap<u32, u32>,
     /// Per piece: normal and seed sources that show it.
     normal: Vec<u32>,
     seeds: Vec<u32>,
@@ -145,6 +161,8 @@ impl Picker {
             lost: HashSet::new(),
             inflight: BTreeMap::new(),
             fetches: 0,
+            streaming: BTreeSet::new(),
+            queued: BTreeMap::new(),
             normal: Vec::new(),
             seeds: Vec::new(),
             tie: Vec::new(),
@@ -192,6 +210,11 @@ impl Picker {
                     p.have.set(piece);
                 });
             }
+            PickEvent::Streaming { piece, source } => {
+                if self.inflight.get(&piece) == Some(&source) {
+                    self.streaming.insert(piece);
+                }
+            }
             PickEvent::Busy { piece, source } => {
                 self.end_fetch(piece, &source);
                 if let Some(s) = self.sources.get_mut(&source) {
@@ -223,8 +246,21 @@ impl Picker {
 
     /// Fetches to start now (possibly none); they count as in flight until reported.
     pub fn decide(&mut self) -> Vec<Fetch> {
+        let mut out = self.decide_new();
+        out.extend(self.decide_queued());
+        out
+    }
+
+    /// Fetches in flight that are not queued behind another.
+    fn active(&self) -> usize {
+        self.fetches.saturating_sub(self.queued.len())
+    }
+
+    /// New fetches, up to `concurrent` active ones.
+    fn decide_new(&mut self) -> Vec<Fetch> {
         let limit = self.config.concurrent;
-        if self.fetches >= limit || self.sources.is_empty() {
+        let active = self.active();
+        if active >= limit || self.sources.is_empty() {
             return Vec::new();
         }
         let any_normal = self.sources.values().any(|s| !s.seed);
@@ -259,11 +295,15 @@ impl Picker {
             Box::new(order.into_iter())
         };
         for n in walk {
-            if self.fetches + out.len() >= limit || !room.any(&self.sources) {
+            if active + out.len() >= limit || !room.any(&self.sources) {
                 break;
             }
             if let Some(source) = room.choose(&mut self.sources, &mut self.rng, n) {
-                out.push(Fetch { piece: n, source });
+                out.push(Fetch {
+                    piece: n,
+                    source,
+                    behind: None,
+                });
             }
         }
         for f in &out {
@@ -273,6 +313,50 @@ impl Picker {
         }
         self.fetches += out.len();
         out
+    }
+
+    /// One fetch queued behind each streaming fetch that has none yet.
+    fn decide_queued(&mut self) -> Vec<Fetch> {
+        let ahead: Vec<(u32, PeerId)> = self
+            .streaming
+            .iter()
+            .filter(|p| !self.queued.contains_key(p) && !self.is_queued(**p))
+            .filter_map(|p| self.inflight.get(p).map(|s| (*p, s.clone())))
+            .collect();
+        let any_normal = self.sources.values().any(|s| !s.seed);
+        let mut out = Vec::new();
+        for (ahead, source) in ahead {
+            let Some(s) = self.sources.get(&source) else {
+                continue;
+            };
+            // Same rule as new fetches: a seed only for what no normal source holds.
+            let seed_only = s.seed && any_normal;
+            let piece = self
+                .wanted
+                .iter()
+                .filter(|r| !seed_only || r.0)
+                .map(|r| r.4)
+                .find(|&n| s.bitmap.get(n));
+            let Some(piece) = piece else {
+                continue;
+            };
+            self.touch(piece, |p| {
+                p.inflight.insert(piece, source.clone());
+            });
+            self.queued.insert(ahead, piece);
+            self.fetches += 1;
+            out.push(Fetch {
+                piece,
+                source,
+                behind: Some(ahead),
+            });
+        }
+        out
+    }
+
+    /// Whether `piece` is a fetch still queued behind another.
+    fn is_queued(&self, piece: u32) -> bool {
+        self.queued.values().any(|&q| q == piece)
     }
 
     /// Every piece is held (false before the layout is known).
@@ -305,6 +389,11 @@ impl Picker {
 
     pub fn in_flight(&self) -> usize {
         self.fetches
+    }
+
+    /// Whether a fetch of `piece` from `source` is in flight.
+    pub fn in_flight_from(&self, piece: u32, source: &PeerId) -> bool {
+        self.inflight.get(&piece) == Some(source)
     }
 
     fn layout(&mut self, pieces: u32) {
@@ -412,7 +501,23 @@ impl Picker {
             p.inflight.remove(&piece);
         });
         self.fetches = self.fetches.saturating_sub(1);
-        if let Some(s) = self.sources.get_mut(source) {
+        self.streaming.remove(&piece);
+        // The fetch queued behind this one takes its place at the source (counted as this
+        // one was); a queued fetch that ends first was never counted there.
+        let promoted = self.queued.remove(&piece).is_some();
+        let ahead = self
+            .queued
+            .iter()
+            .find(|(_, q)| **q == piece)
+            .map(|(a, _)| *a);
+        if let Some(ahead) = ahead {
+            // Not queued behind it again: the source refused to queue (the slot stalled or
+            // already ended), and asking again would only repeat that.
+            self.queued.remove(&ahead);
+            self.streaming.remove(&ahead);
+            return;
+        }
+        if !promoted && let Some(s) = self.sources.get_mut(source) {
             s.inflight = s.inflight.saturating_sub(1);
         }
     }
@@ -525,7 +630,8 @@ mod tests {
             p.decide(),
             vec![Fetch {
                 piece: 7,
-                source: id("a")
+                source: id("a"),
+                behind: None,
             }]
         );
     }
@@ -750,6 +856,13 @@ mod tests {
                         full: false,
                     }),
                     6 if rng.u8(..10) == 0 => p.handle(PickEvent::SourceLost { source: id(name) }),
+                    6 => {
+                        let flying: Vec<(u32, PeerId)> =
+                            p.inflight.iter().map(|(n, s)| (*n, s.clone())).collect();
+                        for (piece, source) in flying {
+                            p.handle(PickEvent::Streaming { piece, source });
+                        }
+                    }
                     _ => p.handle(PickEvent::Held { piece: n }),
                 }
                 for n in 0..pieces {
@@ -772,7 +885,107 @@ mod tests {
                     p.wanted.len(),
                     (0..pieces).filter(|&n| p.is_wanted(n)).count()
                 );
+                assert_eq!(p.fetches, p.inflight.len());
+                assert!(p.active() <= p.config.concurrent);
+                assert!(p.queued.len() <= p.streaming.len());
             }
         }
+    }
+
+    #[test]
+    fn one_fetch_is_queued_behind_each_streaming_one_and_takes_its_place() {
+        let mut p = picker(16, 2);
+        p.handle(PickEvent::Held { piece: 0 });
+        add(&mut p, "a", false, 1..16);
+        add(&mut p, "b", false, 1..16);
+        let first = p.decide();
+        assert_eq!(first.len(), 2);
+        assert!(first.iter().all(|f| f.behind.is_none()));
+        assert!(
+            p.decide().is_empty(),
+            "nothing queued before a slot is streaming"
+        );
+        let f = first[0].clone();
+        p.handle(PickEvent::Streaming {
+            piece: f.piece,
+            source: f.source.clone(),
+        });
+        let queued = p.decide();
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        let q = queued[0].clone();
+        assert_eq!((&q.source, q.behind), (&f.source, Some(f.piece)));
+        assert_ne!(q.piece, first[1].piece);
+        assert!(p.decide().is_empty(), "one queued fetch per slot");
+        assert_eq!(
+            p.active(),
+            2,
+            "the queued fetch is not counted against concurrent"
+        );
+        // The piece ahead lands: the queued one is active now, at the same source's share,
+        // and no new fetch is started in its place.
+        p.handle(PickEvent::Fetched {
+            piece: f.piece,
+            source: f.source.clone(),
+        });
+        assert_eq!(p.active(), 2);
+        assert!(p.decide().is_empty());
+        assert_eq!(p.sources[&f.source].inflight, 1);
+        // Once it streams, another is queued behind it.
+        p.handle(PickEvent::Streaming {
+            piece: q.piece,
+            source: q.source.clone(),
+        });
+        let next = p.decide();
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].behind, Some(q.piece));
+    }
+
+    #[test]
+    fn a_queued_fetch_that_fails_first_frees_only_itself() {
+        let mut p = picker(16, 1);
+        p.handle(PickEvent::Held { piece: 0 });
+        add(&mut p, "a", false, 1..16);
+        let f = p.decide().remove(0);
+        p.handle(PickEvent::Streaming {
+            piece: f.piece,
+            source: f.source.clone(),
+        });
+        let q = p.decide().remove(0);
+        p.handle(PickEvent::Busy {
+            piece: q.piece,
+            source: q.source.clone(),
+        });
+        assert_eq!(p.active(), 1);
+        assert_eq!(
+            p.sources[&f.source].inflight, 1,
+            "the streaming fetch still counts"
+        );
+        assert!(p.decide().is_empty(), "a busy source is not asked again");
+        p.handle(PickEvent::Fetched {
+            piece: f.piece,
+            source: f.source,
+        });
+        assert_eq!(p.in_flight(), 0);
+        assert_eq!(p.sources[&id("a")].inflight, 0);
+    }
+
+    #[test]
+    fn at_a_seed_only_what_no_normal_source_holds_is_queued() {
+        let mut p = picker(16, 4);
+        p.handle(PickEvent::Held { piece: 0 });
+        add(&mut p, "seed", true, 0..16);
+        add(&mut p, "a", false, 1..8);
+        let at_seed = p
+            .decide()
+            .into_iter()
+            .find(|f| f.source == id("seed"))
+            .expect("one fetch at the seed");
+        p.handle(PickEvent::Streaming {
+            piece: at_seed.piece,
+            source: id("seed"),
+        });
+        let queued = p.decide();
+        assert_eq!(queued.len(), 1);
+        assert!(queued[0].piece >= 8, "{queued:?}");
     }
 }

@@ -111,6 +111,7 @@ impl TaskMeta {
             uploaded_bytes: self.uploaded_bytes,
             sent: Bitmap::default(),
             uploads: 0,
+            upload_slots: crate::upload::SlotTable::default(),
             last_access: self.last_access,
             pieces_since_save: 0,
         })

@@ -131,6 +131,9 @@ pub struct TaskState {
     /// Uploads of this task in progress (at most `upload.slots`, `crate::admission`); not
     /// persisted.
     pub uploads: u32,
+    /// Those uploads' slots and the request waiting behind each (`crate::upload`); not
+    /// persisted.
+    pub upload_slots: crate::upload::SlotTable,
     pub last_access: u64,
     pub pieces_since_save: u32,
 }
@@ -559,6 +562,7 @@ impl PieceStore {
             uploaded_bytes: 0,
             sent: Bitmap::default(),
             uploads: 0,
+            upload_slots: crate::upload::SlotTable::default(),
             last_access: unix_now(),
             pieces_since_save: 0,
         };

@@ -218,6 +218,9 @@ impl Driver {
             piece,
             uploads: self.uploads[slot],
             slots: self.config.upload_slots,
+            // No request names a slot: the simulator has no latency for pipelining to hide,
+            // and never reports a fetch as streaming, so its pickers queue nothing.
+            follows: admission::Follows::Nothing,
         });
         if answer == Answer::Send {
             self.uploads[slot] += 1;
@@ -354,7 +357,7 @@ impl Driver {
                             missing: true,
                         },
                     ),
-                    Answer::Busy => self.pick(
+                    Answer::Busy | Answer::Queue => self.pick(
                         node,
                         task,
                         PickEvent::Busy {
