@@ -525,7 +525,11 @@ fn the_peer_count_grows_with_registrations_and_is_recounted_at_gc() {
             remove_peer(task, &p1);
         }
     });
-    assert_eq!(s.with_state(|st| st.peer_count), 2, "an upper bound until gc");
+    assert_eq!(
+        s.with_state(|st| st.peer_count),
+        2,
+        "an upper bound until gc"
+    );
     s.gc();
     assert_eq!(s.with_state(|st| st.peer_count), 1);
 }
