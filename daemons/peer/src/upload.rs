@@ -78,7 +78,7 @@ impl UploadCounters {
 
 /// Bytes read from the task file and handed to the connection at once; small, so a slot
 /// tracks what has left rather than what was queued (with [`WRITE_BUFFER`], [`UNSENT_LOWAT`]).
-const READ_CHUNK: u64 = 32 * 1024;
+const READ_CHUNK: u64 = 64 * 1024;
 /// hyper's buffer per upload connection (its floor is 8 KiB; request headers fit easily).
 const WRITE_BUFFER: usize = 64 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(30);
