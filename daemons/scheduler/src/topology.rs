@@ -132,8 +132,9 @@ pub struct Mesh {
     order: Vec<PeerId>,
     rng: fastrand::Rng,
     /// An event since the last `Tick` may have made a new link possible (a peer joined, left,
-    /// lost a link or turned corrupt). Otherwise a `Tick` finds what the last one found: the
-    /// links a peer may make depend only on what those events change. Skipping such ticks is
+    /// completed, lost a link or turned corrupt; a completion leaves a seed feeding fewer
+    /// downloaders). Otherwise a `Tick` finds what the last one found: the links a peer may
+    /// make depend only on what those events change. Skipping such ticks is
     /// what keeps the periodic pass O(changed tasks) instead of O(all peers): 10,000 idle
     /// tasks of 6 peers each cost a core in hashing before (`df-bench scheduler-load`).
     stale: bool,
@@ -168,6 +169,7 @@ impl Mesh {
         if matches!(
             event,
             MeshEvent::Joined { .. }
+                | MeshEvent::Completed { .. }
                 | MeshEvent::Left { .. }
                 | MeshEvent::LinkFailed { .. }
                 | MeshEvent::Corrupt { .. }
@@ -572,6 +574,12 @@ mod tests {
         }
         let fed: Vec<PeerId> = mesh.neighbours(&id("seed")).cloned().collect();
         assert_eq!(fed.len(), 2);
+        // A tick with nothing to do first: the completions alone must bring the next one.
+        assert!(
+            mesh.handle(MeshEvent::Tick)
+                .iter()
+                .all(|MeshDecision::Link { a, b }| a != &id("seed") && b != &id("seed"))
+        );
         for p in &fed {
             mesh.handle(MeshEvent::Completed { peer: p.clone() });
         }
