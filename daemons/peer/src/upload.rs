@@ -441,9 +441,7 @@ impl Drop for ActiveUpload {
                 task: self.task.clone(),
                 token: self.token,
             };
-            if let Err(back) = waiter.send(next) {
-                drop(back);
-            }
+            drop(waiter.send(next));
             return;
         }
         self.ctx.counters.active.fetch_sub(1, Ordering::AcqRel);
