@@ -452,3 +452,96 @@ async fn a_restarted_peer_serves_its_cache_without_the_origin() {
         "nothing more from the origin"
     );
 }
+
+/// A parent serves its bitmap as a feed (a whole bitmap, then lines as it changes, and a
+/// heartbeat when quiet) to a child with the cluster identity, and as one long-poll reply to a
+/// daemon from before the feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_serves_its_bitmap_as_a_feed_and_as_a_long_poll_reply() {
+    use df_core::piece::{Bitmap, PieceLayout};
+    use df_core::tls::{ALPN_PIECES, ClusterTls, PEER_ROLES};
+    use df_peer::bitmap_feed::{BitmapReply, FEED_CONTENT_TYPE, FeedReader, HEARTBEAT};
+
+    let size = 8 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    let cluster = Cluster::start(1, 0, 1, &|_, _| {}).await;
+    let got = fetch(cluster.peers[0].admin, &origin.blob_url(size, 21), None).await;
+    assert_eq!(got.status, 200);
+    let task = got.task_id.expect("task id header");
+    let pieces = PieceLayout::new(size, None).piece_count();
+
+    let paths = crate::cluster::cluster_pki()
+        .issue(
+            &cluster.dir.path().join("watcher"),
+            df_core::identity::Role::Peer,
+            "watcher",
+            &[],
+        )
+        .expect("issue");
+    let tls = ClusterTls::load(&paths).expect("load identity");
+    let client = reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.client_config(PEER_ROLES, ALPN_PIECES).expect("config"))
+        .build()
+        .expect("client");
+    let base = format!("https://{}/tasks/{task}/bitmap", cluster.peers[0].data);
+
+    let mut feed = client
+        .get(format!("{base}?stream=1"))
+        .send()
+        .await
+        .expect("feed");
+    assert_eq!(feed.status(), 200);
+    assert_eq!(
+        feed.headers()[http::header::CONTENT_TYPE],
+        FEED_CONTENT_TYPE
+    );
+    let mut reader = FeedReader::default();
+    let first = loop {
+        let chunk = feed
+            .chunk()
+            .await
+            .expect("read")
+            .expect("the feed stays open");
+        if let Some(update) = reader.push(&chunk).expect("a valid line").pop() {
+            break update;
+        }
+    };
+    let mut whole = Bitmap::new(pieces);
+    (0..pieces).for_each(|n| {
+        whole.set(n);
+    });
+    assert_eq!(first.0, whole, "the first line shows every piece");
+    assert!(first.1.complete && first.1.bitmap.is_some());
+    // Quiet (the task is complete): a heartbeat within the period, then the feed is still open.
+    let beat = tokio::time::timeout(HEARTBEAT * 2, feed.chunk())
+        .await
+        .expect("a heartbeat within the period")
+        .expect("read")
+        .expect("the feed stays open");
+    assert_eq!(&beat[..], b"\n");
+
+    let reply: BitmapReply = client
+        .get(format!("{base}?have=0&pieces=0&wait_ms=5000"))
+        .send()
+        .await
+        .expect("long-poll")
+        .json()
+        .await
+        .expect("one JSON reply");
+    assert_eq!(
+        (reply.piece_count, reply.complete, reply.bitmap),
+        (pieces, true, whole.to_hex())
+    );
+    let unknown = client
+        .get(format!(
+            "https://{}/tasks/{}/bitmap?stream=1",
+            cluster.peers[0].data,
+            "0".repeat(64)
+        ))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(unknown.status(), 404);
+}

@@ -10,6 +10,7 @@ pub(crate) mod access;
 pub(crate) mod admin;
 pub mod admission;
 pub(crate) mod announcer;
+pub mod bitmap_feed;
 mod commands;
 pub mod config;
 pub mod download;

@@ -5,9 +5,12 @@
 //!   (`upload.slots`) is taken (the rules are `crate::admission`). The response names its slot
 //!   ([`df_core::HEADER_UPLOAD_SLOT`]); a request naming a slot still sending waits (at most
 //!   [`QUEUE_WAIT`], one per slot) and takes that slot over when its piece ends;
-//! - `GET /tasks/<task id>/bitmap?have=N&pieces=P&wait_ms=W[&full=1]`: the piece bitmap and
-//!   this daemon's upload load, held open up to W ms until this peer holds more than N pieces
-//!   or learns a layout other than P pieces (so children follow a parent that is itself
+//! - `GET /tasks/<task id>/bitmap?stream=1`: the feed of the piece bitmap and this daemon's
+//!   upload load, one line per change for as long as the child downloads
+//!   ([`crate::bitmap_feed`]);
+//! - `GET /tasks/<task id>/bitmap?have=N&pieces=P&wait_ms=W[&full=1]` (daemons before the
+//!   feed): the same as one reply, held open up to W ms until this peer holds more than N
+//!   pieces or learns a layout other than P pieces (so children follow a parent that is itself
 //!   still downloading), or, with `full=1` (the child was told busy), until a slot is free.
 //!
 //! No part of a request path reaches the filesystem: the task id must parse as a task id and be
@@ -27,12 +30,12 @@ use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{self, Answer, Follows};
+use crate::bitmap_feed::{self, Feed, Shown};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::storage::{PieceStore, StoredTask};
@@ -114,20 +117,6 @@ impl SlotTable {
             Some(_) => Follows::Slot,
         }
     }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct BitmapReply {
-    pub piece_count: u32,
-    /// Hex of the packed bitmap.
-    pub bitmap: String,
-    pub complete: bool,
-    /// Uploads of this task in progress on this peer.
-    #[serde(default)]
-    pub uploads: u32,
-    /// Every upload slot is taken: piece requests are answered busy.
-    #[serde(default)]
-    pub full: bool,
 }
 
 type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -453,17 +442,15 @@ impl Drop for ActiveUpload {
     }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Default)]
 struct BitmapQuery {
-    #[serde(default)]
     have: u32,
-    #[serde(default)]
     pieces: u32,
-    #[serde(default)]
     wait_ms: u64,
     /// The requester was told busy: a free slot is news.
-    #[serde(default)]
     full: bool,
+    /// The requester reads the feed ([`crate::bitmap_feed`]), not one reply.
+    stream: bool,
 }
 
 async fn bitmap(
@@ -479,53 +466,41 @@ async fn bitmap(
         return text(StatusCode::NOT_FOUND, "unknown task\n");
     };
     let q: BitmapQuery = parse_bitmap_query(query);
+    if q.stream {
+        let feed = Feed::new(task, ctx.seed, ctx.slots, stop.clone());
+        let lines = futures_util::stream::unfold(feed, |mut feed| async move {
+            let line = feed.next_line().await?;
+            Some((Ok(Frame::data(line)), feed))
+        });
+        let mut resp = Response::new(BodyExt::boxed_unsync(StreamBody::new(lines)));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(bitmap_feed::FEED_CONTENT_TYPE),
+        );
+        return resp;
+    }
     let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms).min(MAX_WAIT);
     let mut changes = task.subscribe();
     let mut woken = false;
-    let slots = ctx.slots;
     let reply = loop {
         changes.borrow_and_update();
-        let (reply, news) = {
-            let st = task.state();
-            let uploads = st.uploads;
-            let full = admission::is_full(uploads, slots);
-            let count = st.layout.map_or(0, |l| l.piece_count());
-            // A seed shows what it will send (super-seeding); that set also shrinks, so any
-            // change is news to its neighbours, not only a larger count.
-            let (shown, any_change) = if ctx.seed {
-                (crate::superseed::offer(&st.bitmap, &st.sent), woken)
-            } else {
-                (st.bitmap.clone(), false)
-            };
-            // Complete as far as a neighbour can tell only once it is shown everything: it stops
-            // watching then.
-            let complete = st.complete && shown.count() == st.bitmap.count();
-            let news = shown.count() > q.have
-                || (q.full && !full)
-                || any_change
-                || count != q.pieces
-                || (complete && !q.full)
-                || (!st.downloading && st.failure.is_some());
-            (
-                BitmapReply {
-                    piece_count: count,
-                    bitmap: shown.to_hex(),
-                    complete,
-                    uploads,
-                    full,
-                },
-                news,
-            )
-        };
+        let shown = Shown::of(&task, ctx.seed, ctx.slots);
+        // A seed's shown set also shrinks, so any change is news to its neighbours.
+        let news = shown.bitmap.count() > q.have
+            || (q.full && !shown.full)
+            || (ctx.seed && woken)
+            || shown.piece_count != q.pieces
+            || (shown.complete && !q.full)
+            || shown.failed;
         if news {
-            break reply;
+            break shown.reply();
         }
         woken = true;
         tokio::select! {
-            changed = changes.changed() => if changed.is_err() { break reply },
-            _ = tokio::time::sleep_until(deadline) => break reply,
+            changed = changes.changed() => if changed.is_err() { break shown.reply() },
+            _ = tokio::time::sleep_until(deadline) => break shown.reply(),
             // Shutting down: answer now, so the connection can close.
-            _ = stop.cancelled() => break reply,
+            _ = stop.cancelled() => break shown.reply(),
         }
     };
     match serde_json::to_vec(&reply) {
@@ -542,7 +517,7 @@ async fn bitmap(
     }
 }
 
-/// The three integer parameters of the bitmap query; unknown or malformed ones are ignored.
+/// The bitmap query's parameters; unknown or malformed ones are ignored.
 fn parse_bitmap_query(query: &str) -> BitmapQuery {
     let mut q = BitmapQuery::default();
     for pair in query.split('&') {
@@ -554,6 +529,7 @@ fn parse_bitmap_query(query: &str) -> BitmapQuery {
             "pieces" => q.pieces = v.parse().unwrap_or(0),
             "wait_ms" => q.wait_ms = v.parse().unwrap_or(0),
             "full" => q.full = v == "1",
+            "stream" => q.stream = v == "1",
             _ => {}
         }
     }

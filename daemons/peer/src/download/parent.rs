@@ -1,9 +1,11 @@
-//! A child's view of one parent: a long-poll watcher that keeps the parent's piece bitmap and
-//! upload load current (pieces are shared while still in flight, so a child follows a parent
-//! that is itself downloading), and fetching one piece from it. While the parent's last reply
-//! said its slots were full, or after it answered *busy* once it is complete (its bitmap no
-//! longer changes), the watcher polls with `full=1`, so the parent also answers as soon as a
-//! slot frees.
+//! A child's view of one parent: a watcher that reads the parent's bitmap feed
+//! ([`crate::bitmap_feed`]) and keeps its piece bitmap and upload load current (pieces are
+//! shared while still in flight, so a child follows a parent that is itself downloading), and
+//! fetching one piece from it. A parent from before the feed answers the same request with one
+//! long-poll reply; then the watcher polls, with `full=1` while the parent's last reply said its
+//! slots were full or after it answered *busy* once it is complete (its bitmap no longer
+//! changes), so the parent also answers as soon as a slot frees. Two failed tries in a row, or a
+//! line no honest parent sends, and the parent is gone.
 
 use std::time::{Duration, Instant};
 
@@ -14,9 +16,9 @@ use tokio::task::AbortHandle;
 
 use super::origin::error_chain;
 use super::piece_io::{BodyReader, PieceError};
+use crate::bitmap_feed::{self, BitmapReply, FeedReader};
 use crate::download::Engine;
 use crate::storage::StoredTask;
-use crate::upload::BitmapReply;
 
 /// How long the parent may hold a bitmap long-poll open.
 const LONG_POLL: Duration = Duration::from_secs(5);
@@ -104,67 +106,134 @@ async fn watch_parent(
     let mut full = false;
     let mut failures = 0;
     loop {
+        // `stream=1` asks for the feed; a parent from before the feed ignores it and answers
+        // the long-poll this URL also describes.
         let url = format!(
-            "{base}/tasks/{task}/bitmap?have={have}&pieces={pieces}&wait_ms={}&full={}",
+            "{base}/tasks/{task}/bitmap?stream=1&have={have}&pieces={pieces}&wait_ms={}&full={}",
             LONG_POLL.as_millis(),
             u8::from(full)
         );
-        let poll = async {
-            let resp = client
-                .get(&url)
-                .timeout(LONG_POLL * 3)
-                .send()
-                .await?
-                .error_for_status()?;
-            resp.json::<BitmapReply>().await
+        let answer = match tokio::time::timeout(LONG_POLL * 3, client.get(&url).send()).await {
+            Ok(Ok(resp)) => resp.error_for_status().map_err(|e| error_chain(&e)),
+            Ok(Err(e)) => Err(error_chain(&e)),
+            Err(_) => Err("the bitmap request timed out".to_owned()),
         };
-        // A poll in flight is not cut when the parent answers busy (cutting an HTTP/1.1
-        // request costs its connection): its reply carries the parent's load anyway, and
-        // the next poll asks for a free slot if the parent is still full.
-        match poll.await {
-            Ok(r) => {
-                failures = 0;
-                let Some(bitmap) = Bitmap::from_hex(r.piece_count, &r.bitmap) else {
-                    let _ = events.send(ParentEvent::Gone {
-                        parent,
-                        error: "sent a malformed bitmap".into(),
-                    });
-                    return;
-                };
-                (have, pieces, full) = (bitmap.count(), r.piece_count, r.full);
-                busy.borrow_and_update();
-                let complete = r.complete;
-                if events
-                    .send(ParentEvent::Bitmap {
-                        parent: parent.clone(),
-                        bitmap,
-                        uploads: r.uploads,
-                        full: r.full,
-                    })
-                    .is_err()
-                {
-                    return;
+        let outcome = match answer {
+            Ok(resp) if is_feed(&resp) => follow_feed(resp, &parent, &events, &mut failures).await,
+            Ok(resp) => match long_poll_reply(resp).await {
+                Ok(r) => {
+                    failures = 0;
+                    let Some(bitmap) = Bitmap::from_hex(r.piece_count, &r.bitmap) else {
+                        let _ = events.send(ParentEvent::Gone {
+                            parent,
+                            error: "sent a malformed bitmap".into(),
+                        });
+                        return;
+                    };
+                    (have, pieces, full) = (bitmap.count(), r.piece_count, r.full);
+                    busy.borrow_and_update();
+                    let complete = r.complete;
+                    if !send_bitmap(&events, &parent, bitmap, r.uploads, r.full) {
+                        return;
+                    }
+                    // A complete parent's bitmap never changes: poll again only to learn that a
+                    // slot freed after it answered busy.
+                    if complete && !full && busy.changed().await.is_err() {
+                        return;
+                    }
+                    full |= complete;
+                    continue;
                 }
-                // A complete parent's bitmap never changes: poll again only to learn that a
-                // slot freed after it answered busy.
-                if complete && !full && busy.changed().await.is_err() {
-                    return;
-                }
-                full |= complete;
+                Err(e) => Err(FeedEnd::Failed(e)),
+            },
+            Err(e) => Err(FeedEnd::Failed(e)),
+        };
+        let error = match outcome {
+            // The parent stopping, or a restart: ask again.
+            Ok(()) => "the parent ended its bitmap feed".to_owned(),
+            Err(FeedEnd::Failed(error)) => error,
+            Err(FeedEnd::Refused(error)) => {
+                let _ = events.send(ParentEvent::Gone { parent, error });
+                return;
             }
-            Err(e) => {
-                failures += 1;
-                if failures >= 2 {
-                    let _ = events.send(ParentEvent::Gone {
-                        parent,
-                        error: error_chain(&e),
-                    });
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            Err(FeedEnd::ChildGone) => return,
+        };
+        failures += 1;
+        if failures >= 2 {
+            let _ = events.send(ParentEvent::Gone { parent, error });
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Why watching a parent stopped for now.
+enum FeedEnd {
+    /// Worth one more try.
+    Failed(String),
+    /// The parent sent something no honest parent sends: it is dropped at once.
+    Refused(String),
+    /// The download ended; nobody reads the events.
+    ChildGone,
+}
+
+fn is_feed(resp: &reqwest::Response) -> bool {
+    resp.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == bitmap_feed::FEED_CONTENT_TYPE.as_bytes())
+}
+
+async fn long_poll_reply(resp: reqwest::Response) -> Result<BitmapReply, String> {
+    match tokio::time::timeout(LONG_POLL, resp.json::<BitmapReply>()).await {
+        Ok(r) => r.map_err(|e| error_chain(&e)),
+        Err(_) => Err("the bitmap reply timed out".to_owned()),
+    }
+}
+
+/// Reads a parent's feed until it ends. Each line read resets `failures`: a feed that ran is
+/// not a failed try.
+async fn follow_feed(
+    mut resp: reqwest::Response,
+    parent: &PeerId,
+    events: &mpsc::UnboundedSender<ParentEvent>,
+    failures: &mut u32,
+) -> Result<(), FeedEnd> {
+    let mut reader = FeedReader::default();
+    loop {
+        let chunk = match tokio::time::timeout(bitmap_feed::HEARTBEAT * 3, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(FeedEnd::Failed(error_chain(&e))),
+            Err(_) => return Err(FeedEnd::Failed("the bitmap feed went quiet".into())),
+        };
+        let updates = reader
+            .push(&chunk)
+            .map_err(|e| FeedEnd::Refused(e.to_string()))?;
+        for (bitmap, update) in updates {
+            *failures = 0;
+            if !send_bitmap(events, parent, bitmap, update.uploads, update.full) {
+                return Err(FeedEnd::ChildGone);
             }
         }
     }
+}
+
+/// Hands a parent's bitmap to the download; `false` once the download has ended.
+fn send_bitmap(
+    events: &mpsc::UnboundedSender<ParentEvent>,
+    parent: &PeerId,
+    bitmap: Bitmap,
+    uploads: u32,
+    full: bool,
+) -> bool {
+    events
+        .send(ParentEvent::Bitmap {
+            parent: parent.clone(),
+            bitmap,
+            uploads,
+            full,
+        })
+        .is_ok()
 }
 
 /// Where one piece fetch goes: the parent, and the upload slot it queues behind (if any).
@@ -237,4 +306,114 @@ pub async fn fetch_piece(
         return Err(PieceError::DigestMismatch { expected, got });
     }
     Ok((len, started.elapsed()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+
+    use super::*;
+
+    /// Serves every request on a loopback port with `body` and `content_type`.
+    async fn fake_parent(content_type: &'static str, body: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let service = hyper::service::service_fn(move |_req| async move {
+                    let mut resp =
+                        http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static(content_type),
+                    );
+                    Ok::<_, Infallible>(resp)
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+                );
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    async fn watch(base: String) -> mpsc::UnboundedReceiver<ParentEvent> {
+        let (events, rx) = mpsc::unbounded_channel();
+        let (_busy, busy_rx) = watch::channel(0);
+        let task: TaskId = "a".repeat(64).parse().expect("task id");
+        let parent = PeerId::from("parent".to_owned());
+        tokio::spawn(watch_parent(
+            reqwest::Client::new(),
+            task,
+            parent,
+            base,
+            events,
+            busy_rx,
+        ));
+        rx
+    }
+
+    #[tokio::test]
+    async fn a_parent_from_before_the_feed_is_long_polled() {
+        let base = fake_parent(
+            "application/json",
+            r#"{"piece_count":8,"bitmap":"05","complete":true,"uploads":1,"full":false}"#,
+        )
+        .await;
+        let mut events = watch(base).await;
+        match events.recv().await {
+            Some(ParentEvent::Bitmap {
+                bitmap, uploads, ..
+            }) => {
+                assert_eq!(
+                    (bitmap.ones().collect::<Vec<_>>(), uploads),
+                    (vec![0, 2], 1)
+                );
+            }
+            _ => panic!("expected the parent's bitmap"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_feed_is_followed_line_by_line() {
+        let base = fake_parent(
+            bitmap_feed::FEED_CONTENT_TYPE,
+            "{\"piece_count\":8,\"bitmap\":\"01\",\"complete\":false,\"uploads\":0,\"full\":false}\n\n\
+             {\"piece_count\":8,\"added\":[3],\"complete\":false,\"uploads\":2,\"full\":true}\n",
+        )
+        .await;
+        let mut events = watch(base).await;
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            match events.recv().await {
+                Some(ParentEvent::Bitmap { bitmap, full, .. }) => {
+                    seen.push((bitmap.ones().collect::<Vec<_>>(), full));
+                }
+                _ => panic!("expected the parent's bitmaps"),
+            }
+        }
+        assert_eq!(seen, [(vec![0], false), (vec![0, 3], true)]);
+    }
+
+    #[tokio::test]
+    async fn a_parent_lying_in_its_feed_is_gone_at_once() {
+        let base = fake_parent(
+            bitmap_feed::FEED_CONTENT_TYPE,
+            "{\"piece_count\":8,\"added\":[9],\"complete\":false,\"uploads\":0,\"full\":false}\n",
+        )
+        .await;
+        let mut events = watch(base).await;
+        match events.recv().await {
+            Some(ParentEvent::Gone { error, .. }) => {
+                assert!(error.contains("before a whole bitmap"), "{error}");
+            }
+            _ => panic!("expected the parent to be gone"),
+        }
+    }
 }

@@ -1,0 +1,402 @@
+//! A task's piece bitmap as its neighbours see it, served by the piece server at
+//! `GET /tasks/<task id>/bitmap`, in two forms:
+//!
+//! - the **feed** (`stream=1`): one response held open for the whole download, a line of JSON
+//!   ([`BitmapUpdate`]) each time what the neighbour is shown changes, and an empty line after
+//!   [`HEARTBEAT`] of quiet. The first line carries the whole bitmap; later lines only the
+//!   pieces added, unless the shown set shrank (a seed's super-seeding offer) or the whole
+//!   bitmap is shorter;
+//! - the **long-poll** (without `stream=1`, what daemons before the feed asked): one
+//!   [`BitmapReply`], held open up to `wait_ms` until there is news for the asker.
+//!
+//! Why a feed: with one request per change, every new piece at a parent cost each of its
+//! children a whole HTTP exchange (URL, request, head parsing, timers, a reply), and at 64
+//! daemons sharing two cores these exchanges were the largest part of a peer's CPU after the
+//! piece bytes themselves. A feed line costs one small TLS record each way.
+//!
+//! Invariants: the feed ends when the task fails or is removed, or the daemon stops; a reader
+//! rejects a line longer than [`MAX_LINE`], a delta before a whole bitmap, and a piece number
+//! outside the layout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use df_core::piece::{Bitmap, MAX_PIECE_COUNT};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::admission;
+use crate::storage::StoredTask;
+
+/// The feed's content type; a parent that answers anything else served the long-poll.
+pub const FEED_CONTENT_TYPE: &str = "application/x-ndjson";
+
+/// The longest quiet on a feed: an empty line follows, so a reader can tell a live parent from a
+/// dead one by its read timeout.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// The longest feed line: a whole bitmap of the most pieces a task may have, in hex, plus the
+/// other fields. A delta is only sent when shorter than the whole bitmap.
+pub const MAX_LINE: usize = (MAX_PIECE_COUNT as usize).div_ceil(8) * 2 + 256;
+
+/// The long-poll's one reply.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BitmapReply {
+    pub piece_count: u32,
+    /// Hex of the packed bitmap.
+    pub bitmap: String,
+    pub complete: bool,
+    /// Uploads of this task in progress on this peer.
+    #[serde(default)]
+    pub uploads: u32,
+    /// Every upload slot is taken: piece requests are answered busy.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// One line of the feed.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BitmapUpdate {
+    pub piece_count: u32,
+    /// Hex of the whole packed bitmap; `None` when `added` says what changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitmap: Option<String>,
+    /// Pieces shown since the previous line.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added: Vec<u32>,
+    pub complete: bool,
+    pub uploads: u32,
+    pub full: bool,
+}
+
+/// What a neighbour is shown of a task at one moment.
+#[derive(Debug, Clone)]
+pub(crate) struct Shown {
+    pub(crate) bitmap: Bitmap,
+    pub(crate) piece_count: u32,
+    /// Complete as far as a neighbour can tell: it is shown everything.
+    pub(crate) complete: bool,
+    pub(crate) uploads: u32,
+    pub(crate) full: bool,
+    /// The task failed and is no longer being downloaded.
+    pub(crate) failed: bool,
+}
+
+impl Shown {
+    /// `task` now; a seed shows what it will send (super-seeding), a set that also shrinks.
+    pub(crate) fn of(task: &StoredTask, seed: bool, slots: u32) -> Self {
+        let st = task.state();
+        let bitmap = if seed {
+            crate::superseed::offer(&st.bitmap, &st.sent)
+        } else {
+            st.bitmap.clone()
+        };
+        Self {
+            complete: st.complete && bitmap.count() == st.bitmap.count(),
+            piece_count: st.layout.map_or(0, |l| l.piece_count()),
+            uploads: st.uploads,
+            full: admission::is_full(st.uploads, slots),
+            failed: !st.downloading && st.failure.is_some(),
+            bitmap,
+        }
+    }
+
+    pub(crate) fn reply(&self) -> BitmapReply {
+        BitmapReply {
+            piece_count: self.piece_count,
+            bitmap: self.bitmap.to_hex(),
+            complete: self.complete,
+            uploads: self.uploads,
+            full: self.full,
+        }
+    }
+
+    /// The feed line telling a reader who was last sent `last` what changed, or `None` when
+    /// nothing it acts on did (the upload count alone is not news).
+    pub(crate) fn update_since(&self, last: Option<&Shown>) -> Option<BitmapUpdate> {
+        let mut update = BitmapUpdate {
+            piece_count: self.piece_count,
+            bitmap: None,
+            added: Vec::new(),
+            complete: self.complete,
+            uploads: self.uploads,
+            full: self.full,
+        };
+        let Some(last) = last.filter(|l| l.piece_count == self.piece_count) else {
+            update.bitmap = Some(self.bitmap.to_hex());
+            return Some(update);
+        };
+        let changed: Vec<u32> = self.bitmap.differing(&last.bitmap).collect();
+        let only_added = changed.iter().all(|&n| self.bitmap.get(n));
+        // A piece number is up to 7 bytes of JSON; the whole bitmap is 2 hex digits per 8.
+        let whole_len = (self.piece_count as usize).div_ceil(8) * 2;
+        if !only_added || changed.len() * 7 > whole_len {
+            update.bitmap = Some(self.bitmap.to_hex());
+        } else {
+            update.added = changed;
+        }
+        let news = update.bitmap.is_some()
+            || !update.added.is_empty()
+            || self.full != last.full
+            || self.complete != last.complete;
+        news.then_some(update)
+    }
+}
+
+/// A feed being served to one neighbour.
+pub(crate) struct Feed {
+    task: Arc<StoredTask>,
+    changes: watch::Receiver<u64>,
+    last: Option<Shown>,
+    seed: bool,
+    slots: u32,
+    stop: CancellationToken,
+}
+
+impl Feed {
+    pub(crate) fn new(
+        task: Arc<StoredTask>,
+        seed: bool,
+        slots: u32,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            changes: task.subscribe(),
+            task,
+            last: None,
+            seed,
+            slots,
+            stop,
+        }
+    }
+
+    /// The next line to write, waiting for news; `None` ends the feed.
+    pub(crate) async fn next_line(&mut self) -> Option<Bytes> {
+        let quiet_until = tokio::time::Instant::now() + HEARTBEAT;
+        loop {
+            self.changes.borrow_and_update();
+            let now = Shown::of(&self.task, self.seed, self.slots);
+            if now.failed {
+                return None;
+            }
+            if let Some(update) = now.update_since(self.last.as_ref()) {
+                self.last = Some(now);
+                let mut line = serde_json::to_vec(&update).ok()?;
+                line.push(b'\n');
+                return Some(Bytes::from(line));
+            }
+            tokio::select! {
+                changed = self.changes.changed() => if changed.is_err() { return None },
+                () = tokio::time::sleep_until(quiet_until) => return Some(Bytes::from_static(b"\n")),
+                // Shutting down: the feed ends so the connection can close.
+                () = self.stop.cancelled() => return None,
+            }
+        }
+    }
+}
+
+/// Why a feed line was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FeedError {
+    #[error("a bitmap feed line is longer than {MAX_LINE} bytes")]
+    LineTooLong,
+    #[error("malformed bitmap feed line: {0}")]
+    Malformed(String),
+    #[error("the bitmap feed sent added pieces before a whole bitmap")]
+    DeltaFirst,
+    #[error("the bitmap feed named piece {piece} of a task with {count} pieces")]
+    PieceOutOfRange { piece: u32, count: u32 },
+}
+
+/// The reading end of a feed: splits the byte stream into lines and keeps the parent's bitmap.
+#[derive(Debug, Default)]
+pub struct FeedReader {
+    pending: Vec<u8>,
+    bitmap: Option<Bitmap>,
+}
+
+impl FeedReader {
+    /// Takes the bytes of one body chunk; returns each update it completes, with the parent's
+    /// bitmap after it.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<(Bitmap, BitmapUpdate)>, FeedError> {
+        let mut out = Vec::new();
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            let mut joined = std::mem::take(&mut self.pending);
+            let line: &[u8] = if joined.is_empty() {
+                &rest[..end]
+            } else {
+                joined.extend_from_slice(&rest[..end]);
+                &joined
+            };
+            if line.len() > MAX_LINE {
+                return Err(FeedError::LineTooLong);
+            }
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                let update: BitmapUpdate = serde_json::from_slice(line)
+                    .map_err(|e| FeedError::Malformed(e.to_string()))?;
+                let bitmap = self.apply(&update)?;
+                out.push((bitmap, update));
+            }
+            rest = &rest[end + 1..];
+        }
+        if self.pending.len() + rest.len() > MAX_LINE {
+            return Err(FeedError::LineTooLong);
+        }
+        self.pending.extend_from_slice(rest);
+        Ok(out)
+    }
+
+    fn apply(&mut self, update: &BitmapUpdate) -> Result<Bitmap, FeedError> {
+        let count = update.piece_count;
+        if let Some(hex) = &update.bitmap {
+            let whole = Bitmap::from_hex(count, hex)
+                .ok_or_else(|| FeedError::Malformed("bitmap does not match piece_count".into()))?;
+            self.bitmap = Some(whole);
+        }
+        let bitmap = match self.bitmap.as_mut() {
+            Some(b) if b.len() == count => b,
+            _ => return Err(FeedError::DeltaFirst),
+        };
+        for &piece in &update.added {
+            if piece >= count {
+                return Err(FeedError::PieceOutOfRange { piece, count });
+            }
+            bitmap.set(piece);
+        }
+        Ok(bitmap.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shown(len: u32, ones: &[u32], full: bool) -> Shown {
+        let mut bitmap = Bitmap::new(len);
+        for &n in ones {
+            bitmap.set(n);
+        }
+        Shown {
+            complete: bitmap.is_full(),
+            piece_count: len,
+            uploads: 0,
+            full,
+            failed: false,
+            bitmap,
+        }
+    }
+
+    fn line(update: &BitmapUpdate) -> Vec<u8> {
+        let mut l = serde_json::to_vec(update).expect("serialise");
+        l.push(b'\n');
+        l
+    }
+
+    #[test]
+    fn the_first_line_is_whole_then_only_added_pieces_follow() {
+        let first = shown(256, &[1, 2], false);
+        let u = first.update_since(None).expect("a first line");
+        assert_eq!(u.bitmap, Some(first.bitmap.to_hex()));
+        let second = shown(256, &[1, 2, 9], false);
+        let u = second.update_since(Some(&first)).expect("a line");
+        assert_eq!((u.bitmap, u.added), (None, vec![9]));
+    }
+
+    #[test]
+    fn nothing_new_is_no_line_but_a_slot_freeing_or_completion_is() {
+        let a = shown(16, &[1], true);
+        let mut same_but_busier = a.clone();
+        same_but_busier.uploads = 3;
+        assert_eq!(same_but_busier.update_since(Some(&a)), None);
+        let freed = shown(16, &[1], false);
+        assert!(!freed.update_since(Some(&a)).expect("a line").full);
+        let mut done = a.clone();
+        done.complete = true;
+        assert!(done.update_since(Some(&a)).expect("a line").complete);
+    }
+
+    #[test]
+    fn a_shrinking_or_relaid_set_is_sent_whole() {
+        let a = shown(16, &[1, 2], false);
+        let shrunk = shown(16, &[2, 3], false);
+        assert_eq!(
+            shrunk.update_since(Some(&a)).expect("a line").bitmap,
+            Some(shrunk.bitmap.to_hex())
+        );
+        let relaid = shown(32, &[1, 2], false);
+        assert!(
+            relaid
+                .update_since(Some(&a))
+                .expect("a line")
+                .bitmap
+                .is_some()
+        );
+        // Many added pieces cost more than the whole bitmap.
+        let many = shown(16, &(0..16).collect::<Vec<_>>(), false);
+        assert!(
+            many.update_since(Some(&a))
+                .expect("a line")
+                .bitmap
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_reader_follows_lines_split_anywhere_and_skips_heartbeats() {
+        let a = shown(256, &[1, 2], false);
+        let b = shown(256, &[1, 2, 7], true);
+        let mut bytes = line(&a.update_since(None).expect("a first line"));
+        bytes.extend_from_slice(b"\n");
+        bytes.extend(line(&b.update_since(Some(&a)).expect("a line")));
+        for cut in 0..bytes.len() {
+            let mut reader = FeedReader::default();
+            let mut got = reader.push(&bytes[..cut]).expect("a line");
+            got.extend(reader.push(&bytes[cut..]).expect("a line"));
+            assert_eq!(got.len(), 2, "cut at {cut}");
+            assert_eq!(got[0].0, a.bitmap);
+            assert_eq!(got[1].0, b.bitmap);
+            assert!(got[1].1.full);
+        }
+    }
+
+    #[test]
+    fn a_reader_refuses_hostile_lines() {
+        let delta = BitmapUpdate {
+            piece_count: 8,
+            bitmap: None,
+            added: vec![3],
+            complete: false,
+            uploads: 0,
+            full: false,
+        };
+        assert_eq!(
+            FeedReader::default().push(&line(&delta)),
+            Err(FeedError::DeltaFirst)
+        );
+        let mut reader = FeedReader::default();
+        let whole = shown(8, &[], false)
+            .update_since(None)
+            .expect("a first line");
+        reader.push(&line(&whole)).expect("a line");
+        let out_of_range = BitmapUpdate {
+            added: vec![8],
+            ..delta
+        };
+        assert_eq!(
+            reader.push(&line(&out_of_range)),
+            Err(FeedError::PieceOutOfRange { piece: 8, count: 8 })
+        );
+        assert!(matches!(
+            FeedReader::default().push(b"{not json\n"),
+            Err(FeedError::Malformed(_))
+        ));
+        let endless = vec![b'a'; MAX_LINE + 1];
+        assert_eq!(
+            FeedReader::default().push(&endless),
+            Err(FeedError::LineTooLong)
+        );
+    }
+}
