@@ -459,7 +459,6 @@ async fn a_restarted_peer_serves_its_cache_without_the_origin() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_serves_its_bitmap_as_a_feed_and_as_a_long_poll_reply() {
     use df_core::piece::{Bitmap, PieceLayout};
-    use df_core::tls::{ALPN_PIECES, ClusterTls, PEER_ROLES};
     use df_peer::bitmap_feed::{BitmapReply, FEED_CONTENT_TYPE, FeedReader, HEARTBEAT};
 
     let size = 8 * MIB;
@@ -472,19 +471,7 @@ async fn a_parent_serves_its_bitmap_as_a_feed_and_as_a_long_poll_reply() {
     let task = got.task_id.expect("task id header");
     let pieces = PieceLayout::new(size, None).piece_count();
 
-    let paths = crate::cluster::cluster_pki()
-        .issue(
-            &cluster.dir.path().join("watcher"),
-            df_core::identity::Role::Peer,
-            "watcher",
-            &[],
-        )
-        .expect("issue");
-    let tls = ClusterTls::load(&paths).expect("load identity");
-    let client = reqwest::Client::builder()
-        .tls_backend_preconfigured(tls.client_config(PEER_ROLES, ALPN_PIECES).expect("config"))
-        .build()
-        .expect("client");
+    let client = piece_client(&cluster);
     let base = format!("https://{}/tasks/{task}/bitmap", cluster.peers[0].data);
 
     let mut feed = client
@@ -544,4 +531,92 @@ async fn a_parent_serves_its_bitmap_as_a_feed_and_as_a_long_poll_reply() {
         .await
         .expect("answer");
     assert_eq!(unknown.status(), 404);
+}
+
+/// A client of the piece servers with a peer identity of the test cluster's CA.
+fn piece_client(cluster: &Cluster) -> reqwest::Client {
+    use df_core::tls::{ALPN_PIECES, ClusterTls, PEER_ROLES};
+    let paths = crate::cluster::cluster_pki()
+        .issue(
+            &cluster.dir.path().join("watcher"),
+            df_core::identity::Role::Peer,
+            "watcher",
+            &[],
+        )
+        .expect("issue");
+    let tls = ClusterTls::load(&paths).expect("load identity");
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls.client_config(PEER_ROLES, ALPN_PIECES).expect("config"))
+        .build()
+        .expect("client")
+}
+
+/// A super-seeding seed offers each piece once; a child that takes the piece's response and
+/// goes away before its last byte must not keep it from everyone else: the seed offers it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seed_offers_again_a_piece_whose_child_went_away_mid_piece() {
+    use df_peer::bitmap_feed::{BitmapUpdate, FeedReader};
+
+    let size = 16 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    let cluster = Cluster::start(1, 1, 0, &|_, _| {}).await;
+    let seed = &cluster.seeds[0];
+    let got = fetch(seed.admin, &origin.blob_url(size, 22), None).await;
+    assert_eq!(got.status, 200);
+    let task = got.task_id.expect("task id header");
+    let client = piece_client(&cluster);
+    let mut feed = client
+        .get(format!(
+            "https://{}/tasks/{task}/bitmap?stream=1",
+            seed.data
+        ))
+        .send()
+        .await
+        .expect("feed");
+    let mut reader = FeedReader::default();
+    let mut next_offer = async || -> (Vec<u32>, BitmapUpdate) {
+        loop {
+            let chunk = tokio::time::timeout(Duration::from_secs(8), feed.chunk())
+                .await
+                .expect("a line within a heartbeat")
+                .expect("read")
+                .expect("the feed stays open");
+            if let Some((bitmap, update)) = reader.push(&chunk).expect("valid").pop() {
+                return (bitmap.ones().collect(), update);
+            }
+        }
+    };
+    let (offered, _) = next_offer().await;
+    assert!(
+        offered.len() > 1,
+        "nothing sent yet, every piece offered: {offered:?}"
+    );
+    let piece = offered[0];
+
+    // Takes the response's head, then goes away: a 4 MiB body cannot have left by then.
+    let resp = client
+        .get(format!("https://{}/pieces/{task}/{piece}", seed.data))
+        .send()
+        .await
+        .expect("piece");
+    assert_eq!(resp.status(), 200);
+    let (while_sending, _) = next_offer().await;
+    assert!(
+        !while_sending.contains(&piece),
+        "promised to one child meanwhile"
+    );
+    drop(resp);
+    let offered_again = async {
+        loop {
+            let (now, _) = next_offer().await;
+            if now.contains(&piece) {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), offered_again)
+        .await
+        .expect("the seed offers the piece again");
 }

@@ -39,6 +39,10 @@ pub const HEADER_UPLOAD_BUSY: &str = "x-dragonfly-upload-busy";
 /// over when the current piece ends (one waiting request per slot), so the slot streams pieces
 /// back to back instead of idling a round trip between them.
 pub const HEADER_UPLOAD_SLOT: &str = "x-dragonfly-upload-slot";
+/// The longest a peer's piece server holds a request queued behind [`HEADER_UPLOAD_SLOT`]
+/// before answering it *busy*, and the longest quiet on a bitmap feed; a child's
+/// `download.piece_timeout` must be longer, or it gives up on parents that are only waiting.
+pub const PEER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// On the download API: the `Authorization` to send to the origin. The request's own
 /// `Authorization` is the admin API's bearer token and never leaves the node.
 pub const HEADER_ORIGIN_AUTHORIZATION: &str = "x-dragonfly-origin-authorization";

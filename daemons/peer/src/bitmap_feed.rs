@@ -35,7 +35,7 @@ pub const FEED_CONTENT_TYPE: &str = "application/x-ndjson";
 
 /// The longest quiet on a feed: an empty line follows, so a reader can tell a live parent from a
 /// dead one by its read timeout.
-pub const HEARTBEAT: Duration = Duration::from_secs(5);
+pub const HEARTBEAT: Duration = df_core::PEER_WAIT;
 
 /// The longest feed line: a whole bitmap of the most pieces a task may have, in hex, plus the
 /// other fields. A delta is only sent when shorter than the whole bitmap.

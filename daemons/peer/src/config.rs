@@ -346,6 +346,17 @@ impl Config {
                 )
             })?)
         };
+        if raw.download.piece_timeout <= df_core::PEER_WAIT {
+            return Err(ConfigError::invalid(
+                path,
+                "download.piece_timeout",
+                format!(
+                    "must be longer than {}s: a parent may hold a queued piece request, and its \
+                     bitmap feed may be quiet, that long",
+                    df_core::PEER_WAIT.as_secs()
+                ),
+            ));
+        }
         if raw.download.concurrent_pieces == 0 {
             return Err(ConfigError::invalid(
                 path,
@@ -498,6 +509,23 @@ mod tests {
         .expect("parses");
         let cfg = Config::validate(Path::new("d.yaml"), raw).expect("valid");
         assert_eq!(cfg.upload_rate, 10 << 20);
+    }
+
+    #[test]
+    fn a_piece_timeout_a_waiting_parent_would_trip_is_refused() {
+        let raw: RawConfig = parse_yaml(
+            Path::new("d.yaml"),
+            "download:\n  piece_timeout: 5s\ntls:\n  plaintext: true\n",
+        )
+        .expect("parses");
+        let err = Config::validate(Path::new("d.yaml"), raw).expect_err("too short");
+        assert!(err.to_string().contains("download.piece_timeout"), "{err}");
+        let raw: RawConfig = parse_yaml(
+            Path::new("d.yaml"),
+            "download:\n  piece_timeout: 6s\ntls:\n  plaintext: true\n",
+        )
+        .expect("parses");
+        Config::validate(Path::new("d.yaml"), raw).expect("valid");
     }
 
     #[test]

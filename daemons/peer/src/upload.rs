@@ -93,7 +93,7 @@ const UNSENT_LOWAT: u32 = 64 * 1024;
 /// is answered busy. A piece normally ends well within this (256 KiB at a third of 4 MiB/s is
 /// 0.2 s, 4 MiB at a third of 16 MiB/s 0.75 s); only a stalled transfer makes it wait this long,
 /// and then the child is better told busy and asks elsewhere.
-const QUEUE_WAIT: Duration = Duration::from_secs(5);
+const QUEUE_WAIT: Duration = df_core::PEER_WAIT;
 
 /// One task's upload slots still sending, by token, each with the request (if any) waiting to
 /// take it over. At most one entry per slot taken (`TaskState::uploads`), so bounded by
@@ -240,12 +240,28 @@ async fn piece(
         let mut st = task.state();
         admit(ctx, &task, &mut st, n, follows)
     };
-    let (offset, len, active) = match admitted {
-        Ok(Admitted::Now(offset, len, active)) => (offset, len, active),
-        Ok(Admitted::Queued(offset, len, waiting)) => match take_over(waiting, stop).await {
-            Some(active) => (offset, len, active),
-            None => return busy(ctx),
-        },
+    if ctx.seed && admitted.is_ok() {
+        // The piece left the seed's offer: its neighbours' feeds show that now, not at the
+        // next unrelated change.
+        task.notify();
+    }
+    // Made only once admitted: a refused request promised nothing.
+    let promise = |task: &Arc<StoredTask>| {
+        ctx.seed.then(|| SeedPromise {
+            task: task.clone(),
+            piece: n,
+            kept: false,
+        })
+    };
+    let (offset, len, active, promise) = match admitted {
+        Ok(Admitted::Now(offset, len, active)) => (offset, len, active, promise(&task)),
+        Ok(Admitted::Queued(offset, len, waiting)) => {
+            let promise = promise(&task);
+            match take_over(waiting, stop).await {
+                Some(active) => (offset, len, active, promise),
+                None => return busy(ctx),
+            }
+        }
         Err(Answer::Busy) => return busy(ctx),
         // Also a seed's answer for a piece it already sent (super-seeding): the child asks
         // another neighbour, or the seed for another piece.
@@ -255,13 +271,16 @@ async fn piece(
     task.touch();
     let hold = task.hold();
     let ctx = ctx.clone();
-    let body = futures_util::stream::unfold(0u64, move |sent| {
+    let body = futures_util::stream::unfold((0u64, promise), move |(sent, mut promise)| {
         let (task, ctx, per_conn) = (task.clone(), ctx.clone(), per_conn.clone());
         // Referenced so the closure owns them: the task stays unevictable and the upload
         // counted until the body is dropped.
         let _keep = (&hold, &active);
         async move {
             if sent >= len {
+                if let Some(p) = promise.as_mut() {
+                    p.kept = true;
+                }
                 return None;
             }
             let chunk = READ_CHUNK.min(len - sent);
@@ -275,9 +294,9 @@ async fn piece(
                     if sent + chunk >= len {
                         ctx.metrics.pieces_served.inc();
                     }
-                    Some((Ok(Frame::data(bytes)), sent + chunk))
+                    Some((Ok(Frame::data(bytes)), (sent + chunk, promise)))
                 }
-                Err(e) => Some((Err(std::io::Error::other(e)), len)),
+                Err(e) => Some((Err(std::io::Error::other(e)), (len, None))),
             }
         }
     });
@@ -288,6 +307,25 @@ async fn piece(
         resp.headers_mut().insert(df_core::HEADER_UPLOAD_SLOT, v);
     }
     resp
+}
+
+/// A super-seeding seed's piece promised to one child: [`admit`] marks it sent at once, so no
+/// other neighbour is offered it meanwhile. Unless the body ends with the piece's last byte,
+/// dropping the promise offers the piece again: a child whose queued request timed out, or that
+/// went away mid-piece, would otherwise keep the piece from everyone until super-seeding ends.
+struct SeedPromise {
+    task: Arc<StoredTask>,
+    piece: u32,
+    kept: bool,
+}
+
+impl Drop for SeedPromise {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.task.state().sent.clear(self.piece);
+            self.task.notify();
+        }
+    }
 }
 
 fn busy(ctx: &Uploads) -> Response<Body> {

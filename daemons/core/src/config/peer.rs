@@ -231,7 +231,8 @@ pub struct RawDownload {
     /// How long to wait for the scheduler (and for parents) before going to the origin.
     #[serde(with = "humantime_serde")]
     pub schedule_timeout: Duration,
-    /// A piece that makes no progress for this long is abandoned and fetched elsewhere.
+    /// A piece that makes no progress for this long is abandoned and fetched elsewhere. Longer
+    /// than [`crate::PEER_WAIT`] (a parent may hold a queued request that long).
     #[serde(with = "humantime_serde")]
     pub piece_timeout: Duration,
     /// Connecting to the origin.
