@@ -619,4 +619,31 @@ async fn a_seed_offers_again_a_piece_whose_child_went_away_mid_piece() {
     tokio::time::timeout(Duration::from_secs(10), offered_again)
         .await
         .expect("the seed offers the piece again");
+
+    // A piece taken whole stays sent: the seed does not offer it twice.
+    let body = client
+        .get(format!("https://{}/pieces/{task}/{piece}", seed.data))
+        .send()
+        .await
+        .expect("piece")
+        .bytes()
+        .await
+        .expect("the whole piece");
+    assert_eq!(body.len() as u64, 4 * MIB);
+    let mut lines = 0;
+    let offered_twice = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            let (now, _) = next_offer().await;
+            lines += 1;
+            if now.contains(&piece) {
+                return now;
+            }
+        }
+    })
+    .await;
+    assert!(
+        offered_twice.is_err(),
+        "offered again after it was sent whole: {offered_twice:?}"
+    );
+    assert!(lines >= 1, "the feed showed the piece leaving the offer");
 }

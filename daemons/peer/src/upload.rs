@@ -278,9 +278,6 @@ async fn piece(
         let _keep = (&hold, &active);
         async move {
             if sent >= len {
-                if let Some(p) = promise.as_mut() {
-                    p.kept = true;
-                }
                 return None;
             }
             let chunk = READ_CHUNK.min(len - sent);
@@ -293,6 +290,11 @@ async fn piece(
                     task.add_uploaded(chunk);
                     if sent + chunk >= len {
                         ctx.metrics.pieces_served.inc();
+                        // The last byte is handed over: with the length known, hyper may
+                        // never poll the body again, so this is where the piece counts as sent.
+                        if let Some(p) = promise.as_mut() {
+                            p.kept = true;
+                        }
                     }
                     Some((Ok(Frame::data(bytes)), (sent + chunk, promise)))
                 }
