@@ -646,4 +646,50 @@ async fn a_seed_offers_again_a_piece_whose_child_went_away_mid_piece() {
         "offered again after it was sent whole: {offered_twice:?}"
     );
     assert!(lines >= 1, "the feed showed the piece leaving the offer");
+
+    // Every piece sent once: the seed is open and offers everything. A child going away from
+    // a piece sent before does not put it back into super-seeding.
+    for n in (0..4).filter(|&n| n != piece) {
+        client
+            .get(format!("https://{}/pieces/{task}/{n}", seed.data))
+            .send()
+            .await
+            .expect("piece")
+            .bytes()
+            .await
+            .expect("the whole piece");
+    }
+    let open = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (now, _) = next_offer().await;
+            if now.len() == 4 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        open.is_ok(),
+        "every piece sent once: the seed offers everything"
+    );
+    let resp = client
+        .get(format!("https://{}/pieces/{task}/{piece}", seed.data))
+        .send()
+        .await
+        .expect("piece");
+    assert_eq!(resp.status(), 200);
+    drop(resp);
+    let narrowed = tokio::time::timeout(Duration::from_millis(1500), async {
+        loop {
+            let (now, _) = next_offer().await;
+            if now.len() < 4 {
+                return now;
+            }
+        }
+    })
+    .await;
+    assert!(
+        narrowed.is_err(),
+        "an open seed went back to super-seeding: {narrowed:?}"
+    );
 }

@@ -236,9 +236,13 @@ async fn piece(
     let Some(task) = ctx.store.get(&id) else {
         return text(StatusCode::NOT_FOUND, "unknown task\n");
     };
-    let admitted = {
+    let (admitted, newly_promised) = {
         let mut st = task.state();
-        admit(ctx, &task, &mut st, n, follows)
+        // An open seed (every piece sent once) serves pieces already sent: a failed delivery
+        // of one of those must not put the seed back into super-seeding.
+        let sent_before = st.sent.get(n);
+        let admitted = admit(ctx, &task, &mut st, n, follows);
+        (admitted, ctx.seed && !sent_before)
     };
     if ctx.seed && admitted.is_ok() {
         // The piece left the seed's offer: its neighbours' feeds show that now, not at the
@@ -247,7 +251,7 @@ async fn piece(
     }
     // Made only once admitted: a refused request promised nothing.
     let promise = |task: &Arc<StoredTask>| {
-        ctx.seed.then(|| SeedPromise {
+        newly_promised.then(|| SeedPromise {
             task: task.clone(),
             piece: n,
             kept: false,
