@@ -693,3 +693,59 @@ async fn a_seed_offers_again_a_piece_whose_child_went_away_mid_piece() {
         "an open seed went back to super-seeding: {narrowed:?}"
     );
 }
+
+/// A complete parent's feed shows its slots filling and freeing: a child it told busy learns
+/// of the free slot from the feed alone (nothing else about a complete parent changes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complete_parents_feed_shows_its_slot_taken_and_freed() {
+    use df_peer::bitmap_feed::FeedReader;
+
+    let size = 16 * MIB;
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    let cluster = Cluster::start(1, 0, 1, &|_, c| c.upload_slots = 1).await;
+    let peer = &cluster.peers[0];
+    let got = fetch(peer.admin, &origin.blob_url(size, 23), None).await;
+    assert_eq!(got.status, 200);
+    let task = got.task_id.expect("task id header");
+    let client = piece_client(&cluster);
+    let mut feed = client
+        .get(format!(
+            "https://{}/tasks/{task}/bitmap?stream=1",
+            peer.data
+        ))
+        .send()
+        .await
+        .expect("feed");
+    let mut reader = FeedReader::default();
+    let mut next_full = async || -> bool {
+        loop {
+            let chunk = tokio::time::timeout(Duration::from_secs(3), feed.chunk())
+                .await
+                .expect("a line within 3 s")
+                .expect("read")
+                .expect("the feed stays open");
+            if let Some((_, update)) = reader.push(&chunk).expect("valid").pop() {
+                return update.full;
+            }
+        }
+    };
+    assert!(!next_full().await, "nothing sending: a slot is free");
+    // Takes the one slot (a 4 MiB body cannot have left before the head arrives).
+    let resp = client
+        .get(format!("https://{}/pieces/{task}/0", peer.data))
+        .send()
+        .await
+        .expect("piece");
+    assert_eq!(resp.status(), 200);
+    let busy = client
+        .get(format!("https://{}/pieces/{task}/1", peer.data))
+        .send()
+        .await
+        .expect("piece");
+    assert_eq!(busy.status(), 503, "the one slot is taken");
+    assert!(next_full().await, "the feed shows the slot taken");
+    drop(resp);
+    assert!(!next_full().await, "the feed shows the slot freed");
+}

@@ -236,17 +236,22 @@ async fn piece(
     let Some(task) = ctx.store.get(&id) else {
         return text(StatusCode::NOT_FOUND, "unknown task\n");
     };
-    let (admitted, newly_promised) = {
+    let (admitted, newly_promised, became_full) = {
         let mut st = task.state();
         // An open seed (every piece sent once) serves pieces already sent: a failed delivery
         // of one of those must not put the seed back into super-seeding.
         let sent_before = st.sent.get(n);
         let admitted = admit(ctx, &task, &mut st, n, follows);
-        (admitted, ctx.seed && !sent_before)
+        // A new upload that took the last free slot (a queued one changes nothing).
+        let became_full =
+            matches!(admitted, Ok(Admitted::Now(..))) && admission::is_full(st.uploads, ctx.slots);
+        (admitted, ctx.seed && !sent_before, became_full)
     };
-    if ctx.seed && admitted.is_ok() {
-        // The piece left the seed's offer: its neighbours' feeds show that now, not at the
-        // next unrelated change.
+    if (ctx.seed && admitted.is_ok()) || became_full {
+        // Neighbours' feeds show it now, not at the next unrelated change: a piece that left
+        // a seed's offer, or every slot taken. A feed that never showed *full* could not show
+        // a slot freeing either, and a child told busy by a complete parent (whose bitmap no
+        // longer changes) would never ask it again.
         task.notify();
     }
     // Made only once admitted: a refused request promised nothing.
