@@ -236,45 +236,34 @@ async fn piece(
     let Some(task) = ctx.store.get(&id) else {
         return text(StatusCode::NOT_FOUND, "unknown task\n");
     };
-    let (admitted, newly_promised, became_full) = {
+    let admission = {
         let mut st = task.state();
-        // An open seed (every piece sent once) serves pieces already sent: a failed delivery
-        // of one of those must not put the seed back into super-seeding.
-        let sent_before = st.sent.get(n);
-        let admitted = admit(ctx, &task, &mut st, n, follows);
-        // A new upload that took the last free slot (a queued one changes nothing).
-        let became_full =
-            matches!(admitted, Ok(Admitted::Now(..))) && admission::is_full(st.uploads, ctx.slots);
-        (admitted, ctx.seed && !sent_before, became_full)
+        admit(ctx, &task, &mut st, n, follows)
     };
-    if (ctx.seed && admitted.is_ok()) || became_full {
-        // Neighbours' feeds show it now, not at the next unrelated change: a piece that left
-        // a seed's offer, or every slot taken. A feed that never showed *full* could not show
-        // a slot freeing either, and a child told busy by a complete parent (whose bitmap no
-        // longer changes) would never ask it again.
-        task.notify();
-    }
-    // Made only once admitted: a refused request promised nothing.
-    let promise = |task: &Arc<StoredTask>| {
-        newly_promised.then(|| SeedPromise {
-            task: task.clone(),
-            piece: n,
-            kept: false,
-        })
-    };
-    let (offset, len, active, promise) = match admitted {
-        Ok(Admitted::Now(offset, len, active)) => (offset, len, active, promise(&task)),
-        Ok(Admitted::Queued(offset, len, waiting)) => {
-            let promise = promise(&task);
-            match take_over(waiting, stop).await {
-                Some(active) => (offset, len, active, promise),
-                None => return busy(ctx),
+    let (admitted, promise) = match admission {
+        Ok(Admission {
+            admitted,
+            promise,
+            shown_changed,
+        }) => {
+            if shown_changed {
+                // After the lock: the feeds it wakes read the task's state.
+                task.notify();
             }
+            (admitted, promise)
         }
         Err(Answer::Busy) => return busy(ctx),
         // Also a seed's answer for a piece it already sent (super-seeding): the child asks
         // another neighbour, or the seed for another piece.
         Err(_) => return text(StatusCode::NOT_FOUND, "piece not held\n"),
+    };
+    let (offset, len, active) = match admitted {
+        Admitted::Now(offset, len, active) => (offset, len, active),
+        // A promise dropped here (busy) offers the piece again.
+        Admitted::Queued(offset, len, waiting) => match take_over(waiting, stop).await {
+            Some(active) => (offset, len, active),
+            None => return busy(ctx),
+        },
     };
     let token = active.token;
     task.touch();
@@ -375,6 +364,18 @@ enum Admitted {
     Queued(u64, u64, oneshot::Receiver<ActiveUpload>),
 }
 
+/// What [`admit`] decided and changed.
+struct Admission {
+    admitted: Admitted,
+    /// A super-seeding seed's first sending of the piece.
+    promise: Option<SeedPromise>,
+    /// What neighbours are shown changed (a piece left a seed's offer, or the last free slot
+    /// was taken): the caller wakes the task's feeds once the lock is released. A feed that
+    /// never showed *full* could not show a slot freeing either, and a child told busy by a
+    /// complete parent (whose bitmap no longer changes) would never ask it again.
+    shown_changed: bool,
+}
+
 /// Whether piece `n` is sent now or after the slot `follows` names ([`crate::admission`]):
 /// held, not already sent by a super-seeding seed, and one of the task's upload slots free, or
 /// the named slot still sending with nobody waiting behind it. On yes the slot is taken (or the
@@ -386,7 +387,7 @@ fn admit(
     st: &mut crate::storage::TaskState,
     n: u32,
     follows: Option<u128>,
-) -> Result<Admitted, Answer> {
+) -> Result<Admission, Answer> {
     let Some((offset, len)) = st.layout.and_then(|l| l.range(n)) else {
         return Err(Answer::NotHeld);
     };
@@ -405,15 +406,17 @@ fn admit(
     match answer {
         Answer::Send => {
             st.uploads += 1;
-            if ctx.seed {
-                st.sent.set(n);
-            }
+            let promise = promise(ctx, task, st, n);
             // Unguessable (OS randomness), so only the child that was sent the slot's header
             // can queue behind it.
             let token = uuid::Uuid::new_v4().as_u128();
             st.upload_slots.0.insert(token, None);
             let active = ActiveUpload::start(ctx.clone(), task.clone(), token);
-            Ok(Admitted::Now(offset, len, active))
+            Ok(Admission {
+                admitted: Admitted::Now(offset, len, active),
+                shown_changed: promise.is_some() || admission::is_full(st.uploads, slots),
+                promise,
+            })
         }
         Answer::Queue => {
             let (tx, rx) = oneshot::channel();
@@ -423,13 +426,31 @@ fn admit(
                 return Err(Answer::Busy);
             };
             *slot = Some(tx);
-            if ctx.seed {
-                st.sent.set(n);
-            }
-            Ok(Admitted::Queued(offset, len, rx))
+            let promise = promise(ctx, task, st, n);
+            Ok(Admission {
+                admitted: Admitted::Queued(offset, len, rx),
+                shown_changed: promise.is_some(),
+                promise,
+            })
         }
         other => Err(other),
     }
+}
+
+/// A seed records piece `n` as sent; its first sending is a promise ([`SeedPromise`]). An open
+/// seed (every piece sent once) serves pieces already sent: a failed delivery of one of those
+/// must not put the seed back into super-seeding, so it is no promise.
+fn promise(
+    ctx: &Uploads,
+    task: &Arc<StoredTask>,
+    st: &mut crate::storage::TaskState,
+    n: u32,
+) -> Option<SeedPromise> {
+    (ctx.seed && st.sent.set(n)).then(|| SeedPromise {
+        task: task.clone(),
+        piece: n,
+        kept: false,
+    })
 }
 
 /// An upload in progress, holding one of its task's `upload.slots` (named `token` in
