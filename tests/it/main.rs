@@ -1,4 +1,5 @@
-//! The workspace's one integration test binary: in-process clusters (`p2p`), the real
+//! The workspace's one integration test binary: in-process clusters (`p2p`) and the bitmap
+//! feed between their daemons (`bitmap_feed`), the real
 //! binaries driven as an operator would (`cli`), where dfctl writes and what it leaves there
 //! (`destinations`), the Helm chart checked with the real helm and kubernetes-validate
 //! (`helm`) with its cluster identity in every mode (`helm_identity`), the node/cluster
@@ -10,6 +11,7 @@
 
 mod access;
 mod bench;
+mod bitmap_feed;
 mod cli;
 mod cluster;
 mod container;
