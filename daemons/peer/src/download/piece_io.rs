@@ -88,6 +88,22 @@ where
         limiter: &RateLimiter,
         stall: Duration,
     ) -> Result<PieceDigest, PieceError> {
+        self.write_piece_marked(task, (offset, len), limiter, stall, (len, || {}))
+            .await
+    }
+
+    /// [`Self::write_piece`] of the piece at `(offset, len)`, calling `at_mark.1` once
+    /// `at_mark.0` bytes of it have arrived.
+    pub async fn write_piece_marked(
+        &mut self,
+        task: &StoredTask,
+        (offset, len): (u64, u64),
+        limiter: &RateLimiter,
+        stall: Duration,
+        at_mark: (u64, impl FnOnce()),
+    ) -> Result<PieceDigest, PieceError> {
+        let (mark, at_mark) = at_mark;
+        let mut at_mark = Some(at_mark);
         let mut hasher = blake3::Hasher::new();
         let mut pending: Vec<Bytes> = Vec::new();
         let mut pending_len = 0usize;
@@ -104,6 +120,11 @@ where
             limiter.acquire(chunk.len()).await;
             hasher.update(&chunk);
             received += chunk.len() as u64;
+            if received >= mark
+                && let Some(f) = at_mark.take()
+            {
+                f();
+            }
             pending_len += chunk.len();
             pending.push(chunk);
             if pending_len >= WRITE_BLOCK {
@@ -117,5 +138,61 @@ where
             task.write_chunks_at(offset + flushed, pending).await?;
         }
         Ok(PieceDigest::from_hasher(&hasher))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use df_core::ids::{PeerId, TaskId};
+    use df_core::piece::PieceLayout;
+
+    use super::*;
+    use crate::storage::{PieceStore, StoreOptions};
+
+    #[tokio::test]
+    async fn the_mark_fires_once_when_its_byte_arrives_and_the_piece_is_whole() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = PieceStore::open(StoreOptions {
+            dir: dir.path().to_owned(),
+            capacity: 1 << 20,
+            high_watermark_percent: 90,
+            low_watermark_percent: 70,
+        })
+        .await
+        .expect("open");
+        let task_id: TaskId = "a".repeat(64).parse().expect("task id");
+        let task = store.get_or_create(&task_id, "http://o/x", &PeerId::from("p".to_owned()));
+        store
+            .set_layout(&task, PieceLayout::new(32, Some(32)), vec![])
+            .await
+            .expect("layout");
+        // Four chunks of 8 bytes; `yielded` counts those handed out so far.
+        let yielded = Arc::new(AtomicUsize::new(0));
+        let counter = yielded.clone();
+        let chunks = futures_util::stream::iter((0u8..4).map(move |i| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Bytes::from(vec![i; 8]))
+        }));
+        let mut fired_after = Vec::new();
+        let digest = BodyReader::new(chunks)
+            .write_piece_marked(
+                &task,
+                (0, 32),
+                &RateLimiter::unlimited(),
+                Duration::from_secs(5),
+                (24, || fired_after.push(yielded.load(Ordering::SeqCst))),
+            )
+            .await
+            .expect("piece");
+        assert_eq!(
+            fired_after,
+            vec![3],
+            "once, on the chunk that reaches byte 24"
+        );
+        let whole: Vec<u8> = (0u8..4).flat_map(|i| [i; 8]).collect();
+        assert_eq!(digest, PieceDigest::of(&whole));
     }
 }

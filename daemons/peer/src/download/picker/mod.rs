@@ -19,13 +19,17 @@
 //!   serves each piece about once; the swarm spreads it);
 //! - a source that failed (unreachable, bad digest) is never used again; one that lacked a
 //!   piece it advertised keeps serving the rest;
-//! - pipelining: once a fetch is *streaming* (the source gave it an upload slot), one more
-//!   fetch from the same source is queued behind it, for the best-ranked wanted piece that
-//!   source holds (at a seed, while normal sources exist, only one no normal source holds).
-//!   The source holds it and hands it the slot when the current piece ends
-//!   (`crate::admission`), so the slot streams back to back instead of idling the round trip
-//!   a request takes to cross queued links. A queued fetch does not count against
-//!   `concurrent` or the source's share until its predecessor ends and it takes its place.
+//! - pipelining: once a fetch is *streaming* (the driver says so when most of the piece has
+//!   arrived, see `super::parent::QUEUE_AT_DIVISOR`), one more fetch from the same source is queued
+//!   behind it, for the best-ranked wanted piece that source holds (at a seed, while normal
+//!   sources exist, only one no normal source holds). The source holds it and hands it the
+//!   slot when the current piece ends (`crate::admission`), so the slot streams back to back
+//!   instead of idling the round trip a request takes to cross queued links. A queued fetch
+//!   does not count against `concurrent` or the source's share until its predecessor ends
+//!   and it takes its place;
+//! - pipelining does not pin: no fetch is queued at a source while another normal source
+//!   with a free slot, holding one of the best-ranked wanted pieces, carries at least two
+//!   uploads fewer; the slot is let go and the next fetch is chosen afresh.
 //!
 //! No endgame duplicates: asking a second holder for the last pieces made no difference in
 //! the simulator (N = 64 and 256, README "Simulated swarms"), and two fetches of one piece
@@ -121,6 +125,10 @@ struct Source {
     /// Said busy (or advertised full) and has not advertised a free slot since.
     busy: bool,
 }
+
+/// Wanted pieces, best-ranked first, looked at for a holder with room before a fetch is
+/// queued behind a streaming one.
+const ROOMY_WALK: usize = 64;
 
 /// Rank of a wanted piece; the smallest is fetched first: pieces some normal source holds,
 /// then fewer holders, then nearer the head (window), then a per-piece random draw.
@@ -323,12 +331,25 @@ impl Picker {
             .filter(|p| !self.queued.contains_key(p) && !self.is_queued(**p))
             .filter_map(|p| self.inflight.get(p).map(|s| (*p, s.clone())))
             .collect();
+        if ahead.is_empty() {
+            return Vec::new();
+        }
         let any_normal = self.sources.values().any(|s| !s.seed);
+        let roomy = self.roomy_holders();
         let mut out = Vec::new();
         for (ahead, source) in ahead {
             let Some(s) = self.sources.get(&source) else {
                 continue;
             };
+            // Queueing keeps this source's slot for us. Not when another holder with room
+            // carries two uploads fewer: the slot is let go, and the next fetch is chosen
+            // afresh, least loaded holder first. Otherwise the sources a child streams from
+            // early stay its sources to the end, and neighbours with idle uplinks are never
+            // asked (README "Pipelining without pinning").
+            let load = s.load.max(u32::try_from(s.inflight).unwrap_or(u32::MAX));
+            if !s.seed && roomy.iter().any(|(id, l)| *id != source && l + 1 < load) {
+                continue;
+            }
             // Same rule as new fetches: a seed only for what no normal source holds.
             let seed_only = s.seed && any_normal;
             let piece = self
@@ -352,6 +373,38 @@ impl Picker {
             });
         }
         out
+    }
+
+    /// Normal sources with a free upload slot that hold one of the best-ranked wanted
+    /// pieces, with their load (what they advertised plus our fetches there).
+    ///
+    /// Why only the best-ranked [`ROOMY_WALK`] pieces: this runs on every decision while a
+    /// fetch streams, and the pieces a source with room could serve that matter are the
+    /// rare ones the next fetch would take.
+    fn roomy_holders(&self) -> Vec<(PeerId, u32)> {
+        let roomy: Vec<(&PeerId, &Source)> = self
+            .sources
+            .iter()
+            .filter(|(_, s)| !s.seed && !s.busy)
+            .collect();
+        if roomy.is_empty() {
+            return Vec::new();
+        }
+        let mut found = vec![false; roomy.len()];
+        for r in self.wanted.iter().take(ROOMY_WALK) {
+            for (i, (_, s)) in roomy.iter().enumerate() {
+                found[i] |= s.bitmap.get(r.4);
+            }
+        }
+        roomy
+            .into_iter()
+            .zip(found)
+            .filter(|(_, f)| *f)
+            .map(|((id, s), _)| {
+                let ours = u32::try_from(s.inflight).unwrap_or(u32::MAX);
+                (id.clone(), s.load.saturating_add(ours))
+            })
+            .collect()
     }
 
     /// Whether `piece` is a fetch still queued behind another.
@@ -579,413 +632,4 @@ impl Room {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use super::*;
-
-    fn id(s: &str) -> PeerId {
-        PeerId::from(s.to_owned())
-    }
-
-    fn bitmap(len: u32, ones: impl IntoIterator<Item = u32>) -> Bitmap {
-        let mut b = Bitmap::new(len);
-        for n in ones {
-            b.set(n);
-        }
-        b
-    }
-
-    /// A picker over `pieces` pieces, every digest known.
-    fn picker(pieces: u32, concurrent: usize) -> Picker {
-        let mut p = Picker::new(PickerConfig::new(concurrent), 42);
-        p.handle(PickEvent::Layout { pieces });
-        for n in 0..pieces {
-            p.handle(PickEvent::Digest { piece: n });
-        }
-        p
-    }
-
-    fn add(p: &mut Picker, name: &str, seed: bool, ones: impl IntoIterator<Item = u32>) {
-        let len = p.have.len();
-        p.handle(PickEvent::SourceAdded {
-            source: id(name),
-            seed,
-        });
-        p.handle(PickEvent::SourceBitmap {
-            source: id(name),
-            bitmap: bitmap(len, ones),
-        });
-    }
-
-    #[test]
-    fn rarest_first_after_the_first_piece() {
-        let mut p = picker(8, 1);
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "a", false, 1..8);
-        add(&mut p, "b", false, 1..7);
-        add(&mut p, "c", false, [1, 2, 3]);
-        // Piece 7 is held by one source only.
-        assert_eq!(
-            p.decide(),
-            vec![Fetch {
-                piece: 7,
-                source: id("a"),
-                behind: None,
-            }]
-        );
-    }
-
-    #[test]
-    fn the_first_piece_is_random_not_the_rarest() {
-        let firsts: HashSet<u32> = (0..20)
-            .map(|seed| {
-                let mut p = Picker::new(PickerConfig::new(1), seed);
-                p.handle(PickEvent::Layout { pieces: 16 });
-                for n in 0..16 {
-                    p.handle(PickEvent::Digest { piece: n });
-                }
-                add(&mut p, "a", false, 0..16);
-                add(&mut p, "b", false, 0..8);
-                p.decide()[0].piece
-            })
-            .collect();
-        assert!(firsts.iter().any(|&n| n < 8), "{firsts:?}");
-        assert!(firsts.len() > 4, "{firsts:?}");
-    }
-
-    #[test]
-    fn no_digest_no_fetch_and_nothing_twice() {
-        let mut p = Picker::new(PickerConfig::new(8), 1);
-        p.handle(PickEvent::Layout { pieces: 4 });
-        add(&mut p, "a", false, 0..4);
-        assert!(p.decide().is_empty());
-        p.handle(PickEvent::Digest { piece: 2 });
-        let got = p.decide();
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].piece, 2);
-        assert!(p.decide().is_empty(), "in flight already");
-    }
-
-    #[test]
-    fn requests_are_spread_over_sources() {
-        let mut p = picker(64, 8);
-        p.handle(PickEvent::Held { piece: 63 });
-        for s in ["a", "b", "c", "d"] {
-            add(&mut p, s, false, 0..64);
-        }
-        let got = p.decide();
-        assert_eq!(got.len(), 8);
-        let mut per: HashMap<PeerId, usize> = HashMap::new();
-        for f in &got {
-            *per.entry(f.source.clone()).or_default() += 1;
-        }
-        assert!(per.values().all(|&k| k == 2), "{per:?}");
-    }
-
-    #[test]
-    fn seeds_serve_only_what_no_normal_source_has_one_at_a_time() {
-        let mut p = picker(16, 8);
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "seed", true, 0..16);
-        add(&mut p, "a", false, 0..4);
-        let got = p.decide();
-        let at_seed: Vec<&Fetch> = got.iter().filter(|f| f.source == id("seed")).collect();
-        assert_eq!(at_seed.len(), 1, "{got:?}");
-        assert!(at_seed[0].piece >= 4, "{got:?}");
-        for f in got.iter().filter(|f| f.source == id("a")) {
-            assert!(f.piece < 4);
-        }
-    }
-
-    #[test]
-    fn with_only_a_seed_every_slot_is_used() {
-        let mut p = picker(16, 8);
-        add(&mut p, "seed", true, 0..16);
-        assert_eq!(p.decide().len(), 8);
-    }
-
-    #[test]
-    fn a_failed_source_is_dropped_and_a_missing_piece_is_asked_elsewhere() {
-        let mut p = picker(4, 1);
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "a", false, [1]);
-        let f = p.decide().remove(0);
-        assert_eq!(f.piece, 1);
-        p.handle(PickEvent::FetchFailed {
-            piece: 1,
-            source: id("a"),
-            missing: true,
-        });
-        assert!(p.has_source(&id("a")));
-        assert!(p.decide().is_empty(), "a no longer advertises piece 1");
-        add(&mut p, "b", false, [1, 2]);
-        let f = p.decide().remove(0);
-        p.handle(PickEvent::FetchFailed {
-            piece: f.piece,
-            source: id("b"),
-            missing: false,
-        });
-        assert!(p.is_lost(&id("b")));
-        p.handle(PickEvent::SourceAdded {
-            source: id("b"),
-            seed: false,
-        });
-        assert!(!p.has_source(&id("b")), "a lost source is not taken back");
-    }
-
-    #[test]
-    fn complete_when_every_piece_is_held() {
-        let mut p = picker(2, 2);
-        assert!(!p.is_complete());
-        add(&mut p, "a", false, 0..2);
-        for f in p.decide() {
-            p.handle(PickEvent::Fetched {
-                piece: f.piece,
-                source: f.source,
-            });
-        }
-        assert!(p.is_complete());
-        assert_eq!(p.in_flight(), 0);
-    }
-
-    #[test]
-    fn a_busy_source_is_skipped_until_it_advertises_a_free_slot() {
-        let mut p = picker(8, 1);
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "a", false, [7]);
-        add(&mut p, "b", false, 1..7);
-        add(&mut p, "c", false, 1..7);
-        let f = p.decide().remove(0);
-        assert_eq!((f.piece, &f.source), (7, &id("a")), "rarest first");
-        p.handle(PickEvent::Busy {
-            piece: 7,
-            source: id("a"),
-        });
-        assert!(p.is_busy(&id("a")) && p.has_source(&id("a")));
-        let f = p.decide().remove(0);
-        assert_ne!(f.source, id("a"), "another holder's piece instead");
-        p.handle(PickEvent::Fetched {
-            piece: f.piece,
-            source: f.source,
-        });
-        p.handle(PickEvent::SourceLoad {
-            source: id("a"),
-            uploads: 3,
-            full: false,
-        });
-        assert_eq!(p.decide()[0].piece, 7, "a takes requests again");
-    }
-
-    #[test]
-    fn the_least_loaded_holder_is_asked() {
-        let mut p = picker(8, 1);
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "a", false, 1..8);
-        add(&mut p, "b", false, 1..8);
-        p.handle(PickEvent::SourceLoad {
-            source: id("a"),
-            uploads: 5,
-            full: false,
-        });
-        p.handle(PickEvent::SourceLoad {
-            source: id("b"),
-            uploads: 1,
-            full: false,
-        });
-        assert_eq!(p.decide()[0].source, id("b"));
-    }
-
-    #[test]
-    fn a_piece_is_asked_of_one_holder_at_a_time() {
-        let mut p = picker(2, 4);
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "a", false, [1]);
-        add(&mut p, "b", false, [1]);
-        assert_eq!(p.decide().len(), 1);
-        assert!(p.decide().is_empty());
-    }
-
-    /// The incrementally kept ranking equals a recount from scratch after any events.
-    #[test]
-    fn the_kept_ranking_matches_a_recount() {
-        let mut rng = fastrand::Rng::with_seed(9);
-        for round in 0..40 {
-            let pieces = rng.u32(1..40);
-            let mut p = Picker::new(PickerConfig::new(rng.usize(1..6)), round);
-            p.handle(PickEvent::Layout { pieces });
-            let names = ["a", "b", "c", "s"];
-            for _ in 0..200 {
-                let name = names[rng.usize(..names.len())];
-                let n = rng.u32(..pieces);
-                match rng.u8(..8) {
-                    0 => p.handle(PickEvent::Digest { piece: n }),
-                    1 => p.handle(PickEvent::SourceAdded {
-                        source: id(name),
-                        seed: name == "s",
-                    }),
-                    2 | 3 => {
-                        let ones: Vec<u32> = (0..pieces).filter(|_| rng.bool()).collect();
-                        p.handle(PickEvent::SourceBitmap {
-                            source: id(name),
-                            bitmap: bitmap(pieces, ones),
-                        });
-                    }
-                    4 => {
-                        for f in p.decide() {
-                            match rng.u8(..3) {
-                                0 => p.handle(PickEvent::Fetched {
-                                    piece: f.piece,
-                                    source: f.source,
-                                }),
-                                1 => p.handle(PickEvent::Busy {
-                                    piece: f.piece,
-                                    source: f.source,
-                                }),
-                                _ => p.handle(PickEvent::FetchFailed {
-                                    piece: f.piece,
-                                    source: f.source,
-                                    missing: rng.bool(),
-                                }),
-                            }
-                        }
-                    }
-                    5 => p.handle(PickEvent::SourceLoad {
-                        source: id(name),
-                        uploads: rng.u32(..4),
-                        full: false,
-                    }),
-                    6 if rng.u8(..10) == 0 => p.handle(PickEvent::SourceLost { source: id(name) }),
-                    6 => {
-                        let flying: Vec<(u32, PeerId)> =
-                            p.inflight.iter().map(|(n, s)| (*n, s.clone())).collect();
-                        for (piece, source) in flying {
-                            p.handle(PickEvent::Streaming { piece, source });
-                        }
-                    }
-                    _ => p.handle(PickEvent::Held { piece: n }),
-                }
-                for n in 0..pieces {
-                    let holders = p.sources.values().filter(|s| s.bitmap.get(n));
-                    let (normal, seeds) =
-                        holders.fold(
-                            (0, 0),
-                            |(a, b), s| {
-                                if s.seed { (a, b + 1) } else { (a + 1, b) }
-                            },
-                        );
-                    assert_eq!((p.normal[n as usize], p.seeds[n as usize]), (normal, seeds));
-                    let wanted = !p.have.get(n)
-                        && p.verifiable.get(n)
-                        && !p.inflight.contains_key(&n)
-                        && normal + seeds > 0;
-                    assert_eq!(p.wanted.contains(&p.rank(n)), wanted, "piece {n}");
-                }
-                assert_eq!(
-                    p.wanted.len(),
-                    (0..pieces).filter(|&n| p.is_wanted(n)).count()
-                );
-                assert_eq!(p.fetches, p.inflight.len());
-                assert!(p.active() <= p.config.concurrent);
-                assert!(p.queued.len() <= p.streaming.len());
-            }
-        }
-    }
-
-    #[test]
-    fn one_fetch_is_queued_behind_each_streaming_one_and_takes_its_place() {
-        let mut p = picker(16, 2);
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "a", false, 1..16);
-        add(&mut p, "b", false, 1..16);
-        let first = p.decide();
-        assert_eq!(first.len(), 2);
-        assert!(first.iter().all(|f| f.behind.is_none()));
-        assert!(
-            p.decide().is_empty(),
-            "nothing queued before a slot is streaming"
-        );
-        let f = first[0].clone();
-        p.handle(PickEvent::Streaming {
-            piece: f.piece,
-            source: f.source.clone(),
-        });
-        let queued = p.decide();
-        assert_eq!(queued.len(), 1, "{queued:?}");
-        let q = queued[0].clone();
-        assert_eq!((&q.source, q.behind), (&f.source, Some(f.piece)));
-        assert_ne!(q.piece, first[1].piece);
-        assert!(p.decide().is_empty(), "one queued fetch per slot");
-        assert_eq!(
-            p.active(),
-            2,
-            "the queued fetch is not counted against concurrent"
-        );
-        // The piece ahead lands: the queued one is active now, at the same source's share,
-        // and no new fetch is started in its place.
-        p.handle(PickEvent::Fetched {
-            piece: f.piece,
-            source: f.source.clone(),
-        });
-        assert_eq!(p.active(), 2);
-        assert!(p.decide().is_empty());
-        assert_eq!(p.sources[&f.source].inflight, 1);
-        // Once it streams, another is queued behind it.
-        p.handle(PickEvent::Streaming {
-            piece: q.piece,
-            source: q.source.clone(),
-        });
-        let next = p.decide();
-        assert_eq!(next.len(), 1);
-        assert_eq!(next[0].behind, Some(q.piece));
-    }
-
-    #[test]
-    fn a_queued_fetch_that_fails_first_frees_only_itself() {
-        let mut p = picker(16, 1);
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "a", false, 1..16);
-        let f = p.decide().remove(0);
-        p.handle(PickEvent::Streaming {
-            piece: f.piece,
-            source: f.source.clone(),
-        });
-        let q = p.decide().remove(0);
-        p.handle(PickEvent::Busy {
-            piece: q.piece,
-            source: q.source.clone(),
-        });
-        assert_eq!(p.active(), 1);
-        assert_eq!(
-            p.sources[&f.source].inflight, 1,
-            "the streaming fetch still counts"
-        );
-        assert!(p.decide().is_empty(), "a busy source is not asked again");
-        p.handle(PickEvent::Fetched {
-            piece: f.piece,
-            source: f.source,
-        });
-        assert_eq!(p.in_flight(), 0);
-        assert_eq!(p.sources[&id("a")].inflight, 0);
-    }
-
-    #[test]
-    fn at_a_seed_only_what_no_normal_source_holds_is_queued() {
-        let mut p = picker(16, 4);
-        p.handle(PickEvent::Held { piece: 0 });
-        add(&mut p, "seed", true, 0..16);
-        add(&mut p, "a", false, 1..8);
-        let at_seed = p
-            .decide()
-            .into_iter()
-            .find(|f| f.source == id("seed"))
-            .expect("one fetch at the seed");
-        p.handle(PickEvent::Streaming {
-            piece: at_seed.piece,
-            source: id("seed"),
-        });
-        let queued = p.decide();
-        assert_eq!(queued.len(), 1);
-        assert!(queued[0].piece >= 8, "{queued:?}");
-    }
-}
+mod tests;
