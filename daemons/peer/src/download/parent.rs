@@ -35,8 +35,8 @@ pub enum ParentEvent {
         parent: PeerId,
         error: String,
     },
-    /// A fetch of `piece` got an upload slot at `parent`, named `slot`: its response headers
-    /// arrived and the bytes follow.
+    /// A fetch of `piece` holds an upload slot at `parent`, named `slot`, and the last
+    /// 1/`QUEUE_AT_DIVISOR` of its bytes are arriving: a fetch may be queued behind it.
     Slot {
         parent: PeerId,
         piece: u32,
@@ -242,7 +242,7 @@ pub struct PieceRequest<'a> {
     pub parent: &'a PeerId,
     /// The slot of a fetch from this parent still streaming ([`df_core::HEADER_UPLOAD_SLOT`]).
     pub behind: Option<&'a str>,
-    /// Told the slot this fetch gets, so a fetch can be queued behind it.
+    /// Told the slot this fetch holds, near its end, so a fetch can be queued behind it.
     pub events: &'a mpsc::UnboundedSender<ParentEvent>,
 }
 

@@ -19,14 +19,14 @@
 //!   serves each piece about once; the swarm spreads it);
 //! - a source that failed (unreachable, bad digest) is never used again; one that lacked a
 //!   piece it advertised keeps serving the rest;
-//! - pipelining: once a fetch is *streaming* (the driver says so when most of the piece has
-//!   arrived, see `super::parent::QUEUE_AT_DIVISOR`), one more fetch from the same source is queued
-//!   behind it, for the best-ranked wanted piece that source holds (at a seed, while normal
-//!   sources exist, only one no normal source holds). The source holds it and hands it the
-//!   slot when the current piece ends (`crate::admission`), so the slot streams back to back
-//!   instead of idling the round trip a request takes to cross queued links. A queued fetch
-//!   does not count against `concurrent` or the source's share until its predecessor ends
-//!   and it takes its place;
+//! - pipelining: once a fetch is *streaming* (the driver says so when the last quarter of
+//!   its piece is arriving, `super::parent::QUEUE_AT_DIVISOR`), one more fetch from the same
+//!   source is queued behind it, for the best-ranked wanted piece that source holds (at a
+//!   seed, while normal sources exist, only one no normal source holds). The source holds it
+//!   and hands it the slot when the current piece ends (`crate::admission`), so the slot
+//!   streams back to back instead of idling the round trip a request takes to cross queued
+//!   links. A queued fetch does not count against `concurrent` or the source's share until
+//!   its predecessor ends and it takes its place;
 //! - pipelining does not pin: no fetch is queued at a source while another normal source
 //!   with a free slot, holding one of the best-ranked wanted pieces, carries at least two
 //!   uploads fewer; the slot is let go and the next fetch is chosen afresh.
@@ -90,8 +90,8 @@ pub enum PickEvent {
     SourceLost { source: PeerId },
     /// A fetch ended with the piece verified and stored.
     Fetched { piece: u32, source: PeerId },
-    /// The fetch of `piece` from `source` got an upload slot and its bytes are arriving: a
-    /// fetch may be queued behind it.
+    /// The fetch of `piece` from `source` holds an upload slot and its last bytes are
+    /// arriving: a fetch may be queued behind it.
     Streaming { piece: u32, source: PeerId },
     /// `source` refused the fetch because its upload slots are full. It still holds the
     /// piece and stays a source, but is not asked until it advertises a free slot.
