@@ -126,6 +126,15 @@ struct Source {
     busy: bool,
 }
 
+impl Source {
+    /// Uploads it carries as far as this peer knows: what it advertised, and at least our
+    /// fetches there (an advertisement may predate them).
+    fn uploads(&self) -> u32 {
+        self.load
+            .max(u32::try_from(self.inflight).unwrap_or(u32::MAX))
+    }
+}
+
 /// Wanted pieces, best-ranked first, looked at for a holder with room before a fetch is
 /// queued behind a streaming one.
 const ROOMY_WALK: usize = 64;
@@ -334,22 +343,31 @@ impl Picker {
         if ahead.is_empty() {
             return Vec::new();
         }
+        // Queueing keeps a source's slot for us. Not when another holder with room carries
+        // two uploads fewer: the slot is let go, and the next fetch is chosen afresh, least
+        // loaded holder first. Otherwise the sources a child streams from early stay its
+        // sources to the end, and neighbours with idle uplinks are never asked (README
+        // "Pipelining without pinning").
+        let ahead: Vec<(u32, PeerId)> = {
+            let roomy = self.roomy_holders();
+            ahead
+                .into_iter()
+                .filter(|(_, source)| {
+                    self.sources.get(source).is_some_and(|s| {
+                        s.seed
+                            || !roomy
+                                .iter()
+                                .any(|(id, u)| *id != source && u + 1 < s.uploads())
+                    })
+                })
+                .collect()
+        };
         let any_normal = self.sources.values().any(|s| !s.seed);
-        let roomy = self.roomy_holders();
         let mut out = Vec::new();
         for (ahead, source) in ahead {
             let Some(s) = self.sources.get(&source) else {
                 continue;
             };
-            // Queueing keeps this source's slot for us. Not when another holder with room
-            // carries two uploads fewer: the slot is let go, and the next fetch is chosen
-            // afresh, least loaded holder first. Otherwise the sources a child streams from
-            // early stay its sources to the end, and neighbours with idle uplinks are never
-            // asked (README "Pipelining without pinning").
-            let load = s.load.max(u32::try_from(s.inflight).unwrap_or(u32::MAX));
-            if !s.seed && roomy.iter().any(|(id, l)| *id != source && l + 1 < load) {
-                continue;
-            }
             // Same rule as new fetches: a seed only for what no normal source holds.
             let seed_only = s.seed && any_normal;
             let piece = self
@@ -376,34 +394,22 @@ impl Picker {
     }
 
     /// Normal sources with a free upload slot that hold one of the best-ranked wanted
-    /// pieces, with their load (what they advertised plus our fetches there).
+    /// pieces, with the uploads they carry.
     ///
     /// Why only the best-ranked [`ROOMY_WALK`] pieces: this runs on every decision while a
     /// fetch streams, and the pieces a source with room could serve that matter are the
     /// rare ones the next fetch would take.
-    fn roomy_holders(&self) -> Vec<(PeerId, u32)> {
-        let roomy: Vec<(&PeerId, &Source)> = self
-            .sources
+    fn roomy_holders(&self) -> Vec<(&PeerId, u32)> {
+        self.sources
             .iter()
             .filter(|(_, s)| !s.seed && !s.busy)
-            .collect();
-        if roomy.is_empty() {
-            return Vec::new();
-        }
-        let mut found = vec![false; roomy.len()];
-        for r in self.wanted.iter().take(ROOMY_WALK) {
-            for (i, (_, s)) in roomy.iter().enumerate() {
-                found[i] |= s.bitmap.get(r.4);
-            }
-        }
-        roomy
-            .into_iter()
-            .zip(found)
-            .filter(|(_, f)| *f)
-            .map(|((id, s), _)| {
-                let ours = u32::try_from(s.inflight).unwrap_or(u32::MAX);
-                (id.clone(), s.load.saturating_add(ours))
+            .filter(|(_, s)| {
+                self.wanted
+                    .iter()
+                    .take(ROOMY_WALK)
+                    .any(|r| s.bitmap.get(r.4))
             })
+            .map(|(id, s)| (id, s.uploads()))
             .collect()
     }
 
