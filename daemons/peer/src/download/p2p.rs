@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::conductor::{Conductor, Link, storage_failure};
-use super::parent::{ParentEvent, ParentLink, PieceRequest, fetch_piece};
+use super::parent::{ParentEvent, ParentLink, PieceClient, PieceRequest, fetch_piece};
 use super::picker::{Fetch, PickEvent, Picker, PickerConfig};
 use super::piece_io::PieceError;
 use crate::storage::TaskFailure;
@@ -233,7 +233,12 @@ impl Conductor {
                 behind: behind.as_deref(),
                 events: &events,
             };
-            let r = fetch_piece(&ctx, &task, layout, piece, req, digest).await;
+            let client = PieceClient {
+                http: &ctx.peers,
+                limiter: &ctx.download_limiter,
+                stall: ctx.config.piece_timeout,
+            };
+            let r = fetch_piece(client, &task, layout, piece, req, digest).await;
             (piece, source, r)
         });
     }

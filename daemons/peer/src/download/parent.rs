@@ -17,12 +17,13 @@ use tokio::task::AbortHandle;
 use super::origin::error_chain;
 use super::piece_io::{BodyReader, PieceError};
 use crate::bitmap_feed::{self, BitmapReply, FeedReader};
-use crate::download::Engine;
+use crate::ratelimit::RateLimiter;
 use crate::storage::StoredTask;
 
 /// How long the parent may hold a bitmap long-poll open.
 const LONG_POLL: Duration = Duration::from_secs(5);
 
+#[derive(Debug)]
 pub enum ParentEvent {
     Bitmap {
         parent: PeerId,
@@ -263,10 +264,20 @@ pub struct PieceRequest<'a> {
 /// 2,114-2,334 at the last quarter.
 pub(crate) const QUEUE_AT_DIVISOR: u64 = 4;
 
+/// What a piece fetch uses of the download engine.
+pub(crate) struct PieceClient<'a> {
+    /// The client for other peers' upload servers.
+    pub http: &'a reqwest::Client,
+    /// The daemon's download limit.
+    pub limiter: &'a RateLimiter,
+    /// `download.piece_timeout`: the longest a fetch may go without data.
+    pub stall: Duration,
+}
+
 /// Fetches piece `n` from the parent of `req` into the task file and checks it against the
 /// scheduler's digest. Returns the bytes written and how long it took.
-pub async fn fetch_piece(
-    ctx: &Engine,
+pub(crate) async fn fetch_piece(
+    ctx: PieceClient<'_>,
     task: &StoredTask,
     layout: PieceLayout,
     n: u32,
@@ -278,13 +289,13 @@ pub async fn fetch_piece(
         return Err(PieceError::NotFound);
     };
     let url = format!("{}/pieces/{}/{n}", req.base, task.id);
-    let mut get = ctx.peers.get(&url);
+    let mut get = ctx.http.get(&url);
     if let Some(slot) = req.behind {
         get = get.header(df_core::HEADER_UPLOAD_SLOT, slot);
     }
     let resp = get.send().await.map_err(|e| {
         if e.is_timeout() {
-            PieceError::Timeout(ctx.config.piece_timeout)
+            PieceError::Timeout(ctx.stall)
         } else {
             PieceError::Unreachable(error_chain(&e))
         }
@@ -318,8 +329,8 @@ pub async fn fetch_piece(
         .write_piece_marked(
             task,
             (offset, len),
-            &ctx.download_limiter,
-            ctx.config.piece_timeout,
+            ctx.limiter,
+            ctx.stall,
             (mark, announce),
         )
         .await?;
@@ -334,9 +345,11 @@ mod tests {
     use std::convert::Infallible;
 
     use bytes::Bytes;
-    use http_body_util::Full;
+    use http_body_util::{Full, StreamBody};
+    use hyper::body::Frame;
 
     use super::*;
+    use crate::storage::scratch_task;
 
     /// Serves every request on a loopback port with `body` and `content_type`.
     async fn fake_parent(content_type: &'static str, body: &'static str) -> String {
@@ -436,5 +449,101 @@ mod tests {
             }
             _ => panic!("expected the parent to be gone"),
         }
+    }
+
+    /// A parent that answers one piece request with a slot header and sends the body's
+    /// chunks as the test hands them over.
+    async fn parent_sending(chunks: mpsc::UnboundedReceiver<Bytes>, len: u64) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let chunks = std::sync::Mutex::new(Some(chunks));
+            let service = hyper::service::service_fn(move |_req| {
+                let rx = chunks.lock().expect("lock").take().expect("one request");
+                async move {
+                    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+                        let chunk = rx.recv().await?;
+                        Some((Ok::<_, Infallible>(Frame::data(chunk)), rx))
+                    });
+                    let mut resp = http::Response::new(StreamBody::new(frames));
+                    let headers = resp.headers_mut();
+                    headers.insert(http::header::CONTENT_LENGTH, len.into());
+                    headers.insert(
+                        df_core::HEADER_UPLOAD_SLOT,
+                        http::HeaderValue::from_static("slot-1"),
+                    );
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                .await;
+        });
+        format!("http://{addr}")
+    }
+
+    async fn next_within(
+        rx: &mut mpsc::UnboundedReceiver<ParentEvent>,
+    ) -> Result<Option<ParentEvent>, tokio::time::error::Elapsed> {
+        tokio::time::timeout(Duration::from_millis(300), rx.recv()).await
+    }
+
+    #[tokio::test]
+    async fn the_slot_is_announced_once_the_last_quarter_of_the_piece_arrives() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (_store, task) = scratch_task(dir.path(), PieceLayout::new(64, Some(64))).await;
+        let whole: Vec<u8> = (0u8..64).collect();
+        let (chunks, rx) = mpsc::unbounded_channel();
+        let base = parent_sending(rx, 64).await;
+        let (events, mut announced) = mpsc::unbounded_channel();
+        let fetch = tokio::spawn({
+            let task = task.clone();
+            async move {
+                let http = reqwest::Client::new();
+                let limiter = RateLimiter::new(0);
+                let client = PieceClient {
+                    http: &http,
+                    limiter: &limiter,
+                    stall: Duration::from_secs(10),
+                };
+                let req = PieceRequest {
+                    base: &base,
+                    parent: &PeerId::from("parent".to_owned()),
+                    behind: None,
+                    events: &events,
+                };
+                let layout = PieceLayout::new(64, Some(64));
+                fetch_piece(client, &task, layout, 0, req, PieceDigest::of(&whole)).await
+            }
+        });
+        let send = |from: usize, to: usize| {
+            chunks
+                .send(Bytes::from((from as u8..to as u8).collect::<Vec<u8>>()))
+                .expect("parent alive");
+        };
+        // Headers and half the piece: no announcement yet.
+        send(0, 32);
+        assert!(
+            next_within(&mut announced).await.is_err(),
+            "announced before the last quarter"
+        );
+        // Three quarters: the slot is announced, before the rest is sent.
+        send(32, 48);
+        let event = next_within(&mut announced)
+            .await
+            .expect("announced at three quarters");
+        assert!(
+            matches!(&event, Some(ParentEvent::Slot { piece: 0, slot, .. }) if slot == "slot-1"),
+            "{event:?}"
+        );
+        send(48, 64);
+        let (len, _) = fetch.await.expect("join").expect("the piece");
+        assert_eq!(len, 64);
+        assert!(announced.try_recv().is_err(), "announced once");
     }
 }

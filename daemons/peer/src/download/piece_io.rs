@@ -146,29 +146,15 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use df_core::ids::{PeerId, TaskId};
     use df_core::piece::PieceLayout;
 
     use super::*;
-    use crate::storage::{PieceStore, StoreOptions};
+    use crate::storage::scratch_task;
 
     #[tokio::test]
     async fn the_mark_fires_once_when_its_byte_arrives_and_the_piece_is_whole() {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = PieceStore::open(StoreOptions {
-            dir: dir.path().to_owned(),
-            capacity: 1 << 20,
-            high_watermark_percent: 90,
-            low_watermark_percent: 70,
-        })
-        .await
-        .expect("open");
-        let task_id: TaskId = "a".repeat(64).parse().expect("task id");
-        let task = store.get_or_create(&task_id, "http://o/x", &PeerId::from("p".to_owned()));
-        store
-            .set_layout(&task, PieceLayout::new(32, Some(32)), vec![])
-            .await
-            .expect("layout");
+        let (_store, task) = scratch_task(dir.path(), PieceLayout::new(32, Some(32))).await;
         // Four chunks of 8 bytes; `yielded` counts those handed out so far.
         let yielded = Arc::new(AtomicUsize::new(0));
         let counter = yielded.clone();

@@ -748,6 +748,30 @@ fn existing_ancestor(path: &Path) -> PathBuf {
     p
 }
 
+/// A store in `dir` holding one task laid out as `layout`, for tests of what reads and writes
+/// a task's pieces.
+#[cfg(test)]
+pub(crate) async fn scratch_task(
+    dir: &Path,
+    layout: PieceLayout,
+) -> (Arc<PieceStore>, Arc<StoredTask>) {
+    let store = PieceStore::open(StoreOptions {
+        dir: dir.to_owned(),
+        capacity: 1 << 30,
+        high_watermark_percent: 90,
+        low_watermark_percent: 70,
+    })
+    .await
+    .expect("open a store");
+    let id: TaskId = "a".repeat(64).parse().expect("task id");
+    let task = store.get_or_create(&id, "http://o/x", &PeerId::from("p".to_owned()));
+    store
+        .set_layout(&task, layout, vec![])
+        .await
+        .expect("layout");
+    (store, task)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
