@@ -11,7 +11,7 @@ use df_core::piece::{Bitmap, PieceLayout};
 use df_peer::bitmap_feed::{BitmapReply, BitmapUpdate, FEED_CONTENT_TYPE, FeedReader, HEARTBEAT};
 use df_tests::origin::{OriginConfig, OriginHandle};
 
-use crate::cluster::{Cluster, Daemon, fetch};
+use crate::cluster::{Cluster, Daemon, fetch, piece_client};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -20,24 +20,6 @@ async fn pulled(daemon: &Daemon, origin: &OriginHandle, size: u64, seed: u64) ->
     let got = fetch(daemon.admin, &origin.blob_url(size, seed), None).await;
     assert_eq!(got.status, 200);
     got.task_id.expect("task id header")
-}
-
-/// A client of the piece servers with a peer identity of the test cluster's CA.
-fn piece_client(cluster: &Cluster) -> reqwest::Client {
-    use df_core::tls::{ALPN_PIECES, ClusterTls, PEER_ROLES};
-    let paths = crate::cluster::cluster_pki()
-        .issue(
-            &cluster.dir.path().join("watcher"),
-            df_core::identity::Role::Peer,
-            "watcher",
-            &[],
-        )
-        .expect("issue");
-    let tls = ClusterTls::load(&paths).expect("load identity");
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls.client_config(PEER_ROLES, ALPN_PIECES).expect("config"))
-        .build()
-        .expect("client")
 }
 
 /// One parent's feed as a child reads it: every update in order, none skipped.

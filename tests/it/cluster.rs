@@ -416,3 +416,22 @@ pub fn make_ca(name: &str) -> Ca {
         issuer: rcgen::Issuer::new(params, key),
     }
 }
+
+/// A client of the piece servers with a peer identity (`watcher`) of the test cluster's CA.
+pub fn piece_client(cluster: &Cluster) -> reqwest::Client {
+    let config = piece_tls(cluster, "watcher");
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .build()
+        .expect("client")
+}
+
+/// The TLS client side of a child of `cluster`'s piece servers, with the identity `name`.
+pub fn piece_tls(cluster: &Cluster, name: &str) -> rustls::ClientConfig {
+    use df_core::tls::{ALPN_PIECES, ClusterTls, PEER_ROLES};
+    let paths = cluster_pki()
+        .issue(&cluster.dir.path().join(name), Role::Peer, name, &[])
+        .expect("issue");
+    let tls = ClusterTls::load(&paths).expect("load identity");
+    tls.client_config(PEER_ROLES, ALPN_PIECES).expect("config")
+}

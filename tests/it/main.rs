@@ -7,7 +7,8 @@
 //! identity against hostile hosts (`identity`), private blobs in the shared cache (`access`),
 //! preheat jobs
 //! (`preheat`), `dfctl top` on a real terminal (`top`), daemon configs through a YAML 1.1 tool
-//! (`yaml11`), and the benchmarks at toy size (`bench`).
+//! (`yaml11`), upload slots that last until delivery (`upload_slot`), and the benchmarks at
+//! toy size (`bench`).
 
 mod access;
 mod bench;
@@ -29,4 +30,5 @@ mod proxy;
 mod release;
 mod restart;
 mod top;
+mod upload_slot;
 mod yaml11;

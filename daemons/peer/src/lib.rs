@@ -22,6 +22,7 @@ pub(crate) mod preheat;
 pub mod proxy;
 pub(crate) mod ratelimit;
 pub mod reconnect;
+pub(crate) mod send_queue;
 pub(crate) mod storage;
 pub mod superseed;
 pub(crate) mod switch;

@@ -38,6 +38,7 @@ use crate::admission::{self, Answer, Follows};
 use crate::bitmap_feed::{self, Feed, Shown};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::send_queue::SendQueue;
 use crate::storage::{PieceStore, StoredTask};
 use df_core::serve::{ConnectionLimit, DrainsItself, Stopping};
 use df_core::tls::ClusterAcceptor;
@@ -158,14 +159,17 @@ pub(crate) async fn run(
             }
             let ctx = ctx.clone();
             let stop = stop.clone();
-            let per_conn = Arc::new(RateLimiter::new(ctx.per_connection_rate));
+            let conn = Connection {
+                limiter: Arc::new(RateLimiter::new(ctx.per_connection_rate)),
+                send_queue: SendQueue::of(&tcp).map(Arc::new),
+            };
             let service = hyper::service::service_fn({
                 let stop = stop.clone();
                 move |req| {
                     let ctx = ctx.clone();
-                    let per_conn = per_conn.clone();
+                    let conn = conn.clone();
                     let stop = stop.clone();
-                    async move { Ok::<_, Infallible>(route(ctx, per_conn, &stop, req).await) }
+                    async move { Ok::<_, Infallible>(route(ctx, conn, &stop, req).await) }
                 }
             });
             let tls = tls.clone();
@@ -194,9 +198,18 @@ enum ConnectionError {
     Http(hyper::Error),
 }
 
+/// What one upload connection's requests share.
+#[derive(Clone)]
+struct Connection {
+    /// `upload.per_connection_rate`.
+    limiter: Arc<RateLimiter>,
+    /// Read when a piece's last byte is written: its slot ends once the child has it.
+    send_queue: Option<Arc<SendQueue>>,
+}
+
 async fn route(
     ctx: Arc<Uploads>,
-    per_conn: Arc<RateLimiter>,
+    conn: Connection,
     stop: &CancellationToken,
     req: Request<Incoming>,
 ) -> Response<Body> {
@@ -214,7 +227,7 @@ async fn route(
                 .get(df_core::HEADER_UPLOAD_SLOT)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| u128::from_str_radix(v, 16).ok());
-            piece(&ctx, per_conn, task, number, follows, stop).await
+            piece(&ctx, conn, task, number, follows, stop).await
         }
         ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query, stop).await,
         ["healthz"] => text(StatusCode::OK, "ok"),
@@ -224,7 +237,7 @@ async fn route(
 
 async fn piece(
     ctx: &Arc<Uploads>,
-    per_conn: Arc<RateLimiter>,
+    conn: Connection,
     task: &str,
     number: &str,
     follows: Option<u128>,
@@ -269,11 +282,16 @@ async fn piece(
     task.touch();
     let hold = task.hold();
     let ctx = ctx.clone();
-    let body = futures_util::stream::unfold((0u64, promise), move |(sent, mut promise)| {
+    let (per_conn, send_queue) = (conn.limiter, conn.send_queue);
+    // The state carries the slot so that an early end (the child went away) frees it at once,
+    // and the last chunk hands it to `release_when_delivered`.
+    let state = (0u64, promise, Some(active));
+    let body = futures_util::stream::unfold(state, move |(sent, mut promise, mut active)| {
         let (task, ctx, per_conn) = (task.clone(), ctx.clone(), per_conn.clone());
-        // Referenced so the closure owns them: the task stays unevictable and the upload
-        // counted until the body is dropped.
-        let _keep = (&hold, &active);
+        let send_queue = send_queue.clone();
+        // Referenced so the closure owns it: the task stays unevictable until the body is
+        // dropped.
+        let _keep = &hold;
         async move {
             if sent >= len {
                 return None;
@@ -293,10 +311,13 @@ async fn piece(
                         if let Some(p) = promise.as_mut() {
                             p.kept = true;
                         }
+                        if let Some(active) = active.take() {
+                            release_when_delivered(active, send_queue);
+                        }
                     }
-                    Some((Ok(Frame::data(bytes)), (sent + chunk, promise)))
+                    Some((Ok(Frame::data(bytes)), (sent + chunk, promise, active)))
                 }
-                Err(e) => Some((Err(std::io::Error::other(e)), (len, None))),
+                Err(e) => Some((Err(std::io::Error::other(e)), (len, None, None))),
             }
         }
     });
@@ -307,6 +328,25 @@ async fn piece(
         resp.headers_mut().insert(df_core::HEADER_UPLOAD_SLOT, v);
     }
     resp
+}
+
+/// Ends the slot of a piece whose last byte was just written once the child has (nearly) all
+/// of it ([`SendQueue::drained`], at most [`crate::send_queue::MAX_HOLD`]), so the slot counts
+/// an uplink busy with the piece and a request queued behind it still finds it (see
+/// `crate::send_queue`). The wait is its own task because hyper drops a body of known length
+/// after its last byte; there is at most one per slot taken, so they are bounded by
+/// `upload.slots` per task.
+fn release_when_delivered(active: ActiveUpload, send_queue: Option<Arc<SendQueue>>) {
+    // Read as hyper takes the last chunk, so what is unacknowledged is the piece's earlier
+    // bytes: a link that already took them (loopback, a fast LAN) is not held, and needs no
+    // task; on a slow one the kernel still holds up to 64 KiB unsent plus the window.
+    let Some(queue) = send_queue.filter(|q| !q.is_drained()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        queue.drained().await;
+        drop(active);
+    });
 }
 
 /// A super-seeding seed's piece promised to one child: [`admit`] marks it sent at once, so no

@@ -1,0 +1,82 @@
+//! An upload slot lasts until the child has the piece, not until its last byte is handed to
+//! the socket (`df_peer`'s `send_queue`): on a real link the kernel holds up to a whole piece
+//! in flight and unsent, and a slot freed at the last write let a second upload share a busy
+//! uplink (README "Slots that end on delivery").
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use df_tests::origin::{OriginConfig, OriginHandle};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::cluster::{Cluster, fetch, piece_client, piece_tls};
+
+/// A one-piece object small enough that its whole body is written while a child that does not
+/// read holds most of it unacknowledged: 64 KiB unsent (`TCP_NOTSENT_LOWAT`) plus what its 4 KiB
+/// receive window took.
+const SIZE: u64 = 100 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_stays_taken_until_the_child_has_read_the_piece() {
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    let cluster = Cluster::start(1, 0, 1, &|_, c| c.upload_slots = 1).await;
+    let peer = &cluster.peers[0];
+    let got = fetch(peer.admin, &origin.blob_url(SIZE, 31), None).await;
+    assert_eq!(got.status, 200);
+    let task = got.task_id.expect("task id header");
+
+    // A child that asks for the piece and then reads nothing: its receive buffer is 4 KiB.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let tcp = socket.connect(peer.data).await.expect("connect");
+    let name = rustls_pki_types::ServerName::IpAddress(peer.data.ip().into());
+    let mut slow = tokio_rustls::TlsConnector::from(Arc::new(piece_tls(&cluster, "slow")))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let request = format!(
+        "GET /pieces/{task}/0 HTTP/1.1\r\nhost: {}\r\n\r\n",
+        peer.data
+    );
+    slow.write_all(request.as_bytes()).await.expect("request");
+    // Long enough for the parent to write the whole body (it is that small).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let client = piece_client(&cluster);
+    let get = || async {
+        client
+            .get(format!("https://{}/pieces/{task}/0", peer.data))
+            .send()
+            .await
+            .expect("piece")
+            .status()
+    };
+    assert_eq!(
+        get().await,
+        503,
+        "the body is written but the child has not read it: the one slot is still taken"
+    );
+
+    // The child reads the piece; its slot frees once the bytes are acknowledged.
+    let mut body = vec![0u8; 1024 * 1024];
+    let mut read = 0;
+    while read < SIZE as usize {
+        let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut body[read..]))
+            .await
+            .expect("the piece arrives")
+            .expect("read");
+        assert!(n > 0, "the parent closed before the piece");
+        read += n;
+    }
+    let mut status = get().await;
+    for _ in 0..20 {
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = get().await;
+    }
+    assert_eq!(status, 200, "delivered: the slot is free again");
+}
