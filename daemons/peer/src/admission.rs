@@ -12,8 +12,8 @@
 //! Pipelining within the cap: a piece's response names its slot
 //! ([`df_core::HEADER_UPLOAD_SLOT`], an unguessable token), and a request that names a slot of
 //! this task still sending (the requester is receiving on it) is *queued* instead of answered
-//! busy: it waits, at most one per slot, and takes the slot over the moment the current piece's
-//! last byte is handed to the connection. Each slot then streams back to back instead of idling
+//! busy: it waits, at most one per slot, and takes the slot over the moment the current piece
+//! has been delivered (`crate::send_queue`). Each slot then streams back to back instead of idling
 //! a round trip per piece while the next request crosses queued links, and the requester is
 //! spared a busy answer (without pipelining, 3x the busy answers and 0.2-0.3 CPU-s more per
 //! peer, README "Pipelining without pinning"; on its own it did not move `df-bench swarm

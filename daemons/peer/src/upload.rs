@@ -87,8 +87,9 @@ const READ_CHUNK: u64 = 64 * 1024;
 const WRITE_BUFFER: usize = 64 * 1024;
 const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Unsent bytes an upload connection may hold in the kernel (`TCP_NOTSENT_LOWAT`): a body
-/// write waits while more are queued, so a slot ends at most this much (plus what is in
-/// flight) before its piece has left.
+/// write waits while more are queued, so the body ends at most this much (plus what is in
+/// flight) before its piece has left; the slot then waits for delivery
+/// ([`release_when_delivered`]).
 const UNSENT_LOWAT: u32 = 64 * 1024;
 /// How long a request queued behind a slot waits for the slot's current piece to end before it
 /// is answered busy. A piece normally ends well within this (256 KiB at a third of 4 MiB/s is
@@ -494,9 +495,9 @@ fn promise(
 }
 
 /// An upload in progress, holding one of its task's `upload.slots` (named `token` in
-/// [`SlotTable`]); counted daemon-wide for heartbeats and metrics. Dropped when its piece's
-/// last byte is handed to the connection: the slot then passes to the request queued behind it,
-/// if any, else it is freed.
+/// [`SlotTable`]); counted daemon-wide for heartbeats and metrics. Dropped when its piece has
+/// been delivered ([`release_when_delivered`]), or when the body ends early: the slot then
+/// passes to the request queued behind it, if any, else it is freed.
 pub struct ActiveUpload {
     ctx: Arc<Uploads>,
     task: Arc<StoredTask>,

@@ -257,11 +257,12 @@ pub struct PieceRequest<'a> {
 /// With 32 peers whose uploads bind, 7 of them served 34-100 pieces against a capacity of
 /// about 144 (README "Pipelining without pinning").
 ///
-/// Why not later than the last quarter (64 KiB of a 256 KiB piece): the parent frees the slot
-/// when it hands the last byte to its connection, up to 64 KiB (`TCP_NOTSENT_LOWAT`) before
-/// this peer reads it. Announced at the last tenth, the queued request mostly found the slot
-/// gone and was answered busy: 15,902 busy answers in that run, against 2,647 before and
-/// 2,114-2,334 at the last quarter.
+/// Why not later than the last quarter (64 KiB of a 256 KiB piece): the request must reach the
+/// parent before the slot ends. When the parent freed the slot at its last write, up to 64 KiB
+/// (`TCP_NOTSENT_LOWAT`) before this peer read it, a request announced at the last tenth mostly
+/// found the slot gone and was answered busy: 15,902 busy answers in that run, against 2,647
+/// before and 2,114-2,334 at the last quarter. (The slot now lasts until the piece is
+/// delivered, `crate::send_queue`, which leaves the request more time on a slow link.)
 pub(crate) const QUEUE_AT_DIVISOR: u64 = 4;
 
 /// What a piece fetch uses of the download engine.
