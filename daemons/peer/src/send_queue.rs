@@ -11,7 +11,9 @@
 //!
 //! Invariants: a [`SendQueue`] owns a duplicate of the connection's descriptor, so a read
 //! never reaches a different socket that reused the number; the duplicate keeps the socket
-//! open for as long as a [`SendQueue::drained`] wait holds it, at most [`MAX_HOLD`].
+//! open for as long as a [`SendQueue::drained`] wait holds it, at most [`MAX_HOLD`]. The cost
+//! is one more descriptor per upload connection (at most `server.max_connections`, 1,024 by
+//! default; the packaged units allow 1,048,576).
 
 use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 use std::time::Duration;
