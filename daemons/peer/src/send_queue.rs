@@ -11,7 +11,8 @@
 //!
 //! Invariants: a [`SendQueue`] owns a duplicate of the connection's descriptor, so a read
 //! never reaches a different socket that reused the number; the duplicate keeps the socket
-//! open for as long as a [`SendQueue::drained`] wait holds it, at most [`MAX_HOLD`]. The cost
+//! open (no FIN sent) for as long as a [`SendQueue::drained`] wait holds it, at most
+//! [`MAX_HOLD`]; a wait ends at once when the connection is reset or closed. The cost
 //! is one more descriptor per upload connection (at most `server.max_connections`, 1,024 by
 //! default; the packaged units allow 1,048,576).
 
@@ -31,6 +32,8 @@ pub(crate) const MAX_HOLD: Duration = Duration::from_secs(2);
 /// seen so far needs to bring the queue down to it, within [`MIN_POLL`] and [`MAX_POLL`], so
 /// a piece costs a few reads whatever the link's speed.
 const FIRST_POLL: Duration = Duration::from_millis(10);
+/// Before the first read: the last chunk reaches the socket after the body hands it over.
+const SETTLE: Duration = Duration::from_millis(2);
 const MIN_POLL: Duration = Duration::from_millis(2);
 const MAX_POLL: Duration = Duration::from_millis(100);
 
@@ -51,15 +54,6 @@ impl SendQueue {
         }
     }
 
-    /// Whether the peer has (nearly) everything written so far; `true` if the queue cannot be
-    /// read, so a failure never holds a slot.
-    pub(crate) fn is_drained(&self) -> bool {
-        match self.unacknowledged() {
-            Ok(n) => n < DELIVERED_BELOW,
-            Err(_) => true,
-        }
-    }
-
     /// Bytes sent or queued and not acknowledged.
     #[allow(unsafe_code)]
     fn unacknowledged(&self) -> std::io::Result<u32> {
@@ -73,16 +67,26 @@ impl SendQueue {
         Ok(u32::try_from(n).unwrap_or(0))
     }
 
-    /// Returns once fewer than [`DELIVERED_BELOW`] bytes are unacknowledged, after
-    /// [`MAX_HOLD`], or at once if the queue cannot be read.
+    /// Whether the connection is over (reset or closed): its queue no longer drains, and
+    /// `SIOCOUTQ` still counts what was never acknowledged.
+    fn is_gone(&self) -> bool {
+        socket2::SockRef::from(&self.0).peer_addr().is_err()
+    }
+
+    /// Returns once fewer than [`DELIVERED_BELOW`] bytes are unacknowledged, once the
+    /// connection is gone, after [`MAX_HOLD`], or at once if the queue cannot be read.
+    ///
+    /// Called as hyper takes a body's last chunk, which it writes within the same poll: the
+    /// first read waits [`SETTLE`] so that the chunk is counted.
     pub(crate) async fn drained(&self) {
         let start = Instant::now();
         let deadline = start + MAX_HOLD;
+        tokio::time::sleep(SETTLE).await;
         let mut first: Option<u32> = None;
         loop {
             let now = Instant::now();
             let queued = match self.unacknowledged() {
-                Ok(n) if n >= DELIVERED_BELOW && now < deadline => n,
+                Ok(n) if n >= DELIVERED_BELOW && now < deadline && !self.is_gone() => n,
                 _ => return,
             };
             let wait = match first {
@@ -163,7 +167,7 @@ mod tests {
         let _receiver = reading.await??;
         queue.drained().await;
         assert!(
-            queue.is_drained(),
+            queue.unacknowledged()? < DELIVERED_BELOW,
             "{} bytes unacknowledged",
             queue.unacknowledged()?
         );

@@ -143,18 +143,19 @@ pub(crate) async fn run(
     tls: ClusterAcceptor,
 ) {
     let stop = stopping.stop.clone();
+    let stopping_for_waits = stopping.clone();
     let limits = ctx.limits;
     df_core::serve::accept_loop(
         listener,
         ConnectionLimit::new("upload", limits.max_connections),
         stopping,
         move |tcp, _| {
-            // An upload slot lasts while its piece's body is being written, so the body must
-            // not finish long before its bytes leave: without this the kernel takes a whole
-            // piece into the send buffer at once (it grows to MiBs), the slot frees at once
-            // and the cap on uploads at once means nothing on a real link (measured under
-            // `df-bench swarm --netns`: no slot ever stayed taken). Only unsent bytes are
-            // limited, not bytes in flight, so a connection's rate is not.
+            // An upload slot lasts until its piece is delivered (`release_when_delivered`),
+            // and the body must not finish long before its bytes leave either: without
+            // this the kernel takes a whole piece into the send buffer at once (it grows to
+            // MiBs) and the cap on uploads at once means nothing on a real link (measured
+            // under `df-bench swarm --netns`: no slot ever stayed taken). Only unsent bytes
+            // are limited, not bytes in flight, so a connection's rate is not.
             if let Err(e) = socket2::SockRef::from(&tcp).set_tcp_notsent_lowat(UNSENT_LOWAT) {
                 tracing::debug!(error = %e, "cannot set TCP_NOTSENT_LOWAT on an upload connection");
             }
@@ -163,6 +164,7 @@ pub(crate) async fn run(
             let conn = Connection {
                 limiter: Arc::new(RateLimiter::new(ctx.per_connection_rate)),
                 send_queue: SendQueue::of(&tcp).map(Arc::new),
+                stopping: stopping_for_waits.clone(),
             };
             let service = hyper::service::service_fn({
                 let stop = stop.clone();
@@ -204,8 +206,10 @@ enum ConnectionError {
 struct Connection {
     /// `upload.per_connection_rate`.
     limiter: Arc<RateLimiter>,
-    /// Read when a piece's last byte is written: its slot ends once the child has it.
+    /// Read once hyper has a piece's last chunk: its slot ends when the child has it.
     send_queue: Option<Arc<SendQueue>>,
+    /// Tracks the waits for delivery with the connections.
+    stopping: Stopping,
 }
 
 async fn route(
@@ -283,13 +287,13 @@ async fn piece(
     task.touch();
     let hold = task.hold();
     let ctx = ctx.clone();
-    let (per_conn, send_queue) = (conn.limiter, conn.send_queue);
+    let (per_conn, send_queue, stopping) = (conn.limiter, conn.send_queue, conn.stopping);
     // The state carries the slot so that an early end (the child went away) frees it at once,
     // and the last chunk hands it to `release_when_delivered`.
     let state = (0u64, promise, Some(active));
     let body = futures_util::stream::unfold(state, move |(sent, mut promise, mut active)| {
         let (task, ctx, per_conn) = (task.clone(), ctx.clone(), per_conn.clone());
-        let send_queue = send_queue.clone();
+        let (send_queue, stopping) = (send_queue.clone(), stopping.clone());
         // Referenced so the closure owns it: the task stays unevictable until the body is
         // dropped.
         let _keep = &hold;
@@ -313,7 +317,7 @@ async fn piece(
                             p.kept = true;
                         }
                         if let Some(active) = active.take() {
-                            release_when_delivered(active, send_queue);
+                            release_when_delivered(active, send_queue, &stopping);
                         }
                     }
                     Some((Ok(Frame::data(bytes)), (sent + chunk, promise, active)))
@@ -331,20 +335,22 @@ async fn piece(
     resp
 }
 
-/// Ends the slot of a piece whose last byte was just written once the child has (nearly) all
-/// of it ([`SendQueue::drained`], at most [`crate::send_queue::MAX_HOLD`]), so the slot counts
-/// an uplink busy with the piece and a request queued behind it still finds it (see
+/// Ends the slot of a piece whose last chunk hyper has just taken once the child has (nearly)
+/// all of it ([`SendQueue::drained`], at most [`crate::send_queue::MAX_HOLD`]), so the slot
+/// counts an uplink busy with the piece and a request queued behind it still finds it (see
 /// `crate::send_queue`). The wait is its own task because hyper drops a body of known length
 /// after its last byte; there is at most one per slot taken, so they are bounded by
-/// `upload.slots` per task.
-fn release_when_delivered(active: ActiveUpload, send_queue: Option<Arc<SendQueue>>) {
-    // Read as hyper takes the last chunk, so what is unacknowledged is the piece's earlier
-    // bytes: a link that already took them (loopback, a fast LAN) is not held, and needs no
-    // task; on a slow one the kernel still holds up to 64 KiB unsent plus the window.
-    let Some(queue) = send_queue.filter(|q| !q.is_drained()) else {
+/// `upload.slots` per task. It is tracked with the connections and dropped (the slot freed)
+/// when the grace period ends.
+fn release_when_delivered(
+    active: ActiveUpload,
+    send_queue: Option<Arc<SendQueue>>,
+    stopping: &Stopping,
+) {
+    let Some(queue) = send_queue else {
         return;
     };
-    tokio::spawn(async move {
+    stopping.spawn(async move {
         queue.drained().await;
         drop(active);
     });
