@@ -51,9 +51,10 @@ async fn a_slot_stays_taken_until_the_child_has_read_the_piece() {
         peer.data
     );
     slow.write_all(request.as_bytes()).await.expect("request");
+    // The parent writes the body after this, so its 2 s hold ends after `asked` + 2 s.
+    let asked = tokio::time::Instant::now();
     // Long enough for the parent to write the whole body (it is that small).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let written = tokio::time::Instant::now();
     assert_eq!(
         get().await,
         503,
@@ -71,10 +72,10 @@ async fn a_slot_stays_taken_until_the_child_has_read_the_piece() {
         assert!(n > 0, "the parent closed before the piece");
         read += n;
     }
-    // Before the hold's end (`MAX_HOLD`, 2 s after the last write, which was before
-    // `written`), so it is the delivery that frees the slot, not the hold running out.
+    // Before the hold's end (`MAX_HOLD`, 2 s after the last write, which was after `asked`),
+    // so it is the delivery that frees the slot, not the hold running out.
     let mut status = get().await;
-    while status != 200 && written.elapsed() < Duration::from_millis(1500) {
+    while status != 200 && asked.elapsed() < Duration::from_millis(1500) {
         tokio::time::sleep(Duration::from_millis(50)).await;
         status = get().await;
     }
