@@ -89,7 +89,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Unsent bytes an upload connection may hold in the kernel (`TCP_NOTSENT_LOWAT`): a body
 /// write waits while more are queued, so the body ends at most this much (plus what is in
 /// flight) before its piece has left; the slot then waits for delivery
-/// ([`release_when_delivered`]).
+/// ([`Delivery::release`]).
 const UNSENT_LOWAT: u32 = 64 * 1024;
 /// How long a request queued behind a slot waits for the slot's current piece to end before it
 /// is answered busy. A piece normally ends well within this (256 KiB at a third of 4 MiB/s is
@@ -150,7 +150,7 @@ pub(crate) async fn run(
         ConnectionLimit::new("upload", limits.max_connections),
         stopping,
         move |tcp, _| {
-            // An upload slot lasts until its piece is delivered (`release_when_delivered`),
+            // An upload slot lasts until its piece is delivered (`Delivery::release`),
             // and the body must not finish long before its bytes leave either: without
             // this the kernel takes a whole piece into the send buffer at once (it grows to
             // MiBs) and the cap on uploads at once means nothing on a real link (measured
@@ -287,13 +287,17 @@ async fn piece(
     task.touch();
     let hold = task.hold();
     let ctx = ctx.clone();
-    let (per_conn, send_queue, stopping) = (conn.limiter, conn.send_queue, conn.stopping);
+    let per_conn = conn.limiter;
     // The state carries the slot so that an early end (the child went away) frees it at once,
-    // and the last chunk hands it to `release_when_delivered`.
-    let state = (0u64, promise, Some(active));
-    let body = futures_util::stream::unfold(state, move |(sent, mut promise, mut active)| {
+    // and the last chunk releases it on delivery.
+    let delivery = Delivery {
+        slot: active,
+        send_queue: conn.send_queue,
+        stopping: conn.stopping,
+    };
+    let state = (0u64, promise, Some(delivery));
+    let body = futures_util::stream::unfold(state, move |(sent, mut promise, mut delivery)| {
         let (task, ctx, per_conn) = (task.clone(), ctx.clone(), per_conn.clone());
-        let (send_queue, stopping) = (send_queue.clone(), stopping.clone());
         // Referenced so the closure owns it: the task stays unevictable until the body is
         // dropped.
         let _keep = &hold;
@@ -316,11 +320,11 @@ async fn piece(
                         if let Some(p) = promise.as_mut() {
                             p.kept = true;
                         }
-                        if let Some(active) = active.take() {
-                            release_when_delivered(active, send_queue, &stopping);
+                        if let Some(d) = delivery.take() {
+                            d.release();
                         }
                     }
-                    Some((Ok(Frame::data(bytes)), (sent + chunk, promise, active)))
+                    Some((Ok(Frame::data(bytes)), (sent + chunk, promise, delivery)))
                 }
                 Err(e) => Some((Err(std::io::Error::other(e)), (len, None, None))),
             }
@@ -335,25 +339,32 @@ async fn piece(
     resp
 }
 
-/// Ends the slot of a piece whose last chunk hyper has just taken once the child has (nearly)
-/// all of it ([`SendQueue::drained`], at most [`crate::send_queue::MAX_HOLD`]), so the slot
-/// counts an uplink busy with the piece and a request queued behind it still finds it (see
-/// `crate::send_queue`). The wait is its own task because hyper drops a body of known length
-/// after its last byte; there is at most one per slot taken, so they are bounded by
-/// `upload.slots` per task. It is tracked with the connections and dropped (the slot freed)
-/// when the grace period ends.
-fn release_when_delivered(
-    active: ActiveUpload,
+/// A piece's upload slot and what ending it on delivery needs; moved into the body once, so
+/// no chunk clones it.
+struct Delivery {
+    slot: ActiveUpload,
     send_queue: Option<Arc<SendQueue>>,
-    stopping: &Stopping,
-) {
-    let Some(queue) = send_queue else {
-        return;
-    };
-    stopping.spawn(async move {
-        queue.drained().await;
-        drop(active);
-    });
+    stopping: Stopping,
+}
+
+impl Delivery {
+    /// Ends the slot of a piece whose last chunk hyper has just taken once the child has
+    /// (nearly) all of it ([`SendQueue::drained`], at most [`crate::send_queue::MAX_HOLD`]), so
+    /// the slot counts an uplink busy with the piece and a request queued behind it still finds
+    /// it (see `crate::send_queue`). The wait is its own task because hyper drops a body of
+    /// known length after its last byte; there is at most one per slot taken, so they are
+    /// bounded by `upload.slots` per task. It is tracked with the connections and dropped (the
+    /// slot freed) when the grace period ends.
+    fn release(self) {
+        let Some(queue) = self.send_queue else {
+            return;
+        };
+        let slot = self.slot;
+        self.stopping.spawn(async move {
+            queue.drained().await;
+            drop(slot);
+        });
+    }
 }
 
 /// A super-seeding seed's piece promised to one child: [`admit`] marks it sent at once, so no
@@ -502,7 +513,7 @@ fn promise(
 
 /// An upload in progress, holding one of its task's `upload.slots` (named `token` in
 /// [`SlotTable`]); counted daemon-wide for heartbeats and metrics. Dropped when its piece has
-/// been delivered ([`release_when_delivered`]), or when the body ends early: the slot then
+/// been delivered ([`Delivery::release`]), or when the body ends early: the slot then
 /// passes to the request queued behind it, if any, else it is freed.
 pub struct ActiveUpload {
     ctx: Arc<Uploads>,
