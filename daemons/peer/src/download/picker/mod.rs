@@ -357,7 +357,7 @@ impl Picker {
                         s.seed
                             || !roomy
                                 .iter()
-                                .any(|(id, u)| *id != source && u + 1 < s.uploads())
+                                .any(|(id, u)| *id != source && u.saturating_add(1) < s.uploads())
                     })
                 })
                 .collect()
