@@ -82,22 +82,25 @@ impl SendQueue {
         let start = Instant::now();
         let deadline = start + MAX_HOLD;
         tokio::time::sleep(SETTLE).await;
-        let mut first: Option<u32> = None;
+        let Some(first) = self.still_sending(deadline) else {
+            return;
+        };
+        let mut wait = FIRST_POLL;
         loop {
-            let now = Instant::now();
-            let queued = match self.unacknowledged() {
-                Ok(n) if n >= DELIVERED_BELOW && now < deadline && !self.is_gone() => n,
-                _ => return,
+            tokio::time::sleep(wait.min(deadline.saturating_duration_since(Instant::now()))).await;
+            let Some(queued) = self.still_sending(deadline) else {
+                return;
             };
-            let wait = match first {
-                None => {
-                    first = Some(queued);
-                    FIRST_POLL
-                }
-                Some(q0) => next_poll(q0.saturating_sub(queued), now - start, queued),
-            };
-            tokio::time::sleep(wait.min(deadline - now)).await;
+            wait = next_poll(first.saturating_sub(queued), start.elapsed(), queued);
         }
+    }
+
+    /// The unacknowledged bytes while the wait goes on: at least [`DELIVERED_BELOW`], the
+    /// connection up and `deadline` not reached.
+    fn still_sending(&self, deadline: Instant) -> Option<u32> {
+        let queued = self.unacknowledged().ok()?;
+        (queued >= DELIVERED_BELOW && Instant::now() < deadline && !self.is_gone())
+            .then_some(queued)
     }
 }
 
