@@ -11,16 +11,9 @@ use df_core::piece::{Bitmap, PieceLayout};
 use df_peer::bitmap_feed::{BitmapReply, BitmapUpdate, FEED_CONTENT_TYPE, FeedReader, HEARTBEAT};
 use df_tests::origin::{OriginConfig, OriginHandle};
 
-use crate::cluster::{Cluster, Daemon, fetch, piece_client};
+use crate::cluster::{Cluster, piece_client, pulled};
 
 const MIB: u64 = 1024 * 1024;
-
-/// `size` bytes pulled whole through `daemon`; the task's ID.
-async fn pulled(daemon: &Daemon, origin: &OriginHandle, size: u64, seed: u64) -> String {
-    let got = fetch(daemon.admin, &origin.blob_url(size, seed), None).await;
-    assert_eq!(got.status, 200);
-    got.task_id.expect("task id header")
-}
 
 /// One parent's feed as a child reads it: every update in order, none skipped.
 struct FeedView {

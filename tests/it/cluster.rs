@@ -435,3 +435,15 @@ pub fn piece_tls(cluster: &Cluster, name: &str) -> rustls::ClientConfig {
     let tls = ClusterTls::load(&paths).expect("load identity");
     tls.client_config(PEER_ROLES, ALPN_PIECES).expect("config")
 }
+
+/// `size` bytes pulled whole through `daemon`; the task's ID.
+pub async fn pulled(
+    daemon: &Daemon,
+    origin: &df_tests::origin::OriginHandle,
+    size: u64,
+    seed: u64,
+) -> String {
+    let got = fetch(daemon.admin, &origin.blob_url(size, seed), None).await;
+    assert_eq!(got.status, 200);
+    got.task_id.expect("task id header")
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use df_tests::origin::{OriginConfig, OriginHandle};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::cluster::{Cluster, fetch, piece_client, piece_tls};
+use crate::cluster::{Cluster, piece_client, piece_tls, pulled};
 
 /// A one-piece object small enough that its whole body is written while a child that does not
 /// read holds most of it unacknowledged: 64 KiB unsent (`TCP_NOTSENT_LOWAT`) plus what its 4 KiB
@@ -23,9 +23,7 @@ async fn a_slot_stays_taken_until_the_child_has_read_the_piece() {
         .expect("origin");
     let cluster = Cluster::start(1, 0, 1, &|_, c| c.upload_slots = 1).await;
     let peer = &cluster.peers[0];
-    let got = fetch(peer.admin, &origin.blob_url(SIZE, 31), None).await;
-    assert_eq!(got.status, 200);
-    let task = got.task_id.expect("task id header");
+    let task = pulled(peer, &origin, SIZE, 31).await;
 
     let client = piece_client(&cluster);
     let get = || async {
