@@ -450,6 +450,11 @@ fn no_fetch_is_pinned_to_a_loaded_source_while_one_with_room_holds_a_wanted_piec
     let q = p.decide();
     assert_eq!(q.len(), 1, "{q:?}");
     assert_eq!((&q[0].source, q[0].behind), (&id("a"), Some(ahead)));
+    // A neighbour advertising an absurd load (network input) is no better, and no overflow.
+    let (mut p, ahead) = streaming_at_a_full_source(&wanted, u32::MAX);
+    let q = p.decide();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!((&q[0].source, q[0].behind), (&id("a"), Some(ahead)));
     // An idle source holding only what we have is no reason to let a's slot go.
     let (mut p, ahead) = streaming_at_a_full_source(&[0], 0);
     let q = p.decide();
