@@ -54,12 +54,14 @@ impl Daemon {
         returned.then(|| started.elapsed())
     }
 
-    /// Drops everything the daemon runs, mid-transfer if need be.
+    /// Drops everything the daemon runs, mid-transfer if need be, as SIGKILL would. The
+    /// runtime goes first: cancelling the shutdown token before it would let the daemon run
+    /// its way out (report a download cancelled, say goodbye), which a killed process cannot.
     pub fn kill(&mut self) {
-        self.shutdown.cancel();
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+        self.shutdown.cancel();
     }
 
     pub fn admin_url(&self, path: &str) -> String {
