@@ -37,6 +37,16 @@ impl Appointment {
     }
 }
 
+/// Whether a peer's digest of origin piece `n` speaks for the task: the authority's always, a
+/// helper's only for the pieces of its origin share ([`crate::origin_share`]).
+pub(crate) fn speaks_for_piece(
+    appointment: Appointment,
+    origin_share: Option<&std::ops::Range<u32>>,
+    n: u32,
+) -> bool {
+    appointment.speaks_for_task() || origin_share.is_some_and(|s| s.contains(&n))
+}
+
 /// Whether what a host says it holds (a held copy, a resumed download from the origin) may set
 /// a task's layout and digests: only a seed host's.
 pub(crate) fn held_copy_speaks_for_task(host_is_seed: bool) -> bool {

@@ -128,6 +128,7 @@ pub struct Config {
     pub candidate_parents: usize,
     pub retry_limit: u32,
     pub seed_wait: Duration,
+    pub origin_readers: usize,
     pub gc_interval: Duration,
     pub host_ttl: Duration,
     pub peer_ttl: Duration,
@@ -179,6 +180,13 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if raw.scheduler.origin_readers == 0 {
+            return Err(ConfigError::invalid(
+                path,
+                "scheduler.origin_readers",
+                "must be at least 1 (1: only the seed reads the origin)",
+            ));
+        }
         if raw.gc.interval.is_zero() {
             return Err(ConfigError::invalid(
                 path,
@@ -213,6 +221,7 @@ impl Config {
             candidate_parents: raw.scheduler.candidate_parents,
             retry_limit: raw.scheduler.retry_limit,
             seed_wait: raw.scheduler.seed_wait,
+            origin_readers: raw.scheduler.origin_readers,
             gc_interval: raw.gc.interval,
             host_ttl: raw.gc.host_ttl,
             peer_ttl: raw.gc.peer_ttl,

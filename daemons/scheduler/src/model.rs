@@ -123,6 +123,9 @@ pub struct Peer {
     pub corruption_reporters: Vec<HostId>,
     /// Whether its reports set the task's layout and digests ([`crate::authority`]).
     pub appointment: Appointment,
+    /// The pieces it reads from the origin ([`crate::origin_share`]); its digests of those
+    /// speak for the task.
+    pub origin_share: Option<std::ops::Range<u32>>,
     /// It lacks the origin's credentials, which another host has (a preheat job's fetcher):
     /// never sent to the origin, never the reason to ask a seed.
     pub awaits_fetcher: bool,
@@ -150,6 +153,7 @@ impl Peer {
             corrupt: false,
             corruption_reporters: Vec::new(),
             appointment: Appointment::None,
+            origin_share: None,
             awaits_fetcher: false,
             bytes_from_origin: 0,
             bytes_from_peers: 0,
@@ -187,6 +191,9 @@ pub struct Task {
     /// The authority fetched the object with a client's credentials; relayed with the layout so
     /// every peer checks a local client's access with the origin before serving it.
     pub private: bool,
+    /// The authority's origin answered a range request with a range, so origin shares work
+    /// ([`crate::origin_share`]).
+    pub origin_ranged: bool,
     pub digests: Vec<Option<PieceDigest>>,
     pub peers: HashMap<PeerId, Peer>,
     pub edges: HashMap<(PeerId, PeerId), Edge>,
@@ -224,6 +231,7 @@ impl Task {
             layout: None,
             response_headers: Vec::new(),
             private: false,
+            origin_ranged: false,
             digests: Vec::new(),
             peers: HashMap::new(),
             edges: HashMap::new(),

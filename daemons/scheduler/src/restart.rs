@@ -205,6 +205,7 @@ mod tests {
                 piece_length: 1 << 22,
                 headers: vec![],
                 private: true,
+                ranged: false,
             }),
             pieces: pieces
                 .iter()

@@ -165,6 +165,10 @@ pub struct RawScheduling {
     /// How long a peer may wait for a seed to appear before it is sent to the origin.
     #[serde(with = "humantime_serde")]
     pub seed_wait: Duration,
+    /// Hosts that read disjoint parts of one task from the origin, the seed included, so new
+    /// pieces enter the swarm through that many uplinks (the origin still serves each piece
+    /// once). 1: only the seed reads the origin. See the scheduler's `origin_share` module.
+    pub origin_readers: usize,
 }
 
 impl Default for RawScheduling {
@@ -173,6 +177,7 @@ impl Default for RawScheduling {
             candidate_parents: 8,
             retry_limit: 5,
             seed_wait: Duration::from_secs(5),
+            origin_readers: 4,
         }
     }
 }

@@ -23,6 +23,7 @@ use df_core::ids::{PeerId, PieceDigest};
 use df_core::piece::PieceLayout;
 use df_proto::scheduler::v1 as pb;
 use pb::peer_request::Request as PeerMsg;
+use pb::peer_response::Response as PeerReply;
 use sha2::Digest as _;
 use tokio::time::Instant;
 
@@ -131,7 +132,7 @@ impl Conductor {
                 tracing::debug!(scheduler = %stream.scheduler, "registered with scheduler");
                 let mut link =
                     Link::new(stream, ctx.schedulers.clone(), self.task.clone(), register);
-                match self.p2p(&mut link).await? {
+                match self.p2p(&mut link, Vec::new()).await? {
                     P2pEnd::Complete => self.complete(&link).await,
                     P2pEnd::Origin(reason) => self.fetch_from_origin(&mut link, &reason).await,
                 }
@@ -211,11 +212,7 @@ impl Conductor {
         tracing::info!(reason, "fetching from the origin");
         ctx.metrics.went_back_to_source(reason_label(reason));
         self.task.state().source = Some(ByteSource::Origin);
-        let origin = Origin {
-            client: ctx.origin.fetch(&self.req.url),
-            url: &self.req.url,
-            headers: &self.req.headers,
-        };
+        let origin = self.origin();
         if self.task.layout().is_none() {
             let first = match origin.first(self.req.piece_length).await {
                 Ok(f) => f,
@@ -256,6 +253,7 @@ impl Conductor {
                     .map(|(name, value)| pb::Header { name, value })
                     .collect(),
                 private: self.task.state().private,
+                ranged: !whole,
             }));
             // Keep the pieces the first body carries: all of them for a 200, piece 0 for a 206
             // whose range matches the piece length.
@@ -284,86 +282,157 @@ impl Conductor {
                 offset += len;
             }
         }
-        self.remaining_from_origin(link, &origin).await?;
+        let kept = self
+            .remaining_from_origin(link, &origin, Sharing::Allowed)
+            .await?;
+        if !self.task.layout().is_some_and(|l| self.holds_all(l)) {
+            // The scheduler gave this reader a share and other readers the rest: take it from
+            // the peers, or from the origin after all if they do not deliver it.
+            if let P2pEnd::Origin(reason) = self.p2p(link, kept).await? {
+                tracing::info!(reason, "the rest of the object from the origin");
+                self.remaining_from_origin(link, &origin, Sharing::Off)
+                    .await?;
+            }
+        }
         crate::access::fetched_with(&self.task, &self.req.headers);
         self.complete(link).await
     }
 
+    pub(super) fn origin(&self) -> Origin<'_> {
+        Origin {
+            client: self.ctx.origin.fetch(&self.req.url),
+            url: &self.req.url,
+            headers: &self.req.headers,
+        }
+    }
+
+    /// Try `attempt` of piece `n` from the origin, after that try's backoff: the piece stored
+    /// and its digest, or why not.
+    pub(super) async fn origin_piece(
+        &self,
+        origin: &Origin<'_>,
+        layout: PieceLayout,
+        n: u32,
+        attempt: u32,
+    ) -> OriginPiece {
+        tokio::time::sleep(jittered(origin_backoff(attempt))).await;
+        let started = Instant::now();
+        let Some((offset, len)) = layout.range(n) else {
+            let e = PieceError::Transfer(format!("piece {n} is outside the layout"));
+            return OriginPiece {
+                n,
+                attempt,
+                len: 0,
+                cost: Duration::ZERO,
+                result: Err(e),
+            };
+        };
+        let result = async {
+            let resp = origin.piece(offset, len).await?;
+            BodyReader::new(resp.bytes_stream())
+                .write_piece(
+                    &self.task,
+                    offset,
+                    len,
+                    &self.ctx.download_limiter,
+                    self.ctx.config.piece_timeout,
+                )
+                .await
+        }
+        .await;
+        OriginPiece {
+            n,
+            attempt,
+            len,
+            cost: started.elapsed(),
+            result,
+        }
+    }
+
+    /// What to do with a piece that failed from the origin: try again later, or give up
+    /// (reported to the scheduler) once it failed [`ORIGIN_ATTEMPTS`] times.
+    pub(super) fn origin_retry(
+        &self,
+        link: &Link,
+        n: u32,
+        attempt: u32,
+        error: PieceError,
+    ) -> Result<(u32, u32), TaskFailure> {
+        match error {
+            PieceError::Storage(e) => Err(storage_failure(e)),
+            e if attempt < ORIGIN_ATTEMPTS => {
+                tracing::warn!(piece = n, attempt, error = %e, "origin piece failed; retrying");
+                Ok((n, attempt + 1))
+            }
+            e => {
+                let msg = format!("piece {n} from the origin failed {ORIGIN_ATTEMPTS} times: {e}");
+                link.send(PeerMsg::Failed(pb::DownloadFailed {
+                    message: msg.clone(),
+                    origin_status: 0,
+                }));
+                Err(TaskFailure::Other(msg))
+            }
+        }
+    }
+
+    /// Fetches the missing pieces from the origin, `concurrent_pieces` at a time, in order.
+    /// With [`Sharing::Allowed`] only those of the share the scheduler gives this reader (all
+    /// of them until it gives one). Returns what the scheduler said meanwhile that the P2P
+    /// phase needs for the rest: neighbours, digests, the share.
     async fn remaining_from_origin(
         &self,
         link: &mut Link,
         origin: &Origin<'_>,
-    ) -> Result<(), TaskFailure> {
-        let ctx = &self.ctx;
+        sharing: Sharing,
+    ) -> Result<Vec<PeerReply>, TaskFailure> {
         let Some(layout) = self.task.layout() else {
             return Err(TaskFailure::Other(
                 "no layout after the first origin request".into(),
             ));
         };
+        let mut kept = KeptReplies::default();
         let missing: Vec<u32> = self.task.state().bitmap.missing().collect();
-        let mut queue = missing.into_iter().map(|n| (n, 1u32));
+        let mut queue = missing.into_iter();
         let mut retry: Vec<(u32, u32)> = Vec::new();
         let mut running = futures_util::stream::FuturesUnordered::new();
         loop {
-            while running.len() < ctx.config.concurrent_pieces {
-                let Some((n, attempt)) = retry.pop().or_else(|| queue.next()) else {
+            while running.len() < self.ctx.config.concurrent_pieces {
+                let next = retry.pop().or_else(|| {
+                    queue
+                        .by_ref()
+                        .find(|n| kept.share.as_ref().is_none_or(|s| s.contains(n)))
+                        .map(|n| (n, 1))
+                });
+                let Some((n, attempt)) = next else {
                     break;
                 };
-                let Some((offset, len)) = layout.range(n) else {
-                    continue;
-                };
-                let task = self.task.clone();
-                running.push(async move {
-                    tokio::time::sleep(jittered(origin_backoff(attempt))).await;
-                    let started = Instant::now();
-                    let result = async {
-                        let resp = origin.piece(offset, len).await?;
-                        BodyReader::new(resp.bytes_stream())
-                            .write_piece(
-                                &task,
-                                offset,
-                                len,
-                                &ctx.download_limiter,
-                                ctx.config.piece_timeout,
-                            )
-                            .await
-                    }
-                    .await;
-                    (n, attempt, len, started.elapsed(), result)
-                });
+                running.push(self.origin_piece(origin, layout, n, attempt));
             }
             use futures_util::StreamExt as _;
             let next = tokio::select! {
                 next = running.next() => next,
-                // Drain scheduler messages so its stream never backs up; nothing there changes
-                // what an origin fetch does.
-                _ = link.next() => continue,
+                reply = link.next() => {
+                    if sharing == Sharing::Allowed {
+                        kept.keep(reply);
+                    }
+                    continue;
+                }
             };
-            let Some((n, attempt, len, cost, result)) = next else {
+            let Some(done) = next else {
                 break;
             };
-            match result {
-                Ok(digest) => self.origin_piece_done(link, n, digest, len, cost).await?,
-                Err(PieceError::Storage(e)) => return Err(storage_failure(e)),
-                Err(e) if attempt < ORIGIN_ATTEMPTS => {
-                    tracing::warn!(piece = n, attempt, error = %e, "origin piece failed; retrying");
-                    retry.push((n, attempt + 1));
+            match done.result {
+                Ok(digest) => {
+                    self.origin_piece_done(link, done.n, digest, done.len, done.cost)
+                        .await?;
                 }
-                Err(e) => {
-                    let msg =
-                        format!("piece {n} from the origin failed {ORIGIN_ATTEMPTS} times: {e}");
-                    link.send(PeerMsg::Failed(pb::DownloadFailed {
-                        message: msg.clone(),
-                        origin_status: 0,
-                    }));
-                    return Err(TaskFailure::Other(msg));
-                }
+                Err(e) => retry.push(self.origin_retry(link, done.n, done.attempt, e)?),
             }
         }
-        Ok(())
+        Ok(kept.into_replies())
     }
 
-    async fn origin_piece_done(
+    pub(super) async fn origin_piece_done(
         &self,
         link: &Link,
         n: u32,
@@ -414,6 +483,76 @@ impl Conductor {
         }
         link.send(PeerMsg::Finished(pb::DownloadFinished {}));
         Ok(())
+    }
+}
+
+/// One try of one piece from the origin.
+pub(super) struct OriginPiece {
+    pub n: u32,
+    pub attempt: u32,
+    pub len: u64,
+    pub cost: Duration,
+    pub result: Result<PieceDigest, PieceError>,
+}
+
+/// Whether an origin fetch keeps to the share the scheduler gives (the first pass of the
+/// reader it appointed) or takes every missing piece (the fallback when peers did not deliver).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    Allowed,
+    Off,
+}
+
+/// What the scheduler says while a reader fetches its share, merged so it stays bounded: the
+/// neighbours by peer (the scheduler bounds a task's peers), the digests by piece, the
+/// latest share.
+#[derive(Default)]
+struct KeptReplies {
+    parents: std::collections::HashMap<String, pb::Parent>,
+    digests: std::collections::BTreeMap<u32, Vec<u8>>,
+    share: Option<std::ops::Range<u32>>,
+}
+
+impl KeptReplies {
+    fn keep(&mut self, reply: Option<PeerReply>) {
+        match reply {
+            Some(PeerReply::Parents(p)) => {
+                for parent in p.parents {
+                    self.parents.insert(parent.peer_id.clone(), parent);
+                }
+            }
+            Some(PeerReply::Digests(d)) => {
+                for p in d.pieces {
+                    if p.number < df_core::piece::MAX_PIECE_COUNT {
+                        self.digests.insert(p.number, p.digest);
+                    }
+                }
+            }
+            Some(PeerReply::OriginShare(s)) => self.share = Some(s.first..s.end),
+            _ => {}
+        }
+    }
+
+    fn into_replies(self) -> Vec<PeerReply> {
+        let mut out = vec![
+            PeerReply::Parents(pb::Parents {
+                parents: self.parents.into_values().collect(),
+            }),
+            PeerReply::Digests(pb::PieceDigests {
+                pieces: self
+                    .digests
+                    .into_iter()
+                    .map(|(number, digest)| pb::PieceDigest { number, digest })
+                    .collect(),
+            }),
+        ];
+        if let Some(s) = self.share {
+            out.push(PeerReply::OriginShare(pb::OriginShare {
+                first: s.start,
+                end: s.end,
+            }));
+        }
+        out
     }
 }
 

@@ -209,6 +209,7 @@ fn resumed(rejoin: &Rejoin, from_origin: bool) -> (pb::RegisterPeer, Bitmap) {
             })
             .collect(),
         private: st.private,
+        ranged: false,
     });
     let pieces = st
         .bitmap

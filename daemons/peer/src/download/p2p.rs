@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::conductor::{Conductor, Link, storage_failure};
+use super::conductor::{Conductor, Link, OriginPiece, storage_failure};
 use super::parent::{ParentEvent, ParentLink, PieceClient, PieceRequest, fetch_piece};
 use super::picker::{Fetch, PickEvent, Picker, PickerConfig};
 use super::piece_io::PieceError;
@@ -35,6 +35,22 @@ pub(super) enum P2pEnd {
     Origin(String),
 }
 
+/// Origin fetches of this peer's share in flight; they borrow the conductor.
+type OriginFetches<'a> = futures_util::stream::FuturesUnordered<
+    std::pin::Pin<Box<dyn std::future::Future<Output = OriginPiece> + Send + 'a>>,
+>;
+
+/// The pieces the scheduler has this peer read from the origin itself, and their progress.
+#[derive(Default)]
+struct OriginShare {
+    range: std::ops::Range<u32>,
+    /// Taken by this peer's origin fetches: under way or waiting to be tried again. The picker
+    /// keeps off them until they are stored or given up.
+    running: std::collections::BTreeSet<u32>,
+    /// Failed, to be tried again: (piece, next attempt).
+    retry: Vec<(u32, u32)>,
+}
+
 /// The driver's state: the picker decides, the rest is plumbing.
 struct Swarm {
     picker: Picker,
@@ -46,13 +62,21 @@ struct Swarm {
     slots: HashMap<u32, String>,
     events_tx: mpsc::UnboundedSender<ParentEvent>,
     last_progress: Instant,
+    share: OriginShare,
 }
 
 impl Conductor {
     /// Downloads from the neighbours the scheduler gives until every piece is in, or says why
-    /// the origin must take over.
-    pub(super) async fn p2p(&self, link: &mut Link) -> Result<P2pEnd, TaskFailure> {
+    /// the origin must take over. `replay`: what the scheduler said before this phase (an
+    /// origin reader that read its share first), handled as if it came now.
+    pub(super) async fn p2p(
+        &self,
+        link: &mut Link,
+        replay: Vec<PeerReply>,
+    ) -> Result<P2pEnd, TaskFailure> {
         let cfg = &self.ctx.config;
+        let origin = self.origin();
+        let mut origin_fetches: OriginFetches<'_> = futures_util::stream::FuturesUnordered::new();
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let mut swarm = Swarm {
             picker: Picker::new(PickerConfig::new(cfg.concurrent_pieces), fastrand::u64(..)),
@@ -62,9 +86,15 @@ impl Conductor {
             slots: HashMap::new(),
             events_tx,
             last_progress: Instant::now(),
+            share: OriginShare::default(),
         };
         if let Some(layout) = self.task.layout() {
-            self.picker_layout(&mut swarm.picker, layout);
+            self.picker_layout(&mut swarm, layout);
+        }
+        for reply in replay {
+            if let Some(end) = self.on_reply(&mut swarm, link, Some(reply)).await? {
+                return Ok(end);
+            }
         }
         loop {
             let layout = self.task.layout();
@@ -75,6 +105,7 @@ impl Conductor {
                 for fetch in swarm.picker.decide() {
                     self.start_fetch(&mut swarm, l, fetch);
                 }
+                self.start_origin(&mut swarm, &mut origin_fetches, &origin, l);
             }
             let stall_limit = if swarm.sources.is_empty() || layout.is_none() {
                 cfg.schedule_timeout
@@ -93,8 +124,11 @@ impl Conductor {
                         self.on_fetched(&mut swarm, link, n, source, result).await?;
                     }
                 }
+                Some(done) = futures_util::StreamExt::next(&mut origin_fetches), if !origin_fetches.is_empty() => {
+                    self.on_origin_piece(&mut swarm, link, done).await?;
+                }
                 _ = tokio::time::sleep_until(swarm.last_progress + stall_limit) => {
-                    if swarm.fetches.is_empty() {
+                    if swarm.fetches.is_empty() && origin_fetches.is_empty() {
                         let reason = if layout.is_none() { "no task metadata in time" } else { "no progress from parents" };
                         link.send(PeerMsg::BackToSourceStarted(pb::BackToSourceStarted { reason: reason.into() }));
                         return Ok(P2pEnd::Origin(reason.into()));
@@ -105,19 +139,120 @@ impl Conductor {
         }
     }
 
-    fn holds_all(&self, layout: PieceLayout) -> bool {
+    pub(super) fn holds_all(&self, layout: PieceLayout) -> bool {
         self.task.state().bitmap.count() == layout.piece_count()
     }
 
-    /// Tells the picker the layout and the pieces already stored.
-    fn picker_layout(&self, picker: &mut Picker, layout: PieceLayout) {
-        picker.handle(PickEvent::Layout {
+    /// Tells the picker the layout, the pieces already stored and those this peer reads from
+    /// the origin.
+    fn picker_layout(&self, swarm: &mut Swarm, layout: PieceLayout) {
+        swarm.picker.handle(PickEvent::Layout {
             pieces: layout.piece_count(),
         });
         let held: Vec<u32> = self.task.state().bitmap.ones().collect();
         for piece in held {
-            picker.handle(PickEvent::Held { piece });
+            swarm.picker.handle(PickEvent::Held { piece });
         }
+    }
+
+    /// The scheduler's share for this peer replaces the one before. Pieces that left it (given
+    /// to another reader) and are under way here finish here.
+    fn set_share(&self, swarm: &mut Swarm, share: pb::OriginShare) {
+        let count = self.task.layout().map_or(0, |l| l.piece_count());
+        let end = if count == 0 {
+            share.end
+        } else {
+            share.end.min(count)
+        };
+        let range = share.first.min(end)..end;
+        tracing::info!(
+            first = range.start,
+            end = range.end,
+            "origin share from the scheduler"
+        );
+        swarm.share.range = range;
+        swarm.last_progress = Instant::now();
+    }
+
+    /// Starts origin fetches of the share's missing pieces, in order, up to
+    /// `concurrent_pieces` at once. A piece of the share that a neighbour shows with a known
+    /// digest (its reader reported it before it left) comes from the peers instead; one whose
+    /// fetch from a neighbour is under way is left to it. The picker keeps off a piece while
+    /// it is read from the origin, so no two fetches ever write one piece.
+    fn start_origin<'a>(
+        &'a self,
+        swarm: &mut Swarm,
+        running: &mut OriginFetches<'a>,
+        origin: &'a super::origin::Origin<'a>,
+        layout: PieceLayout,
+    ) {
+        let limit = self.ctx.config.concurrent_pieces;
+        while running.len() < limit {
+            let next = swarm.share.retry.pop().or_else(|| {
+                let bitmap = &self.task.state().bitmap;
+                let taken = |n: u32| {
+                    bitmap.get(n)
+                        || swarm.share.running.contains(&n)
+                        || swarm.picker.is_in_flight(n)
+                };
+                let from_peers =
+                    |n: u32| swarm.expected.contains_key(&n) && swarm.picker.is_shown(n);
+                swarm
+                    .share
+                    .range
+                    .clone()
+                    .take_while(|n| *n < layout.piece_count())
+                    .find(|&n| !taken(n) && !from_peers(n))
+                    .map(|n| (n, 1))
+            });
+            let Some((n, attempt)) = next else {
+                return;
+            };
+            if swarm.share.running.insert(n) {
+                swarm.picker.handle(PickEvent::Reserved {
+                    piece: n,
+                    reserved: true,
+                });
+            }
+            running.push(Box::pin(self.origin_piece(origin, layout, n, attempt)));
+        }
+    }
+
+    /// The end of one origin fetch of the share: stored and reported with its digest (which
+    /// the scheduler relays: this peer speaks for its share), or tried again.
+    async fn on_origin_piece(
+        &self,
+        swarm: &mut Swarm,
+        link: &Link,
+        done: OriginPiece,
+    ) -> Result<(), TaskFailure> {
+        match done.result {
+            Ok(digest) => {
+                swarm.share.running.remove(&done.n);
+                swarm.picker.handle(PickEvent::Reserved {
+                    piece: done.n,
+                    reserved: false,
+                });
+                self.origin_piece_done(link, done.n, digest, done.len, done.cost)
+                    .await?;
+                swarm.picker.handle(PickEvent::Held { piece: done.n });
+                swarm.last_progress = Instant::now();
+            }
+            Err(e) => {
+                let again = self.origin_retry(link, done.n, done.attempt, e)?;
+                if swarm.share.range.contains(&done.n) {
+                    swarm.share.retry.push(again);
+                } else {
+                    // No longer this peer's to read: another reader has it now.
+                    swarm.share.running.remove(&done.n);
+                    swarm.picker.handle(PickEvent::Reserved {
+                        piece: done.n,
+                        reserved: false,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// One message from the scheduler; `Some` ends the P2P phase.
@@ -141,7 +276,7 @@ impl Conductor {
                     self.task.state().private = true;
                 }
                 self.set_layout(layout, headers, link).await?;
-                self.picker_layout(&mut swarm.picker, layout);
+                self.picker_layout(swarm, layout);
                 swarm.last_progress = Instant::now();
             }
             Some(PeerReply::Digests(d)) => {
@@ -166,6 +301,7 @@ impl Conductor {
             }
             // The link registers again by itself; nothing changes here.
             Some(PeerReply::Reconnect(_)) => {}
+            Some(PeerReply::OriginShare(share)) => self.set_share(swarm, share),
             Some(PeerReply::BackToSource(b)) => {
                 return Ok(Some(P2pEnd::Origin(format!("scheduler: {}", b.reason))));
             }

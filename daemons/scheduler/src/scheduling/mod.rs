@@ -40,6 +40,7 @@ use crate::topology::{Member, MeshConfig, MeshDecision, MeshEvent, Role};
 
 mod hosts;
 mod pieces;
+mod shares;
 mod upkeep;
 
 #[derive(Debug, thiserror::Error)]
@@ -168,8 +169,15 @@ impl Scheduler {
                 ..Peer::pending(peer_id.clone(), host_id.clone())
             },
         );
-        if replaced.is_none() {
-            state.peer_count += 1;
+        match replaced {
+            None => state.peer_count += 1,
+            // The same download registering again (its stream broke): it still reads its
+            // share, and its digests of it still speak for the task.
+            Some(old) => {
+                if let Some(p) = task.peers.get_mut(&peer_id) {
+                    p.origin_share = old.origin_share;
+                }
+            }
         }
         let resumed = crate::restart::resume(
             task,
@@ -216,6 +224,7 @@ impl Scheduler {
         if !seed_answer && !resumed {
             self.schedule(state, &task_id, &peer_id, now);
         }
+        self.appoint_readers(state, &task_id);
         Ok((task_id, peer_id, generation))
     }
 
@@ -254,6 +263,7 @@ impl Scheduler {
                     task.set_layout(layout);
                     task.response_headers = relayed_headers(meta.headers);
                     task.private = meta.private;
+                    task.origin_ranged = meta.ranged;
                     for peer in task.peers.values_mut() {
                         if peer.bitmap.len() != layout.piece_count() {
                             peer.bitmap = Bitmap::new(layout.piece_count());
@@ -265,6 +275,7 @@ impl Scheduler {
                     task.send_to_downloaders(Some(peer_id), &reply);
                     let promoted = hosts::promote_pending(task, now);
                     self.join_holders(state, promoted, now);
+                    self.first_reader(state, task_id, peer_id, now);
                 }
             }
             PeerMsg::PieceFinished(pf) => self.piece_finished(state, task_id, peer_id, pf, now),
@@ -337,6 +348,7 @@ impl Scheduler {
                     peer.state = PeerState::Failed;
                     peer.updated_at = now;
                 }
+                self.reader_gone(task, peer_id);
                 task.deactivate_edges_of(peer_id);
                 task.mesh.handle(MeshEvent::Left {
                     peer: peer_id.clone(),
@@ -399,6 +411,7 @@ impl Scheduler {
                 peer: peer_id.clone(),
             });
             tracing::info!(task_id = %task_id, peer_id = %peer_id, "peer left before finishing");
+            self.reader_gone(task, peer_id);
         }
     }
 
@@ -505,7 +518,8 @@ impl Scheduler {
     }
 
     /// Sends `to` the neighbour `about` (as a `Parents` message) if `to` is downloading from
-    /// peers, and marks the edge `about -> to` active.
+    /// peers, or reads a share of the task from the origin and the rest from peers, and marks
+    /// the edge `about -> to` active.
     fn tell(&self, state: &mut State, task_id: &TaskId, to: &PeerId, about: &PeerId, now: Instant) {
         let Some(task) = state.tasks.get_mut(task_id) else {
             return;
@@ -527,10 +541,13 @@ impl Scheduler {
         let Some(peer) = task.peers.get_mut(to) else {
             return;
         };
-        if !matches!(peer.state, PeerState::Pending | PeerState::Running) {
+        let reader = peer.state == PeerState::BackToSource && peer.origin_share.is_some();
+        if !matches!(peer.state, PeerState::Pending | PeerState::Running) && !reader {
             return;
         }
-        peer.state = PeerState::Running;
+        if !reader {
+            peer.state = PeerState::Running;
+        }
         peer.updated_at = now;
         if let Some(tx) = &peer.tx {
             send(
@@ -613,6 +630,7 @@ fn metadata_reply(layout: PieceLayout, task: &Task) -> PeerReply {
         piece_length: layout.piece_length,
         headers: task.response_headers.clone(),
         private: task.private,
+        ranged: false,
     })
 }
 

@@ -21,10 +21,9 @@ impl Scheduler {
         if from_origin {
             // Only the task's authority's digests describe the task for others; anyone else
             // fetched for itself and is only counted.
-            let authority = task
-                .peers
-                .get(peer_id)
-                .is_some_and(|p| p.appointment.speaks_for_task());
+            let authority = task.peers.get(peer_id).is_some_and(|p| {
+                authority::speaks_for_piece(p.appointment, p.origin_share.as_ref(), pf.number)
+            });
             if authority && !record_origin_digest(task, peer_id, &pf) {
                 return;
             }

@@ -363,6 +363,7 @@ fn only_the_appointed_origin_fetcher_sets_layout_and_digests() {
                 },
             ],
             private: true,
+            ranged: false,
         })
     };
     let origin_piece = |digest: u8| {

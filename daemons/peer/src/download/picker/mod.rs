@@ -75,6 +75,9 @@ pub enum PickEvent {
     Digest { piece: u32 },
     /// This peer holds `piece` (stored before, or fetched outside the picker).
     Held { piece: u32 },
+    /// This peer reads `piece` from the origin itself (its origin share): not to be fetched
+    /// from a source while `reserved`, so no two fetches ever write the same piece.
+    Reserved { piece: u32, reserved: bool },
     /// The scheduler linked this peer to `source`.
     SourceAdded { source: PeerId, seed: bool },
     /// `source`'s current bitmap.
@@ -149,6 +152,8 @@ pub struct Picker {
     have: Bitmap,
     /// Pieces with a known digest.
     verifiable: Bitmap,
+    /// Pieces this peer reads from the origin itself.
+    reserved: Bitmap,
     /// Ordered so that every walk over them, and so a run, is reproducible for a seed.
     sources: BTreeMap<PeerId, Source>,
     lost: HashSet<PeerId>,
@@ -174,6 +179,7 @@ impl Picker {
             config,
             have: Bitmap::default(),
             verifiable: Bitmap::default(),
+            reserved: Bitmap::default(),
             sources: BTreeMap::new(),
             lost: HashSet::new(),
             inflight: BTreeMap::new(),
@@ -196,6 +202,13 @@ impl Picker {
             }),
             PickEvent::Held { piece } => self.touch(piece, |p| {
                 p.have.set(piece);
+            }),
+            PickEvent::Reserved { piece, reserved } => self.touch(piece, |p| {
+                if reserved {
+                    p.reserved.set(piece);
+                } else {
+                    p.reserved.clear(piece);
+                }
             }),
             PickEvent::SourceAdded { source, seed } => {
                 if !self.lost.contains(&source) && !self.sources.contains_key(&source) {
@@ -418,6 +431,17 @@ impl Picker {
         self.queued.values().any(|&q| q == piece)
     }
 
+    /// A fetch of `piece` is under way (or queued) from some source.
+    pub fn is_in_flight(&self, piece: u32) -> bool {
+        self.inflight.contains_key(&piece)
+    }
+
+    /// Some source shows `piece` in its bitmap.
+    pub fn is_shown(&self, piece: u32) -> bool {
+        let i = piece as usize;
+        self.normal.get(i).copied().unwrap_or(0) + self.seeds.get(i).copied().unwrap_or(0) > 0
+    }
+
     /// Every piece is held (false before the layout is known).
     pub fn is_complete(&self) -> bool {
         !self.have.is_empty() && self.have.is_full()
@@ -462,6 +486,7 @@ impl Picker {
         let len = pieces as usize;
         self.have = Bitmap::new(pieces);
         self.verifiable = Bitmap::new(pieces);
+        self.reserved = Bitmap::new(pieces);
         self.normal = vec![0; len];
         self.seeds = vec![0; len];
         self.tie = (0..len).map(|_| self.rng.u64(..)).collect();
@@ -535,6 +560,7 @@ impl Picker {
         n < self.have.len()
             && !self.have.get(n)
             && self.verifiable.get(n)
+            && !self.reserved.get(n)
             && !self.inflight.contains_key(&n)
             && self.normal[i] + self.seeds[i] > 0
     }

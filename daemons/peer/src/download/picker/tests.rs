@@ -89,6 +89,31 @@ fn no_digest_no_fetch_and_nothing_twice() {
 }
 
 #[test]
+fn a_piece_this_peer_reads_from_the_origin_is_never_fetched_from_a_source() {
+    let mut p = picker(4, 8);
+    for piece in [1, 2] {
+        p.handle(PickEvent::Reserved {
+            piece,
+            reserved: true,
+        });
+    }
+    add(&mut p, "a", false, 0..3);
+    assert!(p.is_shown(2) && !p.is_shown(3));
+    let mut got: Vec<u32> = p.decide().iter().map(|f| f.piece).collect();
+    got.sort_unstable();
+    assert_eq!(got, [0]);
+    assert!(p.is_in_flight(0) && !p.is_in_flight(2));
+    // Released (the origin fetch gave up: the share moved to another reader): fetched from
+    // the source after all.
+    p.handle(PickEvent::Reserved {
+        piece: 2,
+        reserved: false,
+    });
+    let again: Vec<u32> = p.decide().iter().map(|f| f.piece).collect();
+    assert_eq!(again, [2]);
+}
+
+#[test]
 fn requests_are_spread_over_sources() {
     let mut p = picker(64, 8);
     p.handle(PickEvent::Held { piece: 63 });

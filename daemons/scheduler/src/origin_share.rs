@@ -1,0 +1,155 @@
+//! Which pieces of a task each origin reader reads, as pure code. With one reader (the seed)
+//! every byte enters the swarm through that one uplink, and the makespan cannot beat S over
+//! it. The scheduler therefore has up to `scheduler.origin_readers` hosts read disjoint
+//! ranges of pieces from the origin, each once: the first reader (the seed, or the peer sent
+//! to the origin) and downloading peers it appoints as helpers.
+//!
+//! Invariants:
+//! - Shares are disjoint contiguous ranges; a reader reads its own in order, from the start.
+//! - A new reader takes the back half of the unstarted part of the largest share, so shares
+//!   stay about equal whatever order the readers come in, and no reader loses a piece it may
+//!   have started: [`LEAD`] pieces past what it reported stay with it.
+//! - A reader that leaves hands what it did not report to one new reader, whole.
+
+use std::ops::Range;
+
+/// Pieces a reader may have started beyond those it reported when a smaller share reaches it
+/// (its `concurrent_pieces`, 3 by default, and the reports still on their way).
+pub(crate) const LEAD: u32 = 8;
+
+/// A share is not split below this many pieces: a reader costs the origin a connection, and
+/// a few pieces more through one uplink cost less than a reader more.
+pub(crate) const MIN_SHARE: u32 = 4;
+
+/// One reader's share and how far it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reader<Id> {
+    pub id: Id,
+    pub share: Range<u32>,
+    /// Pieces of the share whose digest it reported.
+    pub reported: u32,
+}
+
+impl<Id> Reader<Id> {
+    /// The part of the share the reader cannot have started yet.
+    fn unstarted(&self) -> Range<u32> {
+        let from = self
+            .share
+            .start
+            .saturating_add(self.reported)
+            .saturating_add(LEAD)
+            .min(self.share.end);
+        from..self.share.end
+    }
+}
+
+/// A new reader's share, taken from another reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Split<Id> {
+    /// The reader that gives up part of its share, and what it keeps.
+    pub from: Id,
+    pub keeps: Range<u32>,
+    /// The new reader's share.
+    pub takes: Range<u32>,
+}
+
+/// The share a new reader takes: the back half of the largest unstarted part, or `None` when
+/// no share has `2 * MIN_SHARE` unstarted pieces left.
+pub(crate) fn split<Id: Clone>(readers: &[Reader<Id>]) -> Option<Split<Id>> {
+    let largest = readers
+        .iter()
+        .max_by_key(|r| (r.unstarted().len(), std::cmp::Reverse(r.share.start)))?;
+    let unstarted = largest.unstarted();
+    let len = u32::try_from(unstarted.len()).ok()?;
+    if len < 2 * MIN_SHARE {
+        return None;
+    }
+    let cut = unstarted.end - len / 2;
+    Some(Split {
+        from: largest.id.clone(),
+        keeps: largest.share.start..cut,
+        takes: cut..largest.share.end,
+    })
+}
+
+/// The pieces a reader that left did not report, for a new reader: from its first piece
+/// without a digest to the end of its share (`None` if it reported them all).
+pub(crate) fn orphaned(share: Range<u32>, has_digest: impl Fn(u32) -> bool) -> Option<Range<u32>> {
+    let first = share.clone().find(|&n| !has_digest(n))?;
+    Some(first..share.end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reader(id: u32, share: Range<u32>, reported: u32) -> Reader<u32> {
+        Reader {
+            id,
+            share,
+            reported,
+        }
+    }
+
+    /// Splits until nothing is left to split, from one reader holding `pieces`.
+    fn readers_after(pieces: u32, joins: usize) -> Vec<Reader<u32>> {
+        let mut readers = vec![reader(0, 0..pieces, 0)];
+        for id in 1..=joins {
+            let Some(s) = split(&readers) else {
+                break;
+            };
+            if let Some(r) = readers.iter_mut().find(|r| r.id == s.from) {
+                r.share = s.keeps;
+            }
+            readers.push(reader(u32::try_from(id).unwrap_or(u32::MAX), s.takes, 0));
+        }
+        readers
+    }
+
+    #[test]
+    fn readers_that_join_together_get_about_equal_disjoint_shares_covering_the_task() {
+        let mut readers = readers_after(128, 3);
+        assert_eq!(readers.len(), 4);
+        readers.sort_by_key(|r| r.share.start);
+        let mut next = 0;
+        for r in &readers {
+            assert_eq!(r.share.start, next, "{readers:?}");
+            next = r.share.end;
+            assert!((26..=38).contains(&r.share.len()), "{readers:?}");
+        }
+        assert_eq!(next, 128);
+    }
+
+    #[test]
+    fn a_reader_keeps_what_it_may_have_started() {
+        // Reported 10: pieces up to 10 + LEAD may be under way; the cut comes after them.
+        // Unstarted: 18..100, 82 pieces; the new reader takes the back 41.
+        let s = split(&[reader(7, 0..100, 10)]).expect("split");
+        assert_eq!(LEAD, 8);
+        assert_eq!(s.from, 7);
+        assert_eq!(s.keeps, 0..59);
+        assert_eq!(s.takes, 59..100);
+    }
+
+    #[test]
+    fn small_tasks_and_shares_nearly_read_are_not_split() {
+        assert!(split(&[reader(0, 0..(LEAD + 2 * MIN_SHARE - 1), 0)]).is_none());
+        assert!(split(&[reader(0, 0..100, 100 - LEAD - 2)]).is_none());
+        assert!(split::<u32>(&[]).is_none());
+        // Ever more joiners stop at shares of about 2 * MIN_SHARE + LEAD.
+        let readers = readers_after(128, 1_000);
+        assert!(readers.len() < 32, "{}", readers.len());
+        assert!(split(&readers).is_none());
+    }
+
+    #[test]
+    fn the_unreported_rest_of_a_departed_reader_goes_on_whole() {
+        let reported = [40, 41, 43];
+        assert_eq!(
+            orphaned(40..50, |n| reported.contains(&n)),
+            Some(42..50),
+            "from the first gap: pieces after it may not have arrived"
+        );
+        assert_eq!(orphaned(40..42, |n| reported.contains(&n)), None);
+    }
+}

@@ -1,0 +1,141 @@
+//! Origin shares under the scheduler's lock: [`crate::origin_share`] decides, this applies it.
+//! The reader that set the task's layout holds the whole task as its share; each helper
+//! appointed afterwards (a downloading peer that registered) takes part of the largest share,
+//! and both are told their new share. A reader that fails or leaves hands what it did not
+//! report to a new helper.
+
+use super::*;
+use crate::origin_share::{self, Reader};
+
+impl Scheduler {
+    /// `peer`, the task's authority, just set the layout: it reads everything until helpers
+    /// take parts, and is told of its neighbours (a reader sent to the origin is not told of
+    /// any) so that it can take the rest from them.
+    pub(super) fn first_reader(
+        &self,
+        state: &mut State,
+        task_id: &TaskId,
+        peer: &PeerId,
+        now: Instant,
+    ) {
+        let Some(task) = state.tasks.get_mut(task_id) else {
+            return;
+        };
+        let pieces = task.piece_count();
+        let Some(p) = task.peers.get_mut(peer) else {
+            return;
+        };
+        p.origin_share = Some(0..pieces);
+        let neighbours: Vec<PeerId> = task.mesh.neighbours(peer).cloned().collect();
+        for neighbour in neighbours {
+            self.tell(state, task_id, peer, &neighbour, now);
+        }
+        self.appoint_readers(state, task_id);
+    }
+
+    /// Appoints helpers while the task has fewer than `scheduler.origin_readers` readers and
+    /// a share large enough to split.
+    pub(super) fn appoint_readers(&self, state: &mut State, task_id: &TaskId) {
+        let Some(task) = state.tasks.get_mut(task_id) else {
+            return;
+        };
+        if !sharing(task, self.config.origin_readers) {
+            return;
+        }
+        loop {
+            let readers = readers(task);
+            if readers.is_empty() || readers.len() >= self.config.origin_readers {
+                return;
+            }
+            let Some(helper) = candidate(task) else {
+                return;
+            };
+            let Some(split) = origin_share::split(&readers) else {
+                return;
+            };
+            tracing::info!(task_id = %task.id, helper = %helper, from = %split.from, first = split.takes.start, end = split.takes.end, "origin share to a helper");
+            give(task, &split.from, split.keeps);
+            give(task, &helper, split.takes);
+        }
+    }
+
+    /// `peer` failed or left: the part of its share it did not report goes to a new helper.
+    /// Without one, the downloaders that miss those pieces stall and read them from the
+    /// origin themselves (`download.piece_timeout`).
+    pub(super) fn reader_gone(&self, task: &mut Task, peer: &PeerId) {
+        let Some(share) = task.peers.get_mut(peer).and_then(|p| p.origin_share.take()) else {
+            return;
+        };
+        let digests = &task.digests;
+        let Some(rest) = origin_share::orphaned(share, |n| {
+            digests.get(n as usize).is_some_and(Option::is_some)
+        }) else {
+            return;
+        };
+        match candidate(task).filter(|_| sharing(task, self.config.origin_readers)) {
+            Some(helper) => {
+                tracing::info!(task_id = %task.id, gone = %peer, helper = %helper, first = rest.start, end = rest.end, "origin share of a departed reader to a helper");
+                give(task, &helper, rest);
+            }
+            None => {
+                tracing::warn!(task_id = %task.id, gone = %peer, first = rest.start, end = rest.end, "origin share of a departed reader has nobody to take it");
+            }
+        }
+    }
+}
+
+/// Whether the task's pieces may come from several readers: more than one allowed, a layout
+/// to share from an origin that serves ranges, and no registrant that keeps its credentials to
+/// itself (the helpers would lack them).
+fn sharing(task: &Task, origin_readers: usize) -> bool {
+    origin_readers > 1 && task.layout.is_some() && task.origin_ranged && !task.credentials_withheld
+}
+
+/// The task's readers still at work, with what each reported of its share.
+fn readers(task: &Task) -> Vec<Reader<PeerId>> {
+    task.peers
+        .values()
+        .filter(|p| p.tx.is_some() && p.state.is_downloading())
+        .filter_map(|p| {
+            let share = p.origin_share.clone()?;
+            let reported = share
+                .clone()
+                .filter(|&n| task.digests.get(n as usize).is_some_and(Option::is_some))
+                .count();
+            Some(Reader {
+                id: p.id.clone(),
+                share,
+                reported: u32::try_from(reported).unwrap_or(u32::MAX),
+            })
+        })
+        .collect()
+}
+
+/// The next helper: the earliest registered downloading peer that reads nothing yet and has
+/// nothing against it.
+fn candidate(task: &Task) -> Option<PeerId> {
+    task.peers
+        .values()
+        .filter(|p| matches!(p.state, PeerState::Pending | PeerState::Running))
+        .filter(|p| p.tx.is_some() && !p.is_seed && !p.awaits_fetcher && !p.corrupt)
+        .filter(|p| p.origin_share.is_none() && !p.appointment.speaks_for_task())
+        .min_by(|a, b| (a.registered_at, a.id.as_str()).cmp(&(b.registered_at, b.id.as_str())))
+        .map(|p| p.id.clone())
+}
+
+/// `peer`'s share is now `share`; it is told so.
+fn give(task: &mut Task, peer: &PeerId, share: std::ops::Range<u32>) {
+    let Some(p) = task.peers.get_mut(peer) else {
+        return;
+    };
+    p.origin_share = Some(share.clone());
+    if let Some(tx) = &p.tx {
+        send(
+            tx,
+            PeerReply::OriginShare(pb::OriginShare {
+                first: share.start,
+                end: share.end,
+            }),
+        );
+    }
+}
