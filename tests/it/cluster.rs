@@ -332,6 +332,23 @@ pub struct Fetched {
     pub source: Option<String>,
 }
 
+/// Every peer of `cluster` downloads `url` at once, each in its own task (in peer order).
+pub fn fetch_all(cluster: &Cluster, url: &str) -> Vec<tokio::task::JoinHandle<Fetched>> {
+    cluster
+        .peers
+        .iter()
+        .map(|p| {
+            let (admin, url) = (p.admin, url.to_owned());
+            tokio::spawn(async move { fetch(admin, &url, None).await })
+        })
+        .collect()
+}
+
+/// A scheduler's (or peer's) admin view of a task, `None` while it does not know it.
+pub async fn task_on(daemon: &Daemon, task_id: &str) -> Option<df_core::api::TaskDetail> {
+    get_json(&daemon.admin_url(&format!("/api/v1/tasks/{task_id}"))).await
+}
+
 /// Downloads `url` through `peer`, hashing the body as it streams.
 pub async fn fetch(peer: SocketAddr, url: &str, digest: Option<&str>) -> Fetched {
     use futures_util::StreamExt as _;

@@ -126,6 +126,7 @@ async fn a_registration_flood_and_piece_length_one_leave_the_scheduler_bounded_a
         piece_length: 1,
         headers: Vec::new(),
         private: false,
+        ranged: false,
     });
     announce(
         channel.clone(),
@@ -220,6 +221,7 @@ async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
             value: "session=rogue".into(),
         }],
         private: false,
+        ranged: false,
     })];
     for number in 0..2 {
         forged.push(PeerMsg::PieceFinished(pb::PieceFinished {

@@ -24,6 +24,7 @@ mod helm_identity;
 mod hostile;
 mod identity;
 mod node_config;
+mod origin_share;
 mod p2p;
 mod preheat;
 mod proxy;

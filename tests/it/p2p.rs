@@ -6,7 +6,7 @@ use std::time::Duration;
 use df_core::api::{LocalTask, TaskDetail};
 use df_tests::origin::{OriginConfig, OriginHandle, blob_digests};
 
-use crate::cluster::{Cluster, fetch, get_json, sha256_file, start_peer, start_scheduler};
+use crate::cluster::{Cluster, fetch, get_json, sha256_file, start_peer, start_scheduler, task_on};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -14,10 +14,6 @@ async fn digests(size: u64, seed: u64) -> df_tests::origin::BlobDigests {
     tokio::task::spawn_blocking(move || blob_digests(size, seed))
         .await
         .expect("digest task")
-}
-
-async fn task_on(daemon: &crate::cluster::Daemon, task_id: &str) -> Option<TaskDetail> {
-    get_json(&daemon.admin_url(&format!("/api/v1/tasks/{task_id}"))).await
 }
 
 /// The scheduler's view of a task once `succeeded` peers have finished there. A client's body
@@ -93,23 +89,34 @@ async fn a_swarm_of_four_reads_the_origin_about_once() {
         "origin served {served} bytes, more than the object plus one piece"
     );
 
-    // The scheduler's DAG shows the seed feeding peers and bytes moving on edges.
+    // The scheduler's DAG accounts for every byte: each of the 5 daemons got the object, part
+    // of it from the origin (the seed and the helpers the scheduler gave an origin share,
+    // each piece once) and the rest over recorded edges.
     let detail = task_when_succeeded(&cluster.schedulers[0], &task_id, 5).await;
     let edge_bytes: u64 = detail.edges.iter().map(|e| e.bytes).sum();
+    let origin_bytes: u64 = detail.peers.iter().map(|p| p.bytes_from_origin).sum();
     assert_eq!(
-        edge_bytes,
-        4 * size,
-        "every peer byte crossed a recorded edge"
+        origin_bytes, served,
+        "the readers' reports match the origin's count"
     );
-    let seed = detail
+    assert_eq!(
+        edge_bytes + origin_bytes,
+        5 * size,
+        "every byte came from the origin or crossed a recorded edge"
+    );
+    let readers: Vec<_> = detail
         .peers
         .iter()
-        .find(|p| p.is_seed)
-        .expect("seed peer listed");
-    assert_eq!(
-        seed.bytes_from_origin,
-        served.min(size),
-        "the seed alone went to the origin"
+        .filter(|p| p.bytes_from_origin > 0)
+        .collect();
+    assert!(
+        readers.iter().any(|p| p.is_seed) && readers.len() > 1,
+        "the seed and at least one helper read distinct parts of the origin: {:?}",
+        detail
+            .peers
+            .iter()
+            .map(|p| (p.is_seed, p.bytes_from_origin))
+            .collect::<Vec<_>>()
     );
 }
 

@@ -135,14 +135,7 @@ async fn dfctl_top_shows_a_download_its_dag_and_its_progress_reaching_100_percen
     tmux.wait_for("the empty task list", |s| s.contains("no tasks yet"))
         .await;
 
-    let downloads: Vec<_> = cluster
-        .peers
-        .iter()
-        .map(|p| {
-            let (admin, url) = (p.admin, url.clone());
-            tokio::spawn(async move { fetch(admin, &url, None).await })
-        })
-        .collect();
+    let downloads = crate::cluster::fetch_all(&cluster, &url);
 
     tmux.wait_for("the task", |s| progress_of(s, prefix).is_some())
         .await;

@@ -262,15 +262,39 @@ pub async fn start_origin(
     Ok(url.to_owned())
 }
 
+/// `scheduler:` keys a run sets; `None` keeps the scheduler's default.
+#[derive(Debug, Clone, Default)]
+pub struct SchedulerKeys {
+    pub candidate_parents: Option<usize>,
+    pub origin_readers: Option<usize>,
+}
+
+impl SchedulerKeys {
+    fn yaml(&self) -> String {
+        let keys: String = [
+            ("candidate_parents", self.candidate_parents),
+            ("origin_readers", self.origin_readers),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("  {k}: {v}\n")))
+        .collect();
+        if keys.is_empty() {
+            keys
+        } else {
+            format!("scheduler:\n{keys}")
+        }
+    }
+}
+
 /// Starts `dfscheduler` on the given addresses with its files under `dir/scheduler` and waits
-/// until it is healthy. `candidate_parents` overrides `scheduler.candidate_parents`.
+/// until it is healthy, with `keys` set.
 pub async fn start_scheduler(
     procs: &mut ProcessSet,
     launch: &Launch,
     bin_dir: &Path,
     dir: &Path,
     (grpc, http_addr): (&str, &str),
-    (candidate_parents, tls): (Option<usize>, &TlsSetting),
+    (keys, tls): (&SchedulerKeys, &TlsSetting),
     http: &reqwest::Client,
 ) -> anyhow::Result<()> {
     let home = dir.join("scheduler");
@@ -285,9 +309,7 @@ pub async fn start_scheduler(
             "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http_addr}\"\n{}{}\
              admin:\n  token_file: \"{}\"\n\
              log:\n  dir: \"{}\"\n  level: info\n  stderr: \"off\"\n",
-            candidate_parents
-                .map(|n| format!("scheduler:\n  candidate_parents: {n}\n"))
-                .unwrap_or_default(),
+            keys.yaml(),
             tls_yaml(tls),
             home.join("admin-token").display(),
             home.join("log").display()
@@ -316,7 +338,7 @@ pub struct SchedulerSpec {
     pub dir: PathBuf,
     pub grpc: String,
     pub http: String,
-    pub candidate_parents: Option<usize>,
+    pub keys: SchedulerKeys,
     pub tls: TlsSetting,
 }
 
@@ -333,7 +355,7 @@ impl SchedulerSpec {
             &self.bin_dir,
             &self.dir,
             (&self.grpc, &self.http),
-            (self.candidate_parents, &self.tls),
+            (&self.keys, &self.tls),
             http,
         )
         .await

@@ -153,7 +153,10 @@ async fn load(
         (&grpc, &admin),
         // The simulated hosts are raw gRPC clients, many per process; they measure the
         // scheduler's logic, not TLS, so this one scheduler runs on the opt-out.
-        (None, &df_core::config::tls::TlsSetting::Plaintext),
+        (
+            &super::SchedulerKeys::default(),
+            &df_core::config::tls::TlsSetting::Plaintext,
+        ),
         &http,
     )
     .await?;
@@ -355,6 +358,7 @@ fn report_pieces(sim: &SimPeer, pieces: u32) -> u64 {
             piece_length: PIECE_LENGTH,
             headers: Vec::new(),
             private: false,
+            ranged: false,
         }));
     }
     for n in 0..pieces {

@@ -59,6 +59,9 @@ pub struct SwarmConfig {
     /// `scheduler.candidate_parents`; `None` keeps the scheduler's default.
     #[serde(default)]
     pub candidate_parents: Option<usize>,
+    /// `scheduler.origin_readers`; `None` keeps the scheduler's default.
+    #[serde(default)]
+    pub origin_readers: Option<usize>,
     /// Explicit piece length of the download (part of the task ID); `None` keeps the default
     /// (S/500 rounded up to a power of two, at least 4 MiB). More pieces shorten the tail: a
     /// piece is forwarded only once whole, so each hop costs one piece-time.
@@ -180,8 +183,9 @@ pub struct SwarmRun {
     pub scheduler: ProcUsage,
     /// Parent -> child edges that carried bytes, from the scheduler's task DAG.
     pub dag_edges: usize,
-    /// Normal peers that fetched any byte from the origin themselves.
-    pub peers_back_to_source: usize,
+    /// Normal peers that read any byte from the origin: helpers the scheduler gave an origin
+    /// share, and peers that fell back to it.
+    pub peers_from_origin: usize,
     pub baseline: Option<BaselineResult>,
     pub speedup: Option<f64>,
     /// What the chaos did and what the clients saw (`df-bench chaos` only).
@@ -421,7 +425,10 @@ async fn run_cluster(
         dir: dir.to_owned(),
         grpc: grpc.clone(),
         http: sched_http.clone(),
-        candidate_parents: cfg.candidate_parents,
+        keys: super::SchedulerKeys {
+            candidate_parents: cfg.candidate_parents,
+            origin_readers: cfg.origin_readers,
+        },
         tls: tls(&dir.join("scheduler"), Role::Scheduler, "scheduler", &[])?,
     };
     sched.start(procs, http).await?;
@@ -651,7 +658,7 @@ async fn run_cluster(
         origin_bytes: stats.bytes_served,
         origin_bytes_over_size: round3(stats.bytes_served as f64 / cfg.size as f64),
         origin_requests: stats.requests,
-        peers_back_to_source: peers.iter().filter(|p| p.from_origin > 0).count(),
+        peers_from_origin: peers.iter().filter(|p| p.from_origin > 0).count(),
         peers,
         seed,
         scheduler: usage(0),

@@ -142,6 +142,10 @@ struct SwarmArgs {
     /// `scheduler.candidate_parents` (mesh neighbours per peer) [default: the scheduler's].
     #[arg(long, value_name = "N")]
     candidate_parents: Option<usize>,
+    /// `scheduler.origin_readers` (hosts that read distinct parts of the object from the
+    /// origin, the seed included) [default: the scheduler's].
+    #[arg(long, value_name = "N")]
+    origin_readers: Option<usize>,
     /// Explicit piece length of the download (part of the task ID) [default: S/500, >= 4 MiB].
     #[arg(long, value_name = "BYTES")]
     piece_length: Option<ByteSize>,
@@ -350,6 +354,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 concurrent_pieces: a.concurrent_pieces,
                 upload_slots: a.upload_slots,
                 candidate_parents: a.candidate_parents,
+                origin_readers: a.origin_readers,
                 piece_length: a.piece_length.map(|b| b.0),
                 runs: a.runs,
                 churn: 0.0,
@@ -523,6 +528,7 @@ async fn run_chaos(
         concurrent_pieces: None,
         upload_slots: None,
         candidate_parents: None,
+        origin_readers: None,
         piece_length: a.piece_length.map(|b| b.0),
         runs: 1,
         churn: 0.0,
@@ -600,7 +606,7 @@ fn print_swarm(r: &SwarmReport) {
                 .map_or("-".to_owned(), |b| format!("{:.2}s", b.makespan_s)),
             times.join(" "),
             run.dag_edges,
-            run.peers_back_to_source,
+            run.peers_from_origin,
         );
     }
     println!(
