@@ -133,7 +133,7 @@ impl Conductor {
                 let mut link =
                     Link::new(stream, ctx.schedulers.clone(), self.task.clone(), register);
                 match self.p2p(&mut link, Vec::new()).await? {
-                    P2pEnd::Complete => self.complete(&link).await,
+                    P2pEnd::Complete => self.complete(&mut link).await,
                     P2pEnd::Origin(reason) => self.fetch_from_origin(&mut link, &reason).await,
                 }
             }
@@ -455,7 +455,7 @@ impl Conductor {
     }
 
     /// All pieces are in: verify the whole object when its digest is known, then report.
-    async fn complete(&self, link: &Link) -> Result<(), TaskFailure> {
+    async fn complete(&self, link: &mut Link) -> Result<(), TaskFailure> {
         let digest = self.task.state().object_digest.clone();
         if let Some(want) = digest {
             let path = self.task.data_path.clone();
@@ -481,7 +481,7 @@ impl Conductor {
             self.task.state().complete = false;
             return Err(storage_failure(e));
         }
-        link.send(PeerMsg::Finished(pb::DownloadFinished {}));
+        link.finish(PeerMsg::Finished(pb::DownloadFinished {}));
         Ok(())
     }
 }

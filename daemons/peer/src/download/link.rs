@@ -7,7 +7,8 @@
 //! conductor keeps working meanwhile: reports sent while no stream is up are dropped, and
 //! once a stream is back the origin pieces that landed in between are reported on it, so the
 //! new scheduler has every digest. Only when no scheduler takes the download within
-//! [`REJOIN_FOR`] does `next` say the stream is gone, as it did before.
+//! [`REJOIN_FOR`] does `next` say the stream is gone, as it did before. A download that ends
+//! while the link registers again still reaches the new scheduler ([`Link::finish`]).
 //!
 //! Invariant: `next` is cancel-safe (the re-registration runs in its own task, polled through
 //! its handle), so the conductor may race it against piece fetches in `select!`.
@@ -17,9 +18,11 @@ use std::time::Duration;
 
 use df_core::piece::Bitmap;
 use df_proto::scheduler::v1 as pb;
+use futures_util::FutureExt as _;
 use pb::peer_request::Request as PeerMsg;
 use pb::peer_response::Response as PeerReply;
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use crate::announcer::{PeerStream, SchedulerClient};
 use crate::reconnect::jittered;
@@ -113,27 +116,67 @@ impl Link {
                         }
                     }
                 }
-            } else if let Some(handle) = &mut self.reopening {
-                let reopened = handle.await;
-                self.reopening = None;
-                match reopened {
-                    Ok(Some((stream, reported))) => {
-                        tracing::info!(scheduler = %stream.scheduler, "download registered again");
-                        self.stream = Some(stream);
-                        self.report_since(&reported);
-                    }
-                    _ => {
-                        tracing::warn!(
-                            "no scheduler took the download again; carrying on without one"
-                        );
-                        self.rejoin = None;
-                        return None;
-                    }
+            } else if self.reopening.is_some() {
+                if !self.reopened().await {
+                    return None;
                 }
             } else {
                 return std::future::pending().await;
             }
         }
+    }
+
+    /// Waits for the registration in flight; true once a stream is up again, with the origin
+    /// pieces that landed meanwhile reported on it. Cancel-safe, as `next`.
+    async fn reopened(&mut self) -> bool {
+        let Some(handle) = &mut self.reopening else {
+            return self.stream.is_some();
+        };
+        let reopened = handle.await;
+        self.reopening = None;
+        match reopened {
+            Ok(Some((stream, reported))) => {
+                tracing::info!(scheduler = %stream.scheduler, "download registered again");
+                self.stream = Some(stream);
+                self.report_since(&reported);
+                true
+            }
+            _ => {
+                tracing::warn!("no scheduler took the download again; carrying on without one");
+                self.rejoin = None;
+                false
+            }
+        }
+    }
+
+    /// Sends the download's last report (`Finished`). When the link is registering again
+    /// right now, the registration is seen through in the background (bounded by
+    /// [`REJOIN_FOR`]) and `last` follows the origin pieces that landed meanwhile: dropping
+    /// the link with the download would abort it, and the new scheduler would never get the
+    /// digests of the last origin pieces (an origin fetcher finishing during a scheduler
+    /// restart left the whole swarm without them, and every peer stalled into the origin).
+    pub(crate) fn finish(&mut self, last: PeerMsg) {
+        // A `Reconnect` (or the stream's end) may be waiting unread: the loop that polled
+        // `next` has ended. Seeing it starts the registration again.
+        while let Some(Some(_)) = self.next().now_or_never() {}
+        if self.reopening.is_none() {
+            self.send(last);
+            return;
+        }
+        let mut rest = Self {
+            stream: None,
+            rejoin: self.rejoin.take(),
+            reopening: self.reopening.take(),
+            from_origin: self.from_origin,
+        };
+        tokio::spawn(
+            async move {
+                if rest.reopened().await {
+                    rest.send(last);
+                }
+            }
+            .in_current_span(),
+        );
     }
 
     /// Starts registering again in the background; false when this link cannot.

@@ -143,13 +143,23 @@ impl Scheduler {
             }
         } else {
             task.set_layout(layout);
+            let mut learned = Vec::new();
             for p in &item.pieces {
                 if let (Some(slot @ None), Some(d)) = (
                     task.digests.get_mut(p.number as usize),
                     PieceDigest::from_slice(&p.digest),
                 ) {
                     *slot = Some(d);
+                    learned.push(p.clone());
                 }
+            }
+            // Downloads that registered again before this copy was re-announced (a rolling
+            // restart) have a layout but wait for these digests; nobody else will send them.
+            if !learned.is_empty() {
+                let reply = pb::PeerResponse {
+                    response: Some(PeerReply::Digests(pb::PieceDigests { pieces: learned })),
+                };
+                task.send_to_downloaders(Some(&peer_id), &reply);
             }
         }
         add_holder(task, &peer_id, host_id, item.content_path, now);

@@ -455,6 +455,71 @@ fn a_held_copy_from_a_normal_host_sets_nothing_and_joins_once_an_authority_state
 }
 
 #[test]
+fn a_seed_copy_re_announced_after_downloads_registered_again_gives_them_its_digests() {
+    // A rolling restart: a download comes back with its layout and one piece; the seed
+    // finished meanwhile, so its host stream re-announces a complete copy instead of a
+    // download. The waiting download needs the seed's digests to fetch anything more.
+    let s = Scheduler::new(Config::default());
+    let t = task_id();
+    let (tx, mut waiting) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
+    s.peer_register(
+        pb::RegisterPeer {
+            task_id: t.to_string(),
+            peer_id: "peer-a".into(),
+            url: "http://o/x".into(),
+            host: Some(host("a", false)),
+            resume: Some(pb::ResumedDownload {
+                metadata: Some(pb::TaskMetadata {
+                    content_length: 8 << 20,
+                    piece_length: 4 << 20,
+                    ..Default::default()
+                }),
+                pieces: vec![pb::PieceDigest {
+                    number: 0,
+                    digest: vec![0xEE; 32],
+                }],
+                from_origin: false,
+            }),
+            ..Default::default()
+        },
+        tx,
+    )
+    .expect("registers");
+    replies(&mut waiting);
+    let (tx, _rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
+    let (seed, _) = s.host_connected(host("seed", true), tx).expect("admitted");
+    s.host_held(
+        &seed,
+        pb::HeldTasks {
+            tasks: vec![pb::HeldTask {
+                task_id: t.to_string(),
+                peer_id: "127.0.0.1-seed-1".into(),
+                url: "http://o/x".into(),
+                content_length: 8 << 20,
+                piece_length: 4 << 20,
+                complete: true,
+                pieces: (0..2)
+                    .map(|n| pb::PieceDigest {
+                        number: n,
+                        digest: vec![0xEE; 32],
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+        },
+    );
+    let relayed: Vec<u32> = replies(&mut waiting)
+        .iter()
+        .filter_map(|r| match r {
+            PeerReply::Digests(d) => Some(d.pieces.iter().map(|p| p.number)),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(relayed, [0, 1]);
+}
+
+#[test]
 fn a_task_behind_withheld_credentials_is_read_by_the_peer_that_has_them_never_a_seed() {
     let s = Scheduler::new(Config::default());
     let (seed_tx, mut seed_rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
