@@ -194,6 +194,9 @@ pub struct Task {
     /// The authority's origin answered a range request with a range, so origin shares work
     /// ([`crate::origin_share`]).
     pub origin_ranged: bool,
+    /// No share can be split any more (it has as many readers as allowed, or every share is
+    /// too far read): registrations stop looking ([`crate::origin_share`]).
+    pub origin_shares_settled: bool,
     pub digests: Vec<Option<PieceDigest>>,
     pub peers: HashMap<PeerId, Peer>,
     pub edges: HashMap<(PeerId, PeerId), Edge>,
@@ -232,6 +235,7 @@ impl Task {
             response_headers: Vec::new(),
             private: false,
             origin_ranged: false,
+            origin_shares_settled: false,
             digests: Vec::new(),
             peers: HashMap::new(),
             edges: HashMap::new(),

@@ -39,18 +39,22 @@ impl Scheduler {
         let Some(task) = state.tasks.get_mut(task_id) else {
             return;
         };
-        if !sharing(task, self.config.origin_readers) {
+        if task.origin_shares_settled || !sharing(task, self.config.origin_readers) {
             return;
         }
         loop {
-            let readers = readers(task);
-            if readers.is_empty() || readers.len() >= self.config.origin_readers {
+            // Counted before the shares are walked: every registration comes here.
+            let count = task.peers.values().filter(|p| is_reader(p)).count();
+            if count >= self.config.origin_readers {
+                task.origin_shares_settled = true;
                 return;
             }
-            let Some(helper) = candidate(task) else {
+            let Some(helper) = candidate(task).filter(|_| count > 0) else {
                 return;
             };
-            let Some(split) = origin_share::split(&readers) else {
+            // Shares only get read further, so once none can be split none ever can.
+            let Some(split) = origin_share::split(&readers(task)) else {
+                task.origin_shares_settled = true;
                 return;
             };
             tracing::info!(task_id = %task.id, helper = %helper, from = %split.from, first = split.takes.start, end = split.takes.end, "origin share to a helper");
@@ -91,11 +95,16 @@ fn sharing(task: &Task, origin_readers: usize) -> bool {
     origin_readers > 1 && task.layout.is_some() && task.origin_ranged && !task.credentials_withheld
 }
 
+/// A reader still at work.
+fn is_reader(p: &Peer) -> bool {
+    p.origin_share.is_some() && p.tx.is_some() && p.state.is_downloading()
+}
+
 /// The task's readers still at work, with what each reported of its share.
 fn readers(task: &Task) -> Vec<Reader<PeerId>> {
     task.peers
         .values()
-        .filter(|p| p.tx.is_some() && p.state.is_downloading())
+        .filter(|p| is_reader(p))
         .filter_map(|p| {
             let share = p.origin_share.clone()?;
             let reported = share
