@@ -10,10 +10,11 @@ use crate::cluster::{Cluster, fetch_all, task_on};
 
 const MIB: u64 = 1024 * 1024;
 
-/// A helper killed while it reads its share: the part it did not report goes to another
+/// A helper killed while it reads its share: the part no live peer holds goes to another
 /// peer, every survivor gets the right bytes, and the origin serves the object plus at most
-/// the few pieces the dead helper had under way. Without the hand-over every survivor would
-/// stall for `piece_timeout` and read the orphaned pieces itself (three times 10-40 MiB here).
+/// what the dead helper had read and nobody took from it (its 3 pieces in flight and up to 3
+/// it stored but nobody fetched yet). Without the hand-over every survivor would stall for
+/// `piece_timeout` and read the orphaned pieces itself (2.2·S here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helper_that_dies_mid_share_hands_the_rest_on() {
     let size = 128 * MIB;
@@ -78,7 +79,7 @@ async fn a_helper_that_dies_mid_share_hands_the_rest_on() {
         served as f64 / size as f64
     );
     assert!(
-        served <= size + 4 * piece,
+        served <= size + 6 * piece,
         "origin served {served} bytes: the orphaned share was read again by more than one peer"
     );
     let detail = task_on(&cluster.schedulers[0], &task_id)

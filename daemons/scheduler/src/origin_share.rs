@@ -9,7 +9,8 @@
 //! - A new reader takes the back half of the unstarted part of the largest share, so shares
 //!   stay about equal whatever order the readers come in, and no reader loses a piece it may
 //!   have started: [`LEAD`] pieces past what it reported stay with it.
-//! - A reader that leaves hands what it did not report to one new reader, whole.
+//! - A reader that leaves hands its share, from the first piece no live peer holds, to one
+//!   new reader, whole (pieces in it that a neighbour shows come from the peers).
 
 use std::ops::Range;
 
@@ -72,10 +73,11 @@ pub(crate) fn split<Id: Clone>(readers: &[Reader<Id>]) -> Option<Split<Id>> {
     })
 }
 
-/// The pieces a reader that left did not report, for a new reader: from its first piece
-/// without a digest to the end of its share (`None` if it reported them all).
-pub(crate) fn orphaned(share: Range<u32>, has_digest: impl Fn(u32) -> bool) -> Option<Range<u32>> {
-    let first = share.clone().find(|&n| !has_digest(n))?;
+/// The part of a departed reader's share for a new reader: from its first piece that no live
+/// peer holds (one it read and reported but nobody fetched yet is lost with it) to the end of
+/// its share; `None` if live peers hold it all.
+pub(crate) fn orphaned(share: Range<u32>, held_alive: impl Fn(u32) -> bool) -> Option<Range<u32>> {
+    let first = share.clone().find(|&n| !held_alive(n))?;
     Some(first..share.end)
 }
 
@@ -143,13 +145,13 @@ mod tests {
     }
 
     #[test]
-    fn the_unreported_rest_of_a_departed_reader_goes_on_whole() {
-        let reported = [40, 41, 43];
+    fn the_rest_of_a_departed_reader_goes_on_whole_from_the_first_piece_nobody_holds() {
+        let held = [40, 41, 43];
         assert_eq!(
-            orphaned(40..50, |n| reported.contains(&n)),
+            orphaned(40..50, |n| held.contains(&n)),
             Some(42..50),
             "from the first gap: pieces after it may not have arrived"
         );
-        assert_eq!(orphaned(40..42, |n| reported.contains(&n)), None);
+        assert_eq!(orphaned(40..42, |n| held.contains(&n)), None);
     }
 }

@@ -63,17 +63,24 @@ impl Scheduler {
         }
     }
 
-    /// `peer` failed or left: the part of its share it did not report goes to a new helper.
-    /// Without one, the downloaders that miss those pieces stall and read them from the
-    /// origin themselves (`download.piece_timeout`).
+    /// `peer` failed or left: its share, from the first piece no live peer holds, goes to a
+    /// new helper. Without one, the downloaders that miss those pieces stall and read them
+    /// from the origin themselves (`download.piece_timeout`).
     pub(super) fn reader_gone(&self, task: &mut Task, peer: &PeerId) {
         let Some(share) = task.peers.get_mut(peer).and_then(|p| p.origin_share.take()) else {
             return;
         };
-        let digests = &task.digests;
-        let Some(rest) = origin_share::orphaned(share, |n| {
-            digests.get(n as usize).is_some_and(Option::is_some)
-        }) else {
+        // Once per departed reader: one walk of the share per live peer.
+        let mut held = Bitmap::new(share.end);
+        for p in task.peers.values() {
+            if p.id == *peer || matches!(p.state, PeerState::Failed | PeerState::Left) {
+                continue;
+            }
+            for n in share.clone().filter(|&n| p.bitmap.get(n)) {
+                held.set(n);
+            }
+        }
+        let Some(rest) = origin_share::orphaned(share, |n| held.get(n)) else {
             return;
         };
         match candidate(task).filter(|_| sharing(task, self.config.origin_readers)) {
