@@ -160,6 +160,11 @@ pub(crate) fn spawn(
                 return;
             }
             if let Some(f) = failure.filter(|_| !downloading) {
+                if matches!(f, crate::storage::TaskFailure::Stopping) {
+                    // The peer shuts down: no final report (the module's invariant); its
+                    // scheduler ends this host's part when the host leaves.
+                    return;
+                }
                 let error = match &f {
                     crate::storage::TaskFailure::Origin { status, body, .. } => {
                         let text = String::from_utf8_lossy(body);

@@ -557,7 +557,10 @@ impl KeptReplies {
 }
 
 pub(super) fn storage_failure(e: StorageError) -> TaskFailure {
-    TaskFailure::Other(format!("storage: {e}"))
+    match e {
+        StorageError::Stopping => TaskFailure::Stopping,
+        e => TaskFailure::Other(format!("storage: {e}")),
+    }
 }
 
 /// Low-cardinality label for the back-to-source metric.

@@ -398,6 +398,7 @@ impl TaskManager {
                 self.pass_through(req, range, Some(task.id.clone())).await
             }
             TaskFailure::Other(m) => Err(DeliveryError::Upstream(m)),
+            f @ TaskFailure::Stopping => Err(DeliveryError::Upstream(f.to_string())),
         }
     }
 

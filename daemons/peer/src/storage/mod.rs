@@ -53,6 +53,10 @@ pub enum StorageError {
     PieceRange { task: TaskId, piece: u32 },
     #[error("storage worker failed: {0}")]
     Join(String),
+    /// The runtime is shutting down and cancelled the worker: nothing failed, the daemon
+    /// stops.
+    #[error("the daemon is stopping")]
+    Stopping,
     #[error("task {task}: {source}")]
     Layout {
         task: TaskId,
@@ -87,6 +91,8 @@ pub enum TaskFailure {
     NoSpace(String),
     /// The origin gave no length, so the object cannot be cut into pieces; served straight.
     NoLength,
+    /// The daemon is stopping: not the download's failure, and not reported as one.
+    Stopping,
     Other(String),
 }
 
@@ -96,8 +102,18 @@ impl std::fmt::Display for TaskFailure {
             Self::Origin { status, .. } => write!(f, "origin answered {status}"),
             Self::NoSpace(m) => write!(f, "no space: {m}"),
             Self::NoLength => f.write_str("origin sent no content length"),
+            Self::Stopping => f.write_str("the daemon is stopping"),
             Self::Other(m) => f.write_str(m),
         }
+    }
+}
+
+/// A storage worker that did not return: cancelled by the runtime's shutdown, or panicked.
+fn joined(e: tokio::task::JoinError) -> StorageError {
+    if e.is_cancelled() {
+        StorageError::Stopping
+    } else {
+        StorageError::Join(e.to_string())
     }
 }
 
@@ -266,7 +282,7 @@ impl StoredTask {
             Ok(())
         })
         .await
-        .map_err(|e| StorageError::Join(e.to_string()))?
+        .map_err(joined)?
     }
 
     /// Reads `len` bytes at `offset` of the data file, off the async runtime, straight into a
@@ -288,7 +304,7 @@ impl StoredTask {
             Ok(Bytes::from(buf))
         })
         .await
-        .map_err(|e| StorageError::Join(e.to_string()))?
+        .map_err(joined)?
     }
 
     /// Marks piece `n` held with its verified digest, and counts where it came from.
@@ -360,7 +376,7 @@ impl StoredTask {
             meta.write_atomically(&meta_path)
         })
         .await
-        .map_err(|e| StorageError::Join(e.to_string()))?
+        .map_err(joined)?
     }
 
     /// Saves when enough pieces landed since the last save (bounds the work lost to a crash).
@@ -439,7 +455,7 @@ impl PieceStore {
             meta::load_all(&root2)
         })
         .await
-        .map_err(|e| StorageError::Join(e.to_string()))??;
+        .map_err(joined)??;
         let capacity = if opts.capacity > 0 {
             opts.capacity
         } else {
@@ -601,7 +617,7 @@ impl PieceStore {
             f.set_len(len).map_err(io_err(&data_path))
         })
         .await
-        .map_err(|e| StorageError::Join(e.to_string()))?;
+        .map_err(joined)?;
         if let Err(e) = created {
             self.used.fetch_sub(len, Ordering::AcqRel);
             return Err(e);
@@ -775,6 +791,17 @@ pub(crate) async fn scratch_task(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_worker_cancelled_by_shutdown_is_the_daemon_stopping_not_a_failure() {
+        let cancelled = tokio::spawn(std::future::pending::<()>());
+        cancelled.abort();
+        let e = cancelled.await.expect_err("aborted");
+        assert!(matches!(joined(e), StorageError::Stopping));
+        let panicked = tokio::spawn(async { panic!("worker bug") });
+        let e = panicked.await.expect_err("panicked");
+        assert!(matches!(joined(e), StorageError::Join(_)));
+    }
 
     fn opts(dir: &Path, capacity: u64) -> StoreOptions {
         StoreOptions {
