@@ -49,6 +49,8 @@ struct OriginShare {
     running: std::collections::BTreeSet<u32>,
     /// Failed, to be tried again: (piece, next attempt).
     retry: Vec<(u32, u32)>,
+    /// Every piece of the range before this one is stored.
+    next: u32,
 }
 
 /// The driver's state: the picker decides, the rest is plumbing.
@@ -170,6 +172,7 @@ impl Conductor {
             end = range.end,
             "origin share from the scheduler"
         );
+        swarm.share.next = range.start;
         swarm.share.range = range;
         swarm.last_progress = Instant::now();
     }
@@ -188,23 +191,10 @@ impl Conductor {
     ) {
         let limit = self.ctx.config.concurrent_pieces;
         while running.len() < limit {
-            let next = swarm.share.retry.pop().or_else(|| {
-                let bitmap = &self.task.state().bitmap;
-                let taken = |n: u32| {
-                    bitmap.get(n)
-                        || swarm.share.running.contains(&n)
-                        || swarm.picker.is_in_flight(n)
-                };
-                let from_peers =
-                    |n: u32| swarm.expected.contains_key(&n) && swarm.picker.is_shown(n);
-                swarm
-                    .share
-                    .range
-                    .clone()
-                    .take_while(|n| *n < layout.piece_count())
-                    .find(|&n| !taken(n) && !from_peers(n))
-                    .map(|n| (n, 1))
-            });
+            let next = match swarm.share.retry.pop() {
+                Some(again) => Some(again),
+                None => self.next_share_piece(swarm, layout).map(|n| (n, 1)),
+            };
             let Some((n, attempt)) = next else {
                 return;
             };
@@ -216,6 +206,24 @@ impl Conductor {
             }
             running.push(Box::pin(self.origin_piece(origin, layout, n, attempt)));
         }
+    }
+
+    /// The next piece of the share to read from the origin. Runs on every turn of the P2P loop,
+    /// so a peer without a share (most of them) returns before touching the task's lock, and
+    /// the walk starts past the share's pieces already stored.
+    fn next_share_piece(&self, swarm: &mut Swarm, layout: PieceLayout) -> Option<u32> {
+        let end = swarm.share.range.end.min(layout.piece_count());
+        if swarm.share.next >= end {
+            return None;
+        }
+        let bitmap = &self.task.state().bitmap;
+        while swarm.share.next < end && bitmap.get(swarm.share.next) {
+            swarm.share.next += 1;
+        }
+        let share = &swarm.share;
+        let taken = |n: u32| share.running.contains(&n) || swarm.picker.is_in_flight(n);
+        let from_peers = |n: u32| swarm.expected.contains_key(&n) && swarm.picker.is_shown(n);
+        (share.next..end).find(|&n| !bitmap.get(n) && !taken(n) && !from_peers(n))
     }
 
     /// The end of one origin fetch of the share: stored and reported with its digest (which
