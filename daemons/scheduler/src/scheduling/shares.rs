@@ -8,9 +8,9 @@ use super::*;
 use crate::origin_share::{self, Reader};
 
 impl Scheduler {
-    /// `peer`, the task's authority, just set the layout: it reads everything until helpers
-    /// take parts, and is told of its neighbours (a reader sent to the origin is not told of
-    /// any) so that it can take the rest from them.
+    /// `peer`, the task's authority, just set the layout: where the task may be shared, it
+    /// reads everything until helpers take parts, and is told of its neighbours (a reader sent
+    /// to the origin is not told of any) so that it can take the rest from them.
     pub(super) fn first_reader(
         &self,
         state: &mut State,
@@ -21,6 +21,11 @@ impl Scheduler {
         let Some(task) = state.tasks.get_mut(task_id) else {
             return;
         };
+        // Without sharing it reads everything and needs no neighbours, and its share would
+        // keep it told of every new link for nothing.
+        if !sharing(task, self.config.origin_readers) {
+            return;
+        }
         let pieces = task.piece_count();
         let Some(p) = task.peers.get_mut(peer) else {
             return;
