@@ -265,15 +265,7 @@ mod tests {
         assert!(got.iter().any(
             |r| matches!(r, PeerReply::Metadata(m) if m.content_length == 3 << 22 && m.private)
         ));
-        let relayed: Vec<u32> = got
-            .iter()
-            .filter_map(|r| match r {
-                PeerReply::Digests(d) => Some(d.pieces.iter().map(|p| p.number)),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        assert_eq!(relayed, [0, 2]);
+        assert_eq!(crate::scheduling::tests::relayed_digests(&got), [0, 2]);
         assert!(
             !replies(&mut fetcher)
                 .iter()

@@ -688,4 +688,4 @@ fn unlink_edges(task: &mut Task, a: &PeerId, b: &PeerId) {
 pub const TICK: Duration = Duration::from_millis(250);
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

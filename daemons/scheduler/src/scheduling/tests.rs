@@ -63,6 +63,18 @@ fn replies(rx: &mut Rx) -> Vec<PeerReply> {
     out
 }
 
+/// The piece numbers of every `Digests` message among `replies`, in order.
+pub(crate) fn relayed_digests(replies: &[PeerReply]) -> Vec<u32> {
+    replies
+        .iter()
+        .filter_map(|r| match r {
+            PeerReply::Digests(d) => Some(d.pieces.iter().map(|p| p.number)),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
 fn task_id() -> TaskId {
     "a".repeat(64).parse().expect("valid")
 }
@@ -508,15 +520,7 @@ fn a_seed_copy_re_announced_after_downloads_registered_again_gives_them_its_dige
             }],
         },
     );
-    let relayed: Vec<u32> = replies(&mut waiting)
-        .iter()
-        .filter_map(|r| match r {
-            PeerReply::Digests(d) => Some(d.pieces.iter().map(|p| p.number)),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    assert_eq!(relayed, [0, 1]);
+    assert_eq!(relayed_digests(&replies(&mut waiting)), [0, 1]);
 }
 
 #[test]
@@ -676,8 +680,7 @@ fn helpers_read_disjoint_shares_and_speak_only_for_their_own() {
         assert_eq!(d[own as usize].map(|d| d.as_bytes()[0]), Some(0x21));
         assert_eq!(d[other as usize], None);
     });
-    assert!(replies(&mut r4).iter().any(|r| matches!(r,
-        PeerReply::Digests(d) if d.pieces.iter().any(|p| p.number == own))));
+    assert!(relayed_digests(&replies(&mut r4)).contains(&own));
     // A helper that fails hands what it did not report to the peer that reads nothing yet.
     s.peer_message(
         &t,
