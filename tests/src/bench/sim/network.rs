@@ -14,7 +14,10 @@
 //! - a flow's `remaining` bytes are settled (progress up to `settled_at` subtracted) before its
 //!   rate changes, so progress is integrated exactly piecewise;
 //! - every rate change bumps the flow's `version`; a completion predicted for an older version
-//!   is stale and must be ignored (the engine's events carry the version).
+//!   is stale and must be ignored (the engine's events carry the version). A slot's versions
+//!   keep counting across the flows that reuse it, so a stale completion of an earlier flow
+//!   never matches a later one (it did, until a transfer was seen to run at 1.8x its
+//!   receiver's downlink).
 
 use super::engine::SimTime;
 
@@ -78,6 +81,8 @@ pub struct Network {
     free: Vec<FlowId>,
     /// Flow sizes, kept apart from `remaining` so byte counts stay exact integers.
     sizes: Vec<u64>,
+    /// Per slot, the last version of the flow that ended there: the next one counts on.
+    ended_versions: Vec<u32>,
     live: usize,
 }
 
@@ -150,13 +155,15 @@ impl Network {
         };
         let id = match self.free.pop() {
             Some(id) => {
-                self.flows[id as usize] = Some(flow);
+                let version = self.ended_versions[id as usize];
+                self.flows[id as usize] = Some(Flow { version, ..flow });
                 self.sizes[id as usize] = bytes;
                 id
             }
             None => {
                 self.flows.push(Some(flow));
                 self.sizes.push(bytes);
+                self.ended_versions.push(0);
                 FlowId::try_from(self.flows.len() - 1).unwrap_or(FlowId::MAX)
             }
         };
@@ -185,6 +192,7 @@ impl Network {
         out: &mut Vec<Reschedule>,
     ) -> Option<Delivered> {
         let flow = self.flows.get_mut(id as usize)?.take()?;
+        self.ended_versions[id as usize] = flow.version;
         self.free.push(id);
         self.live -= 1;
         let bytes = self.sizes[id as usize];
@@ -315,5 +323,30 @@ mod tests {
         // 2 -> 3 shares no node with 0 -> 1.
         net.start(SimTime::ZERO, nodes[2], nodes[3], TAG, MIB, &mut out);
         assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn a_stale_completion_of_a_slots_earlier_flow_does_not_end_the_next_one() {
+        let mut net = Network::default();
+        let a = net.add_node(8 * MIB, 0);
+        let b = net.add_node(0, 0);
+        let c = net.add_node(0, 0);
+        let mut out = Vec::new();
+        let first = net.start(SimTime::ZERO, a, b, TAG, 8 * MIB, &mut out);
+        let stale = out[0];
+        // A second flow halves the first one's rate: its first completion is stale now.
+        out.clear();
+        let other = net.start(SimTime::ZERO, a, c, TAG, 8 * MIB, &mut out);
+        assert!(!net.is_current(first, stale.version));
+        out.clear();
+        net.finish(SimTime::from_millis(500), first, false, &mut out);
+        // The slot is reused by a new flow; the old prediction must not match it.
+        out.clear();
+        let next = net.start(SimTime::from_millis(500), a, b, TAG, 8 * MIB, &mut out);
+        assert_eq!(next, first, "the slot is reused");
+        assert!(!net.is_current(next, stale.version));
+        let new = out.iter().find(|r| r.id == next).map(|r| r.version);
+        assert!(new.is_some_and(|v| net.is_current(next, v)));
+        assert!(net.rate(other).is_some());
     }
 }
