@@ -12,6 +12,11 @@
 //! sent, it offers and serves everything, so a piece whose only receiver died is still
 //! available as a last resort. Normal peers do not use this: their duplicates are the swarm's
 //! fan-out.
+//!
+//! A piece the seed fetched from a peer (another origin reader's share) counts as sent: the
+//! swarm had it first. Otherwise a seed fed by helpers would hold pieces it never sends, never
+//! open, and withhold for good a piece it had sent only to a peer that then died (the
+//! simulator's survivors stalled on it; the daemons' would go to the origin for it).
 
 use df_core::piece::Bitmap;
 

@@ -14,7 +14,7 @@ pub mod config;
 pub(crate) mod link;
 pub(crate) mod metrics;
 pub(crate) mod model;
-pub(crate) mod origin_share;
+pub mod origin_share;
 pub mod outbox;
 pub(crate) mod preheat;
 pub(crate) mod restart;

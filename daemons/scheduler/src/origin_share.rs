@@ -11,20 +11,22 @@
 //!   have started: [`LEAD`] pieces past what it reported stay with it.
 //! - A reader that leaves hands its share, from the first piece no live peer holds, to one
 //!   new reader, whole (pieces in it that a neighbour shows come from the peers).
+//!
+//! Public for `df-bench sim`, which drives it as the scheduler does.
 
 use std::ops::Range;
 
 /// Pieces a reader may have started beyond those it reported when a smaller share reaches it
 /// (its `concurrent_pieces`, 3 by default, and the reports still on their way).
-pub(crate) const LEAD: u32 = 8;
+pub const LEAD: u32 = 8;
 
 /// A share is not split below this many pieces: a reader costs the origin a connection, and
 /// a few pieces more through one uplink cost less than a reader more.
-pub(crate) const MIN_SHARE: u32 = 4;
+pub const MIN_SHARE: u32 = 4;
 
 /// One reader's share and how far it got.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reader<Id> {
+pub struct Reader<Id> {
     pub id: Id,
     pub share: Range<u32>,
     /// Pieces of the share whose digest it reported.
@@ -46,7 +48,7 @@ impl<Id> Reader<Id> {
 
 /// A new reader's share, taken from another reader.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Split<Id> {
+pub struct Split<Id> {
     /// The reader that gives up part of its share, and what it keeps.
     pub from: Id,
     pub keeps: Range<u32>,
@@ -56,7 +58,7 @@ pub(crate) struct Split<Id> {
 
 /// The share a new reader takes: the back half of the largest unstarted part, or `None` when
 /// no share has `2 * MIN_SHARE` unstarted pieces left.
-pub(crate) fn split<Id: Clone>(readers: &[Reader<Id>]) -> Option<Split<Id>> {
+pub fn split<Id: Clone>(readers: &[Reader<Id>]) -> Option<Split<Id>> {
     let largest = readers
         .iter()
         .max_by_key(|r| (r.unstarted().len(), std::cmp::Reverse(r.share.start)))?;
@@ -76,7 +78,7 @@ pub(crate) fn split<Id: Clone>(readers: &[Reader<Id>]) -> Option<Split<Id>> {
 /// The part of a departed reader's share for a new reader: from its first piece that no live
 /// peer holds (one it read and reported but nobody fetched yet is lost with it) to the end of
 /// its share; `None` if live peers hold it all.
-pub(crate) fn orphaned(share: Range<u32>, held_alive: impl Fn(u32) -> bool) -> Option<Range<u32>> {
+pub fn orphaned(share: Range<u32>, held_alive: impl Fn(u32) -> bool) -> Option<Range<u32>> {
     let first = share.clone().find(|&n| !held_alive(n))?;
     Some(first..share.end)
 }

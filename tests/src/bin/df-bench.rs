@@ -97,6 +97,10 @@ struct SimArgs {
     /// Hosts do not advertise their upload load with their bitmaps.
     #[arg(long)]
     no_load_advert: bool,
+    /// Hosts that read disjoint shares of a task from the origin, the seed included
+    /// [default: the scheduler's scheduler.origin_readers]; 1: the seed alone.
+    #[arg(long, value_name = "N")]
+    origin_readers: Option<usize>,
     /// Spread the peers' starts uniformly over this many milliseconds (0: all at once).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     start_spread_ms: u64,
@@ -447,6 +451,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             driver.concurrent = a.concurrent_pieces.unwrap_or(driver.concurrent);
             driver.upload_slots = a.upload_slots.unwrap_or(driver.upload_slots);
             driver.advertise_load = !a.no_load_advert;
+            if a.origin_readers == Some(0) {
+                anyhow::bail!("--origin-readers 0: at least the seed reads the origin (1)");
+            }
+            driver.origin_readers = a.origin_readers.unwrap_or(driver.origin_readers);
             let report = sim::run(
                 SimConfig {
                     label: a.label,

@@ -497,14 +497,16 @@ impl Protocol for Driver {
         out: &mut Vec<Command>,
     ) {
         self.upload_done(from, task);
-        if std::env::var_os("SIMDBG").is_some() { eprintln!("RCV {:.3} {}->{} piece {}", _now.as_secs_f64(), from, to, piece); }
         let slot = self.slot(to, task);
         self.held[slot].set(piece);
         let count = self.held[slot].count();
         if from == ORIGIN {
-            if std::env::var_os("SIMDBG").is_some() { eprintln!("DBG {:.3} origin->{} piece {}", _now.as_secs_f64(), to, piece); }
             self.piece_from_origin(task, to, piece, out);
         } else {
+            // A seed counts a piece a peer sent it as sent (`df_peer::storage`, `commit_piece`).
+            if let Some(t) = self.tasks[task as usize].as_mut().filter(|t| t.seed == to) {
+                t.seed_sent.set(piece);
+            }
             let source = self.ids[from as usize].clone();
             self.pick(to, task, PickEvent::Fetched { piece, source });
         }
