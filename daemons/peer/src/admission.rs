@@ -52,8 +52,8 @@ pub enum Follows {
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub held: &'a Bitmap,
-    /// For a seed: the pieces it sent (super-seeding); `None` for a normal peer.
-    pub sent: Option<&'a Bitmap>,
+    /// For a seed: what it sent and received (super-seeding); `None` for a normal peer.
+    pub seed: Option<crate::superseed::Record<'a>>,
     pub piece: u32,
     /// Uploads in progress on this daemon (every task).
     pub uploads: u32,
@@ -68,8 +68,8 @@ pub fn answer(r: Request<'_>) -> Answer {
     if !r.held.get(r.piece) {
         return Answer::NotHeld;
     }
-    if let Some(sent) = r.sent
-        && !crate::superseed::serves(r.held, sent, r.piece)
+    if let Some(seed) = r.seed
+        && !crate::superseed::serves(r.held, seed, r.piece)
     {
         return Answer::NotHeld;
     }
@@ -100,6 +100,9 @@ mod tests {
         b
     }
 
+    static NOTHING_RECEIVED: std::sync::LazyLock<Bitmap> =
+        std::sync::LazyLock::new(Bitmap::default);
+
     fn req<'a>(
         held: &'a Bitmap,
         sent: Option<&'a Bitmap>,
@@ -108,7 +111,10 @@ mod tests {
     ) -> Request<'a> {
         Request {
             held,
-            sent,
+            seed: sent.map(|sent| crate::superseed::Record {
+                sent,
+                received: &NOTHING_RECEIVED,
+            }),
             piece,
             uploads,
             slots: 4,

@@ -89,7 +89,11 @@ impl Shown {
     pub(crate) fn of(task: &StoredTask, seed: bool, slots: u32) -> Self {
         let st = task.state();
         let bitmap = if seed {
-            crate::superseed::offer(&st.bitmap, &st.sent)
+            let record = crate::superseed::Record {
+                sent: &st.sent,
+                received: &st.received,
+            };
+            crate::superseed::offer(&st.bitmap, record)
         } else {
             st.bitmap.clone()
         };

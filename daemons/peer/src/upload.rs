@@ -455,7 +455,10 @@ fn admit(
     let slots = ctx.slots;
     let answer = admission::answer(admission::Request {
         held: &st.bitmap,
-        sent: ctx.seed.then_some(&st.sent),
+        seed: ctx.seed.then_some(crate::superseed::Record {
+            sent: &st.sent,
+            received: &st.received,
+        }),
         piece: n,
         uploads: st.uploads,
         slots,

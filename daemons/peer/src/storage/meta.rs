@@ -110,6 +110,7 @@ impl TaskMeta {
             bytes_from_seeds: self.bytes_from_seeds,
             uploaded_bytes: self.uploaded_bytes,
             sent: Bitmap::default(),
+            received: Bitmap::default(),
             uploads: 0,
             upload_slots: crate::upload::SlotTable::default(),
             last_access: self.last_access,

@@ -141,10 +141,12 @@ pub struct TaskState {
     pub bytes_from_peers: u64,
     pub bytes_from_seeds: u64,
     pub uploaded_bytes: u64,
-    /// Pieces the swarm has had from this daemon or had before it, since start: sent to
-    /// another peer at least once, or fetched from one (for a seed's super-seeding,
+    /// Pieces sent to another peer at least once since start (for a seed's super-seeding,
     /// [`crate::superseed`]); not persisted.
     pub sent: Bitmap,
+    /// Pieces fetched from another daemon since start (for a seed's super-seeding); not
+    /// persisted.
+    pub received: Bitmap,
     /// Uploads of this task in progress (at most `upload.slots`, `crate::admission`); not
     /// persisted.
     pub uploads: u32,
@@ -325,11 +327,10 @@ impl StoredTask {
                 ByteSource::Peer | ByteSource::Local => st.bytes_from_peers += len,
             }
             if matches!(from, ByteSource::Seed | ByteSource::Peer) {
-                // Another daemon had it first: a seed need not super-seed it.
-                if st.sent.len() != st.bitmap.len() {
-                    st.sent = Bitmap::new(st.bitmap.len());
+                if st.received.len() != st.bitmap.len() {
+                    st.received = Bitmap::new(st.bitmap.len());
                 }
-                st.sent.set(n);
+                st.received.set(n);
             }
             st.pieces_since_save += 1;
         }
@@ -585,6 +586,7 @@ impl PieceStore {
             bytes_from_seeds: 0,
             uploaded_bytes: 0,
             sent: Bitmap::default(),
+            received: Bitmap::default(),
             uploads: 0,
             upload_slots: crate::upload::SlotTable::default(),
             last_access: unix_now(),
@@ -812,15 +814,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_piece_from_another_daemon_counts_as_sent_for_super_seeding() {
+    async fn pieces_from_another_daemon_are_recorded_for_super_seeding() {
         let dir = tempfile::tempdir().expect("tmp");
         let (_store, t) = scratch_task(dir.path(), PieceLayout::new(12, Some(4))).await;
         t.commit_piece(0, PieceDigest::of(b"0"), ByteSource::Origin, 4);
         t.commit_piece(1, PieceDigest::of(b"1"), ByteSource::Peer, 4);
         t.commit_piece(2, PieceDigest::of(b"2"), ByteSource::Seed, 4);
         let st = t.state();
-        assert_eq!(st.sent.len(), 3);
-        assert_eq!(st.sent.ones().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(st.received.len(), 3);
+        assert_eq!(st.received.ones().collect::<Vec<_>>(), vec![1, 2]);
     }
 
     fn opts(dir: &Path, capacity: u64) -> StoreOptions {

@@ -79,8 +79,19 @@ struct TaskState {
     shares_settled: bool,
     /// Hosts downloading this task, in the order they registered (pickers exist for them).
     downloaders: Vec<NodeIx>,
-    /// Pieces the seed has sent (its super-seeding state, `df_peer::superseed`).
+    /// Pieces the seed has sent and fetched from peers (its super-seeding state,
+    /// `df_peer::superseed`).
     seed_sent: Bitmap,
+    seed_received: Bitmap,
+}
+
+impl TaskState {
+    fn record(&self) -> superseed::Record<'_> {
+        superseed::Record {
+            sent: &self.seed_sent,
+            received: &self.seed_received,
+        }
+    }
 }
 
 pub struct Driver {
@@ -208,7 +219,7 @@ impl Driver {
     fn shown(&self, node: NodeIx, task: u32) -> Bitmap {
         let held = &self.held[self.slot(node, task)];
         match self.tasks[task as usize].as_ref() {
-            Some(t) if t.seed == node => superseed::offer(held, &t.seed_sent),
+            Some(t) if t.seed == node => superseed::offer(held, t.record()),
             _ => held.clone(),
         }
     }
@@ -222,7 +233,7 @@ impl Driver {
             .filter(|t| t.seed == from);
         let answer = admission::answer(admission::Request {
             held: &self.held[slot],
-            sent: state.as_ref().map(|t| &t.seed_sent),
+            seed: state.as_ref().map(|t| t.record()),
             piece,
             uploads: self.uploads[slot],
             slots: self.config.upload_slots,
@@ -396,6 +407,7 @@ impl Driver {
             shares_settled: false,
             downloaders: Vec::new(),
             seed_sent: Bitmap::new(self.layouts[task as usize].piece_count()),
+            seed_received: Bitmap::new(self.layouts[task as usize].piece_count()),
         });
         let member = self.member(seed);
         self.mesh(
@@ -503,9 +515,9 @@ impl Protocol for Driver {
         if from == ORIGIN {
             self.piece_from_origin(task, to, piece, out);
         } else {
-            // A seed counts a piece a peer sent it as sent (`df_peer::storage`, `commit_piece`).
+            // A seed records a piece a peer sent it (`df_peer::storage`, `commit_piece`).
             if let Some(t) = self.tasks[task as usize].as_mut().filter(|t| t.seed == to) {
-                t.seed_sent.set(piece);
+                t.seed_received.set(piece);
             }
             let source = self.ids[from as usize].clone();
             self.pick(to, task, PickEvent::Fetched { piece, source });
