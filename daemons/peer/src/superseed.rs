@@ -3,22 +3,22 @@
 //! is one piece-time of new data lost for everyone; the swarm spreads a piece faster than the
 //! seed can send it again.
 //!
-//! The rule: until the seed holds the whole object and has sent every piece at least once, it
-//! offers (in its bitmap) only pieces it never sent and refuses (as "not held") a piece it
-//! already sent. Its intake from the origin is no faster than its uplink, so it is often
-//! caught up with nothing unsent; a duplicate sent then would still be on the wire, sharing
-//! the uplink, when the next new piece lands (measured: the seed uploaded 1.19·S at N = 16 when
-//! duplicates were allowed whenever nothing was unsent). Once complete and all
-//! sent, it offers and serves everything, so a piece whose only receiver died is still
-//! available as a last resort. Normal peers do not use this: their duplicates are the swarm's
-//! fan-out.
+//! The rule: until the seed holds the whole object and has sent at least once every piece it
+//! did not fetch from another daemon (it is then *open*), it offers (in its bitmap) only
+//! pieces it never sent and refuses (as "not held") a piece it already sent. Its intake from
+//! the origin is no faster than its uplink, so it is often caught up with nothing unsent; a
+//! duplicate sent then would still be on the wire, sharing the uplink, when the next new piece
+//! lands (measured: the seed uploaded 1.19·S at N = 16 when duplicates were allowed whenever
+//! nothing was unsent). Once open, it offers and serves everything, so a piece whose only
+//! receiver died is still available as a last resort. Normal peers do not use this: their
+//! duplicates are the swarm's fan-out.
 //!
 //! A piece the seed fetched from a peer (another origin reader's share) is offered like its
 //! own until sent, but does not hold it back from opening: the swarm had that piece first.
 //! Otherwise a seed fed by helpers might never open, and would withhold for good a piece it
 //! had sent only to a peer that then died (the simulator's survivors stalled on it; the
 //! daemons' would read it from the origin). Counting such pieces as sent instead idled the
-//! seed's uplink once its own share was out (simulated n32 1.086·T* against 1.065).
+//! seed's uplink once its own share was out (simulated n32 1.086·T* against 1.066).
 
 use df_core::piece::Bitmap;
 
