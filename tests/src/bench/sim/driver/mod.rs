@@ -196,6 +196,40 @@ impl Driver {
         }
     }
 
+    /// `node` registers for `task`: it joins the task's mesh.
+    fn join(&mut self, task: u32, node: NodeIx) {
+        let member = self.member(node);
+        let peer = self.ids[node as usize].clone();
+        self.mesh(
+            task,
+            MeshEvent::Joined {
+                peer,
+                member,
+                complete: false,
+            },
+        );
+    }
+
+    /// `node` starts downloading `task` from its neighbours: a picker that knows the layout,
+    /// what `node` holds and every digest relayed so far.
+    fn start_picker(&mut self, node: NodeIx, task: u32) {
+        let slot = self.slot(node, task);
+        let rng = self.config.rng_seed ^ (u64::from(node) << 20) ^ u64::from(task);
+        let mut picker = Picker::new(PickerConfig::new(self.config.concurrent), rng);
+        picker.handle(PickEvent::Layout {
+            pieces: self.layouts[task as usize].piece_count(),
+        });
+        for piece in self.held[slot].ones() {
+            picker.handle(PickEvent::Held { piece });
+        }
+        let known = self.tasks[task as usize].as_ref().map(|t| &t.reported);
+        for piece in known.into_iter().flat_map(Bitmap::ones) {
+            picker.handle(PickEvent::Digest { piece });
+        }
+        self.pickers[slot] = Some(picker);
+        self.pending += 1;
+    }
+
     /// Feeds the task's mesh one event, timed as scheduler work, and applies its decisions.
     fn mesh(&mut self, task: u32, event: MeshEvent) {
         let Some(state) = self.tasks.get_mut(task as usize).and_then(Option::as_mut) else {
@@ -409,15 +443,7 @@ impl Driver {
             seed_sent: Bitmap::new(self.layouts[task as usize].piece_count()),
             seed_received: Bitmap::new(self.layouts[task as usize].piece_count()),
         });
-        let member = self.member(seed);
-        self.mesh(
-            task,
-            MeshEvent::Joined {
-                peer: self.ids[seed as usize].clone(),
-                member,
-                complete: false,
-            },
-        );
+        self.join(task, seed);
         self.first_reader(task, out);
         if !self.ticking {
             self.ticking = true;
@@ -467,34 +493,11 @@ impl Protocol for Driver {
         if self.tasks[task as usize].is_none() {
             self.start_task(now, task, out);
         }
-        let layout = self.layouts[task as usize];
-        let known: Vec<u32> = self.tasks[task as usize]
-            .as_ref()
-            .map(|t| t.reported.ones().collect())
-            .unwrap_or_default();
-        let rng = self.config.rng_seed ^ (u64::from(host) << 20) ^ u64::from(task);
-        let mut picker = Picker::new(PickerConfig::new(self.config.concurrent), rng);
-        picker.handle(PickEvent::Layout {
-            pieces: layout.piece_count(),
-        });
-        for piece in known {
-            picker.handle(PickEvent::Digest { piece });
-        }
-        let slot = self.slot(host, task);
-        self.pickers[slot] = Some(picker);
-        self.pending += 1;
+        self.start_picker(host, task);
         if let Some(t) = self.tasks[task as usize].as_mut() {
             t.downloaders.push(host);
         }
-        let member = self.member(host);
-        self.mesh(
-            task,
-            MeshEvent::Joined {
-                peer: self.ids[host as usize].clone(),
-                member,
-                complete: false,
-            },
-        );
+        self.join(task, host);
         self.appoint_readers(task, out);
         self.pump(out);
     }

@@ -24,7 +24,7 @@
 
 use std::ops::Range;
 
-use df_peer::download::picker::{PickEvent, Picker, PickerConfig};
+use df_peer::download::picker::PickEvent;
 use df_scheduler::origin_share::{self, Reader};
 
 use super::{Command, Driver, NodeIx, ORIGIN};
@@ -283,16 +283,15 @@ impl Driver {
                 self.pick(d, task, PickEvent::Digest { piece });
             }
         }
-        self.pick(
-            node,
-            task,
-            PickEvent::Reserved {
-                piece,
-                reserved: false,
-            },
-        );
+        self.unreserve(node, task, piece);
         self.pick(node, task, PickEvent::Held { piece });
         self.read_origin(task, node, out);
+    }
+
+    /// `node`'s picker may fetch `piece` from its neighbours again.
+    fn unreserve(&mut self, node: NodeIx, task: u32, piece: u32) {
+        let reserved = false;
+        self.pick(node, task, PickEvent::Reserved { piece, reserved });
     }
 
     /// An origin read of `node`'s failed: asked again if the piece is still in its share.
@@ -313,14 +312,7 @@ impl Driver {
             r.retry.push(piece);
         } else {
             r.running.retain(|&n| n != piece);
-            self.pick(
-                node,
-                task,
-                PickEvent::Reserved {
-                    piece,
-                    reserved: false,
-                },
-            );
+            self.unreserve(node, task, piece);
         }
         self.read_origin(task, node, out);
     }
@@ -343,20 +335,7 @@ impl Driver {
         {
             return;
         }
-        let known: Vec<u32> = state.reported.ones().collect();
-        let rng = self.config.rng_seed ^ (u64::from(node) << 20) ^ u64::from(task);
-        let mut picker = Picker::new(PickerConfig::new(self.config.concurrent), rng);
-        picker.handle(PickEvent::Layout {
-            pieces: self.layouts[task as usize].piece_count(),
-        });
-        for piece in self.held[slot].ones() {
-            picker.handle(PickEvent::Held { piece });
-        }
-        for piece in known {
-            picker.handle(PickEvent::Digest { piece });
-        }
-        self.pickers[slot] = Some(picker);
-        self.pending += 1;
+        self.start_picker(node, task);
         for n in self.neighbours(node, task) {
             self.introduce(task, node, n);
         }
