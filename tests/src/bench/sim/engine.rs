@@ -434,7 +434,7 @@ mod tests {
     use crate::bench::MIB;
 
     /// Downloads every piece of task 0 from one fixed source, `window` pieces at a time, in
-    /// order. Enough to check the engine; the real decision logic is bound in `driver.rs`.
+    /// order. Enough to check the engine; the real decision logic is bound in `driver/`.
     struct FromOne {
         source: NodeIx,
         window: u32,

@@ -4,7 +4,7 @@
 //! piece picking. A [`Protocol`] gets the events a real cluster's async code would see
 //! (a download starts, a piece arrived, a transfer was cut, a host died, a timer fired) with the
 //! simulated time, and answers with [`Command`]s: move this piece from there to here, wake me
-//! at that time. The production binding (`driver.rs`) feeds those events to the scheduler's and
+//! at that time. The production binding (`driver/`) feeds those events to the scheduler's and
 //! the peer's pure state machines; the engine's unit tests use small protocols of their own.
 
 use super::engine::SimTime;
