@@ -89,11 +89,7 @@ impl Shown {
     pub(crate) fn of(task: &StoredTask, seed: bool, slots: u32) -> Self {
         let st = task.state();
         let bitmap = if seed {
-            let record = crate::superseed::Record {
-                sent: &st.sent,
-                received: &st.received,
-            };
-            crate::superseed::offer(&st.bitmap, record)
+            crate::superseed::offer(&st.bitmap, st.superseed_record())
         } else {
             st.bitmap.clone()
         };

@@ -449,16 +449,10 @@ fn admit(
     let Some((offset, len)) = st.layout.and_then(|l| l.range(n)) else {
         return Err(Answer::NotHeld);
     };
-    if ctx.seed && st.sent.len() != st.bitmap.len() {
-        st.sent = df_core::piece::Bitmap::new(st.bitmap.len());
-    }
     let slots = ctx.slots;
     let answer = admission::answer(admission::Request {
         held: &st.bitmap,
-        seed: ctx.seed.then_some(crate::superseed::Record {
-            sent: &st.sent,
-            received: &st.received,
-        }),
+        seed: ctx.seed.then(|| st.superseed_record()),
         piece: n,
         uploads: st.uploads,
         slots,

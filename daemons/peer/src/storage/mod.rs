@@ -142,7 +142,8 @@ pub struct TaskState {
     pub bytes_from_seeds: u64,
     pub uploaded_bytes: u64,
     /// Pieces sent to another peer at least once since start (for a seed's super-seeding,
-    /// [`crate::superseed`]); not persisted.
+    /// [`crate::superseed`]); not persisted. `sent` and `received` are as long as `bitmap`:
+    /// they get their length where it does.
     pub sent: Bitmap,
     /// Pieces fetched from another daemon since start (for a seed's super-seeding); not
     /// persisted.
@@ -155,6 +156,16 @@ pub struct TaskState {
     pub upload_slots: crate::upload::SlotTable,
     pub last_access: u64,
     pub pieces_since_save: u32,
+}
+
+impl TaskState {
+    /// What super-seeding knows of this task's pieces beyond holding them.
+    pub fn superseed_record(&self) -> crate::superseed::Record<'_> {
+        crate::superseed::Record {
+            sent: &self.sent,
+            received: &self.received,
+        }
+    }
 }
 
 pub struct StoredTask {
@@ -327,9 +338,6 @@ impl StoredTask {
                 ByteSource::Peer | ByteSource::Local => st.bytes_from_peers += len,
             }
             if matches!(from, ByteSource::Seed | ByteSource::Peer) {
-                if st.received.len() != st.bitmap.len() {
-                    st.received = Bitmap::new(st.bitmap.len());
-                }
                 st.received.set(n);
             }
             st.pieces_since_save += 1;
@@ -636,6 +644,8 @@ impl PieceStore {
             let mut st = task.state();
             st.layout = Some(layout);
             st.bitmap = Bitmap::new(layout.piece_count());
+            st.sent = Bitmap::new(layout.piece_count());
+            st.received = Bitmap::new(layout.piece_count());
             st.digests = vec![None; layout.piece_count() as usize];
             st.response_headers = headers;
         }
