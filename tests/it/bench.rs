@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use df_tests::bench::chaos::ChaosReport;
+use df_tests::bench::churn::ChurnReport;
 use df_tests::bench::scheduler_load::LoadReport;
 use df_tests::bench::swarm::SwarmReport;
 
@@ -274,4 +275,63 @@ async fn the_chaos_bench_serves_every_client_verified_bytes() {
         o.retries.iter().filter(|t| t.verified).count()
     );
     assert!(r.reference.summary.all_verified == Some(true));
+}
+
+/// `swarm --churn --churn-readers`: the one peer killed is one that reads from the origin at
+/// that moment (the scheduler's view says so), the survivors finish with the origin's bytes,
+/// and the report counts the kill as a reader's.
+#[tokio::test]
+async fn the_churn_bench_can_kill_an_origin_reader() {
+    let root = tempfile::tempdir().expect("tmp");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).expect("work dir");
+    let out = root.path().join("churn.json");
+    // 32 pieces: enough for a helper (a share of 16 unreported pieces is split); T* = 4 s and
+    // the kill lands in 1.2-2.8 s, while the helper is still downloading. Two readers: the
+    // seed and one helper among the 4 peers, so a random victim would be a reader one time
+    // in four.
+    df_bench(
+        &work,
+        &[
+            "swarm",
+            "--size",
+            "32MiB",
+            "--peers",
+            "4",
+            "--origin-rate",
+            "8MiB",
+            "--peer-upload",
+            "8MiB",
+            "--peer-download",
+            "8MiB",
+            "--piece-length",
+            "1MiB",
+            "--no-baseline",
+            "--churn",
+            "0.25",
+            "--churn-readers",
+            "--origin-readers",
+            "2",
+            "--out",
+            out.to_str().expect("utf-8 path"),
+        ],
+    )
+    .await;
+    assert!(
+        leftovers(&work).is_empty(),
+        "left behind: {:?}",
+        leftovers(&work)
+    );
+    let r: ChurnReport = serde_json::from_str(&std::fs::read_to_string(&out).expect("written"))
+        .expect("result parses");
+    assert_eq!(r.killed, 1, "{:?}", r.churned.runs[0].peers);
+    assert_eq!(r.killed_origin_readers, 1, "{:?}", r.churned.runs[0].peers);
+    assert!(r.survivors_completed, "{:?}", r.churned.runs[0].peers);
+    assert_eq!(r.survivors_verified, Some(true));
+    let victim = r.churned.runs[0]
+        .peers
+        .iter()
+        .find(|p| p.killed_at_s.is_some())
+        .expect("a victim");
+    assert_eq!(victim.killed_origin_reader, Some(true), "{victim:?}");
 }

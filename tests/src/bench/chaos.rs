@@ -32,7 +32,7 @@ use df_core::api::HostView;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::churn::Killer;
+use super::churn::{Candidate, Kill, Killer};
 use super::pull::{self, Pull};
 use super::swarm::{self, SwarmConfig, SwarmReport};
 use super::{ProcessSet, SchedulerSpec, get_json, post_origin, round3};
@@ -144,33 +144,40 @@ pub(crate) async fn herd(
     plan: &ChaosPlan,
     env: &Env<'_>,
     procs: &mut ProcessSet,
-) -> anyhow::Result<(Vec<Pull>, Vec<(String, f64)>, ChaosOutcome)> {
+) -> anyhow::Result<(Vec<Pull>, Vec<Kill>, ChaosOutcome)> {
     let (size, seed) = (env.size, env.blob_seed);
     let want = tokio::task::spawn_blocking(move || blob_digests(size, seed).sha256)
         .await
         .context("hashing the origin's object")?;
-    let victims: Vec<(String, u32)> = env
+    let victims: Vec<Candidate> = env
         .peers
         .iter()
         .filter(|(name, _)| Some(name) != plan.full_disk_peer.as_ref())
-        .cloned()
+        .filter_map(|(name, pid)| {
+            let (_, admin) = env.admins.iter().find(|(n, _)| n == name)?;
+            Some(Candidate {
+                name: name.clone(),
+                pid: *pid,
+                admin: admin.clone(),
+            })
+        })
         .collect();
     // A quarter of all peers, taken from those that may die.
     let fraction = plan.kill_fraction * env.peers.len() as f64 / victims.len().max(1) as f64;
     let t0 = Instant::now();
-    let killer = Killer::start(fraction.min(1.0), env.t_star_s, &victims);
+    let killer = Killer::start(fraction.min(1.0), env.t_star_s, &victims, None);
     let alive_after = env.peers.len() + 1 - killer.planned();
     let clients =
         futures_util::future::join_all((0..env.admins.len()).map(|i| client(env, i, t0, &want)));
     let (clients, events) = tokio::join!(clients, events(plan, env, procs, t0, alive_after));
     let killed = killer.finish().await;
     let mut events = events?;
-    for (name, at) in &killed {
+    for kill in &killed {
         events.push(ChaosEvent {
             event: "kill -9".into(),
-            at_s: *at,
+            at_s: kill.at_s,
             duration_s: 0.0,
-            detail: name.clone(),
+            detail: kill.name.clone(),
         });
     }
     events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
@@ -186,7 +193,7 @@ pub(crate) async fn herd(
     let mut firsts = Vec::with_capacity(clients.len());
     for (i, c) in clients.into_iter().enumerate() {
         let name = &env.admins[i].0;
-        let survivor = !killed.iter().any(|(k, _)| k == name);
+        let survivor = !killed.iter().any(|k| k.name == *name);
         if plan.full_disk_peer.as_ref() == Some(name) {
             outcome.full_disk_source = c.first.source.clone();
         }

@@ -78,6 +78,9 @@ pub struct SwarmConfig {
     /// Fraction of the peers killed mid-swarm (`--churn`, see `churn.rs`); 0: none.
     #[serde(default)]
     pub churn: f64,
+    /// Which peers churn kills (`--churn-readers`: origin readers).
+    #[serde(default)]
+    pub churn_victims: super::churn::Victims,
     /// Chaos during the herd (`df-bench chaos`, see `chaos.rs`); `None`: none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chaos: Option<ChaosPlan>,
@@ -161,6 +164,9 @@ pub struct NodeResult {
     /// makespan and the checks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub killed_at_s: Option<f64>,
+    /// Killed while it read from the origin (`None`: not killed, or not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub killed_origin_reader: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -518,11 +524,26 @@ async fn run_cluster(
             (pulls, killed, Some(outcome))
         }
         (None, lab) => {
-            let killer = super::churn::Killer::start(
-                cfg.churn,
-                bound.t_star_s,
-                pids.get(2..).unwrap_or_default(),
-            );
+            let candidates: Vec<super::churn::Candidate> = pids
+                .get(2..)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|(name, pid)| {
+                    let (_, admin) = admins.iter().find(|(n, _)| n == name)?;
+                    Some(super::churn::Candidate {
+                        name: name.clone(),
+                        pid: *pid,
+                        admin: admin.clone(),
+                    })
+                })
+                .collect();
+            let probe = super::churn::ReaderProbe {
+                http: http.clone(),
+                scheduler: sched_http.clone(),
+                victims: cfg.churn_victims,
+            };
+            let killer =
+                super::churn::Killer::start(cfg.churn, bound.t_star_s, &candidates, Some(probe));
             let pulls = match lab {
                 Some(lab) => {
                     let admins: Vec<(usize, String)> = nodes[1..]
@@ -554,10 +575,11 @@ async fn run_cluster(
 
     let mut results = Vec::with_capacity(n + 1);
     for (i, node) in nodes.iter().enumerate() {
-        if let Some((_, at)) = killed.iter().find(|(name, _)| *name == node.name) {
+        if let Some(kill) = killed.iter().find(|k| k.name == node.name) {
             let r = NodeResult {
                 name: node.name.clone(),
-                killed_at_s: Some(*at),
+                killed_at_s: Some(kill.at_s),
+                killed_origin_reader: kill.origin_reader,
                 ..NodeResult::default()
             };
             results.push((None, r));
@@ -592,6 +614,7 @@ async fn run_cluster(
                 cpu_s: u.cpu_s,
                 sha256_ok: None,
                 killed_at_s: None,
+                killed_origin_reader: None,
             },
         ));
     }

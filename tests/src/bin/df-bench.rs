@@ -159,6 +159,10 @@ struct SwarmArgs {
     /// runs twice, without and with churn, and reports the survivors' cost.
     #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
     churn: f64,
+    /// With --churn: kill peers that read from the origin at that moment (helpers), to
+    /// measure what losing a reader costs the origin.
+    #[arg(long, requires = "churn")]
+    churn_readers: bool,
     /// Put every process on its own network-namespace host with the caps enforced by the
     /// kernel (tc tbf) and the daemons' limiters off; needs root.
     #[arg(long)]
@@ -362,6 +366,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 piece_length: a.piece_length.map(|b| b.0),
                 runs: a.runs,
                 churn: 0.0,
+                churn_victims: if a.churn_readers {
+                    churn::Victims::OriginReaders
+                } else {
+                    churn::Victims::Any
+                },
                 chaos: None,
                 netns: a.netns,
                 netns_limiters: a.netns_limiters,
@@ -377,10 +386,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_swarm(&report.reference);
                 print_swarm(&report.churned);
                 println!(
-                    "  churn {:.0}%: {} peers killed; survivors' makespan {:.2}s = {:.2}x the run \
-                     without churn, {:.2}x T*; survivors all completed: {}, verified: {}",
+                    "  churn {:.0}%: {} peers killed ({} of them origin readers); survivors' \
+                     makespan {:.2}s = {:.2}x the run without churn, {:.2}x T*; survivors all \
+                     completed: {}, verified: {}",
                     churn * 100.0,
                     report.killed,
+                    report.killed_origin_readers,
                     report.survivors_makespan_s,
                     report.over_reference,
                     report.over_t_star,
@@ -540,6 +551,7 @@ async fn run_chaos(
         piece_length: a.piece_length.map(|b| b.0),
         runs: 1,
         churn: 0.0,
+        churn_victims: churn::Victims::Any,
         chaos: None,
         netns: false,
         netns_limiters: false,
