@@ -21,6 +21,7 @@ pub(crate) mod metrics;
 pub(crate) mod preheat;
 pub mod proxy;
 pub(crate) mod ratelimit;
+pub mod read_ahead;
 pub mod reconnect;
 pub(crate) mod send_queue;
 pub(crate) mod storage;

@@ -268,6 +268,9 @@ async fn piece(
                 // After the lock: the feeds it wakes read the task's state.
                 task.notify();
             }
+            if promise.is_some() {
+                task.first_sent();
+            }
             (admitted, promise)
         }
         Err(Answer::Busy) => return busy(ctx),
@@ -367,21 +370,27 @@ impl Delivery {
     }
 }
 
-/// A super-seeding seed's piece promised to one child: [`admit`] marks it sent at once, so no
-/// other neighbour is offered it meanwhile. Unless the body ends with the piece's last byte,
-/// dropping the promise offers the piece again: a child whose queued request timed out, or that
-/// went away mid-piece, would otherwise keep the piece from everyone until super-seeding ends.
-struct SeedPromise {
+/// The first sending of a piece, promised to one child: [`admit`] marks it sent at once. For
+/// a super-seeding seed, no other neighbour is offered it meanwhile; for a helper, it no longer
+/// counts as read ahead of its uplink ([`crate::read_ahead`]). Unless the body ends with the
+/// piece's last byte, dropping the promise takes the mark back: a child whose queued request
+/// timed out, or that went away mid-piece, would otherwise keep a seed's piece from everyone
+/// until super-seeding ends.
+struct FirstSend {
     task: Arc<StoredTask>,
     piece: u32,
     kept: bool,
+    /// The piece is back on offer: the feeds must be told (a seed's offer only).
+    seed: bool,
 }
 
-impl Drop for SeedPromise {
+impl Drop for FirstSend {
     fn drop(&mut self) {
         if !self.kept {
             self.task.state().sent.clear(self.piece);
-            self.task.notify();
+            if self.seed {
+                self.task.notify();
+            }
         }
     }
 }
@@ -426,7 +435,7 @@ enum Admitted {
 struct Admission {
     admitted: Admitted,
     /// A super-seeding seed's first sending of the piece.
-    promise: Option<SeedPromise>,
+    promise: Option<FirstSend>,
     /// What neighbours are shown changed (a piece left a seed's offer, or the last free slot
     /// was taken): the caller wakes the task's feeds once the lock is released. A feed that
     /// never showed *full* could not show a slot freeing either, and a child told busy by a
@@ -437,8 +446,8 @@ struct Admission {
 /// Whether piece `n` is sent now or after the slot `follows` names ([`crate::admission`]):
 /// held, not already sent by a super-seeding seed, and one of the task's upload slots free, or
 /// the named slot still sending with nobody waiting behind it. On yes the slot is taken (or the
-/// request registered as its successor) and a seed records the piece as sent (so no other
-/// neighbour is offered it meanwhile); returns the piece's range and the slot or the wait.
+/// request registered as its successor) and the piece is recorded as sent (so a seed offers
+/// it to no other neighbour meanwhile); returns the piece's range and the slot or the wait.
 fn admit(
     ctx: &Arc<Uploads>,
     task: &Arc<StoredTask>,
@@ -469,7 +478,8 @@ fn admit(
             let active = ActiveUpload::start(ctx.clone(), task.clone(), token);
             Ok(Admission {
                 admitted: Admitted::Now(offset, len, active),
-                shown_changed: promise.is_some() || admission::is_full(st.uploads, slots),
+                shown_changed: (ctx.seed && promise.is_some())
+                    || admission::is_full(st.uploads, slots),
                 promise,
             })
         }
@@ -484,7 +494,7 @@ fn admit(
             let promise = promise(ctx, task, st, n);
             Ok(Admission {
                 admitted: Admitted::Queued(offset, len, rx),
-                shown_changed: promise.is_some(),
+                shown_changed: ctx.seed && promise.is_some(),
                 promise,
             })
         }
@@ -492,7 +502,7 @@ fn admit(
     }
 }
 
-/// A seed records piece `n` as sent; its first sending is a promise ([`SeedPromise`]). An open
+/// Piece `n` is recorded as sent; its first sending is a promise ([`FirstSend`]). An open
 /// seed (every piece sent once) serves pieces already sent: a failed delivery of one of those
 /// must not put the seed back into super-seeding, so it is no promise.
 fn promise(
@@ -500,11 +510,12 @@ fn promise(
     task: &Arc<StoredTask>,
     st: &mut crate::storage::TaskState,
     n: u32,
-) -> Option<SeedPromise> {
-    (ctx.seed && st.sent.set(n)).then(|| SeedPromise {
+) -> Option<FirstSend> {
+    st.sent.set(n).then(|| FirstSend {
         task: task.clone(),
         piece: n,
         kept: false,
+        seed: ctx.seed,
     })
 }
 

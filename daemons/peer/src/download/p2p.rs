@@ -98,16 +98,20 @@ impl Conductor {
                 return Ok(end);
             }
         }
+        let mut sends = self.task.subscribe_sends();
         loop {
             let layout = self.task.layout();
             if swarm.picker.is_complete() || layout.is_some_and(|l| self.holds_all(l)) {
                 return Ok(P2pEnd::Complete);
             }
+            // Seen before the share is looked at, so a piece sent after the look wakes the loop.
+            sends.borrow_and_update();
+            let mut paced = false;
             if let Some(l) = layout {
                 for fetch in swarm.picker.decide() {
                     self.start_fetch(&mut swarm, l, fetch);
                 }
-                self.start_origin(&mut swarm, &mut origin_fetches, &origin, l);
+                paced = self.start_origin(&mut swarm, &mut origin_fetches, &origin, l);
             }
             let stall_limit = if swarm.sources.is_empty() || layout.is_none() {
                 cfg.schedule_timeout
@@ -129,6 +133,8 @@ impl Conductor {
                 Some(done) = futures_util::StreamExt::next(&mut origin_fetches), if !origin_fetches.is_empty() => {
                     self.on_origin_piece(&mut swarm, link, done).await?;
                 }
+                // Reading paused until a piece read ahead is sent (crate::read_ahead).
+                Ok(()) = sends.changed(), if paced => {}
                 _ = tokio::time::sleep_until(swarm.last_progress + stall_limit) => {
                     if swarm.fetches.is_empty() && origin_fetches.is_empty() {
                         let reason = if layout.is_none() { "no task metadata in time" } else { "no progress from parents" };
@@ -181,22 +187,25 @@ impl Conductor {
     /// `concurrent_pieces` at once. A piece of the share that a neighbour shows with a known
     /// digest (its reader reported it before it left) comes from the peers instead; one whose
     /// fetch from a neighbour is under way is left to it. The picker keeps off a piece while
-    /// it is read from the origin, so no two fetches ever write one piece.
+    /// it is read from the origin, so no two fetches ever write one piece. A helper reads no
+    /// further ahead of its uplink than [`crate::read_ahead`] allows; returns true when that
+    /// is what stopped it.
     fn start_origin<'a>(
         &'a self,
         swarm: &mut Swarm,
         running: &mut OriginFetches<'a>,
         origin: &'a super::origin::Origin<'a>,
         layout: PieceLayout,
-    ) {
+    ) -> bool {
         let limit = self.ctx.config.concurrent_pieces;
         while running.len() < limit {
             let next = match swarm.share.retry.pop() {
                 Some(again) => Some(again),
+                None if self.read_far_enough(swarm, running.len(), limit) => return true,
                 None => self.next_share_piece(swarm, layout).map(|n| (n, 1)),
             };
             let Some((n, attempt)) = next else {
-                return;
+                return false;
             };
             if swarm.share.running.insert(n) {
                 swarm.picker.handle(PickEvent::Reserved {
@@ -206,6 +215,21 @@ impl Conductor {
             }
             running.push(Box::pin(self.origin_piece(origin, layout, n, attempt)));
         }
+        false
+    }
+
+    /// A helper with neighbours to send to, whose pieces read ahead of its uplink plus its
+    /// reads under way have reached `limit`. The seed, and a helper nobody can fetch from,
+    /// read on.
+    fn read_far_enough(&self, swarm: &Swarm, reading: usize, limit: usize) -> bool {
+        let share = &swarm.share;
+        if self.req.seed || share.next >= share.range.end || swarm.sources.is_empty() {
+            return false;
+        }
+        let st = self.task.state();
+        let waiting =
+            crate::read_ahead::only_here(&st.bitmap, st.superseed_record(), share.range.clone());
+        !crate::read_ahead::may_read(waiting, reading, limit)
     }
 
     /// The next piece of the share to read from the origin. Runs on every turn of the P2P loop,

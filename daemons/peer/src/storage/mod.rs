@@ -142,11 +142,10 @@ pub struct TaskState {
     pub bytes_from_seeds: u64,
     pub uploaded_bytes: u64,
     /// Pieces sent to another peer at least once since start (for a seed's super-seeding,
-    /// [`crate::superseed`]); not persisted. `sent` and `received` are as long as `bitmap`:
+    /// [`crate::superseed`], and a helper's read-ahead, [`crate::read_ahead`]); not persisted. `sent` and `received` are as long as `bitmap`:
     /// they get their length where it does.
     pub sent: Bitmap,
-    /// Pieces fetched from another daemon since start (for a seed's super-seeding); not
-    /// persisted.
+    /// Pieces fetched from another daemon since start (for the same two); not persisted.
     pub received: Bitmap,
     /// Uploads of this task in progress (at most `upload.slots`, `crate::admission`); not
     /// persisted.
@@ -176,6 +175,10 @@ pub struct StoredTask {
     file: Mutex<Option<Arc<std::fs::File>>>,
     /// Bumped on every change readers may wait for (a piece, the layout, completion, failure).
     changed: watch::Sender<u64>,
+    /// Bumped when a piece is sent for the first time; a helper that stopped reading its share
+    /// ahead of its uplink ([`crate::read_ahead`]) waits for it. Apart from `changed` so the
+    /// bitmap feeds are not woken for every piece a normal peer sends.
+    sends: watch::Sender<u64>,
     /// Readers and downloads using the task; a task in use is never evicted.
     users: AtomicUsize,
     /// One write to the data file at a time. Buffered writes to one file serialise on the
@@ -219,6 +222,15 @@ impl StoredTask {
 
     pub fn notify(&self) {
         self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub fn subscribe_sends(&self) -> watch::Receiver<u64> {
+        self.sends.subscribe()
+    }
+
+    /// A piece was sent for the first time.
+    pub fn first_sent(&self) {
+        self.sends.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     pub fn layout(&self) -> Option<PieceLayout> {
@@ -524,6 +536,7 @@ impl PieceStore {
             state: Mutex::new(state),
             file: Mutex::new(None),
             changed: watch::channel(0).0,
+            sends: watch::channel(0).0,
             users: AtomicUsize::new(0),
             write_gate: tokio::sync::Mutex::new(()),
         })

@@ -396,6 +396,7 @@ impl Driver {
                         if self.is_seed[from as usize] {
                             seeds_sent.push((from, task));
                         }
+                        self.reader_moved(task, from, f.piece, true);
                         out.push(Command::Fetch {
                             task,
                             piece: f.piece,
@@ -522,6 +523,7 @@ impl Protocol for Driver {
             if let Some(t) = self.tasks[task as usize].as_mut().filter(|t| t.seed == to) {
                 t.seed_received.set(piece);
             }
+            self.reader_moved(task, to, piece, false);
             let source = self.ids[from as usize].clone();
             self.pick(to, task, PickEvent::Fetched { piece, source });
         }

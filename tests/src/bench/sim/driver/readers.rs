@@ -24,7 +24,9 @@
 
 use std::ops::Range;
 
+use df_core::piece::Bitmap;
 use df_peer::download::picker::PickEvent;
+use df_peer::read_ahead;
 use df_scheduler::origin_share::{self, Reader};
 
 use super::{Command, Driver, NodeIx, ORIGIN};
@@ -39,6 +41,24 @@ pub(super) struct OriginReader {
     running: Vec<u32>,
     /// Reads that failed and are asked again.
     retry: Vec<u32>,
+    /// Pieces it sent at least once and fetched from neighbours: what it read ahead of its
+    /// uplink (`df_peer::read_ahead`).
+    sent: Bitmap,
+    received: Bitmap,
+}
+
+impl OriginReader {
+    fn new(node: NodeIx, share: Range<u32>, count: u32) -> Self {
+        Self {
+            node,
+            next: share.start,
+            share,
+            running: Vec::new(),
+            retry: Vec::new(),
+            sent: Bitmap::new(count),
+            received: Bitmap::new(count),
+        }
+    }
 }
 
 /// What one round of appointing decided.
@@ -64,13 +84,7 @@ impl Driver {
             return;
         };
         let seed = state.seed;
-        state.readers.push(OriginReader {
-            node: seed,
-            share: 0..count,
-            next: 0,
-            running: Vec::new(),
-            retry: Vec::new(),
-        });
+        state.readers.push(OriginReader::new(seed, 0..count, count));
         self.read_origin(task, seed, out);
     }
 
@@ -153,6 +167,7 @@ impl Driver {
 
     /// `node`'s share is now `share` (reads under way outside it finish); it reads on.
     fn give(&mut self, task: u32, node: NodeIx, share: Range<u32>, out: &mut Vec<Command>) {
+        let count = self.layouts[task as usize].piece_count();
         let Some(state) = self.tasks[task as usize].as_mut() else {
             return;
         };
@@ -161,13 +176,7 @@ impl Driver {
                 r.next = share.start;
                 r.share = share;
             }
-            None => state.readers.push(OriginReader {
-                node,
-                next: share.start,
-                share,
-                running: Vec::new(),
-                retry: Vec::new(),
-            }),
+            None => state.readers.push(OriginReader::new(node, share, count)),
         }
         self.read_origin(task, node, out);
     }
@@ -188,6 +197,7 @@ impl Driver {
             }
             let next = match state.readers[ix].retry.pop() {
                 Some(again) => Some(again),
+                None if self.read_far_enough(task, ix) => return,
                 None => self.next_share_piece(task, ix),
             };
             let Some(piece) = next else {
@@ -218,6 +228,45 @@ impl Driver {
             });
         }
         self.seed_to_peers(task, node);
+    }
+
+    /// A helper with neighbours whose pieces read ahead of its uplink plus its reads under way
+    /// have reached `concurrent` (`df_peer::read_ahead`, as the peer's P2P loop applies it).
+    fn read_far_enough(&self, task: u32, ix: usize) -> bool {
+        let Some(state) = self.tasks[task as usize].as_ref() else {
+            return false;
+        };
+        let Some(r) = state.readers.get(ix) else {
+            return false;
+        };
+        if r.node == state.seed || r.next >= r.share.end || self.neighbours(r.node, task).is_empty()
+        {
+            return false;
+        }
+        let record = df_peer::superseed::Record {
+            sent: &r.sent,
+            received: &r.received,
+        };
+        let waiting =
+            read_ahead::only_here(&self.held[self.slot(r.node, task)], record, r.share.clone());
+        !read_ahead::may_read(waiting, r.running.len(), self.config.concurrent)
+    }
+
+    /// A reader `node` sent `piece` (it may read on) or was sent it by a neighbour.
+    pub(super) fn reader_moved(&mut self, task: u32, node: NodeIx, piece: u32, sent: bool) {
+        let Some(r) = self.tasks[task as usize]
+            .as_mut()
+            .and_then(|t| t.readers.iter_mut().find(|r| r.node == node))
+        else {
+            return;
+        };
+        if sent {
+            if r.sent.set(piece) {
+                self.dirty.push((node, task));
+            }
+        } else {
+            r.received.set(piece);
+        }
     }
 
     fn reader_ix(&self, task: u32, node: NodeIx) -> Option<usize> {
@@ -384,6 +433,14 @@ mod tests {
     /// 12 peers pull 64 MiB in 1 MiB pieces at once; `kill_first_helper` kills the first one
     /// appointed (the first to register) at `at_s`.
     fn run(readers: usize, kill_first_helper: Option<f64>) -> (Outcome, Driver, Vec<NodeIx>) {
+        run_with(readers, kill_first_helper, 8 * MIB)
+    }
+
+    fn run_with(
+        readers: usize,
+        kill_first_helper: Option<f64>,
+        peer_upload: u64,
+    ) -> (Outcome, Driver, Vec<NodeIx>) {
         let scenario = SimConfig {
             label: "t".into(),
             peers: 12,
@@ -392,7 +449,7 @@ mod tests {
             layers: 1,
             piece_length: Some(MIB),
             origin_rate: 32 * MIB,
-            peer_upload: 8 * MIB,
+            peer_upload,
             peer_download: 16 * MIB,
             start_spread_ms: 0,
             rng_seed: 5,
@@ -467,11 +524,26 @@ mod tests {
         }
         let task = driver.tasks[0].as_ref().expect("task");
         assert!(task.readers.iter().all(|r| r.node != *dead[0]));
-        // At most what it had in flight (3 pieces) and what it held alone are read twice.
+        // What it was reading, had read and not sent (fewer than `concurrent`, 3, together:
+        // `df_peer::read_ahead`) and was sending for the first time (3 upload slots) are read
+        // again.
         let origin = out.sent[ORIGIN as usize];
         assert!(origin >= u64::from(PIECES) * MIB, "{origin}");
         assert!(origin <= u64::from(PIECES + 6) * MIB, "{}", origin / MIB);
         let shares = shares(&driver);
         assert_eq!(shares.last().map(|s| s.end), Some(PIECES), "{shares:?}");
+    }
+
+    #[test]
+    fn a_helper_reads_no_further_ahead_than_it_sends() {
+        // Uplinks at 2 MiB/s against downlinks at 16: read as fast as its downlink allowed, the
+        // helper killed at 3 s had cost the origin 81 MiB for the 64; paced, 68.
+        let (out, _, peers) = run_with(4, Some(3.0), 2 * MIB);
+        assert!(!out.stalled);
+        for &p in peers.iter().filter(|&&p| !out.died[p as usize]) {
+            assert!(out.finished_at[p as usize].is_some(), "peer {p}");
+        }
+        let origin = out.sent[ORIGIN as usize];
+        assert!(origin <= u64::from(PIECES + 6) * MIB, "{}", origin / MIB);
     }
 }
