@@ -11,8 +11,10 @@
 //!
 //! The rule: a helper starts another origin read only while the pieces it is reading plus
 //! those it read and has neither sent nor received stay below `download.concurrent_pieces`.
-//! A killed helper then takes fewer than that many pieces of its share with it, whatever the
-//! object's size. The seed reads ahead as before: super-seeding already makes its uplink
+//! A killed helper then takes with it fewer than that many pieces it read, besides the first
+//! copies it was sending (at most its `upload.slots`), whatever the object's size. A piece
+//! counts as sent once a request for it is admitted; a delivery that fails takes that back.
+//! The seed reads ahead as before: super-seeding already makes its uplink
 //! send each new piece first, and the swarm cannot outlive it anyway (it is the task's
 //! authority).
 

@@ -434,7 +434,7 @@ enum Admitted {
 /// What [`admit`] decided and changed.
 struct Admission {
     admitted: Admitted,
-    /// A super-seeding seed's first sending of the piece.
+    /// The piece's first sending, if this is it.
     promise: Option<FirstSend>,
     /// What neighbours are shown changed (a piece left a seed's offer, or the last free slot
     /// was taken): the caller wakes the task's feeds once the lock is released. A feed that

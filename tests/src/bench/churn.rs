@@ -103,8 +103,9 @@ pub struct Killer {
 }
 
 impl Killer {
-    /// Plans and starts the kills. `peers` are the normal peers' (name, pid); nothing happens
-    /// when `fraction` is 0.
+    /// Plans and starts the kills. `peers` are the normal peers; nothing happens when
+    /// `fraction` is 0. With a `probe`, the scheduler is asked before each kill which peers
+    /// read from the origin (up to its 10 s answer timeout, which delays that kill).
     pub fn start(
         fraction: f64,
         t_star_s: f64,

@@ -142,8 +142,9 @@ pub struct TaskState {
     pub bytes_from_seeds: u64,
     pub uploaded_bytes: u64,
     /// Pieces sent to another peer at least once since start (for a seed's super-seeding,
-    /// [`crate::superseed`], and a helper's read-ahead, [`crate::read_ahead`]); not persisted. `sent` and `received` are as long as `bitmap`:
-    /// they get their length where it does.
+    /// [`crate::superseed`], and a helper's read-ahead, [`crate::read_ahead`]); not
+    /// persisted. `sent` and `received` are as long as `bitmap`: they get their length where
+    /// it does.
     pub sent: Bitmap,
     /// Pieces fetched from another daemon since start (for the same two); not persisted.
     pub received: Bitmap,
