@@ -41,14 +41,7 @@ pub fn may_read(only_here: usize, reading: usize, limit: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn bits(len: u32, ones: &[u32]) -> Bitmap {
-        let mut b = Bitmap::new(len);
-        for &n in ones {
-            b.set(n);
-        }
-        b
-    }
+    use crate::superseed::tests::bitmap as bits;
 
     #[test]
     fn only_pieces_read_here_and_never_sent_count() {

@@ -60,7 +60,7 @@ pub fn serves(held: &Bitmap, r: Record<'_>, n: u32) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     static NONE: std::sync::LazyLock<Bitmap> = std::sync::LazyLock::new(Bitmap::default);
@@ -73,7 +73,8 @@ mod tests {
         }
     }
 
-    fn bitmap(len: u32, ones: &[u32]) -> Bitmap {
+    /// A bitmap of `len` pieces with `ones` set.
+    pub(crate) fn bitmap(len: u32, ones: &[u32]) -> Bitmap {
         let mut b = Bitmap::new(len);
         for &n in ones {
             b.set(n);
