@@ -53,6 +53,16 @@ async fn df_bench(work: &Path, args: &[&str]) -> String {
     stdout
 }
 
+/// A temp dir for one run: `work` (an empty dir for `--work-dir`) and `out` (the result file,
+/// named `result`), both under the returned guard.
+fn scratch(result: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let root = tempfile::tempdir().expect("tempdir");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).expect("work dir");
+    let out = root.path().join(result);
+    (root, work, out)
+}
+
 /// Temp dirs a run left behind in `work` (there must be none: every run cleans up).
 fn leftovers(work: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(work)
@@ -65,10 +75,7 @@ fn leftovers(work: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_swarm_bench_reports_a_consistent_run() {
     let size = 8 * MIB;
-    let root = tempfile::tempdir().expect("tempdir");
-    let work = root.path().join("work");
-    std::fs::create_dir(&work).expect("work dir");
-    let out = root.path().join("swarm-smoke.json");
+    let (root, work, out) = scratch("swarm-smoke.json");
     let stdout = df_bench(
         &work,
         &[
@@ -163,10 +170,7 @@ async fn the_swarm_bench_reports_a_consistent_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scheduler_load_bench_answers_every_simulated_peer() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let work = root.path().join("work");
-    std::fs::create_dir(&work).expect("work dir");
-    let out = root.path().join("load.json");
+    let (_root, work, out) = scratch("load.json");
     df_bench(
         &work,
         &[
@@ -202,10 +206,7 @@ async fn the_scheduler_load_bench_answers_every_simulated_peer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chaos_bench_serves_every_client_verified_bytes() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let work = root.path().join("work");
-    std::fs::create_dir(&work).expect("work dir");
-    let out = root.path().join("chaos.json");
+    let (_root, work, out) = scratch("chaos.json");
     // Capped rates (T* = 2 s) so the events land mid-swarm; a short outage keeps the test short.
     let stdout = df_bench(
         &work,
@@ -282,10 +283,7 @@ async fn the_chaos_bench_serves_every_client_verified_bytes() {
 /// and the report counts the kill as a reader's.
 #[tokio::test]
 async fn the_churn_bench_can_kill_an_origin_reader() {
-    let root = tempfile::tempdir().expect("tmp");
-    let work = root.path().join("work");
-    std::fs::create_dir(&work).expect("work dir");
-    let out = root.path().join("churn.json");
+    let (_root, work, out) = scratch("churn.json");
     // 32 pieces: enough for a helper (a share of 16 unreported pieces is split); T* = 4 s and
     // the kill lands in 1.2-2.8 s, while the helper is still downloading. Two readers: the
     // seed and one helper among the 4 peers, so a random victim would be a reader one time

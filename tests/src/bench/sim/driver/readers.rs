@@ -239,8 +239,14 @@ impl Driver {
         let Some(r) = state.readers.get(ix) else {
             return false;
         };
-        if r.node == state.seed || r.next >= r.share.end || self.neighbours(r.node, task).is_empty()
-        {
+        let lonely = || {
+            state
+                .mesh
+                .neighbours(&self.ids[r.node as usize])
+                .next()
+                .is_none()
+        };
+        if r.node == state.seed || r.next >= r.share.end || lonely() {
             return false;
         }
         let record = df_peer::superseed::Record {
