@@ -300,6 +300,11 @@ pub async fn start_scheduler(
     let home = dir.join("scheduler");
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let config_path = home.join("dfscheduler.yaml");
+    // The run's own journal: with the default (/var/lib/dragonfly/scheduler) concurrent runs
+    // shared one file, and one's atomic rename raced another's write (a scheduler then failed
+    // to start: "cannot write .../jobs.journal").
+    let jobs = home.join("jobs");
+    std::fs::create_dir_all(&jobs).with_context(|| format!("cannot create {}", jobs.display()))?;
     // The token as the daemons have it: under `--netns` the admin API is not on loopback,
     // and without a token the scheduler answers local clients only (403).
     write_token(&home.join("admin-token"))?;
@@ -308,10 +313,12 @@ pub async fn start_scheduler(
         &format!(
             "server:\n  grpc_addr: \"{grpc}\"\n  http_addr: \"{http_addr}\"\n{}{}\
              admin:\n  token_file: \"{}\"\n\
+             jobs:\n  state_dir: \"{}\"\n\
              log:\n  dir: \"{}\"\n  level: info\n  stderr: \"off\"\n",
             keys.yaml(),
             tls_yaml(tls),
             home.join("admin-token").display(),
+            jobs.display(),
             home.join("log").display()
         ),
     )?;
