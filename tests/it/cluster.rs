@@ -351,14 +351,20 @@ pub async fn task_on(daemon: &Daemon, task_id: &str) -> Option<df_core::api::Tas
 
 /// Downloads `url` through `peer`, hashing the body as it streams.
 pub async fn fetch(peer: SocketAddr, url: &str, digest: Option<&str>) -> Fetched {
+    let mut query = vec![("url", url.to_owned())];
+    if let Some(d) = digest {
+        query.push(("digest", d.to_owned()));
+    }
+    fetch_with(peer, &query).await
+}
+
+/// [`fetch`] with the download API's whole `query`: `url` and any of its options.
+pub async fn fetch_with(peer: SocketAddr, query: &[(&str, String)]) -> Fetched {
     use futures_util::StreamExt as _;
     use sha2::Digest as _;
-    let mut req = http_client()
+    let req = http_client()
         .get(format!("http://{peer}/api/v1/download"))
-        .query(&[("url", url)]);
-    if let Some(d) = digest {
-        req = req.query(&[("digest", d)]);
-    }
+        .query(query);
     let resp = req.send().await.expect("peer answers");
     let status = resp.status().as_u16();
     let header = |n: &str| {
