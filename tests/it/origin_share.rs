@@ -42,23 +42,9 @@ async fn a_helper_that_dies_mid_share_hands_the_rest_on() {
     let helper_port = reading_helper(&cluster, &task_id, |_| true).await;
     let dead = kill(&mut cluster, &downloads, helper_port);
 
-    for (i, download) in downloads.into_iter().enumerate() {
-        if i == dead {
-            continue;
-        }
-        let got = tokio::time::timeout(Duration::from_secs(120), download)
-            .await
-            .expect("survivors finish")
-            .expect("join");
-        assert_eq!(got.status, 200, "peer-{i}");
-        assert_eq!(got.sha256, want.sha256, "peer-{i} got the object");
-    }
+    survivors_get(downloads, dead, &want.sha256, Duration::from_secs(120)).await;
     let piece = df_core::piece::piece_length_for(size);
-    let served = origin.stats.bytes_served();
-    println!(
-        "origin served {served} bytes for {size} ({:.3}x), pieces of {piece}",
-        served as f64 / size as f64
-    );
+    let served = served(&origin, size, piece);
     assert!(
         served <= size + 6 * piece,
         "origin served {served} bytes: the orphaned share was read again by more than one peer"
@@ -131,22 +117,8 @@ async fn a_helper_with_a_slow_uplink_reads_no_further_ahead_than_it_sends() {
     let helper_port = reading_on(&cluster, &task_id, first, read_on).await;
     let dead = kill(&mut cluster, &downloads, helper_port);
 
-    for (i, download) in downloads.into_iter().enumerate() {
-        if i == dead {
-            continue;
-        }
-        let got = tokio::time::timeout(Duration::from_secs(180), download)
-            .await
-            .expect("survivors finish")
-            .expect("join");
-        assert_eq!(got.status, 200, "peer-{i}");
-        assert_eq!(got.sha256, want.sha256, "peer-{i} got the object");
-    }
-    let served = origin.stats.bytes_served();
-    println!(
-        "origin served {served} bytes for {size} ({:.3}x), pieces of {piece}",
-        served as f64 / size as f64
-    );
+    survivors_get(downloads, dead, &want.sha256, Duration::from_secs(180)).await;
+    let served = served(&origin, size, piece);
     assert!(
         served <= size + 6 * piece,
         "origin served {served} bytes for {size}: the dead helper had read more than 6 \
@@ -201,4 +173,34 @@ fn kill(cluster: &mut Cluster, downloads: &[JoinHandle<Fetched>], admin_port: u1
     downloads[dead].abort();
     cluster.peers[dead].kill();
     dead
+}
+
+/// Every download but the dead peer's ends within `within` with the object (`sha256`).
+async fn survivors_get(
+    downloads: Vec<JoinHandle<Fetched>>,
+    dead: usize,
+    sha256: &str,
+    within: Duration,
+) {
+    for (i, download) in downloads.into_iter().enumerate() {
+        if i == dead {
+            continue;
+        }
+        let got = tokio::time::timeout(within, download)
+            .await
+            .expect("survivors finish")
+            .expect("join");
+        assert_eq!(got.status, 200, "peer-{i}");
+        assert_eq!(got.sha256, sha256, "peer-{i} got the object");
+    }
+}
+
+/// The bytes `origin` served, printed against the object's `size`.
+fn served(origin: &OriginHandle, size: u64, piece: u64) -> u64 {
+    let served = origin.stats.bytes_served();
+    println!(
+        "origin served {served} bytes for {size} ({:.3}x), pieces of {piece}",
+        served as f64 / size as f64
+    );
+    served
 }
