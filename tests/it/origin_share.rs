@@ -63,10 +63,11 @@ async fn a_helper_that_dies_mid_share_hands_the_rest_on() {
 /// A helper whose uplink is far slower than its intake from the origin reads no further
 /// ahead of its share than it sends. Every peer here uploads at 1 MiB/s (two pieces a
 /// second) while the origin serves 32 MiB/s: without the rule the first helper reads 16
-/// pieces in about a second, and when it dies the next reader reads again all it had
-/// not sent. With the rule it keeps reading as it sends, and dies holding fewer than `concurrent_pieces` pieces it read and never sent, besides the
-/// first copies it was sending (at most `upload.slots`): the origin serves the object plus at
-/// most 6 pieces.
+/// pieces in about a second, and when it dies the next reader reads again all it had not
+/// sent (S + 13 pieces, measured with the rule switched off). With the rule it keeps
+/// reading as it sends, and dies holding fewer than `concurrent_pieces` pieces it read and
+/// never sent, besides the first copies it was sending (at most `upload.slots`): the origin
+/// serves the object plus at most 6 pieces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helper_with_a_slow_uplink_reads_no_further_ahead_than_it_sends() {
     let (size, piece) = (32 * MIB, 512 * KIB);
