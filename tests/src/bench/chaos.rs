@@ -149,18 +149,9 @@ pub(crate) async fn herd(
     let want = tokio::task::spawn_blocking(move || blob_digests(size, seed).sha256)
         .await
         .context("hashing the origin's object")?;
-    let victims: Vec<Candidate> = env
-        .peers
-        .iter()
-        .filter(|(name, _)| Some(name) != plan.full_disk_peer.as_ref())
-        .filter_map(|(name, pid)| {
-            let (_, admin) = env.admins.iter().find(|(n, _)| n == name)?;
-            Some(Candidate {
-                name: name.clone(),
-                pid: *pid,
-                admin: admin.clone(),
-            })
-        })
+    let victims: Vec<Candidate> = Candidate::join(env.peers, env.admins)
+        .into_iter()
+        .filter(|c| Some(&c.name) != plan.full_disk_peer.as_ref())
         .collect();
     // A quarter of all peers, taken from those that may die.
     let fraction = plan.kill_fraction * env.peers.len() as f64 / victims.len().max(1) as f64;

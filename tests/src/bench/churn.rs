@@ -96,6 +96,23 @@ pub struct Candidate {
     pub admin: String,
 }
 
+impl Candidate {
+    /// The peers of `pids` (name, pid) that have an admin address in `admins` (name,
+    /// `ip:port`).
+    pub fn join(pids: &[(String, u32)], admins: &[(String, String)]) -> Vec<Self> {
+        pids.iter()
+            .filter_map(|(name, pid)| {
+                let (_, admin) = admins.iter().find(|(n, _)| n == name)?;
+                Some(Self {
+                    name: name.clone(),
+                    pid: *pid,
+                    admin: admin.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
 /// Kills the chosen peers on schedule; started just before the herd.
 pub struct Killer {
     task: Option<JoinHandle<Vec<Kill>>>,
@@ -126,6 +143,9 @@ impl Killer {
             .map(|_| (KILL_WINDOW.0 + rng.f64() * (KILL_WINDOW.1 - KILL_WINDOW.0)) * t_star_s)
             .collect();
         moments.sort_by(f64::total_cmp);
+        let only_readers = probe
+            .as_ref()
+            .is_some_and(|p| p.victims == Victims::OriginReaders);
         let t0 = Instant::now();
         let task = tokio::spawn(async move {
             let mut killed = Vec::with_capacity(moments.len());
@@ -135,9 +155,6 @@ impl Killer {
                     Some(p) => p.readers().await.ok(),
                     None => None,
                 };
-                let only_readers = probe
-                    .as_ref()
-                    .is_some_and(|p| p.victims == Victims::OriginReaders);
                 let Some(i) = choose(&order, readers.as_ref(), only_readers) else {
                     break;
                 };
@@ -298,6 +315,16 @@ mod tests {
             pid,
             admin: format!("127.0.0.1:{}", 9000 + name.len()),
         }
+    }
+
+    #[test]
+    fn candidates_are_the_peers_with_an_admin_address() {
+        let pids = [("peer-0".to_owned(), 7), ("peer-1".to_owned(), 8)];
+        let admins = [("peer-1".to_owned(), "10.0.0.2:65001".to_owned())];
+        let c = Candidate::join(&pids, &admins);
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].name.as_str(), c[0].pid), ("peer-1", 8));
+        assert_eq!(c[0].admin, "10.0.0.2:65001");
     }
 
     #[test]

@@ -524,19 +524,8 @@ async fn run_cluster(
             (pulls, killed, Some(outcome))
         }
         (None, lab) => {
-            let candidates: Vec<super::churn::Candidate> = pids
-                .get(2..)
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|(name, pid)| {
-                    let (_, admin) = admins.iter().find(|(n, _)| n == name)?;
-                    Some(super::churn::Candidate {
-                        name: name.clone(),
-                        pid: *pid,
-                        admin: admin.clone(),
-                    })
-                })
-                .collect();
+            let candidates =
+                super::churn::Candidate::join(pids.get(2..).unwrap_or_default(), &admins);
             let probe = super::churn::ReaderProbe {
                 http: http.clone(),
                 scheduler: sched_http.clone(),
