@@ -230,12 +230,14 @@ async fn swarm_of_16(size: u64, blob: u64, rolling: bool) -> (Duration, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_three_schedulers_mid_swarm_costs_no_download() {
-    // Debug builds on a shared machine: a size that keeps both runs well under a minute.
-    // `DF_ROLLING_MIB=512` runs the full size.
+    // Debug builds on a shared machine: a size that keeps both runs well under a minute, and
+    // long enough that helpers still read their origin shares when the schedulers restart
+    // (at 32 MiB they were done; at 64 MiB, before the shares outlived a restart, the origin
+    // served 1.25·S). `DF_ROLLING_MIB=512` runs the full size.
     let mib: u64 = std::env::var("DF_ROLLING_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(32);
+        .unwrap_or(64);
     let size = mib * MIB;
     let (calm, calm_origin) = swarm_of_16(size, 41, false).await;
     let (rolled, rolled_origin) = swarm_of_16(size, 43, true).await;

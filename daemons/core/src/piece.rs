@@ -13,6 +13,9 @@ pub const MIN_EXPLICIT_PIECE_LENGTH: u64 = 64 * 1024;
 /// Most pieces one task may have: bounds every bitmap (16 KiB), digest list (4 MiB) and the
 /// per-piece messages a task costs, whatever a peer or an origin claims.
 pub const MAX_PIECE_COUNT: u32 = 1 << 17;
+/// Most origin readers one task may have (`scheduler.origin_readers`): bounds the reader list a
+/// task's authority keeps and names again after a scheduler restart.
+pub const MAX_ORIGIN_READERS: usize = 64;
 /// The automatic piece length aims for at most this many pieces.
 const TARGET_PIECE_COUNT: u64 = 500;
 

@@ -180,11 +180,16 @@ impl Config {
                 "must be at least 1",
             ));
         }
-        if raw.scheduler.origin_readers == 0 {
+        if raw.scheduler.origin_readers == 0
+            || raw.scheduler.origin_readers > df_core::piece::MAX_ORIGIN_READERS
+        {
             return Err(ConfigError::invalid(
                 path,
                 "scheduler.origin_readers",
-                "must be at least 1 (1: only the seed reads the origin)",
+                format!(
+                    "must be 1 to {} (1: only the seed reads the origin)",
+                    df_core::piece::MAX_ORIGIN_READERS
+                ),
             ));
         }
         if raw.gc.interval.is_zero() {
@@ -240,6 +245,20 @@ impl Config {
 mod tests {
     use super::*;
     use df_core::config::parse_yaml;
+
+    #[test]
+    fn origin_readers_are_bounded() {
+        for readers in [0, df_core::piece::MAX_ORIGIN_READERS + 1] {
+            let yaml =
+                format!("scheduler:\n  origin_readers: {readers}\ntls:\n  plaintext: true\n");
+            let raw: RawConfig = parse_yaml(Path::new("s.yaml"), &yaml).expect("parses");
+            let err = Config::validate(Path::new("s.yaml"), raw).expect_err("invalid");
+            assert!(
+                err.to_string().contains("scheduler.origin_readers"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn bad_address_names_the_key_and_value() {

@@ -209,6 +209,19 @@ pub struct Task {
     /// Complete copies re-announced by hosts that do not speak for the task, waiting for an
     /// authority to state its layout ([`crate::authority`]); at most `limits.max_peers_per_task`.
     pub pending_holders: Vec<PendingHolder>,
+    /// Origin readers the resumed authority named that have not registered here again yet
+    /// ([`crate::restart`]); at most [`df_core::piece::MAX_ORIGIN_READERS`].
+    pub awaited_readers: Vec<AwaitedReader>,
+}
+
+/// An origin reader another scheduler appointed, named by the task's authority after a
+/// restart: its share is kept for it until it registers again or `seed_wait` passes.
+#[derive(Debug, Clone)]
+pub struct AwaitedReader {
+    pub peer: PeerId,
+    pub host: HostId,
+    pub share: std::ops::Range<u32>,
+    pub since: Instant,
 }
 
 /// A complete copy held by a host whose word does not set the task's layout.
@@ -244,6 +257,7 @@ impl Task {
             created_at: now,
             updated_at: now,
             pending_holders: Vec::new(),
+            awaited_readers: Vec::new(),
         }
     }
 

@@ -13,16 +13,27 @@
 //! piece digests are taken, as its `PieceFinished` reports from the origin would have been,
 //! and relayed to the task's other downloaders, so they keep verifying pieces. A download
 //! fetching from the peers never speaks for the task.
+//!
+//! Origin shares outlive the scheduler through the authority: it is told every reader and
+//! share as they change (`OriginReaders`) and names them when it registers again. Each named
+//! reader gets its share back here, on its own host only, when it registers (before or after
+//! the authority), and is told it again, which makes it report what it read of it; until then
+//! its share is kept for it ([`crate::model::AwaitedReader`]), and after `seed_wait` without
+//! it the share goes to a new helper. The authority's word is enough: it already defines the
+//! task's layout and every digest. Without the names (a crash, an authority that is gone) the
+//! helpers' digests are not taken and the pieces they read are read again.
 
-use df_core::ids::{PeerId, PieceDigest};
-use df_core::piece::Bitmap;
+use std::time::Instant;
+
+use df_core::ids::{HostId, PeerId, PieceDigest};
+use df_core::piece::{Bitmap, MAX_ORIGIN_READERS};
 use df_proto::scheduler::v1 as pb;
 use pb::peer_response::Response as PeerReply;
 
 use crate::admission;
 use crate::authority::{self, Appointment};
 use crate::config::Limits;
-use crate::model::{PeerState, Task};
+use crate::model::{AwaitedReader, PeerState, Task};
 use crate::scheduling::Scheduler;
 
 impl Scheduler {
@@ -70,6 +81,7 @@ pub(crate) fn resume(
     resume: Option<&pb::ResumedDownload>,
     seed_host: bool,
     limits: &Limits,
+    now: Instant,
 ) -> bool {
     let Some(resume) = resume else {
         return false;
@@ -97,7 +109,89 @@ pub(crate) fn resume(
             p.appointment = Appointment::Appointed;
         }
     }
+    if authority {
+        name_readers(task, peer, &resume.readers, now);
+    }
     true
+}
+
+/// The readers the authority (`authority`) named: each already registered here is given its
+/// share again, the others are awaited. Ignored when this scheduler shares the task out
+/// itself already, or when the names do not fit the layout.
+fn name_readers(task: &mut Task, authority: &PeerId, named: &[pb::OriginReader], now: Instant) {
+    let count = task.piece_count();
+    let own_shares = task
+        .peers
+        .values()
+        .any(|p| p.id != *authority && p.origin_share.is_some());
+    if named.is_empty() || count == 0 || own_shares || !task.awaited_readers.is_empty() {
+        return;
+    }
+    let mut readers: Vec<&pb::OriginReader> = named
+        .iter()
+        .filter(|r| r.first < r.end && r.end <= count && !r.peer_id.is_empty())
+        .take(MAX_ORIGIN_READERS)
+        .collect();
+    readers.sort_by_key(|r| r.first);
+    // Shares never overlap; an entry that would is dropped rather than read twice.
+    let mut covered = 0;
+    readers.retain(|r| {
+        let fits = r.first >= covered;
+        covered = covered.max(r.end);
+        fits
+    });
+    // The origin served ranges, or there would have been no shares.
+    task.origin_ranged = true;
+    for r in readers {
+        let (id, host) = (
+            PeerId::from(r.peer_id.clone()),
+            HostId::from(r.host_id.clone()),
+        );
+        let share = r.first..r.end;
+        match task.peers.get(&id) {
+            Some(p) if p.host_id == host && p.state.is_downloading() => {
+                crate::scheduling::give(task, &id, share);
+            }
+            Some(_) => {}
+            None => task.awaited_readers.push(AwaitedReader {
+                peer: id,
+                host,
+                share,
+                since: now,
+            }),
+        }
+    }
+    tracing::info!(task_id = %task.id, %authority, awaited = task.awaited_readers.len(), "origin shares named by the resumed authority");
+    crate::scheduling::tell_authority(task);
+}
+
+/// `peer` (on `host`) registered again: the share kept for it, if the authority named it.
+/// It is told the share, and so reports what it read of it.
+pub(crate) fn awaited_reader_back(task: &mut Task, peer: &PeerId, host: &HostId) -> bool {
+    let Some(i) = task
+        .awaited_readers
+        .iter()
+        .position(|a| a.peer == *peer && a.host == *host)
+    else {
+        return false;
+    };
+    let awaited = task.awaited_readers.swap_remove(i);
+    tracing::info!(task_id = %task.id, peer_id = %peer, first = awaited.share.start, end = awaited.share.end, "origin share kept for a reader given back");
+    crate::scheduling::give(task, peer, awaited.share);
+    true
+}
+
+/// The awaited readers that did not come back within `wait`, taken off the task.
+pub(crate) fn overdue_readers(
+    task: &mut Task,
+    wait: std::time::Duration,
+    now: Instant,
+) -> Vec<AwaitedReader> {
+    let (overdue, kept) = std::mem::take(&mut task.awaited_readers)
+        .into_iter()
+        .partition(|a| now.duration_since(a.since) >= wait);
+    task.awaited_readers = kept;
+    overdue
 }
 
 /// Layout and digests from a download that fetches from the origin, relayed to the others.
@@ -161,8 +255,18 @@ mod tests {
 
     /// Registers `name`'s download; a host named "seed" is a seed host.
     fn register(s: &Scheduler, name: &str, resume: Option<pb::ResumedDownload>) -> Rx {
+        register_on(s, name, name, resume)
+    }
+
+    /// Registers `name`'s download from the host named `host`.
+    fn register_on(
+        s: &Scheduler,
+        name: &str,
+        host: &str,
+        resume: Option<pb::ResumedDownload>,
+    ) -> Rx {
         let (tx, rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
-        let host_type = if name == "seed" {
+        let host_type = if host == "seed" {
             pb::HostType::Seed
         } else {
             pb::HostType::Normal
@@ -172,9 +276,10 @@ mod tests {
                 task_id: task_id().to_string(),
                 peer_id: format!("peer-{name}"),
                 url: "http://o/x".into(),
+                seed: host == "seed",
                 host: Some(pb::HostInfo {
-                    host_id: format!("127.0.0.1-{name}"),
-                    hostname: name.into(),
+                    host_id: format!("127.0.0.1-{host}"),
+                    hostname: host.into(),
                     ip: "127.0.0.1".into(),
                     upload_port: 1,
                     upload_slots: 8,
@@ -215,7 +320,135 @@ mod tests {
                 })
                 .collect(),
             from_origin,
+            readers: vec![],
         }
+    }
+
+    /// What a seed that read pieces `held` names: itself for piece 0, the others as given.
+    fn seed_naming(held: &[u32], readers: &[(&str, &str, u32, u32)]) -> pb::ResumedDownload {
+        let mut r = resume(held, true);
+        if let Some(m) = r.metadata.as_mut() {
+            m.ranged = true;
+        }
+        r.readers = std::iter::once(("seed", "seed", 0, 1))
+            .chain(readers.iter().copied())
+            .map(|(peer, host, first, end)| pb::OriginReader {
+                peer_id: format!("peer-{peer}"),
+                host_id: format!("127.0.0.1-{host}"),
+                first,
+                end,
+            })
+            .collect();
+        r
+    }
+
+    fn shares(got: &[PeerReply]) -> Vec<(u32, u32)> {
+        got.iter()
+            .filter_map(|r| match r {
+                PeerReply::OriginShare(s) => Some((s.first, s.end)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn origin_piece(s: &Scheduler, name: &str, number: u32) {
+        s.peer_message(
+            &task_id(),
+            &PeerId::from(format!("peer-{name}")),
+            pb::peer_request::Request::PieceFinished(pb::PieceFinished {
+                number,
+                length: 1 << 22,
+                source: pb::PieceSource::Origin as i32,
+                digest: vec![0x40 + number as u8; 32],
+                ..Default::default()
+            }),
+        );
+    }
+
+    #[test]
+    fn a_resumed_seed_carries_on_and_the_helpers_it_names_keep_their_shares() {
+        let s = Scheduler::new(Config::default());
+        // A helper back before the seed: its report of a piece of its share is not taken,
+        // nobody here appointed it.
+        let mut early = register(&s, "a", Some(resume(&[], false)));
+        let mut other = register(&s, "b", Some(resume(&[], false)));
+        origin_piece(&s, "a", 1);
+        assert!(crate::scheduling::tests::relayed_digests(&replies(&mut other)).is_empty());
+        // The seed comes back fetching: it is not sent to the origin again (it would read
+        // every missing piece, the helpers' shares too), and its names count.
+        let mut seed = register(
+            &s,
+            "seed",
+            Some(seed_naming(&[0], &[("a", "a", 1, 2), ("c", "c", 2, 3)])),
+        );
+        let to_seed = replies(&mut seed);
+        replies(&mut other);
+        assert!(
+            !to_seed
+                .iter()
+                .any(|r| matches!(r, PeerReply::BackToSource(_))),
+            "{to_seed:?}"
+        );
+        assert_eq!(
+            shares(&replies(&mut early)),
+            [(1, 2)],
+            "told again, so it reports"
+        );
+        origin_piece(&s, "a", 1);
+        assert_eq!(
+            crate::scheduling::tests::relayed_digests(&replies(&mut other)),
+            [1]
+        );
+        // A helper back after the seed gets its share at once; its digests count.
+        let mut late = register(&s, "c", Some(resume(&[], false)));
+        assert_eq!(shares(&replies(&mut late)), [(2, 3)]);
+        origin_piece(&s, "c", 2);
+        assert_eq!(
+            crate::scheduling::tests::relayed_digests(&replies(&mut other)),
+            [2]
+        );
+        s.with_state(|st| assert!(st.tasks[&task_id()].awaited_readers.is_empty()));
+    }
+
+    #[test]
+    fn a_named_reader_counts_only_from_its_own_host() {
+        let s = Scheduler::new(Config::default());
+        let _seed = register(&s, "seed", Some(seed_naming(&[0], &[("a", "a", 1, 3)])));
+        // Another host using the named reader's peer ID gets nothing, and its digests of
+        // the share are not taken.
+        let mut impostor = register_on(&s, "a", "mallory", Some(resume(&[], false)));
+        let mut other = register(&s, "b", Some(resume(&[], false)));
+        assert!(shares(&replies(&mut impostor)).is_empty());
+        replies(&mut other);
+        origin_piece(&s, "a", 1);
+        assert!(crate::scheduling::tests::relayed_digests(&replies(&mut other)).is_empty());
+        // The names are the authority's alone: a resumed peer naming readers is not heard.
+        let mut named = resume(&[], false);
+        named.readers = seed_naming(&[], &[("b", "b", 1, 3)]).readers;
+        let _d = register(&s, "d", Some(named));
+        assert!(shares(&replies(&mut other)).is_empty());
+    }
+
+    #[test]
+    fn a_named_reader_that_never_comes_back_hands_its_share_on() {
+        let config = Config {
+            seed_wait: std::time::Duration::ZERO,
+            ..Config::default()
+        };
+        let s = Scheduler::new(config);
+        let _seed = register(
+            &s,
+            "seed",
+            Some(seed_naming(&[0], &[("gone", "gone", 1, 3)])),
+        );
+        let mut b = register(&s, "b", Some(resume(&[], false)));
+        assert!(
+            shares(&replies(&mut b)).is_empty(),
+            "kept for the named reader"
+        );
+        s.tick();
+        assert_eq!(shares(&replies(&mut b)), [(1, 3)]);
+        s.with_state(|st| assert!(st.tasks[&task_id()].awaited_readers.is_empty()));
     }
 
     #[test]

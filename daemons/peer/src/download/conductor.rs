@@ -245,7 +245,7 @@ impl Conductor {
             // cleared, and the object is private, before any client can see the layout.
             crate::access::fetched_with(&self.task, &self.req.headers);
             self.set_layout(layout, headers.clone(), link).await?;
-            link.send(PeerMsg::Metadata(pb::TaskMetadata {
+            link.send_metadata(pb::TaskMetadata {
                 content_length: layout.content_length,
                 piece_length: layout.piece_length,
                 headers: headers
@@ -254,7 +254,7 @@ impl Conductor {
                     .collect(),
                 private: self.task.state().private,
                 ranged: !whole,
-            }));
+            });
             // Keep the pieces the first body carries: all of them for a 200, piece 0 for a 206
             // whose range matches the piece length.
             let mut reader = BodyReader::new(body.bytes_stream());

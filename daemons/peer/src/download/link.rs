@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use df_core::piece::Bitmap;
+use df_core::piece::{Bitmap, MAX_ORIGIN_READERS};
 use df_proto::scheduler::v1 as pb;
 use futures_util::FutureExt as _;
 use pb::peer_request::Request as PeerMsg;
@@ -43,8 +43,24 @@ pub(crate) struct Link {
     stream: Option<PeerStream>,
     rejoin: Option<Arc<Rejoin>>,
     reopening: Option<JoinHandle<Option<(PeerStream, Bitmap)>>>,
-    /// This download fetches from the origin (set when it goes back to source).
+    /// What the scheduler appointed this download to, named when it registers again.
+    role: OriginRole,
+    /// Registered again at least once: a share given from then on may be one the new
+    /// scheduler restored, which has none of the share's digests yet.
+    rejoined: bool,
+}
+
+/// What this download reads from the origin for the swarm, as its schedulers told it.
+#[derive(Debug, Clone, Default)]
+struct OriginRole {
+    /// It fetches from the origin (set when it goes back to source).
     from_origin: bool,
+    /// Its origin answered a range request with a range (said in its `Metadata`).
+    ranged: bool,
+    /// Its origin share, the latest `OriginShare`.
+    share: Option<std::ops::Range<u32>>,
+    /// The task's origin readers, the latest `OriginReaders` (the authority's alone).
+    readers: Vec<pb::OriginReader>,
 }
 
 impl Drop for Link {
@@ -62,7 +78,8 @@ impl Link {
             stream: None,
             rejoin: None,
             reopening: None,
-            from_origin: false,
+            role: OriginRole::default(),
+            rejoined: false,
         }
     }
 
@@ -81,19 +98,26 @@ impl Link {
                 register,
             })),
             reopening: None,
-            from_origin: false,
+            role: OriginRole::default(),
+            rejoined: false,
         }
     }
 
     /// From now on this download fetches from the origin itself.
     pub(crate) fn set_from_origin(&mut self) {
-        self.from_origin = true;
+        self.role.from_origin = true;
     }
 
     pub(crate) fn send(&self, msg: PeerMsg) {
         if let Some(s) = &self.stream {
             s.send(msg);
         }
+    }
+
+    /// Sends the layout this download learned from the origin, kept for a registration again.
+    pub(crate) fn send_metadata(&mut self, metadata: pb::TaskMetadata) {
+        self.role.ranged = metadata.ranged;
+        self.send(PeerMsg::Metadata(metadata));
     }
 
     /// The next instruction. `None` once, when the stream is gone for good.
@@ -106,6 +130,18 @@ impl Link {
                         let lost = s.scheduler.clone();
                         self.stream = None;
                         self.start_rejoin(lost);
+                    }
+                    // Kept for the next registration; nothing else reads it.
+                    Some(PeerReply::OriginReaders(r)) => {
+                        self.role.readers = r.readers;
+                        self.role.readers.truncate(MAX_ORIGIN_READERS);
+                    }
+                    Some(PeerReply::OriginShare(share)) => {
+                        self.role.share = Some(share.first..share.end);
+                        if self.rejoined {
+                            self.report_share();
+                        }
+                        return Some(PeerReply::OriginShare(share));
                     }
                     Some(reply) => return Some(reply),
                     None => {
@@ -138,6 +174,7 @@ impl Link {
             Ok(Some((stream, reported))) => {
                 tracing::info!(scheduler = %stream.scheduler, "download registered again");
                 self.stream = Some(stream);
+                self.rejoined = true;
                 self.report_since(&reported);
                 true
             }
@@ -167,7 +204,8 @@ impl Link {
             stream: None,
             rejoin: self.rejoin.take(),
             reopening: self.reopening.take(),
-            from_origin: self.from_origin,
+            role: std::mem::take(&mut self.role),
+            rejoined: true,
         };
         tokio::spawn(
             async move {
@@ -184,13 +222,13 @@ impl Link {
         let Some(rejoin) = self.rejoin.clone() else {
             return false;
         };
-        let from_origin = self.from_origin;
+        let role = self.role.clone();
         self.reopening = Some(tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + REJOIN_FOR;
             let mut attempt = 0u32;
             loop {
                 tokio::time::sleep(jittered(attempt)).await;
-                let (register, reported) = resumed(&rejoin, from_origin);
+                let (register, reported) = resumed(&rejoin, &role);
                 if let Some(stream) = rejoin
                     .schedulers
                     .reopen_peer_stream(&rejoin.task.id, register, &lost, attempt)
@@ -211,15 +249,28 @@ impl Link {
     /// needs their digests to relay. Pieces from peers need no digest, and the scheduler's
     /// copy of this peer's bitmap catches up with the next piece.
     fn report_since(&self, reported: &Bitmap) {
+        if self.role.from_origin {
+            self.report_held(|n| !reported.get(n));
+        }
+    }
+
+    /// Reports every held piece of the share: a scheduler that restored the share after a
+    /// restart (from the authority's word) takes their digests only from now on, and the
+    /// pieces this helper read before went unheard. Once per share given after a rejoin.
+    fn report_share(&self) {
+        if let Some(share) = self.role.share.clone() {
+            self.report_held(|n| share.contains(&n));
+        }
+    }
+
+    /// Reports the held pieces that `wanted` picks as finished from the origin, with digests.
+    fn report_held(&self, wanted: impl Fn(u32) -> bool) {
         let Some(rejoin) = &self.rejoin else {
             return;
         };
-        if !self.from_origin {
-            return;
-        }
         let st = rejoin.task.state();
         let layout = st.layout;
-        for n in st.bitmap.ones().filter(|&n| !reported.get(n)) {
+        for n in st.bitmap.ones().filter(|&n| wanted(n)) {
             let (Some(Some(digest)), Some((_, len))) =
                 (st.digests.get(n as usize), layout.and_then(|l| l.range(n)))
             else {
@@ -238,7 +289,7 @@ impl Link {
 }
 
 /// The registration with what the task holds now, and the pieces it names.
-fn resumed(rejoin: &Rejoin, from_origin: bool) -> (pb::RegisterPeer, Bitmap) {
+fn resumed(rejoin: &Rejoin, role: &OriginRole) -> (pb::RegisterPeer, Bitmap) {
     let st = rejoin.task.state();
     let metadata = st.layout.map(|l| pb::TaskMetadata {
         content_length: l.content_length,
@@ -252,7 +303,7 @@ fn resumed(rejoin: &Rejoin, from_origin: bool) -> (pb::RegisterPeer, Bitmap) {
             })
             .collect(),
         private: st.private,
-        ranged: false,
+        ranged: role.ranged,
     });
     let pieces = st
         .bitmap
@@ -272,7 +323,8 @@ fn resumed(rejoin: &Rejoin, from_origin: bool) -> (pb::RegisterPeer, Bitmap) {
         resume: Some(pb::ResumedDownload {
             metadata,
             pieces,
-            from_origin,
+            from_origin: role.from_origin,
+            readers: role.readers.clone(),
         }),
         ..rejoin.register.clone()
     };

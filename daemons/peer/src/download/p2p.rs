@@ -331,8 +331,9 @@ impl Conductor {
                 self.note_source(swarm.picker.only_seeds());
                 swarm.last_progress = Instant::now();
             }
-            // The link registers again by itself; nothing changes here.
-            Some(PeerReply::Reconnect(_)) => {}
+            // The link registers again by itself, and keeps the readers for it (it never
+            // passes them on); nothing changes here.
+            Some(PeerReply::Reconnect(_) | PeerReply::OriginReaders(_)) => {}
             Some(PeerReply::OriginShare(share)) => self.set_share(swarm, share),
             Some(PeerReply::BackToSource(b)) => {
                 return Ok(Some(P2pEnd::Origin(format!("scheduler: {}", b.reason))));

@@ -43,6 +43,8 @@ mod pieces;
 mod shares;
 mod upkeep;
 
+pub(crate) use shares::{give, tell_authority};
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     #[error("task id '{0}' is not valid")]
@@ -185,7 +187,11 @@ impl Scheduler {
             reg.resume.as_ref(),
             is_seed,
             &self.config.limits,
+            now,
         );
+        if resumed && crate::restart::awaited_reader_back(task, &peer_id, &host_id) {
+            tell_authority(task);
+        }
         let promoted = hosts::promote_pending(task, now);
         self.metrics.peer_registrations.inc();
         tracing::info!(task_id = %task_id, peer_id = %peer_id, seed = reg.seed, resumed = reg.resume.is_some(), "peer registered");
@@ -203,8 +209,13 @@ impl Scheduler {
         if reg.seed && !is_seed {
             tracing::warn!(task_id = %task_id, peer_id = %peer_id, "a registration from a non-seed host claims to be a seed; scheduled as a peer");
         }
-        if seed_answer {
+        // A seed registering again mid-fetch carries on where it is: sent to the origin again,
+        // it would read every missing piece itself, its helpers' shares included.
+        let fetching = reg.resume.as_ref().is_some_and(|r| r.from_origin);
+        if seed_answer && !fetching {
             self.back_to_source(task, &peer_id, "seed peer fetches from the origin");
+        }
+        if seed_answer {
             task.seed_requested_at = None;
         }
         let member = Member {

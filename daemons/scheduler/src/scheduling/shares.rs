@@ -2,7 +2,9 @@
 //! The reader that set the task's layout holds the whole task as its share; each helper
 //! appointed afterwards (a downloading peer that registered) takes part of the largest share,
 //! and both are told their new share. A reader that fails or leaves hands what it did not
-//! report to a new helper.
+//! report to a new helper. Whenever the shares change the task's authority is told them all
+//! (`OriginReaders`), so that after a scheduler restart it can name them to the next one
+//! ([`crate::restart`]).
 
 use super::*;
 use crate::origin_share::{self, Reader};
@@ -31,6 +33,7 @@ impl Scheduler {
             return;
         };
         p.origin_share = Some(0..pieces);
+        tell_authority(task);
         let neighbours: Vec<PeerId> = task.mesh.neighbours(peer).cloned().collect();
         for neighbour in neighbours {
             self.tell(state, task_id, peer, &neighbour, now);
@@ -47,24 +50,31 @@ impl Scheduler {
         if task.origin_shares_settled || !sharing(task, self.config.origin_readers) {
             return;
         }
+        let mut changed = false;
         loop {
-            // Counted before the shares are walked: every registration comes here.
-            let count = task.peers.values().filter(|p| is_reader(p)).count();
+            // Counted before the shares are walked: every registration comes here. Readers
+            // named after a restart and not back yet count: their shares are kept for them.
+            let count =
+                task.peers.values().filter(|p| is_reader(p)).count() + task.awaited_readers.len();
             if count >= self.config.origin_readers {
                 task.origin_shares_settled = true;
-                return;
+                break;
             }
             let Some(helper) = candidate(task).filter(|_| count > 0) else {
-                return;
+                break;
             };
             // Shares only get read further, so once none can be split none ever can.
             let Some(split) = origin_share::split(&readers(task)) else {
                 task.origin_shares_settled = true;
-                return;
+                break;
             };
             tracing::info!(task_id = %task.id, helper = %helper, from = %split.from, first = split.takes.start, end = split.takes.end, "origin share to a helper");
             give(task, &split.from, split.keeps);
             give(task, &helper, split.takes);
+            changed = true;
+        }
+        if changed {
+            tell_authority(task);
         }
     }
 
@@ -75,28 +85,38 @@ impl Scheduler {
         let Some(share) = task.peers.get_mut(peer).and_then(|p| p.origin_share.take()) else {
             return;
         };
+        self.share_orphaned(task, peer, share);
+    }
+
+    /// A share nobody reads any more (`gone` read it): its rest goes to a new helper.
+    pub(super) fn share_orphaned(
+        &self,
+        task: &mut Task,
+        gone: &PeerId,
+        share: std::ops::Range<u32>,
+    ) {
         // Once per departed reader: one walk of the share per live peer.
         let mut held = Bitmap::new(share.end);
         for p in task.peers.values() {
-            if p.id == *peer || matches!(p.state, PeerState::Failed | PeerState::Left) {
+            if p.id == *gone || matches!(p.state, PeerState::Failed | PeerState::Left) {
                 continue;
             }
             for n in share.clone().filter(|&n| p.bitmap.get(n)) {
                 held.set(n);
             }
         }
-        let Some(rest) = origin_share::orphaned(share, |n| held.get(n)) else {
-            return;
-        };
-        match candidate(task).filter(|_| sharing(task, self.config.origin_readers)) {
-            Some(helper) => {
-                tracing::info!(task_id = %task.id, gone = %peer, helper = %helper, first = rest.start, end = rest.end, "origin share of a departed reader to a helper");
-                give(task, &helper, rest);
-            }
-            None => {
-                tracing::warn!(task_id = %task.id, gone = %peer, first = rest.start, end = rest.end, "origin share of a departed reader has nobody to take it");
+        if let Some(rest) = origin_share::orphaned(share, |n| held.get(n)) {
+            match candidate(task).filter(|_| sharing(task, self.config.origin_readers)) {
+                Some(helper) => {
+                    tracing::info!(task_id = %task.id, %gone, helper = %helper, first = rest.start, end = rest.end, "origin share of a departed reader to a helper");
+                    give(task, &helper, rest);
+                }
+                None => {
+                    tracing::warn!(task_id = %task.id, %gone, first = rest.start, end = rest.end, "origin share of a departed reader has nobody to take it");
+                }
             }
         }
+        tell_authority(task);
     }
 }
 
@@ -145,7 +165,7 @@ fn candidate(task: &Task) -> Option<PeerId> {
 }
 
 /// `peer`'s share is now `share`; it is told so.
-fn give(task: &mut Task, peer: &PeerId, share: std::ops::Range<u32>) {
+pub(crate) fn give(task: &mut Task, peer: &PeerId, share: std::ops::Range<u32>) {
     let Some(p) = task.peers.get_mut(peer) else {
         return;
     };
@@ -158,5 +178,38 @@ fn give(task: &mut Task, peer: &PeerId, share: std::ops::Range<u32>) {
                 end: share.end,
             }),
         );
+    }
+}
+
+/// Tells the task's authority every origin reader and its share.
+pub(crate) fn tell_authority(task: &Task) {
+    let readers: Vec<pb::OriginReader> = task
+        .peers
+        .values()
+        .filter_map(|p| {
+            let share = p.origin_share.as_ref()?;
+            Some(pb::OriginReader {
+                peer_id: p.id.to_string(),
+                host_id: p.host_id.to_string(),
+                first: share.start,
+                end: share.end,
+            })
+        })
+        .chain(task.awaited_readers.iter().map(|a| pb::OriginReader {
+            peer_id: a.peer.to_string(),
+            host_id: a.host.to_string(),
+            first: a.share.start,
+            end: a.share.end,
+        }))
+        .collect();
+    for p in task.peers.values() {
+        if let (true, Some(tx)) = (p.appointment.speaks_for_task(), &p.tx) {
+            send(
+                tx,
+                PeerReply::OriginReaders(pb::OriginReaders {
+                    readers: readers.clone(),
+                }),
+            );
+        }
     }
 }

@@ -491,6 +491,7 @@ fn a_seed_copy_re_announced_after_downloads_registered_again_gives_them_its_dige
                     digest: vec![0xEE; 32],
                 }],
                 from_origin: false,
+                readers: vec![],
             }),
             ..Default::default()
         },
@@ -649,15 +650,31 @@ fn helpers_read_disjoint_shares_and_speak_only_for_their_own() {
     // The fetcher keeps the front; three helpers (the default 4 readers) take the rest, in
     // registration order, and the fifth peer reads nothing.
     let mut all: Vec<(u32, u32)> = Vec::new();
-    let fetcher_share = shares(&replies(&mut r0));
+    let to_fetcher = replies(&mut r0);
+    let fetcher_share = shares(&to_fetcher);
     assert_eq!(fetcher_share.first().map(|s| s.0), Some(0));
     all.extend(fetcher_share.last());
+    // The fetcher, the task's authority, is told every reader to name after a restart.
+    let mut named: Vec<(u32, u32)> = to_fetcher
+        .iter()
+        .rev()
+        .find_map(|r| match r {
+            PeerReply::OriginReaders(o) => {
+                Some(o.readers.iter().map(|r| (r.first, r.end)).collect())
+            }
+            _ => None,
+        })
+        .expect("the authority is told the readers");
+    let told = |got: &[PeerReply]| got.iter().any(|r| matches!(r, PeerReply::OriginReaders(_)));
     for r in [&mut r1, &mut r2, &mut r3] {
-        let got = shares(&replies(r));
+        let got = replies(r);
+        assert!(!told(&got), "only the authority is told the readers");
+        let got = shares(&got);
         assert!(!got.is_empty(), "each of the first three is a helper");
         all.extend(got.last());
     }
-    assert!(shares(&replies(&mut r4)).is_empty());
+    let got = replies(&mut r4);
+    assert!(shares(&got).is_empty() && !told(&got));
     all.sort_unstable();
     let mut next = 0;
     for (first, end) in &all {
@@ -668,6 +685,8 @@ fn helpers_read_disjoint_shares_and_speak_only_for_their_own() {
         next = *end;
     }
     assert_eq!(next, 64);
+    named.sort_unstable();
+    assert_eq!(named, all);
     // A helper's digest counts for its own share and is relayed; outside it, it does not.
     let (own, other) = s.with_state(|st| {
         let share = st.tasks[&t].peers[&h1].origin_share.clone().expect("share");

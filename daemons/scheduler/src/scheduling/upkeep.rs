@@ -6,7 +6,8 @@ use super::*;
 impl Scheduler {
     /// Periodic pass (sub-second): the mesh tops up every peer below its degree (neighbours
     /// left, failed or finished); a peer still pending after `seed_wait` with no neighbour goes
-    /// to the origin.
+    /// to the origin; an origin share kept after a restart for a reader that is not back
+    /// after `seed_wait` goes to another.
     pub fn tick(&self) {
         let now = Instant::now();
         let mut guard = self.lock();
@@ -17,7 +18,9 @@ impl Scheduler {
             .tasks
             .values()
             .filter(|t| {
-                t.mesh.needs_tick() || t.peers.values().any(|p| p.state == PeerState::Pending)
+                t.mesh.needs_tick()
+                    || !t.awaited_readers.is_empty()
+                    || t.peers.values().any(|p| p.state == PeerState::Pending)
             })
             .map(|t| t.id.clone())
             .collect();
@@ -40,6 +43,12 @@ impl Scheduler {
                 .collect();
             for peer_id in overdue {
                 self.back_to_source(task, &peer_id, "no parent appeared in time");
+            }
+            // A reader the resumed authority named that never came back: its share is read
+            // by someone else, as a departed reader's is.
+            for gone in crate::restart::overdue_readers(task, self.config.seed_wait, now) {
+                tracing::info!(task_id = %task_id, peer_id = %gone.peer, "a named origin reader did not register again");
+                self.share_orphaned(task, &gone.peer, gone.share);
             }
         }
     }
