@@ -11,7 +11,7 @@ use df_core::piece::{Bitmap, PieceLayout};
 use df_peer::bitmap_feed::{BitmapReply, BitmapUpdate, FEED_CONTENT_TYPE, FeedReader, HEARTBEAT};
 use df_tests::origin::{OriginConfig, OriginHandle};
 
-use crate::cluster::{Cluster, piece_client, pulled};
+use crate::cluster::{Cluster, piece_client, pulled, pulled_in};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -153,8 +153,8 @@ async fn a_seed_offers_again_a_piece_whose_child_went_away_mid_piece() {
         .expect("origin");
     let cluster = Cluster::start(1, 1, 0, &|_, _| {}).await;
     let seed = &cluster.seeds[0];
-    // Four 4 MiB pieces.
-    let task = pulled(seed, &origin, 16 * MIB, 22).await;
+    // Four 4 MiB pieces: a body that cannot have left when its head arrives.
+    let task = pulled_in(seed, &origin, 16 * MIB, 22, Some(4 * MIB)).await;
     let client = piece_client(&cluster);
     let get = |n: u32| {
         client
@@ -242,7 +242,8 @@ async fn a_complete_parents_feed_shows_its_slot_taken_and_freed() {
         .expect("origin");
     let cluster = Cluster::start(1, 0, 1, &|_, c| c.upload_slots = 1).await;
     let peer = &cluster.peers[0];
-    let task = pulled(peer, &origin, 16 * MIB, 23).await;
+    // 4 MiB pieces: a body that cannot have left when its head arrives.
+    let task = pulled_in(peer, &origin, 16 * MIB, 23, Some(4 * MIB)).await;
     let client = piece_client(&cluster);
     let get = |n: u32| {
         client

@@ -461,14 +461,45 @@ pub fn piece_tls(cluster: &Cluster, name: &str) -> rustls::ClientConfig {
     tls.client_config(PEER_ROLES, ALPN_PIECES).expect("config")
 }
 
-/// `size` bytes pulled whole through `daemon`; the task's ID.
+/// `size` bytes pulled whole through `daemon` and complete there; the task's ID.
 pub async fn pulled(
     daemon: &Daemon,
     origin: &df_tests::origin::OriginHandle,
     size: u64,
     seed: u64,
 ) -> String {
-    let got = fetch(daemon.admin, &origin.blob_url(size, seed), None).await;
+    pulled_in(daemon, origin, size, seed, None).await
+}
+
+/// [`pulled`] in pieces of `piece_length` (the automatic length without it).
+pub async fn pulled_in(
+    daemon: &Daemon,
+    origin: &df_tests::origin::OriginHandle,
+    size: u64,
+    seed: u64,
+    piece_length: Option<u64>,
+) -> String {
+    let mut query = vec![("url", origin.blob_url(size, seed))];
+    if let Some(len) = piece_length {
+        query.push(("piece_length", len.to_string()));
+    }
+    let got = fetch_with(daemon.admin, &query).await;
     assert_eq!(got.status, 200);
-    got.task_id.expect("task id header")
+    let task = got.task_id.expect("task id header");
+    // The client has every byte once the last piece is stored; the task is complete only once
+    // the daemon verified the object and saved its sidecar, a moment later.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let local: Option<df_core::api::LocalTask> =
+            get_json(&daemon.admin_url(&format!("/api/v1/tasks/{task}"))).await;
+        if local.is_some_and(|l| l.complete) {
+            return task;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{task} not complete on {}",
+            daemon.name
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

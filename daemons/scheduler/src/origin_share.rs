@@ -20,6 +20,14 @@ use std::ops::Range;
 /// (its `concurrent_pieces`, 3 by default, and the reports still on their way).
 pub const LEAD: u32 = 8;
 
+/// The lead for pieces of `piece_length`: [`LEAD`], or more when the first reader's first
+/// origin answer carries more pieces ([`df_core::piece::FIRST_READ`]), which it reads
+/// whatever share it is told meanwhile.
+pub fn lead(piece_length: u64) -> u32 {
+    let first_read = df_core::piece::FIRST_READ.div_ceil(piece_length.max(1));
+    LEAD.max(u32::try_from(first_read).unwrap_or(u32::MAX))
+}
+
 /// A share is not split below this many pieces: a reader costs the origin a connection, and
 /// a few pieces more through one uplink cost less than a reader more.
 pub const MIN_SHARE: u32 = 4;
@@ -35,12 +43,12 @@ pub struct Reader<Id> {
 
 impl<Id> Reader<Id> {
     /// The part of the share the reader cannot have started yet.
-    fn unstarted(&self) -> Range<u32> {
+    fn unstarted(&self, lead: u32) -> Range<u32> {
         let from = self
             .share
             .start
             .saturating_add(self.reported)
-            .saturating_add(LEAD)
+            .saturating_add(lead)
             .min(self.share.end);
         from..self.share.end
     }
@@ -57,12 +65,12 @@ pub struct Split<Id> {
 }
 
 /// The share a new reader takes: the back half of the largest unstarted part, or `None` when
-/// no share has `2 * MIN_SHARE` unstarted pieces left.
-pub fn split<Id: Clone>(readers: &[Reader<Id>]) -> Option<Split<Id>> {
+/// no share has `2 * MIN_SHARE` unstarted pieces left. `lead`: see [`lead`].
+pub fn split<Id: Clone>(readers: &[Reader<Id>], lead: u32) -> Option<Split<Id>> {
     let largest = readers
         .iter()
-        .max_by_key(|r| (r.unstarted().len(), std::cmp::Reverse(r.share.start)))?;
-    let unstarted = largest.unstarted();
+        .max_by_key(|r| (r.unstarted(lead).len(), std::cmp::Reverse(r.share.start)))?;
+    let unstarted = largest.unstarted(lead);
     let len = u32::try_from(unstarted.len()).ok()?;
     if len < 2 * MIN_SHARE {
         return None;
@@ -99,7 +107,7 @@ mod tests {
     fn readers_after(pieces: u32, joins: usize) -> Vec<Reader<u32>> {
         let mut readers = vec![reader(0, 0..pieces, 0)];
         for id in 1..=joins {
-            let Some(s) = split(&readers) else {
+            let Some(s) = split(&readers, LEAD) else {
                 break;
             };
             if let Some(r) = readers.iter_mut().find(|r| r.id == s.from) {
@@ -128,7 +136,7 @@ mod tests {
     fn a_reader_keeps_what_it_may_have_started() {
         // Reported 10: pieces up to 10 + LEAD may be under way; the cut comes after them.
         // Unstarted: 18..100, 82 pieces; the new reader takes the back 41.
-        let s = split(&[reader(7, 0..100, 10)]).expect("split");
+        let s = split(&[reader(7, 0..100, 10)], LEAD).expect("split");
         assert_eq!(LEAD, 8);
         assert_eq!(s.from, 7);
         assert_eq!(s.keeps, 0..59);
@@ -137,13 +145,38 @@ mod tests {
 
     #[test]
     fn small_tasks_and_shares_nearly_read_are_not_split() {
-        assert!(split(&[reader(0, 0..(LEAD + 2 * MIN_SHARE - 1), 0)]).is_none());
-        assert!(split(&[reader(0, 0..100, 100 - LEAD - 2)]).is_none());
-        assert!(split::<u32>(&[]).is_none());
+        assert!(split(&[reader(0, 0..(LEAD + 2 * MIN_SHARE - 1), 0)], LEAD).is_none());
+        assert!(split(&[reader(0, 0..100, 100 - LEAD - 2)], LEAD).is_none());
+        assert!(split::<u32>(&[], LEAD).is_none());
         // Ever more joiners stop at shares of about 2 * MIN_SHARE + LEAD.
         let readers = readers_after(128, 1_000);
         assert!(readers.len() < 32, "{}", readers.len());
-        assert!(split(&readers).is_none());
+        assert!(split(&readers, LEAD).is_none());
+    }
+
+    #[test]
+    fn small_pieces_keep_the_first_answer_with_its_reader() {
+        const KIB: u64 = 1024;
+        assert_eq!(lead(256 * KIB), 16, "4 MiB of 256 KiB pieces");
+        assert_eq!(lead(4096 * KIB), LEAD);
+        // 32 pieces split until nothing is left: with LEAD a share would start inside the 16
+        // pieces the first answer carries, and they would be read twice.
+        let starts = |lead: u32| {
+            let mut readers = vec![reader(0, 0..32, 0)];
+            while let Some(s) = split(&readers, lead) {
+                if let Some(r) = readers.iter_mut().find(|r| r.id == s.from) {
+                    r.share = s.keeps;
+                }
+                readers.push(reader(99, s.takes, 0));
+            }
+            readers
+                .iter()
+                .map(|r| r.share.start)
+                .filter(|&s| s > 0)
+                .min()
+        };
+        assert!(starts(LEAD).is_some_and(|s| s < 16));
+        assert!(starts(lead(256 * KIB)).is_some_and(|s| s >= 16));
     }
 
     #[test]

@@ -255,15 +255,15 @@ impl Conductor {
                 private: self.task.state().private,
                 ranged: !whole,
             });
-            // Keep the pieces the first body carries: all of them for a 200, piece 0 for a 206
-            // whose range matches the piece length.
+            // Keep the pieces the first body carries: all of them for a 200, the whole pieces
+            // in its range for a 206.
             let mut reader = BodyReader::new(body.bytes_stream());
             let mut offset = 0;
             for n in 0..layout.piece_count() {
                 let Some((_, len)) = layout.range(n) else {
                     break;
                 };
-                if !whole && (n > 0 || len != first_len) {
+                if offset + len > first_len {
                     break;
                 }
                 let started = Instant::now();

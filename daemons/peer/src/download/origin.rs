@@ -2,11 +2,12 @@
 //! carries piece 0), and ranged GETs for single pieces.
 //!
 //! A task starts with `GET` + `Range: bytes=0-<piece-1>` rather than `HEAD`, so URLs signed for
-//! GET work, and the answer already holds the first piece. An origin that ignores ranges answers
-//! 200 with the whole body, which is then cut into pieces as it streams.
+//! GET work, and the answer already holds the first piece (with the automatic piece length,
+//! the first [`FIRST_READ`] bytes: every whole piece in them is kept). An origin that ignores
+//! ranges answers 200 with the whole body, which is then cut into pieces as it streams.
 
 use bytes::Bytes;
-use df_core::piece::{MIN_PIECE_LENGTH, PieceLayout};
+use df_core::piece::{FIRST_READ, PieceLayout};
 use futures_util::StreamExt as _;
 use http::StatusCode;
 
@@ -227,7 +228,9 @@ impl Origin<'_> {
 
     /// Starts the task: learns the length; origin refusals come back as [`TaskFailure::Origin`].
     pub async fn first(&self, piece_length: Option<u64>) -> Result<FirstResponse, TaskFailure> {
-        let probe = piece_length.unwrap_or(MIN_PIECE_LENGTH);
+        // Not the smallest automatic length: that cost a 256 MiB object (512 KiB pieces) its
+        // first 256 KiB read twice.
+        let probe = piece_length.unwrap_or(FIRST_READ);
         let resp = self.request(0, probe).send().await.map_err(|e| {
             TaskFailure::Other(format!(
                 "cannot reach origin {}: {}",

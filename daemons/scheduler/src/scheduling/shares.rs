@@ -64,7 +64,8 @@ impl Scheduler {
                 break;
             };
             // Shares only get read further, so once none can be split none ever can.
-            let Some(split) = origin_share::split(&readers(task)) else {
+            let lead = origin_share::lead(task.layout.map_or(0, |l| l.piece_length));
+            let Some(split) = origin_share::split(&readers(task), lead) else {
                 task.origin_shares_settled = true;
                 break;
             };

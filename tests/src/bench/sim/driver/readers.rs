@@ -139,7 +139,8 @@ impl Driver {
         let Some(helper) = self.candidate(task).filter(|_| !readers.is_empty()) else {
             return Appointment::Wait;
         };
-        match origin_share::split(&readers) {
+        let lead = origin_share::lead(self.layouts[task as usize].piece_length);
+        match origin_share::split(&readers, lead) {
             Some(split) => Appointment::Split {
                 from: split.from,
                 keeps: split.keeps,
