@@ -72,7 +72,7 @@ struct SimArgs {
     size: ByteSize,
     #[arg(long, value_name = "K", default_value_t = 1)]
     layers: u32,
-    /// Piece length [default: the daemons' rule, next power of two of size/500, 4..64 MiB].
+    /// Piece length [default: the daemons' rule, next power of two of size/500, 256 KiB..64 MiB].
     #[arg(long, value_name = "BYTES")]
     piece_length: Option<ByteSize>,
     /// Origin egress cap U0, bytes per second; 0 = unlimited.
