@@ -148,17 +148,21 @@ fn name_readers(task: &mut Task, authority: &PeerId, named: &[pb::OriginReader],
             HostId::from(r.host_id.clone()),
         );
         let share = r.first..r.end;
-        match task.peers.get(&id) {
-            Some(p) if p.host_id == host && p.state.is_downloading() => {
-                crate::scheduling::give(task, &id, share);
-            }
-            Some(_) => {}
-            None => task.awaited_readers.push(AwaitedReader {
+        let back = task
+            .peers
+            .get(&id)
+            .is_some_and(|p| p.host_id == host && p.state.is_downloading());
+        if back {
+            crate::scheduling::give(task, &id, share);
+        } else {
+            // Not here yet, or its ID taken by another host: kept for it, and handed on
+            // after `seed_wait` if it does not come.
+            task.awaited_readers.push(AwaitedReader {
                 peer: id,
                 host,
                 share,
                 since: now,
-            }),
+            });
         }
     }
     tracing::info!(task_id = %task.id, %authority, awaited = task.awaited_readers.len(), "origin shares named by the resumed authority");
@@ -427,6 +431,9 @@ mod tests {
         named.readers = seed_naming(&[], &[("b", "b", 1, 3)]).readers;
         let _d = register(&s, "d", Some(named));
         assert!(shares(&replies(&mut other)).is_empty());
+        // The share was kept for the named reader, which gets it from its own host.
+        let mut real = register(&s, "a", Some(resume(&[], false)));
+        assert_eq!(shares(&replies(&mut real)), [(1, 3)]);
     }
 
     #[test]
