@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use df_core::ids::PeerId;
 use df_core::piece::{Bitmap, MAX_PIECE_COUNT};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -116,6 +117,17 @@ impl Shown {
     /// The feed line telling a reader who was last sent `last` what changed, or `None` when
     /// nothing it acts on did (the upload count alone is not news).
     pub(crate) fn update_since(&self, last: Option<&Shown>) -> Option<BitmapUpdate> {
+        self.update_for(last, |_| false)
+    }
+
+    /// [`Self::update_since`] for a reader that holds the pieces `held` picks: they are left
+    /// out of a delta (a whole bitmap still shows everything), so a line that would only
+    /// announce them is not sent.
+    pub(crate) fn update_for(
+        &self,
+        last: Option<&Shown>,
+        held: impl Fn(u32) -> bool,
+    ) -> Option<BitmapUpdate> {
         let mut update = BitmapUpdate {
             piece_count: self.piece_count,
             bitmap: None,
@@ -135,7 +147,7 @@ impl Shown {
         if !only_added || changed.len() * 7 > whole_len {
             update.bitmap = Some(self.bitmap.to_hex());
         } else {
-            update.added = changed;
+            update.added = changed.into_iter().filter(|&n| !held(n)).collect();
         }
         let news = update.bitmap.is_some()
             || !update.added.is_empty()
@@ -152,6 +164,9 @@ pub(crate) struct Feed {
     last: Option<Shown>,
     seed: bool,
     slots: u32,
+    /// The reader's peer ID, as it says: pieces its own feed showed are not announced to it
+    /// ([`crate::neighbour_views`]). A reader that names another peer only hears less.
+    reader: Option<PeerId>,
     stop: CancellationToken,
 }
 
@@ -160,6 +175,7 @@ impl Feed {
         task: Arc<StoredTask>,
         seed: bool,
         slots: u32,
+        reader: Option<PeerId>,
         stop: CancellationToken,
     ) -> Self {
         Self {
@@ -168,6 +184,8 @@ impl Feed {
             last: None,
             seed,
             slots,
+            // A seed's offer is not its bitmap: it shows everything it offers.
+            reader: reader.filter(|_| !seed),
             stop,
         }
     }
@@ -181,7 +199,14 @@ impl Feed {
             if now.failed {
                 return None;
             }
-            if let Some(update) = now.update_since(self.last.as_ref()) {
+            let update = match &self.reader {
+                Some(reader) => {
+                    let st = self.task.state();
+                    now.update_for(self.last.as_ref(), |n| st.views.holds(reader, n))
+                }
+                None => now.update_since(self.last.as_ref()),
+            };
+            if let Some(update) = update {
                 self.last = Some(now);
                 let mut line = serde_json::to_vec(&update).ok()?;
                 line.push(b'\n');
@@ -303,6 +328,25 @@ mod tests {
         let second = shown(256, &[1, 2, 9], false);
         let u = second.update_since(Some(&first)).expect("a line");
         assert_eq!((u.bitmap, u.added), (None, vec![9]));
+    }
+
+    #[test]
+    fn a_reader_is_not_told_of_pieces_it_holds() {
+        let first = shown(256, &[1], false);
+        let holds = |n: u32| n == 9 || n == 1;
+        // The first line is whole: it shows everything, held or not.
+        let u = first.update_for(None, holds).expect("a first line");
+        assert_eq!(u.bitmap, Some(first.bitmap.to_hex()));
+        // Only a held piece new: no line at all.
+        let second = shown(256, &[1, 9], false);
+        assert_eq!(second.update_for(Some(&first), holds), None);
+        // A held and a new piece: only the new one; a slot freeing is still news.
+        let third = shown(256, &[1, 9, 12], false);
+        let u = third.update_for(Some(&first), holds).expect("a line");
+        assert_eq!(u.added, vec![12]);
+        let busy = shown(256, &[1, 9], true);
+        let u = busy.update_for(Some(&first), holds).expect("a line");
+        assert!(u.full && u.added.is_empty());
     }
 
     #[test]

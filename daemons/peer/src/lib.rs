@@ -18,6 +18,7 @@ pub mod egress;
 mod gc;
 pub(crate) mod links;
 pub(crate) mod metrics;
+pub mod neighbour_views;
 pub(crate) mod preheat;
 pub mod proxy;
 pub(crate) mod ratelimit;

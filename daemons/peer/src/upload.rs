@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use df_core::ids::TaskId;
+use df_core::ids::{PeerId, TaskId};
 use futures_util::StreamExt as _;
 use http::{Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
@@ -587,6 +587,8 @@ struct BitmapQuery {
     full: bool,
     /// The requester reads the feed ([`crate::bitmap_feed`]), not one reply.
     stream: bool,
+    /// The requester's peer ID, for the feed ([`crate::neighbour_views`]).
+    peer: Option<PeerId>,
 }
 
 async fn bitmap(
@@ -603,7 +605,7 @@ async fn bitmap(
     };
     let q: BitmapQuery = parse_bitmap_query(query);
     if q.stream {
-        let feed = Feed::new(task, ctx.seed, ctx.slots, stop.clone());
+        let feed = Feed::new(task, ctx.seed, ctx.slots, q.peer, stop.clone());
         let lines = futures_util::stream::unfold(feed, |mut feed| async move {
             let line = feed.next_line().await?;
             Some((Ok(Frame::data(line)), feed))
@@ -653,19 +655,22 @@ async fn bitmap(
     }
 }
 
+/// The longest peer ID a bitmap query may name: a host ID and a UUID fit many times.
+const MAX_PEER_ID: usize = 512;
+
 /// The bitmap query's parameters; unknown or malformed ones are ignored.
 fn parse_bitmap_query(query: &str) -> BitmapQuery {
     let mut q = BitmapQuery::default();
-    for pair in query.split('&') {
-        let Some((k, v)) = pair.split_once('=') else {
-            continue;
-        };
-        match k {
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
             "have" => q.have = v.parse().unwrap_or(0),
             "pieces" => q.pieces = v.parse().unwrap_or(0),
             "wait_ms" => q.wait_ms = v.parse().unwrap_or(0),
             "full" => q.full = v == "1",
             "stream" => q.stream = v == "1",
+            "peer" if !v.is_empty() && v.len() <= MAX_PEER_ID => {
+                q.peer = Some(PeerId::from(v.into_owned()));
+            }
             _ => {}
         }
     }

@@ -363,9 +363,12 @@ impl Conductor {
             seed,
         });
         let watcher = ParentLink::spawn(
-            self.ctx.peers.clone(),
-            self.task.id.clone(),
-            id.clone(),
+            super::parent::Watch {
+                client: self.ctx.peers.clone(),
+                task: self.task.clone(),
+                child: self.peer_id.clone(),
+                parent: id.clone(),
+            },
             base,
             seed,
             swarm.events_tx.clone(),

@@ -7,9 +7,10 @@
 //! changes), so the parent also answers as soon as a slot frees. Two failed tries in a row, or a
 //! line no honest parent sends, and the parent is gone.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use df_core::ids::{PeerId, PieceDigest, TaskId};
+use df_core::ids::{PeerId, PieceDigest};
 use df_core::piece::{Bitmap, PieceLayout};
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
@@ -61,25 +62,26 @@ impl Drop for ParentLink {
     }
 }
 
+/// Who watches which parent for which task.
+pub struct Watch {
+    pub client: reqwest::Client,
+    pub task: Arc<StoredTask>,
+    /// This download's peer ID, named to the parent so that its feed leaves out what this
+    /// download holds ([`crate::neighbour_views`]).
+    pub child: PeerId,
+    pub parent: PeerId,
+}
+
 impl ParentLink {
     pub fn spawn(
-        client: reqwest::Client,
-        task: TaskId,
-        id: PeerId,
+        watch: Watch,
         base: String,
         is_seed: bool,
         events: mpsc::UnboundedSender<ParentEvent>,
     ) -> Self {
         let (busy, busy_rx) = watch::channel(0);
-        let watcher = tokio::spawn(watch_parent(
-            client,
-            task,
-            id,
-            base.clone(),
-            events,
-            busy_rx,
-        ))
-        .abort_handle();
+        let watcher =
+            tokio::spawn(watch_parent(watch, base.clone(), events, busy_rx)).abort_handle();
         Self {
             base,
             is_seed,
@@ -95,14 +97,41 @@ impl ParentLink {
     }
 }
 
+/// The parent's view in the task ([`crate::neighbour_views`]), kept while it is watched.
+struct Viewing<'a> {
+    task: &'a StoredTask,
+    parent: &'a PeerId,
+}
+
+impl Viewing<'_> {
+    fn note(&self, bitmap: &Bitmap) {
+        self.task.state().views.note(self.parent, bitmap);
+    }
+}
+
+impl Drop for Viewing<'_> {
+    fn drop(&mut self) {
+        self.task.state().views.forget(self.parent);
+    }
+}
+
 async fn watch_parent(
-    client: reqwest::Client,
-    task: TaskId,
-    parent: PeerId,
+    watch: Watch,
     base: String,
     events: mpsc::UnboundedSender<ParentEvent>,
     mut busy: watch::Receiver<u64>,
 ) {
+    let Watch {
+        client,
+        task,
+        child,
+        parent,
+    } = watch;
+    let viewing = Viewing {
+        task: &task,
+        parent: &parent,
+    };
+    let child: String = url::form_urlencoded::byte_serialize(child.as_str().as_bytes()).collect();
     let (mut have, mut pieces) = (0u32, 0u32);
     let mut full = false;
     let mut failures = 0;
@@ -110,7 +139,8 @@ async fn watch_parent(
         // `stream=1` asks for the feed; a parent from before the feed ignores it and answers
         // the long-poll this URL also describes.
         let url = format!(
-            "{base}/tasks/{task}/bitmap?stream=1&have={have}&pieces={pieces}&wait_ms={}&full={}",
+            "{base}/tasks/{}/bitmap?stream=1&peer={child}&have={have}&pieces={pieces}&wait_ms={}&full={}",
+            task.id,
             LONG_POLL.as_millis(),
             u8::from(full)
         );
@@ -120,19 +150,20 @@ async fn watch_parent(
             Err(_) => Err("the bitmap request timed out".to_owned()),
         };
         let outcome = match answer {
-            Ok(resp) if is_feed(&resp) => follow_feed(resp, &parent, &events, &mut failures).await,
+            Ok(resp) if is_feed(&resp) => follow_feed(resp, &viewing, &events, &mut failures).await,
             Ok(resp) => match long_poll_reply(resp).await {
                 Ok(r) => {
                     failures = 0;
                     let Some(bitmap) = Bitmap::from_hex(r.piece_count, &r.bitmap) else {
                         let _ = events.send(ParentEvent::Gone {
-                            parent,
+                            parent: parent.clone(),
                             error: "sent a malformed bitmap".into(),
                         });
                         return;
                     };
                     (have, pieces, full) = (bitmap.count(), r.piece_count, r.full);
                     busy.borrow_and_update();
+                    viewing.note(&bitmap);
                     let complete = r.complete;
                     if !send_bitmap(&events, &parent, bitmap, r.uploads, r.full) {
                         return;
@@ -154,14 +185,20 @@ async fn watch_parent(
             Ok(()) => "the parent ended its bitmap feed".to_owned(),
             Err(FeedEnd::Failed(error)) => error,
             Err(FeedEnd::Refused(error)) => {
-                let _ = events.send(ParentEvent::Gone { parent, error });
+                let _ = events.send(ParentEvent::Gone {
+                    parent: parent.clone(),
+                    error,
+                });
                 return;
             }
             Err(FeedEnd::ChildGone) => return,
         };
         failures += 1;
         if failures >= 2 {
-            let _ = events.send(ParentEvent::Gone { parent, error });
+            let _ = events.send(ParentEvent::Gone {
+                parent: parent.clone(),
+                error,
+            });
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -195,10 +232,11 @@ async fn long_poll_reply(resp: reqwest::Response) -> Result<BitmapReply, String>
 /// not a failed try.
 async fn follow_feed(
     mut resp: reqwest::Response,
-    parent: &PeerId,
+    viewing: &Viewing<'_>,
     events: &mpsc::UnboundedSender<ParentEvent>,
     failures: &mut u32,
 ) -> Result<(), FeedEnd> {
+    let parent = viewing.parent;
     let mut reader = FeedReader::default();
     loop {
         let chunk = match tokio::time::timeout(bitmap_feed::HEARTBEAT * 3, resp.chunk()).await {
@@ -212,6 +250,7 @@ async fn follow_feed(
             .map_err(|e| FeedEnd::Refused(e.to_string()))?;
         for (bitmap, update) in updates {
             *failures = 0;
+            viewing.note(&bitmap);
             if !send_bitmap(events, parent, bitmap, update.uploads, update.full) {
                 return Err(FeedEnd::ChildGone);
             }
@@ -378,19 +417,32 @@ mod tests {
         format!("http://{addr}")
     }
 
-    async fn watch(base: String) -> mpsc::UnboundedReceiver<ParentEvent> {
+    /// Watches the parent at `base` for a scratch task; the task is the second value.
+    async fn watch_task(
+        base: String,
+    ) -> (
+        mpsc::UnboundedReceiver<ParentEvent>,
+        Arc<StoredTask>,
+        tempfile::TempDir,
+    ) {
         let (events, rx) = mpsc::unbounded_channel();
         let (_busy, busy_rx) = watch::channel(0);
-        let task: TaskId = "a".repeat(64).parse().expect("task id");
-        let parent = PeerId::from("parent".to_owned());
-        tokio::spawn(watch_parent(
-            reqwest::Client::new(),
-            task,
-            parent,
-            base,
-            events,
-            busy_rx,
-        ));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_store, task) = scratch_task(dir.path(), PieceLayout::new(8, Some(1))).await;
+        let watch = Watch {
+            client: reqwest::Client::new(),
+            task: task.clone(),
+            child: PeerId::from("child".to_owned()),
+            parent: PeerId::from("parent".to_owned()),
+        };
+        tokio::spawn(watch_parent(watch, base, events, busy_rx));
+        (rx, task, dir)
+    }
+
+    async fn watch(base: String) -> mpsc::UnboundedReceiver<ParentEvent> {
+        let (rx, _task, dir) = watch_task(base).await;
+        // The watcher outlives this helper; so does the task's directory.
+        std::mem::forget(dir);
         rx
     }
 
@@ -423,7 +475,7 @@ mod tests {
              {\"piece_count\":8,\"added\":[3],\"complete\":false,\"uploads\":2,\"full\":true}\n",
         )
         .await;
-        let mut events = watch(base).await;
+        let (mut events, task, _dir) = watch_task(base).await;
         let mut seen = Vec::new();
         while seen.len() < 2 {
             match events.recv().await {
@@ -434,6 +486,12 @@ mod tests {
             }
         }
         assert_eq!(seen, [(vec![0], false), (vec![0, 3], true)]);
+        // What the parent showed is its view in the task, for the feed served back to it.
+        let parent = PeerId::from("parent".to_owned());
+        let view: Vec<bool> = (0..8)
+            .map(|n| task.state().views.holds(&parent, n))
+            .collect();
+        assert_eq!(view, [true, false, false, true, false, false, false, false]);
     }
 
     #[tokio::test]

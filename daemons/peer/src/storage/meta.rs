@@ -113,6 +113,7 @@ impl TaskMeta {
             received: Bitmap::new(count),
             uploads: 0,
             upload_slots: crate::upload::SlotTable::default(),
+            views: crate::neighbour_views::Views::default(),
             last_access: self.last_access,
             pieces_since_save: 0,
         })

@@ -154,6 +154,9 @@ pub struct TaskState {
     /// Those uploads' slots and the request waiting behind each (`crate::upload`); not
     /// persisted.
     pub upload_slots: crate::upload::SlotTable,
+    /// What the neighbours watched by this download hold (`crate::neighbour_views`); not
+    /// persisted.
+    pub views: crate::neighbour_views::Views,
     pub last_access: u64,
     pub pieces_since_save: u32,
 }
@@ -611,6 +614,7 @@ impl PieceStore {
             received: Bitmap::default(),
             uploads: 0,
             upload_slots: crate::upload::SlotTable::default(),
+            views: crate::neighbour_views::Views::default(),
             last_access: unix_now(),
             pieces_since_save: 0,
         };
