@@ -74,10 +74,11 @@ impl Scheduler {
 /// whether it is such a download: it is then not scheduled at once. The neighbours it had
 /// are re-registering too (and the seed's host stream reconnecting), so it waits for the
 /// tick to link it; only after `seed_wait` with nobody does the tick send it to the origin.
-/// One that fetches from the origin is marked so.
+/// One that fetches from the origin is marked so; a reader the authority named gets its
+/// share back.
 pub(crate) fn resume(
     task: &mut Task,
-    peer: &PeerId,
+    (peer, host): (&PeerId, &HostId),
     resume: Option<&pb::ResumedDownload>,
     seed_host: bool,
     limits: &Limits,
@@ -86,6 +87,9 @@ pub(crate) fn resume(
     let Some(resume) = resume else {
         return false;
     };
+    if awaited_reader_back(task, peer, host) {
+        crate::scheduling::tell_authority(task);
+    }
     let task_has_authority = task.peers.values().any(|p| p.appointment.speaks_for_task())
         || task.digests.iter().any(Option::is_some);
     let authority = resume.from_origin
@@ -171,7 +175,7 @@ fn name_readers(task: &mut Task, authority: &PeerId, named: &[pb::OriginReader],
 
 /// `peer` (on `host`) registered again: the share kept for it, if the authority named it.
 /// It is told the share, and so reports what it read of it.
-pub(crate) fn awaited_reader_back(task: &mut Task, peer: &PeerId, host: &HostId) -> bool {
+fn awaited_reader_back(task: &mut Task, peer: &PeerId, host: &HostId) -> bool {
     let Some(i) = task
         .awaited_readers
         .iter()

@@ -109,22 +109,7 @@ impl Scheduler {
         reg: pb::RegisterPeer,
         tx: PeerSender,
     ) -> Result<(TaskId, PeerId, u64), RegisterError> {
-        let task_id: TaskId = reg
-            .task_id
-            .parse()
-            .map_err(|_| RegisterError::TaskId(reg.task_id.clone()))?;
-        let host_info = reg
-            .host
-            .clone()
-            .ok_or_else(|| RegisterError::NoHost(reg.task_id.clone()))?;
-        if reg.piece_length != 0 {
-            admission::layout(&self.config.limits, 0, reg.piece_length).map_err(|source| {
-                RegisterError::Layout {
-                    task: reg.task_id.clone(),
-                    source,
-                }
-            })?;
-        }
+        let (task_id, host_info) = self.checked_registration(&reg)?;
         let now = Instant::now();
         let peer_id = PeerId::from(reg.peer_id.clone());
         let host_id = HostId::from(host_info.host_id.clone());
@@ -145,19 +130,7 @@ impl Scheduler {
             .tasks
             .entry(task_id.clone())
             .or_insert_with(|| new_task(task_id.clone(), reg.url.clone(), now, self.mesh));
-        if task.origin_headers.is_empty() {
-            // May hold the client's credentials (they came over mutual TLS): kept only until
-            // the seed request that needs them, never logged.
-            task.origin_headers = reg.headers.clone();
-        }
-        task.credentials_withheld |= reg.credentials_withheld;
-        if task.requested_piece_length == 0 {
-            task.requested_piece_length = reg.piece_length;
-        }
-        if task.object_digest.is_empty() {
-            task.object_digest = reg.digest.clone();
-        }
-        task.updated_at = now;
+        note_request(task, &reg, now);
         let bitmap = Bitmap::new(task.piece_count());
         let replaced = task.peers.insert(
             peer_id.clone(),
@@ -183,15 +156,12 @@ impl Scheduler {
         }
         let resumed = crate::restart::resume(
             task,
-            &peer_id,
+            (&peer_id, &host_id),
             reg.resume.as_ref(),
             is_seed,
             &self.config.limits,
             now,
         );
-        if resumed && crate::restart::awaited_reader_back(task, &peer_id, &host_id) {
-            tell_authority(task);
-        }
         let promoted = hosts::promote_pending(task, now);
         self.metrics.peer_registrations.inc();
         tracing::info!(task_id = %task_id, peer_id = %peer_id, seed = reg.seed, resumed = reg.resume.is_some(), "peer registered");
@@ -203,21 +173,7 @@ impl Scheduler {
                 send(&tx, PeerReply::Digests(pb::PieceDigests { pieces: known }));
             }
         }
-        // Only a seed host answers a seed request; anyone else claiming to is scheduled like
-        // any peer (under the cluster identity the service refused it already).
-        let seed_answer = reg.seed && is_seed;
-        if reg.seed && !is_seed {
-            tracing::warn!(task_id = %task_id, peer_id = %peer_id, "a registration from a non-seed host claims to be a seed; scheduled as a peer");
-        }
-        // A seed registering again mid-fetch carries on where it is: sent to the origin again,
-        // it would read every missing piece itself, its helpers' shares included.
-        let fetching = reg.resume.as_ref().is_some_and(|r| r.from_origin);
-        if seed_answer && !fetching {
-            self.back_to_source(task, &peer_id, "seed peer fetches from the origin");
-        }
-        if seed_answer {
-            task.seed_requested_at = None;
-        }
+        let seed_answer = self.seed_answer(task, &reg, is_seed, &peer_id);
         let member = Member {
             host: host_id,
             role: if is_seed { Role::Seed } else { Role::Normal },
@@ -237,6 +193,55 @@ impl Scheduler {
         }
         self.appoint_readers(state, &task_id);
         Ok((task_id, peer_id, generation))
+    }
+
+    /// Whether the registration answers a seed request: only a seed host's does; anyone else
+    /// claiming to is scheduled like any peer (under the cluster identity the service refused
+    /// it already). The seed is sent to the origin, unless it registers again mid-fetch: it
+    /// then carries on where it is (sent again, it would read every missing piece itself, its
+    /// helpers' shares included).
+    fn seed_answer(
+        &self,
+        task: &mut Task,
+        reg: &pb::RegisterPeer,
+        is_seed: bool,
+        peer_id: &PeerId,
+    ) -> bool {
+        if reg.seed && !is_seed {
+            tracing::warn!(task_id = %task.id, peer_id = %peer_id, "a registration from a non-seed host claims to be a seed; scheduled as a peer");
+        }
+        if !(reg.seed && is_seed) {
+            return false;
+        }
+        if !reg.resume.as_ref().is_some_and(|r| r.from_origin) {
+            self.back_to_source(task, peer_id, "seed peer fetches from the origin");
+        }
+        task.seed_requested_at = None;
+        true
+    }
+
+    /// The registration's task ID and host, and its piece length checked against the limits.
+    fn checked_registration(
+        &self,
+        reg: &pb::RegisterPeer,
+    ) -> Result<(TaskId, pb::HostInfo), RegisterError> {
+        let task_id: TaskId = reg
+            .task_id
+            .parse()
+            .map_err(|_| RegisterError::TaskId(reg.task_id.clone()))?;
+        let host_info = reg
+            .host
+            .clone()
+            .ok_or_else(|| RegisterError::NoHost(reg.task_id.clone()))?;
+        if reg.piece_length != 0 {
+            admission::layout(&self.config.limits, 0, reg.piece_length).map_err(|source| {
+                RegisterError::Layout {
+                    task: reg.task_id.clone(),
+                    source,
+                }
+            })?;
+        }
+        Ok((task_id, host_info))
     }
 
     pub fn peer_message(&self, task_id: &TaskId, peer_id: &PeerId, msg: PeerMsg) {
@@ -697,6 +702,24 @@ fn unlink_edges(task: &mut Task, a: &PeerId, b: &PeerId) {
 
 /// Period of [`Scheduler::tick`].
 pub const TICK: Duration = Duration::from_millis(250);
+
+/// What the task keeps of a registration's request: the first requester's origin headers,
+/// piece length and object digest, and whether anyone withheld credentials.
+fn note_request(task: &mut Task, reg: &pb::RegisterPeer, now: Instant) {
+    if task.origin_headers.is_empty() {
+        // May hold the client's credentials (they came over mutual TLS): kept only until
+        // the seed request that needs them, never logged.
+        task.origin_headers = reg.headers.clone();
+    }
+    task.credentials_withheld |= reg.credentials_withheld;
+    if task.requested_piece_length == 0 {
+        task.requested_piece_length = reg.piece_length;
+    }
+    if task.object_digest.is_empty() {
+        task.object_digest = reg.digest.clone();
+    }
+    task.updated_at = now;
+}
 
 #[cfg(test)]
 pub(crate) mod tests;
