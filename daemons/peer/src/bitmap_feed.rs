@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission;
-use crate::storage::StoredTask;
+use crate::storage::{StoredTask, TaskState};
 
 /// The feed's content type; a parent that answers anything else served the long-poll.
 pub const FEED_CONTENT_TYPE: &str = "application/x-ndjson";
@@ -88,7 +88,11 @@ pub(crate) struct Shown {
 impl Shown {
     /// `task` now; a seed shows what it will send (super-seeding), a set that also shrinks.
     pub(crate) fn of(task: &StoredTask, seed: bool, slots: u32) -> Self {
-        let st = task.state();
+        Self::of_state(&task.state(), seed, slots)
+    }
+
+    /// [`Self::of`] from a task's state the caller holds locked.
+    fn of_state(st: &TaskState, seed: bool, slots: u32) -> Self {
         let bitmap = if seed {
             crate::superseed::offer(&st.bitmap, st.superseed_record())
         } else {
@@ -114,15 +118,16 @@ impl Shown {
         }
     }
 
-    /// The feed line telling a reader who was last sent `last` what changed, or `None` when
-    /// nothing it acts on did (the upload count alone is not news).
+    /// [`Self::update_for`] a reader that holds nothing (the tests' shorthand).
+    #[cfg(test)]
     pub(crate) fn update_since(&self, last: Option<&Shown>) -> Option<BitmapUpdate> {
         self.update_for(last, |_| false)
     }
 
-    /// [`Self::update_since`] for a reader that holds the pieces `held` picks: they are left
-    /// out of a delta (a whole bitmap still shows everything), so a line that would only
-    /// announce them is not sent.
+    /// The feed line telling a reader who was last sent `last`, and holds the pieces `held`
+    /// picks, what changed; `None` when nothing it acts on did (the upload count alone is not
+    /// news, nor a piece it holds). A delta leaves held pieces out; a whole bitmap, sent for
+    /// other news, still shows everything.
     pub(crate) fn update_for(
         &self,
         last: Option<&Shown>,
@@ -140,14 +145,19 @@ impl Shown {
             update.bitmap = Some(self.bitmap.to_hex());
             return Some(update);
         };
-        let changed: Vec<u32> = self.bitmap.differing(&last.bitmap).collect();
+        // A piece added that the reader holds is no news to it, whichever form the line takes.
+        let changed: Vec<u32> = self
+            .bitmap
+            .differing(&last.bitmap)
+            .filter(|&n| !(self.bitmap.get(n) && held(n)))
+            .collect();
         let only_added = changed.iter().all(|&n| self.bitmap.get(n));
         // A piece number is up to 7 bytes of JSON; the whole bitmap is 2 hex digits per 8.
         let whole_len = (self.piece_count as usize).div_ceil(8) * 2;
         if !only_added || changed.len() * 7 > whole_len {
             update.bitmap = Some(self.bitmap.to_hex());
         } else {
-            update.added = changed.into_iter().filter(|&n| !held(n)).collect();
+            update.added = changed;
         }
         let news = update.bitmap.is_some()
             || !update.added.is_empty()
@@ -195,17 +205,17 @@ impl Feed {
         let quiet_until = tokio::time::Instant::now() + HEARTBEAT;
         loop {
             self.changes.borrow_and_update();
-            let now = Shown::of(&self.task, self.seed, self.slots);
+            // One lock per wake: what is shown and what the reader holds, together.
+            let (now, update) = {
+                let st = self.task.state();
+                let now = Shown::of_state(&st, self.seed, self.slots);
+                let view = self.reader.as_ref().and_then(|r| st.views.of(r));
+                let update = now.update_for(self.last.as_ref(), |n| view.is_some_and(|v| v.get(n)));
+                (now, update)
+            };
             if now.failed {
                 return None;
             }
-            let update = match &self.reader {
-                Some(reader) => {
-                    let st = self.task.state();
-                    now.update_for(self.last.as_ref(), |n| st.views.holds(reader, n))
-                }
-                None => now.update_since(self.last.as_ref()),
-            };
             if let Some(update) = update {
                 self.last = Some(now);
                 let mut line = serde_json::to_vec(&update).ok()?;
@@ -347,6 +357,47 @@ mod tests {
         let busy = shown(256, &[1, 9], true);
         let u = busy.update_for(Some(&first), holds).expect("a line");
         assert!(u.full && u.added.is_empty());
+    }
+
+    /// A feed to a reader this daemon views: a piece the reader showed is not announced, the
+    /// next one is. Through the task's own views, as a parent serving a neighbour it watches.
+    #[tokio::test]
+    async fn a_feed_leaves_out_what_its_named_reader_showed() {
+        use crate::storage::scratch_task;
+        use df_core::api::ByteSource;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_store, task) =
+            scratch_task(dir.path(), df_core::piece::PieceLayout::new(8, Some(1))).await;
+        let reader = PeerId::from("reader".to_owned());
+        let mut showed = Bitmap::new(8);
+        showed.set(1);
+        task.state().views.note(&reader, &showed);
+        let mut feed = Feed::new(
+            task.clone(),
+            false,
+            3,
+            Some(reader),
+            CancellationToken::new(),
+        );
+        let mut seen = FeedReader::default();
+        let first = feed.next_line().await.expect("the whole bitmap first");
+        assert_eq!(seen.push(&first).expect("a line").len(), 1);
+        let digest = df_core::ids::PieceDigest::from_slice(&[7; 32]).expect("digest");
+        task.commit_piece(1, digest, ByteSource::Peer, 1);
+        // 8 pieces: any line would be a whole bitmap; none is sent.
+        let quiet = tokio::time::timeout(Duration::from_millis(300), feed.next_line()).await;
+        assert!(
+            quiet.is_err(),
+            "announced a piece the reader showed: {quiet:?}"
+        );
+        task.commit_piece(2, digest, ByteSource::Peer, 1);
+        let line = feed.next_line().await.expect("a line");
+        let (bitmap, _) = seen.push(&line).expect("a line").pop().expect("an update");
+        assert_eq!(
+            bitmap.ones().collect::<Vec<_>>(),
+            [1, 2],
+            "whole, it shows all"
+        );
     }
 
     #[test]

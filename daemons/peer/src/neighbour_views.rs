@@ -38,9 +38,15 @@ impl Views {
         self.0.remove(peer);
     }
 
+    /// What `peer` showed last, if it is viewed.
+    pub fn of(&self, peer: &PeerId) -> Option<&Bitmap> {
+        self.0.get(peer)
+    }
+
     /// Whether `peer` showed piece `n`.
+    #[cfg(test)]
     pub fn holds(&self, peer: &PeerId, n: u32) -> bool {
-        self.0.get(peer).is_some_and(|b| b.get(n))
+        self.of(peer).is_some_and(|b| b.get(n))
     }
 }
 

@@ -676,3 +676,28 @@ fn parse_bitmap_query(query: &str) -> BitmapQuery {
     }
     q
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_childs_bitmap_query_reads_back_whole() {
+        // A host ID may hold what a query must escape (an IPv6 address, a hostname).
+        let child = PeerId::from("fd00::1-node a&b=c-1234".to_owned());
+        let query = crate::download::parent::bitmap_query(&child, 5, 8, true);
+        let q = parse_bitmap_query(&query);
+        assert_eq!(q.peer, Some(child));
+        assert!(q.stream && q.full);
+        assert_eq!((q.have, q.pieces, q.wait_ms), (5, 8, 5000));
+    }
+
+    #[test]
+    fn an_oversized_peer_id_is_not_taken() {
+        let long = "p".repeat(MAX_PEER_ID + 1);
+        assert_eq!(
+            parse_bitmap_query(&format!("stream=1&peer={long}")).peer,
+            None
+        );
+    }
+}

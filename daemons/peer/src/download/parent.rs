@@ -131,7 +131,6 @@ async fn watch_parent(
         task: &task,
         parent: &parent,
     };
-    let child: String = url::form_urlencoded::byte_serialize(child.as_str().as_bytes()).collect();
     let (mut have, mut pieces) = (0u32, 0u32);
     let mut full = false;
     let mut failures = 0;
@@ -139,10 +138,9 @@ async fn watch_parent(
         // `stream=1` asks for the feed; a parent from before the feed ignores it and answers
         // the long-poll this URL also describes.
         let url = format!(
-            "{base}/tasks/{}/bitmap?stream=1&peer={child}&have={have}&pieces={pieces}&wait_ms={}&full={}",
+            "{base}/tasks/{}/bitmap?{}",
             task.id,
-            LONG_POLL.as_millis(),
-            u8::from(full)
+            bitmap_query(&child, have, pieces, full)
         );
         let answer = match tokio::time::timeout(LONG_POLL * 3, client.get(&url).send()).await {
             Ok(Ok(resp)) => resp.error_for_status().map_err(|e| error_chain(&e)),
@@ -203,6 +201,19 @@ async fn watch_parent(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The bitmap request's query: the feed, for `child`, or the long-poll of a parent from
+/// before the feed (`have` pieces of `pieces` seen, waiting for a free slot when `full`).
+pub(crate) fn bitmap_query(child: &PeerId, have: u32, pieces: u32, full: bool) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("stream", "1")
+        .append_pair("peer", child.as_str())
+        .append_pair("have", &have.to_string())
+        .append_pair("pieces", &pieces.to_string())
+        .append_pair("wait_ms", &LONG_POLL.as_millis().to_string())
+        .append_pair("full", if full { "1" } else { "0" })
+        .finish()
 }
 
 /// Why watching a parent stopped for now.
