@@ -45,8 +45,9 @@ pub(crate) struct Link {
     reopening: Option<JoinHandle<Option<(PeerStream, Bitmap)>>>,
     /// What the scheduler appointed this download to, named when it registers again.
     role: OriginRole,
-    /// Registered again at least once: a share given from then on may be one the new
-    /// scheduler restored, which has none of the share's digests yet.
+    /// Registered again, and told no share since: the next share may be one the new
+    /// scheduler restored, which has none of the share's digests yet. Once told one, the
+    /// scheduler takes this reader's digests as they come.
     rejoined: bool,
 }
 
@@ -138,7 +139,7 @@ impl Link {
                     }
                     Some(PeerReply::OriginShare(share)) => {
                         self.role.share = Some(share.first..share.end);
-                        if self.rejoined {
+                        if std::mem::take(&mut self.rejoined) {
                             self.report_share();
                         }
                         return Some(PeerReply::OriginShare(share));
@@ -205,7 +206,7 @@ impl Link {
             rejoin: self.rejoin.take(),
             reopening: self.reopening.take(),
             role: std::mem::take(&mut self.role),
-            rejoined: true,
+            rejoined: false,
         };
         tokio::spawn(
             async move {
@@ -256,7 +257,7 @@ impl Link {
 
     /// Reports every held piece of the share: a scheduler that restored the share after a
     /// restart (from the authority's word) takes their digests only from now on, and the
-    /// pieces this helper read before went unheard. Once per share given after a rejoin.
+    /// pieces this helper read before went unheard. Once per rejoin, for its first share.
     fn report_share(&self) {
         if let Some(share) = self.role.share.clone() {
             self.report_held(|n| share.contains(&n));

@@ -19,17 +19,16 @@ impl Scheduler {
         task.updated_at = now;
         let from_origin = pf.source == pb::PieceSource::Origin as i32;
         // A piece reported again (a reader telling a new scheduler what it read of its share)
-        // gives its digest and is not counted twice.
-        let repeated = task
-            .peers
-            .get(peer_id)
-            .is_some_and(|p| p.bitmap.get(pf.number));
+        // gives its digest and is not counted twice. Only the task's authority's digests
+        // describe the task for others; anyone else fetched for itself and is only counted.
+        let (repeated, authority) = task.peers.get(peer_id).map_or((false, false), |p| {
+            let n = pf.number;
+            (
+                p.bitmap.get(n),
+                authority::speaks_for_piece(p.appointment, p.origin_share.as_ref(), n),
+            )
+        });
         if from_origin {
-            // Only the task's authority's digests describe the task for others; anyone else
-            // fetched for itself and is only counted.
-            let authority = task.peers.get(peer_id).is_some_and(|p| {
-                authority::speaks_for_piece(p.appointment, p.origin_share.as_ref(), pf.number)
-            });
             if (authority && !record_origin_digest(task, peer_id, &pf)) || repeated {
                 return;
             }

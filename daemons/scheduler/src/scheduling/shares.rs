@@ -33,22 +33,27 @@ impl Scheduler {
             return;
         };
         p.origin_share = Some(0..pieces);
-        tell_authority(task);
         let neighbours: Vec<PeerId> = task.mesh.neighbours(peer).cloned().collect();
         for neighbour in neighbours {
             self.tell(state, task_id, peer, &neighbour, now);
         }
-        self.appoint_readers(state, task_id);
+        // The authority hears of its own share too: named after a restart, it keeps the task
+        // shared even if no helper came.
+        if !self.appoint_readers(state, task_id)
+            && let Some(task) = state.tasks.get(task_id)
+        {
+            tell_authority(task);
+        }
     }
 
     /// Appoints helpers while the task has fewer than `scheduler.origin_readers` readers and
-    /// a share large enough to split.
-    pub(super) fn appoint_readers(&self, state: &mut State, task_id: &TaskId) {
+    /// a share large enough to split; true when it did (the authority was then told).
+    pub(super) fn appoint_readers(&self, state: &mut State, task_id: &TaskId) -> bool {
         let Some(task) = state.tasks.get_mut(task_id) else {
-            return;
+            return false;
         };
         if task.origin_shares_settled || !sharing(task, self.config.origin_readers) {
-            return;
+            return false;
         }
         let mut changed = false;
         loop {
@@ -77,6 +82,7 @@ impl Scheduler {
         if changed {
             tell_authority(task);
         }
+        changed
     }
 
     /// `peer` failed or left: its share, from the first piece no live peer holds, goes to a
@@ -184,6 +190,10 @@ pub(crate) fn give(task: &mut Task, peer: &PeerId, share: std::ops::Range<u32>) 
 
 /// Tells the task's authority every origin reader and its share.
 pub(crate) fn tell_authority(task: &Task) {
+    let is_authority = |p: &Peer| p.appointment.speaks_for_task() && p.tx.is_some();
+    if !task.peers.values().any(is_authority) {
+        return;
+    }
     let readers: Vec<pb::OriginReader> = task
         .peers
         .values()
@@ -203,8 +213,8 @@ pub(crate) fn tell_authority(task: &Task) {
             end: a.share.end,
         }))
         .collect();
-    for p in task.peers.values() {
-        if let (true, Some(tx)) = (p.appointment.speaks_for_task(), &p.tx) {
+    for p in task.peers.values().filter(|p| is_authority(p)) {
+        if let Some(tx) = &p.tx {
             send(
                 tx,
                 PeerReply::OriginReaders(pb::OriginReaders {
