@@ -193,10 +193,20 @@ async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
         .await
         .expect("origin");
     // On the plaintext opt-out, so the rogue needs no certificate: the authority rule must
-    // hold without the cluster identity too.
-    let cluster = Cluster::start_with(1, 1, 1, &|c| c.tls = TlsSetting::Plaintext, &|_, c| {
-        c.tls = TlsSetting::Plaintext
-    })
+    // hold without the cluster identity too. The seed alone reads the origin: appointed a
+    // helper, the rogue (registered first) would withhold its share, and the honest peer
+    // would read it from the origin after `download.piece_timeout`, which is not what this
+    // test is about (README Guarantees: a helper that never reads).
+    let cluster = Cluster::start_with(
+        1,
+        1,
+        1,
+        &|c| {
+            c.tls = TlsSetting::Plaintext;
+            c.origin_readers = 1;
+        },
+        &|_, c| c.tls = TlsSetting::Plaintext,
+    )
     .await;
     let size = 8 * MIB;
     let url = origin.blob_url(size, 21);
