@@ -127,6 +127,8 @@ pub fn start_scheduler_with(
         grpc_addr,
         http_addr,
         seed_wait: Duration::from_secs(3),
+        // Below the peers' `piece_timeout` (10 s), as in production (10 s against 30 s).
+        reader_deadline: Duration::from_secs(4),
         tls: cluster_pki()
             .setting(files.path(), Role::Scheduler, name, &[])
             .expect("scheduler certificate"),

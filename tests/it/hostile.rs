@@ -43,13 +43,18 @@ fn host(i: u64) -> pb::HostInfo {
     }
 }
 
-/// One `AnnouncePeer` with `first` as its first message and `then` after it; the scheduler's
-/// answer to the stream (`Ok` keeps nothing open: the stream is dropped).
-async fn announce(
+/// An `AnnouncePeer` stream, open while both halves are kept.
+struct Announced {
+    _outbound: tokio::sync::mpsc::UnboundedSender<pb::PeerRequest>,
+    inbound: tonic::Streaming<pb::PeerResponse>,
+}
+
+/// Opens an `AnnouncePeer` stream with `first` as its first message and `then` after it.
+async fn open_announce(
     channel: tonic::transport::Channel,
     first: pb::RegisterPeer,
     then: Vec<PeerMsg>,
-) -> Result<(), tonic::Status> {
+) -> Result<Announced, tonic::Status> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let _ = tx.send(pb::PeerRequest {
         request: Some(PeerMsg::Register(first)),
@@ -57,12 +62,26 @@ async fn announce(
     for msg in then {
         let _ = tx.send(pb::PeerRequest { request: Some(msg) });
     }
-    let mut inbound = SchedulerClient::new(channel)
+    let inbound = SchedulerClient::new(channel)
         .announce_peer(UnboundedReceiverStream::new(rx))
         .await?
         .into_inner();
+    Ok(Announced {
+        _outbound: tx,
+        inbound,
+    })
+}
+
+/// One `AnnouncePeer` with `first` as its first message and `then` after it; the scheduler's
+/// answer to the stream (`Ok` keeps nothing open: the stream is dropped).
+async fn announce(
+    channel: tonic::transport::Channel,
+    first: pb::RegisterPeer,
+    then: Vec<PeerMsg>,
+) -> Result<(), tonic::Status> {
+    let mut stream = open_announce(channel, first, then).await?;
     // The first answer proves the registration went through; then the stream is dropped.
-    let _ = tokio::time::timeout(Duration::from_secs(5), inbound.message()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.inbound.message()).await;
     Ok(())
 }
 
@@ -193,20 +212,10 @@ async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
         .await
         .expect("origin");
     // On the plaintext opt-out, so the rogue needs no certificate: the authority rule must
-    // hold without the cluster identity too. The seed alone reads the origin: appointed a
-    // helper, the rogue (registered first) would withhold its share, and the honest peer
-    // would read it from the origin after `download.piece_timeout`, which is not what this
-    // test is about (README Guarantees: a helper that never reads).
-    let cluster = Cluster::start_with(
-        1,
-        1,
-        1,
-        &|c| {
-            c.tls = TlsSetting::Plaintext;
-            c.origin_readers = 1;
-        },
-        &|_, c| c.tls = TlsSetting::Plaintext,
-    )
+    // hold without the cluster identity too.
+    let cluster = Cluster::start_with(1, 1, 1, &|c| c.tls = TlsSetting::Plaintext, &|_, c| {
+        c.tls = TlsSetting::Plaintext
+    })
     .await;
     let size = 8 * MIB;
     let url = origin.blob_url(size, 21);
@@ -253,6 +262,55 @@ async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
         served <= size + size / 20,
         "origin served {served} bytes for a {size}-byte object"
     );
+}
+
+/// A registrant the scheduler appoints an origin helper and that never reads its share (a
+/// rogue holding its stream open here; a stuck daemon looks the same) loses the share after
+/// `scheduler.reader_deadline` to a reader that reads it. The honest download completes and
+/// the origin serves the object once. Before the rule the honest peer waited for
+/// `download.piece_timeout` and read the share itself: 1.25·S.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_appointed_helper_that_never_reads_its_share_loses_it() {
+    let origin = OriginHandle::start(OriginConfig::default())
+        .await
+        .expect("origin");
+    let cluster = Cluster::start_with(1, 1, 1, &|c| c.tls = TlsSetting::Plaintext, &|_, c| {
+        c.tls = TlsSetting::Plaintext
+    })
+    .await;
+    let size = 8 * MIB;
+    let url = origin.blob_url(size, 22);
+    let task = df_core::ids::TaskId::from_url(&url, &Default::default())
+        .expect("id")
+        .to_string();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.schedulers[0].data))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+    // Registered first, it is the first downloader the scheduler appoints a helper.
+    let mut reg = registration(8, &task, 0);
+    reg.url = url.clone();
+    let rogue_id = reg.peer_id.clone();
+    let rogue = open_announce(channel, reg, Vec::new())
+        .await
+        .expect("the registration itself is fine");
+    honest_download(&cluster.peers[0], &origin, size, 22).await;
+    let served = origin.stats.bytes_served();
+    assert!(
+        served <= size + size / 32,
+        "origin served {served} bytes for a {size}-byte object"
+    );
+    let detail = crate::cluster::task_on(&cluster.schedulers[0], &task)
+        .await
+        .expect("task");
+    let rogue_view = detail.peers.iter().find(|p| p.peer_id == rogue_id);
+    assert!(
+        rogue_view.is_some_and(|p| p.share_withdrawn && p.origin_share.is_none()),
+        "the rogue was appointed a helper and its share taken back: {rogue_view:?}"
+    );
+    drop(rogue);
 }
 
 /// Opens a connection, sends half a request head, and waits (bounded) for the server to cut

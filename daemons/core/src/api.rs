@@ -148,6 +148,13 @@ pub struct PeerView {
     pub bytes_from_origin: u64,
     pub bytes_from_peers: u64,
     pub updated_secs_ago: u64,
+    /// The pieces the scheduler has it read from the origin (`start..end`), if any.
+    #[serde(default)]
+    pub origin_share: Option<std::ops::Range<u32>>,
+    /// Its origin share was taken back: it showed no work on it for
+    /// `scheduler.reader_deadline`.
+    #[serde(default)]
+    pub share_withdrawn: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -129,6 +129,7 @@ pub struct Config {
     pub retry_limit: u32,
     pub seed_wait: Duration,
     pub origin_readers: usize,
+    pub reader_deadline: Duration,
     pub gc_interval: Duration,
     pub host_ttl: Duration,
     pub peer_ttl: Duration,
@@ -192,6 +193,13 @@ impl Config {
                 ),
             ));
         }
+        if raw.scheduler.reader_deadline.is_zero() {
+            return Err(ConfigError::invalid(
+                path,
+                "scheduler.reader_deadline",
+                "must be more than 0s",
+            ));
+        }
         if raw.gc.interval.is_zero() {
             return Err(ConfigError::invalid(
                 path,
@@ -227,6 +235,7 @@ impl Config {
             retry_limit: raw.scheduler.retry_limit,
             seed_wait: raw.scheduler.seed_wait,
             origin_readers: raw.scheduler.origin_readers,
+            reader_deadline: raw.scheduler.reader_deadline,
             gc_interval: raw.gc.interval,
             host_ttl: raw.gc.host_ttl,
             peer_ttl: raw.gc.peer_ttl,
@@ -258,6 +267,18 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_zero_reader_deadline_is_refused() {
+        let yaml = "scheduler:\n  reader_deadline: 0s\ntls:\n  plaintext: true\n";
+        let raw: RawConfig = parse_yaml(Path::new("s.yaml"), yaml).expect("parses");
+        let err = Config::validate(Path::new("s.yaml"), raw).expect_err("invalid");
+        assert!(
+            err.to_string().contains("scheduler.reader_deadline"),
+            "{err}"
+        );
+        assert_eq!(Config::default().reader_deadline, Duration::from_secs(10));
     }
 
     #[test]

@@ -126,6 +126,11 @@ pub struct Peer {
     /// The pieces it reads from the origin ([`crate::origin_share`]); its digests of those
     /// speak for the task.
     pub origin_share: Option<std::ops::Range<u32>>,
+    /// When it last showed work on its share: given it, reported a digest of it or delivered
+    /// a piece of it ([`crate::origin_share::stalled`]).
+    pub share_heard_at: Instant,
+    /// Its share was taken back for want of progress: it is never a helper again.
+    pub share_withdrawn: bool,
     /// It lacks the origin's credentials, which another host has (a preheat job's fetcher):
     /// never sent to the origin, never the reason to ask a seed.
     pub awaits_fetcher: bool,
@@ -154,6 +159,8 @@ impl Peer {
             corruption_reporters: Vec::new(),
             appointment: Appointment::None,
             origin_share: None,
+            share_heard_at: now,
+            share_withdrawn: false,
             awaits_fetcher: false,
             bytes_from_origin: 0,
             bytes_from_peers: 0,
@@ -197,6 +204,8 @@ pub struct Task {
     /// No share can be split any more (it has as many readers as allowed, or every share is
     /// too far read): registrations stop looking ([`crate::origin_share`]).
     pub origin_shares_settled: bool,
+    /// Shares taken back from stalled helpers; at most `scheduler.origin_readers`.
+    pub shares_withdrawn: u32,
     pub digests: Vec<Option<PieceDigest>>,
     pub peers: HashMap<PeerId, Peer>,
     pub edges: HashMap<(PeerId, PeerId), Edge>,
@@ -249,6 +258,7 @@ impl Task {
             private: false,
             origin_ranged: false,
             origin_shares_settled: false,
+            shares_withdrawn: 0,
             digests: Vec::new(),
             peers: HashMap::new(),
             edges: HashMap::new(),

@@ -11,10 +11,15 @@
 //!   have started: [`LEAD`] pieces past what it reported stay with it.
 //! - A reader that leaves hands its share, from the first piece no live peer holds, to one
 //!   new reader, whole (pieces in it that a neighbour shows come from the peers).
+//! - A helper that neither reads nor delivers a piece of its share for the reader deadline
+//!   loses it as if it had left ([`stalled`]); a task takes at most as many shares back as it
+//!   may have readers, so an origin slow for everyone cannot make its shares go round the
+//!   swarm, each move costing a few pieces read twice.
 //!
 //! Public for `df-bench sim`, which drives it as the scheduler does.
 
 use std::ops::Range;
+use std::time::Duration;
 
 /// Pieces a reader may have started beyond those it reported when a smaller share reaches it
 /// (its `concurrent_pieces`, 3 by default, and the reports still on their way).
@@ -89,6 +94,36 @@ pub fn split<Id: Clone>(readers: &[Reader<Id>], lead: u32) -> Option<Split<Id>> 
 pub fn orphaned(share: Range<u32>, held_alive: impl Fn(u32) -> bool) -> Option<Range<u32>> {
     let first = share.clone().find(|&n| !held_alive(n))?;
     Some(first..share.end)
+}
+
+/// What the scheduler knows of one helper's work on its share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress<Id> {
+    pub id: Id,
+    /// Pieces of its share whose digest it has not reported.
+    pub unreported: u32,
+    /// Since it was given its share, reported a digest of it or delivered a piece of it to
+    /// a peer, whichever came last.
+    pub quiet: Duration,
+}
+
+/// The helpers whose shares are taken back: those with pieces left that were quiet for
+/// `deadline`, the quietest first, at most `may_take` of them (what the task's budget has
+/// left). A helper paced by its uplink ([`LEAD`] aside, it reads only as far ahead as it
+/// sends) is not quiet: each piece it delivers counts. The task's authority is not passed in:
+/// it reads whatever nobody else does, so taking its share would move the work, not get it
+/// done.
+pub fn stalled<Id: Clone>(helpers: &[Progress<Id>], deadline: Duration, may_take: u32) -> Vec<Id> {
+    let mut quiet: Vec<&Progress<Id>> = helpers
+        .iter()
+        .filter(|h| h.unreported > 0 && h.quiet >= deadline)
+        .collect();
+    quiet.sort_by_key(|h| std::cmp::Reverse(h.quiet));
+    quiet
+        .into_iter()
+        .take(usize::try_from(may_take).unwrap_or(usize::MAX))
+        .map(|h| h.id.clone())
+        .collect()
 }
 
 #[cfg(test)]
@@ -188,5 +223,33 @@ mod tests {
             "from the first gap: pieces after it may not have arrived"
         );
         assert_eq!(orphaned(40..42, |n| held.contains(&n)), None);
+    }
+
+    #[test]
+    fn only_helpers_quiet_past_the_deadline_with_pieces_left_lose_their_share() {
+        let secs = Duration::from_secs;
+        let helper = |id: u32, unreported: u32, quiet: u64| Progress {
+            id,
+            unreported,
+            quiet: secs(quiet),
+        };
+        let helpers = [
+            helper(1, 8, 12),
+            helper(2, 8, 9),
+            helper(3, 0, 60),
+            helper(4, 3, 30),
+        ];
+        // 2 is not quiet long enough; 3 read its whole share and has nothing to hand on.
+        assert_eq!(stalled(&helpers, secs(10), 4), vec![4, 1]);
+        assert_eq!(
+            stalled(&helpers, secs(10), 1),
+            vec![4],
+            "the quietest first"
+        );
+        assert!(
+            stalled(&helpers, secs(10), 0).is_empty(),
+            "the budget is spent"
+        );
+        assert!(stalled::<u32>(&[], secs(10), 4).is_empty());
     }
 }

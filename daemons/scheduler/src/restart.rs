@@ -87,7 +87,7 @@ pub(crate) fn resume(
     let Some(resume) = resume else {
         return false;
     };
-    if awaited_reader_back(task, peer, host) {
+    if awaited_reader_back(task, peer, host, now) {
         crate::scheduling::tell_authority(task);
     }
     let task_has_authority = task.peers.values().any(|p| p.appointment.speaks_for_task())
@@ -157,7 +157,7 @@ fn name_readers(task: &mut Task, authority: &PeerId, named: &[pb::OriginReader],
             .get(&id)
             .is_some_and(|p| p.host_id == host && p.state.is_downloading());
         if back {
-            crate::scheduling::give(task, &id, share);
+            crate::scheduling::give(task, &id, share, now);
         } else {
             // Not here yet, or its ID taken by another host: kept for it, and handed on
             // after `seed_wait` if it does not come.
@@ -175,7 +175,7 @@ fn name_readers(task: &mut Task, authority: &PeerId, named: &[pb::OriginReader],
 
 /// `peer` (on `host`) registered again: the share kept for it, if the authority named it.
 /// It is told the share, and so reports what it read of it.
-fn awaited_reader_back(task: &mut Task, peer: &PeerId, host: &HostId) -> bool {
+fn awaited_reader_back(task: &mut Task, peer: &PeerId, host: &HostId, now: Instant) -> bool {
     let Some(i) = task
         .awaited_readers
         .iter()
@@ -185,7 +185,7 @@ fn awaited_reader_back(task: &mut Task, peer: &PeerId, host: &HostId) -> bool {
     };
     let awaited = task.awaited_readers.swap_remove(i);
     tracing::info!(task_id = %task.id, peer_id = %peer, first = awaited.share.start, end = awaited.share.end, "origin share kept for a reader given back");
-    crate::scheduling::give(task, peer, awaited.share);
+    crate::scheduling::give(task, peer, awaited.share, now);
     true
 }
 

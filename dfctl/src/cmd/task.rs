@@ -207,6 +207,7 @@ pub fn peers_table(loc: &Location) -> Table {
         "STATE",
         "PIECES",
         "PERCENT",
+        "ORIGIN SHARE",
         "CONTENT PATH",
     ]);
     for p in &loc.peers {
@@ -228,6 +229,7 @@ pub fn peers_table(loc: &Location) -> Table {
             p.state.clone(),
             pieces,
             percent,
+            origin_share(p),
             if p.content_path.is_empty() {
                 "-".to_owned()
             } else {
@@ -236,6 +238,16 @@ pub fn peers_table(loc: &Location) -> Table {
         ]);
     }
     table
+}
+
+/// The pieces the scheduler has a peer read from the origin (piece numbers, end excluded), or
+/// that its share was taken back for want of progress.
+fn origin_share(p: &df_core::api::PeerView) -> String {
+    match (&p.origin_share, p.share_withdrawn) {
+        (Some(share), _) => format!("{}..{}", share.start, share.end),
+        (None, true) => "taken back".to_owned(),
+        (None, false) => "-".to_owned(),
+    }
 }
 
 async fn locate(args: LocateArgs) -> anyhow::Result<ExitCode> {
@@ -428,6 +440,8 @@ mod tests {
             bytes_from_origin: 0,
             bytes_from_peers: 0,
             updated_secs_ago: updated,
+            origin_share: None,
+            share_withdrawn: false,
         }
     }
 
@@ -439,9 +453,18 @@ mod tests {
             peers: vec![peer("p1", 1, 9), peer("p2", 2, 0)],
             edges: vec![],
         };
+        let mut p2 = peer("p2", 2, 0);
+        p2.share_withdrawn = true;
+        let a = TaskDetail {
+            peers: vec![peer("p1", 1, 9), p2],
+            ..a
+        };
         let b = TaskDetail {
             summary: summary(id.as_str(), 5),
-            peers: vec![peer("p1", 2, 1)],
+            peers: vec![PeerView {
+                origin_share: Some(0..2),
+                ..peer("p1", 2, 1)
+            }],
             edges: vec![],
         };
         let loc = Location::merge(&id, vec![("s1".into(), a), ("s2".into(), b)]).expect("found");
@@ -450,9 +473,10 @@ mod tests {
         assert_eq!(loc.peers[0].finished_pieces, 2, "fresher view of p1 wins");
         let text = peers_table(&loc).render(Palette::plain());
         assert!(
-            text.contains("p1       127.0.0.1-peer-0  no    running  2/2     100%"),
+            text.contains("p1       127.0.0.1-peer-0  no    running  2/2     100%     0..2"),
             "{text}"
         );
+        assert!(text.contains("100%     taken back"), "{text}");
         let json = serde_json::to_value(&loc).expect("json");
         assert_eq!(json["content_length"], 8 << 20);
         assert_eq!(json["peers"][0]["peer_id"], "p1");

@@ -311,6 +311,8 @@ mod tests {
             bytes_from_origin: from_origin,
             bytes_from_peers: 0,
             updated_secs_ago: 0,
+            origin_share: None,
+            share_withdrawn: false,
         }
     }
 

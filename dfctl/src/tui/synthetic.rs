@@ -168,6 +168,8 @@ pub fn detail(n: usize, peers: usize, seq: u64) -> TaskDetail {
                     u64::from(have) * PIECE_LENGTH
                 },
                 updated_secs_ago: 0,
+                origin_share: None,
+                share_withdrawn: false,
             }
         })
         .collect();

@@ -169,6 +169,12 @@ pub struct RawScheduling {
     /// pieces enter the swarm through that many uplinks (the origin still serves each piece
     /// once). 1: only the seed reads the origin. See the scheduler's `origin_share` module.
     pub origin_readers: usize,
+    /// A helper (an origin reader other than the seed) that neither reads nor delivers a piece
+    /// of its share for this long loses the share to another reader, as if it had left. Keep
+    /// it below the peers' `download.piece_timeout`, after which every downloader that misses
+    /// those pieces reads them from the origin itself.
+    #[serde(with = "humantime_serde")]
+    pub reader_deadline: Duration,
 }
 
 impl Default for RawScheduling {
@@ -178,6 +184,7 @@ impl Default for RawScheduling {
             retry_limit: 5,
             seed_wait: Duration::from_secs(5),
             origin_readers: 4,
+            reader_deadline: Duration::from_secs(10),
         }
     }
 }

@@ -113,6 +113,8 @@ impl Scheduler {
                     bytes_from_origin: p.bytes_from_origin,
                     bytes_from_peers: p.bytes_from_peers,
                     updated_secs_ago: secs_since(p.updated_at, now),
+                    origin_share: p.origin_share.clone(),
+                    share_withdrawn: p.share_withdrawn,
                 }
             })
             .collect();

@@ -151,6 +151,8 @@ impl Scheduler {
             Some(old) => {
                 if let Some(p) = task.peers.get_mut(&peer_id) {
                     p.origin_share = old.origin_share;
+                    p.share_heard_at = old.share_heard_at;
+                    p.share_withdrawn = old.share_withdrawn;
                 }
             }
         }
@@ -191,7 +193,7 @@ impl Scheduler {
         if !seed_answer && !resumed {
             self.schedule(state, &task_id, &peer_id, now);
         }
-        self.appoint_readers(state, &task_id);
+        self.appoint_readers(state, &task_id, now);
         Ok((task_id, peer_id, generation))
     }
 
@@ -364,7 +366,7 @@ impl Scheduler {
                     peer.state = PeerState::Failed;
                     peer.updated_at = now;
                 }
-                self.reader_gone(task, peer_id);
+                self.reader_gone(task, peer_id, now);
                 task.deactivate_edges_of(peer_id);
                 task.mesh.handle(MeshEvent::Left {
                     peer: peer_id.clone(),
@@ -418,8 +420,9 @@ impl Scheduler {
         if peer.stream_generation != generation {
             return;
         }
+        let now = Instant::now();
         peer.tx = None;
-        peer.updated_at = Instant::now();
+        peer.updated_at = now;
         if peer.state.is_downloading() {
             peer.state = PeerState::Left;
             task.deactivate_edges_of(peer_id);
@@ -427,7 +430,7 @@ impl Scheduler {
                 peer: peer_id.clone(),
             });
             tracing::info!(task_id = %task_id, peer_id = %peer_id, "peer left before finishing");
-            self.reader_gone(task, peer_id);
+            self.reader_gone(task, peer_id, now);
         }
     }
 
@@ -721,5 +724,7 @@ fn note_request(task: &mut Task, reg: &pb::RegisterPeer, now: Instant) {
     task.updated_at = now;
 }
 
+#[cfg(test)]
+mod share_tests;
 #[cfg(test)]
 pub(crate) mod tests;

@@ -49,9 +49,18 @@ impl Scheduler {
                 });
             edge.bytes += pf.length;
             edge.pieces += 1;
-            if let Some(parent_host) = task.peers.get(&parent).map(|p| p.host_id.clone())
-                && let Some(h) = state.hosts.get_mut(&parent_host)
-            {
+            let parent_host = task.peers.get_mut(&parent).map(|p| {
+                // A helper delivering its share works on it, even while its uplink keeps it
+                // from reading further (`read_ahead` on the peer).
+                if p.origin_share
+                    .as_ref()
+                    .is_some_and(|s| s.contains(&pf.number))
+                {
+                    p.share_heard_at = now;
+                }
+                p.host_id.clone()
+            });
+            if let Some(h) = parent_host.and_then(|host| state.hosts.get_mut(&host)) {
                 h.upload_successes += 1;
             }
             self.metrics
@@ -67,6 +76,13 @@ impl Scheduler {
             });
             peer.updated_at = now;
             if from_origin {
+                if peer
+                    .origin_share
+                    .as_ref()
+                    .is_some_and(|s| s.contains(&pf.number))
+                {
+                    peer.share_heard_at = now;
+                }
                 peer.bytes_from_origin += pf.length;
             } else {
                 peer.bytes_from_peers += pf.length;

@@ -2,9 +2,10 @@
 //! The reader that set the task's layout holds the whole task as its share; each helper
 //! appointed afterwards (a downloading peer that registered) takes part of the largest share,
 //! and both are told their new share. A reader that fails or leaves hands what it did not
-//! report to a new helper. Whenever the shares change the task's authority is told them all
-//! (`OriginReaders`), so that after a scheduler restart it can name them to the next one
-//! ([`crate::restart`]).
+//! report to a new helper, and so does a helper that shows no work on its share for
+//! `scheduler.reader_deadline` (it is told its share is empty, and never appointed again).
+//! Whenever the shares change the task's authority is told them all (`OriginReaders`), so
+//! that after a scheduler restart it can name them to the next one ([`crate::restart`]).
 
 use super::*;
 use crate::origin_share::{self, Reader};
@@ -33,13 +34,14 @@ impl Scheduler {
             return;
         };
         p.origin_share = Some(0..pieces);
+        p.share_heard_at = now;
         let neighbours: Vec<PeerId> = task.mesh.neighbours(peer).cloned().collect();
         for neighbour in neighbours {
             self.tell(state, task_id, peer, &neighbour, now);
         }
         // The authority hears of its own share too: named after a restart, it keeps the task
         // shared even if no helper came.
-        if !self.appoint_readers(state, task_id)
+        if !self.appoint_readers(state, task_id, now)
             && let Some(task) = state.tasks.get(task_id)
         {
             tell_authority(task);
@@ -48,7 +50,12 @@ impl Scheduler {
 
     /// Appoints helpers while the task has fewer than `scheduler.origin_readers` readers and
     /// a share large enough to split; true when it did (the authority was then told).
-    pub(super) fn appoint_readers(&self, state: &mut State, task_id: &TaskId) -> bool {
+    pub(super) fn appoint_readers(
+        &self,
+        state: &mut State,
+        task_id: &TaskId,
+        now: Instant,
+    ) -> bool {
         let Some(task) = state.tasks.get_mut(task_id) else {
             return false;
         };
@@ -75,8 +82,8 @@ impl Scheduler {
                 break;
             };
             tracing::info!(task_id = %task.id, helper = %helper, from = %split.from, first = split.takes.start, end = split.takes.end, "origin share to a helper");
-            give(task, &split.from, split.keeps);
-            give(task, &helper, split.takes);
+            give(task, &split.from, split.keeps, now);
+            give(task, &helper, split.takes, now);
             changed = true;
         }
         if changed {
@@ -88,11 +95,64 @@ impl Scheduler {
     /// `peer` failed or left: its share, from the first piece no live peer holds, goes to a
     /// new helper. Without one, the downloaders that miss those pieces stall and read them
     /// from the origin themselves (`download.piece_timeout`).
-    pub(super) fn reader_gone(&self, task: &mut Task, peer: &PeerId) {
+    pub(super) fn reader_gone(&self, task: &mut Task, peer: &PeerId, now: Instant) {
         let Some(share) = task.peers.get_mut(peer).and_then(|p| p.origin_share.take()) else {
             return;
         };
-        self.share_orphaned(task, peer, share);
+        self.share_orphaned(task, peer, share, now);
+    }
+
+    /// Takes their shares back from the task's helpers that showed no work on them for
+    /// `scheduler.reader_deadline` ([`origin_share::stalled`]), within the task's budget of
+    /// `scheduler.origin_readers`; each is told its share is empty and its rest goes on as a
+    /// departed reader's does. The pieces it is reading finish, and count as any peer's.
+    pub(super) fn withdraw_stalled(&self, task: &mut Task, now: Instant) {
+        let budget = u32::try_from(self.config.origin_readers).unwrap_or(u32::MAX);
+        let may_take = budget.saturating_sub(task.shares_withdrawn);
+        if may_take == 0 {
+            return;
+        }
+        let helpers: Vec<origin_share::Progress<PeerId>> = task
+            .peers
+            .values()
+            .filter(|p| is_reader(p) && !p.appointment.speaks_for_task())
+            .filter_map(|p| {
+                let share = p.origin_share.clone()?;
+                let unreported = share.len() - reported(&task.digests, share);
+                Some(origin_share::Progress {
+                    id: p.id.clone(),
+                    unreported: u32::try_from(unreported).unwrap_or(u32::MAX),
+                    quiet: now.saturating_duration_since(p.share_heard_at),
+                })
+            })
+            .collect();
+        for stalled in origin_share::stalled(&helpers, self.config.reader_deadline, may_take) {
+            let Some(p) = task.peers.get_mut(&stalled) else {
+                continue;
+            };
+            let Some(share) = p.origin_share.take() else {
+                continue;
+            };
+            p.share_withdrawn = true;
+            task.shares_withdrawn += 1;
+            if let Some(tx) = &p.tx {
+                send(
+                    tx,
+                    PeerReply::OriginShare(pb::OriginShare { first: 0, end: 0 }),
+                );
+            }
+            tracing::warn!(task_id = %task.id, peer_id = %stalled, first = share.start, end = share.end, deadline = ?self.config.reader_deadline, "origin share taken back from a helper that showed no work on it");
+            self.share_orphaned(task, &stalled, share, now);
+        }
+    }
+
+    /// Whether a tick should look for stalled helpers: a helper still reads.
+    pub(super) fn has_helpers(&self, task: &Task) -> bool {
+        task.shares_withdrawn < u32::try_from(self.config.origin_readers).unwrap_or(u32::MAX)
+            && task
+                .peers
+                .values()
+                .any(|p| is_reader(p) && !p.appointment.speaks_for_task())
     }
 
     /// A share nobody reads any more (`gone` read it): its rest goes to a new helper.
@@ -101,6 +161,7 @@ impl Scheduler {
         task: &mut Task,
         gone: &PeerId,
         share: std::ops::Range<u32>,
+        now: Instant,
     ) {
         // Once per departed reader: one walk of the share per live peer.
         let mut held = Bitmap::new(share.end);
@@ -112,11 +173,15 @@ impl Scheduler {
                 held.set(n);
             }
         }
-        if let Some(rest) = origin_share::orphaned(share, |n| held.get(n)) {
-            match candidate(task).filter(|_| sharing(task, self.config.origin_readers)) {
+        // A copy whose digest nobody who speaks for the task reported cannot be checked, so
+        // nobody fetches it: such a piece is read again.
+        let known = |n: u32| task.digests.get(n as usize).is_some_and(Option::is_some);
+        if let Some(rest) = origin_share::orphaned(share, |n| held.get(n) && known(n)) {
+            let next = candidate(task).or_else(|| done_reader(task));
+            match next.filter(|_| sharing(task, self.config.origin_readers)) {
                 Some(helper) => {
                     tracing::info!(task_id = %task.id, %gone, helper = %helper, first = rest.start, end = rest.end, "origin share of a departed reader to a helper");
-                    give(task, &helper, rest);
+                    give(task, &helper, rest, now);
                 }
                 None => {
                     tracing::warn!(task_id = %task.id, %gone, first = rest.start, end = rest.end, "origin share of a departed reader has nobody to take it");
@@ -146,10 +211,7 @@ fn readers(task: &Task) -> Vec<Reader<PeerId>> {
         .filter(|p| is_reader(p))
         .filter_map(|p| {
             let share = p.origin_share.clone()?;
-            let reported = share
-                .clone()
-                .filter(|&n| task.digests.get(n as usize).is_some_and(Option::is_some))
-                .count();
+            let reported = reported(&task.digests, share.clone());
             Some(Reader {
                 id: p.id.clone(),
                 share,
@@ -167,15 +229,47 @@ fn candidate(task: &Task) -> Option<PeerId> {
         .filter(|p| matches!(p.state, PeerState::Pending | PeerState::Running))
         .filter(|p| p.tx.is_some() && !p.is_seed && !p.awaits_fetcher && !p.corrupt)
         .filter(|p| p.origin_share.is_none() && !p.appointment.speaks_for_task())
+        .filter(|p| !p.share_withdrawn)
         .min_by(|a, b| (a.registered_at, a.id.as_str()).cmp(&(b.registered_at, b.id.as_str())))
         .map(|p| p.id.clone())
 }
 
-/// `peer`'s share is now `share`; it is told so.
-pub(crate) fn give(task: &mut Task, peer: &PeerId, share: std::ops::Range<u32>) {
+/// With no downloading peer free to help: a reader still downloading that has read its whole
+/// share (the authority first, which reads for the task anyway). A reader holds one share at
+/// a time, so one still reading its own cannot take another.
+fn done_reader(task: &Task) -> Option<PeerId> {
+    task.peers
+        .values()
+        .filter(|p| is_reader(p) && !p.corrupt && !p.share_withdrawn)
+        .filter(|p| {
+            p.origin_share
+                .clone()
+                .is_some_and(|share| reported(&task.digests, share.clone()) == share.len())
+        })
+        .min_by_key(|p| (!p.appointment.speaks_for_task(), p.registered_at))
+        .map(|p| p.id.clone())
+}
+
+/// Pieces of `share` whose digest a peer that speaks for them reported.
+fn reported(digests: &[Option<PieceDigest>], share: std::ops::Range<u32>) -> usize {
+    share
+        .filter(|&n| digests.get(n as usize).is_some_and(Option::is_some))
+        .count()
+}
+
+/// `peer`'s share is now `share`; it is told so. A reader given a share it did not have
+/// starts its clock ([`Scheduler::withdraw_stalled`]); one whose share shrank keeps it.
+pub(crate) fn give(task: &mut Task, peer: &PeerId, share: std::ops::Range<u32>, now: Instant) {
     let Some(p) = task.peers.get_mut(peer) else {
         return;
     };
+    let done = p
+        .origin_share
+        .clone()
+        .is_none_or(|s| reported(&task.digests, s.clone()) == s.len());
+    if done {
+        p.share_heard_at = now;
+    }
     p.origin_share = Some(share.clone());
     if let Some(tx) = &p.tx {
         send(

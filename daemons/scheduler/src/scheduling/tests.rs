@@ -16,9 +16,9 @@ fn host(name: &str, seed: bool) -> pb::HostInfo {
     }
 }
 
-type Rx = crate::outbox::Inbox<pb::PeerResponse>;
+pub(super) type Rx = crate::outbox::Inbox<pb::PeerResponse>;
 
-fn register(s: &Scheduler, task: &TaskId, name: &str, seed_flag: bool) -> (PeerId, Rx) {
+pub(super) fn register(s: &Scheduler, task: &TaskId, name: &str, seed_flag: bool) -> (PeerId, Rx) {
     let (tx, rx) = crate::outbox::outbox(crate::outbox::DOWNLOAD_BOUND);
     let (_, peer, _) = s
         .peer_register(
@@ -55,7 +55,7 @@ fn register_seed(s: &Scheduler, task: &TaskId) -> (PeerId, Rx) {
     (peer, rx)
 }
 
-fn replies(rx: &mut Rx) -> Vec<PeerReply> {
+pub(super) fn replies(rx: &mut Rx) -> Vec<PeerReply> {
     let mut out = Vec::new();
     while let Ok(Ok(r)) = rx.try_recv() {
         out.extend(r.response);
@@ -75,7 +75,7 @@ pub(crate) fn relayed_digests(replies: &[PeerReply]) -> Vec<u32> {
         .collect()
 }
 
-fn task_id() -> TaskId {
+pub(super) fn task_id() -> TaskId {
     "a".repeat(64).parse().expect("valid")
 }
 
@@ -603,128 +603,4 @@ fn the_peer_count_grows_with_registrations_and_is_recounted_at_gc() {
     );
     s.gc();
     assert_eq!(s.with_state(|st| st.peer_count), 1);
-}
-
-fn shares(replies: &[PeerReply]) -> Vec<(u32, u32)> {
-    replies
-        .iter()
-        .filter_map(|r| match r {
-            PeerReply::OriginShare(s) => Some((s.first, s.end)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn layout_of(pieces: u64, ranged: bool) -> PeerMsg {
-    PeerMsg::Metadata(pb::TaskMetadata {
-        content_length: pieces << 22,
-        piece_length: 4 << 20,
-        ranged,
-        ..Default::default()
-    })
-}
-
-fn origin_piece(number: u32, digest: u8) -> PeerMsg {
-    PeerMsg::PieceFinished(pb::PieceFinished {
-        number,
-        length: 4 << 20,
-        source: pb::PieceSource::Origin as i32,
-        digest: vec![digest; 32],
-        ..Default::default()
-    })
-}
-
-#[test]
-fn helpers_read_disjoint_shares_and_speak_only_for_their_own() {
-    let s = Scheduler::new(Config::default());
-    let t = task_id();
-    let (fetcher, mut r0) = register(&s, &t, "h0", false);
-    let (h1, mut r1) = register(&s, &t, "h1", false);
-    let (h2, mut r2) = register(&s, &t, "h2", false);
-    let (_, mut r3) = register(&s, &t, "h3", false);
-    let (_, mut r4) = register(&s, &t, "h4", false);
-    for r in [&mut r0, &mut r1, &mut r2, &mut r3, &mut r4] {
-        replies(r);
-    }
-    s.peer_message(&t, &fetcher, layout_of(64, true));
-    // The fetcher keeps the front; three helpers (the default 4 readers) take the rest, in
-    // registration order, and the fifth peer reads nothing.
-    let mut all: Vec<(u32, u32)> = Vec::new();
-    let to_fetcher = replies(&mut r0);
-    let fetcher_share = shares(&to_fetcher);
-    assert_eq!(fetcher_share.first().map(|s| s.0), Some(0));
-    all.extend(fetcher_share.last());
-    // The fetcher, the task's authority, is told every reader to name after a restart.
-    let mut named: Vec<(u32, u32)> = to_fetcher
-        .iter()
-        .rev()
-        .find_map(|r| match r {
-            PeerReply::OriginReaders(o) => {
-                Some(o.readers.iter().map(|r| (r.first, r.end)).collect())
-            }
-            _ => None,
-        })
-        .expect("the authority is told the readers");
-    let told = |got: &[PeerReply]| got.iter().any(|r| matches!(r, PeerReply::OriginReaders(_)));
-    for r in [&mut r1, &mut r2, &mut r3] {
-        let got = replies(r);
-        assert!(!told(&got), "only the authority is told the readers");
-        let got = shares(&got);
-        assert!(!got.is_empty(), "each of the first three is a helper");
-        all.extend(got.last());
-    }
-    let got = replies(&mut r4);
-    assert!(shares(&got).is_empty() && !told(&got));
-    all.sort_unstable();
-    let mut next = 0;
-    for (first, end) in &all {
-        assert_eq!(
-            *first, next,
-            "shares are disjoint and cover the task: {all:?}"
-        );
-        next = *end;
-    }
-    assert_eq!(next, 64);
-    named.sort_unstable();
-    assert_eq!(named, all);
-    // A helper's digest counts for its own share and is relayed; outside it, it does not.
-    let (own, other) = s.with_state(|st| {
-        let share = st.tasks[&t].peers[&h1].origin_share.clone().expect("share");
-        (share.start, if share.start == 0 { share.end } else { 0 })
-    });
-    s.peer_message(&t, &h1, origin_piece(own, 0x21));
-    s.peer_message(&t, &h1, origin_piece(other, 0x22));
-    s.with_state(|st| {
-        let d = &st.tasks[&t].digests;
-        assert_eq!(d[own as usize].map(|d| d.as_bytes()[0]), Some(0x21));
-        assert_eq!(d[other as usize], None);
-    });
-    assert!(relayed_digests(&replies(&mut r4)).contains(&own));
-    // A helper that fails hands what it did not report to the peer that reads nothing yet.
-    s.peer_message(
-        &t,
-        &h2,
-        PeerMsg::Failed(pb::DownloadFailed {
-            message: "disk".into(),
-            origin_status: 0,
-        }),
-    );
-    let gone = s.with_state(|st| st.tasks[&t].peers[&h2].origin_share.clone());
-    assert_eq!(gone, None);
-    let handed = shares(&replies(&mut r4));
-    assert_eq!(
-        handed.len(),
-        1,
-        "the late peer takes the failed helper's share"
-    );
-}
-
-#[test]
-fn no_shares_from_an_origin_that_ignores_ranges() {
-    let s = Scheduler::new(Config::default());
-    let t = task_id();
-    let (fetcher, _r0) = register(&s, &t, "h0", false);
-    let (_, mut r1) = register(&s, &t, "h1", false);
-    s.peer_message(&t, &fetcher, layout_of(64, false));
-    assert!(shares(&replies(&mut r1)).is_empty());
 }

@@ -7,7 +7,8 @@ impl Scheduler {
     /// Periodic pass (sub-second): the mesh tops up every peer below its degree (neighbours
     /// left, failed or finished); a peer still pending after `seed_wait` with no neighbour goes
     /// to the origin; an origin share kept after a restart for a reader that is not back
-    /// after `seed_wait` goes to another.
+    /// after `seed_wait` goes to another, and so does a helper's that shows no work on it for
+    /// `scheduler.reader_deadline`.
     pub fn tick(&self) {
         let now = Instant::now();
         let mut guard = self.lock();
@@ -20,6 +21,7 @@ impl Scheduler {
             .filter(|t| {
                 t.mesh.needs_tick()
                     || !t.awaited_readers.is_empty()
+                    || self.has_helpers(t)
                     || t.peers.values().any(|p| p.state == PeerState::Pending)
             })
             .map(|t| t.id.clone())
@@ -48,8 +50,9 @@ impl Scheduler {
             // by someone else, as a departed reader's is.
             for gone in crate::restart::overdue_readers(task, self.config.seed_wait, now) {
                 tracing::info!(task_id = %task_id, peer_id = %gone.peer, "a named origin reader did not register again");
-                self.share_orphaned(task, &gone.peer, gone.share);
+                self.share_orphaned(task, &gone.peer, gone.share, now);
             }
+            self.withdraw_stalled(task, now);
         }
     }
 
