@@ -20,6 +20,7 @@ pub struct Metrics {
     pub piece_failures: Family<Labels, Counter>,
     pub downloads: Family<Labels, Counter>,
     pub preheat_jobs: Family<Labels, Counter>,
+    pub origin_shares: Family<Labels, Counter>,
     pub hosts: Gauge,
     pub tasks: Gauge,
     pub peers: Gauge,
@@ -37,6 +38,7 @@ impl Metrics {
             piece_failures: Family::default(),
             downloads: Family::default(),
             preheat_jobs: Family::default(),
+            origin_shares: Family::default(),
             hosts: Gauge::default(),
             tasks: Gauge::default(),
             peers: Gauge::default(),
@@ -82,6 +84,12 @@ impl Metrics {
             "Preheat jobs that ended, by state (SUCCESS, FAILURE)",
             m.preheat_jobs.clone(),
         );
+        registry.register(
+            "origin_shares",
+            "Origin shares given to a new reader, by why (helper_appointed, reader_left, \
+             reader_not_back, reader_stalled), or left with nobody to read them (unclaimed)",
+            m.origin_shares.clone(),
+        );
         registry.register("hosts", "Hosts known", m.hosts.clone());
         registry.register("tasks", "Tasks known", m.tasks.clone());
         registry.register("peers", "Peers known across all tasks", m.peers.clone());
@@ -92,6 +100,10 @@ impl Metrics {
         self.decisions
             .get_or_create(&vec![("decision", kind)])
             .inc();
+    }
+
+    pub fn origin_share(&self, why: &'static str) {
+        self.origin_shares.get_or_create(&vec![("why", why)]).inc();
     }
 
     pub fn render(&self) -> String {

@@ -192,6 +192,10 @@ pub struct SwarmRun {
     /// Normal peers that read any byte from the origin: helpers the scheduler gave an origin
     /// share, and peers that fell back to it.
     pub peers_from_origin: usize,
+    /// Helpers whose origin share the scheduler took back for want of progress
+    /// (`scheduler.reader_deadline`).
+    #[serde(default)]
+    pub shares_taken_back: usize,
     pub baseline: Option<BaselineResult>,
     pub speedup: Option<f64>,
     /// What the chaos did and what the clients saw (`df-bench chaos` only).
@@ -607,12 +611,18 @@ async fn run_cluster(
             },
         ));
     }
-    let dag_edges = match &task_id {
+    let dag = match &task_id {
         Some(id) => get_json::<TaskDetail>(http, &format!("http://{sched_http}/api/v1/tasks/{id}"))
             .await
-            .map_or(0, |t| t.edges.iter().filter(|e| e.bytes > 0).count()),
-        None => 0,
+            .ok(),
+        None => None,
     };
+    let dag_edges = dag
+        .as_ref()
+        .map_or(0, |t| t.edges.iter().filter(|e| e.bytes > 0).count());
+    let shares_taken_back = dag
+        .as_ref()
+        .map_or(0, |t| t.peers.iter().filter(|p| p.share_withdrawn).count());
 
     let baseline = if cfg.baseline {
         Some(pull::direct(http, &origin, cfg.size, blob_seed ^ 1, n).await?)
@@ -675,6 +685,7 @@ async fn run_cluster(
         seed,
         scheduler: usage(0),
         dag_edges,
+        shares_taken_back,
         baseline,
         speedup,
         chaos,

@@ -615,7 +615,7 @@ fn print_swarm(r: &SwarmReport) {
             .collect();
         println!(
             "  run {}: makespan {:.2}s ({:.2}x T*), origin {:.3}x S in {} requests, direct {}, \
-             peers {}s, {} DAG edges, {} peers went to the origin",
+             peers {}s, {} DAG edges, {} peers went to the origin, {} origin shares taken back",
             k + 1,
             run.makespan_s,
             run.makespan_over_t_star,
@@ -627,6 +627,7 @@ fn print_swarm(r: &SwarmReport) {
             times.join(" "),
             run.dag_edges,
             run.peers_from_origin,
+            run.shares_taken_back,
         );
     }
     println!(

@@ -186,6 +186,11 @@ fn a_helper_that_shows_no_work_on_its_share_loses_it_to_the_next_downloader() {
         vec![(taken.start, taken.end)],
         "the downloader that read nothing takes it whole"
     );
+    let metrics = s.metrics.render();
+    assert!(
+        metrics.contains(r#"dfscheduler_origin_shares_total{why="reader_stalled"} 1"#),
+        "{metrics}"
+    );
     let named = replies(&mut r0).into_iter().any(|r| {
         matches!(r, PeerReply::OriginReaders(o) if o.readers.iter().all(|r| r.peer_id != helper.as_str()))
     });

@@ -84,6 +84,7 @@ impl Scheduler {
             tracing::info!(task_id = %task.id, helper = %helper, from = %split.from, first = split.takes.start, end = split.takes.end, "origin share to a helper");
             give(task, &split.from, split.keeps, now);
             give(task, &helper, split.takes, now);
+            self.metrics.origin_share("helper_appointed");
             changed = true;
         }
         if changed {
@@ -99,7 +100,7 @@ impl Scheduler {
         let Some(share) = task.peers.get_mut(peer).and_then(|p| p.origin_share.take()) else {
             return;
         };
-        self.share_orphaned(task, peer, share, now);
+        self.share_orphaned(task, (peer, "reader_left"), share, now);
     }
 
     /// Takes their shares back from the task's helpers that showed no work on them for
@@ -142,7 +143,7 @@ impl Scheduler {
                 );
             }
             tracing::warn!(task_id = %task.id, peer_id = %stalled, first = share.start, end = share.end, deadline = ?self.config.reader_deadline, "origin share taken back from a helper that showed no work on it");
-            self.share_orphaned(task, &stalled, share, now);
+            self.share_orphaned(task, (&stalled, "reader_stalled"), share, now);
         }
     }
 
@@ -155,11 +156,12 @@ impl Scheduler {
                 .any(|p| is_reader(p) && !p.appointment.speaks_for_task())
     }
 
-    /// A share nobody reads any more (`gone` read it): its rest goes to a new helper.
+    /// A share nobody reads any more (`gone` read it, and `why` it does not: a metric label):
+    /// its rest goes to a new helper.
     pub(super) fn share_orphaned(
         &self,
         task: &mut Task,
-        gone: &PeerId,
+        (gone, why): (&PeerId, &'static str),
         share: std::ops::Range<u32>,
         now: Instant,
     ) {
@@ -180,11 +182,13 @@ impl Scheduler {
             let next = candidate(task).or_else(|| done_reader(task));
             match next.filter(|_| sharing(task, self.config.origin_readers)) {
                 Some(helper) => {
-                    tracing::info!(task_id = %task.id, %gone, helper = %helper, first = rest.start, end = rest.end, "origin share of a departed reader to a helper");
+                    tracing::info!(task_id = %task.id, %gone, why, helper = %helper, first = rest.start, end = rest.end, "origin share of a reader gone to a helper");
                     give(task, &helper, rest, now);
+                    self.metrics.origin_share(why);
                 }
                 None => {
-                    tracing::warn!(task_id = %task.id, %gone, first = rest.start, end = rest.end, "origin share of a departed reader has nobody to take it");
+                    tracing::warn!(task_id = %task.id, %gone, why, first = rest.start, end = rest.end, "origin share of a reader gone has nobody to take it");
+                    self.metrics.origin_share("unclaimed");
                 }
             }
         }

@@ -50,7 +50,7 @@ impl Scheduler {
             // by someone else, as a departed reader's is.
             for gone in crate::restart::overdue_readers(task, self.config.seed_wait, now) {
                 tracing::info!(task_id = %task_id, peer_id = %gone.peer, "a named origin reader did not register again");
-                self.share_orphaned(task, &gone.peer, gone.share, now);
+                self.share_orphaned(task, (&gone.peer, "reader_not_back"), gone.share, now);
             }
             self.withdraw_stalled(task, now);
         }
