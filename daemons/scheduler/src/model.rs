@@ -126,8 +126,8 @@ pub struct Peer {
     /// The pieces it reads from the origin ([`crate::origin_share`]); its digests of those
     /// speak for the task.
     pub origin_share: Option<std::ops::Range<u32>>,
-    /// When it last showed work on its share: given it, reported a digest of it or delivered
-    /// a piece of it ([`crate::origin_share::stalled`]).
+    /// When it last showed it works: given its share, reported a digest of it or delivered a
+    /// piece to a peer ([`crate::origin_share::stalled`]).
     pub share_heard_at: Instant,
     /// Its share was taken back for want of progress: it is never a helper again.
     pub share_withdrawn: bool,

@@ -169,10 +169,10 @@ pub struct RawScheduling {
     /// pieces enter the swarm through that many uplinks (the origin still serves each piece
     /// once). 1: only the seed reads the origin. See the scheduler's `origin_share` module.
     pub origin_readers: usize,
-    /// A helper (an origin reader other than the seed) that neither reads nor delivers a piece
-    /// of its share for this long loses the share to another reader, as if it had left. Keep
-    /// it below the peers' `download.piece_timeout`, after which every downloader that misses
-    /// those pieces reads them from the origin itself.
+    /// A helper (an origin reader other than the seed) that neither reads a piece of its share
+    /// nor delivers any piece to a peer for this long loses its share to another reader, as if
+    /// it had left. Keep it below the peers' `download.piece_timeout`, after which every
+    /// downloader that misses those pieces reads them from the origin itself.
     #[serde(with = "humantime_serde")]
     pub reader_deadline: Duration,
 }

@@ -50,12 +50,9 @@ impl Scheduler {
             edge.bytes += pf.length;
             edge.pieces += 1;
             let parent_host = task.peers.get_mut(&parent).map(|p| {
-                // A helper delivering its share works on it, even while its uplink keeps it
-                // from reading further (`read_ahead` on the peer).
-                if p.origin_share
-                    .as_ref()
-                    .is_some_and(|s| s.contains(&pf.number))
-                {
+                // A helper that delivers works, even while its uplink keeps it from reading its
+                // share further (`read_ahead` on the peer; `origin_share::stalled`).
+                if p.origin_share.is_some() {
                     p.share_heard_at = now;
                 }
                 p.host_id.clone()

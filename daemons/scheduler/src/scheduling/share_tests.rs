@@ -208,7 +208,7 @@ fn a_helper_that_shows_no_work_on_its_share_loses_it_to_the_next_downloader() {
 }
 
 #[test]
-fn a_helper_reading_or_delivering_its_share_keeps_it() {
+fn a_helper_reading_its_share_or_serving_peers_keeps_it() {
     let s = Scheduler::new(Config {
         origin_readers: 2,
         ..Config::default()
@@ -221,13 +221,14 @@ fn a_helper_reading_or_delivering_its_share_keeps_it() {
     s.peer_message(&t, &helper, origin_piece(share.start, 0x21));
     s.tick();
     assert_eq!(share_of(&s, &t, &helper), Some(share.clone()));
-    // A piece of its share delivered to a peer, while its uplink keeps it from reading on.
+    // A piece (not of its share) delivered to a peer: its neighbours may want other pieces
+    // first, and its reads wait for them (`read_ahead` on the peer).
     quiet_for(&s, &t, &helper, s.config.reader_deadline * 2);
     s.peer_message(
         &t,
         &late,
         PeerMsg::PieceFinished(pb::PieceFinished {
-            number: share.start,
+            number: 0,
             length: 4 << 20,
             source: pb::PieceSource::Peer as i32,
             parent_peer_id: helper.to_string(),
