@@ -206,32 +206,76 @@ async fn a_registration_flood_and_piece_length_one_leave_the_scheduler_bounded_a
     }
 }
 
+/// A rogue's stage: an origin serving blob `seed` of `size` bytes, a cluster of 1 scheduler,
+/// 1 seed and 1 peer on the plaintext opt-out (so the rogue needs no certificate: the rules
+/// must hold without the cluster identity too), and a gRPC channel to the scheduler.
+struct Rogue {
+    origin: OriginHandle,
+    cluster: Cluster,
+    url: String,
+    task: String,
+    channel: tonic::transport::Channel,
+    size: u64,
+    seed: u64,
+}
+
+impl Rogue {
+    async fn start(size: u64, seed: u64) -> Self {
+        let origin = OriginHandle::start(OriginConfig::default())
+            .await
+            .expect("origin");
+        let cluster = Cluster::start_with(1, 1, 1, &|c| c.tls = TlsSetting::Plaintext, &|_, c| {
+            c.tls = TlsSetting::Plaintext
+        })
+        .await;
+        let url = origin.blob_url(size, seed);
+        let task = df_core::ids::TaskId::from_url(&url, &Default::default())
+            .expect("id")
+            .to_string();
+        let channel = tonic::transport::Endpoint::from_shared(format!(
+            "http://{}",
+            cluster.schedulers[0].data
+        ))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+        Self {
+            origin,
+            cluster,
+            url,
+            task,
+            channel,
+            size,
+            seed,
+        }
+    }
+
+    /// Rogue `i`'s registration for the task.
+    fn registration(&self, i: u64) -> pb::RegisterPeer {
+        pb::RegisterPeer {
+            url: self.url.clone(),
+            ..registration(i, &self.task, 0)
+        }
+    }
+
+    /// The honest peer downloads the object, and the origin served it about once.
+    async fn honest_download_reads_the_origin_once(&self) {
+        honest_download(&self.cluster.peers[0], &self.origin, self.size, self.seed).await;
+        let (served, size) = (self.origin.stats.bytes_served(), self.size);
+        assert!(
+            served <= size + size / 20,
+            "origin served {served} bytes for a {size}-byte object"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
-    let origin = OriginHandle::start(OriginConfig::default())
-        .await
-        .expect("origin");
-    // On the plaintext opt-out, so the rogue needs no certificate: the authority rule must
-    // hold without the cluster identity too.
-    let cluster = Cluster::start_with(1, 1, 1, &|c| c.tls = TlsSetting::Plaintext, &|_, c| {
-        c.tls = TlsSetting::Plaintext
-    })
-    .await;
     let size = 8 * MIB;
-    let url = origin.blob_url(size, 21);
-    let task = df_core::ids::TaskId::from_url(&url, &Default::default())
-        .expect("id")
-        .to_string();
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.schedulers[0].data))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+    let stage = Rogue::start(size, 21).await;
     // The rogue registers first (the seed is asked to fetch; the rogue waits, unappointed),
     // then claims a layout, response headers and origin digests for every piece.
-    let mut reg = registration(7, &task, 0);
-    reg.url = url.clone();
     let mut forged = vec![PeerMsg::Metadata(pb::TaskMetadata {
         content_length: size,
         piece_length: 4 * MIB,
@@ -251,17 +295,12 @@ async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
             ..Default::default()
         }));
     }
-    announce(channel, reg, forged)
+    announce(stage.channel.clone(), stage.registration(7), forged)
         .await
         .expect("the registration itself is fine");
-    honest_download(&cluster.peers[0], &origin, size, 21).await;
     // Had the forged digests counted, every piece from the seed would have failed its check
     // and the peer gone to the origin itself: the origin would have served the object twice.
-    let served = origin.stats.bytes_served();
-    assert!(
-        served <= size + size / 20,
-        "origin served {served} bytes for a {size}-byte object"
-    );
+    stage.honest_download_reads_the_origin_once().await;
 }
 
 /// A registrant the scheduler appoints an origin helper and that never reads its share (a
@@ -271,38 +310,15 @@ async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
 /// `download.piece_timeout` and read the share itself: 1.25·S.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_appointed_helper_that_never_reads_its_share_loses_it() {
-    let origin = OriginHandle::start(OriginConfig::default())
-        .await
-        .expect("origin");
-    let cluster = Cluster::start_with(1, 1, 1, &|c| c.tls = TlsSetting::Plaintext, &|_, c| {
-        c.tls = TlsSetting::Plaintext
-    })
-    .await;
-    let size = 8 * MIB;
-    let url = origin.blob_url(size, 22);
-    let task = df_core::ids::TaskId::from_url(&url, &Default::default())
-        .expect("id")
-        .to_string();
-    let channel =
-        tonic::transport::Endpoint::from_shared(format!("http://{}", cluster.schedulers[0].data))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
+    let stage = Rogue::start(8 * MIB, 22).await;
     // Registered first, it is the first downloader the scheduler appoints a helper.
-    let mut reg = registration(8, &task, 0);
-    reg.url = url.clone();
+    let reg = stage.registration(8);
     let rogue_id = reg.peer_id.clone();
-    let rogue = open_announce(channel, reg, Vec::new())
+    let rogue = open_announce(stage.channel.clone(), reg, Vec::new())
         .await
         .expect("the registration itself is fine");
-    honest_download(&cluster.peers[0], &origin, size, 22).await;
-    let served = origin.stats.bytes_served();
-    assert!(
-        served <= size + size / 32,
-        "origin served {served} bytes for a {size}-byte object"
-    );
-    let detail = crate::cluster::task_on(&cluster.schedulers[0], &task)
+    stage.honest_download_reads_the_origin_once().await;
+    let detail = crate::cluster::task_on(&stage.cluster.schedulers[0], &stage.task)
         .await
         .expect("task");
     let rogue_view = detail.peers.iter().find(|p| p.peer_id == rogue_id);

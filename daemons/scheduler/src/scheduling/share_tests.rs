@@ -141,6 +141,14 @@ fn share_of(s: &Scheduler, t: &TaskId, peer: &PeerId) -> Option<std::ops::Range<
     s.with_state(|st| st.tasks[t].peers[peer].origin_share.clone())
 }
 
+/// A scheduler that lets a task have 2 origin readers.
+fn two_readers_allowed() -> Scheduler {
+    Scheduler::new(Config {
+        origin_readers: 2,
+        ..Config::default()
+    })
+}
+
 /// A fetcher and one helper (2 readers) over 64 pieces, and a third downloader reading
 /// nothing; the fetcher reported its whole share.
 fn two_readers_and_a_downloader(s: &Scheduler) -> [(PeerId, Rx); 3] {
@@ -158,10 +166,7 @@ fn two_readers_and_a_downloader(s: &Scheduler) -> [(PeerId, Rx); 3] {
 
 #[test]
 fn a_helper_that_shows_no_work_on_its_share_loses_it_to_the_next_downloader() {
-    let s = Scheduler::new(Config {
-        origin_readers: 2,
-        ..Config::default()
-    });
+    let s = two_readers_allowed();
     let t = task_id();
     let [(fetcher, mut r0), (helper, mut r1), (late, mut r2)] = two_readers_and_a_downloader(&s);
     let taken = share_of(&s, &t, &helper).expect("the second registrant helps");
@@ -209,10 +214,7 @@ fn a_helper_that_shows_no_work_on_its_share_loses_it_to_the_next_downloader() {
 
 #[test]
 fn a_helper_reading_its_share_or_serving_peers_keeps_it() {
-    let s = Scheduler::new(Config {
-        origin_readers: 2,
-        ..Config::default()
-    });
+    let s = two_readers_allowed();
     let t = task_id();
     let [_, (helper, _r1), (late, _r2)] = two_readers_and_a_downloader(&s);
     let share = share_of(&s, &t, &helper).expect("helps");
@@ -246,10 +248,7 @@ fn a_helper_reading_its_share_or_serving_peers_keeps_it() {
 
 #[test]
 fn the_authority_keeps_its_share_however_slow() {
-    let s = Scheduler::new(Config {
-        origin_readers: 2,
-        ..Config::default()
-    });
+    let s = two_readers_allowed();
     let t = task_id();
     let (fetcher, _r0) = register(&s, &t, "h0", false);
     s.peer_message(&t, &fetcher, layout_of(64, true));
