@@ -149,7 +149,9 @@ impl Scheduler {
 
     /// Whether a tick should look for stalled helpers: a helper still reads.
     pub(super) fn has_helpers(&self, task: &Task) -> bool {
-        task.shares_withdrawn < u32::try_from(self.config.origin_readers).unwrap_or(u32::MAX)
+        let readers = self.config.origin_readers;
+        sharing(task, readers)
+            && task.shares_withdrawn < u32::try_from(readers).unwrap_or(u32::MAX)
             && task
                 .peers
                 .values()
