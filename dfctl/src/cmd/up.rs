@@ -201,6 +201,30 @@ async fn refuse_running_cluster(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the daemon at `addr` is healthy and is `rec`'s: another program may take a
+/// port between [`pick_free_ports`] and the daemon binding it (the daemon then exits, but
+/// the squatter may answer first; in the integration tests another cluster's peer did,
+/// and the cluster came up with it). The identity call carries this cluster's admin
+/// token, which another cluster's daemon refuses.
+async fn answers_as(health: &AdminClient, rec: &ProcessRecord, addr: &str) -> anyhow::Result<()> {
+    health.healthz(addr).await?;
+    let found = match rec.role {
+        Role::Scheduler => health.scheduler_info(addr).await?.map(|i| i.grpc_addr),
+        Role::Seed | Role::Peer => health.peer_info(addr).await?.map(|i| i.hostname),
+    };
+    let want = match rec.role {
+        Role::Scheduler => rec.grpc_addr.map(|a| a.to_string()),
+        Role::Seed | Role::Peer => Some(rec.name.clone()),
+    };
+    anyhow::ensure!(
+        found.is_some() && found == want,
+        "{addr} is another daemon ({}), not {}",
+        found.as_deref().unwrap_or("no info"),
+        rec.name
+    );
+    Ok(())
+}
+
 /// `n` distinct free ports on 127.0.0.1. All listeners are held until every port is chosen, so
 /// no port is handed out twice; another program may still grab one before a daemon binds it,
 /// which then shows up as that daemon failing to start.
@@ -672,7 +696,7 @@ impl Starter {
                     .failure(rec, &format!("exited ({status}) during start-up"))
                     .await);
             }
-            let last_error = match self.health.healthz(&addr).await {
+            let last_error = match answers_as(&self.health, rec, &addr).await {
                 Ok(()) => return Ok(()),
                 Err(e) => format!("{e:#}"),
             };
@@ -778,6 +802,66 @@ pub fn endpoints_table(state: &ClusterState) -> Table {
 mod tests {
     use super::*;
     use clap::Parser as _;
+
+    /// An HTTP server on `127.0.0.1:0` that answers every request with `info_status` and
+    /// `info_body`, except `/healthz` (200): a daemon of another cluster squatting a port.
+    async fn squatter(info_status: &'static str, info_body: &'static str) -> SocketAddr {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let (status, body) = if head.starts_with("GET /healthz") {
+                    ("200 OK", "ok")
+                } else {
+                    (info_status, info_body)
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn a_daemon_of_another_cluster_on_a_picked_port_is_not_taken_for_ours() {
+        let tmp = Path::new("/nonexistent");
+        let peer = |admin: SocketAddr| ProcessRecord {
+            name: "peer-0".into(),
+            role: Role::Peer,
+            pid: 0,
+            start_time: 0,
+            grpc_addr: None,
+            http_addr: None,
+            upload_addr: None,
+            proxy_addr: None,
+            admin_addr: Some(admin),
+            config_path: tmp.into(),
+            data_dir: tmp.into(),
+            log_dir: tmp.into(),
+            stderr_log: tmp.into(),
+        };
+        let health = AdminClient::with_timeout(Duration::from_secs(2)).expect("client");
+        let refuses = squatter("401 Unauthorized", "{}").await;
+        let err = answers_as(&health, &peer(refuses), &refuses.to_string())
+            .await
+            .expect_err("another cluster's token");
+        assert!(format!("{err:#}").contains("401"), "{err:#}");
+        let info = r#"{"version":"0","host_id":"h","hostname":"peer-3","ip":"127.0.0.1","seed":false,"upload_port":1,"admin_port":1,"proxy_port":1,"data_dir":"/d","disk_used":0,"disk_capacity":0,"tasks":0,"uptime_secs":0,"schedulers":[],"uploaded_bytes":0}"#;
+        let other = squatter("200 OK", info).await;
+        let err = answers_as(&health, &peer(other), &other.to_string())
+            .await
+            .expect_err("another peer");
+        assert!(format!("{err:#}").contains("peer-3"), "{err:#}");
+    }
 
     fn args(extra: &[&str]) -> Args {
         let cli = crate::cli::Cli::try_parse_from(
