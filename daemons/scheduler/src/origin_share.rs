@@ -112,7 +112,7 @@ pub struct Progress<Id> {
 /// left). A helper paced by its uplink (it reads only as far ahead as it sends) is not quiet
 /// while it delivers anything: its neighbours may rank other pieces it holds above its share's
 /// (equally rare to them, nearer their head), and its reads wait for them; n32 runs showed
-/// honest helpers with no share digest for 6-9 s, and taking the share from one made the
+/// honest helpers with no share digest for 6-15 s, and taking the share from one made the
 /// swarm slower (1.09·T* against 1.04), its successor being paced the same way. A helper
 /// that serves others but withholds its share is not caught here: the downloaders that miss
 /// those pieces read them from the origin after `download.piece_timeout`. The task's
