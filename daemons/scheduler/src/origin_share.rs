@@ -116,9 +116,8 @@ pub struct Progress<Id> {
 /// swarm slower (1.09·T* against 1.04), its successor being paced the same way. A helper
 /// that serves others but withholds its share is not caught here: the downloaders that miss
 /// those pieces read them from the origin after `download.piece_timeout`. The task's
-/// authority is not passed in:
-/// it reads whatever nobody else does, so taking its share would move the work, not get it
-/// done.
+/// authority is not passed in: it reads whatever nobody else does, so taking its share would
+/// move the work, not get it done.
 pub fn stalled<Id: Clone>(helpers: &[Progress<Id>], deadline: Duration, may_take: u32) -> Vec<Id> {
     let mut quiet: Vec<&Progress<Id>> = helpers
         .iter()
