@@ -87,7 +87,8 @@ impl Metrics {
         registry.register(
             "origin_shares",
             "Origin shares given to a new reader, by why (helper_appointed, reader_left, \
-             reader_not_back, reader_stalled), or left with nobody to read them (unclaimed)",
+             reader_not_back, reader_stalled), left with nobody to read them yet \
+             (unclaimed), and such a part taken later (unclaimed_taken)",
             m.origin_shares.clone(),
         );
         registry.register("hosts", "Hosts known", m.hosts.clone());

@@ -206,6 +206,10 @@ pub struct Task {
     pub origin_shares_settled: bool,
     /// Shares taken back from stalled helpers; at most `scheduler.origin_readers`.
     pub shares_withdrawn: u32,
+    /// Parts of shares whose reader left or stalled when nobody could take them; the next
+    /// downloader that registers, or a reader done with its own share, takes one. At most
+    /// [`df_core::piece::MAX_ORIGIN_READERS`].
+    pub unclaimed: Vec<std::ops::Range<u32>>,
     pub digests: Vec<Option<PieceDigest>>,
     pub peers: HashMap<PeerId, Peer>,
     pub edges: HashMap<(PeerId, PeerId), Edge>,
@@ -259,6 +263,7 @@ impl Task {
             origin_ranged: false,
             origin_shares_settled: false,
             shares_withdrawn: 0,
+            unclaimed: Vec::new(),
             digests: Vec::new(),
             peers: HashMap::new(),
             edges: HashMap::new(),

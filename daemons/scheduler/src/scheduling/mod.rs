@@ -194,6 +194,9 @@ impl Scheduler {
             self.schedule(state, &task_id, &peer_id, now);
         }
         self.appoint_readers(state, &task_id, now);
+        if let Some(task) = state.tasks.get_mut(&task_id) {
+            self.claim_unclaimed(task, now);
+        }
         Ok((task_id, peer_id, generation))
     }
 

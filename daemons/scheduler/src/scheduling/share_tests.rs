@@ -256,3 +256,53 @@ fn the_authority_keeps_its_share_however_slow() {
     s.tick();
     assert_eq!(share_of(&s, &t, &fetcher), Some(0..64));
 }
+
+fn fail(s: &Scheduler, t: &TaskId, peer: &PeerId) {
+    s.peer_message(
+        t,
+        peer,
+        PeerMsg::Failed(pb::DownloadFailed {
+            message: "disk".into(),
+            origin_status: 0,
+        }),
+    );
+}
+
+#[test]
+fn a_share_nobody_could_take_goes_to_the_next_downloader_or_a_reader_done_with_its_own() {
+    // The helper leaves before anyone else registered, while the fetcher still reads its own:
+    // nobody can take its share then. The next downloader to register takes it.
+    let s = two_readers_allowed();
+    let t = task_id();
+    let (fetcher, _r0) = register(&s, &t, "h0", false);
+    let (helper, _r1) = register(&s, &t, "h1", false);
+    s.peer_message(&t, &fetcher, layout_of(64, true));
+    let taken = share_of(&s, &t, &helper).expect("helps");
+    fail(&s, &t, &helper);
+    s.with_state(|st| assert_eq!(st.tasks[&t].unclaimed, vec![taken.clone()]));
+    let (late, mut r2) = register(&s, &t, "h2", false);
+    assert_eq!(
+        shares(&replies(&mut r2)).last(),
+        Some(&(taken.start, taken.end))
+    );
+    assert_eq!(share_of(&s, &t, &late), Some(taken.clone()));
+    s.with_state(|st| assert!(st.tasks[&t].unclaimed.is_empty()));
+
+    // Nobody registers: the fetcher takes it once it has read its own share.
+    let s = two_readers_allowed();
+    let (fetcher, mut r0) = register(&s, &t, "h0", false);
+    let (helper, _r1) = register(&s, &t, "h1", false);
+    s.peer_message(&t, &fetcher, layout_of(64, true));
+    let taken = share_of(&s, &t, &helper).expect("helps");
+    fail(&s, &t, &helper);
+    s.tick();
+    replies(&mut r0);
+    for n in share_of(&s, &t, &fetcher).expect("reads") {
+        s.peer_message(&t, &fetcher, origin_piece(n, 0x10));
+    }
+    s.tick();
+    assert_eq!(
+        shares(&replies(&mut r0)).last(),
+        Some(&(taken.start, taken.end))
+    );
+}

@@ -9,6 +9,7 @@
 
 use super::*;
 use crate::origin_share::{self, Reader};
+use df_core::piece::MAX_ORIGIN_READERS;
 
 impl Scheduler {
     /// `peer`, the task's authority, just set the layout: where the task may be shared, it
@@ -147,6 +148,31 @@ impl Scheduler {
         }
     }
 
+    /// Hands the task's unclaimed share parts to whoever may read them now: a downloader
+    /// that reads nothing, or a reader done with its own share. Without this a part orphaned
+    /// before anyone could take it (a helper that left before the next peer registered, while
+    /// the seed still read its own) was read by every downloader after
+    /// `download.piece_timeout`: the forged-digests test's origin served 1.25·S.
+    pub(super) fn claim_unclaimed(&self, task: &mut Task, now: Instant) {
+        while let Some(range) = task.unclaimed.last().cloned() {
+            if !sharing(task, self.config.origin_readers) {
+                return;
+            }
+            let Some(next) = candidate(task).or_else(|| done_reader(task)) else {
+                return;
+            };
+            task.unclaimed.pop();
+            // What live peers got meanwhile (from the origin on their own) is not read again.
+            let known = |n: u32| task.digests.get(n as usize).is_some_and(Option::is_some);
+            if let Some(rest) = origin_share::orphaned(range, known) {
+                tracing::info!(task_id = %task.id, helper = %next, first = rest.start, end = rest.end, "unclaimed origin share to a reader");
+                give(task, &next, rest, now);
+                self.metrics.origin_share("unclaimed_taken");
+                tell_authority(task);
+            }
+        }
+    }
+
     /// Whether a tick should look for stalled helpers: a helper still reads.
     pub(super) fn has_helpers(&self, task: &Task) -> bool {
         let readers = self.config.origin_readers;
@@ -189,8 +215,11 @@ impl Scheduler {
                     self.metrics.origin_share(why);
                 }
                 None => {
-                    tracing::warn!(task_id = %task.id, %gone, why, first = rest.start, end = rest.end, "origin share of a reader gone has nobody to take it");
+                    tracing::warn!(task_id = %task.id, %gone, why, first = rest.start, end = rest.end, "origin share of a reader gone has nobody to take it yet");
                     self.metrics.origin_share("unclaimed");
+                    if task.unclaimed.len() < MAX_ORIGIN_READERS {
+                        task.unclaimed.push(rest);
+                    }
                 }
             }
         }

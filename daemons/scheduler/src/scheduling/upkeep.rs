@@ -21,6 +21,7 @@ impl Scheduler {
             .filter(|t| {
                 t.mesh.needs_tick()
                     || !t.awaited_readers.is_empty()
+                    || !t.unclaimed.is_empty()
                     || self.has_helpers(t)
                     || t.peers.values().any(|p| p.state == PeerState::Pending)
             })
@@ -53,6 +54,7 @@ impl Scheduler {
                 self.share_orphaned(task, (&gone.peer, "reader_not_back"), gone.share, now);
             }
             self.withdraw_stalled(task, now);
+            self.claim_unclaimed(task, now);
         }
     }
 
