@@ -114,21 +114,25 @@ impl Scheduler {
         if may_take == 0 {
             return;
         }
+        let deadline = self.config.reader_deadline;
         let helpers: Vec<origin_share::Progress<PeerId>> = task
             .peers
             .values()
             .filter(|p| is_reader(p) && !p.appointment.speaks_for_task())
+            // Runs on every tick: a share is walked, and an ID cloned, only for a helper
+            // quiet long enough to matter.
             .filter_map(|p| {
-                let share = p.origin_share.clone()?;
+                let quiet = now.saturating_duration_since(p.share_heard_at);
+                let share = p.origin_share.clone().filter(|_| quiet >= deadline)?;
                 let unreported = share.len() - reported(&task.digests, share);
                 Some(origin_share::Progress {
                     id: p.id.clone(),
                     unreported: u32::try_from(unreported).unwrap_or(u32::MAX),
-                    quiet: now.saturating_duration_since(p.share_heard_at),
+                    quiet,
                 })
             })
             .collect();
-        for stalled in origin_share::stalled(&helpers, self.config.reader_deadline, may_take) {
+        for stalled in origin_share::stalled(&helpers, deadline, may_take) {
             let Some(p) = task.peers.get_mut(&stalled) else {
                 continue;
             };

@@ -231,9 +231,11 @@ impl Starter {
             {
                 let tail = process::tail_lines(&rec.stderr_log, TAIL_LINES).await;
                 self.port_taken = port_taken(&tail);
-                return Err(self
-                    .failure(rec, &format!("exited ({status}) during start-up"))
-                    .await);
+                return Err(failure(
+                    rec,
+                    &format!("exited ({status}) during start-up"),
+                    &tail,
+                ));
             }
             let last_error = match answers_as(&self.health, rec, &addr).await {
                 Ok(()) => return Ok(()),
@@ -244,37 +246,11 @@ impl Starter {
                     "not healthy after {}s (last: {last_error})",
                     HEALTH_TIMEOUT.as_secs()
                 );
-                return Err(self.failure(rec, &what).await);
+                let tail = process::tail_lines(&rec.stderr_log, TAIL_LINES).await;
+                return Err(failure(rec, &what, &tail));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    /// Prints the tail of the daemon's stderr.log and builds the one-line error.
-    async fn failure(&self, rec: &ProcessRecord, what: &str) -> anyhow::Error {
-        let tail = process::tail_lines(&rec.stderr_log, TAIL_LINES).await;
-        let palette = Palette::stderr();
-        if tail.is_empty() {
-            eprintln!(
-                "{}",
-                palette.bold(&format!(
-                    "{} wrote nothing to {}",
-                    rec.name,
-                    rec.stderr_log.display()
-                ))
-            );
-        } else {
-            eprintln!(
-                "{}",
-                palette.bold(&format!(
-                    "--- last lines of {} ---",
-                    rec.stderr_log.display()
-                ))
-            );
-            eprintln!("{tail}");
-            eprintln!("{}", palette.bold("---"));
-        }
-        anyhow::anyhow!("{} {what}; its log: {}", rec.name, rec.stderr_log.display())
     }
 
     /// Stops everything started and removes `cluster.json`; says what it did, for the error.
@@ -299,6 +275,32 @@ impl Starter {
         }
         stopped
     }
+}
+
+/// Prints `tail`, the end of the daemon's stderr.log, and builds the one-line error.
+fn failure(rec: &ProcessRecord, what: &str, tail: &str) -> anyhow::Error {
+    let palette = Palette::stderr();
+    if tail.is_empty() {
+        eprintln!(
+            "{}",
+            palette.bold(&format!(
+                "{} wrote nothing to {}",
+                rec.name,
+                rec.stderr_log.display()
+            ))
+        );
+    } else {
+        eprintln!(
+            "{}",
+            palette.bold(&format!(
+                "--- last lines of {} ---",
+                rec.stderr_log.display()
+            ))
+        );
+        eprintln!("{tail}");
+        eprintln!("{}", palette.bold("---"));
+    }
+    anyhow::anyhow!("{} {what}; its log: {}", rec.name, rec.stderr_log.display())
 }
 
 #[cfg(test)]
