@@ -63,7 +63,7 @@ pub struct SwarmConfig {
     #[serde(default)]
     pub origin_readers: Option<usize>,
     /// Explicit piece length of the download (part of the task ID); `None` keeps the default
-    /// (S/500 rounded up to a power of two, at least 256 KiB). More pieces shorten the tail: a
+    /// (S/1000 rounded up to a power of two, at least 256 KiB). More pieces shorten the tail: a
     /// piece is forwarded only once whole, so each hop costs one piece-time.
     #[serde(default)]
     pub piece_length: Option<u64>,

@@ -150,7 +150,8 @@ struct SwarmArgs {
     /// origin, the seed included) [default: the scheduler's].
     #[arg(long, value_name = "N")]
     origin_readers: Option<usize>,
-    /// Explicit piece length of the download (part of the task ID) [default: S/500, >= 4 MiB].
+    /// Explicit piece length of the download (part of the task ID) [default: the daemons' rule,
+    /// S/1000 rounded up to a power of two, >= 256 KiB].
     #[arg(long, value_name = "BYTES")]
     piece_length: Option<ByteSize>,
     #[arg(long, value_name = "K", default_value_t = 1)]
@@ -209,7 +210,8 @@ struct ChaosArgs {
     /// Download cap D of every peer and the seed.
     #[arg(long, value_name = "BYTES", default_value = "16MiB")]
     peer_download: ByteSize,
-    /// Explicit piece length of the download [default: S/500, >= 4 MiB].
+    /// Explicit piece length of the download [default: the daemons' rule, S/1000 rounded up to
+    /// a power of two, >= 256 KiB].
     #[arg(long, value_name = "BYTES")]
     piece_length: Option<ByteSize>,
     /// Share of the peers killed with SIGKILL mid-swarm.

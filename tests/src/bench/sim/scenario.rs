@@ -154,8 +154,8 @@ mod tests {
         assert_eq!(s.network.node_count(), 5);
         assert_eq!(s.layouts.len(), 2);
         assert_eq!(s.layouts[0].content_length, 1_500_000_000);
-        // 1.5 GB / 500 = 3 MB -> the next power of two, 4 MiB.
-        assert_eq!(s.layouts[0].piece_length, 4 * MIB);
+        // 1.5 GB / 1000 = 1.5 MB -> the next power of two, 2 MiB.
+        assert_eq!(s.layouts[0].piece_length, 2 * MIB);
         assert!(s.starts.iter().all(|(t, _)| *t == SimTime::ZERO));
         let mut odd = config();
         odd.size = 7;
