@@ -329,6 +329,59 @@ async fn an_appointed_helper_that_never_reads_its_share_loses_it() {
     drop(rogue);
 }
 
+/// An appointed helper that reads nothing of its share while a colluding registrant reports
+/// pieces it "delivered" (the scheduler cannot check such a report) keeps looking busy, so
+/// the quiet test alone never takes its share: the honest peer waited for
+/// `download.piece_timeout` and read the share itself (with this rule off the origin served
+/// 10,223,616 bytes for an 8,388,608-byte object). The share goes once the honest peer waits
+/// on it alone and the helper has read nothing of it for `scheduler.reader_deadline`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_helper_that_withholds_its_share_behind_a_colluders_reports_loses_it() {
+    let stage = Rogue::start(8 * MIB, 23).await;
+    let reg = stage.registration(10);
+    let rogue_id = reg.peer_id.clone();
+    let rogue = open_announce(stage.channel.clone(), reg, Vec::new())
+        .await
+        .expect("the registration itself is fine");
+    let colluder = open_announce(stage.channel.clone(), stage.registration(11), Vec::new())
+        .await
+        .expect("the registration itself is fine");
+    // A "delivery" from the rogue every half second for 16 s, past the honest peer's 10 s
+    // `piece_timeout`; each names a piece the colluder did not report yet, so none is ignored.
+    let (tx, parent) = (colluder._outbound.clone(), rogue_id.clone());
+    let cover = tokio::spawn(async move {
+        for number in 0..32 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let delivered = PeerMsg::PieceFinished(pb::PieceFinished {
+                number,
+                length: 256 * 1024,
+                source: pb::PieceSource::Peer as i32,
+                parent_peer_id: parent.clone(),
+                ..Default::default()
+            });
+            if tx
+                .send(pb::PeerRequest {
+                    request: Some(delivered),
+                })
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    stage.honest_download_reads_the_origin_once().await;
+    let detail = crate::cluster::task_on(&stage.cluster.schedulers[0], &stage.task)
+        .await
+        .expect("task");
+    let rogue_view = detail.peers.iter().find(|p| p.peer_id == rogue_id);
+    assert!(
+        rogue_view.is_some_and(|p| p.share_withdrawn && p.origin_share.is_none()),
+        "the rogue was appointed a helper and its share taken back: {rogue_view:?}"
+    );
+    cover.abort();
+    drop((rogue, colluder));
+}
+
 /// Opens a connection, sends half a request head, and waits (bounded) for the server to cut
 /// it; returns what the server sent before closing.
 async fn slowloris(addr: SocketAddr, partial: &[u8]) -> Vec<u8> {

@@ -129,6 +129,10 @@ pub struct Peer {
     /// When it last showed it works: given its share, reported a digest of it or delivered a
     /// piece to a peer ([`crate::origin_share::stalled`]).
     pub share_heard_at: Instant,
+    /// When it last read its share: given it, or reported a digest of it. Deliveries do not
+    /// count, so a helper that serves others but withholds its share is still seen
+    /// ([`crate::origin_share::stalled`]).
+    pub share_read_at: Instant,
     /// Its share was taken back for want of progress: it is never a helper again.
     pub share_withdrawn: bool,
     /// It lacks the origin's credentials, which another host has (a preheat job's fetcher):
@@ -160,6 +164,7 @@ impl Peer {
             appointment: Appointment::None,
             origin_share: None,
             share_heard_at: now,
+            share_read_at: now,
             share_withdrawn: false,
             awaits_fetcher: false,
             bytes_from_origin: 0,

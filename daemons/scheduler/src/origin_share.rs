@@ -105,6 +105,11 @@ pub struct Progress<Id> {
     /// Since it was given its share, reported a digest of it or delivered a piece (any) to a
     /// peer, whichever came last.
     pub quiet: Duration,
+    /// Since it was given its share or reported a digest of it (deliveries do not count).
+    pub unread: Duration,
+    /// Some downloader of the task lacks only pieces of this share that nobody has read: it
+    /// waits for this helper alone.
+    pub blocks: bool,
 }
 
 /// The helpers whose shares are taken back: those with pieces left that were quiet for
@@ -114,16 +119,18 @@ pub struct Progress<Id> {
 /// (equally rare to them, nearer their head), and its reads wait for them; n32 runs showed
 /// honest helpers with no share digest for 6-15 s, and taking the share from one made the
 /// swarm slower (1.09·T* against 1.04), its successor being paced the same way. A helper
-/// that serves others but withholds its share is not caught here: the downloaders that miss
-/// those pieces read them from the origin after `download.piece_timeout`. The task's
-/// authority is not passed in: it reads whatever nobody else does, so taking its share would
-/// move the work, not get it done.
+/// that serves others but withholds its share (or whose deliveries a colluding registrant
+/// reports, which the scheduler cannot check) is caught by the second test: it read nothing
+/// of its share for `deadline` while a downloader waits for that share alone. An honest
+/// helper with a downloader waiting on it sends to it and so reads on, a piece per piece
+/// sent. The task's authority is not passed in: it reads whatever nobody else does, so
+/// taking its share would move the work, not get it done.
 pub fn stalled<Id: Clone>(helpers: &[Progress<Id>], deadline: Duration, may_take: u32) -> Vec<Id> {
     let mut quiet: Vec<&Progress<Id>> = helpers
         .iter()
-        .filter(|h| h.unreported > 0 && h.quiet >= deadline)
+        .filter(|h| h.unreported > 0 && (h.quiet >= deadline || (h.blocks && h.unread >= deadline)))
         .collect();
-    quiet.sort_by_key(|h| std::cmp::Reverse(h.quiet));
+    quiet.sort_by_key(|h| std::cmp::Reverse(h.unread));
     quiet
         .into_iter()
         .take(usize::try_from(may_take).unwrap_or(usize::MAX))
@@ -237,6 +244,8 @@ mod tests {
             id,
             unreported,
             quiet: secs(quiet),
+            unread: secs(quiet),
+            blocks: false,
         };
         let helpers = [
             helper(1, 8, 12),
@@ -256,5 +265,37 @@ mod tests {
             "the budget is spent"
         );
         assert!(stalled::<u32>(&[], secs(10), 4).is_empty());
+    }
+
+    #[test]
+    fn a_helper_that_delivers_but_reads_nothing_loses_its_share_only_when_someone_waits_on_it() {
+        let secs = Duration::from_secs;
+        let helper = |id: u32, unread: u64, blocks: bool| Progress {
+            id,
+            unreported: 8,
+            quiet: secs(1),
+            unread: secs(unread),
+            blocks,
+        };
+        let helpers = [
+            // Delivers, has read nothing for 60 s, nobody waits for its share: paced, kept.
+            helper(1, 60, false),
+            // A downloader waits on it, but it read a piece 5 s ago: kept.
+            helper(2, 5, true),
+            // Delivers, a downloader waits on its share, nothing read for 12 s: withholding.
+            helper(3, 12, true),
+            helper(4, 30, true),
+        ];
+        assert_eq!(stalled(&helpers, secs(10), 4), vec![4, 3]);
+        assert_eq!(
+            stalled(&helpers, secs(10), 1),
+            vec![4],
+            "the longest unread first"
+        );
+        let read_all = Progress {
+            unreported: 0,
+            ..helper(5, 60, true)
+        };
+        assert!(stalled(&[read_all], secs(10), 4).is_empty());
     }
 }

@@ -79,6 +79,7 @@ impl Scheduler {
                     .is_some_and(|s| s.contains(&pf.number))
                 {
                     peer.share_heard_at = now;
+                    peer.share_read_at = now;
                 }
                 peer.bytes_from_origin += pf.length;
             } else {

@@ -128,13 +128,30 @@ fn no_shares_from_an_origin_that_ignores_ranges() {
     assert!(shares(&replies(&mut r1)).is_empty());
 }
 
-/// Moves `peer`'s last sign of work on its share `ago` into the past.
+/// Moves `peer`'s last sign of work on its share, and its last read of it, `ago` into the
+/// past.
 fn quiet_for(s: &Scheduler, t: &TaskId, peer: &PeerId, ago: Duration) {
     s.with_state(|st| {
         if let Some(p) = st.tasks.get_mut(t).and_then(|t| t.peers.get_mut(peer)) {
             p.share_heard_at = Instant::now() - ago;
+            p.share_read_at = Instant::now() - ago;
         }
     });
+}
+
+/// `child` reports piece `number` from `parent`.
+fn delivered(s: &Scheduler, t: &TaskId, child: &PeerId, parent: &PeerId, number: u32) {
+    s.peer_message(
+        t,
+        child,
+        PeerMsg::PieceFinished(pb::PieceFinished {
+            number,
+            length: 4 << 20,
+            source: pb::PieceSource::Peer as i32,
+            parent_peer_id: parent.to_string(),
+            ..Default::default()
+        }),
+    );
 }
 
 fn share_of(s: &Scheduler, t: &TaskId, peer: &PeerId) -> Option<std::ops::Range<u32>> {
@@ -226,17 +243,7 @@ fn a_helper_reading_its_share_or_serving_peers_keeps_it() {
     // A piece (not of its share) delivered to a peer: its neighbours may want other pieces
     // first, and its reads wait for them (`read_ahead` on the peer).
     quiet_for(&s, &t, &helper, s.config.reader_deadline * 2);
-    s.peer_message(
-        &t,
-        &late,
-        PeerMsg::PieceFinished(pb::PieceFinished {
-            number: 0,
-            length: 4 << 20,
-            source: pb::PieceSource::Peer as i32,
-            parent_peer_id: helper.to_string(),
-            ..Default::default()
-        }),
-    );
+    delivered(&s, &t, &late, &helper, 0);
     s.tick();
     assert_eq!(share_of(&s, &t, &helper), Some(share.clone()));
     // A digest outside its share is no sign of work on it.
@@ -244,6 +251,42 @@ fn a_helper_reading_its_share_or_serving_peers_keeps_it() {
     s.peer_message(&t, &helper, origin_piece(0, 0x10));
     s.tick();
     assert_eq!(share_of(&s, &t, &helper), None);
+}
+
+#[test]
+fn a_helper_that_serves_others_but_withholds_its_share_loses_it_once_a_downloader_waits_on_it() {
+    let s = two_readers_allowed();
+    let t = task_id();
+    let (fetcher, _r0) = register(&s, &t, "h0", false);
+    let (helper, _r1) = register(&s, &t, "h1", false);
+    let (late, mut r2) = register(&s, &t, "h2", false);
+    s.peer_message(&t, &fetcher, layout_of(64, true));
+    // The fetcher is still reading the last piece of its own share, so it waits on nobody.
+    let own = share_of(&s, &t, &fetcher).expect("the fetcher reads");
+    for n in own.start..own.end - 1 {
+        s.peer_message(&t, &fetcher, origin_piece(n, 0x10));
+    }
+    let share = share_of(&s, &t, &helper).expect("helps");
+    let others: Vec<u32> = (0..64).filter(|n| !share.contains(n)).collect();
+    // It read nothing of its share for twice the deadline and has just delivered a piece (a
+    // colluding registrant's report looks the same). The downloader still lacks pieces
+    // others hold: it does not wait on the helper, which may be paced by its uplink.
+    quiet_for(&s, &t, &helper, s.config.reader_deadline * 2);
+    delivered(&s, &t, &late, &helper, others[0]);
+    s.tick();
+    assert_eq!(share_of(&s, &t, &helper), Some(share.clone()));
+    // Now the downloader holds everything but the helper's share, which nobody has read.
+    for &n in &others[1..] {
+        delivered(&s, &t, &late, &fetcher, n);
+    }
+    replies(&mut r2);
+    s.tick();
+    assert_eq!(share_of(&s, &t, &helper), None);
+    assert_eq!(
+        shares(&replies(&mut r2)).last(),
+        Some(&(share.start, share.end)),
+        "the waiting downloader reads it"
+    );
 }
 
 #[test]

@@ -36,6 +36,7 @@ impl Scheduler {
         };
         p.origin_share = Some(0..pieces);
         p.share_heard_at = now;
+        p.share_read_at = now;
         let neighbours: Vec<PeerId> = task.mesh.neighbours(peer).cloned().collect();
         for neighbour in neighbours {
             self.tell(state, task_id, peer, &neighbour, now);
@@ -119,16 +120,20 @@ impl Scheduler {
             .peers
             .values()
             .filter(|p| is_reader(p) && !p.appointment.speaks_for_task())
-            // Runs on every tick: a share is walked, and an ID cloned, only for a helper
-            // quiet long enough to matter.
+            // Runs on every tick: a share is walked, and an ID cloned, only for a helper that
+            // read nothing of it for long enough to matter (`unread` is never below `quiet`).
             .filter_map(|p| {
+                let unread = now.saturating_duration_since(p.share_read_at);
+                let share = p.origin_share.clone().filter(|_| unread >= deadline)?;
+                let unreported = share.len() - reported(&task.digests, share.clone());
                 let quiet = now.saturating_duration_since(p.share_heard_at);
-                let share = p.origin_share.clone().filter(|_| quiet >= deadline)?;
-                let unreported = share.len() - reported(&task.digests, share);
+                let blocks = quiet < deadline && waits_on(task, &p.id, share);
                 Some(origin_share::Progress {
                     id: p.id.clone(),
                     unreported: u32::try_from(unreported).unwrap_or(u32::MAX),
                     quiet,
+                    unread,
+                    blocks,
                 })
             })
             .collect();
@@ -238,6 +243,21 @@ fn sharing(task: &Task, origin_readers: usize) -> bool {
     origin_readers > 1 && task.layout.is_some() && task.origin_ranged && !task.credentials_withheld
 }
 
+/// Whether a downloader of the task other than `helper` lacks only pieces of `share` that
+/// nobody has read (no digest yet): it can get them from `helper` alone. A missing piece
+/// outside the share ends the walk over that downloader's bitmap at once.
+fn waits_on(task: &Task, helper: &PeerId, share: std::ops::Range<u32>) -> bool {
+    let unread =
+        |n: u32| share.contains(&n) && task.digests.get(n as usize).is_some_and(Option::is_none);
+    task.peers.values().any(|p| {
+        if p.id == *helper || !p.state.is_downloading() {
+            return false;
+        }
+        let mut missing = p.bitmap.missing().peekable();
+        missing.peek().is_some() && missing.all(unread)
+    })
+}
+
 /// A reader still at work.
 fn is_reader(p: &Peer) -> bool {
     p.origin_share.is_some() && p.tx.is_some() && p.state.is_downloading()
@@ -308,6 +328,7 @@ pub(crate) fn give(task: &mut Task, peer: &PeerId, share: std::ops::Range<u32>, 
         .is_none_or(|s| reported(&task.digests, s.clone()) == s.len());
     if done {
         p.share_heard_at = now;
+        p.share_read_at = now;
     }
     p.origin_share = Some(share.clone());
     if let Some(tx) = &p.tx {
