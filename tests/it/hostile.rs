@@ -259,6 +259,18 @@ impl Rogue {
         }
     }
 
+    /// The scheduler shows that `rogue` was appointed a helper and its share taken back.
+    async fn share_was_taken_back_from(&self, rogue: &str) {
+        let detail = crate::cluster::task_on(&self.cluster.schedulers[0], &self.task)
+            .await
+            .expect("task");
+        let view = detail.peers.iter().find(|p| p.peer_id == rogue);
+        assert!(
+            view.is_some_and(|p| p.share_withdrawn && p.origin_share.is_none()),
+            "the rogue was appointed a helper and its share taken back: {view:?}"
+        );
+    }
+
     /// The honest peer downloads the object, and the origin served it about once.
     async fn honest_download_reads_the_origin_once(&self) {
         honest_download(&self.cluster.peers[0], &self.origin, self.size, self.seed).await;
@@ -318,14 +330,7 @@ async fn an_appointed_helper_that_never_reads_its_share_loses_it() {
         .await
         .expect("the registration itself is fine");
     stage.honest_download_reads_the_origin_once().await;
-    let detail = crate::cluster::task_on(&stage.cluster.schedulers[0], &stage.task)
-        .await
-        .expect("task");
-    let rogue_view = detail.peers.iter().find(|p| p.peer_id == rogue_id);
-    assert!(
-        rogue_view.is_some_and(|p| p.share_withdrawn && p.origin_share.is_none()),
-        "the rogue was appointed a helper and its share taken back: {rogue_view:?}"
-    );
+    stage.share_was_taken_back_from(&rogue_id).await;
     drop(rogue);
 }
 
@@ -370,14 +375,7 @@ async fn a_helper_that_withholds_its_share_behind_a_colluders_reports_loses_it()
         }
     });
     stage.honest_download_reads_the_origin_once().await;
-    let detail = crate::cluster::task_on(&stage.cluster.schedulers[0], &stage.task)
-        .await
-        .expect("task");
-    let rogue_view = detail.peers.iter().find(|p| p.peer_id == rogue_id);
-    assert!(
-        rogue_view.is_some_and(|p| p.share_withdrawn && p.origin_share.is_none()),
-        "the rogue was appointed a helper and its share taken back: {rogue_view:?}"
-    );
+    stage.share_was_taken_back_from(&rogue_id).await;
     cover.abort();
     drop((rogue, colluder));
 }
