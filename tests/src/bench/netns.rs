@@ -151,6 +151,25 @@ impl Lab {
         Launch(Some(self.ns(host)))
     }
 
+    /// Sets every host's TCP congestion control to `algorithm`. A namespace may choose only
+    /// from `net.ipv4.tcp_allowed_congestion_control`, so the error names that key.
+    pub fn congestion_control(&self, algorithm: &str) -> anyhow::Result<()> {
+        let key = format!("net.ipv4.tcp_congestion_control={algorithm}");
+        for host in 1..=self.hosts {
+            run(
+                "ip",
+                &["netns", "exec", &self.ns(host), "sysctl", "-qw", &key],
+            )
+            .with_context(|| {
+                format!(
+                    "--netns-cc {algorithm}: a namespace may use it only if it is in \
+                         net.ipv4.tcp_allowed_congestion_control"
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Caps host `host` at `up` bytes/s leaving it and `down` bytes/s reaching it (0: none).
     pub fn shape(&self, host: usize, up: u64, down: u64) -> anyhow::Result<()> {
         if up > 0 {

@@ -75,6 +75,10 @@ pub struct SwarmConfig {
     /// what each daemon sends, where without them TCP bursts into the `tbf` queue and loses.
     #[serde(default)]
     pub netns_limiters: bool,
+    /// Under `netns`, the hosts' TCP congestion control (`--netns-cc`); `None` keeps the
+    /// machine's default. It moves the result: see README "Where `--netns` loses, tried".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_cc: Option<String>,
     /// Fraction of the peers killed mid-swarm (`--churn`, see `churn.rs`); 0: none.
     #[serde(default)]
     pub churn: f64,
@@ -373,7 +377,11 @@ async fn one_run(
         .with_context(|| format!("cannot create a temp dir in {}", parent.display()))?;
     // Declared before the processes: the namespaces outlive the daemons inside them.
     let lab = if cfg.netns {
-        Some(Lab::create(netns::FIRST_DAEMON_HOST + cfg.peers as usize)?)
+        let lab = Lab::create(netns::FIRST_DAEMON_HOST + cfg.peers as usize)?;
+        if let Some(cc) = &cfg.netns_cc {
+            lab.congestion_control(cc)?;
+        }
+        Some(lab)
     } else {
         None
     };

@@ -172,6 +172,10 @@ struct SwarmArgs {
     /// each daemon's sending under the kernel's caps).
     #[arg(long, requires = "netns")]
     netns_limiters: bool,
+    /// With --netns: the hosts' TCP congestion control (e.g. cubic, bbr) [default: the
+    /// machine's]; it must be in net.ipv4.tcp_allowed_congestion_control.
+    #[arg(long, requires = "netns", value_name = "ALGORITHM")]
+    netns_cc: Option<String>,
     /// Skip the direct baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -376,6 +380,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 chaos: None,
                 netns: a.netns,
                 netns_limiters: a.netns_limiters,
+                netns_cc: a.netns_cc.clone(),
                 plaintext: a.plaintext,
                 baseline: !a.no_baseline,
                 verify: !a.no_verify,
@@ -557,6 +562,7 @@ async fn run_chaos(
         chaos: None,
         netns: false,
         netns_limiters: false,
+        netns_cc: None,
         plaintext: a.plaintext,
         baseline: false,
         verify: true,
