@@ -26,8 +26,8 @@
 //! told busy within the last second (`upload.rs`) is answered busy itself. The slot then frees,
 //! and the waiting child, which has a fetch to spare where the others have none, asks first.
 //! Without this a child could wait behind incumbents for 20 s while its neighbours' downlinks
-//! ran full (README "Where `--netns` loses, tried": the makespan's tail went from 1.20-1.31 to
-//! 1.15-1.17·T* under `--netns` with CUBIC). The count is the child's word: a member that
+//! ran full (README "Where `--netns` loses, tried": under `--netns` with CUBIC the makespan
+//! went from 1.20-1.31·T* to 1.15-1.22, the middle run from 1.23 to 1.17). The count is the child's word: a member that
 //! always says 0 can at most switch queueing off at the parents it asks, which costs them a
 //! round trip per piece (measured with queueing off everywhere: 1.24-1.28·T*, 30 % more CPU),
 //! and only authenticated members (mutual TLS) reach the piece server.

@@ -492,8 +492,8 @@ fn admit(
         Answer::Busy => {
             // Every busy answer renews the record, the incumbents' made-way ones too: under
             // steady contention a starved child's count stays in force. Renewing it only for
-            // children no better off measured worse under `--netns` (1.19 and 1.19·T*, the
-            // slowest peer 1.6 s behind the median, against 1.154-1.166 and 0.3-0.7 s).
+            // children no better off measured 1.19 and 1.19·T* under `--netns`, inside this
+            // form's spread (1.15-1.22).
             if let Some(k) = in_flight {
                 st.upload_slots.1 = Some((waiting.map_or(k, |w| w.min(k)), now));
             }
