@@ -45,7 +45,8 @@ fn host(i: u64) -> pb::HostInfo {
 
 /// An `AnnouncePeer` stream, open while both halves are kept.
 struct Announced {
-    _outbound: tokio::sync::mpsc::UnboundedSender<pb::PeerRequest>,
+    /// Keeps the stream open; also how a test sends more messages on it.
+    outbound: tokio::sync::mpsc::UnboundedSender<pb::PeerRequest>,
     inbound: tonic::Streaming<pb::PeerResponse>,
 }
 
@@ -67,7 +68,7 @@ async fn open_announce(
         .await?
         .into_inner();
     Ok(Announced {
-        _outbound: tx,
+        outbound: tx,
         inbound,
     })
 }
@@ -259,6 +260,16 @@ impl Rogue {
         }
     }
 
+    /// Registers rogue `i` and holds its stream open; returns its peer ID and the stream.
+    async fn open(&self, i: u64) -> (String, Announced) {
+        let reg = self.registration(i);
+        let id = reg.peer_id.clone();
+        let stream = open_announce(self.channel.clone(), reg, Vec::new())
+            .await
+            .expect("the registration itself is fine");
+        (id, stream)
+    }
+
     /// The scheduler shows that `rogue` was appointed a helper and its share taken back.
     async fn share_was_taken_back_from(&self, rogue: &str) {
         let detail = crate::cluster::task_on(&self.cluster.schedulers[0], &self.task)
@@ -324,11 +335,7 @@ async fn forged_layout_and_digests_from_a_peer_nobody_appointed_are_ignored() {
 async fn an_appointed_helper_that_never_reads_its_share_loses_it() {
     let stage = Rogue::start(8 * MIB, 22).await;
     // Registered first, it is the first downloader the scheduler appoints a helper.
-    let reg = stage.registration(8);
-    let rogue_id = reg.peer_id.clone();
-    let rogue = open_announce(stage.channel.clone(), reg, Vec::new())
-        .await
-        .expect("the registration itself is fine");
+    let (rogue_id, rogue) = stage.open(8).await;
     stage.honest_download_reads_the_origin_once().await;
     stage.share_was_taken_back_from(&rogue_id).await;
     drop(rogue);
@@ -343,17 +350,11 @@ async fn an_appointed_helper_that_never_reads_its_share_loses_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_helper_that_withholds_its_share_behind_a_colluders_reports_loses_it() {
     let stage = Rogue::start(8 * MIB, 23).await;
-    let reg = stage.registration(10);
-    let rogue_id = reg.peer_id.clone();
-    let rogue = open_announce(stage.channel.clone(), reg, Vec::new())
-        .await
-        .expect("the registration itself is fine");
-    let colluder = open_announce(stage.channel.clone(), stage.registration(11), Vec::new())
-        .await
-        .expect("the registration itself is fine");
+    let (rogue_id, rogue) = stage.open(10).await;
+    let (_, colluder) = stage.open(11).await;
     // A "delivery" from the rogue every half second for 16 s, past the honest peer's 10 s
     // `piece_timeout`; each names a piece the colluder did not report yet, so none is ignored.
-    let (tx, parent) = (colluder._outbound.clone(), rogue_id.clone());
+    let (tx, parent) = (colluder.outbound.clone(), rogue_id.clone());
     let cover = tokio::spawn(async move {
         for number in 0..32 {
             tokio::time::sleep(Duration::from_millis(500)).await;

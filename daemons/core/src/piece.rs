@@ -15,12 +15,6 @@ use serde::{Deserialize, Serialize};
 /// KiB pieces, and an object under 16 pieces is read from the origin by the seed alone. The
 /// automatic length is not part of the task ID, and the first origin reader's layout is the
 /// task's, so daemons with either rule share one swarm.
-///
-/// The same hop cost is why the rule aims at 1,000 pieces where upstream aims at 500: a 1.5 GB
-/// layer gets 2 MiB pieces instead of 4, and Kraken's benchmark case (2,600 hosts, 3 GB in two
-/// layers) finishes at a median 1.045 × S/cap in the simulator instead of 1.08. Per-byte work
-/// (TLS, SHA-256, disk) dominates a piece's CPU at these lengths: 256 MiB pulled in 4, 2 or 1
-/// MiB pieces cost a peer the same 0.6-0.8 CPU-s (README "1,000 pieces").
 pub const MIN_PIECE_LENGTH: u64 = 256 * 1024;
 pub const MAX_PIECE_LENGTH: u64 = 64 * 1024 * 1024;
 /// Smallest piece length a request or a peer may set explicitly (the automatic length is never
@@ -37,6 +31,12 @@ pub const MAX_ORIGIN_READERS: usize = 64;
 /// piece it carries is kept, and from 2000 MiB objects up (4 MiB pieces) it is piece 0.
 pub const FIRST_READ: u64 = 4 * 1024 * 1024;
 /// The automatic piece length aims for at most this many pieces.
+///
+/// Twice upstream's 500 for the hop cost of [`MIN_PIECE_LENGTH`]: a 1.5 GB layer gets 2 MiB
+/// pieces instead of 4, and Kraken's benchmark case (2,600 hosts, 3 GB in two layers) finishes
+/// at a median 1.045 × S/cap in the simulator instead of 1.08. Per-byte work (TLS, hashing,
+/// disk) dominates a piece's CPU at these lengths: 256 MiB pulled in 4, 2 or 1 MiB pieces cost
+/// a peer the same 0.6-0.8 CPU-s (README "1,000 pieces").
 const TARGET_PIECE_COUNT: u64 = 1000;
 
 /// Next power of two of `content_length / 1000`, clamped to 256 KiB..=64 MiB: 256 KiB up to

@@ -126,13 +126,12 @@ pub struct Peer {
     /// The pieces it reads from the origin ([`crate::origin_share`]); its digests of those
     /// speak for the task.
     pub origin_share: Option<std::ops::Range<u32>>,
-    /// When it last showed it works: given its share, reported a digest of it or delivered a
-    /// piece to a peer ([`crate::origin_share::stalled`]).
-    pub share_heard_at: Instant,
-    /// When it last read its share: given it, or reported a digest of it. Deliveries do not
-    /// count, so a helper that serves others but withholds its share is still seen
+    /// When it last read its share: given it, or reported a digest of it
     /// ([`crate::origin_share::stalled`]).
     pub share_read_at: Instant,
+    /// When a peer last reported a piece (any) delivered by it, while it had a share: the
+    /// other sign of work, as its share reads wait on its uplink.
+    pub share_delivered_at: Instant,
     /// Its share was taken back for want of progress: it is never a helper again.
     pub share_withdrawn: bool,
     /// It lacks the origin's credentials, which another host has (a preheat job's fetcher):
@@ -163,8 +162,8 @@ impl Peer {
             corruption_reporters: Vec::new(),
             appointment: Appointment::None,
             origin_share: None,
-            share_heard_at: now,
             share_read_at: now,
+            share_delivered_at: now,
             share_withdrawn: false,
             awaits_fetcher: false,
             bytes_from_origin: 0,

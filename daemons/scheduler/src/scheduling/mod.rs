@@ -151,8 +151,8 @@ impl Scheduler {
             Some(old) => {
                 if let Some(p) = task.peers.get_mut(&peer_id) {
                     p.origin_share = old.origin_share;
-                    p.share_heard_at = old.share_heard_at;
                     p.share_read_at = old.share_read_at;
+                    p.share_delivered_at = old.share_delivered_at;
                     p.share_withdrawn = old.share_withdrawn;
                 }
             }

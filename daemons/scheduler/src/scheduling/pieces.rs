@@ -53,7 +53,7 @@ impl Scheduler {
                 // A helper that delivers works, even while its uplink keeps it from reading its
                 // share further (`read_ahead` on the peer; `origin_share::stalled`).
                 if p.origin_share.is_some() {
-                    p.share_heard_at = now;
+                    p.share_delivered_at = now;
                 }
                 p.host_id.clone()
             });
@@ -78,7 +78,6 @@ impl Scheduler {
                     .as_ref()
                     .is_some_and(|s| s.contains(&pf.number))
                 {
-                    peer.share_heard_at = now;
                     peer.share_read_at = now;
                 }
                 peer.bytes_from_origin += pf.length;

@@ -133,8 +133,8 @@ fn no_shares_from_an_origin_that_ignores_ranges() {
 fn quiet_for(s: &Scheduler, t: &TaskId, peer: &PeerId, ago: Duration) {
     s.with_state(|st| {
         if let Some(p) = st.tasks.get_mut(t).and_then(|t| t.peers.get_mut(peer)) {
-            p.share_heard_at = Instant::now() - ago;
             p.share_read_at = Instant::now() - ago;
+            p.share_delivered_at = Instant::now() - ago;
         }
     });
 }

@@ -35,7 +35,6 @@ impl Scheduler {
             return;
         };
         p.origin_share = Some(0..pieces);
-        p.share_heard_at = now;
         p.share_read_at = now;
         let neighbours: Vec<PeerId> = task.mesh.neighbours(peer).cloned().collect();
         for neighbour in neighbours {
@@ -126,7 +125,8 @@ impl Scheduler {
                 let unread = now.saturating_duration_since(p.share_read_at);
                 let share = p.origin_share.clone().filter(|_| unread >= deadline)?;
                 let unreported = share.len() - reported(&task.digests, share.clone());
-                let quiet = now.saturating_duration_since(p.share_heard_at);
+                let quiet =
+                    now.saturating_duration_since(p.share_read_at.max(p.share_delivered_at));
                 let blocks = quiet < deadline && waits_on(task, &p.id, share);
                 Some(origin_share::Progress {
                     id: p.id.clone(),
@@ -327,7 +327,6 @@ pub(crate) fn give(task: &mut Task, peer: &PeerId, share: std::ops::Range<u32>, 
         .clone()
         .is_none_or(|s| reported(&task.digests, s.clone()) == s.len());
     if done {
-        p.share_heard_at = now;
         p.share_read_at = now;
     }
     p.origin_share = Some(share.clone());
