@@ -398,12 +398,14 @@ impl Conductor {
         // new request, answered busy if every slot is taken.
         let behind = behind.and_then(|b| swarm.slots.get(&b).cloned());
         let events = swarm.events_tx.clone();
+        let in_flight = u32::try_from(swarm.fetches.len() + 1).unwrap_or(u32::MAX);
         swarm.fetches.spawn(async move {
             let req = PieceRequest {
                 base: &base,
                 parent: &source,
                 behind: behind.as_deref(),
                 events: &events,
+                in_flight,
             };
             let client = PieceClient {
                 http: &ctx.peers,

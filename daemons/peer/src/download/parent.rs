@@ -295,6 +295,9 @@ pub struct PieceRequest<'a> {
     pub behind: Option<&'a str>,
     /// Told the slot this fetch holds, near its end, so a fetch can be queued behind it.
     pub events: &'a mpsc::UnboundedSender<ParentEvent>,
+    /// Pieces of the task this peer is fetching, this one included
+    /// ([`df_core::HEADER_IN_FLIGHT`]).
+    pub in_flight: u32,
 }
 
 /// A fetch's upload slot is announced (and a fetch may be queued behind it) once all but
@@ -340,7 +343,10 @@ pub(crate) async fn fetch_piece(
         return Err(PieceError::NotFound);
     };
     let url = format!("{}/pieces/{}/{n}", req.base, task.id);
-    let mut get = ctx.http.get(&url);
+    let mut get = ctx
+        .http
+        .get(&url)
+        .header(df_core::HEADER_IN_FLIGHT, req.in_flight);
     if let Some(slot) = req.behind {
         get = get.header(df_core::HEADER_UPLOAD_SLOT, slot);
     }
@@ -586,6 +592,7 @@ mod tests {
                     parent: &PeerId::from("parent".to_owned()),
                     behind: None,
                     events: &events,
+                    in_flight: 1,
                 };
                 let layout = PieceLayout::new(64, Some(64));
                 fetch_piece(client, &task, layout, 0, req, PieceDigest::of(&whole)).await

@@ -274,6 +274,9 @@ impl Driver {
             // No request names a slot: the simulator has no latency for pipelining to hide,
             // and never reports a fetch as streaming, so its pickers queue nothing.
             follows: admission::Follows::Nothing,
+            // With nothing queued, nothing gives way to a waiting child.
+            in_flight: None,
+            waiting: None,
         });
         if answer == Answer::Send {
             self.uploads[slot] += 1;
