@@ -40,9 +40,11 @@ pub const HEADER_UPLOAD_BUSY: &str = "x-dragonfly-upload-busy";
 /// back to back instead of idling a round trip between them.
 pub const HEADER_UPLOAD_SLOT: &str = "x-dragonfly-upload-slot";
 /// On a piece request: how many pieces of the task the child is fetching at that moment. A
-/// parent whose slots are full lets a request queued behind a slot give way to a child it told
-/// *busy* that fetches fewer ([`HEADER_UPLOAD_SLOT`]).
+/// parent whose slots are full lets a request queued behind a slot give way to another child
+/// ([`HEADER_PEER`]) it told *busy* that fetches fewer ([`HEADER_UPLOAD_SLOT`]).
 pub const HEADER_IN_FLIGHT: &str = "x-dragonfly-in-flight";
+/// On a piece request: the child's peer ID for the task, beside [`HEADER_IN_FLIGHT`].
+pub const HEADER_PEER: &str = "x-dragonfly-peer";
 /// The longest a peer's piece server holds a request queued behind [`HEADER_UPLOAD_SLOT`]
 /// before answering it *busy*, and the longest quiet on a bitmap feed; a child's
 /// `download.piece_timeout` must be longer, or it gives up on parents that are only waiting.

@@ -21,20 +21,26 @@
 //! given, and only one request per slot. When a requester queues is its picker's choice
 //! (`crate::download::picker`: near the end of the piece, and not at a loaded source).
 //!
-//! Incumbency has a limit: every request says how many pieces its child is fetching
-//! ([`df_core::HEADER_IN_FLIGHT`]), and a queued request from a child fetching more than one
-//! told busy within the last second (`upload.rs`) is answered busy itself. The slot then frees,
-//! and the waiting child, which has a fetch to spare where the others have none, asks first.
+//! Incumbency has a limit: every request names its child and says how many pieces the child
+//! is fetching ([`df_core::HEADER_PEER`], [`df_core::HEADER_IN_FLIGHT`]). The parent keeps one
+//! record ([`Starved`]): the child it told busy lately that fetches the fewest. A queued
+//! request from another child fetching more is answered busy itself; the slot then frees, and
+//! the starved child, which has a fetch to spare where the others have none, asks for it.
 //! Without this a child could wait behind incumbents for 20 s while its neighbours' downlinks
-//! ran full (README "Where `--netns` loses, tried": under `--netns` with CUBIC the makespan
-//! went from 1.20-1.31·T* to 1.15-1.22, the middle run from 1.23 to 1.17). The count is the child's word: a member that
-//! always says 0 can at most switch queueing off at the parents it asks, which costs them a
-//! round trip per piece (measured with queueing off everywhere: 1.24-1.28·T*, 30 % more CPU),
-//! and only authenticated members (mutual TLS) reach the piece server.
+//! ran full (README "Where `--netns` loses, tried"). The record names the child so that a
+//! child never gives way to itself: a lone child told busy while its own slots end would
+//! otherwise refuse its own queued requests, and did (a first form without the name stalled an
+//! e2e pull for `piece_timeout`). It lives [`STARVED_FOR`] after the child's last busy answer
+//! and ends when that child is sent a piece. The name and the count are the child's word: a
+//! member that lies can at most switch queueing off at the parents it asks, which costs them
+//! a round trip per piece (measured with queueing off everywhere: 1.24-1.28·T*, 30 % more
+//! CPU), and only authenticated members (mutual TLS) reach the piece server.
 //!
 //! Order of the checks: a piece not held (or, for a super-seeding seed, already sent: see
 //! [`crate::superseed`]) is *not held* whatever the load, so the requester drops it from
 //! this peer's bitmap instead of waiting for a slot that would not help.
+
+use std::time::{Duration, Instant};
 
 use df_core::piece::Bitmap;
 
@@ -72,10 +78,69 @@ pub struct Request<'a> {
     pub slots: u32,
     /// The slot the request names ([`df_core::HEADER_UPLOAD_SLOT`]).
     pub follows: Follows,
-    /// Pieces the requester is fetching ([`df_core::HEADER_IN_FLIGHT`]), if it said.
-    pub in_flight: Option<u32>,
-    /// The fewest pieces in flight of a requester told busy lately, still waiting.
-    pub waiting: Option<u32>,
+    /// Who asks and how many pieces it is fetching, if it said.
+    pub asker: Option<Asker<'a>>,
+    /// The starved child on record, if its record is live ([`Starved::live`]).
+    pub starved: Option<Asker<'a>>,
+}
+
+/// A child's word about itself on a piece request ([`df_core::HEADER_PEER`],
+/// [`df_core::HEADER_IN_FLIGHT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Asker<'a> {
+    pub peer: &'a str,
+    /// Pieces of the task it is fetching, this one included.
+    pub in_flight: u32,
+}
+
+impl Asker<'_> {
+    /// Whether a request from `self` queued behind a slot gives way to `starved`.
+    fn gives_way_to(self, starved: Asker<'_>) -> bool {
+        self.peer != starved.peer && starved.in_flight < self.in_flight
+    }
+}
+
+/// How long a child told busy counts as starved without asking again: two of its retries of a
+/// busy parent (`crate::download::picker::BUSY_RETRY`), so a child still waiting keeps its
+/// record and one gone (served elsewhere, or dead) loses it within two seconds.
+pub const STARVED_FOR: Duration = Duration::from_secs(2);
+
+/// Longest peer ID kept on record; a longer one (no daemon makes one) is not recorded.
+const MAX_PEER_ID: usize = 256;
+
+/// A task's starved-child record: the child told busy lately that fetches the fewest pieces,
+/// and when it was last told busy.
+#[derive(Debug, Default)]
+pub struct Starved(Option<(String, u32, Instant)>);
+
+impl Starved {
+    /// The child on record, unless its record has lapsed at `now`.
+    pub fn live(&self, now: Instant) -> Option<Asker<'_>> {
+        let (peer, in_flight, at) = self.0.as_ref()?;
+        (now.saturating_duration_since(*at) < STARVED_FOR).then_some(Asker {
+            peer,
+            in_flight: *in_flight,
+        })
+    }
+
+    /// The record after `answer` to `asker` at `now`: a busy answer records a child fetching
+    /// fewer than the live record (or the recorded child again, with its new count); sending
+    /// the recorded child a piece ends the record.
+    pub fn note(&mut self, answer: Answer, asker: Option<Asker<'_>>, now: Instant) {
+        let Some(asker) = asker else { return };
+        let current = self.live(now);
+        let same = current.is_some_and(|c| c.peer == asker.peer);
+        match answer {
+            Answer::Busy => {
+                let fewer = current.is_none_or(|c| asker.in_flight < c.in_flight);
+                if (same || fewer) && asker.peer.len() <= MAX_PEER_ID {
+                    self.0 = Some((asker.peer.to_owned(), asker.in_flight, now));
+                }
+            }
+            Answer::Send | Answer::Queue if same => self.0 = None,
+            Answer::Send | Answer::Queue | Answer::NotHeld => {}
+        }
+    }
 }
 
 /// The answer; on `Send` the caller counts the upload and, for a seed, marks the piece sent.
@@ -95,7 +160,13 @@ pub fn answer(r: Request<'_>) -> Answer {
     match r.follows {
         // A child that fetches fewer waits: the slot frees and goes to whoever asks first, and
         // a child with all its fetches under way does not ask.
-        Follows::Slot if r.waiting.zip(r.in_flight).is_some_and(|(w, k)| w < k) => Answer::Busy,
+        Follows::Slot
+            if r.asker
+                .zip(r.starved)
+                .is_some_and(|(a, starved)| a.gives_way_to(starved)) =>
+        {
+            Answer::Busy
+        }
         Follows::Slot => Answer::Queue,
         Follows::Nothing | Follows::SlotQueued => Answer::Busy,
     }
@@ -137,8 +208,8 @@ mod tests {
             uploads,
             slots: 4,
             follows: Follows::Nothing,
-            in_flight: None,
-            waiting: None,
+            asker: None,
+            starved: None,
         }
     }
 
@@ -203,24 +274,69 @@ mod tests {
         );
     }
 
+    fn asker(peer: &str, in_flight: u32) -> Asker<'_> {
+        Asker { peer, in_flight }
+    }
+
     #[test]
-    fn a_queued_request_gives_way_to_a_waiting_child_that_fetches_fewer() {
+    fn a_queued_request_gives_way_to_another_child_that_fetches_fewer() {
         let held = bitmap(4, &[0, 1]);
-        let behind = |in_flight, waiting| {
+        let behind = |a: Option<Asker<'_>>, starved: Option<Asker<'_>>| {
             answer(Request {
                 follows: Follows::Slot,
-                in_flight,
-                waiting,
+                asker: a,
+                starved,
                 ..req(&held, None, 1, 4)
             })
         };
-        assert_eq!(behind(Some(3), Some(1)), Answer::Busy);
-        assert_eq!(behind(Some(2), Some(2)), Answer::Queue, "no worse off");
-        assert_eq!(behind(Some(3), None), Answer::Queue, "nobody waits");
+        let starved = Some(asker("c", 1));
+        assert_eq!(behind(Some(asker("a", 3)), starved), Answer::Busy);
         assert_eq!(
-            behind(None, Some(0)),
+            behind(Some(asker("a", 1)), starved),
+            Answer::Queue,
+            "no worse off"
+        );
+        assert_eq!(
+            behind(Some(asker("c", 3)), starved),
+            Answer::Queue,
+            "not to itself"
+        );
+        assert_eq!(
+            behind(Some(asker("a", 3)), None),
+            Answer::Queue,
+            "nobody waits"
+        );
+        assert_eq!(
+            behind(None, starved),
             Answer::Queue,
             "an older child says nothing"
         );
+    }
+
+    #[test]
+    fn the_record_keeps_the_child_fetching_fewest_until_it_is_served_or_lapses() {
+        let t0 = Instant::now();
+        let mut r = Starved::default();
+        r.note(Answer::Busy, Some(asker("a", 3)), t0);
+        assert_eq!(r.live(t0), Some(asker("a", 3)));
+        // A child fetching fewer takes the record; one fetching more does not.
+        r.note(Answer::Busy, Some(asker("b", 1)), t0);
+        r.note(Answer::Busy, Some(asker("a", 2)), t0);
+        assert_eq!(r.live(t0), Some(asker("b", 1)));
+        // The recorded child renews it, with its new count.
+        let t1 = t0 + STARVED_FOR / 2;
+        r.note(Answer::Busy, Some(asker("b", 2)), t1);
+        assert_eq!(r.live(t1 + STARVED_FOR / 2), Some(asker("b", 2)));
+        // Another child served leaves it; the recorded child served ends it.
+        r.note(Answer::Send, Some(asker("a", 3)), t1);
+        assert!(r.live(t1).is_some());
+        r.note(Answer::Send, Some(asker("b", 2)), t1);
+        assert_eq!(r.live(t1), None);
+        // Unrenewed, it lapses.
+        r.note(Answer::Busy, Some(asker("a", 3)), t1);
+        assert_eq!(r.live(t1 + STARVED_FOR), None);
+        // A lapsed record gives way to any child told busy.
+        r.note(Answer::Busy, Some(asker("d", 3)), t1 + STARVED_FOR);
+        assert_eq!(r.live(t1 + STARVED_FOR), Some(asker("d", 3)));
     }
 }

@@ -99,17 +99,13 @@ const QUEUE_WAIT: Duration = df_core::PEER_WAIT;
 
 /// One task's upload slots still sending, by token, each with the request (if any) waiting to
 /// take it over. At most one entry per slot taken (`TaskState::uploads`), so bounded by
-/// `upload.slots`. Beside them, the fewest pieces in flight of a child told busy lately
-/// ([`WAITING_FOR`]), which a queued request gives way to ([`admission::answer`]).
+/// `upload.slots`. Beside them, the starved child a queued request gives way to
+/// ([`admission::Starved`]).
 #[derive(Default)]
 pub struct SlotTable(
     HashMap<u128, Option<oneshot::Sender<ActiveUpload>>>,
-    Option<(u32, Instant)>,
+    admission::Starved,
 );
-
-/// How long a child told busy counts as waiting for a slot: about a piece-time, after which it
-/// has been served or asked elsewhere (256 KiB at a third of 1 MiB/s is 0.75 s).
-const WAITING_FOR: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for SlotTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -240,12 +236,12 @@ async fn route(
                 .get(df_core::HEADER_UPLOAD_SLOT)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| u128::from_str_radix(v, 16).ok());
-            let in_flight = req
-                .headers()
-                .get(df_core::HEADER_IN_FLIGHT)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u32>().ok());
-            piece(&ctx, conn, task, number, (follows, in_flight), stop).await
+            let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+            // Both or neither: a count without a name cannot be told from the record's child.
+            let asker = header(df_core::HEADER_PEER)
+                .zip(header(df_core::HEADER_IN_FLIGHT).and_then(|v| v.parse::<u32>().ok()))
+                .map(|(peer, in_flight)| admission::Asker { peer, in_flight });
+            piece(&ctx, conn, task, number, (follows, asker), stop).await
         }
         ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query, stop).await,
         ["healthz"] => text(StatusCode::OK, "ok"),
@@ -258,7 +254,7 @@ async fn piece(
     conn: Connection,
     task: &str,
     number: &str,
-    asker: (Option<u128>, Option<u32>),
+    asker: (Option<u128>, Option<admission::Asker<'_>>),
     stop: &CancellationToken,
 ) -> Response<Body> {
     let (Ok(id), Ok(n)) = (task.parse::<TaskId>(), number.parse::<u32>()) else {
@@ -466,18 +462,13 @@ fn admit(
     task: &Arc<StoredTask>,
     st: &mut crate::storage::TaskState,
     n: u32,
-    (follows, in_flight): (Option<u128>, Option<u32>),
+    (follows, asker): (Option<u128>, Option<admission::Asker<'_>>),
 ) -> Result<Admission, Answer> {
     let Some((offset, len)) = st.layout.and_then(|l| l.range(n)) else {
         return Err(Answer::NotHeld);
     };
     let slots = ctx.slots;
     let now = Instant::now();
-    let waiting = st
-        .upload_slots
-        .1
-        .filter(|(_, at)| now.duration_since(*at) < WAITING_FOR)
-        .map(|(k, _)| k);
     let answer = admission::answer(admission::Request {
         held: &st.bitmap,
         seed: ctx.seed.then(|| st.superseed_record()),
@@ -485,25 +476,13 @@ fn admit(
         uploads: st.uploads,
         slots,
         follows: st.upload_slots.follows(follows),
-        in_flight,
-        waiting,
+        asker,
+        starved: st.upload_slots.1.live(now),
     });
+    st.upload_slots.1.note(answer, asker, now);
     match answer {
-        Answer::Busy => {
-            // Every busy answer renews the record, the incumbents' made-way ones too: under
-            // steady contention a starved child's count stays in force. Renewing it only for
-            // children no better off measured 1.19 and 1.19·T* under `--netns`, inside this
-            // form's spread (1.15-1.22).
-            if let Some(k) = in_flight {
-                st.upload_slots.1 = Some((waiting.map_or(k, |w| w.min(k)), now));
-            }
-            Err(Answer::Busy)
-        }
+        Answer::Busy => Err(Answer::Busy),
         Answer::Send => {
-            // The child that waited with the fewest in flight (or one as badly off) is served.
-            if waiting.zip(in_flight).is_some_and(|(w, k)| k <= w) {
-                st.upload_slots.1 = None;
-            }
             st.uploads += 1;
             let promise = promise(ctx, task, st, n);
             // Unguessable (OS randomness), so only the child that was sent the slot's header

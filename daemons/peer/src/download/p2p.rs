@@ -65,6 +65,9 @@ struct Swarm {
     events_tx: mpsc::UnboundedSender<ParentEvent>,
     last_progress: Instant,
     share: OriginShare,
+    /// Sources told busy, and when each may be asked again without a slot-free notice
+    /// ([`super::picker::BUSY_RETRY`]). At most one entry per source.
+    busy_until: HashMap<PeerId, Instant>,
 }
 
 impl Conductor {
@@ -89,6 +92,7 @@ impl Conductor {
             events_tx,
             last_progress: Instant::now(),
             share: OriginShare::default(),
+            busy_until: HashMap::new(),
         };
         if let Some(layout) = self.task.layout() {
             self.picker_layout(&mut swarm, layout);
@@ -118,6 +122,7 @@ impl Conductor {
             } else {
                 cfg.piece_timeout
             };
+            let busy_lapse = swarm.busy_until.values().min().copied();
             tokio::select! {
                 reply = link.next() => {
                     if let Some(end) = self.on_reply(&mut swarm, link, reply).await? {
@@ -135,6 +140,7 @@ impl Conductor {
                 }
                 // Reading paused until a piece read ahead is sent (crate::read_ahead).
                 Ok(()) = sends.changed(), if paced => {}
+                () = sleep_until_some(busy_lapse), if busy_lapse.is_some() => lapse_busy(&mut swarm),
                 _ = tokio::time::sleep_until(swarm.last_progress + stall_limit) => {
                     if swarm.fetches.is_empty() && origin_fetches.is_empty() {
                         let reason = if layout.is_none() { "no task metadata in time" } else { "no progress from parents" };
@@ -398,6 +404,7 @@ impl Conductor {
         // new request, answered busy if every slot is taken.
         let behind = behind.and_then(|b| swarm.slots.get(&b).cloned());
         let events = swarm.events_tx.clone();
+        let child = self.peer_id.clone();
         let in_flight = u32::try_from(swarm.fetches.len() + 1).unwrap_or(u32::MAX);
         swarm.fetches.spawn(async move {
             let req = PieceRequest {
@@ -405,6 +412,7 @@ impl Conductor {
                 parent: &source,
                 behind: behind.as_deref(),
                 events: &events,
+                child: &child,
                 in_flight,
             };
             let client = PieceClient {
@@ -463,6 +471,9 @@ impl Conductor {
                 if let Some(parent) = swarm.sources.get(&source) {
                     parent.saw_busy();
                 }
+                swarm
+                    .busy_until
+                    .insert(source.clone(), Instant::now() + super::picker::BUSY_RETRY);
                 swarm.picker.handle(PickEvent::Busy { piece: n, source });
                 Ok(())
             }
@@ -566,4 +577,28 @@ fn drop_source(swarm: &mut Swarm, link: &Link, source: &PeerId) {
             failed_parent_ids: vec![source.to_string()],
         }));
     }
+}
+
+/// Sleeps until `at`, or forever without one (the `select!` arm is off then anyway).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Lets the picker ask again every source whose busy answer is [`super::picker::BUSY_RETRY`]
+/// old.
+fn lapse_busy(swarm: &mut Swarm) {
+    let now = Instant::now();
+    let picker = &mut swarm.picker;
+    swarm.busy_until.retain(|source, at| {
+        let lapsed = *at <= now;
+        if lapsed {
+            picker.handle(PickEvent::BusyLapsed {
+                source: source.clone(),
+            });
+        }
+        !lapsed
+    });
 }

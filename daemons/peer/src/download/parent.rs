@@ -295,8 +295,9 @@ pub struct PieceRequest<'a> {
     pub behind: Option<&'a str>,
     /// Told the slot this fetch holds, near its end, so a fetch can be queued behind it.
     pub events: &'a mpsc::UnboundedSender<ParentEvent>,
-    /// Pieces of the task this peer is fetching, this one included
-    /// ([`df_core::HEADER_IN_FLIGHT`]).
+    /// This peer's ID for the task ([`df_core::HEADER_PEER`]) and the pieces of the task it
+    /// is fetching, this one included ([`df_core::HEADER_IN_FLIGHT`]).
+    pub child: &'a PeerId,
     pub in_flight: u32,
 }
 
@@ -346,6 +347,7 @@ pub(crate) async fn fetch_piece(
     let mut get = ctx
         .http
         .get(&url)
+        .header(df_core::HEADER_PEER, req.child.as_str())
         .header(df_core::HEADER_IN_FLIGHT, req.in_flight);
     if let Some(slot) = req.behind {
         get = get.header(df_core::HEADER_UPLOAD_SLOT, slot);
@@ -592,6 +594,7 @@ mod tests {
                     parent: &PeerId::from("parent".to_owned()),
                     behind: None,
                     events: &events,
+                    child: &PeerId::from("child".to_owned()),
                     in_flight: 1,
                 };
                 let layout = PieceLayout::new(64, Some(64));

@@ -13,7 +13,10 @@
 //!   others' uplinks idle);
 //! - among the holders of a piece, the one with the fewest uploads (ours in flight plus the
 //!   load it last advertised) is asked; a source that answered *busy* (its upload slots are
-//!   full) keeps its pieces but is not asked again until it advertises a free slot;
+//!   full) keeps its pieces but is not asked again until it advertises a free slot, or until
+//!   the driver says [`BUSY_RETRY`] has passed (`BusyLapsed`): a slot-free notice can be
+//!   lost to a race (it overtakes the busy answer on another connection, or the slot is
+//!   taken again before the feed looks), and a complete parent sends no other;
 //! - seeds are the last resort: while normal sources exist, a piece is taken from a seed only
 //!   when no normal source holds it, and at most `seed_requests` fetches are at seeds (a seed
 //!   serves each piece about once; the swarm spreads it);
@@ -99,6 +102,8 @@ pub enum PickEvent {
     /// `source` refused the fetch because its upload slots are full. It still holds the
     /// piece and stays a source, but is not asked until it advertises a free slot.
     Busy { piece: u32, source: PeerId },
+    /// [`BUSY_RETRY`] passed since `source` answered busy: it may be asked again.
+    BusyLapsed { source: PeerId },
     /// A fetch failed. `missing`: the source did not have the piece (it stays a source);
     /// otherwise the source is dropped for good.
     FetchFailed {
@@ -141,6 +146,11 @@ impl Source {
 /// Wanted pieces, best-ranked first, looked at for a holder with room before a fetch is
 /// queued behind a streaming one.
 const ROOMY_WALK: usize = 64;
+
+/// How long after a *busy* answer a source is asked again without a slot-free notice. A
+/// lost notice then costs a second, not the `download.piece_timeout` stall and origin
+/// fallback it cost before; a busy source costs one refused request per second.
+pub const BUSY_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Rank of a wanted piece; the smallest is fetched first: pieces some normal source holds,
 /// then fewer holders, then nearer the head (window), then a per-piece random draw.
@@ -249,6 +259,11 @@ impl Picker {
                 self.end_fetch(piece, &source);
                 if let Some(s) = self.sources.get_mut(&source) {
                     s.busy = true;
+                }
+            }
+            PickEvent::BusyLapsed { source } => {
+                if let Some(s) = self.sources.get_mut(&source) {
+                    s.busy = false;
                 }
             }
             PickEvent::FetchFailed {

@@ -224,6 +224,22 @@ fn a_busy_source_is_skipped_until_it_advertises_a_free_slot() {
 }
 
 #[test]
+fn a_busy_source_is_asked_again_once_its_busy_answer_lapses_without_a_notice() {
+    let mut p = picker(8, 1);
+    p.handle(PickEvent::Held { piece: 0 });
+    add(&mut p, "a", false, 1..8);
+    let f = p.decide().remove(0);
+    p.handle(PickEvent::Busy {
+        piece: f.piece,
+        source: id("a"),
+    });
+    assert!(p.decide().is_empty(), "the only source is busy");
+    p.handle(PickEvent::BusyLapsed { source: id("a") });
+    assert!(!p.is_busy(&id("a")));
+    assert_eq!(p.decide()[0].source, id("a"), "asked again");
+}
+
+#[test]
 fn the_least_loaded_holder_is_asked() {
     let mut p = picker(8, 1);
     p.handle(PickEvent::Held { piece: 0 });

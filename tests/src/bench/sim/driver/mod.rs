@@ -275,8 +275,8 @@ impl Driver {
             // and never reports a fetch as streaming, so its pickers queue nothing.
             follows: admission::Follows::Nothing,
             // With nothing queued, nothing gives way to a waiting child.
-            in_flight: None,
-            waiting: None,
+            asker: None,
+            starved: None,
         });
         if answer == Answer::Send {
             self.uploads[slot] += 1;
