@@ -168,6 +168,11 @@ pub struct RawScheduling {
     /// Hosts that read disjoint parts of one task from the origin, the seed included, so new
     /// pieces enter the swarm through that many uplinks (the origin still serves each piece
     /// once). 1: only the seed reads the origin. See the scheduler's `origin_share` module.
+    /// About the origin's bandwidth over a node's downlink: more readers fill a swarm sooner
+    /// when the origin is much faster than the nodes' links, and split it when it is not
+    /// (README "Where `--netns` loses, tried": 4 -> 16 readers, 1.17 -> 1.14·T* with a fast
+    /// origin, 1.10 -> 1.13 with a slow one). Only readers appointed as peers register help,
+    /// before any origin rate is known, so the scheduler does not pick it itself.
     pub origin_readers: usize,
     /// A helper (an origin reader other than the seed) that neither reads a piece of its share
     /// nor delivers any piece to a peer for this long loses its share to another reader, as if
