@@ -101,9 +101,9 @@ impl Asker<'_> {
 }
 
 /// How long a child told busy counts as starved without asking again: two of its retries of a
-/// busy parent (`crate::download::picker::BUSY_RETRY`), so a child still waiting keeps its
-/// record and one gone (served elsewhere, or dead) loses it within two seconds.
-pub const STARVED_FOR: Duration = Duration::from_secs(2);
+/// busy parent, so a child still waiting keeps its record and one gone (served elsewhere, or
+/// dead) loses it within two seconds.
+pub const STARVED_FOR: Duration = crate::download::picker::BUSY_RETRY.saturating_mul(2);
 
 /// Longest peer ID kept on record; a longer one (no daemon makes one) is not recorded.
 const MAX_PEER_ID: usize = 256;
