@@ -254,7 +254,7 @@ async fn piece(
     conn: Connection,
     task: &str,
     number: &str,
-    asker: (Option<u128>, Option<admission::Asker<'_>>),
+    follows_and_asker: (Option<u128>, Option<admission::Asker<'_>>),
     stop: &CancellationToken,
 ) -> Response<Body> {
     let (Ok(id), Ok(n)) = (task.parse::<TaskId>(), number.parse::<u32>()) else {
@@ -265,7 +265,7 @@ async fn piece(
     };
     let admission = {
         let mut st = task.state();
-        admit(ctx, &task, &mut st, n, asker)
+        admit(ctx, &task, &mut st, n, follows_and_asker)
     };
     let (admitted, promise) = match admission {
         Ok(Admission {
