@@ -131,9 +131,15 @@ impl Starved {
         let current = self.live(now);
         let same = current.is_some_and(|c| c.peer == asker.peer);
         match answer {
+            Answer::Busy if same => {
+                // Renewed in place: the name on record is this child's already.
+                if let Some((_, in_flight, at)) = self.0.as_mut() {
+                    (*in_flight, *at) = (asker.in_flight, now);
+                }
+            }
             Answer::Busy => {
                 let fewer = current.is_none_or(|c| asker.in_flight < c.in_flight);
-                if (same || fewer) && asker.peer.len() <= MAX_PEER_ID {
+                if fewer && asker.peer.len() <= MAX_PEER_ID {
                     self.0 = Some((asker.peer.to_owned(), asker.in_flight, now));
                 }
             }

@@ -236,17 +236,22 @@ async fn route(
                 .get(df_core::HEADER_UPLOAD_SLOT)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| u128::from_str_radix(v, 16).ok());
-            let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
-            // Both or neither: a count without a name cannot be told from the record's child.
-            let asker = header(df_core::HEADER_PEER)
-                .zip(header(df_core::HEADER_IN_FLIGHT).and_then(|v| v.parse::<u32>().ok()))
-                .map(|(peer, in_flight)| admission::Asker { peer, in_flight });
+            let asker = asker(req.headers());
             piece(&ctx, conn, task, number, (follows, asker), stop).await
         }
         ["tasks", task, "bitmap"] => bitmap(&ctx, task, &query, stop).await,
         ["healthz"] => text(StatusCode::OK, "ok"),
         _ => text(StatusCode::NOT_FOUND, "no such route\n"),
     }
+}
+
+/// Who asks, from [`df_core::HEADER_PEER`] and [`df_core::HEADER_IN_FLIGHT`]: both or neither,
+/// as a count without a name cannot be told from the record's child.
+fn asker(headers: &http::HeaderMap) -> Option<admission::Asker<'_>> {
+    let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let in_flight = header(df_core::HEADER_IN_FLIGHT)?.parse::<u32>().ok()?;
+    let peer = header(df_core::HEADER_PEER)?;
+    Some(admission::Asker { peer, in_flight })
 }
 
 async fn piece(
@@ -694,6 +699,38 @@ fn parse_bitmap_query(query: &str) -> BitmapQuery {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_piece_request_names_its_asker_only_with_both_headers() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = http::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, http::HeaderValue::from_static(v));
+            }
+            h
+        };
+        let both = headers(&[
+            (df_core::HEADER_PEER, "p-1"),
+            (df_core::HEADER_IN_FLIGHT, "2"),
+        ]);
+        assert_eq!(
+            asker(&both),
+            Some(admission::Asker {
+                peer: "p-1",
+                in_flight: 2
+            })
+        );
+        for partial in [
+            headers(&[(df_core::HEADER_PEER, "p-1")]),
+            headers(&[(df_core::HEADER_IN_FLIGHT, "2")]),
+            headers(&[
+                (df_core::HEADER_PEER, "p-1"),
+                (df_core::HEADER_IN_FLIGHT, "many"),
+            ]),
+        ] {
+            assert_eq!(asker(&partial), None, "{partial:?}");
+        }
+    }
 
     #[test]
     fn a_childs_bitmap_query_reads_back_whole() {

@@ -4,6 +4,7 @@
 //! object cannot be cached here, a straight pass-through from the origin. Every client-facing
 //! server (admin download API, proxy, mirror) goes through [`TaskManager::deliver`].
 
+mod busy_retry;
 pub(crate) mod conductor;
 mod link;
 pub(crate) mod origin;

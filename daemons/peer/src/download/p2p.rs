@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::busy_retry::BusyRetries;
 use super::conductor::{Conductor, Link, OriginPiece, storage_failure};
 use super::parent::{ParentEvent, ParentLink, PieceClient, PieceRequest, fetch_piece};
 use super::picker::{Fetch, PickEvent, Picker, PickerConfig};
@@ -65,9 +66,11 @@ struct Swarm {
     events_tx: mpsc::UnboundedSender<ParentEvent>,
     last_progress: Instant,
     share: OriginShare,
-    /// Sources told busy, and when each may be asked again without a slot-free notice
-    /// ([`super::picker::BUSY_RETRY`]). At most one entry per source.
-    busy_until: HashMap<PeerId, Instant>,
+    /// Sources told busy, and when each may be asked again without a slot-free notice.
+    busy: BusyRetries,
+    /// This peer's ID for the task, as the piece requests' [`df_core::HEADER_PEER`]: made once,
+    /// each request clones a reference to it. `None` if the ID is no valid header value.
+    child: Option<http::HeaderValue>,
 }
 
 impl Conductor {
@@ -92,7 +95,8 @@ impl Conductor {
             events_tx,
             last_progress: Instant::now(),
             share: OriginShare::default(),
-            busy_until: HashMap::new(),
+            busy: BusyRetries::default(),
+            child: http::HeaderValue::from_str(self.peer_id.as_str()).ok(),
         };
         if let Some(layout) = self.task.layout() {
             self.picker_layout(&mut swarm, layout);
@@ -122,7 +126,7 @@ impl Conductor {
             } else {
                 cfg.piece_timeout
             };
-            let busy_lapse = swarm.busy_until.values().min().copied();
+            let busy_lapse = swarm.busy.next();
             tokio::select! {
                 reply = link.next() => {
                     if let Some(end) = self.on_reply(&mut swarm, link, reply).await? {
@@ -140,7 +144,11 @@ impl Conductor {
                 }
                 // Reading paused until a piece read ahead is sent (crate::read_ahead).
                 Ok(()) = sends.changed(), if paced => {}
-                () = sleep_until_some(busy_lapse), if busy_lapse.is_some() => lapse_busy(&mut swarm),
+                () = sleep_until_some(busy_lapse), if busy_lapse.is_some() => {
+                    for source in swarm.busy.lapsed(Instant::now()) {
+                        swarm.picker.handle(PickEvent::BusyLapsed { source });
+                    }
+                }
                 _ = tokio::time::sleep_until(swarm.last_progress + stall_limit) => {
                     if swarm.fetches.is_empty() && origin_fetches.is_empty() {
                         let reason = if layout.is_none() { "no task metadata in time" } else { "no progress from parents" };
@@ -404,7 +412,7 @@ impl Conductor {
         // new request, answered busy if every slot is taken.
         let behind = behind.and_then(|b| swarm.slots.get(&b).cloned());
         let events = swarm.events_tx.clone();
-        let child = self.peer_id.clone();
+        let child = swarm.child.clone();
         let in_flight = u32::try_from(swarm.fetches.len() + 1).unwrap_or(u32::MAX);
         swarm.fetches.spawn(async move {
             let req = PieceRequest {
@@ -412,7 +420,7 @@ impl Conductor {
                 parent: &source,
                 behind: behind.as_deref(),
                 events: &events,
-                child: &child,
+                child: child.as_ref(),
                 in_flight,
             };
             let client = PieceClient {
@@ -471,9 +479,7 @@ impl Conductor {
                 if let Some(parent) = swarm.sources.get(&source) {
                     parent.saw_busy();
                 }
-                swarm
-                    .busy_until
-                    .insert(source.clone(), Instant::now() + super::picker::BUSY_RETRY);
+                swarm.busy.told_busy(&source, Instant::now());
                 swarm.picker.handle(PickEvent::Busy { piece: n, source });
                 Ok(())
             }
@@ -585,20 +591,4 @@ async fn sleep_until_some(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Lets the picker ask again every source whose busy answer is [`super::picker::BUSY_RETRY`]
-/// old.
-fn lapse_busy(swarm: &mut Swarm) {
-    let now = Instant::now();
-    let picker = &mut swarm.picker;
-    swarm.busy_until.retain(|source, at| {
-        let lapsed = *at <= now;
-        if lapsed {
-            picker.handle(PickEvent::BusyLapsed {
-                source: source.clone(),
-            });
-        }
-        !lapsed
-    });
 }

@@ -295,9 +295,10 @@ pub struct PieceRequest<'a> {
     pub behind: Option<&'a str>,
     /// Told the slot this fetch holds, near its end, so a fetch can be queued behind it.
     pub events: &'a mpsc::UnboundedSender<ParentEvent>,
-    /// This peer's ID for the task ([`df_core::HEADER_PEER`]) and the pieces of the task it
-    /// is fetching, this one included ([`df_core::HEADER_IN_FLIGHT`]).
-    pub child: &'a PeerId,
+    /// This peer's ID for the task ([`df_core::HEADER_PEER`]), made into a header value once
+    /// per download, and the pieces of the task it is fetching, this one included
+    /// ([`df_core::HEADER_IN_FLIGHT`]). Without the ID neither is sent.
+    pub child: Option<&'a http::HeaderValue>,
     pub in_flight: u32,
 }
 
@@ -344,11 +345,12 @@ pub(crate) async fn fetch_piece(
         return Err(PieceError::NotFound);
     };
     let url = format!("{}/pieces/{}/{n}", req.base, task.id);
-    let mut get = ctx
-        .http
-        .get(&url)
-        .header(df_core::HEADER_PEER, req.child.as_str())
-        .header(df_core::HEADER_IN_FLIGHT, req.in_flight);
+    let mut get = ctx.http.get(&url);
+    if let Some(child) = req.child {
+        get = get
+            .header(df_core::HEADER_PEER, child.clone())
+            .header(df_core::HEADER_IN_FLIGHT, req.in_flight);
+    }
     if let Some(slot) = req.behind {
         get = get.header(df_core::HEADER_UPLOAD_SLOT, slot);
     }
@@ -530,8 +532,12 @@ mod tests {
     }
 
     /// A parent that answers one piece request with a slot header and sends the body's
-    /// chunks as the test hands them over.
-    async fn parent_sending(chunks: mpsc::UnboundedReceiver<Bytes>, len: u64) -> String {
+    /// chunks as the test hands them over; the request's headers go to `asked`.
+    async fn parent_sending(
+        chunks: mpsc::UnboundedReceiver<Bytes>,
+        len: u64,
+        asked: mpsc::UnboundedSender<http::HeaderMap>,
+    ) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -541,7 +547,8 @@ mod tests {
                 return;
             };
             let chunks = std::sync::Mutex::new(Some(chunks));
-            let service = hyper::service::service_fn(move |_req| {
+            let service = hyper::service::service_fn(move |req: http::Request<_>| {
+                let _ = asked.send(req.headers().clone());
                 let rx = chunks.lock().expect("lock").take().expect("one request");
                 async move {
                     let frames = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -577,7 +584,8 @@ mod tests {
         let (_store, task) = scratch_task(dir.path(), PieceLayout::new(64, Some(64))).await;
         let whole: Vec<u8> = (0u8..64).collect();
         let (chunks, rx) = mpsc::unbounded_channel();
-        let base = parent_sending(rx, 64).await;
+        let (asked, mut request_headers) = mpsc::unbounded_channel();
+        let base = parent_sending(rx, 64, asked).await;
         let (events, mut announced) = mpsc::unbounded_channel();
         let fetch = tokio::spawn({
             let task = task.clone();
@@ -594,8 +602,8 @@ mod tests {
                     parent: &PeerId::from("parent".to_owned()),
                     behind: None,
                     events: &events,
-                    child: &PeerId::from("child".to_owned()),
-                    in_flight: 1,
+                    child: Some(&http::HeaderValue::from_static("child")),
+                    in_flight: 2,
                 };
                 let layout = PieceLayout::new(64, Some(64));
                 fetch_piece(client, &task, layout, 0, req, PieceDigest::of(&whole)).await
@@ -625,5 +633,16 @@ mod tests {
         let (len, _) = fetch.await.expect("join").expect("the piece");
         assert_eq!(len, 64);
         assert!(announced.try_recv().is_err(), "announced once");
+        // The request named its child and its fetches in flight, which the parent's
+        // starved-child rule reads (`crate::admission`).
+        let headers = request_headers.try_recv().expect("the request's headers");
+        assert_eq!(
+            headers.get(df_core::HEADER_PEER).map(|v| v.as_bytes()),
+            Some(&b"child"[..])
+        );
+        assert_eq!(
+            headers.get(df_core::HEADER_IN_FLIGHT).map(|v| v.as_bytes()),
+            Some(&b"2"[..])
+        );
     }
 }
