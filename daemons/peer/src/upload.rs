@@ -282,9 +282,6 @@ async fn piece(
                 // After the lock: the feeds it wakes read the task's state.
                 task.notify();
             }
-            if promise.is_some() {
-                task.first_sent();
-            }
             (admitted, promise)
         }
         Err(Answer::Busy) => return busy(ctx),
@@ -335,7 +332,7 @@ async fn piece(
                         // The last byte is handed over: with the length known, hyper may
                         // never poll the body again, so this is where the piece counts as sent.
                         if let Some(p) = promise.as_mut() {
-                            p.kept = true;
+                            p.keep();
                         }
                         if let Some(d) = delivery.take() {
                             d.release();
@@ -384,9 +381,10 @@ impl Delivery {
     }
 }
 
-/// The first sending of a piece, promised to one child: [`admit`] marks it sent at once. For
-/// a super-seeding seed, no other neighbour is offered it meanwhile; for a helper, it no longer
-/// counts as read ahead of its uplink ([`crate::read_ahead`]). Unless the body ends with the
+/// The first sending of a piece, promised to one child: [`admit`] marks it sent at once, so a
+/// super-seeding seed offers it to no other neighbour meanwhile. Once its last byte is handed
+/// over it is delivered, and no longer counts as read ahead of a helper's uplink
+/// ([`crate::read_ahead`]). Unless the body ends with the
 /// piece's last byte, dropping the promise takes the mark back: a child whose queued request
 /// timed out, or that went away mid-piece, would otherwise keep a seed's piece from everyone
 /// until super-seeding ends.
@@ -396,6 +394,15 @@ struct FirstSend {
     kept: bool,
     /// The piece is back on offer: the feeds must be told (a seed's offer only).
     seed: bool,
+}
+
+impl FirstSend {
+    /// The piece's last byte is handed over: the mark stays, and the piece is delivered.
+    fn keep(&mut self) {
+        self.kept = true;
+        self.task.state().delivered.set(self.piece);
+        self.task.first_delivered();
+    }
 }
 
 impl Drop for FirstSend {
@@ -730,6 +737,35 @@ mod tests {
         ] {
             assert_eq!(asker(&partial), None, "{partial:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_first_sending_counts_as_delivered_only_once_its_last_byte_is_out() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let layout = df_core::piece::PieceLayout::new(12, Some(4));
+        let (_store, task) = crate::storage::scratch_task(dir.path(), layout).await;
+        let sends = task.subscribe_sends();
+        let first = |n: u32| {
+            task.state().sent.set(n);
+            FirstSend {
+                task: task.clone(),
+                piece: n,
+                kept: false,
+                seed: false,
+            }
+        };
+        // A child that went away mid-piece: neither sent nor delivered any more.
+        drop(first(0));
+        // A piece whose last byte went out: both, and a helper waiting to read on is woken.
+        let mut whole = first(1);
+        assert!(!task.state().delivered.get(1), "not before the last byte");
+        assert!(!sends.has_changed().expect("open"));
+        whole.keep();
+        drop(whole);
+        assert!(sends.has_changed().expect("open"));
+        let st = task.state();
+        assert_eq!(st.sent.ones().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(st.delivered.ones().collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]

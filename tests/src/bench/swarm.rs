@@ -104,6 +104,9 @@ pub struct SwarmConfig {
     /// Parent of the run's temp dir; the system temp dir when `None`.
     #[serde(skip)]
     pub work_dir: Option<PathBuf>,
+    /// Keep the run's temp dir (`--keep`) instead of deleting it.
+    #[serde(skip)]
+    pub keep: bool,
 }
 
 /// The physical lower bound of the makespan and its three terms, seconds. A term whose rate is
@@ -388,6 +391,9 @@ async fn one_run(
     let mut procs = ProcessSet::default();
     let result = run_cluster(cfg, bound, (http, lab.as_ref()), dir.path(), &mut procs).await;
     procs.stop_all(Duration::from_secs(5)).await;
+    if cfg.keep {
+        eprintln!("  kept {}", dir.keep().display());
+    }
     result
 }
 

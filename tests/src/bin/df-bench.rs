@@ -25,6 +25,10 @@ struct Cli {
     /// Parent directory for the runs' temp dirs (daemon data, logs) [default: the system's].
     #[arg(long, global = true, value_name = "DIR")]
     work_dir: Option<PathBuf>,
+    /// Keep each swarm run's temp dir (daemon configs, logs, data) instead of deleting it; its
+    /// path is printed. For reading the daemons' logs after a run.
+    #[arg(long, global = true)]
+    keep: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -387,6 +391,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 timeout_s: a.timeout,
                 bin_dir,
                 work_dir: cli.work_dir,
+                keep: cli.keep,
             };
             if churn > 0.0 {
                 let report = churn::run(config, churn).await?;
@@ -415,7 +420,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             println!("wrote {}", out.display());
         }
-        Command::Chaos(a) => run_chaos(a, bin_dir, cli.work_dir).await?,
+        Command::Chaos(a) => run_chaos(a, bin_dir, (cli.work_dir, cli.keep)).await?,
         Command::SchedulerLoad(a) => {
             let out = a.out.clone();
             let report = scheduler_load::run(LoadConfig {
@@ -542,7 +547,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn run_chaos(
     a: ChaosArgs,
     bin_dir: PathBuf,
-    work_dir: Option<PathBuf>,
+    (work_dir, keep): (Option<PathBuf>, bool),
 ) -> anyhow::Result<()> {
     let config = SwarmConfig {
         label: a.label,
@@ -569,6 +574,7 @@ async fn run_chaos(
         timeout_s: a.timeout,
         bin_dir,
         work_dir,
+        keep,
     };
     // The last peer has the small disk; the victims are drawn from the others.
     let plan = ChaosPlan {

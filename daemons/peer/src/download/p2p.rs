@@ -241,8 +241,11 @@ impl Conductor {
             return false;
         }
         let st = self.task.state();
-        let waiting =
-            crate::read_ahead::only_here(&st.bitmap, st.superseed_record(), share.range.clone());
+        let record = crate::read_ahead::Record {
+            delivered: &st.delivered,
+            received: &st.received,
+        };
+        let waiting = crate::read_ahead::only_here(&st.bitmap, record, share.range.clone());
         !crate::read_ahead::may_read(waiting, reading, limit)
     }
 

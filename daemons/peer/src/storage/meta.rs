@@ -110,6 +110,7 @@ impl TaskMeta {
             bytes_from_seeds: self.bytes_from_seeds,
             uploaded_bytes: self.uploaded_bytes,
             sent: Bitmap::new(count),
+            delivered: Bitmap::new(count),
             received: Bitmap::new(count),
             uploads: 0,
             upload_slots: crate::upload::SlotTable::default(),

@@ -141,11 +141,14 @@ pub struct TaskState {
     pub bytes_from_peers: u64,
     pub bytes_from_seeds: u64,
     pub uploaded_bytes: u64,
-    /// Pieces sent to another peer at least once since start (for a seed's super-seeding,
-    /// [`crate::superseed`], and a helper's read-ahead, [`crate::read_ahead`]); not
-    /// persisted. `sent` and `received` are as long as `bitmap`: they get their length where
-    /// it does.
+    /// Pieces sent to another peer at least once since start, counted from the admission of
+    /// the request (for a seed's super-seeding, [`crate::superseed`]); not persisted. `sent`,
+    /// `delivered` and `received` are as long as `bitmap`: they get their length where it
+    /// does.
     pub sent: Bitmap,
+    /// Pieces whose last byte went to another peer at least once since start (for a helper's
+    /// read-ahead, [`crate::read_ahead`]); not persisted.
+    pub delivered: Bitmap,
     /// Pieces fetched from another daemon since start (for the same two); not persisted.
     pub received: Bitmap,
     /// Uploads of this task in progress (at most `upload.slots`, `crate::admission`); not
@@ -179,7 +182,7 @@ pub struct StoredTask {
     file: Mutex<Option<Arc<std::fs::File>>>,
     /// Bumped on every change readers may wait for (a piece, the layout, completion, failure).
     changed: watch::Sender<u64>,
-    /// Bumped when a piece is sent for the first time; a helper that stopped reading its share
+    /// Bumped when a piece is delivered for the first time; a helper that stopped reading its share
     /// ahead of its uplink ([`crate::read_ahead`]) waits for it. Apart from `changed` so the
     /// bitmap feeds are not woken for every piece a normal peer sends.
     sends: watch::Sender<u64>,
@@ -232,8 +235,8 @@ impl StoredTask {
         self.sends.subscribe()
     }
 
-    /// A piece was sent for the first time.
-    pub fn first_sent(&self) {
+    /// A piece was delivered to another peer for the first time.
+    pub fn first_delivered(&self) {
         self.sends.send_modify(|v| *v = v.wrapping_add(1));
     }
 
@@ -611,6 +614,7 @@ impl PieceStore {
             bytes_from_seeds: 0,
             uploaded_bytes: 0,
             sent: Bitmap::default(),
+            delivered: Bitmap::default(),
             received: Bitmap::default(),
             uploads: 0,
             upload_slots: crate::upload::SlotTable::default(),
@@ -663,6 +667,7 @@ impl PieceStore {
             st.layout = Some(layout);
             st.bitmap = Bitmap::new(layout.piece_count());
             st.sent = Bitmap::new(layout.piece_count());
+            st.delivered = Bitmap::new(layout.piece_count());
             st.received = Bitmap::new(layout.piece_count());
             st.digests = vec![None; layout.piece_count() as usize];
             st.response_headers = headers;

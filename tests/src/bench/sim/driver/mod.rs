@@ -399,7 +399,6 @@ impl Driver {
                         if self.is_seed[from as usize] {
                             seeds_sent.push((from, task));
                         }
-                        self.reader_moved(task, from, f.piece, true);
                         out.push(Command::Fetch {
                             task,
                             piece: f.piece,
@@ -526,6 +525,7 @@ impl Protocol for Driver {
             if let Some(t) = self.tasks[task as usize].as_mut().filter(|t| t.seed == to) {
                 t.seed_received.set(piece);
             }
+            self.reader_moved(task, from, piece, true);
             self.reader_moved(task, to, piece, false);
             let source = self.ids[from as usize].clone();
             self.pick(to, task, PickEvent::Fetched { piece, source });
