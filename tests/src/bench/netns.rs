@@ -20,6 +20,7 @@
 //! kills what still runs in its namespaces (only their pids, from `ip netns pids`) and deletes
 //! them, which deletes their veths and qdiscs too. Creating one as non-root fails with one line.
 
+use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Stdio;
@@ -31,6 +32,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::pull::Pull;
+use super::round3;
 
 /// Host numbers of the fixed roles.
 pub const ORIGIN_HOST: usize = 1;
@@ -216,6 +218,135 @@ impl Drop for Lab {
     }
 }
 
+/// Frame bytes each host's link carried so far, read on the switch's side of its veth: what
+/// the switch sent towards the host (its downlink, which a `tbf` caps) and what it took from
+/// it (its uplink). These are the bytes the caps count: Ethernet, IP and TCP headers, ACKs and
+/// retransmissions included.
+#[derive(Debug, Clone, Default)]
+pub struct WireCounters(BTreeMap<usize, Link>);
+
+/// One host's frame bytes, each way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Link {
+    pub down: u64,
+    pub up: u64,
+}
+
+/// Frame bytes per payload byte of one TCP segment over IPv4 and Ethernet with a 1500-byte MTU
+/// (what the lab's veths have): 1514 frame bytes carry 1448 payload bytes (timestamps on).
+pub const SEGMENT_FRAMING: f64 = 1514.0 / 1448.0;
+
+/// Frame bytes per payload byte on either link of a host that uploads as much as it
+/// downloads: its segments, plus the ACKs of what flows the other way (66 bytes per two
+/// segments). A cap on frames carries payload this much slower, whatever the protocol above.
+pub const TCP_FRAMING: f64 = SEGMENT_FRAMING + 66.0 / 2896.0;
+
+impl WireCounters {
+    /// What host `host`'s link carried between `before` and this snapshot.
+    pub fn since(&self, before: &Self, host: usize) -> Link {
+        let (now, then) = (
+            self.0.get(&host).copied().unwrap_or_default(),
+            before.0.get(&host).copied().unwrap_or_default(),
+        );
+        Link {
+            down: now.down.saturating_sub(then.down),
+            up: now.up.saturating_sub(then.up),
+        }
+    }
+
+    /// `/proc/net/dev` of the switch's namespace: its port `v<host>` sends towards the host.
+    fn parse(proc_net_dev: &str) -> Self {
+        let mut out = BTreeMap::new();
+        for line in proc_net_dev.lines().skip(2) {
+            let Some((name, fields)) = line.split_once(':') else {
+                continue;
+            };
+            let Some(host) = name.trim().strip_prefix('v').and_then(|h| h.parse().ok()) else {
+                continue;
+            };
+            let f: Vec<u64> = fields
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            if let (Some(&rx), Some(&tx)) = (f.first(), f.get(8)) {
+                out.insert(host, Link { down: tx, up: rx });
+            }
+        }
+        Self(out)
+    }
+}
+
+/// What the daemons' links carried in a `--netns` run, where the kernel caps frames and the
+/// bound T* counts payload. A link capped at D carries TCP payload at no more than
+/// D / [`TCP_FRAMING`], so the bound a run on these links can reach is T* with its terms
+/// slowed by that: `t_star_s`. It uses the constant, not the measured ratios, which also hold
+/// this system's own overhead (requests, bitmap feeds, pieces fetched twice, retransmissions)
+/// and are shown beside it so that overhead can be read off.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WireUse {
+    /// Downlink frame bytes per payload byte received, over the surviving daemons.
+    pub down_per_payload: f64,
+    /// Uplink frame bytes per payload byte sent, over the same.
+    pub up_per_payload: f64,
+    /// T* at the payload rate TCP framing leaves of each cap.
+    pub t_star_s: f64,
+    pub makespan_over_t_star: f64,
+}
+
+impl WireUse {
+    /// From each surviving daemon's link use, payload received and payload sent; `None`
+    /// without payload either way.
+    pub fn new(
+        links: impl Iterator<Item = (Link, u64, u64)>,
+        bound: &super::swarm::LowerBound,
+        makespan_s: f64,
+    ) -> Option<Self> {
+        let (mut link, mut received, mut sent) = (Link::default(), 0u64, 0u64);
+        for (l, r, s) in links {
+            link.down += l.down;
+            link.up += l.up;
+            received += r;
+            sent += s;
+        }
+        if received == 0 || sent == 0 {
+            return None;
+        }
+        let down = link.down as f64 / received as f64;
+        let up = link.up as f64 / sent as f64;
+        // The origin only sends: its ACKs come in on the other link.
+        let t_star = (bound.download_s * TCP_FRAMING)
+            .max(bound.origin_s * SEGMENT_FRAMING)
+            .max(bound.swarm_s * TCP_FRAMING);
+        Some(Self {
+            down_per_payload: round3(down),
+            up_per_payload: round3(up),
+            t_star_s: round3(t_star),
+            makespan_over_t_star: if t_star > 0.0 {
+                round3(makespan_s / t_star)
+            } else {
+                0.0
+            },
+        })
+    }
+}
+
+impl Lab {
+    /// Every host link's frame counters now.
+    pub fn wire_counters(&self) -> anyhow::Result<WireCounters> {
+        let sw = format!("{}-sw", self.prefix);
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &sw, "cat", "/proc/net/dev"])
+            .output()
+            .context("cannot run ip netns exec")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "cannot read /proc/net/dev in {sw}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        Ok(WireCounters::parse(&String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     run("ip", args)
 }
@@ -341,6 +472,28 @@ fn parse_curl(out: std::io::Result<std::process::Output>, seconds: f64) -> Pull 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_switchs_counters_give_each_hosts_link_both_ways() {
+        let dev = "Inter-|   Receive                                                |  Transmit\n \
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n\
+    br0:     100       1    0    0    0     0          0         0      200       2    0    0    0     0       0          0\n\
+     v3: 5000000    3000    0    0    0     0          0         0 36000000   25000    0    0    0     0       0          0\n\
+     vr:      10       1    0    0    0     0          0         0       20       1    0    0    0     0       0          0\n";
+        let before = WireCounters::parse("");
+        let now = WireCounters::parse(dev);
+        // The switch sends towards host 3 what it downloads, and takes what it uploads.
+        assert_eq!(
+            now.since(&before, 3),
+            Link {
+                down: 36_000_000,
+                up: 5_000_000
+            }
+        );
+        assert_eq!(now.since(&now, 3), Link::default());
+        assert_eq!(now.since(&before, 4), Link::default());
+        assert!((TCP_FRAMING - 1.0684).abs() < 1e-3, "{TCP_FRAMING}");
+    }
 
     #[test]
     fn curl_output_gives_headers_bytes_and_status() {

@@ -208,6 +208,9 @@ pub struct SwarmRun {
     /// What the chaos did and what the clients saw (`df-bench chaos` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chaos: Option<ChaosOutcome>,
+    /// Under `--netns`: what the links carried, and the bound at the payload rate they allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<netns::WireUse>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -524,6 +527,7 @@ async fn run_cluster(
         .iter()
         .map(|p| (p.name.clone(), p.admin.clone()))
         .collect();
+    let wire_before = lab.map(Lab::wire_counters).transpose()?;
     let (pulls, killed, chaos) = match (&cfg.chaos, lab) {
         (Some(plan), _) => {
             let env = chaos::Env {
@@ -568,6 +572,7 @@ async fn run_cluster(
         }
     };
 
+    let wire_after = lab.map(Lab::wire_counters).transpose()?;
     let usage_after: Vec<ProcUsage> = pids
         .iter()
         .map(|(_, pid)| proc_usage(*pid).unwrap_or_default())
@@ -684,6 +689,16 @@ async fn run_cluster(
         .as_ref()
         .filter(|_| makespan > 0.0)
         .map(|b| round3(b.makespan_s / makespan));
+    let wire = wire_before.zip(wire_after).and_then(|(before, after)| {
+        let links = nodes.iter().zip(std::iter::once(&seed).chain(&peers));
+        let carried = links
+            .filter(|(_, r)| r.killed_at_s.is_none())
+            .map(|(node, r)| {
+                let link = after.since(&before, node.host);
+                (link, r.bytes_received, r.uploaded_bytes)
+            });
+        netns::WireUse::new(carried, bound, makespan)
+    });
     Ok(SwarmRun {
         makespan_s: round3(makespan),
         makespan_over_t_star: if bound.t_star_s > 0.0 {
@@ -703,6 +718,7 @@ async fn run_cluster(
         baseline,
         speedup,
         chaos,
+        wire,
     })
 }
 

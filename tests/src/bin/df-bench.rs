@@ -643,6 +643,18 @@ fn print_swarm(r: &SwarmReport) {
             run.peers_from_origin,
             run.shares_taken_back,
         );
+        if let Some(w) = &run.wire {
+            println!(
+                "    links: {:.3} frame bytes per payload byte down, {:.3} up (TCP/IP framing \
+                 alone: {:.3}); T* at the payload rate that framing leaves {:.2}s; makespan \
+                 {:.3}x that",
+                w.down_per_payload,
+                w.up_per_payload,
+                df_tests::bench::netns::TCP_FRAMING,
+                w.t_star_s,
+                w.makespan_over_t_star,
+            );
+        }
     }
     println!(
         "  median makespan {:.2}s = {:.2}x T*; speedup over direct {}; origin egress {:.3}x S; \
