@@ -220,8 +220,9 @@ impl Drop for Lab {
 
 /// Frame bytes each host's link carried so far, read on the switch's side of its veth: what
 /// the switch sent towards the host (its downlink, which a `tbf` caps) and what it took from
-/// it (its uplink). These are the bytes the caps count: Ethernet, IP and TCP headers, ACKs and
-/// retransmissions included.
+/// it (its uplink), Ethernet, IP and TCP headers, ACKs and retransmissions included. As the
+/// interfaces count them: a segmentation-offloaded packet counts its headers once, where the
+/// `tbf` counts them per segment, so these are at most what the caps counted.
 #[derive(Debug, Clone, Default)]
 pub struct WireCounters(BTreeMap<usize, Link>);
 
@@ -284,7 +285,8 @@ impl WireCounters {
 /// and are shown beside it so that overhead can be read off.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WireUse {
-    /// Downlink frame bytes per payload byte received, over the surviving daemons.
+    /// Downlink frame bytes per payload byte fetched over the network (from the origin and
+    /// other daemons), over the surviving daemons and the seed.
     pub down_per_payload: f64,
     /// Uplink frame bytes per payload byte sent, over the same.
     pub up_per_payload: f64,
@@ -294,7 +296,7 @@ pub struct WireUse {
 }
 
 impl WireUse {
-    /// From each surviving daemon's link use, payload received and payload sent; `None`
+    /// From each surviving daemon's link use, payload fetched over it and payload sent; `None`
     /// without payload either way.
     pub fn new(
         links: impl Iterator<Item = (Link, u64, u64)>,

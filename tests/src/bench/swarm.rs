@@ -695,7 +695,10 @@ async fn run_cluster(
             .filter(|(_, r)| r.killed_at_s.is_none())
             .map(|(node, r)| {
                 let link = after.since(&before, node.host);
-                (link, r.bytes_received, r.uploaded_bytes)
+                // What came over the link, not what the client read from its own node (the
+                // seed has no client).
+                let fetched = r.from_origin + r.from_peers + r.from_seeds;
+                (link, fetched, r.uploaded_bytes)
             });
         netns::WireUse::new(carried, bound, makespan)
     });
