@@ -112,7 +112,7 @@ impl Conductor {
             if swarm.picker.is_complete() || layout.is_some_and(|l| self.holds_all(l)) {
                 return Ok(P2pEnd::Complete);
             }
-            // Seen before the share is looked at, so a piece sent after the look wakes the loop.
+            // Seen before the share is looked at, so a piece delivered after the look wakes it.
             sends.borrow_and_update();
             let mut paced = false;
             if let Some(l) = layout {
@@ -142,7 +142,7 @@ impl Conductor {
                 Some(done) = futures_util::StreamExt::next(&mut origin_fetches), if !origin_fetches.is_empty() => {
                     self.on_origin_piece(&mut swarm, link, done).await?;
                 }
-                // Reading paused until a piece read ahead is sent (crate::read_ahead).
+                // Reading paused until a piece read ahead is delivered (crate::read_ahead).
                 Ok(()) = sends.changed(), if paced => {}
                 () = sleep_until_some(busy_lapse), if busy_lapse.is_some() => {
                     for source in swarm.busy.lapsed(Instant::now()) {
